@@ -1,0 +1,1 @@
+"""Capture input: pcap, pcapng (optionally gzip-compressed), standard input and live interfaces."""

@@ -1,0 +1,1 @@
+"""Link, IP and transport decoding, defragmentation and TCP reassembly, without scapy objects."""

@@ -1,0 +1,40 @@
+"""The package's exception hierarchy: our own failures and unusable user input, never traffic."""
+
+from __future__ import annotations
+
+
+class AuditorError(Exception):
+    """Base class of every exception raised on purpose by dnssec-auditor."""
+
+
+class CaptureError(AuditorError):
+    """A capture file or stream cannot be read (missing, unreadable, not a capture, corrupt).
+
+    The message names the file and, where known, the byte offset of the problem.
+    """
+
+    def __init__(self, source: str, problem: str, offset: int | None = None) -> None:
+        self.source = source
+        self.problem = problem
+        self.offset = offset
+        where = f" at byte offset {offset}" if offset is not None else ""
+        super().__init__(f"{source}{where}: {problem}")
+
+
+class TrustAnchorError(AuditorError):
+    """A trust anchor file is malformed; the message names the file and line."""
+
+    def __init__(self, source: str, problem: str, line: int | None = None) -> None:
+        self.source = source
+        self.problem = problem
+        self.line = line
+        where = f":{line}" if line is not None else ""
+        super().__init__(f"{source}{where}: {problem}")
+
+
+class KeyCacheError(AuditorError):
+    """The SQLite key cache cannot be opened, read or written."""
+
+
+class ConfigError(AuditorError):
+    """A command-line option or configuration value is invalid."""

@@ -1,0 +1,169 @@
+"""RRset and RRSIG pairing per response section: the evidence validation judges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from auditor.transactions import Transaction
+
+
+class Section(StrEnum):
+    """Message sections that carry resource records (RFC 1035 4.1)."""
+
+    ANSWER = "answer"
+    AUTHORITY = "authority"
+    ADDITIONAL = "additional"
+
+
+@dataclass(frozen=True, slots=True)
+class RRsetEvidence:
+    """One RRset as received, with the RRSIGs that cover it in the same section."""
+
+    section: Section
+    """Where the RRset was found."""
+    rrset: dns.rrset.RRset
+    """The records exactly as parsed from the wire (owner, class, type, TTL, rdata)."""
+    rrsigs: dns.rrset.RRset | None
+    """The RRSIG records with the same owner and class whose Type Covered is this type
+    (RFC 4034 3.1.1), or None when the RRset arrived unsigned."""
+
+    @property
+    def name(self) -> dns.name.Name:
+        """The owner name."""
+        return self.rrset.name
+
+    @property
+    def rdtype(self) -> dns.rdatatype.RdataType:
+        """The RR type."""
+        return self.rrset.rdtype
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseEvidence:
+    """Everything one response offers to the validator, with its transaction for provenance."""
+
+    transaction: Transaction
+    """The response and its matched query (for addresses, ports, frames and the DO bit asked)."""
+    qname: dns.name.Name | None
+    """The question name (None for a response without question)."""
+    qtype: int | None
+    """The question type."""
+    qclass: int | None
+    """The question class."""
+    rcode: int
+    """The full response code, including the EDNS extended bits."""
+    flags: int
+    """The header flags (``dns.flags`` bits)."""
+    do: bool
+    """The EDNS DO bit of the response (RFC 3225)."""
+    query_do: bool | None
+    """The DO bit of the matched query; None when the query was not captured."""
+    edns: bool
+    """Whether the response carried an OPT record."""
+    ede: tuple[int, ...]
+    """RFC 8914 Extended DNS Error info codes carried in the response's OPT record."""
+    rrsets: tuple[RRsetEvidence, ...]
+    """Every non-RRSIG RRset of the three sections, paired with its covering RRSIGs."""
+    orphan_rrsigs: tuple[RRsetEvidence, ...]
+    """RRSIG RRsets covering a type that is absent from their section (section, RRSIG set);
+    their ``rrsigs`` field holds the RRSIG records and ``rrset`` the same records."""
+    problems: tuple[str, ...]
+    """Parse problems of the response (records dnspython had to skip)."""
+
+    @property
+    def ts_ns(self) -> int:
+        """Capture time of the response."""
+        return self.transaction.response.wire.ts_ns
+
+    def section(self, section: Section) -> tuple[RRsetEvidence, ...]:
+        """The RRsets of one section, in message order."""
+        return tuple(r for r in self.rrsets if r.section is section)
+
+
+def _edns_do(message: dns.message.Message | None) -> bool:
+    return bool(message is not None and message.edns >= 0 and message.ednsflags & dns.flags.DO)
+
+
+def _ede_codes(message: dns.message.Message) -> tuple[int, ...]:
+    return tuple(
+        int(option.code) for option in message.options if isinstance(option, dns.edns.EDEOption)
+    )
+
+
+def _pair_section(
+    section: Section, rrsets: list[dns.rrset.RRset]
+) -> tuple[list[RRsetEvidence], list[RRsetEvidence]]:
+    """Pair each RRset with the RRSIGs covering it in the same section (RFC 4035 3.1.1)."""
+    signatures: dict[tuple[dns.name.Name, int, int], dns.rrset.RRset] = {}
+    plain: list[dns.rrset.RRset] = []
+    for rrset in rrsets:
+        if rrset.rdtype == dns.rdatatype.RRSIG:
+            key = (rrset.name, int(rrset.rdclass), int(rrset.covers))
+            if key in signatures:
+                signatures[key].union_update(rrset)
+            else:
+                signatures[key] = rrset
+        else:
+            plain.append(rrset)
+    paired = [
+        RRsetEvidence(
+            section,
+            rrset,
+            signatures.pop((rrset.name, int(rrset.rdclass), int(rrset.rdtype)), None),
+        )
+        for rrset in plain
+    ]
+    orphans = [RRsetEvidence(section, sigs, sigs) for sigs in signatures.values()]
+    return paired, orphans
+
+
+def build_evidence(transaction: Transaction) -> ResponseEvidence:
+    """Collect the RRsets and RRSIGs of a response into evidence."""
+    response = transaction.response
+    message = response.message
+    query_message = transaction.query.message if transaction.query is not None else None
+    query_do = _edns_do(query_message) if transaction.query is not None else None
+    rrsets: list[RRsetEvidence] = []
+    orphans: list[RRsetEvidence] = []
+    if message is not None:
+        for section, records in (
+            (Section.ANSWER, message.answer),
+            (Section.AUTHORITY, message.authority),
+            (Section.ADDITIONAL, message.additional),
+        ):
+            paired, unpaired = _pair_section(section, list(records))
+            rrsets.extend(paired)
+            orphans.extend(unpaired)
+    return ResponseEvidence(
+        transaction=transaction,
+        qname=response.qname,
+        qtype=response.qtype,
+        qclass=response.qclass,
+        rcode=int(message.rcode()) if message is not None else _header_rcode(response.wire.wire),
+        flags=int(message.flags) if message is not None else _header_flags(response.wire.wire),
+        do=_edns_do(message),
+        query_do=query_do,
+        edns=bool(message is not None and message.edns >= 0),
+        ede=_ede_codes(message) if message is not None else (),
+        rrsets=tuple(rrsets),
+        orphan_rrsigs=tuple(orphans),
+        problems=response.problems,
+    )
+
+
+def _header_flags(wire: bytes) -> int:
+    return int.from_bytes(wire[2:4], "big") if len(wire) >= 4 else 0
+
+
+def _header_rcode(wire: bytes) -> int:
+    return _header_flags(wire) & 0x000F

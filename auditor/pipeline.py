@@ -1,0 +1,284 @@
+"""Orchestration: wires capture, decode, parsing, matching, evidence, validation and reports."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from auditor import __version__
+from auditor.anomaly import Anomaly, AnomalyCode
+from auditor.capture.frame import Frame
+from auditor.decode.defrag import Defragmenter
+from auditor.decode.dissect import dissect
+from auditor.decode.tcpstream import TCPReassembler
+from auditor.decode.transport import (
+    DNS_PORTS,
+    TCPSegment,
+    WireMessage,
+    split_transport,
+    udp_message,
+)
+from auditor.evidence import ResponseEvidence, build_evidence
+from auditor.ledger import Ledger, Reason
+from auditor.messages import MessageParser, ObservedMessage
+from auditor.transactions import Matcher
+
+logger = logging.getLogger(__name__)
+
+EXPIRE_INTERVAL_NS = 1_000_000_000
+"""How often (in capture time) reassembly and matching state is expired."""
+
+
+class _RateLimitedLog:
+    """Logs the first few occurrences of a repetitive per-packet problem, then counts silently."""
+
+    def __init__(self, limit: int = 5) -> None:
+        self._limit = limit
+        self._seen: Counter[str] = Counter()
+
+    def warning(self, key: str, message: str, *args: object) -> None:
+        self._seen[key] += 1
+        if self._seen[key] <= self._limit:
+            logger.warning(message, *args)
+        elif self._seen[key] == self._limit + 1:
+            logger.warning("further '%s' problems are counted in stats.json, not logged", key)
+
+
+class DecodeChain:
+    """Frames in, parsed DNS messages out: dissect, defragment, split, reassemble, parse."""
+
+    def __init__(self, ledger: Ledger, ports: frozenset[int] = DNS_PORTS) -> None:
+        self.ledger = ledger
+        self.ports = ports
+        self.defragmenter = Defragmenter(ledger)
+        self.tcp = TCPReassembler(ledger)
+        self.parser = MessageParser(ledger)
+        self._next_expiry_ns: int | None = None
+        self._errors = _RateLimitedLog()
+
+    def feed(self, frame: Frame) -> list[ObservedMessage]:
+        """Decode one frame; return the DNS messages it completes (usually zero or one)."""
+        self.ledger.read()
+        wires = self._expire_if_due(frame.ts_ns)
+        try:
+            wires.extend(self._decode(frame))
+        except Exception as exc:  # our own bug must not stop the run: count it with the frame
+            self.ledger.settle(Reason.DECODER_ERROR)
+            self._note_decoder_error(frame, exc)
+        return self._parse_all(wires)
+
+    def _decode(self, frame: Frame) -> list[WireMessage]:
+        datagram = dissect(frame, self.ledger)
+        if datagram is None:
+            return []
+        if datagram.fragment is not None:
+            datagram = self.defragmenter.feed(datagram)
+            if datagram is None:
+                return []
+        unit = split_transport(datagram, self.ports, self.ledger)
+        if unit is None:
+            return []
+        if isinstance(unit, TCPSegment):
+            return self.tcp.feed(unit)
+        return [udp_message(unit)]
+
+    def _expire_if_due(self, now_ns: int) -> list[WireMessage]:
+        if self._next_expiry_ns is None:
+            self._next_expiry_ns = now_ns + EXPIRE_INTERVAL_NS
+            return []
+        if now_ns < self._next_expiry_ns:
+            return []
+        self._next_expiry_ns = now_ns + EXPIRE_INTERVAL_NS
+        self.defragmenter.expire(now_ns)
+        return self.tcp.expire(now_ns)
+
+    def flush(self) -> list[ObservedMessage]:
+        """End of input: flush reassembly state and parse what it completes."""
+        self.defragmenter.flush()
+        return self._parse_all(self.tcp.flush())
+
+    def _parse_all(self, wires: list[WireMessage]) -> list[ObservedMessage]:
+        messages = []
+        for wire in wires:
+            observed = self.parser.feed(wire)
+            if observed is not None:
+                messages.append(observed)
+        return messages
+
+    def _note_decoder_error(self, frame: Frame, exc: Exception) -> None:
+        self._errors.warning(
+            "decoder_error",
+            "%s frame %d: internal decoder error %s: %s",
+            frame.capture,
+            frame.number,
+            type(exc).__name__,
+            exc,
+        )
+        self.ledger.note(
+            Anomaly(
+                code=AnomalyCode.DECODER_ERROR,
+                capture=frame.capture,
+                frames=(frame.number,),
+                ts_ns=frame.ts_ns,
+                detail=f"internal decoder error {type(exc).__name__}: {exc}",
+            )
+        )
+
+
+@dataclass(slots=True)
+class EvidenceStream:
+    """Frames in, response evidence out, with every stage's counters kept for the report."""
+
+    ledger: Ledger = field(default_factory=Ledger)
+    ports: frozenset[int] = DNS_PORTS
+    on_anomaly: Callable[[Anomaly], None] | None = None
+    chain: DecodeChain = field(init=False)
+    matcher: Matcher = field(default_factory=Matcher)
+    _last_expiry_ns: int = 0
+
+    def __post_init__(self) -> None:
+        self.chain = DecodeChain(self.ledger, self.ports)
+
+    def run(self, frames: Iterable[Frame]) -> Iterator[ResponseEvidence]:
+        """Yield the evidence of every response in capture order, then flush all state."""
+        for frame in frames:
+            yield from self._match(self.chain.feed(frame), frame.ts_ns)
+        yield from self._match(self.chain.flush(), None)
+        self.matcher.flush()
+        self._drain_anomalies()
+
+    def _match(
+        self, messages: list[ObservedMessage], now_ns: int | None
+    ) -> Iterator[ResponseEvidence]:
+        for message in messages:
+            transaction = self.matcher.feed(message)
+            if transaction is not None:
+                yield build_evidence(transaction)
+        if now_ns is not None and now_ns - self._last_expiry_ns > EXPIRE_INTERVAL_NS:
+            self._last_expiry_ns = now_ns
+            self.matcher.expire(now_ns)
+        self._drain_anomalies()
+
+    def _drain_anomalies(self) -> None:
+        anomalies = self.ledger.take_anomalies()
+        if self.on_anomaly is not None:
+            for anomaly in anomalies:
+                self.on_anomaly(anomaly)
+
+    def counters(self) -> dict[str, Any]:
+        """Every stage's counts, JSON-ready, for ``stats.json``."""
+        return {
+            "frames_read": self.ledger.frames_read,
+            "frames": self.ledger.as_dict(),
+            "frames_unsettled": self.ledger.pending,
+            "observed": dict(self.ledger.observed),
+            "messages": {
+                "parsed_distinct": self.chain.parser.parsed,
+                "parse_cache_hits": self.chain.parser.cache_hits,
+            },
+            "matching": self.matcher.stats.as_dict(),
+        }
+
+
+def run_metadata(started: float) -> dict[str, Any]:
+    """Tool version and elapsed time for ``stats.json``."""
+    return {
+        "tool": "dnssec-auditor",
+        "version": __version__,
+        "elapsed_s": round(time.monotonic() - started, 3),
+    }
+
+
+def default_out_dir(captures: tuple[str, ...], base: Path = Path("reports")) -> Path:
+    """``reports/<capture name>/`` for the first capture (``stdin`` for ``-``)."""
+    first = captures[0]
+    if first == "-":
+        return base / "stdin"
+    name = Path(first).name
+    for suffix in (".gz", ".pcapng", ".pcap", ".cap"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return base / (name or "capture")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOptions:
+    """Everything one ``audit`` run needs, as given on the command line."""
+
+    captures: tuple[str, ...]
+    """Capture files in the order given (``-`` for standard input)."""
+    out_dir: Path
+    """Where reports are written."""
+    ports: frozenset[int] = DNS_PORTS
+    """DNS port set."""
+    progress: bool = False
+    """Show a progress bar by bytes read."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOutcome:
+    """What a run produced, for the CLI's summary and exit code."""
+
+    stats: dict[str, Any]
+    """The content of ``stats.json``."""
+    files: tuple[Path, ...]
+    """Every file written."""
+    capture_problems: tuple[str, ...]
+    """Non-fatal capture problems (a truncated last record, ...), one sentence each."""
+
+
+def _with_progress(frames: Iterable[Frame], source: Any, enabled: bool) -> Iterator[Frame]:
+    """Yield frames, updating a tqdm bar by bytes read when enabled."""
+    if not enabled:
+        yield from frames
+        return
+    from tqdm import tqdm
+
+    total = getattr(source, "total_bytes", None)
+    with tqdm(total=total, unit="B", unit_scale=True, desc="reading", leave=False) as bar:
+        shown = 0
+        for count, frame in enumerate(frames):
+            if count % 2048 == 0:
+                done = int(getattr(source, "bytes_read", 0))
+                bar.update(done - shown)
+                shown = done
+            yield frame
+        bar.update(int(getattr(source, "bytes_read", shown)) - shown)
+
+
+def run_audit(options: AuditOptions) -> AuditOutcome:
+    """Read the captures, write ``responses.jsonl``, ``findings.jsonl`` and ``stats.json``."""
+    from auditor.capture.sources import CaptureSet
+    from auditor.report.files import JsonLinesWriter, write_json
+    from auditor.report.records import STATS_SCHEMA, anomaly_record, response_record
+
+    started = time.monotonic()
+    source = CaptureSet(list(options.captures))
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    responses_path = options.out_dir / "responses.jsonl"
+    findings_path = options.out_dir / "findings.jsonl"
+    stats_path = options.out_dir / "stats.json"
+    with JsonLinesWriter(responses_path) as responses, JsonLinesWriter(findings_path) as findings:
+        stream = EvidenceStream(
+            ports=options.ports,
+            on_anomaly=lambda anomaly: findings.write(anomaly_record(anomaly)),
+        )
+        for evidence in stream.run(_with_progress(source, source, options.progress)):
+            responses.write(response_record(evidence))
+    problems = tuple(str(problem) for problem in source.problems)
+    stats = {
+        "schema": STATS_SCHEMA,
+        **run_metadata(started),
+        "captures": list(options.captures),
+        "capture_problems": list(problems),
+        **stream.counters(),
+        "responses_written": responses.count,
+        "findings_written": findings.count,
+    }
+    write_json(stats_path, stats)
+    return AuditOutcome(stats, (responses_path, findings_path, stats_path), problems)

@@ -1,0 +1,1 @@
+"""Reporters: the only stage that writes output files."""

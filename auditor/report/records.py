@@ -1,0 +1,110 @@
+"""Turning evidence and verdicts into the JSON-ready records of ``responses.jsonl``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import dns.flags
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+
+from auditor.anomaly import Anomaly
+from auditor.evidence import ResponseEvidence, Section
+
+RESPONSES_SCHEMA = "dnssec-auditor/responses/1"
+"""Schema identifier written in every ``responses.jsonl`` record; bumped on breaking changes."""
+FINDINGS_SCHEMA = "dnssec-auditor/findings/1"
+"""Schema identifier written in every ``findings.jsonl`` record."""
+STATS_SCHEMA = "dnssec-auditor/stats/1"
+"""Schema identifier of ``stats.json``."""
+
+_FLAG_ORDER: tuple[tuple[str, int], ...] = (
+    ("QR", dns.flags.QR),
+    ("AA", dns.flags.AA),
+    ("TC", dns.flags.TC),
+    ("RD", dns.flags.RD),
+    ("RA", dns.flags.RA),
+    ("AD", dns.flags.AD),
+    ("CD", dns.flags.CD),
+)
+
+
+def iso_time(ts_ns: int) -> str:
+    """ISO 8601 UTC with microseconds and a ``Z`` suffix."""
+    seconds, nanos = divmod(ts_ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def flag_names(flags: int) -> list[str]:
+    """Header flags as mnemonics in header order, e.g. ``["QR", "RD", "RA"]``."""
+    return [name for name, bit in _FLAG_ORDER if flags & bit]
+
+
+def rcode_text(rcode: int) -> str:
+    """Response code mnemonic (``NOERROR``, ``NXDOMAIN``, ``RCODE4000`` for unknown ones)."""
+    try:
+        return dns.rcode.to_text(dns.rcode.Rcode.make(rcode))
+    except ValueError:
+        return f"RCODE{rcode}"
+
+
+def type_text(rdtype: int | None) -> str | None:
+    """RR type mnemonic, ``TYPE65280`` style for unknown ones."""
+    return None if rdtype is None else dns.rdatatype.to_text(rdtype)
+
+
+def class_text(rdclass: int | None) -> str | None:
+    """RR class mnemonic."""
+    return None if rdclass is None else dns.rdataclass.to_text(rdclass)
+
+
+def response_record(evidence: ResponseEvidence) -> dict[str, Any]:
+    """The capture-level fields of one response (issue #2 contract), without the verdict."""
+    response = evidence.transaction.response
+    query = evidence.transaction.query
+    wire = response.wire
+    return {
+        "schema": RESPONSES_SCHEMA,
+        "ts": iso_time(wire.ts_ns),
+        "capture": wire.capture,
+        "frame": wire.frame,
+        "frames": list(wire.frames),
+        "transport": wire.transport.value,
+        "src": wire.src,
+        "sport": wire.sport,
+        "dst": wire.dst,
+        "dport": wire.dport,
+        "id": response.id,
+        "qname": evidence.qname.to_text() if evidence.qname is not None else None,
+        "qtype": type_text(evidence.qtype),
+        "qclass": class_text(evidence.qclass),
+        "rcode": rcode_text(evidence.rcode),
+        "flags": flag_names(evidence.flags),
+        "do": evidence.do,
+        "ede": list(evidence.ede),
+        "query_frame": query.wire.frame if query is not None else None,
+        "response_index": evidence.transaction.response_index,
+        "hop_limit": wire.hop_limit,
+        "size": len(wire.wire),
+        "answer_count": sum(len(r.rrset) for r in evidence.section(Section.ANSWER)),
+        "problems": list(evidence.problems),
+    }
+
+
+def anomaly_record(anomaly: Anomaly) -> dict[str, Any]:
+    """One decode-level anomaly as a ``findings.jsonl`` record."""
+    return {
+        "schema": FINDINGS_SCHEMA,
+        "kind": "anomaly",
+        "code": anomaly.code.value,
+        "ts": iso_time(anomaly.ts_ns),
+        "capture": anomaly.capture,
+        "frames": list(anomaly.frames),
+        "src": anomaly.src,
+        "dst": anomaly.dst,
+        "detail": anomaly.detail,
+        "params": dict(anomaly.params),
+    }

@@ -1,0 +1,190 @@
+"""Query/response matching on (client, server, ports, ID, question), tolerant of one-sided taps."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import dns.name
+
+from auditor.messages import ObservedMessage
+
+_FlowId = tuple[str, int, str, int, int]
+"""(client address, client port, server address, server port, DNS ID)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One DNS response with the query it answers, when that query was captured."""
+
+    response: ObservedMessage
+    """The response (QR=1)."""
+    query: ObservedMessage | None
+    """The matching query, or None for an unsolicited response (or a one-sided capture)."""
+    response_index: int
+    """0 for the first response to this query; 1, 2, ... for later ones (retransmissions or
+    races); 0 when there is no query."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A query waiting for (more) responses."""
+
+    query: ObservedMessage
+    responses: int = 0
+    last_ts_ns: int = 0
+
+
+@dataclass(slots=True)
+class MatchStats:
+    """Counts kept by the matcher; they go into ``stats.json``."""
+
+    queries: int = 0
+    responses: int = 0
+    matched: int = 0
+    unsolicited: int = 0
+    unanswered: int = 0
+    duplicate_queries: int = 0
+    extra_responses: int = 0
+    evicted_queries: int = 0
+    question_mismatch: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        """JSON-ready counts."""
+        return {
+            "queries": self.queries,
+            "responses": self.responses,
+            "matched_responses": self.matched,
+            "unsolicited_responses": self.unsolicited,
+            "unanswered_queries": self.unanswered,
+            "duplicate_queries": self.duplicate_queries,
+            "extra_responses": self.extra_responses,
+            "evicted_queries": self.evicted_queries,
+            "question_mismatch": self.question_mismatch,
+        }
+
+
+def _question_key(message: ObservedMessage) -> tuple[dns.name.Name | None, int | None, int | None]:
+    name = message.qname
+    return (name.canonicalize() if name is not None else None, message.qtype, message.qclass)
+
+
+class Matcher:
+    """Sans-I/O matcher: ``feed`` messages in capture order, get a Transaction per response.
+
+    A matched query is kept for ``linger_ns`` after its last response so that later responses
+    to it (retransmitted or raced, RFC 5452 section 9.1) are matched to it too.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_ns: int = 30_000_000_000,
+        linger_ns: int = 10_000_000_000,
+        max_pending: int = 200_000,
+    ) -> None:
+        self._timeout_ns = timeout_ns
+        self._linger_ns = linger_ns
+        self._max_pending = max_pending
+        self._pending: OrderedDict[_FlowId, list[_Pending]] = OrderedDict()
+        self._count = 0
+        self.stats = MatchStats()
+
+    def feed(self, message: ObservedMessage) -> Transaction | None:
+        """Take one message; return a Transaction if it is a response."""
+        if message.is_response:
+            return self._answer(message)
+        self._ask(message)
+        return None
+
+    def _ask(self, query: ObservedMessage) -> None:
+        self.stats.queries += 1
+        wire = query.wire
+        key = (wire.src, wire.sport, wire.dst, wire.dport, query.id)
+        waiting = self._pending.get(key)
+        if waiting is None:
+            waiting = []
+            self._pending[key] = waiting
+        else:
+            self._pending.move_to_end(key)
+        question = _question_key(query)
+        if any(_question_key(p.query) == question and p.responses == 0 for p in waiting):
+            # The same query again before any answer: a client retransmission. Keep the first.
+            self.stats.duplicate_queries += 1
+            return
+        waiting.append(_Pending(query, last_ts_ns=wire.ts_ns))
+        self._count += 1
+        if self._count > self._max_pending:
+            self._evict_oldest()
+
+    def _answer(self, response: ObservedMessage) -> Transaction:
+        self.stats.responses += 1
+        wire = response.wire
+        key = (wire.dst, wire.dport, wire.src, wire.sport, response.id)
+        pending = self._find(key, response)
+        if pending is None:
+            self.stats.unsolicited += 1
+            return Transaction(response=response, query=None, response_index=0)
+        index = pending.responses
+        pending.responses += 1
+        pending.last_ts_ns = wire.ts_ns
+        self.stats.matched += 1
+        if index:
+            self.stats.extra_responses += 1
+        return Transaction(response=response, query=pending.query, response_index=index)
+
+    def _find(self, key: _FlowId, response: ObservedMessage) -> _Pending | None:
+        waiting = self._pending.get(key)
+        if not waiting:
+            return None
+        if response.qname is None:
+            # RFC 1035 4.1.2 allows a response without question (FORMERR, NOTIMP): match on ID.
+            return waiting[0]
+        question = _question_key(response)
+        for pending in waiting:
+            if _question_key(pending.query) == question:
+                return pending
+        # RFC 5452 section 9.1: a response whose question differs is not an answer to the query.
+        self.stats.question_mismatch += 1
+        return None
+
+    def expire(self, now_ns: int) -> None:
+        """Forget queries that timed out (unanswered) or lingered long enough after an answer."""
+        stale: list[_FlowId] = []
+        for key, waiting in self._pending.items():
+            kept = [p for p in waiting if not self._is_stale(p, now_ns)]
+            self._forget(len(waiting) - len(kept), waiting, kept)
+            if kept:
+                waiting[:] = kept
+            else:
+                stale.append(key)
+        for key in stale:
+            del self._pending[key]
+
+    def _is_stale(self, pending: _Pending, now_ns: int) -> bool:
+        limit = self._linger_ns if pending.responses else self._timeout_ns
+        return now_ns - pending.last_ts_ns > limit
+
+    def _forget(self, dropped: int, before: list[_Pending], after: list[_Pending]) -> None:
+        if not dropped:
+            return
+        kept_ids = {id(p) for p in after}
+        self.stats.unanswered += sum(
+            1 for p in before if id(p) not in kept_ids and p.responses == 0
+        )
+        self._count -= dropped
+
+    def _evict_oldest(self) -> None:
+        key, waiting = next(iter(self._pending.items()))
+        del self._pending[key]
+        self._count -= len(waiting)
+        self.stats.evicted_queries += len(waiting)
+        self.stats.unanswered += sum(1 for p in waiting if p.responses == 0)
+
+    def flush(self) -> None:
+        """End of input: every query never answered counts as unanswered."""
+        for waiting in self._pending.values():
+            self.stats.unanswered += sum(1 for p in waiting if p.responses == 0)
+        self._pending.clear()
+        self._count = 0
