@@ -1,0 +1,86 @@
+"""Tests for lenient DNS parsing, the parse cache and frame settlement."""
+
+from __future__ import annotations
+
+import dns.message
+import dns.rrset
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from auditor.ledger import Ledger, Reason
+from auditor.messages import MessageParser
+from tests.helpers import query_and_response, wire_message
+
+
+def test_parses_query_and_settles_its_frame() -> None:
+    ledger = Ledger()
+    query, _ = query_and_response()
+    observed = MessageParser(ledger).feed(wire_message(query.to_wire()))
+    assert observed is not None
+    assert not observed.is_response
+    assert observed.id == query.id
+    assert observed.qname is not None and observed.qname.to_text() == "www.example.com."
+    assert observed.qtype == 1
+    assert ledger.settled[Reason.DNS_MESSAGE] == 1
+
+
+def test_identical_messages_with_other_ids_parse_once() -> None:
+    ledger = Ledger()
+    parser = MessageParser(ledger)
+    _, response = query_and_response()
+    response.answer.append(dns.rrset.from_text("www.example.com.", 300, "IN", "A", "192.0.2.1"))
+    ids = []
+    for new_id in (1, 2, 3):
+        response.id = new_id
+        observed = parser.feed(wire_message(response.to_wire()))
+        assert observed is not None and observed.message is not None
+        ids.append(observed.id)
+    assert ids == [1, 2, 3]
+    assert parser.parsed == 1
+    assert parser.cache_hits == 2
+
+
+def test_short_message_is_a_parse_error_not_an_exception() -> None:
+    ledger = Ledger()
+    assert MessageParser(ledger).feed(wire_message(b"\x00\x01\x02")) is None
+    assert ledger.settled[Reason.DNS_PARSE_ERROR] == 1
+    assert ledger.take_anomalies()[0].code == "dns_parse_error"
+
+
+def test_bad_record_length_is_recorded_as_a_problem() -> None:
+    _, response = query_and_response(dnssec=False)
+    response.answer.append(dns.rrset.from_text("www.example.com.", 300, "IN", "A", "192.0.2.1"))
+    wire = bytearray(response.to_wire())
+    wire[-5] = 0x03  # the A record's RDLENGTH (last 6 bytes: length + address) becomes 3
+    observed = MessageParser(Ledger()).feed(wire_message(bytes(wire)))
+    assert observed is not None
+    assert observed.message is not None, "the header and question must still be usable"
+    assert observed.problems, "the bad record must be reported, not silently dropped"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=600))
+def test_random_bytes_never_raise_and_settle_once(data: bytes) -> None:
+    ledger = Ledger()
+    MessageParser(ledger).feed(wire_message(data))
+    assert sum(ledger.settled.values()) == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=0, max_value=400), st.binary(min_size=1, max_size=8))
+def test_corrupted_real_message_never_raises(position: int, junk: bytes) -> None:
+    _, response = query_and_response()
+    response.answer.append(dns.rrset.from_text("www.example.com.", 300, "IN", "A", "192.0.2.1"))
+    wire = bytearray(response.to_wire())
+    position %= len(wire)
+    wire[position : position + len(junk)] = junk
+    ledger = Ledger()
+    MessageParser(ledger).feed(wire_message(bytes(wire)))
+    assert sum(ledger.settled.values()) == 1
+
+
+def test_response_keeps_flags_from_header() -> None:
+    query = dns.message.make_query("example.com.", "A")
+    response = dns.message.make_response(query)
+    observed = MessageParser(Ledger()).feed(wire_message(response.to_wire()))
+    assert observed is not None and observed.is_response
