@@ -1,0 +1,100 @@
+"""The stable vocabulary of validation outcome codes, each with its RFC 8914 EDE number."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ValidationCode(StrEnum):
+    """Why a verdict is what it is. Values are a public JSON contract: never rename them.
+
+    ``ede`` is the RFC 8914 Extended DNS Error info code a validating resolver would attach for
+    the same reason (section 4), or None when RFC 8914 has no matching code.
+    """
+
+    ede: int | None
+
+    def __new__(cls, value: str, ede: int | None = None) -> ValidationCode:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.ede = ede
+        return member
+
+    # RFC 8914 section 4 codes.
+    UNSUPPORTED_DNSKEY_ALGORITHM = ("unsupported_dnskey_algorithm", 1)
+    """Only DNSKEY algorithms we (or the policy) do not support: the zone is insecure."""
+    UNSUPPORTED_DS_DIGEST = ("unsupported_ds_digest", 2)
+    """Only DS digest types we (or the policy) do not support: the zone is insecure."""
+    DNSSEC_INDETERMINATE = ("dnssec_indeterminate", 5)
+    """Some material needed to decide is neither in the capture nor in the key cache."""
+    DNSSEC_BOGUS = ("dnssec_bogus", 6)
+    """A proof failed (umbrella code; a more specific one is always given too)."""
+    SIGNATURE_EXPIRED = ("signature_expired", 7)
+    """RRSIG expiration is before the reference time (RFC 4035 5.3.1)."""
+    SIGNATURE_NOT_YET_VALID = ("signature_not_yet_valid", 8)
+    """RRSIG inception is after the reference time (RFC 4035 5.3.1)."""
+    DNSKEY_MISSING = ("dnskey_missing", 9)
+    """No DNSKEY with the RRSIG's or DS's key tag and algorithm was seen."""
+    RRSIGS_MISSING = ("rrsigs_missing", 10)
+    """An RRset of a signed zone arrived without RRSIG although DNSSEC was requested."""
+    NO_ZONE_KEY_BIT = ("no_zone_key_bit", 11)
+    """The matching DNSKEY lacks the Zone Key flag (RFC 4034 2.1.1)."""
+    NSEC_MISSING = ("nsec_missing", 12)
+    """A denial or wildcard proof would need NSEC/NSEC3 records that are absent."""
+
+    # Our own codes.
+    DS_MISSING = ("ds_missing", None)
+    """Neither a DS RRset nor a proof of its absence was seen for a zone."""
+    DS_MISMATCH = ("ds_mismatch", None)
+    """No DNSKEY of the zone matches the validated DS digest (RFC 4035 5.2)."""
+    SIGNER_NOT_ZONE = ("signer_not_zone", None)
+    """The RRSIG signer is not an ancestor-or-self of the owner, or not the key's zone
+    (RFC 4035 5.3.1)."""
+    LABELS_INVALID = ("labels_invalid", None)
+    """The RRSIG Labels field exceeds the owner's label count (RFC 4035 5.3.1)."""
+    ORIGINAL_TTL_EXCEEDED = ("original_ttl_exceeded", None)
+    """A received TTL is larger than the RRSIG Original TTL (RFC 4035 5.3.3); noted only."""
+    KEY_REVOKED = ("key_revoked", None)
+    """The only usable key has the REVOKE bit set (RFC 5011 2.1)."""
+    KEY_PROTOCOL_INVALID = ("key_protocol_invalid", None)
+    """The matching DNSKEY's Protocol field is not 3 (RFC 4034 2.1.2)."""
+    BAD_SIGNATURE = ("bad_signature", None)
+    """The cryptographic check of the signature failed."""
+    WILDCARD_EXPANDED = ("wildcard_expanded", None)
+    """The RRSIG Labels field shows the answer was synthesised from a wildcard
+    (RFC 4035 5.3.4)."""
+    WILDCARD_UNPROVEN = ("wildcard_unproven", None)
+    """A wildcard expansion without a checked proof that the query name does not exist."""
+    CHAIN_INCOMPLETE = ("chain_incomplete", None)
+    """The chain of trust from an anchor could not be followed to the signer's zone."""
+    NO_TRUST_ANCHOR = ("no_trust_anchor", None)
+    """No trust anchor covers the name (RFC 4033 5: indeterminate)."""
+    TRUST_FROM_CACHE = ("trust_from_cache", None)
+    """The zone's keys were trusted from the persistent key cache, not from this capture."""
+    INSECURE_DELEGATION = ("insecure_delegation", None)
+    """A validated NSEC/NSEC3 proves the delegation has no DS (RFC 4035 5.2)."""
+    NSEC3_OPT_OUT = ("nsec3_opt_out", None)
+    """The insecure delegation is proven by an opt-out NSEC3 span (RFC 5155 6, 8.9)."""
+    UNSIGNED_REFERRAL = ("unsigned_referral", None)
+    """Delegation NS or glue, which are never signed (RFC 4035 2.2)."""
+    UNSIGNED_CROSS_CHECKED = ("unsigned_cross_checked", None)
+    """An unsigned answer (query without DO) equals a validated copy seen elsewhere."""
+    UNSIGNED_CONTRADICTS_VALIDATED = ("unsigned_contradicts_validated", None)
+    """An unsigned answer differs from every validated copy of the same RRset."""
+    UNSIGNED_NOT_CROSS_CHECKED = ("unsigned_not_cross_checked", None)
+    """An unsigned answer (query without DO) for which no validated copy was seen."""
+    CNAME_SYNTHESIZED = ("cname_synthesized", None)
+    """An unsigned CNAME matching a validated DNAME's synthesis (RFC 6672 5.3.1)."""
+    CNAME_CHAIN_BROKEN = ("cname_chain_broken", None)
+    """The answer's CNAME/DNAME chain does not lead to the records returned."""
+    DENIAL_NOT_CHECKED = ("denial_not_checked", None)
+    """A negative answer whose NSEC/NSEC3 proof is not checked yet."""
+    AD_ON_INSECURE = ("ad_on_insecure", None)
+    """The AD bit is set on a response whose answer is insecure (RFC 4035 3.2.3)."""
+    AD_ON_BOGUS = ("ad_on_bogus", None)
+    """The AD bit is set on a response whose answer is bogus."""
+    SERVFAIL_CONTRADICTS_EVIDENCE = ("servfail_contradicts_evidence", None)
+    """A SERVFAIL's EDE reason is contradicted by validated copies seen in the capture."""
+
+
+__all__ = ["ValidationCode"]
