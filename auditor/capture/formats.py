@@ -57,8 +57,10 @@ class InterfaceInfo:
 class FormatReader(Protocol):
     """A parsed capture header plus a generator of the frames that follow it."""
 
-    interfaces: Mapping[int, InterfaceInfo]
-    """Interfaces seen so far, keyed by ``InterfaceInfo.index``; pcapng adds to it as it reads."""
+    @property
+    def interfaces(self) -> Mapping[int, InterfaceInfo]:
+        """Interfaces seen so far, keyed by ``InterfaceInfo.index``; pcapng adds as it reads."""
+        ...
 
     def frames(self) -> Iterator[Frame]:
         """Yield the remaining frames; record non-fatal problems instead of raising."""

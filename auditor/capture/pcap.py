@@ -67,7 +67,7 @@ class PcapReader:
             byte_order + "HHiIII", rest
         )
         if major != 2:  # draft-ietf-opsawg-pcap section 4: current major version is 2
-            raise CaptureError(source, f"unsupported pcap version {major}.{minor}", 4)
+            raise CaptureError(source, f"unsupported pcap version {major}.{minor}", 0)
         self.snaplen = snaplen
         self.interface = InterfaceInfo(
             index=0,

@@ -101,7 +101,8 @@ class PcapngReader:
             length_field = read(4)
             self._read_section_header(0, length_field)
         except _Corrupt as exc:
-            raise CaptureError(source, f"not a usable pcapng file: {exc.problem}", exc.offset)
+            problem = f"not a usable pcapng file: {exc.problem}"
+            raise CaptureError(source, problem, exc.offset) from None
 
     def frames(self) -> Iterator[Frame]:
         """Yield every packet block's frame; damage ends the stream as a recorded problem."""
@@ -168,7 +169,7 @@ class PcapngReader:
         elif bom == _BOM_LITTLE:
             order = "<"
         else:
-            raise _Corrupt(f"bad byte-order magic 0x{bom.hex()}", start + 8)
+            raise _Corrupt(f"bad byte-order magic 0x{bom.hex()}", start)
         (length,) = struct.unpack(order + "I", length_field)
         _check_length(length, _MIN_SHB, start)
         body = self._read(length - 12)
@@ -178,7 +179,7 @@ class PcapngReader:
         if struct.unpack_from(order + "I", body, length - 16)[0] != length:
             raise _Corrupt("section header block trailing length mismatch", start)
         if major != 1:  # draft-ietf-opsawg-pcapng 4.1: Major Version 1
-            raise _Corrupt(f"unsupported pcapng version {major}.{minor}", start + 12)
+            raise _Corrupt(f"unsupported pcapng version {major}.{minor}", start)
         self._set_byte_order(order)
         self._section += 1
         self._clocks = []  # draft-ietf-opsawg-pcapng 4.2: interface ids are per section
@@ -292,7 +293,7 @@ class PcapngReader:
 def _check_length(length: int, minimum: int, start: int) -> None:
     # draft-ietf-opsawg-pcapng 3.1: Block Total Length is a multiple of 4
     if length < minimum or length % 4 or length > MAX_RECORD_BYTES:
-        raise _Corrupt(f"bad block length {length}", start + 4)
+        raise _Corrupt(f"bad block length {length}", start)
 
 
 def _tsresol_units(value: bytes) -> int:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from operator import attrgetter
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, cast
 
 from auditor.capture.formats import READ_ERRORS, FormatReader, InterfaceInfo
 from auditor.capture.frame import Frame
@@ -45,7 +45,7 @@ class _CountingStream(io.RawIOBase):
     """Raw byte source that counts the bytes it pulls from the file or pipe underneath and
     replays the bytes sniffed at the start, so nothing is ever sought."""
 
-    def __init__(self, inner: BinaryIO, owns_inner: bool) -> None:
+    def __init__(self, inner: io.BufferedIOBase | io.RawIOBase, owns_inner: bool) -> None:
         super().__init__()
         self._inner = inner
         self._owns_inner = owns_inner
@@ -112,7 +112,7 @@ class CaptureReader:
         self._started = False
         inner, self.total_bytes, owns_inner = _open_input(path, self.source)
         self._counter = _CountingStream(inner, owns_inner)
-        self._stream: BinaryIO | None = None
+        self._stream: io.BufferedIOBase | None = None
         try:
             self._stream = self._open_decompressed()
             self._format = self._open_format(self._stream)
@@ -165,7 +165,7 @@ class CaptureReader:
     ) -> None:
         self.close()
 
-    def _open_decompressed(self) -> BinaryIO:
+    def _open_decompressed(self) -> io.BufferedIOBase:
         """Sniff the first bytes and stack a gzip decoder on top if they say gzip."""
         try:
             head = self._counter.sniff(_SNIFF_BYTES)
@@ -183,7 +183,7 @@ class CaptureReader:
                 )
         return io.BufferedReader(self._counter, _BUFFER_BYTES)
 
-    def _open_format(self, stream: BinaryIO) -> FormatReader:
+    def _open_format(self, stream: io.BufferedIOBase) -> FormatReader:
         """Read the magic number and the file header of the pcap or pcapng format."""
         inside = " inside the gzip stream" if self.compressed else ""
         try:
@@ -291,15 +291,19 @@ def display_name(path: str) -> str:
 def unique_names(paths: Sequence[str]) -> list[str]:
     """Base names, except that paths whose base names collide keep the path as given."""
     names = [display_name(path) for path in paths]
-    return [path if names.count(name) > 1 else name for path, name in zip(paths, names, strict=True)]
+    return [
+        path if names.count(name) > 1 else name for path, name in zip(paths, names, strict=True)
+    ]
 
 
-def _open_input(path: str, source: str) -> tuple[BinaryIO, int | None, bool]:
+def _open_input(
+    path: str, source: str
+) -> tuple[io.BufferedIOBase | io.RawIOBase, int | None, bool]:
     """(binary stream, total size if a regular file, whether we own and must close it)."""
     if path == STDIN:
-        return sys.stdin.buffer, None, False
+        return cast(io.BufferedIOBase, sys.stdin.buffer), None, False
     try:
-        handle: BinaryIO = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the reader
+        handle = open(path, "rb", buffering=0)  # the reader closes it
     except FileNotFoundError as exc:
         raise CaptureError(source, "no such file") from exc
     except IsADirectoryError as exc:
