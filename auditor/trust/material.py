@@ -1,0 +1,244 @@
+"""Key material gathered from responses: DNSKEY, DS and NSEC/NSEC3 RRsets with their RRSIGs,
+plus fingerprints of every signed RRset for cross-checking unsigned copies.
+
+Memory is bounded by distinct RRset contents (and capped), never by packets: the same RRset
+seen a million times is one entry whose first/last capture times move.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import struct
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import dns.name
+import dns.rdatatype
+import dns.rdtypes.ANY.RRSIG
+import dns.rrset
+
+from auditor.evidence import ResponseEvidence, RRsetEvidence, Section
+
+logger = logging.getLogger(__name__)
+
+RRsetKey = tuple[dns.name.Name, int, int]
+"""(owner, type, class) of an RRset; dnspython names compare case-insensitively."""
+
+_CHAIN_TYPES = frozenset({dns.rdatatype.DNSKEY, dns.rdatatype.DS})
+_DENIAL_TYPES = frozenset({dns.rdatatype.NSEC, dns.rdatatype.NSEC3})
+_MAX_SIGNATURES_PER_RRSET = 32
+
+
+def rdata_set_digest(rrset: dns.rrset.RRset) -> bytes:
+    """SHA-256 over the canonical form (RFC 4034 6.2) of owner, type, class and the sorted rdata
+    set, TTL excluded: equal for two copies of the same RRset however they were received."""
+    hasher = hashlib.sha256()
+    hasher.update(rrset.name.canonicalize().to_wire() or b"")
+    hasher.update(struct.pack("!HH", rrset.rdtype, rrset.rdclass))
+    for wire in sorted(rdata.to_digestable(dns.name.root) for rdata in rrset):
+        hasher.update(struct.pack("!H", len(wire)))
+        hasher.update(wire)
+    return hasher.digest()
+
+
+@dataclass(slots=True)
+class SeenSignature:
+    """One distinct RRSIG record and when packets carrying it were captured."""
+
+    rrsig: dns.rdtypes.ANY.RRSIG.RRSIG
+    """The RRSIG record."""
+    first_seen_ns: int
+    """Capture time of the first packet carrying it."""
+    last_seen_ns: int
+    """Capture time of the latest packet carrying it."""
+
+
+@dataclass(slots=True)
+class SignedRRset:
+    """One distinct RRset content with every distinct RRSIG seen over it."""
+
+    rrset: dns.rrset.RRset
+    """The first copy received (its TTL is the first received TTL)."""
+    digest: bytes
+    """``rdata_set_digest`` of the content."""
+    first_seen_ns: int
+    """Capture time of the first packet carrying it."""
+    last_seen_ns: int
+    """Capture time of the latest packet carrying it."""
+    signatures: dict[bytes, SeenSignature] = field(default_factory=dict)
+    """Distinct RRSIGs over this content, keyed by their wire form."""
+
+    @property
+    def key(self) -> RRsetKey:
+        """(owner, type, class)."""
+        return (self.rrset.name, int(self.rrset.rdtype), int(self.rrset.rdclass))
+
+    def add_signatures(self, rrsigs: dns.rrset.RRset | None, ts_ns: int) -> bool:
+        """Remember the RRSIGs of one received copy; True if any was new."""
+        self.first_seen_ns = min(self.first_seen_ns, ts_ns)
+        self.last_seen_ns = max(self.last_seen_ns, ts_ns)
+        new = False
+        for rrsig in rrsigs or ():
+            wire = rrsig.to_digestable(dns.name.root)
+            seen = self.signatures.get(wire)
+            if seen is not None:
+                seen.first_seen_ns = min(seen.first_seen_ns, ts_ns)
+                seen.last_seen_ns = max(seen.last_seen_ns, ts_ns)
+            elif len(self.signatures) < _MAX_SIGNATURES_PER_RRSET:
+                self.signatures[wire] = SeenSignature(rrsig, ts_ns, ts_ns)
+                new = True
+        return new
+
+
+class KeyMaterial:
+    """Mutable collector: call ``observe`` for every response (before and during judging).
+
+    ``generation`` increases whenever chain material (DNSKEY, DS, NSEC/NSEC3 RRsets or their
+    RRSIGs) changes, so a validator can drop memoised chain results.
+    """
+
+    def __init__(self, *, max_signed_copies: int = 500_000, max_denial: int = 200_000) -> None:
+        self._chain: dict[RRsetKey, dict[bytes, SignedRRset]] = {}
+        self._denial: OrderedDict[bytes, SignedRRset] = OrderedDict()
+        self._denial_by_zone: dict[dns.name.Name, dict[bytes, SignedRRset]] = {}
+        self._copies: OrderedDict[RRsetKey, dict[bytes, SignedRRset]] = OrderedDict()
+        self._max_copies = max_signed_copies
+        self._max_denial = max_denial
+        self._zones: set[dns.name.Name] = set()
+        self._delegations: OrderedDict[dns.name.Name, None] = OrderedDict()
+        self.generation = 0
+        self.responses = 0
+
+    # --- building ----------------------------------------------------------------------------
+
+    def observe(self, evidence: ResponseEvidence) -> bool:
+        """Take every DNSKEY/DS/NSEC/NSEC3 RRset and every signed RRset of one response;
+        return True if chain material changed."""
+        self.responses += 1
+        changed = False
+        ts_ns = evidence.ts_ns
+        for item in evidence.rrsets:
+            changed |= self._observe_rrset(item, ts_ns)
+        if changed:
+            self.generation += 1
+        return changed
+
+    def add_rrset(
+        self, rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None, ts_ns: int
+    ) -> bool:
+        """Add one RRset (e.g. from a zone file or a test) as if observed in an answer."""
+        changed = self._observe_rrset(RRsetEvidence(Section.ANSWER, rrset, rrsigs), ts_ns)
+        if changed:
+            self.generation += 1
+        return changed
+
+    def _observe_rrset(self, item: RRsetEvidence, ts_ns: int) -> bool:
+        rdtype = item.rrset.rdtype
+        if rdtype in _CHAIN_TYPES:
+            self._zones.add(item.rrset.name)
+            return self._remember_chain(item, ts_ns)
+        if rdtype in _DENIAL_TYPES and item.rrsigs is not None:
+            return self._remember_denial(item, ts_ns)
+        if item.rrsigs is not None:
+            self._remember_copy(item, ts_ns)
+        elif rdtype == dns.rdatatype.NS and item.section is Section.AUTHORITY:
+            self._remember_delegation(item.rrset.name)
+        return False
+
+    def _remember_delegation(self, name: dns.name.Name) -> None:
+        """Unsigned authority NS: a delegation point (RFC 4035 2.2), maybe an unsigned child."""
+        if name in self._delegations:
+            self._delegations.move_to_end(name)
+            return
+        self._delegations[name] = None
+        if len(self._delegations) > self._max_denial:
+            self._delegations.popitem(last=False)
+
+    def _remember_chain(self, item: RRsetEvidence, ts_ns: int) -> bool:
+        key = (item.rrset.name, int(item.rrset.rdtype), int(item.rrset.rdclass))
+        copies = self._chain.setdefault(key, {})
+        digest = rdata_set_digest(item.rrset)
+        entry = copies.get(digest)
+        if entry is None:
+            entry = SignedRRset(item.rrset, digest, ts_ns, ts_ns)
+            copies[digest] = entry
+            entry.add_signatures(item.rrsigs, ts_ns)
+            return True
+        return entry.add_signatures(item.rrsigs, ts_ns)
+
+    def _remember_denial(self, item: RRsetEvidence, ts_ns: int) -> bool:
+        digest = rdata_set_digest(item.rrset)
+        entry = self._denial.get(digest)
+        new = entry is None
+        if entry is None:
+            entry = SignedRRset(item.rrset, digest, ts_ns, ts_ns)
+            self._denial[digest] = entry
+            if len(self._denial) > self._max_denial:
+                self._forget_denial(self._denial.popitem(last=False)[1])
+        else:
+            self._denial.move_to_end(digest)
+        new_signature = entry.add_signatures(item.rrsigs, ts_ns)
+        for rrsig in item.rrsigs or ():
+            self._denial_by_zone.setdefault(rrsig.signer, {})[digest] = entry
+        return new or new_signature
+
+    def _forget_denial(self, entry: SignedRRset) -> None:
+        for by_digest in self._denial_by_zone.values():
+            by_digest.pop(entry.digest, None)
+
+    def _remember_copy(self, item: RRsetEvidence, ts_ns: int) -> None:
+        key = (item.rrset.name, int(item.rrset.rdtype), int(item.rrset.rdclass))
+        copies = self._copies.get(key)
+        if copies is None:
+            copies = {}
+            self._copies[key] = copies
+            if len(self._copies) > self._max_copies:
+                self._copies.popitem(last=False)
+        else:
+            self._copies.move_to_end(key)
+        digest = rdata_set_digest(item.rrset)
+        entry = copies.get(digest)
+        if entry is None:
+            entry = SignedRRset(item.rrset, digest, ts_ns, ts_ns)
+            copies[digest] = entry
+        entry.add_signatures(item.rrsigs, ts_ns)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def dnskey_rrsets(self, zone: dns.name.Name) -> tuple[SignedRRset, ...]:
+        """Every distinct DNSKEY RRset seen for ``zone`` (class IN)."""
+        return tuple(self._chain.get((zone, dns.rdatatype.DNSKEY, 1), {}).values())
+
+    def ds_rrsets(self, zone: dns.name.Name) -> tuple[SignedRRset, ...]:
+        """Every distinct DS RRset seen at ``zone`` (owned by the child, signed by the parent)."""
+        return tuple(self._chain.get((zone, dns.rdatatype.DS, 1), {}).values())
+
+    def denial_rrsets(self, signer: dns.name.Name) -> tuple[SignedRRset, ...]:
+        """Every signed NSEC/NSEC3 RRset whose RRSIG names ``signer``."""
+        return tuple(self._denial_by_zone.get(signer, {}).values())
+
+    def denial_signers(self) -> frozenset[dns.name.Name]:
+        """Every zone that signed NSEC/NSEC3 records seen."""
+        return frozenset(zone for zone, entries in self._denial_by_zone.items() if entries)
+
+    def signed_copies(self, key: RRsetKey) -> tuple[SignedRRset, ...]:
+        """Every distinct signed copy of the RRset (owner, type, class) seen."""
+        if key[1] in _CHAIN_TYPES:
+            return tuple(self._chain.get(key, {}).values())
+        return tuple(self._copies.get(key, {}).values())
+
+    def known_zone_names(self) -> frozenset[dns.name.Name]:
+        """Names seen owning DNSKEY or DS RRsets (zone apexes and delegation points)."""
+        return frozenset(self._zones)
+
+    def is_delegation(self, name: dns.name.Name) -> bool:
+        """Whether an unsigned NS RRset for ``name`` was seen in an authority section."""
+        return name in self._delegations
+
+    def all_dnskey_rrsets(self) -> Iterable[SignedRRset]:
+        """Every DNSKEY RRset seen, all zones."""
+        for (_, rdtype, _), copies in self._chain.items():
+            if rdtype == dns.rdatatype.DNSKEY:
+                yield from copies.values()

@@ -1,0 +1,485 @@
+"""Chain of trust: which DNSKEYs of a zone are trusted, from anchors down through validated DS
+RRsets (RFC 4035 5.2), with DS-absence proofs and key-cache fallback; memoised per zone
+until the key material changes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+import dns.dnssec
+import dns.name
+import dns.rdtypes.ANY.DNSKEY
+import dns.rdtypes.ANY.DS
+from dns.rdtypes.dnskeybase import Flag
+
+from auditor.findings.codes import ValidationCode
+from auditor.trust.anchors import TrustAnchor
+from auditor.trust.keyview import KeyView
+from auditor.trust.material import SignedRRset
+from auditor.validate.denial import ProofKind, prove_no_ds
+from auditor.validate.policy import ValidationPolicy
+from auditor.validate.signature import SignatureChecker
+from auditor.validate.verdict import Status
+
+logger = logging.getLogger(__name__)
+
+DNSKEY = dns.rdtypes.ANY.DNSKEY.DNSKEY
+DS = dns.rdtypes.ANY.DS.DS
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneTrust:
+    """What is known about a zone's keys."""
+
+    zone: dns.name.Name
+    """The zone."""
+    status: Status
+    """secure (keys trusted), insecure (proven unsigned), bogus, indeterminate."""
+    keys: tuple[DNSKEY, ...] = ()
+    """Trusted zone keys (secure only)."""
+    codes: tuple[ValidationCode, ...] = ()
+    """Reasons."""
+    missing: tuple[str, ...] = ()
+    """Material that was missing."""
+    detail: tuple[str, ...] = ()
+    """Explanations."""
+    from_cache: bool = False
+    """Trust came from the persistent key cache."""
+    validated_by: str = ""
+    """How the keys were validated (recorded in the cache), e.g. 'ds 12345/13/2 via test.'."""
+    revoked: tuple[DNSKEY, ...] = ()
+    """Keys seen revoked with a valid self-signature (RFC 5011)."""
+
+
+@dataclass(slots=True)
+class _Collected:
+    codes: list[ValidationCode] = field(default_factory=list)
+    detail: list[str] = field(default_factory=list)
+    revoked: list[DNSKEY] = field(default_factory=list)
+
+    def add(self, code: ValidationCode, text: str) -> None:
+        if code not in self.codes:
+            self.codes.append(code)
+        self.detail.append(text)
+
+
+def signature_times(entry: SignedRRset, rrsig_wire: bytes, at_s: int | None) -> tuple[int, ...]:
+    """Reference times for a stored RRSIG: the fixed time, else the capture times of the
+    packets that carried it (latest first)."""
+    if at_s is not None:
+        return (at_s,)
+    seen = entry.signatures[rrsig_wire]
+    return (seen.last_seen_ns // 1_000_000_000, seen.first_seen_ns // 1_000_000_000)
+
+
+class ChainResolver:
+    """Computes ZoneTrust per zone from a KeyView; results are memoised per material
+    generation (so keys observed later, e.g. in live mode, are picked up)."""
+
+    def __init__(
+        self,
+        view: KeyView,
+        policy: ValidationPolicy,
+        checker: SignatureChecker,
+        *,
+        at_s: int | None = None,
+    ) -> None:
+        self.view = view
+        self.policy = policy
+        self.checker = checker
+        self.at_s = at_s
+        self._memo: dict[dns.name.Name, ZoneTrust] = {}
+        self._generation = -1
+        self._busy: set[dns.name.Name] = set()
+
+    def memo(self) -> dict[dns.name.Name, ZoneTrust]:
+        """Current memoised results (for cache updates)."""
+        return dict(self._memo)
+
+    def trust(self, zone: dns.name.Name) -> ZoneTrust:
+        """The trust status of ``zone``'s keys."""
+        if self._generation != self.view.generation:
+            self._memo.clear()
+            self._generation = self.view.generation
+        known = self._memo.get(zone)
+        if known is not None:
+            return known
+        if zone in self._busy:  # a loop in forged material: never recurse forever
+            return ZoneTrust(zone, Status.INDETERMINATE, codes=(ValidationCode.CHAIN_INCOMPLETE,),
+                             detail=(f"chain loop at {zone}",))
+        self._busy.add(zone)
+        try:
+            result = self._compute(zone)
+        finally:
+            self._busy.discard(zone)
+        if result.status is Status.INDETERMINATE and self.view.cached_keys(zone):
+            result = self._from_cache(zone, result)
+        self._memo[zone] = result
+        return result
+
+    # --- computing ---------------------------------------------------------------------------
+
+    def _compute(self, zone: dns.name.Name) -> ZoneTrust:
+        anchors = self.view.anchors.for_zone(zone)
+        if anchors:
+            return self._from_anchors(zone, anchors)
+        if self.view.anchors.closest(zone) is None and not self._cached_above(zone):
+            return ZoneTrust(zone, Status.INDETERMINATE, codes=(ValidationCode.NO_TRUST_ANCHOR,),
+                             missing=(f"trust anchor for {zone} or an ancestor",),
+                             detail=(f"no trust anchor at or above {zone}",))
+        return self._from_parent(zone)
+
+    def _cached_above(self, zone: dns.name.Name) -> bool:
+        return any(zone.is_subdomain(z) for z in self.view.cached_zones())
+
+    def _from_anchors(self, zone: dns.name.Name, anchors: Sequence[TrustAnchor]) -> ZoneTrust:
+        ds_records = [a.ds for a in anchors if a.ds is not None]
+        key_anchors = [a.dnskey for a in anchors if a.dnskey is not None]
+        via = "anchor " + ", ".join(sorted({a.source for a in anchors}))
+        if key_anchors:
+            keyed = self._from_trusted_keys(zone, key_anchors, via)
+            if keyed.status is Status.SECURE or not ds_records:
+                return keyed
+        return self._from_ds(zone, ds_records, via, anchors)
+
+    def _from_cache(self, zone: dns.name.Name, before: ZoneTrust) -> ZoneTrust:
+        keys = [cached.rdata() for cached in self.view.cached_keys(zone)]
+        result = self._from_trusted_keys(zone, keys, "key cache")
+        if result.status is not Status.SECURE:
+            return before
+        return ZoneTrust(zone, Status.SECURE, result.keys,
+                         (*result.codes, ValidationCode.TRUST_FROM_CACHE), (),
+                         (*result.detail, f"keys of {zone} trusted from the key cache "
+                          f"({'; '.join(before.missing) or 'chain incomplete'})"),
+                         from_cache=True, validated_by="key cache")
+
+    def _from_trusted_keys(
+        self, zone: dns.name.Name, trusted: Sequence[DNSKEY], via: str
+    ) -> ZoneTrust:
+        """DNSKEY anchors (or cached keys) are trusted as such; any DNSKEY RRset they sign
+        adds its zone keys. A key seen revoked with a valid self-signature is dropped."""
+        collected = _Collected()
+        usable = [k for k in trusted if not self._revoked_in_capture(zone, k, collected)]
+        usable = [k for k in usable if self.policy.supports_algorithm(int(k.algorithm))]
+        if not usable:
+            if collected.revoked:
+                return ZoneTrust(zone, Status.BOGUS, (), tuple(collected.codes), (),
+                                 tuple(collected.detail), revoked=tuple(collected.revoked))
+            return _unsupported(zone, ValidationCode.UNSUPPORTED_DNSKEY_ALGORITHM,
+                                f"no trusted key of {zone} uses a supported algorithm")
+        keys = {k.to_digestable(): k for k in usable}
+        for entry in self.view.material.dnskey_rrsets(zone):
+            if self._dnskey_rrset_signed(zone, entry, usable, collected):
+                keys.update((k.to_digestable(), k) for k in _zone_keys(entry))
+        return ZoneTrust(zone, Status.SECURE, tuple(keys.values()), (), (),
+                         (f"keys of {zone} trusted via {via}",), validated_by=via,
+                         revoked=tuple(collected.revoked))
+
+    def _revoked_in_capture(
+        self, zone: dns.name.Name, key: DNSKEY, collected: _Collected
+    ) -> bool:
+        revoked = cast(DNSKEY, key.replace(flags=key.flags | Flag.REVOKE))
+        if revoked == key:
+            return False
+        for entry in self.view.material.dnskey_rrsets(zone):
+            if revoked in entry.rrset and self._dnskey_rrset_signed(zone, entry, [revoked],
+                                                                      _Collected()):
+                collected.add(ValidationCode.KEY_REVOKED,
+                              f"anchor key {dns.dnssec.key_id(key)} of {zone} was revoked "
+                              f"(RFC 5011 2.1)")
+                collected.revoked.append(revoked)
+                return True
+        return False
+
+    def _dnskey_rrset_signed(
+        self,
+        zone: dns.name.Name,
+        entry: SignedRRset,
+        keys: Sequence[DNSKEY],
+        collected: _Collected,
+    ) -> bool:
+        if not entry.signatures:
+            collected.add(ValidationCode.RRSIGS_MISSING, f"DNSKEY RRset of {zone} unsigned")
+            return False
+        for wire, seen in entry.signatures.items():
+            result = self.checker.check(entry.rrset, seen.rrsig, zone, keys,
+                                        signature_times(entry, wire, self.at_s))
+            if result.valid:
+                return True
+            for code, text in zip(result.codes, result.detail, strict=False):
+                collected.add(code, f"DNSKEY RRset of {zone}: {text}")
+        return False
+
+    def _from_ds(
+        self,
+        zone: dns.name.Name,
+        ds_records: Sequence[DS],
+        via: str,
+        anchors: Sequence[TrustAnchor] = (),
+    ) -> ZoneTrust:
+        # RFC 4035 5.2 / RFC 6840 5.2: only DS with supported algorithm and digest count;
+        # if none is supported the zone is treated as insecure.
+        supported = [ds for ds in ds_records if self.policy.supports_digest(int(ds.digest_type))
+                     and self.policy.supports_algorithm(int(ds.algorithm))]
+        if not supported:
+            digests_ok = any(self.policy.supports_digest(int(ds.digest_type))
+                             for ds in ds_records)
+            code = (ValidationCode.UNSUPPORTED_DNSKEY_ALGORITHM if digests_ok
+                    else ValidationCode.UNSUPPORTED_DS_DIGEST)
+            return _unsupported(zone, code, f"no DS of {zone} uses a supported algorithm and "
+                                f"digest under policy {self.policy.name}")
+        entries = self.view.material.dnskey_rrsets(zone)
+        if not entries:
+            missing = tuple(f"DNSKEY for {zone} with key tag {ds.key_tag} alg {ds.algorithm} "
+                            f"not seen" for ds in supported)
+            return ZoneTrust(zone, Status.INDETERMINATE, (), (ValidationCode.DNSKEY_MISSING,),
+                             missing, missing)
+        collected = _Collected()
+        keys: dict[bytes, DNSKEY] = {}
+        used: list[str] = []
+        for entry in entries:
+            for ds in supported:
+                for key in self._ds_matches(zone, entry, ds, collected, anchors):
+                    if self._dnskey_rrset_signed(zone, entry, [key], collected):
+                        keys.update((k.to_digestable(), k) for k in _zone_keys(entry))
+                        used.append(f"ds {ds.key_tag}/{ds.algorithm}/{ds.digest_type}")
+        if keys:
+            how = f"{', '.join(sorted(set(used)))} via {via}"
+            return ZoneTrust(zone, Status.SECURE, tuple(keys.values()), (), (),
+                             (f"keys of {zone} trusted by {how}",), validated_by=how,
+                             revoked=tuple(collected.revoked))
+        return ZoneTrust(zone, Status.BOGUS, (), (*collected.codes, ValidationCode.DNSSEC_BOGUS),
+                         (), tuple(collected.detail) or (f"no DNSKEY of {zone} validates",),
+                         revoked=tuple(collected.revoked))
+
+    def _ds_matches(
+        self,
+        zone: dns.name.Name,
+        entry: SignedRRset,
+        ds: DS,
+        collected: _Collected,
+        anchors: Sequence[TrustAnchor],
+    ) -> list[DNSKEY]:
+        """Keys of ``entry`` matching ``ds`` by tag, algorithm and digest, with the zone bit
+        set and not revoked (RFC 4035 5.2, RFC 4034 2.1.1, RFC 5011 2.1)."""
+        found = []
+        candidates = [k for k in entry.rrset
+                      if k.algorithm == ds.algorithm and dns.dnssec.key_id(k) == ds.key_tag]
+        if not candidates:
+            collected.add(ValidationCode.DNSKEY_MISSING,
+                          f"DNSKEY for {zone} with key tag {ds.key_tag} alg {ds.algorithm} "
+                          f"not in a DNSKEY RRset seen")
+        for key in candidates:
+            if not self._anchor_valid_for(ds, anchors, entry):
+                collected.add(ValidationCode.DNSSEC_INDETERMINATE,
+                              f"trust anchor {ds.key_tag} not valid at the time the DNSKEY "
+                              f"RRset of {zone} was seen")
+                continue
+            try:
+                computed = dns.dnssec.make_ds(zone, key, ds.digest_type,
+                                              policy=dns.dnssec.allow_all_policy)
+            except (dns.dnssec.UnsupportedAlgorithm, ValueError):
+                continue
+            if computed.digest != ds.digest:
+                collected.add(ValidationCode.DS_MISMATCH,
+                              f"DS {ds.key_tag}/{ds.algorithm}/{ds.digest_type} digest does not "
+                              f"match DNSKEY {ds.key_tag} of {zone}")
+                continue
+            if not key.flags & Flag.ZONE:  # RFC 4035 5.2 / RFC 4034 2.1.1
+                collected.add(ValidationCode.NO_ZONE_KEY_BIT,
+                              f"DNSKEY {ds.key_tag} of {zone} matches the DS but has no Zone "
+                              f"Key flag")
+                continue
+            if key.protocol != 3:  # RFC 4034 2.1.2
+                collected.add(ValidationCode.KEY_PROTOCOL_INVALID,
+                              f"DNSKEY {ds.key_tag} of {zone} protocol {key.protocol}")
+                continue
+            if key.flags & Flag.REVOKE:  # RFC 5011 2.1
+                collected.add(ValidationCode.KEY_REVOKED,
+                              f"DNSKEY {ds.key_tag} of {zone} matches the DS but is revoked")
+                collected.revoked.append(key)
+                continue
+            found.append(key)
+        return found
+
+    def _anchor_valid_for(
+        self, ds: DS, anchors: Sequence[TrustAnchor], entry: SignedRRset
+    ) -> bool:
+        matching = [a for a in anchors if a.ds == ds]
+        if not matching:
+            return True
+        times = [self.at_s] if self.at_s is not None else [
+            entry.last_seen_ns // 1_000_000_000, entry.first_seen_ns // 1_000_000_000]
+        return any(a.valid_at(t) for a in matching for t in times)
+
+    # --- from the parent ---------------------------------------------------------------------
+
+    def _from_parent(self, zone: dns.name.Name) -> ZoneTrust:
+        if zone == dns.name.root:
+            return ZoneTrust(zone, Status.INDETERMINATE, codes=(ValidationCode.NO_TRUST_ANCHOR,),
+                             missing=("trust anchor for .",))
+        signed = [e for e in self.view.material.ds_rrsets(zone) if e.signatures]
+        if signed:
+            return self._from_ds_rrsets(zone, signed)
+        proven = self._ds_absence(zone)
+        if proven is not None:
+            return proven
+        parent = self._enclosing_known_zone(zone.parent())
+        if parent is not None:
+            above = self.trust(parent)
+            if above.status in (Status.INSECURE, Status.BOGUS):
+                return _inherit(zone, above)
+            if above.status is Status.INDETERMINATE:
+                return _inherit(zone, above, (f"DS for {zone} not seen",))
+        text = f"DS for {zone} not seen"
+        return ZoneTrust(zone, Status.INDETERMINATE, (), (ValidationCode.DS_MISSING,),
+                         (text,), (text,))
+
+    def _enclosing_known_zone(self, name: dns.name.Name) -> dns.name.Name | None:
+        """The deepest ancestor-or-self of ``name`` with DNSKEY material, an anchor, or
+        cached keys."""
+        material = self.view.material
+        candidate = name
+        while True:
+            if (material.dnskey_rrsets(candidate) or self.view.anchors.for_zone(candidate)
+                    or self.view.cached_keys(candidate)):
+                return candidate
+            if candidate == dns.name.root:
+                return None
+            candidate = candidate.parent()
+
+    def _from_ds_rrsets(self, zone: dns.name.Name, entries: Sequence[SignedRRset]) -> ZoneTrust:
+        outcomes: list[ZoneTrust] = []
+        for entry in entries:
+            outcomes.extend(self._ds_rrset_outcomes(zone, entry))
+        secure_ds: list[DS] = []
+        for outcome in outcomes:
+            if outcome.status is Status.SECURE:
+                secure_ds.extend(outcome.keys)  # type: ignore[arg-type]
+        if secure_ds:
+            signers = sorted({o.validated_by for o in outcomes if o.status is Status.SECURE})
+            return self._from_ds(zone, secure_ds, ", ".join(signers))
+        for status in (Status.INSECURE, Status.BOGUS, Status.INDETERMINATE):
+            chosen = [o for o in outcomes if o.status is status]
+            if chosen:
+                return _merge(zone, status, chosen)
+        return ZoneTrust(zone, Status.INDETERMINATE, (), (ValidationCode.DS_MISSING,),
+                         (f"DS for {zone} not seen",))
+
+    def _ds_rrset_outcomes(self, zone: dns.name.Name, entry: SignedRRset) -> list[ZoneTrust]:
+        """Judge one DS RRset copy per signer; a SECURE outcome carries the DS records in
+        ``keys`` and the parent in ``validated_by``."""
+        outcomes = []
+        by_signer: dict[dns.name.Name, list[bytes]] = {}
+        for wire, seen in entry.signatures.items():
+            by_signer.setdefault(seen.rrsig.signer, []).append(wire)
+        for signer, wires in by_signer.items():
+            if not (zone.is_subdomain(signer) and zone != signer):
+                outcomes.append(ZoneTrust(zone, Status.BOGUS, (),
+                                          (ValidationCode.SIGNER_NOT_ZONE,), (),
+                                          (f"DS of {zone} signed by {signer}",)))
+                continue
+            parent = self.trust(signer)
+            if parent.status is not Status.SECURE:
+                outcomes.append(_inherit(zone, parent))
+                continue
+            collected = _Collected()
+            for wire in wires:
+                result = self.checker.check(entry.rrset, entry.signatures[wire].rrsig, signer,
+                                            parent.keys, signature_times(entry, wire, self.at_s))
+                if result.valid:
+                    outcomes.append(ZoneTrust(zone, Status.SECURE, tuple(entry.rrset),
+                                              validated_by=str(signer)))  # type: ignore[arg-type]
+                    break
+                for code, text in zip(result.codes, result.detail, strict=False):
+                    collected.add(code, f"DS RRset of {zone}: {text}")
+            else:
+                outcomes.append(ZoneTrust(zone, Status.BOGUS, (),
+                                          (*collected.codes, ValidationCode.DNSSEC_BOGUS), (),
+                                          tuple(collected.detail)))
+        return outcomes
+
+    def _ds_absence(self, zone: dns.name.Name) -> ZoneTrust | None:
+        """A validated NSEC/NSEC3 proof that ``zone`` has no DS makes it insecure."""
+        material = self.view.material
+        ancestor = zone.parent()
+        while True:
+            entries = material.denial_rrsets(ancestor)
+            if entries:
+                proof = prove_no_ds(zone, ancestor, entries, self.policy)
+                if proof is not None:
+                    return self._judge_proof(zone, proof)
+            if ancestor == dns.name.root:
+                return None
+            ancestor = ancestor.parent()
+
+    def _judge_proof(self, zone: dns.name.Name, proof: object) -> ZoneTrust:
+        from auditor.validate.denial import DenialProof
+
+        assert isinstance(proof, DenialProof)
+        parent = self.trust(proof.zone)
+        if parent.status is not Status.SECURE:
+            return _inherit(zone, parent)
+        collected = _Collected()
+        for entry in proof.rrsets:
+            if not self._rrset_valid(entry, proof.zone, parent.keys, collected):
+                return ZoneTrust(zone, Status.BOGUS, (),
+                                 (*collected.codes, ValidationCode.DNSSEC_BOGUS), (),
+                                 tuple(collected.detail))
+        codes = [ValidationCode.INSECURE_DELEGATION]
+        if proof.kind is ProofKind.NSEC3_OPT_OUT:
+            codes.append(ValidationCode.NSEC3_OPT_OUT)
+        return ZoneTrust(zone, Status.INSECURE, (), tuple(codes), (),
+                         (f"{zone} is an insecure delegation: {proof.detail}",))
+
+    def _rrset_valid(
+        self,
+        entry: SignedRRset,
+        zone: dns.name.Name,
+        keys: Sequence[DNSKEY],
+        collected: _Collected,
+    ) -> bool:
+        for wire, seen in entry.signatures.items():
+            if seen.rrsig.signer != zone:
+                continue
+            result = self.checker.check(entry.rrset, seen.rrsig, zone, keys,
+                                        signature_times(entry, wire, self.at_s))
+            if result.valid:
+                return True
+            for code, text in zip(result.codes, result.detail, strict=False):
+                collected.add(code, f"{entry.rrset.name} {entry.rrset.rdtype.name}: {text}")
+        return False
+
+
+def _zone_keys(entry: SignedRRset) -> list[DNSKEY]:
+    """Keys of a validated DNSKEY RRset usable for data: zone bit, protocol 3, not revoked."""
+    return [k for k in entry.rrset
+            if k.flags & Flag.ZONE and k.protocol == 3 and not k.flags & Flag.REVOKE]
+
+
+def _unsupported(zone: dns.name.Name, code: ValidationCode, text: str) -> ZoneTrust:
+    return ZoneTrust(zone, Status.INSECURE, (), (code,), (), (text,))
+
+
+def _inherit(
+    zone: dns.name.Name, above: ZoneTrust, extra_missing: tuple[str, ...] = ()
+) -> ZoneTrust:
+    codes = above.codes
+    if above.status is Status.BOGUS and ValidationCode.CHAIN_INCOMPLETE not in codes:
+        codes = (*codes, ValidationCode.CHAIN_INCOMPLETE)
+    return ZoneTrust(zone, above.status, (), codes, (*above.missing, *extra_missing),
+                     (*above.detail, f"{zone} inherits {above.status} from {above.zone}"))
+
+
+def _merge(zone: dns.name.Name, status: Status, outcomes: Sequence[ZoneTrust]) -> ZoneTrust:
+    codes: list[ValidationCode] = []
+    missing: list[str] = []
+    detail: list[str] = []
+    for outcome in outcomes:
+        codes.extend(c for c in outcome.codes if c not in codes)
+        missing.extend(m for m in outcome.missing if m not in missing)
+        detail.extend(outcome.detail)
+    return ZoneTrust(zone, status, (), tuple(codes), tuple(missing), tuple(detail))

@@ -1,0 +1,472 @@
+"""Judges one response: per-RRset verdicts, the answer chain, negative answers, resolver claims."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dns.flags
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rdtypes.ANY.RRSIG
+import dns.rrset
+
+from auditor.evidence import ResponseEvidence, RRsetEvidence, Section
+from auditor.findings.codes import ValidationCode
+from auditor.trust.cache import CacheUpdate, KeyState
+from auditor.trust.keyview import KeyView
+from auditor.trust.material import SignedRRset, rdata_set_digest
+from auditor.validate.chain import ChainResolver, ZoneTrust, signature_times
+from auditor.validate.policy import ValidationPolicy
+from auditor.validate.signature import SignatureChecker, serial_to_epoch
+from auditor.validate.verdict import RRsetVerdict, Status, Verdict, worst
+
+logger = logging.getLogger(__name__)
+
+_NS = 1_000_000_000
+_FAILURE_EDES = frozenset({6, 7, 8, 9, 10, 11, 12})
+_GLUE_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA})
+
+
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """An RRset verdict plus what the response-level logic needs."""
+
+    verdict: RRsetVerdict
+    missing: tuple[str, ...]
+
+
+class Validator:
+    """Validates responses against a KeyView under a policy. Pure: the reference time is the
+    response's capture time (or ``at_ns``); the clock is never read."""
+
+    def __init__(
+        self, keys: KeyView, policy: ValidationPolicy, *, at_ns: int | None = None
+    ) -> None:
+        self.keys = keys
+        self.policy = policy
+        self.at_ns = at_ns
+        self.checker = SignatureChecker(policy)
+        self.chain = ChainResolver(keys, policy, self.checker,
+                                   at_s=None if at_ns is None else at_ns // _NS)
+        self._trusted_seen: dict[tuple[dns.name.Name, bytes], CacheUpdate] = {}
+
+    # --- public ------------------------------------------------------------------------------
+
+    def judge(self, evidence: ResponseEvidence) -> Verdict:
+        """The verdict on one response."""
+        reference_ns = self.at_ns if self.at_ns is not None else evidence.ts_ns
+        at_s = reference_ns // _NS
+        judged = [self._judge_rrset(item, evidence, at_s) for item in evidence.rrsets]
+        status, codes, zone, missing, detail = self._response_status(evidence, judged, at_s)
+        return Verdict(
+            status=status,
+            codes=tuple(codes),
+            zone=zone,
+            rrsets=tuple(j.verdict for j in judged),
+            missing=tuple(missing),
+            reference_time_ns=reference_ns,
+            detail=tuple(detail),
+        )
+
+    def zone_trust(self, zone: dns.name.Name) -> ZoneTrust:
+        """The chain-of-trust status of a zone's keys (for reports and the CLI)."""
+        return self.chain.trust(zone)
+
+    def cache_updates(self) -> tuple[CacheUpdate, ...]:
+        """What to persist into the KeyCache after the run: keys validated through the chain
+        (trusted), keys seen revoked, and every other DNSKEY observed (seen)."""
+        updates: dict[tuple[dns.name.Name, bytes], CacheUpdate] = {}
+        for entry in self.keys.material.all_dnskey_rrsets():
+            for key in entry.rrset:
+                updates[(entry.rrset.name, key.to_digestable())] = CacheUpdate(
+                    entry.rrset.name, key, KeyState.SEEN, None,
+                    entry.first_seen_ns, entry.last_seen_ns)
+        for zone in self.keys.material.known_zone_names():
+            self.chain.trust(zone)
+        for zone, trust in self.chain.memo().items():
+            times = self._seen_times(zone)
+            if trust.status is Status.SECURE and not trust.from_cache:
+                for key in trust.keys:
+                    updates[(zone, key.to_digestable())] = CacheUpdate(
+                        zone, key, KeyState.TRUSTED, trust.validated_by, *times)
+            for key in trust.revoked:
+                updates[(zone, key.to_digestable())] = CacheUpdate(
+                    zone, key, KeyState.REVOKED, "revoked (RFC 5011)", *times)
+        return tuple(updates.values())
+
+    def _seen_times(self, zone: dns.name.Name) -> tuple[int | None, int | None]:
+        entries = self.keys.material.dnskey_rrsets(zone)
+        if not entries:
+            return None, None
+        return min(e.first_seen_ns for e in entries), max(e.last_seen_ns for e in entries)
+
+    # --- one RRset ---------------------------------------------------------------------------
+
+    def _judge_rrset(self, item: RRsetEvidence, evidence: ResponseEvidence, at_s: int) -> _Judged:
+        if item.rrsigs is None:
+            return self._judge_unsigned(item, evidence, at_s)
+        return self._judge_signed(item.section, item.rrset, list(item.rrsigs), (at_s,))
+
+    def _judge_signed(
+        self,
+        section: Section,
+        rrset: dns.rrset.RRset,
+        rrsigs: Sequence[dns.rdtypes.ANY.RRSIG.RRSIG],
+        times_s: Sequence[int],
+    ) -> _Judged:
+        codes: list[ValidationCode] = []
+        detail: list[str] = []
+        missing: list[str] = []
+        statuses: list[Status] = []
+        chosen: dns.rdtypes.ANY.RRSIG.RRSIG | None = None
+        by_signer: dict[dns.name.Name, list[dns.rdtypes.ANY.RRSIG.RRSIG]] = {}
+        for rrsig in rrsigs:
+            by_signer.setdefault(rrsig.signer, []).append(rrsig)
+        for signer, signatures in by_signer.items():
+            status, sig = self._judge_by_signer(rrset, signer, signatures, times_s,
+                                                codes, detail, missing)
+            statuses.append(status)
+            if status is Status.SECURE and chosen is None:
+                chosen = sig
+        # Any signer whose signature validates makes the RRset secure (RFC 4035 5.3.3).
+        status = Status.SECURE if Status.SECURE in statuses else _least_bad(statuses)
+        if status is Status.SECURE:
+            codes = [c for c in codes if _is_note(c)]
+            if ValidationCode.WILDCARD_EXPANDED in codes:
+                # RFC 4035 5.3.4: a wildcard answer is only secure with the NSEC/NSEC3 proof
+                # that no closer match exists; that proof is not checked yet.
+                status = Status.INDETERMINATE
+                codes.append(ValidationCode.WILDCARD_UNPROVEN)
+                detail.append("wildcard expansion: proof of non-existence not checked")
+        reference = chosen if chosen is not None else (rrsigs[0] if rrsigs else None)
+        return _Judged(_verdict(section, rrset, status, rrsigs, reference, codes, detail,
+                                times_s[0]), tuple(missing))
+
+    def _judge_by_signer(
+        self,
+        rrset: dns.rrset.RRset,
+        signer: dns.name.Name,
+        signatures: Sequence[dns.rdtypes.ANY.RRSIG.RRSIG],
+        times_s: Sequence[int],
+        codes: list[ValidationCode],
+        detail: list[str],
+        missing: list[str],
+    ) -> tuple[Status, dns.rdtypes.ANY.RRSIG.RRSIG | None]:
+        if not rrset.name.is_subdomain(signer):
+            _add(codes, ValidationCode.SIGNER_NOT_ZONE)
+            detail.append(f"signer {signer} is not an ancestor of {rrset.name}")
+            return Status.BOGUS, None
+        trust = self.chain.trust(signer)
+        for code in trust.codes:
+            _add(codes, code)
+        if trust.status is not Status.SECURE:
+            detail.extend(trust.detail)
+            missing.extend(m for m in trust.missing if m not in missing)
+            return trust.status, None
+        unsupported = True
+        for rrsig in signatures:
+            result = self.checker.check(rrset, rrsig, signer, trust.keys, times_s)
+            for code in result.codes:
+                _add(codes, code)
+            detail.extend(result.detail)
+            if result.valid:
+                if result.wildcard:
+                    _add(codes, ValidationCode.WILDCARD_EXPANDED)
+                return Status.SECURE, rrsig
+            unsupported = unsupported and result.unsupported
+        if unsupported:
+            # Only algorithms the policy does not support signed it: treat as insecure
+            # (RFC 4035 5.2 last paragraph, RFC 6840 5.2).
+            return Status.INSECURE, None
+        _add(codes, ValidationCode.DNSSEC_BOGUS)
+        return Status.BOGUS, None
+
+    def _judge_unsigned(
+        self, item: RRsetEvidence, evidence: ResponseEvidence, at_s: int
+    ) -> _Judged:
+        rrset = item.rrset
+        start = rrset.name.parent() if rrset.rdtype == dns.rdatatype.DS and len(
+            rrset.name) > 1 else rrset.name
+        zone = self._enclosing_zone(start)
+        if zone is None:
+            text = f"no trust anchor at or above {rrset.name}"
+            return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
+                                    [ValidationCode.NO_TRUST_ANCHOR], [text], at_s),
+                           (f"trust anchor for {rrset.name} or an ancestor",))
+        trust = self.chain.trust(zone)
+        if trust.status is not Status.SECURE:
+            return _Judged(_verdict(item.section, rrset, trust.status, (), None,
+                                    list(trust.codes), list(trust.detail), at_s), trust.missing)
+        if self._is_referral_or_glue(item, evidence, zone):
+            return _Judged(_verdict(item.section, rrset, Status.INSECURE, (), None,
+                                    [ValidationCode.UNSIGNED_REFERRAL],
+                                    ["delegation NS and glue are not signed (RFC 4035 2.2)"],
+                                    at_s), ())
+        asked_dnssec = evidence.query_do if evidence.query_do is not None else evidence.do
+        if asked_dnssec:
+            # RFC 4035 5: data of a signed zone without RRSIG is bogus when DO was set.
+            return _Judged(_verdict(item.section, rrset, Status.BOGUS, (), None,
+                                    [ValidationCode.RRSIGS_MISSING, ValidationCode.DNSSEC_BOGUS],
+                                    [f"{rrset.name} {rrset.rdtype.name} of signed zone {zone} "
+                                     f"has no RRSIG although DO was set"], at_s), ())
+        return self._cross_check(item, at_s)
+
+    def _cross_check(self, item: RRsetEvidence, at_s: int) -> _Judged:
+        """Without DO an answer carries no RRSIG: compare with validated signed copies."""
+        rrset = item.rrset
+        digest = rdata_set_digest(rrset)
+        differing = False
+        for copy in self.keys.material.signed_copies(
+            (rrset.name, int(rrset.rdtype), int(rrset.rdclass))
+        ):
+            if not self._copy_secure(copy):
+                continue
+            if copy.digest == digest:
+                return _Judged(_verdict(item.section, rrset, Status.SECURE, (), None,
+                                        [ValidationCode.UNSIGNED_CROSS_CHECKED],
+                                        ["unsigned (query without DO); equal to a validated "
+                                         "copy seen in the capture"], at_s), ())
+            differing = True
+        if differing:
+            return _Judged(_verdict(item.section, rrset, Status.BOGUS, (), None,
+                                    [ValidationCode.UNSIGNED_CONTRADICTS_VALIDATED,
+                                     ValidationCode.DNSSEC_BOGUS],
+                                    ["unsigned answer differs from every validated copy"],
+                                    at_s), ())
+        text = f"no validated copy of {rrset.name} {rrset.rdtype.name} seen"
+        return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
+                                [ValidationCode.UNSIGNED_NOT_CROSS_CHECKED], [text], at_s),
+                       (text,))
+
+    def _copy_secure(self, copy: SignedRRset, at_s: int | None = None) -> bool:
+        for wire, seen in copy.signatures.items():
+            times = (at_s,) if at_s is not None else signature_times(
+                copy, wire, self.chain.at_s)
+            judged = self._judge_signed(Section.ANSWER, copy.rrset, [seen.rrsig], times)
+            if judged.verdict.status is Status.SECURE:
+                return True
+        return False
+
+    def _enclosing_zone(self, name: dns.name.Name) -> dns.name.Name | None:
+        """The deepest zone we know of that contains ``name``."""
+        view = self.keys
+        signers = view.material.denial_signers()
+        candidate = name
+        while True:
+            if (view.material.dnskey_rrsets(candidate) or view.anchors.for_zone(candidate)
+                    or view.cached_keys(candidate) or candidate in signers
+                    or view.material.ds_rrsets(candidate)
+                    or (candidate != name and view.material.is_delegation(candidate))):
+                return candidate
+            if candidate == dns.name.root:
+                return None
+            candidate = candidate.parent()
+
+    @staticmethod
+    def _is_referral_or_glue(
+        item: RRsetEvidence, evidence: ResponseEvidence, zone: dns.name.Name
+    ) -> bool:
+        rrset = item.rrset
+        if item.section is Section.AUTHORITY and rrset.rdtype == dns.rdatatype.NS:
+            return rrset.name != zone  # RFC 4035 2.2: delegation NS are not signed
+        if item.section is Section.ADDITIONAL and rrset.rdtype in _GLUE_TYPES:
+            delegations = [r.rrset.name for r in evidence.section(Section.AUTHORITY)
+                           if r.rrset.rdtype == dns.rdatatype.NS and r.rrsigs is None]
+            return any(rrset.name.is_subdomain(d) for d in delegations)
+        return False
+
+    # --- the response ------------------------------------------------------------------------
+
+    def _response_status(
+        self, evidence: ResponseEvidence, judged: list[_Judged], at_s: int
+    ) -> tuple[Status, list[ValidationCode], str | None, list[str], list[str]]:
+        codes: list[ValidationCode] = []
+        missing: list[str] = []
+        detail: list[str] = []
+        answers = [(item, j) for item, j in zip(evidence.rrsets, judged, strict=True)
+                   if item.section is Section.ANSWER]
+        chain, final, broken = self._answer_chain(evidence, answers)
+        for _, j in chain:
+            codes.extend(c for c in j.verdict.codes if c not in codes)
+            missing.extend(m for m in j.missing if m not in missing)
+        statuses = [j.verdict.status for _, j in chain]
+        zone = final[1].verdict.signer if final is not None else None
+        if broken:
+            _add(codes, ValidationCode.CNAME_CHAIN_BROKEN)
+            detail.append("answer records do not follow from the question's CNAME/DNAME chain")
+        if evidence.rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            status = Status.INDETERMINATE
+            rcode = dns.rcode.to_text(dns.rcode.Rcode.make(evidence.rcode))
+            detail.append(f"rcode {rcode}: nothing to validate")
+            self._servfail_claims(evidence, at_s, codes, detail)
+        elif final is not None:
+            status = worst(statuses)
+        else:
+            status, zone = self._negative(evidence, judged, statuses, codes, missing, detail)
+        if evidence.flags & dns.flags.AD:
+            if status is Status.BOGUS:
+                _add(codes, ValidationCode.AD_ON_BOGUS)
+            elif status is Status.INSECURE:
+                _add(codes, ValidationCode.AD_ON_INSECURE)
+        if status is Status.INDETERMINATE:
+            _add(codes, ValidationCode.DNSSEC_INDETERMINATE)
+        return status, codes, zone, missing, detail
+
+    def _answer_chain(
+        self,
+        evidence: ResponseEvidence,
+        answers: list[tuple[RRsetEvidence, _Judged]],
+    ) -> tuple[list[tuple[RRsetEvidence, _Judged]], tuple[RRsetEvidence, _Judged] | None, bool]:
+        """Follow CNAME/DNAME from the question (RFC 1034 3.6.2, RFC 6672 3): the hops and the
+        final RRset of the question's type; each hop was judged in its own zone."""
+        if evidence.qname is None:
+            return answers, (answers[-1] if answers else None), False
+        name = evidence.qname
+        qtype = evidence.qtype
+        chain: list[tuple[RRsetEvidence, _Judged]] = []
+        used: set[int] = set()
+        for _ in range(len(answers) + 1):
+            step = self._next_hop(name, qtype, answers, used)
+            if step is None:
+                break
+            index, target = step
+            used.add(index)
+            chain.append(answers[index])
+            if target is None:
+                return chain, answers[index], len(used) != len(answers)
+            name = target
+        return chain, None, bool(chain) and len(used) != len(answers)
+
+    def _next_hop(
+        self,
+        name: dns.name.Name,
+        qtype: int | None,
+        answers: list[tuple[RRsetEvidence, _Judged]],
+        used: set[int],
+    ) -> tuple[int, dns.name.Name | None] | None:
+        for index, (item, _) in enumerate(answers):
+            rrset = item.rrset
+            if index in used or rrset.name != name:
+                continue
+            if rrset.rdtype == qtype or qtype == dns.rdatatype.ANY:
+                return index, None
+            if rrset.rdtype == dns.rdatatype.CNAME:
+                return index, rrset[0].target
+        for index, (item, _) in enumerate(answers):
+            rrset = item.rrset
+            if (index not in used and rrset.rdtype == dns.rdatatype.DNAME
+                    and name.is_subdomain(rrset.name) and name != rrset.name):
+                # RFC 6672 2.2: the synthesised CNAME follows; skip it (unsigned by design).
+                target = name.relativize(rrset.name).concatenate(rrset[0].target)
+                for other, (synth, _) in enumerate(answers):
+                    if (synth.rrset.rdtype == dns.rdatatype.CNAME and synth.rrset.name == name
+                            and synth.rrset[0].target == target):
+                        used.add(other)
+                return index, target
+        return None
+
+    def _negative(
+        self,
+        evidence: ResponseEvidence,
+        judged: list[_Judged],
+        statuses: list[Status],
+        codes: list[ValidationCode],
+        missing: list[str],
+        detail: list[str],
+    ) -> tuple[Status, str | None]:
+        """NXDOMAIN / NODATA: until the denial proofs land, only 'insecure zone' and 'bogus'
+        (e.g. unsigned SOA of a signed zone with DO) can be decided."""
+        soa = [(item, j) for item, j in zip(evidence.rrsets, judged, strict=True)
+               if item.section is Section.AUTHORITY and item.rrset.rdtype == dns.rdatatype.SOA]
+        zone_name = soa[0][0].rrset.name if soa else None
+        authority = [j.verdict.status for item, j in zip(evidence.rrsets, judged, strict=True)
+                     if item.section is Section.AUTHORITY]
+        if Status.BOGUS in statuses or Status.BOGUS in authority:
+            detail.append("negative answer with bogus records")
+            for item, j in zip(evidence.rrsets, judged, strict=True):
+                if item.section is Section.AUTHORITY:
+                    codes.extend(c for c in j.verdict.codes if c not in codes)
+            return Status.BOGUS, str(zone_name) if zone_name else None
+        if zone_name is not None:
+            trust = self.chain.trust(zone_name)
+            if trust.status is Status.INSECURE and Status.INDETERMINATE not in statuses:
+                codes.extend(c for c in trust.codes if c not in codes)
+                detail.append(f"negative answer from insecure zone {zone_name}")
+                return Status.INSECURE, str(zone_name)
+            missing.extend(m for m in trust.missing if m not in missing)
+        _add(codes, ValidationCode.DENIAL_NOT_CHECKED)
+        detail.append("negative answer: NSEC/NSEC3 denial proof not checked yet")
+        return Status.INDETERMINATE, str(zone_name) if zone_name else None
+
+    def _servfail_claims(
+        self,
+        evidence: ResponseEvidence,
+        at_s: int,
+        codes: list[ValidationCode],
+        detail: list[str],
+    ) -> None:
+        """A SERVFAIL blaming DNSSEC (EDE 6-12) while a copy of the same RRset validates at
+        the response's time contradicts the evidence."""
+        if evidence.rcode != dns.rcode.SERVFAIL or evidence.qname is None:
+            return
+        if evidence.qtype is None or not _FAILURE_EDES.intersection(evidence.ede):
+            return
+        key = (evidence.qname, evidence.qtype, evidence.qclass or 1)
+        for copy in self.keys.material.signed_copies(key):
+            if self._copy_secure(copy, at_s):
+                _add(codes, ValidationCode.SERVFAIL_CONTRADICTS_EVIDENCE)
+                detail.append(f"SERVFAIL with EDE {sorted(evidence.ede)} but a copy of "
+                              f"{evidence.qname} validates at that time")
+                return
+
+
+_NOTES = frozenset({ValidationCode.ORIGINAL_TTL_EXCEEDED, ValidationCode.WILDCARD_EXPANDED,
+                    ValidationCode.TRUST_FROM_CACHE})
+
+
+def _is_note(code: ValidationCode) -> bool:
+    return code in _NOTES
+
+
+def _least_bad(statuses: list[Status]) -> Status:
+    """With several signers and none secure: insecure beats indeterminate beats bogus? No:
+    report the worst, except that an insecure signer path is a legitimate outcome."""
+    if Status.INSECURE in statuses and Status.BOGUS not in statuses:
+        return Status.INSECURE
+    return worst(statuses) if statuses else Status.BOGUS
+
+
+def _add(codes: list[ValidationCode], code: ValidationCode) -> None:
+    if code not in codes:
+        codes.append(code)
+
+
+def _verdict(
+    section: Section,
+    rrset: dns.rrset.RRset,
+    status: Status,
+    rrsigs: Sequence[dns.rdtypes.ANY.RRSIG.RRSIG],
+    reference: dns.rdtypes.ANY.RRSIG.RRSIG | None,
+    codes: Sequence[ValidationCode],
+    detail: Sequence[str],
+    at_s: int,
+) -> RRsetVerdict:
+    unique: list[ValidationCode] = []
+    for code in codes:
+        _add(unique, code)
+    return RRsetVerdict(
+        section=section,
+        name=rrset.name.to_text(),
+        rdtype=dns.rdatatype.to_text(rrset.rdtype),
+        status=status,
+        signer=reference.signer.to_text() if reference is not None else None,
+        key_tags=tuple(sorted({int(s.key_tag) for s in rrsigs})),
+        algorithms=tuple(sorted({int(s.algorithm) for s in rrsigs})),
+        codes=tuple(unique),
+        inception=serial_to_epoch(reference.inception, at_s) if reference else None,
+        expiration=serial_to_epoch(reference.expiration, at_s) if reference else None,
+        detail=tuple(dict.fromkeys(detail)),
+    )

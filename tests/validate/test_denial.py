@@ -1,0 +1,132 @@
+"""DS-absence proofs: NSEC, NSEC3 exact match and NSEC3 opt-out make a delegation insecure;
+their negative twins (DS bit set, SOA bit set, broken signature, no opt-out) do not."""
+
+from __future__ import annotations
+
+import base64
+
+import dns.dnssec
+import dns.name
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from auditor.findings import ValidationCode as C
+from auditor.validate import PERMISSIVE, Status
+from auditor.validate.denial import bitmap_types, nsec3_covers
+from tests.validate.signing import Lab, flip_signature, respond, rrset
+
+SALT = "aabbccdd"
+ITERATIONS = 0
+CHILD = "insecure.example.test."
+
+
+@pytest.fixture(scope="module")
+def lab() -> Lab:
+    return Lab()
+
+
+def _nsec3_owner(digest: bytes) -> str:
+    return base64.b32hexencode(digest).decode().lower() + ".example.test."
+
+
+def _hash(text: str, iterations: int = ITERATIONS) -> bytes:
+    value = dns.dnssec.nsec3_hash(dns.name.from_text(text), SALT, iterations, 1)
+    return base64.b32hexdecode(value)
+
+
+def _nsec3(owner_hash: bytes, next_hash: bytes, types: str, flags: int = 0) -> dns.rrset.RRset:
+    following = base64.b32hexencode(next_hash).decode()
+    return rrset(_nsec3_owner(owner_hash), "NSEC3",
+                 f"1 {flags} {ITERATIONS} {SALT} {following} {types}")
+
+
+def _judge_unsigned_child(lab: Lab, proof: list[dns.rrset.RRset]) -> Status:
+    referral_ns = rrset(CHILD, "NS", "ns1.insecure.example.test.")
+    referral = respond("www.insecure.example.test.", "A", authority=[referral_ns, *proof],
+                       sport=43000)
+    data = rrset("www.insecure.example.test.", "A", "192.0.2.80")
+    validator = lab.validator([referral])
+    return validator.judge(respond("www.insecure.example.test.", "A", [data])).status
+
+
+def test_nsec_proof_of_no_ds_makes_child_insecure(lab: Lab) -> None:
+    nsec = rrset(CHILD, "NSEC", "z.example.test. NS RRSIG NSEC")
+    assert _judge_unsigned_child(lab, [nsec, lab.leaf.sign(nsec)]) is Status.INSECURE
+
+
+@pytest.mark.parametrize("types", ["NS DS RRSIG NSEC", "NS SOA RRSIG NSEC", "A RRSIG NSEC"])
+def test_nsec_bitmap_that_proves_nothing_leaves_ds_missing(lab: Lab, types: str) -> None:
+    # Without a proof the child's DS is simply missing: indeterminate, naming the DS.
+    nsec = rrset(CHILD, "NSEC", f"z.example.test. {types}")
+    assert _judge_unsigned_child(lab, [nsec, lab.leaf.sign(nsec)]) is Status.INDETERMINATE
+
+
+def test_nsec_proof_with_broken_signature_is_bogus(lab: Lab) -> None:
+    nsec = rrset(CHILD, "NSEC", "z.example.test. NS RRSIG NSEC")
+    assert _judge_unsigned_child(lab, [nsec, flip_signature(lab.leaf.sign(nsec))]) is Status.BOGUS
+
+
+def test_insecure_verdict_carries_insecure_delegation_code(lab: Lab) -> None:
+    nsec = rrset(CHILD, "NSEC", "z.example.test. NS RRSIG NSEC")
+    referral = respond("www.insecure.example.test.", "A",
+                       authority=[rrset(CHILD, "NS", "ns1.example.net."), nsec,
+                                  lab.leaf.sign(nsec)], sport=43001)
+    verdict = lab.validator([referral]).judge(
+        respond("www.insecure.example.test.", "A",
+                [rrset("www.insecure.example.test.", "A", "192.0.2.80")], ad=True))
+    assert verdict.status is Status.INSECURE
+    assert C.INSECURE_DELEGATION in verdict.codes
+    assert C.AD_ON_INSECURE in verdict.codes
+
+
+def test_nsec3_matching_proof(lab: Lab) -> None:
+    child = _hash(CHILD)
+    record = _nsec3(child, bytes(19) + b"\x01" if child != bytes(19) + b"\x01" else bytes(20),
+                    "NS")
+    assert _judge_unsigned_child(lab, [record, lab.leaf.sign(record)]) is Status.INSECURE
+    with_ds = _nsec3(child, bytes(20), "NS DS")
+    assert _judge_unsigned_child(lab, [with_ds, lab.leaf.sign(with_ds)]) is Status.INDETERMINATE
+
+
+def _opt_out_proof(lab: Lab, flags: int) -> list[dns.rrset.RRset]:
+    apex = _hash("example.test.")
+    apex_next = (int.from_bytes(apex, "big") + 1).to_bytes(20, "big")
+    child = int.from_bytes(_hash(CHILD), "big")
+    cover = _nsec3((child - 1).to_bytes(20, "big"), (child + 1).to_bytes(20, "big"), "", flags)
+    encloser = _nsec3(apex, apex_next, "NS SOA RRSIG DNSKEY NSEC3PARAM")
+    return [encloser, lab.leaf.sign(encloser), cover, lab.leaf.sign(cover)]
+
+
+def test_nsec3_opt_out_proof(lab: Lab) -> None:
+    assert _judge_unsigned_child(lab, _opt_out_proof(lab, flags=1)) is Status.INSECURE
+    assert _judge_unsigned_child(lab, _opt_out_proof(lab, flags=0)) is Status.INDETERMINATE
+
+
+def test_nsec3_iterations_above_policy_are_not_a_proof(lab: Lab) -> None:
+    child = _hash(CHILD, 500)
+    record = rrset(_nsec3_owner(child), "NSEC3",
+                   f"1 0 500 {SALT} {base64.b32hexencode(bytes(20)).decode()} NS")
+    referral = respond("www.insecure.example.test.", "A",
+                       authority=[rrset(CHILD, "NS", "ns1.example.net."), record,
+                                  lab.leaf.sign(record)], sport=43002)
+    data = [rrset("www.insecure.example.test.", "A", "192.0.2.80")]
+    strict = lab.validator([referral]).judge(respond("www.insecure.example.test.", "A", data))
+    assert strict.status is Status.INDETERMINATE
+    assert "DS for insecure.example.test. not seen" in strict.missing
+    # The permissive preset allows 2500 iterations, so the same proof holds there.
+    assert lab.validator([referral], policy=PERMISSIVE).judge(
+        respond("www.insecure.example.test.", "A", data)).status is Status.INSECURE
+
+
+def test_bitmap_types_decodes_windows() -> None:
+    record = rrset("a.example.", "NSEC", "b.example. A NS SOA TYPE1234 CAA")
+    assert bitmap_types(record[0]) == {1, 2, 6, 1234, 257}
+
+
+def test_nsec3_covers_wraps_around_the_ring() -> None:
+    record = _nsec3(b"\xf0" * 20, b"\x10" * 20, "A")[0]
+    assert nsec3_covers(b"\xf0" * 20, record, b"\xff" * 20)
+    assert nsec3_covers(b"\xf0" * 20, record, b"\x01" * 20)
+    assert not nsec3_covers(b"\xf0" * 20, record, b"\x80" * 20)
+    assert dns.rdatatype.NSEC3 == record.rdtype
