@@ -14,15 +14,24 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
 from auditor import __version__
 from auditor.errors import AuditorError, CaptureError
 from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir, run_audit
+from auditor.trust import KeyCache
+from auditor.validate import PRESETS, policy_from_name
+
+T = TypeVar("T")
 
 logger = logging.getLogger("auditor")
 
@@ -32,6 +41,9 @@ EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_PARTIAL = 4
 EXIT_INTERNAL = 70
+
+FAIL_LEVELS = ("never", "bogus", "indeterminate", "insecure")
+"""``--fail-on`` levels, from the most lenient; each includes the ones before it."""
 
 
 def _configure_logging(quiet: bool, verbose: int) -> None:
@@ -78,6 +90,11 @@ def _print_summary(outcome: AuditOutcome, out_dir: Path) -> None:
         click.echo(f"  other frames: {listed}", err=True)
     for problem in outcome.capture_problems:
         click.echo(f"  capture problem: {problem}", err=True)
+    verdicts = stats["validation"]["verdicts"]
+    click.echo(
+        "  verdicts: " + ", ".join(f"{name} {count}" for name, count in verdicts.items()),
+        err=True,
+    )
     click.echo(f"  reports in {out_dir}/", err=True)
 
 
@@ -96,12 +113,62 @@ def _print_summary(outcome: AuditOutcome, out_dir: Path) -> None:
     multiple=True,
     help="Treat this port as DNS too (repeatable; 53 is always included).",
 )
+@click.option(
+    "--trust-anchor",
+    "trust_anchors",
+    type=click.Path(dir_okay=False, path_type=str),
+    multiple=True,
+    help="Trust anchor file: DS/DNSKEY zone-file text, BIND trust-anchors/trusted-keys, "
+    "Unbound anchor file or IANA root-anchors.xml (repeatable). An anchor for the root "
+    "replaces the embedded IANA root anchors.",
+)
+@click.option(
+    "--keys",
+    "keys_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite key cache to read and update (default: keys.sqlite in the output directory).",
+)
+@click.option(
+    "--at",
+    "at_time",
+    metavar="TIME",
+    help="Judge every signature at this time (ISO 8601, e.g. 2026-11-25T12:00:00Z, or Unix "
+    "seconds) instead of each packet's capture time.",
+)
+@click.option(
+    "--policy",
+    type=click.Choice(sorted(PRESETS)),
+    default="rfc8624",
+    show_default=True,
+    help="Algorithm and digest policy preset.",
+)
+@click.option(
+    "--clock-skew",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Tolerance applied to RRSIG inception and expiration (default: the policy's).",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(FAIL_LEVELS),
+    default="never",
+    show_default=True,
+    help="Exit with status 1 if any response's verdict is this bad or worse "
+    "(bogus < indeterminate < insecure in leniency).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary; errors only.")
 @click.option("--verbose", "-v", count=True, help="More log output (repeat for debug).")
 def audit(
     captures: tuple[str, ...],
     out_dir: Path | None,
     ports: tuple[int, ...],
+    trust_anchors: tuple[str, ...],
+    keys_path: Path | None,
+    at_time: str | None,
+    policy: str,
+    clock_skew: int | None,
+    fail_on: str,
     quiet: bool,
     verbose: int,
 ) -> None:
@@ -113,6 +180,10 @@ def audit(
         out_dir=target,
         ports=_port_set(ports),
         progress=not quiet and sys.stderr.isatty(),
+        trust_anchors=trust_anchors,
+        keys_path=keys_path,
+        at_ns=_parse_time(at_time) if at_time is not None else None,
+        policy=policy_from_name(policy, clock_skew_s=clock_skew),
     )
     try:
         outcome = run_audit(options)
@@ -124,7 +195,97 @@ def audit(
         sys.exit(EXIT_INPUT)
     if not quiet:
         _print_summary(outcome, target)
+    if _fails(outcome.verdicts, fail_on):
+        sys.exit(EXIT_FINDINGS)
     sys.exit(EXIT_PARTIAL if outcome.capture_problems else EXIT_OK)
+
+
+def _fails(verdicts: dict[str, int], level: str) -> bool:
+    """Whether any verdict is at ``level`` or worse (bogus is the worst)."""
+    if level == "never":
+        return False
+    included = FAIL_LEVELS[1 : FAIL_LEVELS.index(level) + 1]
+    return any(verdicts.get(status, 0) for status in included)
+
+
+def _parse_time(text: str) -> int:
+    """``--at`` value: Unix seconds or ISO 8601 (naive means UTC), in nanoseconds."""
+    try:
+        return int(float(text) * 1_000_000_000)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{text!r} is neither ISO 8601 nor Unix seconds", param_hint="--at"
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+@cli.group()
+def keys() -> None:
+    """Manage the SQLite key cache (keys learned from earlier captures)."""
+
+
+_KEYS_OPTION = click.option(
+    "--keys",
+    "keys_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    required=True,
+    help="The SQLite key cache file.",
+)
+
+
+@keys.command("list")
+@_KEYS_OPTION
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
+def keys_list(keys_path: str, as_json: bool) -> None:
+    """List the keys in the cache."""
+    with _open_cache(keys_path) as cache:
+        rows = cache.list()
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(dataclasses.asdict(row)))
+        else:
+            click.echo(
+                f"{row.zone}\t{row.key_tag}\talg {row.algorithm}\tflags {row.flags}\t"
+                f"{row.state}\t{row.validated_by or '-'}"
+            )
+
+
+@keys.command("import")
+@_KEYS_OPTION
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=str))
+def keys_import(keys_path: str, source: str) -> None:
+    """Import DNSKEYs (zone-file text or a JSON export) into the cache as trusted."""
+    with _open_cache(keys_path) as cache:
+        count = _cache_call(lambda: cache.import_file(source))
+    click.echo(f"imported {count} keys from {source}", err=True)
+
+
+@keys.command("export")
+@_KEYS_OPTION
+@click.argument("target", type=click.Path(dir_okay=False, path_type=str))
+def keys_export(keys_path: str, target: str) -> None:
+    """Export the cache as JSON (or zone-file text when TARGET ends in .zone, .key or .txt)."""
+    with _open_cache(keys_path) as cache:
+        count = _cache_call(lambda: cache.export(target))
+    click.echo(f"exported {count} keys to {target}", err=True)
+
+
+def _open_cache(path: str) -> KeyCache:
+    return _cache_call(lambda: KeyCache(path))
+
+
+def _cache_call(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except AuditorError as exc:
+        click.echo(f"dnssec-auditor: error: {exc}", err=True)
+        sys.exit(EXIT_INPUT)
 
 
 def main() -> None:

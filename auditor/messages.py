@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import dns.exception
 import dns.message
 import dns.name
-import dns.rdatatype
 
 from auditor.anomaly import Anomaly, AnomalyCode
 from auditor.decode.transport import WireMessage
@@ -141,7 +140,3 @@ class MessageParser:
             )
         )
 
-
-def type_text(rdtype: int | None) -> str | None:
-    """Mnemonic of an RR type number (``TYPE65534`` for unknown ones)."""
-    return None if rdtype is None else dns.rdatatype.to_text(rdtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,10 @@ from auditor.decode.transport import (
 from auditor.evidence import ResponseEvidence, build_evidence
 from auditor.ledger import Ledger, Reason
 from auditor.messages import MessageParser, ObservedMessage
+from auditor.report.records import iso_time
 from auditor.transactions import Matcher
+from auditor.trust import KeyCache, KeyMaterial, KeyView, TrustAnchor, load_anchors
+from auditor.validate import RFC8624, Status, ValidationPolicy, Validator, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +221,19 @@ class AuditOptions:
     """DNS port set."""
     progress: bool = False
     """Show a progress bar by bytes read."""
+    trust_anchors: tuple[str, ...] = ()
+    """Trust anchor files (``--trust-anchor``); the IANA root anchors are added unless one of
+    them anchors the root."""
+    keys_path: Path | None = None
+    """SQLite key cache (``--keys``); default ``keys.sqlite`` in the output directory."""
+    at_ns: int | None = None
+    """Fixed reference time for signature validity (``--at``); None judges every response at
+    its own capture time."""
+    policy: ValidationPolicy = RFC8624
+    """Algorithm, digest and clock-skew policy."""
+    hold_ns: int = 5_000_000_000
+    """Single-pass input (standard input): how long, in capture time, an indeterminate
+    response waits for the keys it needs before it is written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +246,8 @@ class AuditOutcome:
     """Every file written."""
     capture_problems: tuple[str, ...]
     """Non-fatal capture problems (a truncated last record, ...), one sentence each."""
+    verdicts: dict[str, int]
+    """Responses per verdict (``secure``, ``insecure``, ``bogus``, ``indeterminate``)."""
 
 
 def _with_progress(frames: Iterable[Frame], source: Any, enabled: bool) -> Iterator[Frame]:
@@ -251,25 +269,143 @@ def _with_progress(frames: Iterable[Frame], source: Any, enabled: bool) -> Itera
         bar.update(int(getattr(source, "bytes_read", shown)) - shown)
 
 
+Judged = tuple[ResponseEvidence, Verdict]
+
+
+class OrderedJudge:
+    """Single-pass judging in capture order, letting responses wait briefly for late keys.
+
+    A response judged ``indeterminate`` is held (with everything after it, to keep capture
+    order) for up to ``hold_ns`` of capture time or ``max_held`` responses; if new key
+    material arrived meanwhile it is judged again before it is released.
+    """
+
+    def __init__(
+        self,
+        material: KeyMaterial,
+        validator: Validator,
+        *,
+        hold_ns: int,
+        max_held: int = 20_000,
+    ) -> None:
+        self._material = material
+        self._validator = validator
+        self._hold_ns = hold_ns
+        self._max_held = max_held
+        self._held: deque[tuple[ResponseEvidence, Verdict, int]] = deque()
+
+    def feed(self, evidence: ResponseEvidence) -> list[Judged]:
+        """Observe and judge one response; return the responses now ready, in order."""
+        self._material.observe(evidence)
+        verdict = self._validator.judge(evidence)
+        self._held.append((evidence, verdict, self._material.generation))
+        return self._release(evidence.ts_ns)
+
+    def flush(self) -> list[Judged]:
+        """End of input: judge what is still held once more with every key seen, release all."""
+        return [self._final(item) for item in self._drain()]
+
+    def _release(self, now_ns: int) -> list[Judged]:
+        ready: list[Judged] = []
+        while self._held:
+            evidence, verdict, _ = self._held[0]
+            waiting = verdict.status is Status.INDETERMINATE
+            if waiting and now_ns - evidence.ts_ns < self._hold_ns:
+                if len(self._held) <= self._max_held:
+                    break
+            ready.append(self._final(self._held.popleft()))
+        return ready
+
+    def _drain(self) -> Iterator[tuple[ResponseEvidence, Verdict, int]]:
+        while self._held:
+            yield self._held.popleft()
+
+    def _final(self, item: tuple[ResponseEvidence, Verdict, int]) -> Judged:
+        evidence, verdict, generation = item
+        if verdict.status is Status.INDETERMINATE and generation != self._material.generation:
+            verdict = self._validator.judge(evidence)
+        return evidence, verdict
+
+
+def _observe_keys(captures: tuple[str, ...], ports: frozenset[int], material: KeyMaterial) -> None:
+    """First pass over files: gather every DNSKEY, DS and denial RRset the traffic carries."""
+    from auditor.capture.sources import CaptureSet
+
+    with CaptureSet(list(captures)) as source:
+        for evidence in EvidenceStream(ports=ports).run(source):
+            material.observe(evidence)
+
+
+def _judged_two_pass(
+    stream: EvidenceStream, frames: Iterable[Frame], validator: Validator
+) -> Iterator[Judged]:
+    for evidence in stream.run(frames):
+        yield evidence, validator.judge(evidence)
+
+
+def _judged_one_pass(
+    stream: EvidenceStream, frames: Iterable[Frame], judge: OrderedJudge
+) -> Iterator[Judged]:
+    for evidence in stream.run(frames):
+        yield from judge.feed(evidence)
+    yield from judge.flush()
+
+
+def _anchor_text(anchor: TrustAnchor) -> str:
+    kind = "DS" if anchor.ds is not None else "DNSKEY"
+    return (
+        f"{anchor.zone.to_text()} {kind} key tag {anchor.key_tag} alg {anchor.algorithm} "
+        f"({anchor.source})"
+    )
+
+
 def run_audit(options: AuditOptions) -> AuditOutcome:
-    """Read the captures, write ``responses.jsonl``, ``findings.jsonl`` and ``stats.json``."""
+    """Read the captures, judge every response, write the reports and update the key cache."""
     from auditor.capture.sources import CaptureSet
     from auditor.report.files import JsonLinesWriter, write_json
-    from auditor.report.records import STATS_SCHEMA, anomaly_record, response_record
+    from auditor.report.records import (
+        STATS_SCHEMA,
+        anomaly_record,
+        response_record,
+        verdict_fields,
+    )
 
     started = time.monotonic()
+    anchors = load_anchors(list(options.trust_anchors))
     source = CaptureSet(list(options.captures))
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    responses_path = options.out_dir / "responses.jsonl"
-    findings_path = options.out_dir / "findings.jsonl"
-    stats_path = options.out_dir / "stats.json"
-    with JsonLinesWriter(responses_path) as responses, JsonLinesWriter(findings_path) as findings:
-        stream = EvidenceStream(
-            ports=options.ports,
-            on_anomaly=lambda anomaly: findings.write(anomaly_record(anomaly)),
+    keys_path = options.keys_path or options.out_dir / "keys.sqlite"
+    material = KeyMaterial()
+    single_pass = "-" in options.captures
+    if not single_pass:
+        _observe_keys(options.captures, options.ports, material)
+    with KeyCache(str(keys_path)) as cache:
+        validator = Validator(
+            KeyView(anchors, material, cache), options.policy, at_ns=options.at_ns
         )
-        for evidence in stream.run(_with_progress(source, source, options.progress)):
-            responses.write(response_record(evidence))
+        paths = tuple(
+            options.out_dir / name for name in ("responses.jsonl", "findings.jsonl", "stats.json")
+        )
+        verdicts: Counter[str] = Counter()
+        codes: Counter[str] = Counter()
+        with source, JsonLinesWriter(paths[0]) as responses, JsonLinesWriter(paths[1]) as found:
+            stream = EvidenceStream(
+                ports=options.ports,
+                on_anomaly=lambda anomaly: found.write(anomaly_record(anomaly)),
+            )
+            frames = _with_progress(source, source, options.progress)
+            judged = (
+                _judged_one_pass(
+                    stream, frames, OrderedJudge(material, validator, hold_ns=options.hold_ns)
+                )
+                if single_pass
+                else _judged_two_pass(stream, frames, validator)
+            )
+            for evidence, verdict in judged:
+                responses.write({**response_record(evidence), **verdict_fields(verdict)})
+                verdicts[verdict.status.value] += 1
+                codes.update(code.value for code in verdict.codes)
+        cache_written = cache.apply(validator.cache_updates())
     problems = tuple(str(problem) for problem in source.problems)
     stats = {
         "schema": STATS_SCHEMA,
@@ -278,7 +414,19 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
         "capture_problems": list(problems),
         **stream.counters(),
         "responses_written": responses.count,
-        "findings_written": findings.count,
+        "findings_written": found.count,
+        "validation": {
+            "mode": "single_pass" if single_pass else "two_pass",
+            "reference_time": "fixed" if options.at_ns is not None else "capture_time",
+            "at": iso_time(options.at_ns) if options.at_ns is not None else None,
+            "policy": options.policy.name,
+            "clock_skew_s": options.policy.clock_skew_s,
+            "trust_anchors": [_anchor_text(anchor) for anchor in anchors],
+            "key_cache": str(keys_path),
+            "key_cache_rows_written": cache_written,
+            "verdicts": {status.value: verdicts.get(status.value, 0) for status in Status},
+            "codes": dict(codes.most_common()),
+        },
     }
-    write_json(stats_path, stats)
-    return AuditOutcome(stats, (responses_path, findings_path, stats_path), problems)
+    write_json(paths[2], stats)
+    return AuditOutcome(stats, paths, problems, dict(stats["validation"]["verdicts"]))

@@ -95,6 +95,14 @@ class ValidationCode(StrEnum):
     """The AD bit is set on a response whose answer is bogus."""
     SERVFAIL_CONTRADICTS_EVIDENCE = ("servfail_contradicts_evidence", None)
     """A SERVFAIL's EDE reason is contradicted by validated copies seen in the capture."""
+    UNSIGNED_ADDITIONAL = ("unsigned_additional", None)
+    """Additional-section data without RRSIG: servers may omit those signatures (RFC 4035
+    3.1.1), so it is neither validated nor held against the response."""
+    REFERRAL = ("referral", None)
+    """The response is a referral: its security is that of the delegation's DS RRset or of
+    the proof that no DS exists (RFC 4035 5.2)."""
+    TRUNCATED = ("truncated", None)
+    """The TC bit is set: the answer is incomplete and is judged only as far as it goes."""
 
 
 __all__ = ["ValidationCode"]

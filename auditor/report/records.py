@@ -12,6 +12,7 @@ import dns.rdatatype
 
 from auditor.anomaly import Anomaly
 from auditor.evidence import ResponseEvidence, Section
+from auditor.validate.verdict import Verdict
 
 RESPONSES_SCHEMA = "dnssec-auditor/responses/1"
 """Schema identifier written in every ``responses.jsonl`` record; bumped on breaking changes."""
@@ -108,3 +109,35 @@ def anomaly_record(anomaly: Anomaly) -> dict[str, Any]:
         "detail": anomaly.detail,
         "params": dict(anomaly.params),
     }
+
+
+def verdict_fields(verdict: Verdict) -> dict[str, Any]:
+    """The validation fields of a ``responses.jsonl`` record (issue #3 contract)."""
+    return {
+        "verdict": verdict.status.value,
+        "codes": [code.value for code in verdict.codes],
+        "zone": verdict.zone,
+        "missing": list(verdict.missing),
+        "reference_time": iso_time(verdict.reference_time_ns),
+        "detail": list(verdict.detail),
+        "rrsets": [
+            {
+                "section": rrset.section.value,
+                "name": rrset.name,
+                "type": rrset.rdtype,
+                "verdict": rrset.status.value,
+                "signer": rrset.signer,
+                "key_tags": list(rrset.key_tags),
+                "algorithms": list(rrset.algorithms),
+                "codes": [code.value for code in rrset.codes],
+                "inception": _epoch_text(rrset.inception),
+                "expiration": _epoch_text(rrset.expiration),
+                "detail": list(rrset.detail),
+            }
+            for rrset in verdict.rrsets
+        ],
+    }
+
+
+def _epoch_text(seconds: int | None) -> str | None:
+    return None if seconds is None else iso_time(seconds * 1_000_000_000)

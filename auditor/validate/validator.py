@@ -196,15 +196,23 @@ class Validator:
             return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
                                     [ValidationCode.NO_TRUST_ANCHOR], [text], at_s),
                            (f"trust anchor for {rrset.name} or an ancestor",))
-        trust = self.chain.trust(zone)
-        if trust.status is not Status.SECURE:
-            return _Judged(_verdict(item.section, rrset, trust.status, (), None,
-                                    list(trust.codes), list(trust.detail), at_s), trust.missing)
         if self._is_referral_or_glue(item, evidence, zone):
+            # Checked before the child's trust: delegation NS and glue are the parent's
+            # unsigned data, whatever state the child zone is in.
             return _Judged(_verdict(item.section, rrset, Status.INSECURE, (), None,
                                     [ValidationCode.UNSIGNED_REFERRAL],
                                     ["delegation NS and glue are not signed (RFC 4035 2.2)"],
                                     at_s), ())
+        trust = self.chain.trust(zone)
+        if trust.status is not Status.SECURE:
+            return _Judged(_verdict(item.section, rrset, trust.status, (), None,
+                                    list(trust.codes), list(trust.detail), at_s), trust.missing)
+        if item.section is Section.ADDITIONAL:
+            # RFC 4035 3.1.1: RRSIGs for additional data are included only if space permits.
+            return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
+                                    [ValidationCode.UNSIGNED_ADDITIONAL],
+                                    [f"{rrset.name} {rrset.rdtype.name} in the additional "
+                                     "section is unsigned; not validated"], at_s), ())
         asked_dnssec = evidence.query_do if evidence.query_do is not None else evidence.do
         if asked_dnssec:
             # RFC 4035 5: data of a signed zone without RRSIG is bogus when DO was set.
@@ -271,7 +279,10 @@ class Validator:
     ) -> bool:
         rrset = item.rrset
         if item.section is Section.AUTHORITY and rrset.rdtype == dns.rdatatype.NS:
-            return rrset.name != zone  # RFC 4035 2.2: delegation NS are not signed
+            # RFC 4035 2.2: delegation NS are not signed. The owner of a delegation NS is the
+            # child's apex, so "zone" found from it is the child: a non-authoritative answer
+            # (AA clear, RFC 1034 4.3.1) carrying it is a referral from the parent.
+            return rrset.name != zone or not evidence.flags & dns.flags.AA
         if item.section is Section.ADDITIONAL and rrset.rdtype in _GLUE_TYPES:
             delegations = [r.rrset.name for r in evidence.section(Section.AUTHORITY)
                            if r.rrset.rdtype == dns.rdatatype.NS and r.rrsigs is None]
@@ -304,8 +315,17 @@ class Validator:
             self._servfail_claims(evidence, at_s, codes, detail)
         elif final is not None:
             status = worst(statuses)
+        elif chain and _leaves_zone(chain[-1][0], chain[-1][1]):
+            # The last CNAME/DNAME points out of its zone: the rest is another zone's answer,
+            # which the resolver fetches separately (RFC 1034 3.6.2). Judge the hops present.
+            status = worst(statuses)
+            detail.append("the CNAME chain leaves the zone; the target is answered elsewhere")
+        elif not chain and _is_referral(evidence):
+            status, zone = self._referral(evidence, judged, codes, missing, detail)
         else:
             status, zone = self._negative(evidence, judged, statuses, codes, missing, detail)
+        if evidence.flags & dns.flags.TC:
+            _add(codes, ValidationCode.TRUNCATED)
         if evidence.flags & dns.flags.AD:
             if status is Status.BOGUS:
                 _add(codes, ValidationCode.AD_ON_BOGUS)
@@ -401,6 +421,45 @@ class Validator:
         detail.append("negative answer: NSEC/NSEC3 denial proof not checked yet")
         return Status.INDETERMINATE, str(zone_name) if zone_name else None
 
+    def _referral(
+        self,
+        evidence: ResponseEvidence,
+        judged: list[_Judged],
+        codes: list[ValidationCode],
+        missing: list[str],
+        detail: list[str],
+    ) -> tuple[Status, str | None]:
+        """A referral is as secure as its delegation: a validated DS RRset makes it secure, a
+        validated proof of no DS insecure (RFC 4035 5.2); the NS and glue are never signed."""
+        _add(codes, ValidationCode.REFERRAL)
+        child = next(item.rrset.name for item in evidence.section(Section.AUTHORITY)
+                     if item.rrset.rdtype == dns.rdatatype.NS)
+        ds = [(item, j) for item, j in zip(evidence.rrsets, judged, strict=True)
+              if item.section is Section.AUTHORITY and item.rrset.rdtype == dns.rdatatype.DS
+              and item.rrset.name == child]
+        if ds:
+            _, j = ds[0]
+            codes.extend(c for c in j.verdict.codes if c not in codes)
+            missing.extend(m for m in j.missing if m not in missing)
+            detail.append(f"referral to {child} with a DS RRset")
+            return j.verdict.status, j.verdict.signer
+        trust = self.chain.trust(child)
+        if trust.status is Status.INSECURE:
+            codes.extend(c for c in trust.codes if c not in codes)
+            detail.append(f"referral to {child}: no DS exists, the delegation is insecure")
+            return Status.INSECURE, str(child.parent()) if len(child) > 1 else None
+        if trust.status is Status.BOGUS:
+            codes.extend(c for c in trust.codes if c not in codes)
+            detail.extend(trust.detail)
+            return Status.BOGUS, None
+        text = f"proof of DS or of no DS for {child}"
+        if trust.status is Status.SECURE:
+            detail.append(f"referral to {child} without DS; {child} is secure elsewhere")
+            return Status.SECURE, str(child)
+        missing.append(text)
+        detail.append(f"referral to {child} carries neither a DS RRset nor a proof of none")
+        return Status.INDETERMINATE, None
+
     def _servfail_claims(
         self,
         evidence: ResponseEvidence,
@@ -421,6 +480,28 @@ class Validator:
                 detail.append(f"SERVFAIL with EDE {sorted(evidence.ede)} but a copy of "
                               f"{evidence.qname} validates at that time")
                 return
+
+
+def _leaves_zone(item: RRsetEvidence, judged: _Judged) -> bool:
+    """Whether a CNAME/DNAME hop's target lies outside the zone that signed the hop."""
+    rrset = item.rrset
+    if rrset.rdtype not in (dns.rdatatype.CNAME, dns.rdatatype.DNAME):
+        return False
+    signer = judged.verdict.signer
+    if signer is None:
+        return False
+    return not rrset[0].target.is_subdomain(dns.name.from_text(signer))
+
+
+def _is_referral(evidence: ResponseEvidence) -> bool:
+    """RFC 1034 4.3.1 / RFC 4035 3.1.4: a non-authoritative NOERROR answer with no answer
+    records, an NS RRset in the authority section and no SOA there is a referral."""
+    if evidence.rcode != dns.rcode.NOERROR or evidence.flags & dns.flags.AA:
+        return False
+    authority = evidence.section(Section.AUTHORITY)
+    has_ns = any(item.rrset.rdtype == dns.rdatatype.NS for item in authority)
+    has_soa = any(item.rrset.rdtype == dns.rdatatype.SOA for item in authority)
+    return has_ns and not has_soa and not evidence.section(Section.ANSWER)
 
 
 _NOTES = frozenset({ValidationCode.ORIGINAL_TTL_EXCEEDED, ValidationCode.WILDCARD_EXPANDED,
