@@ -8,7 +8,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from auditor import __version__
 from auditor.anomaly import Anomaly, AnomalyCode
@@ -24,6 +24,7 @@ from auditor.decode.transport import (
     udp_message,
 )
 from auditor.evidence import ResponseEvidence, build_evidence
+from auditor.findings.catalogue import Finding
 from auditor.ledger import Ledger, Reason
 from auditor.messages import MessageParser, ObservedMessage
 from auditor.report.records import iso_time
@@ -272,6 +273,24 @@ def _with_progress(frames: Iterable[Frame], source: Any, enabled: bool) -> Itera
 Judged = tuple[ResponseEvidence, Verdict]
 
 
+class FindingSource(Protocol):
+    """A stage that turns judged responses into findings (forgery signals, validation
+    findings, zone health). It sees every response in capture order."""
+
+    def feed(self, evidence: ResponseEvidence, verdict: Verdict) -> Iterable[Finding]:
+        """Take one judged response; return findings it completes."""
+        ...
+
+    def flush(self) -> Iterable[Finding]:
+        """End of input: return what is still pending."""
+        ...
+
+
+def finding_sources(options: AuditOptions) -> list[FindingSource]:
+    """The finding stages of a run, in the order they see each response."""
+    return []
+
+
 class OrderedJudge:
     """Single-pass judging in capture order, letting responses wait briefly for late keys.
 
@@ -366,6 +385,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     from auditor.report.records import (
         STATS_SCHEMA,
         anomaly_record,
+        finding_record,
         response_record,
         verdict_fields,
     )
@@ -401,10 +421,17 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
                 if single_pass
                 else _judged_two_pass(stream, frames, validator)
             )
+            sources = finding_sources(options)
             for evidence, verdict in judged:
                 responses.write({**response_record(evidence), **verdict_fields(verdict)})
                 verdicts[verdict.status.value] += 1
                 codes.update(code.value for code in verdict.codes)
+                for source_stage in sources:
+                    for finding in source_stage.feed(evidence, verdict):
+                        found.write(finding_record(finding))
+            for source_stage in sources:
+                for finding in source_stage.flush():
+                    found.write(finding_record(finding))
         cache_written = cache.apply(validator.cache_updates())
     problems = tuple(str(problem) for problem in source.problems)
     stats = {

@@ -12,6 +12,7 @@ import dns.rdatatype
 
 from auditor.anomaly import Anomaly
 from auditor.evidence import ResponseEvidence, Section
+from auditor.findings.catalogue import Finding
 from auditor.validate.verdict import Verdict
 
 RESPONSES_SCHEMA = "dnssec-auditor/responses/1"
@@ -141,3 +142,31 @@ def verdict_fields(verdict: Verdict) -> dict[str, Any]:
 
 def _epoch_text(seconds: int | None) -> str | None:
     return None if seconds is None else iso_time(seconds * 1_000_000_000)
+
+
+def finding_record(finding: Finding) -> dict[str, Any]:
+    """One catalogue finding as a ``findings.jsonl`` record."""
+    spec_rfcs = _catalogue_rfcs(finding.code)
+    where = finding.provenance
+    return {
+        "schema": FINDINGS_SCHEMA,
+        "kind": "finding",
+        "code": finding.code,
+        "severity": finding.severity.value,
+        "verdict": finding.verdict,
+        "message": finding.message,
+        "rfcs": list(spec_rfcs),
+        "ts": iso_time(where.ts_ns),
+        "capture": where.capture,
+        "frames": list(where.frames),
+        "server": where.server,
+        "client": where.client,
+        "params": dict(finding.params),
+    }
+
+
+def _catalogue_rfcs(code: str) -> tuple[str, ...]:
+    from auditor.findings.catalogue import CATALOGUE
+
+    spec = CATALOGUE.get(code)
+    return spec.rfcs if spec is not None else ()
