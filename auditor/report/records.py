@@ -12,7 +12,7 @@ import dns.rdatatype
 
 from auditor.anomaly import Anomaly
 from auditor.evidence import ResponseEvidence, Section
-from auditor.findings.catalogue import Finding
+from auditor.findings.catalogue import CATALOGUE, Finding
 from auditor.validate.verdict import Verdict
 
 RESPONSES_SCHEMA = "dnssec-auditor/responses/1"
@@ -146,7 +146,7 @@ def _epoch_text(seconds: int | None) -> str | None:
 
 def finding_record(finding: Finding) -> dict[str, Any]:
     """One catalogue finding as a ``findings.jsonl`` record."""
-    spec_rfcs = _catalogue_rfcs(finding.code)
+    spec = CATALOGUE.get(finding.code)
     where = finding.provenance
     return {
         "schema": FINDINGS_SCHEMA,
@@ -155,7 +155,7 @@ def finding_record(finding: Finding) -> dict[str, Any]:
         "severity": finding.severity.value,
         "verdict": finding.verdict,
         "message": finding.message,
-        "rfcs": list(spec_rfcs),
+        "rfcs": list(spec.rfcs) if spec is not None else [],
         "ts": iso_time(where.ts_ns),
         "capture": where.capture,
         "frames": list(where.frames),
@@ -164,9 +164,3 @@ def finding_record(finding: Finding) -> dict[str, Any]:
         "params": dict(finding.params),
     }
 
-
-def _catalogue_rfcs(code: str) -> tuple[str, ...]:
-    from auditor.findings.catalogue import CATALOGUE
-
-    spec = CATALOGUE.get(code)
-    return spec.rfcs if spec is not None else ()
