@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -127,36 +128,92 @@ def _pair_section(
     return paired, orphans
 
 
+@dataclass(frozen=True, slots=True)
+class _MessageFacts:
+    """The part of the evidence that depends only on the parsed message, shared by repeats."""
+
+    rrsets: tuple[RRsetEvidence, ...]
+    orphans: tuple[RRsetEvidence, ...]
+    rcode: int
+    flags: int
+    do: bool
+    edns: bool
+    ede: tuple[int, ...]
+
+
+def _message_facts(message: dns.message.Message) -> _MessageFacts:
+    rrsets: list[RRsetEvidence] = []
+    orphans: list[RRsetEvidence] = []
+    for section, records in (
+        (Section.ANSWER, message.answer),
+        (Section.AUTHORITY, message.authority),
+        (Section.ADDITIONAL, message.additional),
+    ):
+        paired, unpaired = _pair_section(section, list(records))
+        rrsets.extend(paired)
+        orphans.extend(unpaired)
+    return _MessageFacts(
+        rrsets=tuple(rrsets),
+        orphans=tuple(orphans),
+        rcode=int(message.rcode()),
+        flags=int(message.flags),
+        do=_edns_do(message),
+        edns=message.edns >= 0,
+        ede=_ede_codes(message),
+    )
+
+
+class _FactsMemo:
+    """Bounded memo of message facts keyed by the identity of the shared parsed message.
+
+    The parse stage hands the same ``Message`` object to every repeat of a message; the memo
+    holds a reference to it, so its ``id`` cannot be reused while the entry lives.
+    """
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._size = size
+        self._entries: OrderedDict[int, tuple[dns.message.Message, _MessageFacts]] = OrderedDict()
+
+    def get(self, message: dns.message.Message) -> _MessageFacts:
+        key = id(message)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is message:
+            self._entries.move_to_end(key)
+            return entry[1]
+        facts = _message_facts(message)
+        self._entries[key] = (message, facts)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return facts
+
+
+_MEMO = _FactsMemo()
+
+
 def build_evidence(transaction: Transaction) -> ResponseEvidence:
     """Collect the RRsets and RRSIGs of a response into evidence."""
     response = transaction.response
     message = response.message
     query_message = transaction.query.message if transaction.query is not None else None
     query_do = _edns_do(query_message) if transaction.query is not None else None
-    rrsets: list[RRsetEvidence] = []
-    orphans: list[RRsetEvidence] = []
-    if message is not None:
-        for section, records in (
-            (Section.ANSWER, message.answer),
-            (Section.AUTHORITY, message.authority),
-            (Section.ADDITIONAL, message.additional),
-        ):
-            paired, unpaired = _pair_section(section, list(records))
-            rrsets.extend(paired)
-            orphans.extend(unpaired)
+    if message is None:
+        wire = response.wire.wire
+        facts = _MessageFacts((), (), _header_rcode(wire), _header_flags(wire), False, False, ())
+    else:
+        facts = _MEMO.get(message)
     return ResponseEvidence(
         transaction=transaction,
         qname=response.qname,
         qtype=response.qtype,
         qclass=response.qclass,
-        rcode=int(message.rcode()) if message is not None else _header_rcode(response.wire.wire),
-        flags=int(message.flags) if message is not None else _header_flags(response.wire.wire),
-        do=_edns_do(message),
+        rcode=facts.rcode,
+        flags=facts.flags,
+        do=facts.do,
         query_do=query_do,
-        edns=bool(message is not None and message.edns >= 0),
-        ede=_ede_codes(message) if message is not None else (),
-        rrsets=tuple(rrsets),
-        orphan_rrsigs=tuple(orphans),
+        edns=facts.edns,
+        ede=facts.ede,
+        rrsets=facts.rrsets,
+        orphan_rrsigs=facts.orphans,
         problems=response.problems,
     )
 

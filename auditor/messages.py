@@ -1,4 +1,5 @@
-"""DNS parsing of wire messages with dnspython, leniently, each distinct message parsed once."""
+"""DNS parsing of wire messages: header, question and EDNS at once, records lazily, each
+distinct message (ignoring its ID) parsed once and shared."""
 
 from __future__ import annotations
 
@@ -18,12 +19,89 @@ from auditor.ledger import Ledger, Reason
 logger = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!HHHHHH")
+_QUESTION_TAIL = struct.Struct("!HH")
+_RR_TAIL = struct.Struct("!HHIH")
 QR = 0x8000
+_OPT = 41
+_EDE_OPTION = 15
+_MAX_LABELS = 128
+_PARSE_ERRORS = (dns.exception.DNSException, ValueError, IndexError, struct.error, KeyError)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the capture stage reads of every message: header, first question and EDNS."""
+
+    qname: dns.name.Name | None
+    """The first question's name, when there is one."""
+    qtype: int | None
+    """The first question's type."""
+    qclass: int | None
+    """The first question's class."""
+    question_key: bytes | None
+    """The first question in canonical wire form (lower-cased name, type, class): what
+    query/response matching compares (RFC 5452 9.1); None without a question."""
+    rcode: int
+    """The full response code: header RCODE plus the OPT record's extended bits (RFC 6891)."""
+    edns: bool
+    """Whether an OPT record was found."""
+    do: bool
+    """The EDNS DO bit (RFC 3225)."""
+    ede: tuple[int, ...]
+    """RFC 8914 Extended DNS Error info codes in the OPT record."""
+    problem: str | None
+    """Why the header/question could not be read (the message is then a parse error), or
+    why the records after the question could not be walked (the summary is then partial)."""
+    readable: bool
+    """False when not even the header and question could be read."""
+
+
+class ParsedMessage:
+    """The full dnspython parse of one distinct message, done on first use and shared."""
+
+    __slots__ = ("_done", "_message", "_problems", "_wire")
+
+    def __init__(self, wire: bytes) -> None:
+        self._wire = wire
+        self._message: dns.message.Message | None = None
+        self._problems: tuple[str, ...] = ()
+        self._done = False
+
+    def _parse(self) -> None:
+        # Lenient (continue_on_error): a bad record is reported, the rest is kept.
+        try:
+            message = dns.message.from_wire(
+                self._wire, continue_on_error=True, ignore_trailing=True
+            )
+        except _PARSE_ERRORS as exc:
+            self._problems = (f"{type(exc).__name__}: {exc}",)
+        else:
+            self._message = message
+            self._problems = tuple(
+                f"{type(err.exception).__name__} at offset {err.offset}: {err.exception}"
+                for err in getattr(message, "errors", ())
+            )
+        self._wire = b""
+        self._done = True
+
+    @property
+    def message(self) -> dns.message.Message | None:
+        """The parsed message (read-only: it is shared), or None if dnspython gave up."""
+        if not self._done:
+            self._parse()
+        return self._message
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Problems dnspython reported while parsing leniently."""
+        if not self._done:
+            self._parse()
+        return self._problems
 
 
 @dataclass(frozen=True, slots=True)
 class ObservedMessage:
-    """One DNS message as seen on the wire, parsed as far as possible."""
+    """One DNS message as seen on the wire."""
 
     wire: WireMessage
     """The bytes and their provenance (addresses, ports, frames, time)."""
@@ -31,100 +109,191 @@ class ObservedMessage:
     """The DNS message ID from the header."""
     is_response: bool
     """The QR bit."""
-    message: dns.message.Message | None
-    """The parsed message, shared between identical messages: treat it as read-only. None when
-    not even the question could be parsed."""
-    problems: tuple[str, ...]
-    """Parse problems dnspython reported while parsing leniently (empty for a clean parse)."""
-    qname: dns.name.Name | None
-    """The first question's name, when there is one."""
-    qtype: int | None
-    """The first question's type."""
-    qclass: int | None
-    """The first question's class."""
+    flags: int
+    """The header flags word (QR, opcode, AA, TC, RD, RA, Z, AD, CD, RCODE)."""
+    summary: Summary
+    """Header, question and EDNS facts, shared between identical messages."""
+    parsed: ParsedMessage
+    """The lazily parsed full message, shared between identical messages."""
+
+    @property
+    def message(self) -> dns.message.Message | None:
+        """The parsed message (shared: treat as read-only); None if it could not be parsed.
+        Its ``id`` is that of the first copy seen; use ``ObservedMessage.id``."""
+        return self.parsed.message
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Parse problems, from the summary and from dnspython's lenient parse."""
+        problem = self.summary.problem
+        return ((problem,) if problem else ()) + self.parsed.problems
+
+    @property
+    def qname(self) -> dns.name.Name | None:
+        """The first question's name."""
+        return self.summary.qname
+
+    @property
+    def qtype(self) -> int | None:
+        """The first question's type."""
+        return self.summary.qtype
+
+    @property
+    def qclass(self) -> int | None:
+        """The first question's class."""
+        return self.summary.qclass
+
+    @property
+    def question_key(self) -> bytes | None:
+        """The first question in canonical wire form."""
+        return self.summary.question_key
 
 
-@dataclass(frozen=True, slots=True)
-class _Parsed:
-    """A parse result cached by message bytes without the ID."""
+def _skip_name(wire: bytes, offset: int) -> int:
+    """Offset just past the (possibly compressed) name at ``offset`` (RFC 1035 4.1.4)."""
+    for _ in range(_MAX_LABELS):
+        length = wire[offset]
+        if length >= 0xC0:
+            if offset + 1 >= len(wire):
+                raise IndexError("compression pointer cut short")
+            return offset + 2
+        if length > 63:
+            raise ValueError(f"bad label type 0x{length:02x}")
+        offset += 1 + length
+        if length == 0:
+            return offset
+    raise ValueError("name with too many labels")
 
-    message: dns.message.Message | None
-    problems: tuple[str, ...]
-    qname: dns.name.Name | None
-    qtype: int | None
-    qclass: int | None
+
+def _ede_codes(options: bytes) -> tuple[int, ...]:
+    """INFO-CODEs of the RFC 8914 options among OPT ``options`` (RFC 6891 6.1.2 layout)."""
+    codes = []
+    offset = 0
+    while offset + 4 <= len(options):
+        code, length = struct.unpack_from("!HH", options, offset)
+        offset += 4
+        if code == _EDE_OPTION and length >= 2:
+            codes.append(int.from_bytes(options[offset : offset + 2], "big"))
+        offset += length
+    return tuple(codes)
 
 
-def _parse(wire: bytes) -> _Parsed:
-    """Parse ``wire`` with dnspython, never raising on malformed input."""
+def _question_name(wire: bytes) -> tuple[dns.name.Name, bytes, int]:
+    """The first question's name, its canonical (lower-cased) wire form and where it ends.
+
+    Question names are almost never compressed; those are read label by label here, and a
+    compressed one is left to dnspython (RFC 1035 4.1.4).
+    """
+    offset = _HEADER.size
+    labels: list[bytes] = []
+    for _ in range(_MAX_LABELS):
+        length = wire[offset]
+        if length == 0:
+            end = offset + 1
+            raw = wire[_HEADER.size : end]
+            labels.append(b"")
+            return dns.name.Name(labels), raw.lower(), end
+        if length > 63:
+            name, used = dns.name.from_wire(wire, _HEADER.size)
+            return name, name.canonicalize().to_wire(), _HEADER.size + used
+        label = wire[offset + 1 : offset + 1 + length]
+        if len(label) != length:
+            raise IndexError("question name cut short")
+        labels.append(label)
+        offset += 1 + length
+    raise ValueError("question name with too many labels")
+
+
+def _question(
+    wire: bytes, count: int
+) -> tuple[dns.name.Name | None, bytes | None, int | None, int | None, int]:
+    if not count:
+        return None, None, None, None, _HEADER.size
+    name, canonical, offset = _question_name(wire)
+    qtype, qclass = _QUESTION_TAIL.unpack_from(wire, offset)
+    key = canonical + wire[offset : offset + 4]
+    offset += 4
+    for _ in range(count - 1):
+        offset = _skip_name(wire, offset) + 4
+    return name, key, qtype, qclass, offset
+
+
+def _edns(
+    wire: bytes, offset: int, records: int, additional: int
+) -> tuple[bool, int, bool, tuple[int, ...]]:
+    """Find the OPT record by walking past every record before it; (edns, ext rcode, do, ede)."""
+    for index in range(records + additional):
+        name_end = _skip_name(wire, offset)
+        rtype, _, ttl, rdlength = _RR_TAIL.unpack_from(wire, name_end)
+        start = name_end + _RR_TAIL.size
+        offset = start + rdlength
+        if offset > len(wire):
+            raise IndexError("record data runs past the end of the message")
+        if rtype == _OPT and index >= records:
+            return True, ttl >> 24, bool(ttl & 0x8000), _ede_codes(wire[start:offset])
+    return False, 0, False, ()
+
+
+def summarise(wire: bytes) -> Summary:
+    """Read the header, the first question and the OPT record of ``wire``; never raises."""
+    if len(wire) < _HEADER.size:
+        return _unreadable(f"message of {len(wire)} bytes is shorter than a header")
+    _, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(wire)
     try:
-        message = dns.message.from_wire(wire, continue_on_error=True, ignore_trailing=True)
-    except (dns.exception.DNSException, ValueError, IndexError, struct.error) as exc:
-        return _Parsed(None, (f"{type(exc).__name__}: {exc}",), None, None, None)
-    problems = tuple(
-        f"{type(err.exception).__name__} at offset {err.offset}: {err.exception}"
-        for err in getattr(message, "errors", ())
+        qname, key, qtype, qclass, offset = _question(wire, qdcount)
+    except _PARSE_ERRORS as exc:
+        return _unreadable(f"question unreadable: {type(exc).__name__}: {exc}")
+    problem = None
+    try:
+        edns, extended, do, ede = _edns(wire, offset, ancount + nscount, arcount)
+    except _PARSE_ERRORS as exc:
+        edns, extended, do, ede = False, 0, False, ()
+        problem = f"records after the question unreadable: {type(exc).__name__}: {exc}"
+    return Summary(
+        qname, qtype, qclass, key, (extended << 4) | (flags & 0xF), edns, do, ede, problem, True
     )
-    question = message.question[0] if message.question else None
-    return _Parsed(
-        message,
-        problems,
-        question.name if question is not None else None,
-        int(question.rdtype) if question is not None else None,
-        int(question.rdclass) if question is not None else None,
-    )
+
+
+def _unreadable(problem: str) -> Summary:
+    return Summary(None, None, None, None, 0, False, False, (), problem, False)
 
 
 class MessageParser:
-    """Parses wire messages, caching by the bytes after the ID so repeats cost a dict lookup."""
+    """Summarises wire messages, caching by the bytes after the ID so repeats cost a lookup."""
 
     def __init__(self, ledger: Ledger, *, cache_size: int = 50_000) -> None:
         self._ledger = ledger
-        self._cache: OrderedDict[bytes, _Parsed] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[Summary, ParsedMessage]] = OrderedDict()
         self._cache_size = cache_size
         self.parsed = 0
         self.cache_hits = 0
 
     def feed(self, wire: WireMessage) -> ObservedMessage | None:
-        """Parse one message; settle its frames; return None only if it is not DNS at all."""
+        """Read one message and settle its frames; None only if shorter than a DNS header."""
         data = wire.wire
         if len(data) < _HEADER.size:
             self._ledger.settle(Reason.DNS_PARSE_ERROR, wire.owned_frames)
             self._note_parse_error(wire, f"message of {len(data)} bytes is shorter than a header")
             return None
         msg_id, flags = struct.unpack_from("!HH", data)
-        parsed = self._lookup(data[2:])
-        if parsed is None:
-            parsed = _parse(data)
-            self._remember(data[2:], parsed)
-        if parsed.message is None:
-            self._ledger.settle(Reason.DNS_PARSE_ERROR, wire.owned_frames)
-            self._note_parse_error(wire, parsed.problems[0])
+        key = data[2:]
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = (summarise(data), ParsedMessage(data))
+            self.parsed += 1
+            self._cache[key] = entry
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         else:
-            self._ledger.settle(Reason.DNS_MESSAGE, wire.owned_frames)
-        return ObservedMessage(
-            wire=wire,
-            id=msg_id,
-            is_response=bool(flags & QR),
-            message=parsed.message,
-            problems=parsed.problems,
-            qname=parsed.qname,
-            qtype=parsed.qtype,
-            qclass=parsed.qclass,
-        )
-
-    def _lookup(self, key: bytes) -> _Parsed | None:
-        parsed = self._cache.get(key)
-        if parsed is not None:
             self.cache_hits += 1
             self._cache.move_to_end(key)
-        return parsed
-
-    def _remember(self, key: bytes, parsed: _Parsed) -> None:
-        self.parsed += 1
-        self._cache[key] = parsed
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        summary, parsed = entry
+        if summary.readable:
+            self._ledger.settle(Reason.DNS_MESSAGE, wire.owned_frames)
+        else:
+            self._ledger.settle(Reason.DNS_PARSE_ERROR, wire.owned_frames)
+            self._note_parse_error(wire, summary.problem or "unreadable")
+        return ObservedMessage(wire, msg_id, bool(flags & QR), flags, summary, parsed)
 
     def _note_parse_error(self, wire: WireMessage, problem: str) -> None:
         self._ledger.note(
@@ -139,4 +308,3 @@ class MessageParser:
                 dst=wire.dst,
             )
         )
-

@@ -28,7 +28,7 @@ from auditor.findings.catalogue import Finding
 from auditor.ledger import Ledger, Reason
 from auditor.messages import MessageParser, ObservedMessage
 from auditor.report.records import iso_time
-from auditor.transactions import Matcher
+from auditor.transactions import Matcher, Transaction
 from auditor.trust import KeyCache, KeyMaterial, KeyView, TrustAnchor, load_anchors
 from auditor.validate import RFC8624, Status, ValidationPolicy, Validator, Verdict
 
@@ -150,19 +150,25 @@ class EvidenceStream:
 
     def run(self, frames: Iterable[Frame]) -> Iterator[ResponseEvidence]:
         """Yield the evidence of every response in capture order, then flush all state."""
+        for transaction in self.transactions(frames):
+            yield build_evidence(transaction)
+
+    def transactions(self, frames: Iterable[Frame]) -> Iterator[Transaction]:
+        """The capture stage alone: every response matched to its query, in capture order
+        (records are parsed only when evidence is built from them)."""
         for frame in frames:
             yield from self._match(self.chain.feed(frame), frame.ts_ns)
         yield from self._match(self.chain.flush(), None)
         self.matcher.flush()
         self._drain_anomalies()
 
-    def _match(
-        self, messages: list[ObservedMessage], now_ns: int | None
-    ) -> Iterator[ResponseEvidence]:
+    def _match(self, messages: list[ObservedMessage], now_ns: int | None) -> Iterator[
+        Transaction
+    ]:
         for message in messages:
             transaction = self.matcher.feed(message)
             if transaction is not None:
-                yield build_evidence(transaction)
+                yield transaction
         if now_ns is not None and now_ns - self._last_expiry_ns > EXPIRE_INTERVAL_NS:
             self._last_expiry_ns = now_ns
             self.matcher.expire(now_ns)

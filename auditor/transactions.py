@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import dns.name
-
 from auditor.messages import ObservedMessage
 
 _FlowId = tuple[str, int, str, int, int]
@@ -65,11 +63,6 @@ class MatchStats:
         }
 
 
-def _question_key(message: ObservedMessage) -> tuple[dns.name.Name | None, int | None, int | None]:
-    name = message.qname
-    return (name.canonicalize() if name is not None else None, message.qtype, message.qclass)
-
-
 class Matcher:
     """Sans-I/O matcher: ``feed`` messages in capture order, get a Transaction per response.
 
@@ -108,8 +101,8 @@ class Matcher:
             self._pending[key] = waiting
         else:
             self._pending.move_to_end(key)
-        question = _question_key(query)
-        if any(_question_key(p.query) == question and p.responses == 0 for p in waiting):
+        question = query.question_key
+        if any(p.query.question_key == question and p.responses == 0 for p in waiting):
             # The same query again before any answer: a client retransmission. Keep the first.
             self.stats.duplicate_queries += 1
             return
@@ -129,6 +122,7 @@ class Matcher:
         index = pending.responses
         pending.responses += 1
         pending.last_ts_ns = wire.ts_ns
+        self._pending.move_to_end(key)  # keep the dict ordered by last activity for expire()
         self.stats.matched += 1
         if index:
             self.stats.extra_responses += 1
@@ -141,25 +135,27 @@ class Matcher:
         if response.qname is None:
             # RFC 1035 4.1.2 allows a response without question (FORMERR, NOTIMP): match on ID.
             return waiting[0]
-        question = _question_key(response)
+        question = response.question_key
         for pending in waiting:
-            if _question_key(pending.query) == question:
+            if pending.query.question_key == question:
                 return pending
         # RFC 5452 section 9.1: a response whose question differs is not an answer to the query.
         self.stats.question_mismatch += 1
         return None
 
     def expire(self, now_ns: int) -> None:
-        """Forget queries that timed out (unanswered) or lingered long enough after an answer."""
-        stale: list[_FlowId] = []
-        for key, waiting in self._pending.items():
+        """Forget queries that timed out (unanswered) or lingered long enough after an answer.
+
+        The pending dict is ordered by last activity, so only its stale front is visited:
+        the first flow with a live query ends the sweep (later flows are more recent).
+        """
+        while self._pending:
+            key, waiting = next(iter(self._pending.items()))
             kept = [p for p in waiting if not self._is_stale(p, now_ns)]
             self._forget(len(waiting) - len(kept), waiting, kept)
             if kept:
                 waiting[:] = kept
-            else:
-                stale.append(key)
-        for key in stale:
+                return
             del self._pending[key]
 
     def _is_stale(self, pending: _Pending, now_ns: int) -> bool:

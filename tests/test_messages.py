@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dns.edns
+import dns.flags
 import dns.message
+import dns.name
 import dns.rrset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditor.ledger import Ledger, Reason
-from auditor.messages import MessageParser
+from auditor.messages import MessageParser, summarise
 from tests.helpers import query_and_response, wire_message
 
 
@@ -84,3 +87,68 @@ def test_response_keeps_flags_from_header() -> None:
     response = dns.message.make_response(query)
     observed = MessageParser(Ledger()).feed(wire_message(response.to_wire()))
     assert observed is not None and observed.is_response
+
+
+_LABEL = st.binary(min_size=1, max_size=12).filter(lambda b: b"." not in b and b"\\" not in b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    labels=st.lists(_LABEL, min_size=0, max_size=5),
+    rdtype=st.sampled_from(["A", "AAAA", "DNSKEY", "DS", "TXT", "NS"]),
+    dnssec=st.booleans(),
+    rcode=st.sampled_from([0, 2, 3, 5]),
+    ede=st.lists(st.integers(min_value=0, max_value=30), max_size=2),
+    answers=st.integers(min_value=0, max_value=3),
+)
+def test_summary_agrees_with_dnspython(
+    labels: list[bytes], rdtype: str, dnssec: bool, rcode: int, ede: list[int], answers: int
+) -> None:
+    name = dns.name.Name([*labels, b""])
+    query = dns.message.make_query(name, rdtype, want_dnssec=dnssec)
+    response = dns.message.make_response(query)
+    response.set_rcode(rcode)
+    options = [dns.edns.EDEOption(code) for code in ede]
+    if dnssec or options:
+        response.use_edns(0, dns.flags.DO if dnssec else 0, 1232, options=options)
+    for n in range(answers):
+        response.answer.append(dns.rrset.from_text(name, 60, "IN", "A", f"192.0.2.{n}"))
+    for message in (query, response):
+        wire = message.to_wire()
+        summary = summarise(wire)
+        parsed = dns.message.from_wire(wire)
+        assert summary.readable and summary.problem is None
+        assert summary.qname == parsed.question[0].name
+        assert summary.qtype == parsed.question[0].rdtype
+        assert summary.rcode == parsed.rcode()
+        assert summary.edns == (parsed.edns >= 0)
+        assert summary.do == bool(parsed.ednsflags & dns.flags.DO)
+        expected = [o.code for o in parsed.options if isinstance(o, dns.edns.EDEOption)]
+        assert list(summary.ede) == expected
+
+
+def test_question_key_ignores_case() -> None:
+    upper = dns.message.make_query("WwW.ExAmPlE.", "A").to_wire()
+    lower = dns.message.make_query("www.example.", "A").to_wire()
+    assert summarise(upper).question_key == summarise(lower).question_key
+
+
+def test_forward_pointer_in_question_is_a_parse_error() -> None:
+    query = dns.message.make_query("www.example.", "A")
+    wire = bytearray(query.to_wire())
+    # Rewrite the question name as a pointer to a copy appended after the question.
+    name_wire = dns.name.from_text("www.example.").to_wire()
+    tail = bytes(wire[12 + len(name_wire) :])
+    pointer = (0xC000 | (12 + 2 + len(tail))).to_bytes(2, "big")
+    rebuilt = bytes(wire[:12]) + pointer + tail + name_wire
+    summary = summarise(rebuilt)
+    # Nothing precedes the first question, so a pointer there can only point forward, which
+    # RFC 1035 4.1.4 does not allow ("a prior occurrence"): unreadable, reported, no raise.
+    assert not summary.readable
+    assert summary.problem is not None and "question" in summary.problem
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=12, max_size=300))
+def test_summarise_never_raises(data: bytes) -> None:
+    summarise(data)
