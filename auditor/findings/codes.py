@@ -89,6 +89,45 @@ class ValidationCode(StrEnum):
     """The answer's CNAME/DNAME chain does not lead to the records returned."""
     DENIAL_NOT_CHECKED = ("denial_not_checked", None)
     """A negative answer whose NSEC/NSEC3 proof is not checked yet."""
+    DENIAL_NO_COVER = ("denial_no_cover", None)
+    """No NSEC/NSEC3 covers the name (or the next closer name) said not to exist (RFC 4035
+    5.4, RFC 5155 8.3/8.8)."""
+    DENIAL_NO_CLOSEST_ENCLOSER = ("denial_no_closest_encloser", None)
+    """No NSEC3 matches an ancestor of the name: no closest encloser proof (RFC 5155 8.3)."""
+    DENIAL_WILDCARD_NOT_EXCLUDED = ("denial_wildcard_not_excluded", None)
+    """Nothing proves that the wildcard at the closest encloser does not exist, or it exists
+    (RFC 4035 5.4, RFC 4592 4, RFC 5155 8.4)."""
+    DENIAL_NO_MATCH = ("denial_no_match", None)
+    """A NODATA answer without an NSEC/NSEC3 matching the name or the wildcard (RFC 4035 5.4,
+    RFC 5155 8.5-8.7)."""
+    DENIAL_BITMAP_HAS_TYPE = ("denial_bitmap_has_type", None)
+    """The matching NSEC/NSEC3 type bitmap lists the queried type or CNAME (or, for a
+    delegation, lacks NS or lists DS)."""
+    DENIAL_NAME_EXISTS = ("denial_name_exists", None)
+    """An NXDOMAIN whose own records show the name exists (matching record, or an empty
+    non-terminal above the next name)."""
+    DENIAL_WRONG_ZONE = ("denial_wrong_zone", None)
+    """NSEC/NSEC3 records signed by, or owned in, another zone than the one the proof is
+    about (RFC 5155 8.3: NSEC3 owners sit directly below the apex)."""
+    DENIAL_PARENT_SIDE = ("denial_parent_side", None)
+    """An NSEC/NSEC3 at a zone cut (NS without SOA) or DNAME used to deny names below it or
+    types other than DS (RFC 6840 4.1, RFC 5155 8.3)."""
+    DENIAL_CHILD_SIDE = ("denial_child_side", None)
+    """An NSEC/NSEC3 of the child apex (SOA set) offered about the DS: true of the child zone,
+    no proof about the parent's delegation (RFC 6840 4.4, RFC 5155 B.6)."""
+    NSEC3_ITERATIONS_TOO_HIGH = ("nsec3_iterations_too_high", 27)
+    """NSEC3 iterations above the policy limit: the proof is treated as insecure (RFC 9276
+    3.2; EDE 27 Unsupported NSEC3 Iterations Value)."""
+    NSEC3_ITERATIONS_NONZERO = ("nsec3_iterations_nonzero", None)
+    """NSEC3 with additional iterations, against RFC 9276 3.1 guidance (noted only)."""
+    NSEC3_SALT_PRESENT = ("nsec3_salt_present", None)
+    """NSEC3 with a salt, against RFC 9276 3.1 guidance (noted only)."""
+    NSEC3_UNKNOWN_ALGORITHM = ("nsec3_unknown_algorithm", None)
+    """Only NSEC3 records with an unknown hash algorithm or flags: ignored (RFC 5155 8.1,
+    8.2), the answer cannot be proven and is treated as insecure."""
+    DNAME_SYNTHESIS_MISMATCH = ("dname_synthesis_mismatch", None)
+    """A CNAME below a DNAME differs from the DNAME substitution of the name (RFC 6672 2.2,
+    3.1)."""
     AD_ON_INSECURE = ("ad_on_insecure", None)
     """The AD bit is set on a response whose answer is insecure (RFC 4035 3.2.3)."""
     AD_ON_BOGUS = ("ad_on_bogus", None)

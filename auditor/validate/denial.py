@@ -1,31 +1,103 @@
-"""NSEC/NSEC3 denial proofs on dns.name ordering and dns.dnssec.nsec3_hash.
+"""NSEC/NSEC3 denial proofs: the entry points.
 
-Today: the proof that a delegation has no DS (RFC 4035 5.2, RFC 6840 4.4, RFC 5155 8.6/8.9).
-The helpers (bitmap types, NSEC3 matching/covering, closest encloser) are the building blocks
-the NXDOMAIN/NODATA/wildcard proofs will reuse. This module only finds which records prove
-what; their signatures are checked by the chain, like every other RRset.
+``prove_denial`` judges the NSEC/NSEC3 records of one response against what it claims
+(NXDOMAIN, NODATA, wildcard answer, delegation without DS), with the shapes in
+``denial_nsec`` (RFC 4035 5.4) and ``denial_nsec3`` (RFC 5155 8); ``prove_no_ds`` finds, among
+NSEC/NSEC3 records gathered from the whole capture, the proof that a delegation has no DS
+(RFC 4035 5.2, RFC 6840 4.4, RFC 5155 8.6/8.9) for the chain of trust. This module only finds
+which records prove what; their signatures are checked like every other RRset.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-import dns.dnssec
 import dns.name
 import dns.rdatatype
-import dns.rdtypes.ANY.NSEC
-import dns.rdtypes.ANY.NSEC3
+import dns.rrset
 
+from auditor.findings.codes import ValidationCode
 from auditor.trust.material import SignedRRset
+from auditor.validate.denial_common import (
+    NSEC,
+    NSEC3,
+    OPT_OUT,
+    SHA1,
+    Claim,
+    Outcome,
+    ProofResult,
+    bitmap_types,
+    failed,
+    is_insecure_delegation_bitmap,
+    nsec3_covers,
+    nsec3_hash_bytes,
+    nsec3_owner_hash,
+)
+from auditor.validate.denial_nsec import prove_nsec
+from auditor.validate.denial_nsec3 import prove_nsec3
 from auditor.validate.policy import ValidationPolicy
 
-NSEC = dns.rdtypes.ANY.NSEC.NSEC
-NSEC3 = dns.rdtypes.ANY.NSEC3.NSEC3
-_OPT_OUT = 0x01
-_SHA1 = 1
+__all__ = [
+    "NSEC",
+    "NSEC3",
+    "Claim",
+    "DenialProof",
+    "Outcome",
+    "ProofKind",
+    "ProofResult",
+    "bitmap_types",
+    "is_insecure_delegation_bitmap",
+    "nsec3_covers",
+    "nsec3_hash_bytes",
+    "nsec3_owner_hash",
+    "prove_denial",
+    "prove_no_ds",
+]
+
+_OPT_OUT = OPT_OUT
+_SHA1 = SHA1
+
+
+def prove_denial(
+    claim: Claim,
+    name: dns.name.Name,
+    rdtype: int,
+    zone: dns.name.Name,
+    records: Sequence[tuple[dns.rrset.RRset, dns.name.Name]],
+    policy: ValidationPolicy,
+    *,
+    wildcard_labels: int | None = None,
+) -> ProofResult:
+    """Judge a response's NSEC/NSEC3 RRsets, each paired with its RRSIG signer, against
+    ``claim`` about ``name``/``rdtype`` in ``zone``. For a wildcard answer,
+    ``wildcard_labels`` is the RRSIG Labels field (RFC 4035 5.3.4)."""
+    if not records:
+        return failed(ValidationCode.NSEC_MISSING, f"no NSEC/NSEC3 record for {name}")
+    if not name.is_subdomain(zone):
+        return failed(ValidationCode.DENIAL_WRONG_ZONE, f"{name} is not in zone {zone}")
+    own = [rrset for rrset, signer in records if signer == zone]
+    foreign = len(own) < len(records)
+    nsec = [r for r in own if r.rdtype == dns.rdatatype.NSEC]
+    nsec3 = [r for r in own if r.rdtype == dns.rdatatype.NSEC3]
+    results: list[ProofResult] = []
+    if nsec:
+        results.append(prove_nsec(claim, name, rdtype, zone, nsec, wildcard_labels))
+    if nsec3:
+        results.append(prove_nsec3(claim, name, rdtype, zone, nsec3, policy, wildcard_labels))
+    for result in results:
+        if result.outcome is not Outcome.FAILED:
+            return result
+    if not results:
+        return failed(ValidationCode.DENIAL_WRONG_ZONE,
+                      f"every NSEC/NSEC3 record was signed by another zone than {zone}")
+    worst = results[-1]
+    if foreign and ValidationCode.DENIAL_WRONG_ZONE not in worst.codes:
+        return ProofResult(worst.outcome, (*worst.codes, ValidationCode.DENIAL_WRONG_ZONE),
+                           worst.used, (*worst.detail, f"records signed by other zones than "
+                                        f"{zone} were ignored"))
+    return worst
 
 
 class ProofKind(StrEnum):
@@ -52,50 +124,6 @@ class DenialProof:
     """The NSEC/NSEC3 RRsets used; all must validate in ``zone``."""
     detail: str
     """Explanation."""
-
-
-def bitmap_types(rdata: NSEC | NSEC3) -> frozenset[int]:
-    """The RR types present in an NSEC/NSEC3 type bitmap (RFC 4034 4.1.2)."""
-    types: set[int] = set()
-    for window, bitmap in rdata.windows:
-        for index, byte in enumerate(bitmap):
-            types.update(
-                window * 256 + index * 8 + bit for bit in range(8) if byte & (0x80 >> bit)
-            )
-    return frozenset(types)
-
-
-def is_insecure_delegation_bitmap(types: frozenset[int]) -> bool:
-    """NS present, DS and SOA absent (RFC 4035 5.2, RFC 6840 4.4: SOA means a zone apex,
-    i.e. the child side, which cannot prove anything about the parent's DS)."""
-    return (
-        dns.rdatatype.NS in types
-        and dns.rdatatype.DS not in types
-        and dns.rdatatype.SOA not in types
-    )
-
-
-def nsec3_hash_bytes(name: dns.name.Name, rdata: NSEC3) -> bytes:
-    """The NSEC3 hash of ``name`` with ``rdata``'s parameters (RFC 5155 5)."""
-    text = dns.dnssec.nsec3_hash(name, rdata.salt, rdata.iterations, rdata.algorithm)
-    return base64.b32hexdecode(text.upper())
-
-
-def nsec3_owner_hash(owner: dns.name.Name) -> bytes | None:
-    """The hash in an NSEC3 owner's first label, or None when it is not base32hex."""
-    try:
-        return base64.b32hexdecode(owner.labels[0].decode("ascii").upper())
-    except (ValueError, UnicodeDecodeError, IndexError):
-        return None
-
-
-def nsec3_covers(owner_hash: bytes, rdata: NSEC3, target: bytes) -> bool:
-    """Whether the NSEC3 span (owner hash, next hash) strictly covers ``target`` (RFC 5155
-    8.3), including the span that wraps around the end of the hash ring."""
-    following = rdata.next
-    if owner_hash < following:
-        return owner_hash < target < following
-    return target > owner_hash or target < following
 
 
 def prove_no_ds(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dns.flags
 import dns.name
@@ -19,6 +20,16 @@ from auditor.trust.cache import CacheUpdate, KeyState
 from auditor.trust.keyview import KeyView
 from auditor.trust.material import SignedRRset, rdata_set_digest
 from auditor.validate.chain import ChainResolver, ZoneTrust, signature_times
+from auditor.validate.denial import Claim, prove_denial
+from auditor.validate.denial_response import (
+    deepest_signer,
+    denial_records,
+    denied_name,
+    dname_substitution,
+    soa_zone,
+    weigh,
+    with_status,
+)
 from auditor.validate.policy import ValidationPolicy
 from auditor.validate.signature import SignatureChecker, serial_to_epoch
 from auditor.validate.verdict import RRsetVerdict, Status, Verdict, worst
@@ -36,6 +47,8 @@ class _Judged:
 
     verdict: RRsetVerdict
     missing: tuple[str, ...]
+    wildcard_labels: int | None = None
+    """RRSIG Labels of a validated wildcard expansion (RFC 4035 5.3.4), else None."""
 
 
 class Validator:
@@ -60,6 +73,8 @@ class Validator:
         reference_ns = self.at_ns if self.at_ns is not None else evidence.ts_ns
         at_s = reference_ns // _NS
         judged = [self._judge_rrset(item, evidence, at_s) for item in evidence.rrsets]
+        judged = self._prove_wildcards(evidence, judged)
+        judged = self._check_dname_synthesis(evidence, judged)
         status, codes, zone, missing, detail = self._response_status(evidence, judged, at_s)
         return Verdict(
             status=status,
@@ -133,17 +148,16 @@ class Validator:
                 chosen = sig
         # Any signer whose signature validates makes the RRset secure (RFC 4035 5.3.3).
         status = Status.SECURE if Status.SECURE in statuses else _least_bad(statuses)
+        wildcard_labels = None
         if status is Status.SECURE:
             codes = [c for c in codes if _is_note(c)]
-            if ValidationCode.WILDCARD_EXPANDED in codes:
-                # RFC 4035 5.3.4: a wildcard answer is only secure with the NSEC/NSEC3 proof
-                # that no closer match exists; that proof is not checked yet.
-                status = Status.INDETERMINATE
-                codes.append(ValidationCode.WILDCARD_UNPROVEN)
-                detail.append("wildcard expansion: proof of non-existence not checked")
+            if ValidationCode.WILDCARD_EXPANDED in codes and chosen is not None:
+                # RFC 4035 5.3.4: secure only with the proof that no closer match exists;
+                # judged per response by _prove_wildcards.
+                wildcard_labels = int(chosen.labels)
         reference = chosen if chosen is not None else (rrsigs[0] if rrsigs else None)
         return _Judged(_verdict(section, rrset, status, rrsigs, reference, codes, detail,
-                                times_s[0]), tuple(missing))
+                                times_s[0]), tuple(missing), wildcard_labels)
 
     def _judge_by_signer(
         self,
@@ -254,7 +268,8 @@ class Validator:
             times = (at_s,) if at_s is not None else signature_times(
                 copy, wire, self.chain.at_s)
             judged = self._judge_signed(Section.ANSWER, copy.rrset, [seen.rrsig], times)
-            if judged.verdict.status is Status.SECURE:
+            # A wildcard expansion's proof travelled in its own response: not reusable here.
+            if judged.verdict.status is Status.SECURE and judged.wildcard_labels is None:
                 return True
         return False
 
@@ -323,7 +338,13 @@ class Validator:
         elif not chain and _is_referral(evidence):
             status, zone = self._referral(evidence, judged, codes, missing, detail)
         else:
-            status, zone = self._negative(evidence, judged, statuses, codes, missing, detail)
+            status, zone = self._negative(evidence, judged, chain, statuses, codes, missing,
+                                          detail)
+        if any(ValidationCode.DNAME_SYNTHESIS_MISMATCH in j.verdict.codes for _, j in answers):
+            # RFC 6672 3.1: a CNAME below a DNAME must be the DNAME's substitution.
+            status = Status.BOGUS
+            _add(codes, ValidationCode.DNAME_SYNTHESIS_MISMATCH)
+            _add(codes, ValidationCode.DNSSEC_BOGUS)
         if evidence.flags & dns.flags.TC:
             _add(codes, ValidationCode.TRUNCATED)
         if evidence.flags & dns.flags.AD:
@@ -369,57 +390,171 @@ class Validator:
     ) -> tuple[int, dns.name.Name | None] | None:
         for index, (item, _) in enumerate(answers):
             rrset = item.rrset
+            if (index not in used and rrset.rdtype == dns.rdatatype.DNAME
+                    and name.is_subdomain(rrset.name) and name != rrset.name):
+                # RFC 6672 2.2/3.4: the DNAME is the authoritative data; the synthesised CNAME
+                # follows it and is judged against it (_check_dname_synthesis).
+                try:
+                    target = dname_substitution(name, rrset)
+                except dns.name.NameTooLong:
+                    return None
+                for other, (synth, _) in enumerate(answers):
+                    if (synth.rrset.rdtype == dns.rdatatype.CNAME and synth.rrset.name == name
+                            and synth.rrset[0].target == target):
+                        used.add(other)
+                return index, target
+        for index, (item, _) in enumerate(answers):
+            rrset = item.rrset
             if index in used or rrset.name != name:
                 continue
             if rrset.rdtype == qtype or qtype == dns.rdatatype.ANY:
                 return index, None
             if rrset.rdtype == dns.rdatatype.CNAME:
                 return index, rrset[0].target
-        for index, (item, _) in enumerate(answers):
-            rrset = item.rrset
-            if (index not in used and rrset.rdtype == dns.rdatatype.DNAME
-                    and name.is_subdomain(rrset.name) and name != rrset.name):
-                # RFC 6672 2.2: the synthesised CNAME follows; skip it (unsigned by design).
-                target = name.relativize(rrset.name).concatenate(rrset[0].target)
-                for other, (synth, _) in enumerate(answers):
-                    if (synth.rrset.rdtype == dns.rdatatype.CNAME and synth.rrset.name == name
-                            and synth.rrset[0].target == target):
-                        used.add(other)
-                return index, target
         return None
+
+    # --- denial, wildcard and DNAME proofs ---------------------------------------------------
+
+    def _prove_wildcards(
+        self, evidence: ResponseEvidence, judged: list[_Judged]
+    ) -> list[_Judged]:
+        """RFC 4035 5.3.4 / RFC 5155 8.8: a validated wildcard expansion in the answer is
+        secure only with the response's proof that the owner name does not exist."""
+        verdicts = _verdicts_by_rrset(evidence, judged)
+        out = list(judged)
+        for index, (item, j) in enumerate(zip(evidence.rrsets, judged, strict=True)):
+            if j.wildcard_labels is None or j.verdict.signer is None:
+                continue
+            if item.section is not Section.ANSWER:
+                out[index] = replace(j, verdict=with_status(
+                    j.verdict, Status.INDETERMINATE, [ValidationCode.WILDCARD_UNPROVEN],
+                    ["wildcard expansion outside the answer: no proof expected"]))
+                continue
+            zone = dns.name.from_text(j.verdict.signer)
+            result = prove_denial(Claim.WILDCARD_ANSWER, item.rrset.name, item.rrset.rdtype,
+                                  zone, denial_records(evidence, zone), self.policy,
+                                  wildcard_labels=j.wildcard_labels)
+            status, codes, detail = weigh(result, verdicts)
+            if status is Status.BOGUS:
+                codes = [ValidationCode.WILDCARD_UNPROVEN, *codes]
+            out[index] = replace(j, verdict=with_status(j.verdict, status, codes, detail))
+        return out
+
+    def _check_dname_synthesis(
+        self, evidence: ResponseEvidence, judged: list[_Judged]
+    ) -> list[_Judged]:
+        """RFC 6672 3.1/5.3.1: a CNAME below a DNAME of the answer must equal the DNAME
+        substitution; then the unsigned synthesised CNAME takes the DNAME's status."""
+        answers = [(i, item, j) for i, (item, j) in
+                   enumerate(zip(evidence.rrsets, judged, strict=True))
+                   if item.section is Section.ANSWER]
+        dnames = [(item.rrset, j) for _, item, j in answers
+                  if item.rrset.rdtype == dns.rdatatype.DNAME]
+        out = list(judged)
+        for index, item, j in answers:
+            cname = item.rrset
+            if cname.rdtype != dns.rdatatype.CNAME:
+                continue
+            for dname, dj in dnames:
+                if not cname.name.is_subdomain(dname.name) or cname.name == dname.name:
+                    continue
+                try:
+                    expected: dns.name.Name | None = dname_substitution(cname.name, dname)
+                except dns.name.NameTooLong:
+                    expected = None
+                if expected is None or cname[0].target != expected:
+                    out[index] = replace(j, verdict=with_status(
+                        j.verdict, Status.BOGUS,
+                        [ValidationCode.DNAME_SYNTHESIS_MISMATCH, ValidationCode.DNSSEC_BOGUS],
+                        [f"CNAME {cname.name} -> {cname[0].target} is not the substitution "
+                         f"{expected} of DNAME {dname.name}"]))
+                elif item.rrsigs is None:
+                    out[index] = replace(j, verdict=dataclasses.replace(
+                        j.verdict, status=dj.verdict.status,
+                        codes=(ValidationCode.CNAME_SYNTHESIZED,),
+                        detail=(f"unsigned CNAME synthesised from DNAME {dname.name}",)))
+                break
+        return out
 
     def _negative(
         self,
         evidence: ResponseEvidence,
         judged: list[_Judged],
+        chain: list[tuple[RRsetEvidence, _Judged]],
         statuses: list[Status],
         codes: list[ValidationCode],
         missing: list[str],
         detail: list[str],
     ) -> tuple[Status, str | None]:
-        """NXDOMAIN / NODATA: until the denial proofs land, only 'insecure zone' and 'bogus'
-        (e.g. unsigned SOA of a signed zone with DO) can be decided."""
-        soa = [(item, j) for item, j in zip(evidence.rrsets, judged, strict=True)
-               if item.section is Section.AUTHORITY and item.rrset.rdtype == dns.rdatatype.SOA]
-        zone_name = soa[0][0].rrset.name if soa else None
-        authority = [j.verdict.status for item, j in zip(evidence.rrsets, judged, strict=True)
+        """NXDOMAIN / NODATA (RFC 4035 5.4, RFC 5155 8): the denied name's zone must be
+        trusted and the response's NSEC/NSEC3 records must prove the claim."""
+        name = (denied_name(evidence.qname, [item for item, _ in chain])
+                if evidence.qname is not None else None)
+        authority = [(item, j) for item, j in zip(evidence.rrsets, judged, strict=True)
                      if item.section is Section.AUTHORITY]
-        if Status.BOGUS in statuses or Status.BOGUS in authority:
+        records = denial_records(evidence)
+        zone = None
+        if name is not None:
+            zone = soa_zone(evidence, name) or deepest_signer(records, name)
+            zone = zone or self._enclosing_zone(name)
+        zone_text = str(zone) if zone is not None else None
+        if Status.BOGUS in statuses or any(j.verdict.status is Status.BOGUS for _, j in authority):
             detail.append("negative answer with bogus records")
-            for item, j in zip(evidence.rrsets, judged, strict=True):
-                if item.section is Section.AUTHORITY:
-                    codes.extend(c for c in j.verdict.codes if c not in codes)
-            return Status.BOGUS, str(zone_name) if zone_name else None
-        if zone_name is not None:
-            trust = self.chain.trust(zone_name)
-            if trust.status is Status.INSECURE and Status.INDETERMINATE not in statuses:
-                codes.extend(c for c in trust.codes if c not in codes)
-                detail.append(f"negative answer from insecure zone {zone_name}")
-                return Status.INSECURE, str(zone_name)
+            for _, j in authority:
+                codes.extend(c for c in j.verdict.codes if c not in codes)
+            return Status.BOGUS, zone_text
+        if name is None or zone is None:
+            _add(codes, ValidationCode.DENIAL_NOT_CHECKED)
+            detail.append("negative answer without question or known zone")
+            return Status.INDETERMINATE, zone_text
+        trust = self.chain.trust(zone)
+        if trust.status is not Status.SECURE:
+            codes.extend(c for c in trust.codes if c not in codes)
             missing.extend(m for m in trust.missing if m not in missing)
-        _add(codes, ValidationCode.DENIAL_NOT_CHECKED)
-        detail.append("negative answer: NSEC/NSEC3 denial proof not checked yet")
-        return Status.INDETERMINATE, str(zone_name) if zone_name else None
+            detail.append(f"negative answer from {trust.status} zone {zone}")
+            return worst([*statuses, trust.status]), zone_text
+        asked_dnssec = evidence.query_do if evidence.query_do is not None else evidence.do
+        if not records and not asked_dnssec:
+            _add(codes, ValidationCode.DENIAL_NOT_CHECKED)
+            detail.append("negative answer to a query without DO: no proof was sent")
+            return worst([*statuses, Status.INDETERMINATE]), zone_text
+        claim = Claim.NXDOMAIN if evidence.rcode == dns.rcode.NXDOMAIN else Claim.NODATA
+        result = prove_denial(claim, name, evidence.qtype or 0, zone,
+                              denial_records(evidence, zone), self.policy)
+        status, found, text = weigh(result, _verdicts_by_rrset(evidence, judged))
+        codes.extend(c for c in found if c not in codes)
+        detail.extend(text)
+        return worst([*statuses, status]), zone_text
+
+    def _referral_proof(
+        self,
+        evidence: ResponseEvidence,
+        judged: list[_Judged],
+        child: dns.name.Name,
+        codes: list[ValidationCode],
+        detail: list[str],
+    ) -> Status | None:
+        """A referral without DS from a signed parent must prove the DS absent (RFC 4035
+        5.2, RFC 5155 8.9); None when the parent is not known to be secure."""
+        records = denial_records(evidence)
+        parent = deepest_signer(records, child, proper=True)
+        if parent is None and len(child) > 1:
+            parent = self._enclosing_zone(child.parent())
+        if parent is None or self.chain.trust(parent).status is not Status.SECURE:
+            return None
+        asked_dnssec = evidence.query_do if evidence.query_do is not None else evidence.do
+        if not records and not asked_dnssec:
+            return None
+        result = prove_denial(Claim.REFERRAL, child, dns.rdatatype.DS, parent,
+                              denial_records(evidence, parent), self.policy)
+        status, found, text = weigh(result, _verdicts_by_rrset(evidence, judged))
+        codes.extend(c for c in found if c not in codes)
+        detail.extend(text)
+        if status is Status.SECURE or status is Status.INSECURE:
+            _add(codes, ValidationCode.INSECURE_DELEGATION)
+            detail.append(f"referral to {child}: no DS exists, the delegation is insecure")
+            return Status.INSECURE
+        return status
 
     def _referral(
         self,
@@ -443,6 +578,9 @@ class Validator:
             missing.extend(m for m in j.missing if m not in missing)
             detail.append(f"referral to {child} with a DS RRset")
             return j.verdict.status, j.verdict.signer
+        proven = self._referral_proof(evidence, judged, child, codes, detail)
+        if proven is not None:
+            return proven, str(child.parent()) if len(child) > 1 else None
         trust = self.chain.trust(child)
         if trust.status is Status.INSECURE:
             codes.extend(c for c in trust.codes if c not in codes)
@@ -480,6 +618,13 @@ class Validator:
                 detail.append(f"SERVFAIL with EDE {sorted(evidence.ede)} but a copy of "
                               f"{evidence.qname} validates at that time")
                 return
+
+
+def _verdicts_by_rrset(
+    evidence: ResponseEvidence, judged: list[_Judged]
+) -> dict[int, RRsetVerdict]:
+    """RRset verdicts keyed by the identity of the evidence RRset they judge."""
+    return {id(item.rrset): j.verdict for item, j in zip(evidence.rrsets, judged, strict=True)}
 
 
 def _leaves_zone(item: RRsetEvidence, judged: _Judged) -> bool:

@@ -99,5 +99,7 @@ def test_rfc4035_wildcard_expansion_is_recognised() -> None:
     answer = _pick(records, "a.z.w.example.", "MX")
     verdict = _validator(records, PERMISSIVE, 1_082_000_000).judge(
         respond("a.z.w.example.", "MX", answer))
-    assert verdict.status is Status.INDETERMINATE
+    # RFC 4035 5.3.4: without the NSEC proving the exact name absent, the expansion is bogus.
+    assert verdict.status is Status.BOGUS
     assert C.WILDCARD_EXPANDED in verdict.codes and C.WILDCARD_UNPROVEN in verdict.codes
+    assert C.NSEC_MISSING in verdict.codes

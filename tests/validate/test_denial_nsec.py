@@ -1,0 +1,261 @@
+"""NSEC proofs through the validator (RFC 4035 5.4, 3.1.3; RFC 4592; RFC 6840 4.1/4.4): each
+proof shape with its negative twin (dropped record, one bitmap bit, foreign zone, broken
+signature) that must turn the verdict bogus."""
+
+from __future__ import annotations
+
+import dns.rcode
+import dns.rrset
+import pytest
+
+from auditor.findings import ValidationCode as C
+from auditor.trust import KeyMaterial
+from auditor.validate import Status
+from tests.validate.denial_builders import DenialLab, NsecChain, soa
+from tests.validate.signing import flip_signature, respond, rrset
+
+
+@pytest.fixture(scope="module")
+def env() -> DenialLab:
+    return DenialLab()
+
+
+@pytest.fixture(scope="module")
+def chain(env: DenialLab) -> NsecChain:
+    return NsecChain(env.zone)
+
+
+# --- NXDOMAIN ---------------------------------------------------------------------------------
+
+def test_nxdomain_with_cover_and_wildcard_cover_is_secure(env: DenialLab, chain: NsecChain) -> None:
+    # b.example.test. sorts between a. and b.c.; *.example.test. between the apex and a.
+    proof = [*chain.record("a.example.test."), *chain.record("example.test.")]
+    verdict = env.judge(env.nxdomain("b.example.test.", proof))
+    assert verdict.status is Status.SECURE, verdict
+    assert verdict.zone == "example.test."
+
+
+def test_nxdomain_without_wildcard_cover_is_bogus(env: DenialLab, chain: NsecChain) -> None:
+    verdict = env.judge(env.nxdomain("b.example.test.", chain.record("a.example.test.")))
+    assert verdict.status is Status.BOGUS
+    assert C.DENIAL_WILDCARD_NOT_EXCLUDED in verdict.codes
+
+
+def test_nxdomain_without_covering_record_is_bogus(env: DenialLab, chain: NsecChain) -> None:
+    verdict = env.judge(env.nxdomain("b.example.test.", chain.record("example.test.")))
+    assert verdict.status is Status.BOGUS
+    assert C.DENIAL_NO_COVER in verdict.codes
+
+
+def test_nxdomain_with_wildcard_proof_from_another_zone_is_bogus(
+    env: DenialLab, chain: NsecChain
+) -> None:
+    foreign = NsecChain(env.lab.tld).record("example.test.")
+    verdict = env.judge(env.nxdomain("b.example.test.",
+                                     [*chain.record("a.example.test."), *foreign]))
+    assert verdict.status is Status.BOGUS
+    assert C.DENIAL_WRONG_ZONE in verdict.codes
+
+
+def test_nxdomain_with_broken_nsec_signature_is_bogus(env: DenialLab, chain: NsecChain) -> None:
+    nsec, sig = chain.record("a.example.test.")
+    proof = [nsec, flip_signature(sig), *chain.record("example.test.")]
+    verdict = env.judge(env.nxdomain("b.example.test.", proof))
+    assert verdict.status is Status.BOGUS
+    assert C.BAD_SIGNATURE in verdict.codes
+
+
+def test_nxdomain_for_an_empty_non_terminal_is_bogus(env: DenialLab, chain: NsecChain) -> None:
+    # c.example.test. exists as the parent of b.c.example.test.
+    proof = [*chain.record("a.example.test."), *chain.record("example.test.")]
+    verdict = env.judge(env.nxdomain("c.example.test.", proof))
+    assert verdict.status is Status.BOGUS
+    assert C.DENIAL_NAME_EXISTS in verdict.codes
+
+
+def test_nsec_at_delegation_cannot_deny_names_below_it(env: DenialLab, chain: NsecChain) -> None:
+    # RFC 6840 4.1: the parent-side NSEC at d. "covers" x.d. canonically but proves nothing.
+    proof = [*chain.record("d.example.test."), *chain.record("example.test.")]
+    verdict = env.judge(env.nxdomain("x.d.example.test.", proof))
+    assert verdict.status is Status.BOGUS
+    assert C.DENIAL_PARENT_SIDE in verdict.codes
+
+
+def test_signed_zone_negative_answer_without_nsec_is_bogus(env: DenialLab) -> None:
+    verdict = env.judge(env.nxdomain("b.example.test.", []))
+    assert verdict.status is Status.BOGUS
+    assert C.NSEC_MISSING in verdict.codes
+    without_do = env.judge(env.nxdomain("b.example.test.", [], query_do=False))
+    assert without_do.status is Status.INDETERMINATE
+    assert C.DENIAL_NOT_CHECKED in without_do.codes
+
+
+def test_negative_answer_without_zone_keys_is_indeterminate(chain: NsecChain) -> None:
+    bare = DenialLab()
+    validator = bare.lab.validator(material=_material_without_leaf_keys(bare))
+    proof = [*chain.record("a.example.test."), *chain.record("example.test.")]
+    verdict = validator.judge(bare.nxdomain("b.example.test.", proof))
+    assert verdict.status is Status.INDETERMINATE
+    assert verdict.missing
+
+
+def _material_without_leaf_keys(env: DenialLab) -> KeyMaterial:
+    material = KeyMaterial()
+    for evidence in env.lab.key_responses():
+        if str(evidence.qname) != "example.test." or evidence.qtype != 48:
+            material.observe(evidence)
+    return material
+
+
+# --- NODATA -----------------------------------------------------------------------------------
+
+def test_nodata_matching_nsec_without_type_is_secure(env: DenialLab, chain: NsecChain) -> None:
+    verdict = env.judge(env.nodata("a.example.test.", "MX", chain.record("a.example.test.")))
+    assert verdict.status is Status.SECURE
+
+
+@pytest.mark.parametrize("bitmap", ["A MX RRSIG NSEC", "A CNAME RRSIG NSEC"])
+def test_nodata_bitmap_showing_the_type_or_cname_is_bogus(
+    env: DenialLab, chain: NsecChain, bitmap: str
+) -> None:
+    proof = chain.record("a.example.test.", bitmap)
+    verdict = env.judge(env.nodata("a.example.test.", "MX", proof))
+    assert verdict.status is Status.BOGUS
+    assert C.DENIAL_BITMAP_HAS_TYPE in verdict.codes
+
+
+def test_nodata_empty_non_terminal_is_secure(env: DenialLab, chain: NsecChain) -> None:
+    verdict = env.judge(env.nodata("c.example.test.", "A", chain.record("a.example.test.")))
+    assert verdict.status is Status.SECURE
+    # Twin: the record before the apex proves nothing about c.
+    twin = env.judge(env.nodata("c.example.test.", "A", chain.record("example.test.")))
+    assert twin.status is Status.BOGUS
+    assert C.DENIAL_NO_MATCH in twin.codes
+
+
+def test_ds_nodata_at_delegation_is_secure(env: DenialLab, chain: NsecChain) -> None:
+    verdict = env.judge(env.nodata("d.example.test.", "DS", chain.record("d.example.test.")))
+    assert verdict.status is Status.SECURE
+    twin = env.judge(env.nodata("d.example.test.", "DS",
+                                chain.record("d.example.test.", "NS DS RRSIG NSEC")))
+    assert twin.status is Status.BOGUS
+    assert C.DENIAL_BITMAP_HAS_TYPE in twin.codes
+
+
+def test_parent_side_nsec_cannot_deny_other_types(env: DenialLab, chain: NsecChain) -> None:
+    verdict = env.judge(env.nodata("d.example.test.", "A", chain.record("d.example.test.")))
+    assert verdict.status is Status.BOGUS
+    assert C.DENIAL_PARENT_SIDE in verdict.codes
+
+
+def test_wildcard_nodata_is_secure(env: DenialLab, chain: NsecChain) -> None:
+    # host.w. is covered by the NSEC at *.w. which also matches the wildcard without MX.
+    verdict = env.judge(env.nodata("host.w.example.test.", "MX",
+                                   chain.record("*.w.example.test.")))
+    assert verdict.status is Status.SECURE
+    twin = env.judge(env.nodata("host.w.example.test.", "MX",
+                                chain.record("*.w.example.test.", "A MX RRSIG NSEC")))
+    assert twin.status is Status.BOGUS
+    assert C.DENIAL_BITMAP_HAS_TYPE in twin.codes
+
+
+# --- wildcard answers -------------------------------------------------------------------------
+
+def wildcard_answer(env: DenialLab, owner: str = "host.w.example.test.") -> list[dns.rrset.RRset]:
+    """An A RRset at ``owner`` signed as the expansion of *.w.example.test."""
+    wild = rrset("*.w.example.test.", "A", "192.0.2.50")
+    sigs = env.zone.sign(wild)
+    expanded = rrset(owner, "A", "192.0.2.50")
+    moved = dns.rrset.RRset(expanded.name, sigs.rdclass, sigs.rdtype, sigs.covers)
+    moved.update_ttl(sigs.ttl)
+    for rrsig in sigs:
+        moved.add(rrsig)
+    return [expanded, moved]
+
+
+def test_wildcard_answer_with_proof_is_secure(env: DenialLab, chain: NsecChain) -> None:
+    response = respond("host.w.example.test.", "A", wildcard_answer(env),
+                       authority=chain.record("*.w.example.test."))
+    verdict = env.judge(response)
+    assert verdict.status is Status.SECURE, verdict
+    assert C.WILDCARD_EXPANDED in verdict.codes
+
+
+def test_wildcard_answer_without_proof_is_bogus(env: DenialLab) -> None:
+    verdict = env.judge(respond("host.w.example.test.", "A", wildcard_answer(env)))
+    assert verdict.status is Status.BOGUS
+    assert C.WILDCARD_UNPROVEN in verdict.codes and C.NSEC_MISSING in verdict.codes
+
+
+def test_wildcard_answer_whose_nsec_leaves_a_closer_name_is_bogus(
+    env: DenialLab, chain: NsecChain
+) -> None:
+    # The apex NSEC (-> a.) does not cover host.w.: no proof that no closer match exists.
+    response = respond("host.w.example.test.", "A", wildcard_answer(env),
+                       authority=chain.record("example.test."))
+    verdict = env.judge(response)
+    assert verdict.status is Status.BOGUS
+    assert C.DENIAL_NO_COVER in verdict.codes
+
+
+def test_wildcard_proof_from_another_zone_is_bogus(env: DenialLab) -> None:
+    foreign = NsecChain(env.lab.tld).record("*.w.example.test.")
+    response = respond("host.w.example.test.", "A", wildcard_answer(env), authority=foreign)
+    verdict = env.judge(response)
+    assert verdict.status is Status.BOGUS
+    assert C.WILDCARD_UNPROVEN in verdict.codes
+
+
+# --- referrals (insecure delegations) ---------------------------------------------------------
+
+def referral(env: DenialLab, proof: list[dns.rrset.RRset]) -> Status:
+    ns = rrset("d.example.test.", "NS", "ns1.d.example.test.")
+    glue = rrset("ns1.d.example.test.", "A", "192.0.2.99")
+    verdict = env.judge(respond("www.d.example.test.", "A", authority=[ns, *proof],
+                                additional=[glue]))
+    return verdict.status
+
+
+def test_referral_with_nsec_proof_of_no_ds_is_insecure(env: DenialLab, chain: NsecChain) -> None:
+    assert referral(env, chain.record("d.example.test.")) is Status.INSECURE
+
+
+@pytest.mark.parametrize("bitmap", ["NS DS RRSIG NSEC", "NS SOA RRSIG NSEC", "A RRSIG NSEC"])
+def test_referral_with_wrong_bitmap_is_bogus(env: DenialLab, chain: NsecChain,
+                                             bitmap: str) -> None:
+    assert referral(env, chain.record("d.example.test.", bitmap)) is Status.BOGUS
+
+
+def test_referral_without_proof_from_signed_parent_is_bogus(env: DenialLab) -> None:
+    assert referral(env, []) is Status.BOGUS
+
+
+# --- DNAME (RFC 6672) -------------------------------------------------------------------------
+
+def dname_response(env: DenialLab, target: str) -> list[dns.rrset.RRset]:
+    dname = rrset("alias.example.test.", "DNAME", "other.test.")
+    cname = rrset("x.alias.example.test.", "CNAME", target)
+    return [dname, env.zone.sign(dname), cname]
+
+
+def test_synthesised_cname_matching_the_dname_is_accepted(env: DenialLab) -> None:
+    verdict = env.judge(respond("x.alias.example.test.", "A",
+                                dname_response(env, "x.other.test.")))
+    assert verdict.status is Status.SECURE, verdict
+    cname = next(v for v in verdict.rrsets if v.rdtype == "CNAME")
+    assert cname.status is Status.SECURE and C.CNAME_SYNTHESIZED in cname.codes
+
+
+def test_synthesised_cname_differing_from_the_dname_is_bogus(env: DenialLab) -> None:
+    verdict = env.judge(respond("x.alias.example.test.", "A",
+                                dname_response(env, "evil.other.test.")))
+    assert verdict.status is Status.BOGUS
+    assert C.DNAME_SYNTHESIS_MISMATCH in verdict.codes
+
+
+def test_nxdomain_after_cname_is_proven_for_the_target(env: DenialLab, chain: NsecChain) -> None:
+    cname = rrset("alias2.example.test.", "CNAME", "b.example.test.")
+    proof = [*chain.record("a.example.test."), *chain.record("example.test.")]
+    response = respond("alias2.example.test.", "A", [cname, env.zone.sign(cname)],
+                       authority=[*soa(env.zone), *proof], rcode=dns.rcode.NXDOMAIN)
+    assert env.judge(response).status is Status.SECURE
