@@ -335,6 +335,11 @@ class Validator:
             # which the resolver fetches separately (RFC 1034 3.6.2). Judge the hops present.
             status = worst(statuses)
             detail.append("the CNAME chain leaves the zone; the target is answered elsewhere")
+        elif evidence.flags & dns.flags.TC:
+            # RFC 2181 9 / RFC 7766 5: a truncated response without the answer is no denial;
+            # the client retries over TCP and that response is judged on its own.
+            status = Status.INDETERMINATE
+            detail.append("truncated (TC) response without the answer: not a denial")
         elif not chain and _is_referral(evidence):
             status, zone = self._referral(evidence, judged, codes, missing, detail)
         else:

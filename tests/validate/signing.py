@@ -140,6 +140,7 @@ def respond(
     query_do: bool | None = True,
     response_do: bool | None = None,
     ad: bool = False,
+    tc: bool = False,
     rcode: int = dns.rcode.NOERROR,
     ede: Sequence[int] = (),
     ts: int = WHEN,
@@ -159,6 +160,8 @@ def respond(
     response.set_rcode(dns.rcode.Rcode.make(rcode))
     if ad:
         response.flags |= dns.flags.AD
+    if tc:
+        response.flags |= dns.flags.TC
     matcher = Matcher()
     ts_ns = ts * NS
     if query_do is not None:

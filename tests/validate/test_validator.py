@@ -405,3 +405,13 @@ def test_random_wire_responses_never_crash_observe_or_judge(data: bytes) -> None
 
 
 _FUZZ_LAB = Lab()
+
+
+def test_truncated_empty_response_is_not_a_denial(lab: Lab) -> None:
+    truncated = lab.validator().judge(respond("example.test.", "DNSKEY", tc=True))
+    assert truncated.status is Status.INDETERMINATE
+    assert C.TRUNCATED in truncated.codes
+    assert C.NSEC_MISSING not in truncated.codes
+    # Its twin without TC is an empty NOERROR with DO and no proof: bogus.
+    empty = lab.validator().judge(respond("example.test.", "DNSKEY"))
+    assert empty.status is Status.BOGUS
