@@ -14,7 +14,9 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import dns.flags
 import dns.name
+import dns.rcode
 import dns.rdatatype
 import dns.rdtypes.ANY.RRSIG
 import dns.rrset
@@ -108,6 +110,7 @@ class KeyMaterial:
         self._max_denial = max_denial
         self._zones: set[dns.name.Name] = set()
         self._delegations: OrderedDict[dns.name.Name, None] = OrderedDict()
+        self._dnskey_nodata: dict[dns.name.Name, int] = {}
         self.generation = 0
         self.responses = 0
 
@@ -121,9 +124,32 @@ class KeyMaterial:
         ts_ns = evidence.ts_ns
         for item in evidence.rrsets:
             changed |= self._observe_rrset(item, ts_ns)
+        changed |= self._observe_dnskey_nodata(evidence)
         if changed:
             self.generation += 1
         return changed
+
+    def _observe_dnskey_nodata(self, evidence: ResponseEvidence) -> bool:
+        """Remember authoritative answers saying a zone has no DNSKEY RRset at all (NOERROR,
+        AA, no DNSKEY in the answer): with a validated DS that makes the zone bogus."""
+        if (
+            evidence.qtype != dns.rdatatype.DNSKEY
+            or evidence.qname is None
+            or evidence.rcode != dns.rcode.NOERROR
+            or not evidence.flags & dns.flags.AA
+            or evidence.flags & dns.flags.TC
+            or any(item.rrset.rdtype == dns.rdatatype.DNSKEY
+                   for item in evidence.section(Section.ANSWER))
+        ):
+            return False
+        zone = evidence.qname
+        first = zone not in self._dnskey_nodata
+        self._dnskey_nodata.setdefault(zone, evidence.ts_ns)
+        return first
+
+    def dnskey_nodata_seen(self, zone: dns.name.Name) -> int | None:
+        """Capture time of the first authoritative answer showing ``zone`` without DNSKEY."""
+        return self._dnskey_nodata.get(zone)
 
     def add_rrset(
         self, rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None, ts_ns: int

@@ -232,6 +232,14 @@ class ChainResolver:
             return _unsupported(zone, code, f"no DS of {zone} uses a supported algorithm and "
                                 f"digest under policy {self.policy.name}")
         entries = self.view.material.dnskey_rrsets(zone)
+        if not entries and self.view.material.dnskey_nodata_seen(zone) is not None:
+            # RFC 4035 5.2: the parent's validated DS names keys the zone's own servers say
+            # do not exist: no DNSKEY can match, so the zone is bogus, not merely unknown.
+            text = (f"the DS of {zone} names keys, but its servers answered DNSKEY with no "
+                    f"data")
+            return ZoneTrust(zone, Status.BOGUS, (),
+                             (ValidationCode.DNSKEY_MISSING, ValidationCode.DNSSEC_BOGUS),
+                             (), (text,))
         if not entries:
             missing = tuple(f"DNSKEY for {zone} with key tag {ds.key_tag} alg {ds.algorithm} "
                             f"not seen" for ds in supported)

@@ -282,7 +282,7 @@ class Validator:
             if (view.material.dnskey_rrsets(candidate) or view.anchors.for_zone(candidate)
                     or view.cached_keys(candidate) or candidate in signers
                     or view.material.ds_rrsets(candidate)
-                    or (candidate != name and view.material.is_delegation(candidate))):
+                    or view.material.is_delegation(candidate)):
                 return candidate
             if candidate == dns.name.root:
                 return None
