@@ -109,8 +109,8 @@ _NOT_IP = -1
 _SHORT = -2
 
 _VLAN_TPIDS = frozenset({EtherType.VLAN, EtherType.QINQ, EtherType.QINQ_LEGACY})
-_ETHERTYPE_VERSION = {EtherType.IPV4: 4, EtherType.IPV6: 6}
-_AF_VERSION = {
+_ETHERTYPE_VERSION: dict[int, int] = {EtherType.IPV4: 4, EtherType.IPV6: 6}
+_AF_VERSION: dict[int, int] = {
     BSDAddressFamily.INET: 4,
     BSDAddressFamily.INET6_BSD: 6,
     BSDAddressFamily.INET6_FREEBSD: 6,

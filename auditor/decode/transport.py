@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 from dataclasses import dataclass
 from enum import StrEnum
 
-from auditor.decode.dissect import IPDatagram
-from auditor.ledger import Ledger
+from auditor.decode.dissect import IPDatagram, IPProtocol
+from auditor.ledger import Ledger, Reason
 
 DNS_PORTS: frozenset[int] = frozenset({53})
 """Default DNS port set; ``--port`` adds to it."""
@@ -30,7 +32,8 @@ class UDPDatagram:
     payload: bytes
     """UDP payload (the DNS message), cut to the UDP length field."""
     checksum_ok: bool | None
-    """False for a bad checksum (counted, never dropped), None when absent (IPv4 zero)."""
+    """False for a bad checksum (counted, never dropped), None when absent (IPv4 zero) or
+    not verified (``split_transport(..., verify_checksums=False)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,7 @@ class TCPSegment:
     """TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10)."""
     payload: bytes
     checksum_ok: bool | None
+    """False for a bad checksum (counted, never dropped), None when not verified."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +78,141 @@ class WireMessage:
     the end of one message and the start of the next is owned by the later one)."""
 
 
+_UDP_HEADER = struct.Struct("!HHHH")
+"""Source Port, Destination Port, Length, Checksum (RFC 768)."""
+_TCP_HEADER = struct.Struct("!HHIIH")
+"""Source Port, Destination Port, Sequence, Acknowledgment, Data Offset+flags (RFC 9293 3.1)."""
+_AF_BY_VERSION = {4: socket.AF_INET, 6: socket.AF_INET6}
+_pton = socket.inet_pton
+_address_values: dict[str, int] = {}
+"""Memo of address -> integer value of its bytes; a resolver talks to few addresses."""
+_ADDRESS_MEMO_SIZE = 65536
+
+
+def _address_value(family: int, address: str) -> int:
+    value = _address_values.get(address)
+    if value is None:
+        if len(_address_values) >= _ADDRESS_MEMO_SIZE:
+            _address_values.clear()
+        value = _address_values[address] = int.from_bytes(_pton(family, address), "big")
+    return value
+
+
+def _checksum_ok(ip: IPDatagram, segment: bytes, protocol: int) -> bool:
+    """Whether ``segment`` (header and data) sums to zero with its pseudo-header.
+
+    The one's complement sum of 16-bit words is congruent to the big-endian integer value of
+    the bytes modulo 0xFFFF (2**16 = 1 mod 0xFFFF), so one ``int.from_bytes`` does the work in C.
+    A correct checksum makes the sum 0xFFFF (negative zero), i.e. 0 modulo 0xFFFF.
+    """
+    family = _AF_BY_VERSION[ip.version]
+    # RFC 768 / RFC 9293 3.1 (IPv4) and RFC 8200 8.1 (IPv6) pseudo-headers: addresses, protocol
+    # and upper-layer length; their word sum is what matters, not their layout.
+    total = _address_value(family, ip.src) + _address_value(family, ip.dst)
+    total += protocol + len(segment)
+    value = int.from_bytes(segment, "big")
+    if len(segment) & 1:
+        value <<= 8  # pad an odd length with one zero byte
+    return (total + value) % 0xFFFF == 0
+
+
+def _udp(
+    datagram: IPDatagram, ports: frozenset[int], ledger: Ledger, verify: bool
+) -> UDPDatagram | None:
+    payload = datagram.payload
+    owned = datagram.owned_frames
+    if len(payload) < 8:
+        ledger.settle(Reason.MALFORMED_TRANSPORT, owned)
+        return None
+    sport, dport, length, checksum = _UDP_HEADER.unpack_from(payload)
+    if sport not in ports and dport not in ports:
+        ledger.settle(Reason.NOT_DNS_PORT, owned)
+        return None
+    # RFC 768: Length counts the 8-byte header. The IP stage already cut snaplen-truncated
+    # frames, so a Length beyond the IP payload is the packet's own inconsistency.
+    if length < 8 or length > len(payload):
+        ledger.settle(Reason.MALFORMED_TRANSPORT, owned)
+        return None
+    checksum_ok: bool | None = None
+    if checksum == 0 and datagram.version == 4:
+        pass  # RFC 768: an all-zero checksum over IPv4 means none was computed
+    elif verify:
+        segment = payload if length == len(payload) else payload[:length]
+        # RFC 8200 8.1: a zero UDP checksum over IPv6 is invalid
+        checksum_ok = checksum != 0 and _checksum_ok(datagram, segment, IPProtocol.UDP)
+        if not checksum_ok:
+            ledger.observe("udp_bad_checksum")
+    if length == 8:
+        ledger.settle(Reason.EMPTY_UDP, owned)
+        return None
+    return UDPDatagram(datagram, sport, dport, payload[8:length], checksum_ok)
+
+
+def _tcp(
+    datagram: IPDatagram, ports: frozenset[int], ledger: Ledger, verify: bool
+) -> TCPSegment | None:
+    payload = datagram.payload
+    owned = datagram.owned_frames
+    if len(payload) < 20:
+        ledger.settle(Reason.MALFORMED_TRANSPORT, owned)
+        return None
+    sport, dport, seq, ack, offset_flags = _TCP_HEADER.unpack_from(payload)
+    if sport not in ports and dport not in ports:
+        ledger.settle(Reason.NOT_DNS_PORT, owned)
+        return None
+    header_length = (offset_flags >> 12) << 2  # RFC 9293 3.1: Data Offset in 32-bit words
+    if header_length < 20 or header_length > len(payload):
+        ledger.settle(Reason.MALFORMED_TRANSPORT, owned)
+        return None
+    checksum_ok: bool | None = None
+    if verify:
+        checksum_ok = _checksum_ok(datagram, payload, IPProtocol.TCP)
+        if not checksum_ok:
+            ledger.observe("tcp_bad_checksum")
+    return TCPSegment(
+        datagram, sport, dport, seq, ack, offset_flags & 0xFF, payload[header_length:], checksum_ok
+    )
+
+
 def split_transport(
-    datagram: IPDatagram, ports: frozenset[int], ledger: Ledger
+    datagram: IPDatagram,
+    ports: frozenset[int],
+    ledger: Ledger,
+    *,
+    verify_checksums: bool = False,
 ) -> UDPDatagram | TCPSegment | None:
-    """Decode the UDP/TCP header; keep DNS-port traffic, settle everything else in ``ledger``."""
-    raise NotImplementedError
+    """Decode the UDP/TCP header; keep DNS-port traffic, settle everything else in ``ledger``.
+
+    ``datagram`` must be whole (out of the ``Defragmenter``); the ``owned_frames`` of anything
+    settled here are settled together. ``verify_checksums`` checks UDP/TCP checksums (a bad
+    one is counted in ``ledger.observed`` and kept, never dropped); it is opt-in because it
+    adds about 15-20% to decode time on DNS-only traffic. Unchecked, ``checksum_ok`` is None.
+    """
+    if datagram.fragment is not None:
+        raise ValueError(f"frame {datagram.frame}: split_transport needs a defragmented datagram")
+    protocol = datagram.protocol
+    if protocol == IPProtocol.UDP:
+        return _udp(datagram, ports, ledger, verify_checksums)
+    if protocol == IPProtocol.TCP:
+        return _tcp(datagram, ports, ledger, verify_checksums)
+    ledger.settle(Reason.NOT_UDP_TCP, datagram.owned_frames)
+    return None
 
 
 def udp_message(datagram: UDPDatagram) -> WireMessage:
     """The wire message carried by one UDP datagram."""
-    raise NotImplementedError
+    ip = datagram.ip
+    return WireMessage(
+        transport=Transport.UDP,
+        src=ip.src,
+        sport=datagram.sport,
+        dst=ip.dst,
+        dport=datagram.dport,
+        wire=datagram.payload,
+        capture=ip.capture,
+        frame=ip.frame,
+        frames=ip.frames,
+        ts_ns=ip.ts_ns,
+        hop_limit=ip.hop_limit,
+        owned_frames=ip.owned_frames,
+    )

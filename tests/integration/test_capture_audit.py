@@ -32,7 +32,8 @@ def _tshark_responses(path: Path) -> set[tuple[int, int, str]]:
     found = set()
     for line in output.splitlines():
         frame, msg_id, qname = line.split("\t")
-        found.add((int(frame), int(msg_id, 16), qname.rstrip(".").lower() + "."))
+        name = "" if qname == "<Root>" else qname.rstrip(".").lower()  # tshark's root
+        found.add((int(frame), int(msg_id, 16), name + "."))
     return found
 
 
