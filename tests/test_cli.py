@@ -1,0 +1,118 @@
+"""CLI contract on the real sample capture: validation options, exit codes, the key cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from auditor.cli import cli
+
+CAPTURES = Path(__file__).resolve().parent.parent / "captures"
+SAMPLE = CAPTURES / "sample-dnssec.pcap"
+ANCHOR = CAPTURES / "sample-dnssec.anchor"
+
+
+def _audit(tmp_path: Path, *extra: str, name: str = "out") -> tuple[int, list[dict], dict]:
+    out = tmp_path / name
+    result = CliRunner().invoke(
+        cli, ["audit", str(SAMPLE), "--trust-anchor", str(ANCHOR), "--out", str(out), "-q", *extra]
+    )
+    records = [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
+    stats = json.loads((out / "stats.json").read_text())
+    return result.exit_code, records, stats
+
+
+def _by_question(records: list[dict], qname: str, qtype: str = "A") -> list[dict]:
+    return [r for r in records if r["qname"] == qname and r["qtype"] == qtype]
+
+
+def test_sample_verdicts_follow_the_zone_designs(tmp_path: Path) -> None:
+    code, records, stats = _audit(tmp_path)
+    assert code == 0
+    assert all(r["verdict"] == "secure" for r in _by_question(records, "www.sec.test."))
+    assert all(r["verdict"] == "secure" for r in _by_question(records, "www.ed448.test."))
+    expired = [r for r in _by_question(records, "www.expired.test.") if r["rcode"] == "NOERROR"]
+    assert expired and all(r["verdict"] == "bogus" for r in expired)
+    assert all("signature_expired" in r["codes"] for r in expired)
+    altered = [r for r in _by_question(records, "www.altered.test.") if r["rcode"] == "NOERROR"]
+    assert altered and all("bad_signature" in r["codes"] for r in altered)
+    assert all(r["verdict"] == "insecure" for r in _by_question(records, "www.insecure.test."))
+    counts = stats["validation"]["verdicts"]
+    assert sum(counts.values()) == len(records)
+    assert stats["validation"]["reference_time"] == "capture_time"
+    secure = _by_question(records, "www.sec.test.")[0]
+    rrset = next(r for r in secure["rrsets"] if r["type"] == "A")
+    assert rrset["signer"] == "sec.test." and rrset["algorithms"] == [8]
+
+
+def test_fail_on_bogus_sets_exit_code_one(tmp_path: Path) -> None:
+    code, _, _ = _audit(tmp_path, "--fail-on", "bogus")
+    assert code == 1
+
+
+def test_at_moves_the_clock_past_every_expiration(tmp_path: Path) -> None:
+    code, records, stats = _audit(tmp_path, "--at", "2027-06-01T00:00:00Z", "--fail-on", "bogus")
+    assert code == 1
+    assert stats["validation"]["reference_time"] == "fixed"
+    secure_today = _by_question(records, "www.sec.test.")
+    assert secure_today and all(r["verdict"] == "bogus" for r in secure_today)
+    assert all("signature_expired" in r["codes"] for r in secure_today)
+    assert all(r["reference_time"] == "2027-06-01T00:00:00.000000Z" for r in records)
+
+
+def test_without_the_private_anchor_nothing_is_secure(tmp_path: Path) -> None:
+    out = tmp_path / "iana"
+    result = CliRunner().invoke(cli, ["audit", str(SAMPLE), "--out", str(out), "-q"])
+    assert result.exit_code == 0
+    records = [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
+    assert records and not any(r["verdict"] == "secure" for r in records)
+
+
+def test_malformed_anchor_file_is_exit_3_naming_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.anchor"
+    bad.write_text(". 300 IN DS 23515 8 2 022ce7\n. IN DS not a record\n")
+    result = CliRunner().invoke(
+        cli, ["audit", str(SAMPLE), "--trust-anchor", str(bad), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 3
+    assert "bad.anchor" in result.output
+
+
+def test_bad_at_value_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["audit", str(SAMPLE), "--at", "yesterday", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2
+    assert "--at" in result.output
+
+
+def test_key_cache_carries_trust_to_a_later_run(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.sqlite"
+    code, _, stats = _audit(tmp_path, "--keys", str(keys), name="first")
+    assert code == 0 and stats["validation"]["key_cache_rows_written"] > 0
+    listed = CliRunner().invoke(cli, ["keys", "list", "--keys", str(keys), "--json"])
+    assert listed.exit_code == 0
+    rows = [json.loads(line) for line in listed.output.splitlines()]
+    trusted = {(r["zone"], r["state"]) for r in rows}
+    assert ("sec.test.", "trusted") in trusted
+    assert ("expired.test.", "trusted") not in trusted
+    exported = tmp_path / "keys.json"
+    assert (
+        CliRunner().invoke(cli, ["keys", "export", "--keys", str(keys), str(exported)]).exit_code
+        == 0
+    )
+    fresh = tmp_path / "fresh.sqlite"
+    imported = CliRunner().invoke(cli, ["keys", "import", "--keys", str(fresh), str(exported)])
+    assert imported.exit_code == 0
+    again = CliRunner().invoke(cli, ["keys", "list", "--keys", str(fresh), "--json"])
+    assert len(again.output.splitlines()) == len(rows)
+
+
+@pytest.mark.parametrize("policy", ["rfc8624", "rfc9904", "permissive"])
+def test_policy_presets_are_selectable(tmp_path: Path, policy: str) -> None:
+    code, _, stats = _audit(tmp_path, "--policy", policy, name=policy)
+    assert code == 0
+    assert stats["validation"]["policy"] == policy
