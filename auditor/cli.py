@@ -28,6 +28,8 @@ import click
 from auditor import __version__
 from auditor.errors import AuditorError, CaptureError
 from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir, run_audit
+from auditor.report.anonymize import load_or_create_key
+from auditor.report.run import DEFAULT_FORMATS, OutputFormat, render_reports
 from auditor.trust import KeyCache
 from auditor.validate import PRESETS, policy_from_name
 
@@ -95,7 +97,20 @@ def _print_summary(outcome: AuditOutcome, out_dir: Path) -> None:
         "  verdicts: " + ", ".join(f"{name} {count}" for name, count in verdicts.items()),
         err=True,
     )
+    _print_findings_summary(stats.get("findings") or {})
     click.echo(f"  reports in {out_dir}/", err=True)
+    report = out_dir / "report.html"
+    if report.exists():
+        click.echo(f"  open {report} for the bogus/forged answers and why", err=True)
+
+
+def _print_findings_summary(findings: dict[str, object]) -> None:
+    by_severity = findings.get("by_severity") or {}
+    if not isinstance(by_severity, dict):
+        return
+    listed = ", ".join(f"{severity} {count}" for severity, count in by_severity.items())
+    forged = findings.get("forged", 0)
+    click.echo(f"  findings: {listed or 'none'}; forged answers {forged}", err=True)
 
 
 @cli.command()
@@ -157,6 +172,27 @@ def _print_summary(outcome: AuditOutcome, out_dir: Path) -> None:
     help="Exit with status 1 if any response's verdict is this bad or worse "
     "(bogus < indeterminate < insecure in leniency).",
 )
+@click.option(
+    "--anonymize",
+    is_flag=True,
+    help="Replace client addresses in every output with keyed, prefix-preserving "
+    "pseudonyms (Crypto-PAn) for reports that leave the building.",
+)
+@click.option(
+    "--anonymize-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the anonymisation secret (same secret, same pseudonyms across runs); "
+    "default: a random key kept in anonymize.key in the output directory. Implies "
+    "--anonymize.",
+)
+@click.option("--csv", "with_csv", is_flag=True, help="Also write responses.csv.")
+@click.option(
+    "--evidence",
+    "evidence_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the frames behind every forged or suspicious finding to this pcapng file "
+    "(stats.json records its SHA-256 and those of the inputs).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary; errors only.")
 @click.option("--verbose", "-v", count=True, help="More log output (repeat for debug).")
 def audit(
@@ -169,12 +205,20 @@ def audit(
     policy: str,
     clock_skew: int | None,
     fail_on: str,
+    anonymize: bool,
+    anonymize_key: Path | None,
+    with_csv: bool,
+    evidence_path: Path | None,
     quiet: bool,
     verbose: int,
 ) -> None:
     """Audit the DNS responses in CAPTURE files (pcap, pcapng, .gz; '-' for stdin)."""
     _configure_logging(quiet, verbose)
     target = out_dir if out_dir is not None else default_out_dir(captures)
+    secret = (
+        load_or_create_key(target, anonymize_key) if anonymize or anonymize_key else None
+    )
+    formats = frozenset(f.value for f in DEFAULT_FORMATS) | ({"csv"} if with_csv else set())
     options = AuditOptions(
         captures=captures,
         out_dir=target,
@@ -184,6 +228,9 @@ def audit(
         keys_path=keys_path,
         at_ns=_parse_time(at_time) if at_time is not None else None,
         policy=policy_from_name(policy, clock_skew_s=clock_skew),
+        anonymize_secret=secret,
+        report_formats=formats,
+        evidence_path=evidence_path,
     )
     try:
         outcome = run_audit(options)
@@ -223,6 +270,29 @@ def _parse_time(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+@cli.command()
+@click.argument(
+    "directory", type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice([f.value for f in OutputFormat]),
+    multiple=True,
+    help="Output to rebuild (repeatable): html (report.html), md (summary.md), parquet "
+    "(responses.parquet/), csv (responses.csv). Default: html and md.",
+)
+def report(directory: Path, formats: tuple[str, ...]) -> None:
+    """Re-render the reports of an audit output DIRECTORY from its saved JSONL/Parquet files,
+    without reading the capture again."""
+    if not (directory / "responses.jsonl").exists():
+        click.echo(f"dnssec-auditor: error: {directory} has no responses.jsonl", err=True)
+        sys.exit(EXIT_INPUT)
+    chosen = [OutputFormat(f) for f in formats] or [OutputFormat.HTML, OutputFormat.MARKDOWN]
+    for path in render_reports(directory, chosen):
+        click.echo(f"wrote {path}", err=True)
 
 
 @cli.group()

@@ -25,9 +25,19 @@ from auditor.decode.transport import (
 )
 from auditor.evidence import ResponseEvidence, build_evidence
 from auditor.findings.catalogue import Finding
+from auditor.forgery import ForgeryDetector
 from auditor.ledger import Ledger, Reason
 from auditor.messages import MessageParser, ObservedMessage
+from auditor.report.anonymize import PrefixPreservingAnonymizer, RecordAnonymizer
+from auditor.report.evidence_pcap import (
+    EvidenceCollector,
+    FrameRing,
+    select_frames,
+    sha256_file,
+    write_evidence,
+)
 from auditor.report.records import iso_time
+from auditor.report.run import OutputFormat, RunReporter
 from auditor.transactions import Matcher, Transaction
 from auditor.trust import KeyCache, KeyMaterial, KeyView, TrustAnchor, load_anchors
 from auditor.validate import RFC8624, Status, ValidationPolicy, Validator, Verdict
@@ -141,6 +151,8 @@ class EvidenceStream:
     ledger: Ledger = field(default_factory=Ledger)
     ports: frozenset[int] = DNS_PORTS
     on_anomaly: Callable[[Anomaly], None] | None = None
+    on_query: Callable[[ObservedMessage], None] | None = None
+    """Called with every query (QR=0) as it is decoded (the forgery stage's query view)."""
     chain: DecodeChain = field(init=False)
     matcher: Matcher = field(default_factory=Matcher)
     _last_expiry_ns: int = 0
@@ -162,6 +174,17 @@ class EvidenceStream:
         self.matcher.flush()
         self._drain_anomalies()
 
+    def feed(self, frame: Frame) -> list[Transaction]:
+        """Push interface (live mode): one frame in, the transactions it completes out."""
+        return list(self._match(self.chain.feed(frame), frame.ts_ns))
+
+    def finish(self) -> list[Transaction]:
+        """Push interface: end of input; flush reassembly and matching state."""
+        done = list(self._match(self.chain.flush(), None))
+        self.matcher.flush()
+        self._drain_anomalies()
+        return done
+
     def _match(self, messages: list[ObservedMessage], now_ns: int | None) -> Iterator[
         Transaction
     ]:
@@ -169,6 +192,8 @@ class EvidenceStream:
             transaction = self.matcher.feed(message)
             if transaction is not None:
                 yield transaction
+            elif self.on_query is not None and not message.is_response:
+                self.on_query(message)
         if now_ns is not None and now_ns - self._last_expiry_ns > EXPIRE_INTERVAL_NS:
             self._last_expiry_ns = now_ns
             self.matcher.expire(now_ns)
@@ -241,6 +266,15 @@ class AuditOptions:
     hold_ns: int = 5_000_000_000
     """Single-pass input (standard input): how long, in capture time, an indeterminate
     response waits for the keys it needs before it is written."""
+    anonymize_secret: bytes | None = None
+    """Secret for prefix-preserving anonymisation of client addresses in every output
+    (``--anonymize``); None leaves addresses as captured."""
+    report_formats: frozenset[str] = frozenset({"html", "md", "parquet"})
+    """End-of-run reports besides the JSON Lines and zone tables (``html``, ``md``,
+    ``parquet``, ``csv``)."""
+    evidence_path: Path | None = None
+    """Where to write the frames behind forged/suspicious findings as pcapng (``--evidence``);
+    None writes no evidence file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,9 +326,72 @@ class FindingSource(Protocol):
         ...
 
 
-def finding_sources(options: AuditOptions) -> list[FindingSource]:
+def finding_sources(
+    options: AuditOptions, validator: Validator | None = None
+) -> list[FindingSource]:
     """The finding stages of a run, in the order they see each response."""
-    return []
+    from auditor.findings.validation import ValidationFindings
+    from auditor.findings.zones import ZoneHealth
+
+    reporting: list[FindingSource] = [ValidationFindings(), ZoneHealth(_trust_of(validator))]
+    return [ForgeryDetector()] + reporting
+
+
+def _query_observer(sources: list[FindingSource]) -> Callable[[ObservedMessage], None] | None:
+    """The forgery stage's query hook, if that stage runs."""
+    detector = next((s for s in sources if isinstance(s, ForgeryDetector)), None)
+    return detector.observe_query if detector is not None else None
+
+
+def _forgery_counters(sources: list[FindingSource]) -> dict[str, object]:
+    detector = next((s for s in sources if isinstance(s, ForgeryDetector)), None)
+    return detector.counters() if detector is not None else {}
+
+
+def _input_digests(captures: tuple[str, ...]) -> list[dict[str, str | None]]:
+    """SHA-256 of every input capture as stored, so evidence can be cited against it."""
+    from auditor.capture.sources import STDIN, unique_names
+
+    return [
+        {"capture": name, "path": path,
+         "sha256": None if path == STDIN else sha256_file(path)}
+        for path, name in zip(captures, unique_names(captures), strict=True)
+    ]
+
+
+def _write_evidence(options: AuditOptions, collector: EvidenceCollector) -> dict[str, object]:
+    """Write the cited frames to the evidence pcapng: files are read again; standard input
+    (not re-readable) contributes the cited frames still held in the recent-frame ring."""
+    from auditor.capture.sources import CaptureSet
+
+    path = options.evidence_path
+    if path is None:
+        return {"path": None}
+    application = f"dnssec-auditor {__version__} evidence"
+    if collector.ring is not None:
+        written, digest = write_evidence(path, collector.ring.frames(), application)
+        missed = collector.ring.missed
+    else:
+        with CaptureSet(list(options.captures)) as again:
+            written, digest = write_evidence(
+                path, select_frames(again, collector.wanted), application
+            )
+        missed = len(collector.wanted) - written
+    return {"path": str(path), "sha256": digest, "frames": written,
+            "frames_cited": len(collector.wanted), "frames_missing": missed,
+            "findings": collector.findings}
+
+
+def _trust_of(validator: Validator | None) -> Callable[[Any], tuple[str, str]] | None:
+    """Zone -> (chain status, explanation) for the zone inventory."""
+    if validator is None:
+        return None
+
+    def trust(zone: Any) -> tuple[str, str]:
+        found = validator.zone_trust(zone)
+        return found.status.value, "; ".join((*found.missing, *found.detail)[:3])
+
+    return trust
 
 
 class OrderedJudge:
@@ -387,6 +484,7 @@ def _anchor_text(anchor: TrustAnchor) -> str:
 def run_audit(options: AuditOptions) -> AuditOutcome:
     """Read the captures, judge every response, write the reports and update the key cache."""
     from auditor.capture.sources import CaptureSet
+    from auditor.findings.zones import ZoneHealth
     from auditor.report.files import JsonLinesWriter, write_json
     from auditor.report.records import (
         STATS_SCHEMA,
@@ -414,12 +512,22 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
         )
         verdicts: Counter[str] = Counter()
         codes: Counter[str] = Counter()
-        with source, JsonLinesWriter(paths[0]) as responses, JsonLinesWriter(paths[1]) as found:
+        reporter = RunReporter(options.out_dir, _formats(options.report_formats))
+        anonymizer = _record_anonymizer(options.anonymize_secret)
+        with (
+            source,
+            JsonLinesWriter(paths[0], anonymizer.response if anonymizer else None) as responses,
+            JsonLinesWriter(paths[1], anonymizer.finding if anonymizer else None) as found,
+        ):
             stream = EvidenceStream(
                 ports=options.ports,
                 on_anomaly=lambda anomaly: found.write(anomaly_record(anomaly)),
             )
             frames = _with_progress(source, source, options.progress)
+            ring = FrameRing() if single_pass and options.evidence_path is not None else None
+            if ring is not None:
+                frames = ring.watch(frames)
+            collector = EvidenceCollector(ring)
             judged = (
                 _judged_one_pass(
                     stream, frames, OrderedJudge(material, validator, hold_ns=options.hold_ns)
@@ -427,7 +535,8 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
                 if single_pass
                 else _judged_two_pass(stream, frames, validator)
             )
-            sources = finding_sources(options)
+            sources = finding_sources(options, validator)
+            stream.on_query = _query_observer(sources)
             for evidence, verdict in judged:
                 responses.write({**response_record(evidence), **verdict_fields(verdict)})
                 verdicts[verdict.status.value] += 1
@@ -435,9 +544,13 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
                 for source_stage in sources:
                     for finding in source_stage.feed(evidence, verdict):
                         found.write(finding_record(finding))
+                        reporter.note(finding)
+                        collector.note(finding)
             for source_stage in sources:
                 for finding in source_stage.flush():
                     found.write(finding_record(finding))
+                    reporter.note(finding)
+                    collector.note(finding)
         cache_written = cache.apply(validator.cache_updates())
     problems = tuple(str(problem) for problem in source.problems)
     stats = {
@@ -461,5 +574,22 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
             "codes": dict(codes.most_common()),
         },
     }
+    stats["findings"] = reporter.stats()
+    stats["anonymized"] = anonymizer is not None
+    stats["inputs"] = _input_digests(options.captures)
+    stats["forgery"] = _forgery_counters(sources)
+    stats["evidence"] = _write_evidence(options, collector)
     write_json(paths[2], stats)
-    return AuditOutcome(stats, paths, problems, dict(stats["validation"]["verdicts"]))
+    zone_rows = next((s.rows for s in sources if isinstance(s, ZoneHealth)), [])
+    reports = tuple(reporter.finish(validator, zone_rows))
+    return AuditOutcome(stats, paths + reports, problems, dict(stats["validation"]["verdicts"]))
+
+
+def _formats(names: frozenset[str]) -> frozenset[OutputFormat]:
+    return frozenset(OutputFormat(name) for name in names)
+
+
+def _record_anonymizer(secret: bytes | None) -> RecordAnonymizer | None:
+    if secret is None:
+        return None
+    return RecordAnonymizer(PrefixPreservingAnonymizer(secret))

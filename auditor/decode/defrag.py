@@ -91,12 +91,13 @@ class Defragmenter:
         self._completed: dict[_SetKey, _Completed] = {}
         """Recently completed datagrams, oldest first."""
         self._held_bytes = 0
+        self._held_frames = 0
         self._completed_bytes = 0
 
     @property
     def held_frames(self) -> int:
         """Frames currently held in incomplete sets (read but not yet settled)."""
-        return sum(fset.owned for fset in self._sets.values())
+        return self._held_frames
 
     @property
     def held_bytes(self) -> int:
@@ -210,6 +211,7 @@ class Defragmenter:
     def _hold(self, fset: _FragmentSet, piece: _Piece, datagram: IPDatagram) -> None:
         fset.pieces.append(piece)
         fset.owned += 1
+        self._held_frames += 1
         size = piece.end - piece.start
         fset.held_bytes += size
         self._held_bytes += size
@@ -328,6 +330,7 @@ class Defragmenter:
         """Forget an open set and the bytes it held."""
         del self._sets[key]
         self._held_bytes -= fset.held_bytes
+        self._held_frames -= len(fset.pieces)  # one held frame per piece
 
     def _release(self, key: _SetKey, fset: _FragmentSet, reason: Reason) -> None:
         """Close the set and settle every frame it holds as ``reason``."""

@@ -83,6 +83,322 @@ DECODE_FINDINGS: tuple[FindingSpec, ...] = (
 """Decode-level anomalies (``auditor.anomaly.AnomalyCode``) that deserve a catalogue entry."""
 
 
+VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
+    FindingSpec(
+        "ad_on_bogus",
+        Severity.CRITICAL,
+        "Resolver claimed secure on bogus data",
+        "{server} set the AD bit (claimed secure) on bogus data from zone {zone}: {reasons}",
+        ("RFC 4035 3.2.3", "RFC 4035 4.3", "RFC 6840 5.8"),
+    ),
+    FindingSpec(
+        "bogus_answer",
+        Severity.HIGH,
+        "Bogus answer",
+        "{server} returned answers for zone {zone} that fail validation: {reasons}",
+        ("RFC 4033 5", "RFC 4035 4.3", "RFC 4035 5.5"),
+    ),
+    FindingSpec(
+        "signature_expired",
+        Severity.HIGH,
+        "Expired signature",
+        "{server} served signatures of zone {zone} past their expiration ({rrsets})",
+        ("RFC 4035 5.3.1", "RFC 4034 3.1.5"),
+    ),
+    FindingSpec(
+        "signature_not_yet_valid",
+        Severity.HIGH,
+        "Signature not yet valid",
+        "{server} served signatures of zone {zone} before their inception ({rrsets})",
+        ("RFC 4035 5.3.1", "RFC 4034 3.1.5"),
+    ),
+    FindingSpec(
+        "bad_signature",
+        Severity.HIGH,
+        "Signature does not verify",
+        "{server} served signatures of zone {zone} that do not verify ({rrsets})",
+        ("RFC 4035 5.3.3", "RFC 4034 3.1.8.1"),
+    ),
+    FindingSpec(
+        "ds_mismatch",
+        Severity.HIGH,
+        "DS does not match any DNSKEY",
+        "No DNSKEY of zone {zone} matches the DS digest its parent publishes",
+        ("RFC 4035 5.2", "RFC 4034 5.1.4"),
+    ),
+    FindingSpec(
+        "ad_on_insecure",
+        Severity.MEDIUM,
+        "AD bit on insecure data",
+        "{server} set the AD bit on insecure data from zone {zone}",
+        ("RFC 4035 3.2.3",),
+    ),
+    FindingSpec(
+        "servfail_contradicts_evidence",
+        Severity.MEDIUM,
+        "SERVFAIL contradicted by validated data",
+        "{server} answered SERVFAIL with a DNSSEC reason although the capture holds validated "
+        "copies for zone {zone}",
+        ("RFC 8914 4", "RFC 4035 5.5"),
+    ),
+    FindingSpec(
+        "indeterminate_answers",
+        Severity.LOW,
+        "Answers that could not be validated",
+        "Answers for zone {zone} could not be validated: {reasons}",
+        ("RFC 4033 5", "RFC 4035 5"),
+    ),
+)
+"""Validation findings: verdicts turned into catalogue entries, merged per zone and server."""
+
+
+ZONE_FINDINGS: tuple[FindingSpec, ...] = (
+    FindingSpec(
+        "algorithm_not_recommended",
+        Severity.MEDIUM,
+        "Signing algorithm not recommended",
+        "Zone {zone} signs with {algorithm} ({status} for signing)",
+        ("RFC 8624 3.1", "RFC 9904"),
+    ),
+    FindingSpec(
+        "ds_digest_not_recommended",
+        Severity.LOW,
+        "DS digest type not recommended",
+        "The DS of zone {zone} uses digest {digest} ({status})",
+        ("RFC 8624 3.3", "RFC 9904"),
+    ),
+    FindingSpec(
+        "nsec3_iterations",
+        Severity.MEDIUM,
+        "NSEC3 additional iterations",
+        "Zone {zone} uses NSEC3 with {iterations} additional iterations; RFC 9276 asks for 0",
+        ("RFC 9276 3.1", "RFC 9276 3.2"),
+    ),
+    FindingSpec(
+        "nsec3_salt",
+        Severity.LOW,
+        "NSEC3 salt",
+        "Zone {zone} uses an NSEC3 salt ({salt}); RFC 9276 recommends none",
+        ("RFC 9276 3.1",),
+    ),
+    FindingSpec(
+        "nsec3_opt_out",
+        Severity.INFO,
+        "NSEC3 opt-out",
+        "Zone {zone} uses NSEC3 opt-out",
+        ("RFC 5155 6", "RFC 9276 3.1"),
+    ),
+    FindingSpec(
+        "nsec_zone_walkable",
+        Severity.INFO,
+        "Zone walkable (NSEC)",
+        "Zone {zone} uses NSEC: its names can be listed by walking the chain",
+        ("RFC 4034 4", "RFC 5155 1"),
+    ),
+    FindingSpec(
+        "signature_expiring_soon",
+        Severity.MEDIUM,
+        "Signature about to expire",
+        "A signature of zone {zone} ({rrset}) had only {remaining} left when seen",
+        ("RFC 6781 4.4.2", "RFC 4034 3.1.5"),
+    ),
+    FindingSpec(
+        "ttl_exceeds_signature_validity",
+        Severity.MEDIUM,
+        "TTL outlives the signature",
+        "{rrset} in zone {zone} has TTL {ttl}s but its signature expires in {remaining}",
+        ("RFC 4035 5.3.3", "RFC 6781 4.4.2.1"),
+    ),
+    FindingSpec(
+        "ksk_rollover_in_progress",
+        Severity.INFO,
+        "KSK rollover in progress",
+        "Zone {zone} publishes several key-signing keys ({key_tags}): a KSK rollover looks "
+        "in progress",
+        ("RFC 6781 4.1.2", "RFC 7583 3.3"),
+    ),
+    FindingSpec(
+        "key_revoked_published",
+        Severity.INFO,
+        "Revoked key published",
+        "Zone {zone} publishes revoked key {key_tag}",
+        ("RFC 5011 2.1",),
+    ),
+    FindingSpec(
+        "cds_no_matching_dnskey",
+        Severity.MEDIUM,
+        "CDS/CDNSKEY names no published DNSKEY",
+        "Zone {zone} publishes {rrtype} {record} that matches none of its DNSKEYs",
+        ("RFC 7344 4.1", "RFC 7344 5"),
+    ),
+    FindingSpec(
+        "cds_not_signed_by_ds_key",
+        Severity.MEDIUM,
+        "CDS/CDNSKEY not signed by a DS-named key",
+        "The {rrtype} RRset of zone {zone} is not signed by a key its parent's DS names",
+        ("RFC 7344 4.1", "RFC 8078 3"),
+    ),
+    FindingSpec(
+        "cds_delete_requested",
+        Severity.INFO,
+        "CDS/CDNSKEY asks to remove the DS",
+        "Zone {zone} publishes a {rrtype} delete request: the parent should remove its DS",
+        ("RFC 8078 4",),
+    ),
+    FindingSpec(
+        "cds_algorithm_roll",
+        Severity.INFO,
+        "CDS/CDNSKEY asks for an algorithm roll",
+        "Zone {zone} publishes {rrtype} for algorithm(s) {new} while its DS uses {old}",
+        ("RFC 7344 4.1", "RFC 6781 4.1.4"),
+    ),
+)
+"""Zone health and policy findings, from the zone inventory at the end of a run."""
+
+
+FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
+    FindingSpec(
+        "response_race",
+        Severity.HIGH,
+        "Racing responses with different answers",
+        "{count} different answers to one query for {qname} {qtype} ({client}#{cport} -> "
+        "{server}, ID {id}): frame {first_frame} arrived first; validating: {validating}",
+        ("RFC 5452 9.1", "RFC 5452 4"),
+    ),
+    FindingSpec(
+        "wrong_id_burst",
+        Severity.HIGH,
+        "Burst of responses with wrong IDs",
+        "{count} responses with {distinct_ids} different IDs that match no query reached "
+        "{client}#{cport} within {span_ms} ms (ID brute force)",
+        ("RFC 5452 4.3", "RFC 5452 9.1"),
+    ),
+    FindingSpec(
+        "unsolicited_response",
+        Severity.MEDIUM,
+        "Response without a matching query",
+        "Response from {server} to {client}#{cport} ID {id} for {qname} {qtype} matches no "
+        "captured query ({reason})",
+        ("RFC 5452 9.1",),
+    ),
+    FindingSpec(
+        "response_from_unqueried_server",
+        Severity.HIGH,
+        "Response from an address the query was not sent to",
+        "Response for {qname} {qtype} to {client}#{cport} ID {id} came from {server}, but the "
+        "query was sent to {asked}",
+        ("RFC 5452 9.1",),
+    ),
+    FindingSpec(
+        "kaminsky_pattern",
+        Severity.HIGH,
+        "Kaminsky-style poisoning pattern",
+        "{names} different names under {zone} were answered to {client} with the same "
+        "authority/additional data ({payload}), {spoofed} of them by responses with spoofing "
+        "signs",
+        ("RFC 5452 4", "RFC 5452 6"),
+    ),
+    FindingSpec(
+        "hop_limit_anomaly",
+        Severity.MEDIUM,
+        "IP TTL unlike the server's usual",
+        "Response from {server} arrived with IP TTL {hop_limit}; {usual} in {share}% of its "
+        "{samples} responses in this capture",
+        ("RFC 5452 4",),
+    ),
+    FindingSpec(
+        "rtt_anomaly",
+        Severity.MEDIUM,
+        "Response faster than the server can answer",
+        "Response from {server} arrived {rtt_us} us after the query; its usual fastest "
+        "(20th percentile of {samples}) is {usual_us} us",
+        ("RFC 5452 4",),
+    ),
+    FindingSpec(
+        "out_of_bailiwick_data",
+        Severity.HIGH,
+        "Out-of-bailiwick records",
+        "Response from {server} for {qname} {qtype} carries records outside its bailiwick "
+        "{bailiwick}: {records}",
+        ("RFC 5452 6", "RFC 2181 5.4.1"),
+    ),
+    FindingSpec(
+        "answer_outside_chain",
+        Severity.HIGH,
+        "Answer records that do not follow from the question",
+        "Response from {server} for {qname} {qtype} answers with {records}, which no "
+        "CNAME/DNAME chain from the question leads to",
+        ("RFC 1034 4.3.2", "RFC 2181 5.4.1", "RFC 6672 3"),
+    ),
+    FindingSpec(
+        "rrsigs_stripped",
+        Severity.CRITICAL,
+        "RRSIGs stripped from a signed zone's answer",
+        "{rrsets} of signed zone {zone} reached {client} from {server} without RRSIGs although "
+        "the query set DO",
+        ("RFC 4035 3.1.1", "RFC 4035 5"),
+    ),
+    FindingSpec(
+        "opt_stripped",
+        Severity.CRITICAL,
+        "EDNS OPT record stripped",
+        "Response from {server} for {qname} {qtype} of signed zone {zone} has no OPT record "
+        "(and so no RRSIGs) although the query set DO",
+        ("RFC 3225 3", "RFC 6891 7", "RFC 4035 3.1"),
+    ),
+    FindingSpec(
+        "key_material_stripped",
+        Severity.CRITICAL,
+        "DNSKEY/DS answer stripped",
+        "{qtype} answer for {qname} from {server} was stripped ({how}) although validated "
+        "DNSSEC material exists for it",
+        ("RFC 4035 3.1.1", "RFC 4035 5.2"),
+    ),
+    FindingSpec(
+        "ad_on_unvalidated",
+        Severity.CRITICAL,
+        "AD bit on data that does not validate",
+        "{server} set AD for {qname} {qtype} to {client} but the data is {status} ({reasons})",
+        ("RFC 4035 3.2.3", "RFC 6840 5.8"),
+    ),
+    FindingSpec(
+        "ad_cleared",
+        Severity.MEDIUM,
+        "AD bit missing on validated data",
+        "Validating resolver {server} answered {qname} {qtype} to {client} without AD although "
+        "the data validates and the query asked for it ({asked})",
+        ("RFC 4035 3.2.3", "RFC 6840 5.7"),
+    ),
+    FindingSpec(
+        "flags_altered",
+        Severity.HIGH,
+        "DNSSEC header bits altered in transit",
+        "Two copies of one {kind} for {qname} {qtype} ({client}#{cport} <-> {server}, ID {id}) "
+        "differ only in their bits: {changes}",
+        ("RFC 4035 3.2", "RFC 3225 3", "RFC 6840 5.9"),
+    ),
+    FindingSpec(
+        "contradicts_validated",
+        Severity.CRITICAL,
+        "Answer contradicts validated data",
+        "{rrset} given to {client} by {server} differs from the validated copy seen in frame "
+        "{validated_frame} while both were within their TTL",
+        ("RFC 4033 3", "RFC 4035 5"),
+    ),
+    FindingSpec(
+        "denial_contradicts_validated",
+        Severity.CRITICAL,
+        "Negative answer contradicts validated data",
+        "{rcode} for {qname} {qtype} given to {client} by {server} although frame "
+        "{validated_frame} validated {rrset} within its TTL",
+        ("RFC 4035 3.1.3", "RFC 8020 2"),
+    ),
+)
+"""Forgery signals (``auditor.forgery``): races, blind spoofing, Hold-On consistency,
+bailiwick, DNSSEC downgrade and cross-checks; each finding carries ``forged`` or
+``suspicious`` as its verdict."""
+
+
 def _register(*families: tuple[FindingSpec, ...]) -> dict[str, FindingSpec]:
     table: dict[str, FindingSpec] = {}
     for family in families:
@@ -93,7 +409,9 @@ def _register(*families: tuple[FindingSpec, ...]) -> dict[str, FindingSpec]:
     return table
 
 
-CATALOGUE: dict[str, FindingSpec] = _register(DECODE_FINDINGS)
+CATALOGUE: dict[str, FindingSpec] = _register(
+    DECODE_FINDINGS, VALIDATION_FINDINGS, ZONE_FINDINGS, FORGERY_FINDINGS
+)
 """Every finding code, registered once."""
 
 
@@ -129,6 +447,20 @@ class Finding:
     """Capture, frames, time, server and client."""
     verdict: str | None = None
     """For forgery findings: ``forged`` (proven) or ``suspicious`` (heuristics only)."""
+    count: int = 1
+    """How many occurrences were merged into this finding (1 when not merged)."""
+    last_ts_ns: int | None = None
+    """Capture time of the last merged occurrence (None: same as ``provenance.ts_ns``)."""
+
+    @property
+    def first_seen_ns(self) -> int:
+        """Capture time of the first occurrence."""
+        return self.provenance.ts_ns
+
+    @property
+    def last_seen_ns(self) -> int:
+        """Capture time of the last occurrence."""
+        return self.last_ts_ns if self.last_ts_ns is not None else self.provenance.ts_ns
 
 
 def make_finding(
@@ -138,8 +470,22 @@ def make_finding(
     *,
     severity: Severity | None = None,
     verdict: str | None = None,
+    count: int = 1,
+    last_ts_ns: int | None = None,
 ) -> Finding:
-    """Render ``code`` from the catalogue; raises KeyError for an unknown code or parameter."""
+    """Render ``code`` from the catalogue; raises KeyError for an unknown code or parameter.
+
+    >>> where = Provenance("a.pcap", (3, 4), 1_700_000_000_000_000_000, "192.0.2.53")
+    >>> found = make_finding("ad_on_bogus",
+    ...                      {"server": "192.0.2.53", "zone": "example.", "reasons": "x"}, where)
+    >>> found.severity, found.message
+    (<Severity.CRITICAL: 'critical'>, '192.0.2.53 set the AD bit (claimed secure) on bogus data \
+from zone example.: x')
+    >>> make_finding("ds_mismatch", {}, where)
+    Traceback (most recent call last):
+    ...
+    KeyError: "finding ds_mismatch needs parameters ['zone']"
+    """
     spec = CATALOGUE[code]
     return Finding(
         code=code,
@@ -148,4 +494,6 @@ def make_finding(
         params=dict(params),
         provenance=provenance,
         verdict=verdict,
+        count=count,
+        last_ts_ns=last_ts_ns,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -18,13 +19,20 @@ def _default(value: object) -> object:
 class JsonLinesWriter:
     """Writes one compact JSON object per line; usable as a context manager."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
         self.path = path
         self.count = 0
+        self._transform = transform
         self._handle: IO[str] = path.open("w", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
-        """Append one record."""
+        """Append one record (rewritten by ``transform`` first, e.g. anonymised)."""
+        if self._transform is not None:
+            record = self._transform(record)
         self._handle.write(json.dumps(record, separators=(",", ":"), default=_default))
         self._handle.write("\n")
         self.count += 1

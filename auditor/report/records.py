@@ -55,12 +55,12 @@ def rcode_text(rcode: int) -> str:
 
 def type_text(rdtype: int | None) -> str | None:
     """RR type mnemonic, ``TYPE65280`` style for unknown ones."""
-    return None if rdtype is None else dns.rdatatype.to_text(rdtype)
+    return None if rdtype is None else dns.rdatatype.to_text(rdtype)  # type: ignore[arg-type]
 
 
 def class_text(rdclass: int | None) -> str | None:
     """RR class mnemonic."""
-    return None if rdclass is None else dns.rdataclass.to_text(rdclass)
+    return None if rdclass is None else dns.rdataclass.to_text(rdclass)  # type: ignore[arg-type]
 
 
 def response_record(evidence: ResponseEvidence) -> dict[str, Any]:
@@ -162,5 +162,9 @@ def finding_record(finding: Finding) -> dict[str, Any]:
         "server": where.server,
         "client": where.client,
         "params": dict(finding.params),
+        "title": spec.title if spec is not None else finding.code,
+        "count": finding.count,
+        "first_seen": iso_time(finding.first_seen_ns),
+        "last_seen": iso_time(finding.last_seen_ns),
     }
 

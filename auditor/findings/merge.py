@@ -1,0 +1,112 @@
+"""Merging repeated findings into one with a count and first/last seen, in bounded memory."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from auditor.findings.catalogue import Finding, Provenance, Severity, make_finding
+
+MAX_FRAMES = 20
+"""Frame numbers kept per merged finding (the first ones seen)."""
+MAX_LISTED = 10
+"""Distinct values kept per list-valued parameter (e.g. example query names)."""
+
+
+@dataclass(slots=True)
+class _Occurrences:
+    """Everything remembered about one merge key."""
+
+    code: str
+    first: Provenance
+    params: dict[str, object]
+    lists: dict[str, list[str]]
+    severity: Severity | None
+    count: int = 0
+    last_ts_ns: int = 0
+    frames: list[int] = field(default_factory=list)
+
+
+def _joined(values: list[str]) -> str:
+    return ", ".join(values) if values else "-"
+
+
+class FindingMerger:
+    """Collects occurrences keyed by (code, zone, server, ...) and emits one finding per key.
+
+    Scalar parameters are taken from the first occurrence; list parameters (``lists``)
+    accumulate distinct values (at most ``MAX_LISTED``), and are rendered joined by commas,
+    so a template field such as ``{reasons}`` names every reason seen.
+
+    >>> merger = FindingMerger()
+    >>> for ts, frame, reason in ((5, 1, "expired"), (9, 7, "bad signature"), (7, 3, "expired")):
+    ...     merger.add("bogus_answer", ("example.", "192.0.2.53"),
+    ...                {"zone": "example.", "server": "192.0.2.53"},
+    ...                Provenance("a.pcap", (frame,), ts, "192.0.2.53"),
+    ...                lists={"reasons": [reason]})
+    >>> [found] = merger.flush()
+    >>> found.count, found.first_seen_ns, found.last_seen_ns, found.provenance.frames
+    (3, 5, 9, (1, 7, 3))
+    >>> found.message
+    '192.0.2.53 returned answers for zone example. that fail validation: expired, bad signature'
+    """
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._by_key: dict[tuple[str, Hashable], _Occurrences] = {}
+        self._max_keys = max_keys
+        self.dropped = 0
+        """Occurrences not merged because ``max_keys`` distinct keys were already held."""
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def add(
+        self,
+        code: str,
+        key: Hashable,
+        params: Mapping[str, object],
+        provenance: Provenance,
+        *,
+        lists: Mapping[str, list[str]] | None = None,
+        severity: Severity | None = None,
+    ) -> None:
+        """Count one occurrence of ``code`` under ``key``."""
+        slot = (code, key)
+        held = self._by_key.get(slot)
+        if held is None:
+            if len(self._by_key) >= self._max_keys:
+                self.dropped += 1
+                return
+            held = _Occurrences(code, provenance, dict(params), {}, severity,
+                                last_ts_ns=provenance.ts_ns)
+            self._by_key[slot] = held
+        held.count += 1
+        if provenance.ts_ns < held.first.ts_ns:
+            held.first = provenance
+        held.last_ts_ns = max(held.last_ts_ns, provenance.ts_ns)
+        for number in provenance.frames:
+            if len(held.frames) < MAX_FRAMES and number not in held.frames:
+                held.frames.append(number)
+        for name, values in (lists or {}).items():
+            kept = held.lists.setdefault(name, [])
+            for value in values:
+                if value not in kept and len(kept) < MAX_LISTED:
+                    kept.append(value)
+
+    def flush(self) -> Iterator[Finding]:
+        """One rendered finding per key, in the order keys were first added; then forget."""
+        held, self._by_key = self._by_key, {}
+        for occurrences in held.values():
+            yield _render(occurrences)
+
+
+def _render(held: _Occurrences) -> Finding:
+    params: dict[str, object] = dict(held.params)
+    for name, values in held.lists.items():
+        params[name] = _joined(values)
+        params[f"{name}_list"] = list(values)
+    first = held.first
+    provenance = Provenance(first.capture, tuple(held.frames) or first.frames, first.ts_ns,
+                            first.server, first.client)
+    return make_finding(held.code, params, provenance, severity=held.severity,
+                        count=held.count, last_ts_ns=held.last_ts_ns)

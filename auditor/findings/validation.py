@@ -1,0 +1,132 @@
+"""Validation findings: turns verdicts into catalogue findings merged per (code, zone, server)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import dns.rdatatype
+
+from auditor.evidence import ResponseEvidence
+from auditor.findings.catalogue import Finding, Provenance
+from auditor.findings.codes import ValidationCode as C
+from auditor.findings.merge import FindingMerger
+from auditor.findings.words import plain
+from auditor.validate.verdict import RRsetVerdict, Status, Verdict
+
+logger = logging.getLogger(__name__)
+
+_UMBRELLA = frozenset({C.DNSSEC_BOGUS, C.DNSSEC_INDETERMINATE})
+_SIGNATURE_CODES: tuple[tuple[C, str], ...] = (
+    (C.SIGNATURE_EXPIRED, "signature_expired"),
+    (C.SIGNATURE_NOT_YET_VALID, "signature_not_yet_valid"),
+    (C.BAD_SIGNATURE, "bad_signature"),
+)
+
+
+def provenance_of(evidence: ResponseEvidence) -> Provenance:
+    """Capture, frames, time, server (response source) and client (its destination)."""
+    wire = evidence.transaction.response.wire
+    return Provenance(wire.capture, tuple(wire.frames), wire.ts_ns, wire.src, wire.dst)
+
+
+def question_text(evidence: ResponseEvidence) -> str:
+    """``qname QTYPE`` of a response, ``(no question)`` without one."""
+    if evidence.qname is None:
+        return "(no question)"
+    qtype = "?" if evidence.qtype is None else dns.rdatatype.to_text(evidence.qtype)  # type: ignore[arg-type]
+    return f"{evidence.qname.to_text()} {qtype}"
+
+
+def verdict_zone(verdict: Verdict, evidence: ResponseEvidence) -> str:
+    """The zone a verdict is about: its own, else the first signer, else the question name."""
+    if verdict.zone:
+        return verdict.zone
+    for rrset in verdict.rrsets:
+        if rrset.signer:
+            return rrset.signer
+    return evidence.qname.to_text() if evidence.qname is not None else "-"
+
+
+def _reasons(codes: Iterable[str]) -> list[str]:
+    return [plain(code) for code in codes if code not in _UMBRELLA]
+
+
+class ValidationFindings:
+    """FindingSource: bogus answers, AD on bogus/insecure data, signature and DS problems, and
+    indeterminate answers summarised per zone; merged findings are emitted at ``flush``.
+
+    Memory is bounded by the number of distinct (code, zone, server) keys.
+    """
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._merger = FindingMerger(max_keys)
+
+    def feed(self, evidence: ResponseEvidence, verdict: Verdict) -> Iterable[Finding]:
+        """Record what the verdict says; findings are only emitted at ``flush``."""
+        status = verdict.status
+        codes = set(verdict.codes)
+        if status is Status.BOGUS:
+            self._bogus(evidence, verdict)
+        elif status is Status.INDETERMINATE:
+            self._indeterminate(evidence, verdict)
+        if C.AD_ON_INSECURE in codes:
+            self._add_response("ad_on_insecure", evidence, verdict)
+        if C.SERVFAIL_CONTRADICTS_EVIDENCE in codes:
+            self._add_response("servfail_contradicts_evidence", evidence, verdict)
+        return ()
+
+    def flush(self) -> Iterable[Finding]:
+        """Every merged finding, with count and first/last seen."""
+        if self._merger.dropped:
+            logger.warning("%d validation findings not merged: too many distinct zones/servers",
+                           self._merger.dropped)
+        return list(self._merger.flush())
+
+    def _add_response(
+        self,
+        code: str,
+        evidence: ResponseEvidence,
+        verdict: Verdict,
+        lists: dict[str, list[str]] | None = None,
+    ) -> None:
+        where = provenance_of(evidence)
+        zone = verdict_zone(verdict, evidence)
+        self._merger.add(code, (zone, where.server), {"zone": zone, "server": where.server},
+                         where, lists={"answers": [question_text(evidence)], **(lists or {})})
+
+    def _bogus(self, evidence: ResponseEvidence, verdict: Verdict) -> None:
+        all_codes = [c.value for c in verdict.codes]
+        for rrset in verdict.rrsets:
+            all_codes.extend(c.value for c in rrset.codes if c.value not in all_codes)
+        reasons = {"reasons": _reasons(dict.fromkeys(all_codes))}
+        self._add_response("bogus_answer", evidence, verdict, reasons)
+        if C.AD_ON_BOGUS in verdict.codes:
+            self._add_response("ad_on_bogus", evidence, verdict, reasons)
+        for rrset in verdict.rrsets:
+            self._signature_problems(evidence, verdict, rrset)
+        if any(C.DS_MISMATCH in r.codes for r in verdict.rrsets) or C.DS_MISMATCH in verdict.codes:
+            zone = verdict_zone(verdict, evidence)
+            self._merger.add("ds_mismatch", (zone,), {"zone": zone}, provenance_of(evidence),
+                             lists={"answers": [question_text(evidence)]})
+
+    def _signature_problems(
+        self, evidence: ResponseEvidence, verdict: Verdict, rrset: RRsetVerdict
+    ) -> None:
+        for code, finding_code in _SIGNATURE_CODES:
+            if code not in rrset.codes:
+                continue
+            where = provenance_of(evidence)
+            zone = rrset.signer or verdict_zone(verdict, evidence)
+            self._merger.add(finding_code, (zone, where.server),
+                             {"zone": zone, "server": where.server}, where,
+                             lists={"rrsets": [f"{rrset.name} {rrset.rdtype}"],
+                                    "answers": [question_text(evidence)]})
+
+    def _indeterminate(self, evidence: ResponseEvidence, verdict: Verdict) -> None:
+        zone = verdict_zone(verdict, evidence)
+        reasons = [*verdict.missing, *_reasons(c.value for c in verdict.codes)] or [
+            plain(C.DNSSEC_INDETERMINATE)]
+        self._merger.add("indeterminate_answers", (zone,), {"zone": zone},
+                         provenance_of(evidence),
+                         lists={"reasons": reasons, "answers": [question_text(evidence)]})

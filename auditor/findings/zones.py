@@ -1,0 +1,487 @@
+"""Zone health: an inventory of every zone seen (keys, DS, denial, CDS/CDNSKEY, signature
+validity, verdicts) and the policy findings it implies, built from judged responses."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import dns.dnssec
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.CDNSKEY
+import dns.rdtypes.ANY.DNSKEY
+import dns.rdtypes.ANY.DS
+import dns.rdtypes.dsbase
+import dns.rrset
+from dns.rdtypes.dnskeybase import Flag
+
+from auditor.evidence import ResponseEvidence, RRsetEvidence
+from auditor.findings.catalogue import Finding, Provenance
+from auditor.findings.merge import FindingMerger
+from auditor.findings.validation import provenance_of
+from auditor.validate.signature import rsa_modulus_bits, serial_to_epoch
+from auditor.validate.verdict import Status, Verdict
+
+logger = logging.getLogger(__name__)
+
+DNSKEY = dns.rdtypes.ANY.DNSKEY.DNSKEY | dns.rdtypes.ANY.CDNSKEY.CDNSKEY
+DS = dns.rdtypes.dsbase.DSBase
+TrustOf = Callable[[dns.name.Name], tuple[str, str]]
+"""Zone -> (chain status, explanation); usually ``Validator.zone_trust`` adapted."""
+
+MAX_ZONES = 50_000
+MAX_RECORDS_PER_ZONE = 64
+EXPIRY_WARNING_S = 2 * 86_400
+"""Signatures with less remaining validity than this when seen are reported."""
+
+# RFC 8624 3.1 "DNSSEC Signing" column (kept as the IANA registry's values by RFC 9904).
+SIGNING_STATUS: dict[int, str] = {
+    1: "MUST NOT", 3: "MUST NOT", 5: "NOT RECOMMENDED", 6: "MUST NOT", 7: "NOT RECOMMENDED",
+    8: "MUST", 10: "NOT RECOMMENDED", 12: "MUST NOT", 13: "MUST", 14: "MAY",
+    15: "RECOMMENDED", 16: "MAY",
+}
+# RFC 8624 3.3 "DNSSEC Delegation" column for DS digest types.
+DIGEST_STATUS: dict[int, str] = {1: "MUST NOT", 2: "MUST", 3: "MUST NOT", 4: "MAY"}
+_CURVE_BITS = {13: 256, 14: 384, 15: 256, 16: 456}
+_NSEC3_OPT_OUT = 0x01  # RFC 5155 3.1.2.1
+
+
+def algorithm_name(number: int) -> str:
+    """``ECDSAP256SHA256 (13)`` style text."""
+    try:
+        return f"{dns.dnssec.Algorithm(number).name} ({number})"
+    except ValueError:
+        return f"algorithm {number}"
+
+
+def key_bits(key: DNSKEY) -> int:
+    """Key size in bits (RSA modulus or curve size); 0 when unknown."""
+    algorithm = int(key.algorithm)
+    if algorithm in (5, 7, 8, 10):
+        return rsa_modulus_bits(key)  # type: ignore[arg-type]
+    return _CURVE_BITS.get(algorithm, 0)
+
+
+def key_text(key: DNSKEY) -> str:
+    """``tag/alg/bits KSK|ZSK[ revoked]``, e.g. ``12345/13/256 KSK``."""
+    role = "KSK" if key.flags & Flag.SEP else "ZSK"
+    revoked = " revoked" if key.flags & Flag.REVOKE else ""
+    return f"{dns.dnssec.key_id(key)}/{int(key.algorithm)}/{key_bits(key)} {role}{revoked}"
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 0:
+        return f"expired {_duration(-seconds)} ago"
+    if seconds >= 86_400:
+        return f"{seconds / 86_400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds} s"
+
+
+@dataclass(slots=True)
+class _Signed:
+    """The latest copy of a CDS/CDNSKEY RRset with its RRSIGs."""
+
+    rrset: dns.rrset.RRset
+    rrsigs: dns.rrset.RRset | None
+    where: Provenance
+
+
+@dataclass(slots=True)
+class _ZoneState:
+    """Everything remembered about one zone while the capture is read."""
+
+    first: Provenance
+    last_ns: int
+    verdicts: Counter[str] = field(default_factory=Counter)
+    dnskeys: dict[bytes, DNSKEY] = field(default_factory=dict)
+    ds: dict[bytes, DS] = field(default_factory=dict)
+    where: dict[str, Provenance] = field(default_factory=dict)
+    nsec: bool = False
+    nsec3: set[tuple[int, str, bool]] = field(default_factory=set)
+    min_remaining_s: int | None = None
+    min_remaining_rrset: str = ""
+    ttl_over: tuple[str, int, int] | None = None
+    signed: dict[str, _Signed] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneHealthRow:
+    """One line of ``zones.csv`` / ``zones.parquet``."""
+
+    zone: str
+    """Zone name, absolute."""
+    chain_status: str
+    """Chain-of-trust status of the zone's keys (secure, insecure, bogus, indeterminate)."""
+    chain_detail: str
+    """Why, in a sentence or two."""
+    dnskeys: str
+    """Published DNSKEYs as ``tag/alg/bits KSK|ZSK[ revoked]``, ``; ``-separated."""
+    dnskey_flags: str
+    """Flags field of each DNSKEY, in the same order."""
+    ksk_count: int
+    """DNSKEYs with the SEP bit (RFC 4034 2.1.1), revoked ones excluded."""
+    zsk_count: int
+    """DNSKEYs without the SEP bit."""
+    revoked_count: int
+    """DNSKEYs with the REVOKE bit (RFC 5011 2.1)."""
+    algorithms: str
+    """DNSKEY algorithm numbers, comma-separated."""
+    ds: str
+    """DS records seen as ``tag/alg/digest-type matches|no match``."""
+    denial: str
+    """``NSEC``, ``NSEC3``, both, or empty when no denial record was seen."""
+    nsec3_iterations: int | None
+    """Largest NSEC3 additional iteration count seen."""
+    nsec3_salt: str | None
+    """NSEC3 salt (hex, ``-`` for none)."""
+    nsec3_opt_out: bool | None
+    """Whether an NSEC3 record with the opt-out flag was seen."""
+    min_signature_validity_s: int | None
+    """Shortest remaining signature validity seen (seconds, negative if expired)."""
+    min_signature_rrset: str
+    """The RRset whose signature had that shortest validity."""
+    secure: int
+    """Responses about this zone judged secure."""
+    insecure: int
+    """... insecure."""
+    bogus: int
+    """... bogus."""
+    indeterminate: int
+    """... indeterminate."""
+    first_seen: int
+    """Capture time (ns) of the first response involving the zone."""
+    last_seen: int
+    """Capture time (ns) of the last response involving the zone."""
+    cds: str
+    """CDS records seen (presentation format), ``; ``-separated."""
+    cdnskey: str
+    """CDNSKEY records seen as key descriptions."""
+    cds_matches_dnskey: bool | None
+    """Every CDS/CDNSKEY names a published DNSKEY (RFC 7344 4.1); None without CDS/CDNSKEY."""
+    cds_signed_by_ds_key: bool | None
+    """The CDS/CDNSKEY RRsets are signed by a key the parent's DS names (RFC 7344 4.1)."""
+    cds_delete: bool
+    """A CDS/CDNSKEY delete request was seen (RFC 8078 4)."""
+    cds_algorithm_roll: bool
+    """The CDS/CDNSKEY algorithms differ from the DS algorithms (an algorithm roll)."""
+    findings: str
+    """Policy finding codes for this zone, comma-separated."""
+
+
+class ZoneHealth:
+    """FindingSource: gathers per-zone facts from every judged response; at ``flush`` builds
+    the inventory (``rows``) and emits the policy findings.
+
+    ``trust_of`` gives each zone's chain status (e.g. from ``Validator.zone_trust``).
+    Memory is bounded by ``MAX_ZONES`` zones and ``MAX_RECORDS_PER_ZONE`` keys/DS each.
+    """
+
+    def __init__(
+        self, trust_of: TrustOf | None = None, *, expiry_warning_s: int = EXPIRY_WARNING_S
+    ) -> None:
+        self._trust_of = trust_of
+        self._expiry_warning_s = expiry_warning_s
+        self._zones: dict[str, _ZoneState] = {}
+        self._merger = FindingMerger()
+        self.rows: list[ZoneHealthRow] = []
+        """The inventory, filled by ``flush``, sorted by zone name."""
+
+    # --- feeding -----------------------------------------------------------------------------
+
+    def feed(self, evidence: ResponseEvidence, verdict: Verdict) -> Iterable[Finding]:
+        """Take the zone facts of one judged response."""
+        where = provenance_of(evidence)
+        if verdict.zone:
+            state = self._state(verdict.zone, where)
+            if state is not None:
+                state.verdicts[verdict.status.value] += 1
+        reference_s = verdict.reference_time_ns // 1_000_000_000
+        for item in evidence.rrsets:
+            self._observe(item, where, reference_s)
+        return ()
+
+    def _state(self, zone: str, where: Provenance) -> _ZoneState | None:
+        state = self._zones.get(zone)
+        if state is None:
+            if len(self._zones) >= MAX_ZONES:
+                return None
+            state = _ZoneState(where, where.ts_ns)
+            self._zones[zone] = state
+        state.last_ns = max(state.last_ns, where.ts_ns)
+        return state
+
+    def _observe(self, item: RRsetEvidence, where: Provenance, reference_s: int) -> None:
+        rdtype = item.rrset.rdtype
+        owner = item.rrset.name.to_text()
+        if rdtype == dns.rdatatype.DNSKEY:
+            self._remember(owner, "dnskey", where, item.rrset)
+        elif rdtype == dns.rdatatype.DS:
+            self._remember(owner, "ds", where, item.rrset)
+        elif rdtype in (dns.rdatatype.CDS, dns.rdatatype.CDNSKEY):
+            state = self._state(owner, where)
+            if state is not None:
+                state.signed[rdtype.name] = _Signed(item.rrset, item.rrsigs, where)
+                state.where.setdefault("signed", where)
+        if item.rrsigs is None:
+            return
+        for rrsig in item.rrsigs:
+            signer = rrsig.signer.to_text()
+            state = self._state(signer, where)
+            if state is None:
+                continue
+            if rdtype == dns.rdatatype.NSEC:
+                state.nsec = True
+                state.where.setdefault("nsec", where)
+            elif rdtype == dns.rdatatype.NSEC3:
+                for record in item.rrset:
+                    state.nsec3.add((int(record.iterations), record.salt.hex() or "-",
+                                     bool(record.flags & _NSEC3_OPT_OUT)))
+                state.where.setdefault("nsec3", where)
+            self._validity(state, item, int(rrsig.expiration), reference_s, where)
+
+    def _remember(self, owner: str, kind: str, where: Provenance, rrset: dns.rrset.RRset) -> None:
+        state = self._state(owner, where)
+        if state is None:
+            return
+        store: dict[bytes, DNSKEY] | dict[bytes, DS] = (
+            state.dnskeys if kind == "dnskey" else state.ds
+        )
+        state.where.setdefault(kind, where)
+        for record in rrset:
+            if len(store) < MAX_RECORDS_PER_ZONE:
+                store[record.to_digestable()] = record  # type: ignore[assignment]
+
+    def _validity(
+        self, state: _ZoneState, item: RRsetEvidence, expiration: int, reference_s: int,
+        where: Provenance,
+    ) -> None:
+        # RFC 4034 3.1.5: expiration is a 32-bit serial number (RFC 1982) near the reference.
+        remaining = serial_to_epoch(expiration, reference_s) - reference_s
+        label = f"{item.rrset.name} {item.rrset.rdtype.name}"
+        if state.min_remaining_s is None or remaining < state.min_remaining_s:
+            state.min_remaining_s = remaining
+            state.min_remaining_rrset = label
+            state.where["validity"] = where
+        # RFC 4035 5.3.3: a cached RRset must not outlive its signature's expiration.
+        if 0 < remaining < item.rrset.ttl and state.ttl_over is None:
+            state.ttl_over = (label, int(item.rrset.ttl), remaining)
+            state.where["ttl"] = where
+
+    # --- the inventory -----------------------------------------------------------------------
+
+    def flush(self) -> Iterable[Finding]:
+        """Build ``rows`` and return the merged policy findings."""
+        self.rows = [self._row(zone, state) for zone, state in sorted(self._zones.items())]
+        return list(self._merger.flush())
+
+    def _finding(self, code: str, zone: str, state: _ZoneState, where_key: str,
+                 params: dict[str, object], codes: list[str]) -> None:
+        where = state.where.get(where_key, state.first)
+        self._merger.add(code, (zone, *sorted((k, str(v)) for k, v in params.items())),
+                         {"zone": zone, **params}, where)
+        if code not in codes:
+            codes.append(code)
+
+    def _row(self, zone: str, state: _ZoneState) -> ZoneHealthRow:
+        codes: list[str] = []
+        name = dns.name.from_text(zone)
+        keys = list(state.dnskeys.values())
+        ds_records = list(state.ds.values())
+        self._key_findings(zone, state, keys, codes)
+        self._ds_findings(zone, state, ds_records, codes)
+        self._denial_findings(zone, state, codes)
+        self._validity_findings(zone, state, codes)
+        cds = _CdsCheck(name, keys, ds_records, state.signed)
+        self._cds_findings(zone, state, cds, codes)
+        status, detail = self._trust_of(name) if self._trust_of is not None else ("", "")
+        iterations = max((i for i, _, _ in state.nsec3), default=None)
+        salts = sorted({s for _, s, _ in state.nsec3})
+        denial = "+".join(k for k, seen in (("NSEC", state.nsec), ("NSEC3", bool(state.nsec3)))
+                          if seen)
+        return ZoneHealthRow(
+            zone=zone, chain_status=status, chain_detail=detail,
+            dnskeys="; ".join(key_text(k) for k in keys),
+            dnskey_flags=", ".join(str(int(k.flags)) for k in keys),
+            ksk_count=sum(1 for k in keys if k.flags & Flag.SEP and not k.flags & Flag.REVOKE),
+            zsk_count=sum(1 for k in keys if not k.flags & Flag.SEP),
+            revoked_count=sum(1 for k in keys if k.flags & Flag.REVOKE),
+            algorithms=",".join(str(a) for a in sorted({int(k.algorithm) for k in keys})),
+            ds="; ".join(_ds_text(name, ds, keys) for ds in ds_records),
+            denial=denial,
+            nsec3_iterations=iterations,
+            nsec3_salt=",".join(salts) if salts else None,
+            nsec3_opt_out=any(o for _, _, o in state.nsec3) if state.nsec3 else None,
+            min_signature_validity_s=state.min_remaining_s,
+            min_signature_rrset=state.min_remaining_rrset,
+            secure=state.verdicts[Status.SECURE.value],
+            insecure=state.verdicts[Status.INSECURE.value],
+            bogus=state.verdicts[Status.BOGUS.value],
+            indeterminate=state.verdicts[Status.INDETERMINATE.value],
+            first_seen=state.first.ts_ns, last_seen=state.last_ns,
+            cds="; ".join(r.to_text() for r in cds.cds),
+            cdnskey="; ".join(key_text(k) for k in cds.cdnskey),
+            cds_matches_dnskey=cds.matches, cds_signed_by_ds_key=cds.signed_by_ds_key,
+            cds_delete=cds.delete, cds_algorithm_roll=cds.algorithm_roll,
+            findings=",".join(codes),
+        )
+
+    def _key_findings(self, zone: str, state: _ZoneState, keys: list[DNSKEY],
+                      codes: list[str]) -> None:
+        for algorithm in sorted({int(k.algorithm) for k in keys}):
+            status = SIGNING_STATUS.get(algorithm, "unassigned")
+            if status in ("MUST NOT", "NOT RECOMMENDED", "unassigned"):  # RFC 8624 3.1
+                self._finding("algorithm_not_recommended", zone, state, "dnskey",
+                              {"algorithm": algorithm_name(algorithm), "status": status}, codes)
+        ksks = sorted({dns.dnssec.key_id(k) for k in keys
+                       if k.flags & Flag.SEP and not k.flags & Flag.REVOKE})
+        if len(ksks) > 1:  # RFC 6781 4.1.2: double-KSK rollover publishes both keys
+            self._finding("ksk_rollover_in_progress", zone, state, "dnskey",
+                          {"key_tags": ", ".join(str(t) for t in ksks)}, codes)
+        for key in keys:
+            if key.flags & Flag.REVOKE:  # RFC 5011 2.1
+                self._finding("key_revoked_published", zone, state, "dnskey",
+                              {"key_tag": dns.dnssec.key_id(key)}, codes)
+
+    def _ds_findings(self, zone: str, state: _ZoneState, ds_records: list[DS],
+                     codes: list[str]) -> None:
+        for digest in sorted({int(ds.digest_type) for ds in ds_records}):
+            status = DIGEST_STATUS.get(digest, "unassigned")
+            if status in ("MUST NOT", "unassigned"):  # RFC 8624 3.3
+                self._finding("ds_digest_not_recommended", zone, state, "ds",
+                              {"digest": _digest_name(digest), "status": status}, codes)
+
+    def _denial_findings(self, zone: str, state: _ZoneState, codes: list[str]) -> None:
+        if state.nsec:  # RFC 5155 1: NSEC chains enumerate the zone
+            self._finding("nsec_zone_walkable", zone, state, "nsec", {}, codes)
+        for iterations, salt, opt_out in sorted(state.nsec3):
+            if iterations > 0:  # RFC 9276 3.1: iterations MUST be 0
+                self._finding("nsec3_iterations", zone, state, "nsec3",
+                              {"iterations": iterations}, codes)
+            if salt != "-":  # RFC 9276 3.1: SHOULD NOT use a salt
+                self._finding("nsec3_salt", zone, state, "nsec3", {"salt": salt}, codes)
+            if opt_out:  # RFC 9276 3.1: opt-out only for very large, sparsely signed zones
+                self._finding("nsec3_opt_out", zone, state, "nsec3", {}, codes)
+
+    def _validity_findings(self, zone: str, state: _ZoneState, codes: list[str]) -> None:
+        remaining = state.min_remaining_s
+        if remaining is not None and 0 < remaining < self._expiry_warning_s:
+            self._finding("signature_expiring_soon", zone, state, "validity",
+                          {"rrset": state.min_remaining_rrset, "remaining": _duration(remaining)},
+                          codes)
+        if state.ttl_over is not None:
+            label, ttl, left = state.ttl_over
+            self._finding("ttl_exceeds_signature_validity", zone, state, "ttl",
+                          {"rrset": label, "ttl": ttl, "remaining": _duration(left)}, codes)
+
+    def _cds_findings(self, zone: str, state: _ZoneState, cds: _CdsCheck,
+                      codes: list[str]) -> None:
+        for rrtype, record in cds.unmatched:
+            self._finding("cds_no_matching_dnskey", zone, state, "signed",
+                          {"rrtype": rrtype, "record": record}, codes)
+        for rrtype in cds.unsigned_by_ds:
+            self._finding("cds_not_signed_by_ds_key", zone, state, "signed",
+                          {"rrtype": rrtype}, codes)
+        for rrtype in cds.delete_types:
+            self._finding("cds_delete_requested", zone, state, "signed", {"rrtype": rrtype},
+                          codes)
+        if cds.algorithm_roll:
+            self._finding("cds_algorithm_roll", zone, state, "signed",
+                          {"rrtype": "/".join(sorted(state.signed)),
+                           "new": cds.new_algorithms, "old": cds.old_algorithms}, codes)
+
+
+def _digest_name(digest: int) -> str:
+    try:
+        return f"{dns.dnssec.DSDigest(digest).name} ({digest})"
+    except ValueError:
+        return f"digest type {digest}"
+
+
+def _ds_matches(zone: dns.name.Name, ds: DS, keys: list[DNSKEY]) -> bool:
+    for key in keys:
+        if key.algorithm != ds.algorithm or dns.dnssec.key_id(key) != ds.key_tag:
+            continue
+        try:
+            made = dns.dnssec.make_ds(zone, key, ds.digest_type,
+                                      policy=dns.dnssec.allow_all_policy)
+        except (dns.dnssec.UnsupportedAlgorithm, ValueError):
+            continue
+        if made.digest == ds.digest:
+            return True
+    return False
+
+
+def _ds_text(zone: dns.name.Name, ds: DS, keys: list[DNSKEY]) -> str:
+    match = "matches" if _ds_matches(zone, ds, keys) else "no match"
+    return f"{ds.key_tag}/{int(ds.algorithm)}/{int(ds.digest_type)} {match}"
+
+
+class _CdsCheck:
+    """RFC 7344 / RFC 8078 checks of a zone's CDS and CDNSKEY RRsets."""
+
+    def __init__(self, zone: dns.name.Name, keys: list[DNSKEY], ds_records: list[DS],
+                 signed: dict[str, _Signed]) -> None:
+        cds_copy, cdnskey_copy = signed.get("CDS"), signed.get("CDNSKEY")
+        self.cds: list[DS] = list(cds_copy.rrset) if cds_copy else []  # type: ignore[arg-type]
+        self.cdnskey: list[DNSKEY] = (
+            list(cdnskey_copy.rrset) if cdnskey_copy else []  # type: ignore[arg-type]
+        )
+        published = {k.to_digestable() for k in keys}
+        self.unmatched: list[tuple[str, str]] = []
+        self.delete_types: list[str] = []
+        self.unsigned_by_ds: list[str] = []
+        present = bool(self.cds or self.cdnskey)
+        for record in self.cds:
+            if int(record.algorithm) == 0 and int(record.digest_type) == 0:  # RFC 8078 4
+                self._delete("CDS")
+            elif not _ds_matches(zone, record, keys):
+                self.unmatched.append(("CDS", record.to_text()))
+        for key in self.cdnskey:
+            if int(key.algorithm) == 0:  # RFC 8078 4: CDNSKEY 0 3 0 AA==
+                self._delete("CDNSKEY")
+            elif key.to_digestable() not in published:
+                self.unmatched.append(("CDNSKEY", key_text(key)))
+        for kind, copy in signed.items():
+            if not _signed_by_ds_key(zone, copy, keys, ds_records):
+                self.unsigned_by_ds.append(kind)
+        self.matches: bool | None = (not self.unmatched) if present else None
+        self.signed_by_ds_key: bool | None = (not self.unsigned_by_ds) if present else None
+        self.delete = bool(self.delete_types)
+        new = {int(r.algorithm) for r in [*self.cds, *self.cdnskey] if int(r.algorithm)}
+        old = {int(ds.algorithm) for ds in ds_records}
+        self.algorithm_roll = bool(new and old and new != old)
+        self.new_algorithms = ",".join(str(a) for a in sorted(new))
+        self.old_algorithms = ",".join(str(a) for a in sorted(old))
+
+    def _delete(self, rrtype: str) -> None:
+        if rrtype not in self.delete_types:
+            self.delete_types.append(rrtype)
+
+
+def _signed_by_ds_key(zone: dns.name.Name, copy: _Signed, keys: list[DNSKEY],
+                      ds_records: list[DS]) -> bool:
+    """RFC 7344 4.1: the CDS/CDNSKEY RRset is signed by a key the current DS set names."""
+    if copy.rrsigs is None:
+        return False
+    named = [k for k in keys if any(_ds_matches(zone, ds, [k]) for ds in ds_records)]
+    if not named:
+        return False
+    keyset = dns.rrset.RRset(zone, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+    for key in named:
+        keyset.add(key)
+    at = copy.where.ts_ns / 1_000_000_000
+    for rrsig in copy.rrsigs:
+        try:
+            dns.dnssec.validate_rrsig(copy.rrset, rrsig, {zone: keyset}, now=at,
+                                      policy=dns.dnssec.allow_all_policy)
+        except (dns.dnssec.ValidationFailure, dns.dnssec.UnsupportedAlgorithm):
+            continue
+        return True
+    return False

@@ -1,0 +1,223 @@
+"""The per-response summary every forgery signal reads, and how a signal becomes a Finding."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import dns.flags
+import dns.name
+import dns.rcode
+import dns.rdatatype
+
+from auditor.evidence import ResponseEvidence, RRsetEvidence, Section
+from auditor.findings.catalogue import Finding, Provenance, make_finding
+from auditor.trust.material import rdata_set_digest
+from auditor.validate.verdict import RRsetVerdict, Status, Verdict
+
+FrameRef = tuple[str, int]
+"""(capture name, 1-based frame number)."""
+
+NS_PER_S = 1_000_000_000
+MAX_CITED_FRAMES = 256
+"""A finding cites at most this many frames (a flood is summarised, not listed)."""
+
+
+class ForgeryVerdict(StrEnum):
+    """How strong a forgery finding is (the ``verdict`` of the finding)."""
+
+    FORGED = "forged"
+    """Proven: bogus, stripped, or contradicting data validated in the same capture."""
+    SUSPICIOUS = "suspicious"
+    """Heuristics only: timing, hop count, ID/port patterns, bailiwick."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseSummary:
+    """What the forgery signals need from one judged response, computed once."""
+
+    evidence: ResponseEvidence
+    """The response evidence (records, flags, transaction)."""
+    verdict: Verdict
+    """The validator's judgement of it."""
+    capture: str
+    """Capture of the frame that completed the response."""
+    refs: tuple[FrameRef, ...]
+    """Frames of the response itself."""
+    query_refs: tuple[FrameRef, ...]
+    """Frames of the matched query (empty when unmatched)."""
+    ts_ns: int
+    """Capture time of the response."""
+    query_ts_ns: int | None
+    """Capture time of the matched query."""
+    server: str
+    """Source address of the response."""
+    sport: int
+    """Source port."""
+    client: str
+    """Destination address."""
+    cport: int
+    """Destination port."""
+    msg_id: int
+    """DNS ID."""
+    question_key: bytes | None
+    """Canonical question (name, type, class) wire form."""
+    qname_text: str
+    """Question name for messages (``-`` when absent)."""
+    qtype_text: str
+    """Question type mnemonic (``-`` when absent)."""
+    answer_digest: bytes
+    """Order- and TTL-independent digest of the rcode and the answer (or, for an empty
+    answer, the authority SOA/NS owners): equal digests mean the same answer."""
+    matched: bool
+    """Whether a query was matched to this response."""
+    response_index: int
+    """0 for the first response to the query, 1, 2... for later ones."""
+
+    @property
+    def flags(self) -> int:
+        """Header flags of the response."""
+        return self.evidence.flags
+
+    @property
+    def status(self) -> Status:
+        """Response-level validation status."""
+        return self.verdict.status
+
+    @property
+    def hop_limit(self) -> int:
+        """IP TTL / hop limit of the packet that completed the response."""
+        return self.evidence.transaction.response.wire.hop_limit
+
+    @property
+    def rtt_ns(self) -> int | None:
+        """Response time after the matched query, when there is one."""
+        return None if self.query_ts_ns is None else self.ts_ns - self.query_ts_ns
+
+    @property
+    def all_refs(self) -> tuple[FrameRef, ...]:
+        """Query and response frames."""
+        return self.query_refs + self.refs
+
+    @property
+    def frame(self) -> int:
+        """Number of the frame that completed the response."""
+        return self.evidence.transaction.response.wire.frame
+
+    @property
+    def recursive(self) -> bool:
+        """RA set: the answer comes from a recursive resolver."""
+        return bool(self.flags & dns.flags.RA)
+
+
+def summarize(evidence: ResponseEvidence, verdict: Verdict) -> ResponseSummary:
+    """Build the summary of one judged response."""
+    transaction = evidence.transaction
+    wire = transaction.response.wire
+    query = transaction.query
+    return ResponseSummary(
+        evidence=evidence,
+        verdict=verdict,
+        capture=wire.capture,
+        refs=tuple((wire.capture, frame) for frame in wire.frames),
+        query_refs=tuple((query.wire.capture, f) for f in query.wire.frames) if query else (),
+        ts_ns=wire.ts_ns,
+        query_ts_ns=query.wire.ts_ns if query is not None else None,
+        server=wire.src,
+        sport=wire.sport,
+        client=wire.dst,
+        cport=wire.dport,
+        msg_id=transaction.response.id,
+        question_key=transaction.response.question_key,
+        qname_text=evidence.qname.to_text() if evidence.qname is not None else "-",
+        qtype_text=type_text(evidence.qtype),
+        answer_digest=answer_digest(evidence),
+        matched=query is not None,
+        response_index=transaction.response_index,
+    )
+
+
+def answer_digest(evidence: ResponseEvidence) -> bytes:
+    """Digest of what the response asserts: rcode plus answer RRsets (order and TTL
+    independent), or the authority SOA/NS owners when the answer is empty."""
+    answers = sorted(rdata_set_digest(item.rrset) for item in evidence.section(Section.ANSWER))
+    if not answers:
+        answers = sorted(
+            item.rrset.name.to_digestable() + int(item.rdtype).to_bytes(2, "big")
+            for item in evidence.section(Section.AUTHORITY)
+            if item.rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS)
+        )
+    digest = hashlib.sha256(evidence.rcode.to_bytes(2, "big"))
+    for part in answers:
+        digest.update(part)
+    return digest.digest()
+
+
+def paired_verdicts(
+    evidence: ResponseEvidence, verdict: Verdict
+) -> list[tuple[RRsetEvidence, RRsetVerdict | None]]:
+    """Each RRset of the response with its verdict (the validator keeps message order)."""
+    if len(verdict.rrsets) == len(evidence.rrsets):
+        return list(zip(evidence.rrsets, verdict.rrsets, strict=True))
+    by_key = {(v.section, v.name, v.rdtype): v for v in verdict.rrsets}
+    return [
+        (item, by_key.get((item.section, item.name.to_text(), item.rdtype.name)))
+        for item in evidence.rrsets
+    ]
+
+
+def rcode_text(rcode: int) -> str:
+    """Response code mnemonic."""
+    try:
+        return dns.rcode.to_text(dns.rcode.Rcode.make(rcode))
+    except ValueError:
+        return f"RCODE{rcode}"
+
+
+def name_key(name: dns.name.Name) -> dns.name.Name:
+    """Case-insensitive dictionary key of a name."""
+    return name.canonicalize()
+
+
+def cite(refs: Iterable[FrameRef]) -> list[list[object]]:
+    """Frame references, de-duplicated in order and capped, as JSON-ready pairs."""
+    seen: dict[FrameRef, None] = {}
+    for ref in refs:
+        seen.setdefault(ref, None)
+        if len(seen) >= MAX_CITED_FRAMES:
+            break
+    return [[capture, frame] for capture, frame in seen]
+
+
+def type_text(rdtype: int | None) -> str:
+    """RR type mnemonic, ``-`` when absent."""
+    return "-" if rdtype is None else dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype))
+
+
+def forgery_finding(
+    code: str,
+    params: Mapping[str, object],
+    deciding: ResponseSummary,
+    verdict: ForgeryVerdict,
+    refs: Iterable[FrameRef],
+    *,
+    reasoning: str,
+) -> Finding:
+    """A catalogue finding with provenance, the cited frames and the reasoning."""
+    cited = cite(refs)
+    frames = tuple(frame for capture, frame in dict.fromkeys(refs) if capture == deciding.capture)
+    full = {
+        **params,
+        "reasoning": reasoning,
+        "evidence_frames": cited,
+    }
+    provenance = Provenance(
+        capture=deciding.capture,
+        frames=frames,
+        ts_ns=deciding.ts_ns,
+        server=deciding.server,
+        client=deciding.client,
+    )
+    return make_finding(code, full, provenance, verdict=verdict.value)

@@ -1,0 +1,284 @@
+"""Cross-checks: answers and denials given to clients against RRsets validated elsewhere in
+the same capture, within overlapping TTL windows."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import dns.flags
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+
+from auditor.evidence import RRsetEvidence, Section
+from auditor.findings.catalogue import Finding
+from auditor.findings.codes import ValidationCode
+from auditor.forgery.common import (
+    NS_PER_S,
+    ForgeryVerdict,
+    FrameRef,
+    ResponseSummary,
+    forgery_finding,
+    name_key,
+    paired_verdicts,
+    rcode_text,
+)
+from auditor.trust.material import rdata_set_digest
+from auditor.validate.verdict import RRsetVerdict, Status
+
+_Key = tuple[dns.name.Name, int, int]
+"""(canonical owner, type, class)."""
+_MAX_COPIES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _Validated:
+    """One validated RRset copy and the time window its TTL covers."""
+
+    digest: bytes
+    start_ns: int
+    end_ns: int
+    refs: tuple[FrameRef, ...]
+    frame: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Claim:
+    """A non-validated answer or denial waiting for validated data to compare with
+    (compared by identity)."""
+
+    summary: ResponseSummary
+    key: _Key
+    digest: bytes | None
+    """Answer digest, or None for a denial."""
+    rrset_text: str
+    start_ns: int
+    end_ns: int
+
+
+def _window(start_ns: int, ttl: int, slack_ns: int) -> tuple[int, int]:
+    return start_ns - slack_ns, start_ns + ttl * NS_PER_S + slack_ns
+
+
+class CrossChecker:
+    """Indexes validated RRsets (and, by RFC 8020, the existence of their owners' ancestors)
+    and judges unvalidated answers and denials against them; claims with nothing to compare
+    yet wait ``defer_ns`` for validated data arriving later (the genuine answer of a race)."""
+
+    def __init__(self, *, defer_ns: int, slack_ns: int, max_keys: int, max_claims: int) -> None:
+        self._defer_ns = defer_ns
+        self._slack_ns = slack_ns
+        self._max_keys = max_keys
+        self._max_claims = max_claims
+        self._copies: OrderedDict[_Key, list[_Validated]] = OrderedDict()
+        self._existing: OrderedDict[dns.name.Name, _Validated] = OrderedDict()
+        self._claims: deque[_Claim] = deque()
+        self._waiting: dict[_Key, list[_Claim]] = {}
+        self._reported: set[tuple[FrameRef, str]] = set()
+        self.dropped_claims = 0
+
+    def feed(self, summary: ResponseSummary) -> list[Finding]:
+        """Index what validates in this response, then judge what does not."""
+        found: list[Finding] = []
+        for item, verdict in paired_verdicts(summary.evidence, summary.verdict):
+            if _validated_here(item, verdict):
+                assert verdict is not None
+                wildcard = ValidationCode.WILDCARD_EXPANDED in verdict.codes
+                found.extend(self._add_validated(item, summary, wildcard))
+        for claim in self._claims_of(summary):
+            finding = self._judge(claim)
+            if finding is not None:
+                found.append(finding)
+            elif not self._has_any_copy(claim):
+                self._wait(claim)
+        return found
+
+    # --- validated data ----------------------------------------------------------------------
+
+    def _add_validated(self, item: RRsetEvidence, summary: ResponseSummary,
+                       wildcard: bool) -> list[Finding]:
+        rrset = item.rrset
+        key = (name_key(rrset.name), int(rrset.rdtype), int(rrset.rdclass))
+        start, end = _window(summary.ts_ns, rrset.ttl, self._slack_ns)
+        copy = _Validated(rdata_set_digest(rrset), start, end, summary.refs, summary.frame,
+                          f"{rrset.name} {rrset.rdtype.name}")
+        copies = self._copies.setdefault(key, [])
+        self._copies.move_to_end(key)
+        copies.append(copy)
+        del copies[:-_MAX_COPIES]
+        if len(self._copies) > self._max_keys:
+            self._copies.popitem(last=False)
+        if not wildcard:
+            self._add_existing(rrset.name, copy)
+        return self._release(key) + self._release_denials(rrset.name)
+
+    def _add_existing(self, owner: dns.name.Name, copy: _Validated) -> None:
+        # RFC 8020 2: a name that owns data exists, and so does every ancestor of it.
+        name = name_key(owner)
+        while len(name) > 1:
+            self._existing[name] = copy
+            self._existing.move_to_end(name)
+            name = name.parent()
+        while len(self._existing) > self._max_keys:
+            self._existing.popitem(last=False)
+
+    # --- claims ------------------------------------------------------------------------------
+
+    def _claims_of(self, summary: ResponseSummary) -> list[_Claim]:
+        evidence = summary.evidence
+        if (evidence.qname is None or evidence.qtype is None or summary.status is Status.SECURE
+                or evidence.flags & dns.flags.TC):
+            return []  # a truncated answer (RFC 2181 9) asserts nothing about what is missing
+        claims = []
+        for item, verdict in paired_verdicts(evidence, summary.verdict):
+            if item.section is not Section.ANSWER or (
+                    verdict is not None and verdict.status is Status.SECURE):
+                continue
+            rrset = item.rrset
+            start, end = _window(summary.ts_ns, rrset.ttl, self._slack_ns)
+            claims.append(_Claim(summary, (name_key(rrset.name), int(rrset.rdtype),
+                                           int(rrset.rdclass)), rdata_set_digest(rrset),
+                                 f"{rrset.name} {rrset.rdtype.name}", start, end))
+        if not evidence.section(Section.ANSWER) and _is_denial(summary):
+            ttl = _negative_ttl(summary)
+            start, end = _window(summary.ts_ns, ttl, self._slack_ns)
+            key = (name_key(evidence.qname), evidence.qtype, evidence.qclass or 1)
+            claims.append(_Claim(summary, key, None, "", start, end))
+        return claims
+
+    def _judge(self, claim: _Claim) -> Finding | None:
+        if claim.digest is None:
+            return self._judge_denial(claim)
+        copies = self._copies.get(claim.key, [])
+        if any(c.digest == claim.digest for c in copies):
+            return None  # equal to some validated copy: a legitimate (older or other) answer
+        overlapping = [c for c in copies if c.start_ns <= claim.end_ns
+                       and claim.start_ns <= c.end_ns]
+        if not overlapping:
+            return None
+        return self._report(claim, overlapping[-1], "contradicts_validated", {
+            "rrset": claim.rrset_text})
+
+    def _judge_denial(self, claim: _Claim) -> Finding | None:
+        summary = claim.summary
+        nxdomain = summary.evidence.rcode == dns.rcode.NXDOMAIN
+        if nxdomain:
+            copy = self._existing.get(claim.key[0])
+        else:
+            copies = self._copies.get(claim.key, [])
+            copy = copies[-1] if copies else None
+        if copy is None or not (copy.start_ns <= claim.end_ns and claim.start_ns <= copy.end_ns):
+            return None
+        return self._report(claim, copy, "denial_contradicts_validated", {
+            "rcode": rcode_text(summary.evidence.rcode), "rrset": copy.text})
+
+    def _report(self, claim: _Claim, copy: _Validated, code: str,
+                extra: dict[str, object]) -> Finding | None:
+        summary = claim.summary
+        marker = (summary.refs[-1], code + claim.rrset_text)
+        if marker in self._reported:
+            return None
+        self._reported.add(marker)
+        params = {
+            "client": summary.client, "server": summary.server,
+            "qname": summary.qname_text, "qtype": summary.qtype_text,
+            "validated_frame": copy.frame, **extra,
+        }
+        what = "answer" if claim.digest is not None else "denial"
+        return forgery_finding(
+            code, params, summary, ForgeryVerdict.FORGED,
+            [*summary.query_refs, *summary.refs, *copy.refs],
+            reasoning=f"this {what} is not validated and differs from data that validated in "
+            f"frame {copy.frame} while both TTL windows overlapped; a zone cannot sign both, "
+            "so the unvalidated one is forged (no DNSSEC needed on the client's side)",
+        )
+
+    # --- waiting -----------------------------------------------------------------------------
+
+    def _has_any_copy(self, claim: _Claim) -> bool:
+        if claim.digest is None and claim.summary.evidence.rcode == dns.rcode.NXDOMAIN:
+            return False
+        return claim.key in self._copies
+
+    @staticmethod
+    def _wait_key(claim: _Claim) -> _Key:
+        if claim.digest is None and claim.summary.evidence.rcode == dns.rcode.NXDOMAIN:
+            return claim.key[0], -1, -1  # an NXDOMAIN waits for any data at or below its name
+        return claim.key
+
+    def _wait(self, claim: _Claim) -> None:
+        self._claims.append(claim)
+        self._waiting.setdefault(self._wait_key(claim), []).append(claim)
+        if len(self._claims) > self._max_claims:
+            self.dropped_claims += 1
+            self._drop(self._claims.popleft())
+
+    def _release(self, key: _Key) -> list[Finding]:
+        found = []
+        for claim in self._waiting.get(key, []):
+            finding = self._judge(claim)
+            if finding is not None:
+                found.append(finding)
+        return found
+
+    def _release_denials(self, owner: dns.name.Name) -> list[Finding]:
+        found = []
+        name = name_key(owner)
+        while len(name) > 1:
+            for claim in self._waiting.get((name, -1, -1), []):
+                finding = self._judge(claim)
+                if finding is not None:
+                    found.append(finding)
+            name = name.parent()
+        return found
+
+    def _drop(self, claim: _Claim) -> None:
+        key = self._wait_key(claim)
+        claims = self._waiting.get(key, [])
+        if claim in claims:
+            claims.remove(claim)
+        if not claims:
+            self._waiting.pop(key, None)
+
+    def expire(self, now_ns: int) -> None:
+        """Stop waiting for claims older than the deferral time."""
+        while self._claims and now_ns - self._claims[0].summary.ts_ns > self._defer_ns:
+            self._drop(self._claims.popleft())
+        if len(self._reported) > self._max_claims:
+            self._reported.clear()
+
+    def flush(self) -> None:
+        """End of input."""
+        self._claims.clear()
+        self._waiting.clear()
+
+
+def _validated_here(item: RRsetEvidence, verdict: RRsetVerdict | None) -> bool:
+    """An answer RRset validated by its own signatures (not merely equal to another copy)."""
+    return (verdict is not None and item.section is Section.ANSWER
+            and verdict.status is Status.SECURE
+            and ValidationCode.UNSIGNED_CROSS_CHECKED not in verdict.codes)
+
+
+def _is_denial(summary: ResponseSummary) -> bool:
+    evidence = summary.evidence
+    if evidence.rcode == dns.rcode.NXDOMAIN:
+        return True
+    if evidence.rcode != dns.rcode.NOERROR:
+        return False
+    authority = evidence.section(Section.AUTHORITY)
+    referral = any(i.rdtype == dns.rdatatype.NS for i in authority) and not any(
+        i.rdtype == dns.rdatatype.SOA for i in authority)
+    return not referral
+
+
+def _negative_ttl(summary: ResponseSummary) -> int:
+    for item in summary.evidence.section(Section.AUTHORITY):
+        if item.rdtype == dns.rdatatype.SOA:
+            rrset: dns.rrset.RRset = item.rrset
+            # RFC 2308 5: negative TTL is the minimum of the SOA TTL and its MINIMUM field.
+            return min(int(rrset.ttl), int(rrset[0].minimum))
+    return 0

@@ -1,0 +1,175 @@
+"""The forgery finding stage: runs every signal family over each judged response."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from auditor.evidence import ResponseEvidence
+from auditor.findings.catalogue import Finding
+from auditor.forgery.bailiwick import bailiwick_findings
+from auditor.forgery.common import NS_PER_S, ForgeryVerdict, ResponseSummary, summarize
+from auditor.forgery.crosscheck import CrossChecker
+from auditor.forgery.downgrade import DowngradeTracker
+from auditor.forgery.holdon import HoldOnTracker
+from auditor.forgery.races import RaceTracker
+from auditor.forgery.spoofing import (
+    KaminskyTracker,
+    QueryIndex,
+    UnsolicitedTracker,
+    query_bits_finding,
+)
+from auditor.messages import ObservedMessage
+from auditor.validate.verdict import Verdict
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ForgeryConfig:
+    """Thresholds and memory bounds of the forgery signals (all times in capture time)."""
+
+    race_linger_ns: int = 10 * NS_PER_S
+    """How long after its last response a query is kept to catch racing responses."""
+    burst_window_ns: int = 2 * NS_PER_S
+    """Window over which unsolicited responses to one client port are grouped."""
+    burst_ids: int = 10
+    """Distinct wrong IDs in one window that make an ID brute-force burst."""
+    query_keep_ns: int = 60 * NS_PER_S
+    """How long queries are remembered for the unsolicited/wrong-server checks."""
+    kaminsky_window_ns: int = 10 * NS_PER_S
+    """Window of the Kaminsky pattern."""
+    kaminsky_names: int = 3
+    """Distinct names (and spoof-marked responses) that make a Kaminsky pattern."""
+    holdon_min_samples: int = 6
+    """Responses a server must have shown before its IP TTL and RTT are judged."""
+    holdon_window: int = 64
+    """Recent samples kept per server."""
+    hop_share: float = 0.8
+    """Share of the usual IP TTL among a server's responses needed to flag another one."""
+    rtt_factor: float = 5.0
+    """An RTT below 1/rtt_factor of the server's 20th-percentile RTT is flagged."""
+    crosscheck_defer_ns: int = 5 * NS_PER_S
+    """How long an unvalidated answer waits for validated data arriving after it."""
+    ttl_slack_ns: int = 1 * NS_PER_S
+    """Slack added to both ends of TTL windows (race timing, clock granularity)."""
+    max_entries: int = 100_000
+    """Cap of every keyed table (queries, servers, validated RRsets, pending claims)."""
+
+
+class ForgeryDetector:
+    """``FindingSource`` of forgery signals; also observes queries (``observe_query``).
+
+    Sans-I/O: judged responses in capture order in, findings out; time is the capture time of
+    what was fed, and every table is capped and expired.
+    """
+
+    def __init__(self, config: ForgeryConfig | None = None) -> None:
+        self.config = config = config or ForgeryConfig()
+        cap = config.max_entries
+        self._queries = QueryIndex(keep_ns=config.query_keep_ns, max_queries=cap,
+                                   max_clients=cap)
+        self._races = RaceTracker(linger_ns=config.race_linger_ns, max_queries=cap)
+        self._unsolicited = UnsolicitedTracker(self._queries, window_ns=config.burst_window_ns,
+                                               burst_ids=config.burst_ids, max_ports=cap)
+        self._kaminsky = KaminskyTracker(window_ns=config.kaminsky_window_ns,
+                                         min_names=config.kaminsky_names, max_patterns=cap)
+        self._holdon = HoldOnTracker(min_samples=config.holdon_min_samples,
+                                     window=config.holdon_window, hop_share=config.hop_share,
+                                     rtt_factor=config.rtt_factor, max_servers=cap)
+        self._downgrade = DowngradeTracker(keep_ns=config.race_linger_ns, max_entries=cap)
+        self._cross = CrossChecker(defer_ns=config.crosscheck_defer_ns,
+                                   slack_ns=config.ttl_slack_ns, max_keys=cap, max_claims=cap)
+        self._pending_query_findings: list[Finding] = []
+        self._last_expiry_ns = 0
+        self.responses = 0
+        self.by_code: Counter[str] = Counter()
+
+    def observe_query(self, query: ObservedMessage) -> None:
+        """Take one query (QR=0) as it is decoded."""
+        if query.is_response:
+            return
+        altered = self._queries.observe(query)
+        if altered is not None:
+            asked, bits = altered
+            self._pending_query_findings.append(query_bits_finding(query, asked, bits))
+
+    def feed(self, evidence: ResponseEvidence, verdict: Verdict) -> list[Finding]:
+        """Take one judged response; return the findings it completes."""
+        self.responses += 1
+        summary = summarize(evidence, verdict)
+        found = self._take_query_findings()
+        found.extend(self._expire(summary.ts_ns))
+        raced = self._races.feed(summary)
+        found.extend(raced)
+        found.extend(self._unsolicited.feed(summary))
+        spoof_signs = not summary.matched or any(f.code == "response_race" for f in raced)
+        found.extend(self._kaminsky.feed(summary, spoof_signs))
+        found.extend(self._holdon.feed(summary))
+        found.extend(bailiwick_findings(summary))
+        found.extend(self._downgrade.feed(summary))
+        found.extend(self._cross.feed(summary))
+        return self._count(found)
+
+    def flush(self) -> list[Finding]:
+        """End of input: close open windows and forget everything."""
+        found = self._take_query_findings()
+        found.extend(self._unsolicited.flush())
+        self._races.flush()
+        self._cross.flush()
+        return self._count(found)
+
+    def counters(self) -> dict[str, object]:
+        """JSON-ready counts for ``stats.json``."""
+        return {
+            "responses_checked": self.responses,
+            "findings": dict(self.by_code.most_common()),
+            "retransmissions": self._races.retransmissions,
+            "races": self._races.races,
+            "unsolicited_one_sided": self._unsolicited.one_sided,
+            "race_state_evicted": self._races.evicted,
+            "crosscheck_claims_dropped": self._cross.dropped_claims,
+        }
+
+    def _expire(self, now_ns: int) -> list[Finding]:
+        if now_ns - self._last_expiry_ns < NS_PER_S // 4:
+            return []
+        self._last_expiry_ns = now_ns
+        self._races.expire(now_ns)
+        self._queries.expire(now_ns)
+        self._kaminsky.expire(now_ns)
+        self._cross.expire(now_ns)
+        return self._unsolicited.expire(now_ns)
+
+    def _take_query_findings(self) -> list[Finding]:
+        found, self._pending_query_findings = self._pending_query_findings, []
+        return found
+
+    def _count(self, found: list[Finding]) -> list[Finding]:
+        for finding in found:
+            self.by_code[finding.code] += 1
+        return found
+
+
+def finding_frames(findings: Iterable[Finding]) -> set[tuple[str, int]]:
+    """The (capture, frame) pairs behind forged or suspicious findings."""
+    wanted: set[tuple[str, int]] = set()
+    for finding in findings:
+        wanted.update(evidence_refs(finding))
+    return wanted
+
+
+def evidence_refs(finding: Finding) -> list[tuple[str, int]]:
+    """The frames a forged/suspicious finding cites (none for other findings)."""
+    if finding.verdict not in (ForgeryVerdict.FORGED.value, ForgeryVerdict.SUSPICIOUS.value):
+        return []
+    cited = finding.params.get("evidence_frames")
+    if isinstance(cited, list):
+        return [(str(capture), int(frame)) for capture, frame in cited]
+    return [(finding.provenance.capture, frame) for frame in finding.provenance.frames]
+
+
+__all__ = ["ForgeryConfig", "ForgeryDetector", "ResponseSummary", "evidence_refs",
+           "finding_frames"]

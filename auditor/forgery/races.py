@@ -1,0 +1,187 @@
+"""Races: several responses to one query whose answers (or only whose DNSSEC bits) differ."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import dns.flags
+
+from auditor.findings.catalogue import Finding
+from auditor.forgery.common import (
+    ForgeryVerdict,
+    FrameRef,
+    ResponseSummary,
+    forgery_finding,
+)
+from auditor.validate.verdict import Status
+
+_RaceKey = tuple[str, int, str, int, int, bytes | None, tuple[FrameRef, ...]]
+"""(client, client port, server, server port, ID, question, query frames)."""
+
+_BITS = (("AD", dns.flags.AD), ("CD", dns.flags.CD), ("RD", dns.flags.RD), ("AA", dns.flags.AA))
+
+
+@dataclass(slots=True)
+class _Variant:
+    """One distinct answer given to a query."""
+
+    first: ResponseSummary
+    """The first response carrying it."""
+    bits: set[tuple[int, bool]] = field(default_factory=set)
+    """Every (DNSSEC-relevant flag bits, DO) combination seen with this answer."""
+
+
+@dataclass(slots=True)
+class _Query:
+    """The responses seen so far for one query."""
+
+    variants: list[_Variant]
+    last_ts_ns: int
+
+
+def _bits(summary: ResponseSummary) -> tuple[int, bool]:
+    mask = dns.flags.AD | dns.flags.CD | dns.flags.RD | dns.flags.AA
+    return summary.flags & mask, summary.evidence.do
+
+
+def _key(summary: ResponseSummary) -> _RaceKey:
+    return (summary.client, summary.cport, summary.server, summary.sport, summary.msg_id,
+            summary.question_key, summary.query_refs)
+
+
+class RaceTracker:
+    """Keeps, per answered query and for ``linger_ns`` of capture time, the distinct answers
+    given to it; identical repeats are retransmissions (RFC 5452 9.1 keeps listening)."""
+
+    def __init__(self, *, linger_ns: int, max_queries: int) -> None:
+        self._linger_ns = linger_ns
+        self._max = max_queries
+        self._queries: OrderedDict[_RaceKey, _Query] = OrderedDict()
+        self.retransmissions = 0
+        self.races = 0
+        self.evicted = 0
+
+    def feed(self, summary: ResponseSummary) -> list[Finding]:
+        """Take one matched response; return a race or bit-alteration finding if it makes one."""
+        if not summary.matched:
+            return []
+        key = _key(summary)
+        entry = self._queries.get(key)
+        if entry is None:
+            self._remember(key, _Query([_Variant(summary, {_bits(summary)})], summary.ts_ns))
+            return []
+        self._queries.move_to_end(key)
+        entry.last_ts_ns = summary.ts_ns
+        if summary.flags & dns.flags.TC or any(v.first.flags & dns.flags.TC
+                                               for v in entry.variants):
+            return []  # a truncated answer is incomplete, not a different one (RFC 2181 9)
+        for variant in entry.variants:
+            if variant.first.answer_digest == summary.answer_digest:
+                return self._same_answer(variant, summary)
+        entry.variants.append(_Variant(summary, {_bits(summary)}))
+        self.races += 1
+        return [_race_finding(entry.variants, summary)]
+
+    def _same_answer(self, variant: _Variant, summary: ResponseSummary) -> list[Finding]:
+        bits = _bits(summary)
+        if bits in variant.bits:
+            self.retransmissions += 1
+            return []
+        before = next(iter(variant.bits))
+        variant.bits.add(bits)
+        return [_bits_finding(variant.first, summary, before, bits)]
+
+    def _remember(self, key: _RaceKey, entry: _Query) -> None:
+        self._queries[key] = entry
+        if len(self._queries) > self._max:
+            self._queries.popitem(last=False)
+            self.evicted += 1
+
+    def expire(self, now_ns: int) -> None:
+        """Forget queries whose last response is older than the linger time."""
+        while self._queries:
+            key, entry = next(iter(self._queries.items()))
+            if now_ns - entry.last_ts_ns <= self._linger_ns:
+                break
+            del self._queries[key]
+
+    def flush(self) -> None:
+        """End of input."""
+        self._queries.clear()
+
+    def __len__(self) -> int:
+        return len(self._queries)
+
+
+def _race_finding(variants: list[_Variant], latest: ResponseSummary) -> Finding:
+    firsts = [v.first for v in variants]
+    secure = [s for s in firsts if s.status is Status.SECURE]
+    bogus = [s for s in firsts if s.status is Status.BOGUS]
+    if secure and len(secure) < len(firsts):
+        verdict, suspects = ForgeryVerdict.FORGED, [s for s in firsts if s not in secure]
+        why = ("one answer validates and the other(s) do not: the non-validating answers "
+               "cannot come from the signed zone")
+    elif bogus:
+        verdict, suspects = ForgeryVerdict.FORGED, bogus
+        why = "the answers differ and the bogus one(s) fail validation"
+    else:
+        verdict, suspects = ForgeryVerdict.SUSPICIOUS, []
+        why = ("the answers differ but none validates (unsigned or undecided zone): the race "
+               "shows that one of them is forged, not which")
+    arrival = sorted(firsts, key=lambda s: (s.ts_ns, s.frame))
+    first = arrival[0]
+    others = [s for s in arrival if s not in suspects]
+    refs = [r for s in suspects for r in s.refs] + [r for s in others for r in s.refs]
+    params = {
+        "count": len(firsts),
+        "qname": latest.qname_text,
+        "qtype": latest.qtype_text,
+        "client": latest.client,
+        "cport": latest.cport,
+        "server": latest.server,
+        "id": latest.msg_id,
+        "first_frame": first.frame,
+        "validating": ", ".join(f"frame {s.frame}" for s in secure) or "none",
+        "responses": [
+            {"frame": s.frame, "ts_ns": s.ts_ns, "verdict": s.status.value,
+             "rcode": s.evidence.rcode, "hop_limit": s.hop_limit,
+             "suspect": s in suspects}
+            for s in arrival
+        ],
+        "suspect_frames": [s.frame for s in suspects],
+        "conflicting_frames": [s.frame for s in arrival],
+    }
+    return forgery_finding(
+        "response_race", params, latest, verdict, [*latest.query_refs, *refs],
+        reasoning=f"{len(firsts)} responses on the same flow, ID and question carry different "
+        f"answers (identical repeats would be retransmissions); {why}",
+    )
+
+
+def _bits_finding(
+    first: ResponseSummary, later: ResponseSummary, before: tuple[int, bool],
+    after: tuple[int, bool],
+) -> Finding:
+    changes = [f"{name} {'set' if before[0] & bit else 'clear'} -> "
+               f"{'set' if after[0] & bit else 'clear'}"
+               for name, bit in _BITS if (before[0] ^ after[0]) & bit]
+    if before[1] != after[1]:
+        changes.append(f"DO {'set' if before[1] else 'clear'} -> {'set' if after[1] else 'clear'}")
+    params = {
+        "kind": "response",
+        "qname": later.qname_text,
+        "qtype": later.qtype_text,
+        "client": later.client,
+        "cport": later.cport,
+        "server": later.server,
+        "id": later.msg_id,
+        "changes": ", ".join(changes),
+        "frames_compared": [first.frame, later.frame],
+    }
+    return forgery_finding(
+        "flags_altered", params, later, ForgeryVerdict.SUSPICIOUS,
+        [*later.query_refs, *later.refs, *first.refs],
+        reasoning="the same answer to the same query arrived twice with different header/EDNS "
+        "bits; a retransmission repeats the bits, a middlebox or injector rewrites them",
+    )

@@ -1,0 +1,228 @@
+"""Reading a saved output directory back into what the HTML and Markdown reports show,
+streaming ``responses.jsonl`` so memory does not grow with the capture."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from auditor.findings.catalogue import CATALOGUE, Severity
+from auditor.findings.words import plain
+from auditor.report.tables import read_jsonl, read_zone_table
+
+MAX_ANSWER_ROWS = 500
+"""Bogus/forged answers listed in full; the rest are counted."""
+MAX_CHAIN_GROUPS = 60
+"""Distinct (zone, signature) chains drawn."""
+SEVERITY_ORDER = tuple(s.value for s in Severity)
+FORGED_VERDICTS = frozenset({"forged", "suspicious"})
+_NS = 1_000_000_000
+
+
+def parse_time_ns(text: str) -> int:
+    """ISO 8601 (``Z`` suffix) to nanoseconds since the epoch."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int(moment.timestamp()) * _NS + moment.microsecond * 1000
+
+
+class TimeHistogram:
+    """Counts per time bucket in bounded memory: buckets start at 1 ms and grow tenfold
+    whenever more than ``max_buckets`` are in use."""
+
+    def __init__(self, max_buckets: int = 20_000) -> None:
+        self.resolution_ns = 1_000_000
+        self.buckets: dict[int, list[int]] = {}
+        self._max = max_buckets
+
+    def add(self, ts_ns: int, column: int) -> None:
+        """Count one event of ``column`` (0 responses, 1 bogus, 2 forged) at ``ts_ns``."""
+        self.buckets.setdefault(ts_ns // self.resolution_ns, [0, 0, 0])[column] += 1
+        if len(self.buckets) > self._max:
+            self._coarsen()
+
+    def _coarsen(self) -> None:
+        coarse: dict[int, list[int]] = {}
+        for bucket, counts in self.buckets.items():
+            merged = coarse.setdefault(bucket // 10, [0, 0, 0])
+            for column in range(3):
+                merged[column] += counts[column]
+        self.buckets = coarse
+        self.resolution_ns *= 10
+
+
+@dataclass(slots=True)
+class ReportData:
+    """Everything the human-readable reports show, loaded from an output directory."""
+
+    out_dir: Path
+    """The directory read."""
+    stats: dict[str, Any]
+    """``stats.json``."""
+    verdicts: dict[str, int]
+    """Responses per verdict."""
+    responses: int
+    """Responses read."""
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    """Bogus and forged/suspicious answers (at most ``MAX_ANSWER_ROWS``), in capture order."""
+    answers_total: int = 0
+    """All bogus and forged/suspicious answers, listed or not."""
+    forged: int = 0
+    """Findings with verdict ``forged``."""
+    suspicious: int = 0
+    """Findings with verdict ``suspicious``."""
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    """Catalogue findings, most severe first."""
+    anomalies: dict[str, int] = field(default_factory=dict)
+    """Decode anomalies per code."""
+    severities: dict[str, int] = field(default_factory=dict)
+    """Findings per severity (merged findings counted once)."""
+    histogram: TimeHistogram = field(default_factory=lambda: TimeHistogram())
+    """Responses, bogus and forged per time bucket."""
+    zones: list[dict[str, Any]] = field(default_factory=list)
+    """The zone inventory."""
+    chains: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Zone -> drawn chain links."""
+
+    @property
+    def capture_name(self) -> str:
+        """The first capture's name, for titles."""
+        captures = self.stats.get("captures") or [self.out_dir.name]
+        return str(captures[0])
+
+    def chain_groups(self) -> list[dict[str, Any]]:
+        """Answers grouped by (zone, signature link) with their drawn chain."""
+        groups: dict[tuple[str, str], dict[str, Any]] = {}
+        for answer in self.answers:
+            zone = answer.get("zone") or ""
+            signature = answer.get("signature")
+            key = (zone, json.dumps(signature, sort_keys=True))
+            group = groups.get(key)
+            if group is None:
+                if len(groups) >= MAX_CHAIN_GROUPS:
+                    continue
+                group = {"zone": zone, "links": list(self.chains.get(zone, [])),
+                         "signature": signature, "answers": []}
+                groups[key] = group
+            group["answers"].append(answer)
+        return list(groups.values())
+
+
+def _signature_link(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The RRSIG box of a bogus answer: the first bogus (else signed) RRset."""
+    rrsets = record.get("rrsets") or []
+    chosen = next((r for r in rrsets if r.get("verdict") == "bogus"), None) or next(
+        (r for r in rrsets if r.get("signer")), None)
+    if chosen is None:
+        return None
+    tags = ", ".join(str(t) for t in chosen.get("key_tags", [])) or "none"
+    return {
+        "zone": chosen.get("signer") or record.get("zone") or "",
+        "kind": "RRSIG",
+        "status": chosen.get("verdict"),
+        "text": f"RRSIG over {chosen['name']} {chosen['type']} by {chosen.get('signer') or '?'}"
+                f" key {tags}, valid {chosen.get('inception') or '?'} to "
+                f"{chosen.get('expiration') or '?'}",
+        "detail": [*(plain(c) for c in chosen.get("codes", [])), *chosen.get("detail", [])],
+    }
+
+
+def _answer_row(record: dict[str, Any]) -> dict[str, Any]:
+    codes = [c for c in record.get("codes", []) if c != "dnssec_bogus"]
+    for rrset in record.get("rrsets") or []:
+        codes.extend(c for c in rrset.get("codes", []) if c not in codes and c != "dnssec_bogus")
+    return {
+        "ts": record["ts"], "capture": record["capture"], "frames": record["frames"],
+        "client": record["dst"], "server": record["src"],
+        "question": f"{record.get('qname') or '-'} {record.get('qtype') or ''}".strip(),
+        "verdict": record["verdict"], "codes": codes, "reasons": [plain(c) for c in codes],
+        "zone": record.get("zone") or next(
+            (r["signer"] for r in record.get("rrsets") or [] if r.get("signer")), ""),
+        "signature": _signature_link(record), "ad": "AD" in record.get("flags", []),
+    }
+
+
+def _forged_row(record: dict[str, Any]) -> dict[str, Any]:
+    params = record.get("params") or {}
+    question = " ".join(str(params[k]) for k in ("qname", "qtype") if params.get(k)) or "-"
+    return {
+        "ts": record["ts"], "capture": record["capture"], "frames": record["frames"],
+        "client": record.get("client"), "server": record.get("server"), "question": question,
+        "verdict": record.get("verdict"), "codes": [record["code"]],
+        "reasons": [record["message"]],
+        "zone": str(params.get("zone") or params.get("qname") or ""),
+        "signature": None, "ad": False,
+    }
+
+
+def _bump(data: ReportData, ts: str, column: int) -> None:
+    data.histogram.add(parse_time_ns(ts), column)
+
+
+def _add_answer(data: ReportData, row: dict[str, Any]) -> None:
+    data.answers_total += 1
+    if len(data.answers) < MAX_ANSWER_ROWS:
+        data.answers.append(row)
+
+
+def _read_responses(data: ReportData, path: Path) -> None:
+    counts: Counter[str] = Counter()
+    for record in read_jsonl(path):
+        verdict = record.get("verdict") or "unjudged"
+        counts[verdict] += 1
+        data.responses += 1
+        _bump(data, record["ts"], 0)
+        if verdict == "bogus":
+            _bump(data, record["ts"], 1)
+            _add_answer(data, _answer_row(record))
+    if not data.verdicts:
+        data.verdicts = dict(counts)
+
+
+def _severity_rank(record: dict[str, Any]) -> tuple[int, int]:
+    severity = record.get("severity", "info")
+    rank = SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else len(SEVERITY_ORDER)
+    return rank, -int(record.get("count", 1))
+
+
+def _read_findings(data: ReportData, path: Path) -> None:
+    anomalies: Counter[str] = Counter()
+    severities: Counter[str] = Counter()
+    for record in read_jsonl(path):
+        if record.get("kind") == "anomaly":
+            anomalies[record["code"]] += 1
+            continue
+        spec = CATALOGUE.get(record["code"])
+        record.setdefault("title", spec.title if spec is not None else record["code"])
+        severities[record.get("severity", "info")] += 1
+        data.findings.append(record)
+        if record.get("verdict") in FORGED_VERDICTS:
+            data.forged += record["verdict"] == "forged"
+            data.suspicious += record["verdict"] == "suspicious"
+            _bump(data, record["ts"], 2)
+            _add_answer(data, _forged_row(record))
+    data.findings.sort(key=_severity_rank)
+    data.anomalies = dict(anomalies.most_common())
+    data.severities = {s: severities[s] for s in SEVERITY_ORDER if severities[s]}
+
+
+def load_report_data(out_dir: Path) -> ReportData:
+    """Read ``stats.json``, ``responses.jsonl``, ``findings.jsonl``, the zone table and
+    ``chains.json`` from ``out_dir`` (missing files give empty sections)."""
+    stats_path = out_dir / "stats.json"
+    stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.exists() else {}
+    verdicts = dict((stats.get("validation") or {}).get("verdicts") or {})
+    data = ReportData(out_dir, stats, verdicts, 0)
+    if (out_dir / "responses.jsonl").exists():
+        _read_responses(data, out_dir / "responses.jsonl")
+    if (out_dir / "findings.jsonl").exists():
+        _read_findings(data, out_dir / "findings.jsonl")
+    data.answers.sort(key=lambda row: row["ts"])
+    data.zones = read_zone_table(out_dir)
+    chains_path = out_dir / "chains.json"
+    if chains_path.exists():
+        data.chains = json.loads(chains_path.read_text(encoding="utf-8")).get("zones", {})
+    return data

@@ -1,0 +1,255 @@
+"""Rolling output files for live mode: JSON Lines, Parquet and pcapng pieces rotated by age or
+size, with the oldest pieces deleted beyond a retention count."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from auditor.capture.frame import Frame
+from auditor.report.evidence_pcap import EvidencePcapng
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """When a piece is closed and the next one opened."""
+
+    max_seconds: float = 3600.0
+    """Age (wall clock) after which the current piece is rotated; 0 disables."""
+    max_bytes: int = 256 << 20
+    """Size after which the current piece is rotated; 0 disables."""
+    keep: int = 168
+    """Pieces kept per output; older ones are deleted (0 keeps every piece)."""
+
+
+class RollingFile:
+    """One output rotated into pieces ``<stem>-<UTC time>-<n><suffix>``; subclasses say how
+    a piece is opened, written and closed. Pieces are opened lazily on the first write."""
+
+    suffix = ""
+
+    def __init__(
+        self, directory: Path, stem: str, rotation: Rotation,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = directory
+        self.stem = stem
+        self.rotation = rotation
+        self._clock = clock
+        self._opened_at = 0.0
+        self._sequence = 0
+        self.current: Path | None = None
+        """The piece being written, None between pieces."""
+        self.pieces: deque[Path] = deque()
+        """Pieces written (kept ones), oldest first, the current one last."""
+        self.deleted = 0
+        """Pieces deleted by the retention limit."""
+        self.count = 0
+        """Records written over every piece."""
+        self.piece_bytes = 0
+        """Bytes in the current piece (as written so far)."""
+
+    def _path(self) -> Path:
+        self._sequence += 1
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
+        return self.directory / f"{self.stem}-{stamp}-{self._sequence:04d}{self.suffix}"
+
+    def _ensure_open(self) -> None:
+        if self.current is not None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.current = self._path()
+        self._opened_at = self._clock()
+        self.piece_bytes = 0
+        self._open(self.current)
+        self.pieces.append(self.current)
+        self._apply_retention()
+
+    def _apply_retention(self) -> None:
+        keep = self.rotation.keep
+        while keep and len(self.pieces) > keep:
+            old = self.pieces.popleft()
+            try:
+                old.unlink()
+                self.deleted += 1
+            except OSError as exc:
+                logger.warning("cannot delete old piece %s: %s", old, exc)
+
+    def due(self) -> bool:
+        """Whether the current piece has reached its age or size limit."""
+        if self.current is None:
+            return False
+        rotation = self.rotation
+        too_old = rotation.max_seconds and self._clock() - self._opened_at >= rotation.max_seconds
+        too_big = rotation.max_bytes and self.piece_bytes >= rotation.max_bytes
+        return bool(too_old or too_big)
+
+    def rotate(self) -> None:
+        """Close the current piece (the next write opens a new one)."""
+        if self.current is not None:
+            self._close()
+            self.current = None
+
+    def maybe_rotate(self) -> None:
+        """Rotate if ``due``."""
+        if self.due():
+            self.rotate()
+
+    def close(self) -> None:
+        """Flush and close the current piece."""
+        self.rotate()
+
+    def _open(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+
+def _default(value: object) -> object:
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+class RollingJsonLines(RollingFile):
+    """One compact JSON object per line."""
+
+    suffix = ".jsonl"
+
+    def __init__(self, directory: Path, stem: str, rotation: Rotation,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(directory, stem, rotation, clock)
+        self._handle: IO[str] | None = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record, rotating first if the piece is due."""
+        self.maybe_rotate()
+        self._ensure_open()
+        assert self._handle is not None
+        line = json.dumps(record, separators=(",", ":"), default=_default) + "\n"
+        self._handle.write(line)
+        self.piece_bytes += len(line)
+        self.count += 1
+
+    def flush(self) -> None:
+        """Push buffered lines to the file."""
+        if self._handle is not None:
+            self._handle.flush()
+
+    def _open(self, path: Path) -> None:
+        self._handle = path.open("w", encoding="utf-8")
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class RollingParquet(RollingFile):
+    """Rows buffered and written as row groups, one ``pyarrow.parquet.ParquetWriter`` per piece;
+    ``flush`` writes what is buffered (the loop calls it every few seconds)."""
+
+    suffix = ".parquet"
+
+    def __init__(self, directory: Path, stem: str, rotation: Rotation, schema: pa.Schema,
+                 *, batch_rows: int = 10_000, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(directory, stem, rotation, clock)
+        self.schema = schema
+        self.batch_rows = batch_rows
+        self._rows: list[dict[str, Any]] = []
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Buffer one row; a full buffer is written out."""
+        self._rows.append(row)
+        self.count += 1
+        if len(self._rows) >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered rows as a row group, rotating first if the piece is due."""
+        if not self._rows:
+            return
+        self.maybe_rotate()
+        self._ensure_open()
+        assert self._writer is not None and self.current is not None
+        rows, self._rows = self._rows, []
+        self._writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+        self.piece_bytes = _size(self.current)
+
+    def rotate(self) -> None:
+        """Write what is buffered into the current piece, then close it."""
+        if self._rows and self.current is not None:
+            rows, self._rows = self._rows, []
+            assert self._writer is not None
+            self._writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+        super().rotate()
+
+    def close(self) -> None:
+        """Write what is buffered and close the piece."""
+        self.flush()
+        super().close()
+
+    def _open(self, path: Path) -> None:
+        self._writer = pq.ParquetWriter(str(path), self.schema)
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class RollingPcapng(RollingFile):
+    """Frames appended to pcapng pieces (the frames behind forged or suspicious findings)."""
+
+    suffix = ".pcapng"
+
+    def __init__(self, directory: Path, stem: str, rotation: Rotation, application: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(directory, stem, rotation, clock)
+        self.application = application
+        self._handle: IO[bytes] | None = None
+        self._writer: EvidencePcapng | None = None
+
+    def write_frames(self, frames: Sequence[Frame]) -> None:
+        """Append frames and flush, so an incident responder can open the piece at once."""
+        if not frames:
+            return
+        self.maybe_rotate()
+        self._ensure_open()
+        assert self._writer is not None and self._handle is not None
+        for frame in frames:
+            self._writer.write(frame)
+            self.piece_bytes += len(frame.data) + 64
+            self.count += 1
+        self._handle.flush()
+
+    def _open(self, path: Path) -> None:
+        self._handle = path.open("wb")
+        self._writer = EvidencePcapng(self._handle, self.application)
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+            self._writer = None
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

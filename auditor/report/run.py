@@ -1,0 +1,107 @@
+"""End-of-run reporting: zone tables, chains, the flow table, HTML and Markdown, and the
+re-rendering of a saved output directory (``dnssec-auditor report DIR``)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import assert_never
+
+from auditor.findings.catalogue import Finding, Severity
+from auditor.findings.zones import ZoneHealthRow
+from auditor.report.chains import chains_document
+from auditor.report.files import write_json
+from auditor.report.html import write_html
+from auditor.report.load import FORGED_VERDICTS, ReportData, load_report_data
+from auditor.report.markdown import write_markdown
+from auditor.report.tables import write_flow_tables, write_zone_tables
+from auditor.validate.validator import Validator
+
+logger = logging.getLogger(__name__)
+
+_CHAIN_CODES = frozenset({"bogus_answer", "ad_on_bogus", "ds_mismatch"})
+_MAX_CHAIN_ZONES = 1000
+
+
+class OutputFormat(StrEnum):
+    """Outputs ``report`` can (re)build; ``audit`` always writes JSONL, zones and these."""
+
+    HTML = "html"
+    MARKDOWN = "md"
+    PARQUET = "parquet"
+    CSV = "csv"
+
+
+DEFAULT_FORMATS = frozenset({OutputFormat.HTML, OutputFormat.MARKDOWN, OutputFormat.PARQUET})
+"""What an audit run writes unless told otherwise (CSV is on request)."""
+
+
+def render_reports(out_dir: Path, formats: Iterable[OutputFormat]) -> list[Path]:
+    """Build the requested outputs from the saved files of ``out_dir``; no capture is read."""
+    wanted = set(formats)
+    written: list[Path] = []
+    tables = {OutputFormat.PARQUET, OutputFormat.CSV} & wanted
+    responses = out_dir / "responses.jsonl"
+    if tables and responses.exists():
+        written.extend(write_flow_tables(responses, out_dir,
+                                         parquet=OutputFormat.PARQUET in tables,
+                                         csv=OutputFormat.CSV in tables))
+    data: ReportData | None = None
+    for output in sorted(wanted - tables):
+        data = data or load_report_data(out_dir)
+        written.append(_render_one(output, data, out_dir))
+    return written
+
+
+def _render_one(output: OutputFormat, data: ReportData, out_dir: Path) -> Path:
+    if output is OutputFormat.HTML:
+        return write_html(data, out_dir / "report.html")
+    if output is OutputFormat.MARKDOWN:
+        return write_markdown(data, out_dir / "summary.md")
+    if output is OutputFormat.PARQUET or output is OutputFormat.CSV:
+        raise ValueError(f"{output} is a table, not a page")
+    assert_never(output)
+
+
+class RunReporter:
+    """Follows the findings of an audit run; at the end writes zones, chains and the
+    requested reports. Memory: severity counts and at most ``_MAX_CHAIN_ZONES`` zone names."""
+
+    def __init__(self, out_dir: Path, formats: Iterable[OutputFormat] = DEFAULT_FORMATS) -> None:
+        self.out_dir = out_dir
+        self.formats = frozenset(formats)
+        self.severities: Counter[str] = Counter()
+        self.verdicts: Counter[str] = Counter()
+        self._chain_zones: dict[str, None] = {}
+
+    def note(self, finding: Finding) -> None:
+        """Count one finding written to ``findings.jsonl``."""
+        self.severities[finding.severity.value] += 1
+        if finding.verdict in FORGED_VERDICTS:
+            self.verdicts[finding.verdict] += 1
+        chained = finding.code in _CHAIN_CODES or finding.verdict in FORGED_VERDICTS
+        zone = finding.params.get("zone") or finding.params.get("qname")
+        if chained and isinstance(zone, str) and len(self._chain_zones) < _MAX_CHAIN_ZONES:
+            self._chain_zones[zone] = None
+
+    def stats(self) -> dict[str, object]:
+        """The ``findings`` block of ``stats.json``."""
+        ordered = {s.value: self.severities[s.value] for s in Severity if self.severities[s.value]}
+        return {"by_severity": ordered,
+                "forged": self.verdicts.get("forged", 0),
+                "suspicious": self.verdicts.get("suspicious", 0)}
+
+    def finish(
+        self, validator: Validator | None, zone_rows: Sequence[ZoneHealthRow]
+    ) -> list[Path]:
+        """Write ``zones.csv``/``zones.parquet``, ``chains.json`` and the requested reports
+        (``stats.json``, ``responses.jsonl`` and ``findings.jsonl`` must be written)."""
+        written = write_zone_tables(zone_rows, self.out_dir)
+        chains = self.out_dir / "chains.json"
+        write_json(chains, chains_document(validator, self._chain_zones))
+        written.append(chains)
+        written.extend(render_reports(self.out_dir, self.formats))
+        return written

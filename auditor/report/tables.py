@@ -1,0 +1,211 @@
+"""Columnar outputs: the ENTRADA-style flow table (Parquet partitioned by date, optional CSV)
+built from ``responses.jsonl``, and the zone health inventory (``zones.csv``/``.parquet``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from auditor.findings.zones import ZoneHealthRow
+
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 50_000
+"""Responses converted per batch: memory stays bounded whatever the capture size."""
+
+FLOW_SCHEMA = pa.schema([
+    ("ts", pa.timestamp("us", tz="UTC")),
+    ("capture", pa.string()),
+    ("frame", pa.int64()),
+    ("transport", pa.string()),
+    ("client", pa.string()),
+    ("client_port", pa.int32()),
+    ("server", pa.string()),
+    ("server_port", pa.int32()),
+    ("id", pa.int32()),
+    ("qname", pa.string()),
+    ("qtype", pa.string()),
+    ("qclass", pa.string()),
+    ("rcode", pa.string()),
+    ("flags", pa.string()),
+    ("ad", pa.bool_()),
+    ("do", pa.bool_()),
+    ("ede", pa.string()),
+    ("size", pa.int32()),
+    ("hop_limit", pa.int32()),
+    ("answer_count", pa.int32()),
+    ("query_frame", pa.int64()),
+    ("verdict", pa.string()),
+    ("codes", pa.string()),
+    ("zone", pa.string()),
+    ("signer", pa.string()),
+    ("key_tags", pa.string()),
+    ("algorithms", pa.string()),
+    ("inception", pa.timestamp("us", tz="UTC")),
+    ("expiration", pa.timestamp("us", tz="UTC")),
+    ("remaining_validity_s", pa.int64()),
+    ("reference_time", pa.timestamp("us", tz="UTC")),
+])
+"""Columns of ``responses.parquet`` (plus the ``date`` partition) and ``responses.csv``."""
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _joined(values: Sequence[object]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def _primary_rrset(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The signed RRset that speaks for the answer: first signed answer RRset, else the first
+    signed one in any section."""
+    rrsets = record.get("rrsets") or []
+    for section in ("answer", None):
+        for rrset in rrsets:
+            if rrset.get("signer") and (section is None or rrset["section"] == section):
+                return rrset
+    return None
+
+
+def flow_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One ``responses.jsonl`` record as a flat flow-table row."""
+    primary = _primary_rrset(record)
+    reference = _time(record.get("reference_time"))
+    expiration = _time(primary.get("expiration")) if primary else None
+    remaining = (int((expiration - reference).total_seconds())
+                 if expiration is not None and reference is not None else None)
+    return {
+        "ts": _time(record["ts"]),
+        "capture": record["capture"],
+        "frame": record["frame"],
+        "transport": record["transport"],
+        "client": record["dst"],
+        "client_port": record["dport"],
+        "server": record["src"],
+        "server_port": record["sport"],
+        "id": record["id"],
+        "qname": record.get("qname"),
+        "qtype": record.get("qtype"),
+        "qclass": record.get("qclass"),
+        "rcode": record.get("rcode"),
+        "flags": " ".join(record.get("flags", [])),
+        "ad": "AD" in record.get("flags", []),
+        "do": record.get("do"),
+        "ede": _joined(record.get("ede", [])),
+        "size": record.get("size"),
+        "hop_limit": record.get("hop_limit"),
+        "answer_count": record.get("answer_count"),
+        "query_frame": record.get("query_frame"),
+        "verdict": record.get("verdict"),
+        "codes": _joined(record.get("codes", [])),
+        "zone": record.get("zone"),
+        "signer": primary.get("signer") if primary else None,
+        "key_tags": _joined(primary.get("key_tags", [])) if primary else None,
+        "algorithms": _joined(primary.get("algorithms", [])) if primary else None,
+        "inception": _time(primary.get("inception")) if primary else None,
+        "expiration": expiration,
+        "remaining_validity_s": remaining,
+        "reference_time": reference,
+    }
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a JSON Lines file, one at a time (blank lines skipped)."""
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _chunks(path: Path, size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for record in read_jsonl(path):
+        batch.append(flow_row(record))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def write_flow_tables(
+    responses: Path, out_dir: Path, *, parquet: bool = True, csv: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+) -> list[Path]:
+    """``responses.parquet/date=YYYY-MM-DD/part-NNNNN.parquet`` (a Hive-partitioned dataset,
+    readable with ``pandas.read_parquet``) and, on request, ``responses.csv``."""
+    dataset = out_dir / "responses.parquet"
+    csv_path = out_dir / "responses.csv"
+    if parquet and dataset.exists():
+        shutil.rmtree(dataset) if dataset.is_dir() else dataset.unlink()
+    written: list[Path] = []
+    for number, batch in enumerate(_chunks(responses, chunk_rows)):
+        frame = pd.DataFrame(batch, columns=FLOW_SCHEMA.names)
+        if parquet:
+            _write_partitions(frame, dataset, number)
+        if csv:
+            frame.to_csv(csv_path, mode="w" if number == 0 else "a", header=number == 0,
+                         index=False)
+    if parquet:
+        dataset.mkdir(exist_ok=True)
+        written.append(dataset)
+    if csv:
+        if not csv_path.exists():
+            pd.DataFrame(columns=FLOW_SCHEMA.names).to_csv(csv_path, index=False)
+        written.append(csv_path)
+    return written
+
+
+def _write_partitions(frame: pd.DataFrame, dataset: Path, number: int) -> None:
+    dates = frame["ts"].map(lambda t: t.strftime("%Y-%m-%d"))
+    for date, part in frame.groupby(dates, sort=True):
+        directory = dataset / f"date={date}"
+        directory.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pandas(part, schema=FLOW_SCHEMA, preserve_index=False)
+        pq.write_table(table, directory / f"part-{number:05d}.parquet")
+
+
+def zone_frame(rows: Sequence[ZoneHealthRow]) -> pd.DataFrame:
+    """The zone inventory as a DataFrame (times as UTC timestamps)."""
+    columns = [f.name for f in dataclasses.fields(ZoneHealthRow)]
+    frame = pd.DataFrame([dataclasses.asdict(r) for r in rows], columns=columns)
+    for column in ("first_seen", "last_seen"):
+        frame[column] = pd.to_datetime(frame[column], unit="ns", utc=True)
+    for column in ("nsec3_iterations", "min_signature_validity_s"):
+        frame[column] = frame[column].astype("Int64")
+    for column in ("nsec3_opt_out", "cds_matches_dnskey", "cds_signed_by_ds_key"):
+        frame[column] = frame[column].astype("boolean")
+    return frame
+
+
+def write_zone_tables(rows: Sequence[ZoneHealthRow], out_dir: Path) -> list[Path]:
+    """``zones.csv`` and ``zones.parquet``."""
+    frame = zone_frame(rows)
+    paths = [out_dir / "zones.csv", out_dir / "zones.parquet"]
+    frame.to_csv(paths[0], index=False)
+    frame.to_parquet(paths[1], index=False)
+    return paths
+
+
+def read_zone_table(out_dir: Path) -> list[dict[str, Any]]:
+    """The saved zone inventory as plain records (Parquet preferred, CSV otherwise)."""
+    parquet, csv = out_dir / "zones.parquet", out_dir / "zones.csv"
+    if parquet.exists():
+        frame = pd.read_parquet(parquet)
+    elif csv.exists():
+        frame = pd.read_csv(csv, keep_default_na=False)
+    else:
+        return []
+    frame = frame.astype(object).where(frame.notna(), None)
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
