@@ -26,6 +26,7 @@ from typing import TypeVar
 import click
 
 from auditor import __version__
+from auditor.cli_live import live as live_command
 from auditor.errors import AuditorError, CaptureError
 from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir, run_audit
 from auditor.report.anonymize import load_or_create_key
@@ -193,6 +194,11 @@ def _print_findings_summary(findings: dict[str, object]) -> None:
     help="Write the frames behind every forged or suspicious finding to this pcapng file "
     "(stats.json records its SHA-256 and those of the inputs).",
 )
+@click.option(
+    "--no-checksums",
+    is_flag=True,
+    help="Do not verify UDP/TCP checksums (faster; bad ones are then not counted).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary; errors only.")
 @click.option("--verbose", "-v", count=True, help="More log output (repeat for debug).")
 def audit(
@@ -209,6 +215,7 @@ def audit(
     anonymize_key: Path | None,
     with_csv: bool,
     evidence_path: Path | None,
+    no_checksums: bool,
     quiet: bool,
     verbose: int,
 ) -> None:
@@ -223,6 +230,7 @@ def audit(
         captures=captures,
         out_dir=target,
         ports=_port_set(ports),
+        verify_checksums=not no_checksums,
         progress=not quiet and sys.stderr.isatty(),
         trust_anchors=trust_anchors,
         keys_path=keys_path,
@@ -356,6 +364,9 @@ def _cache_call(call: Callable[[], T]) -> T:
     except AuditorError as exc:
         click.echo(f"dnssec-auditor: error: {exc}", err=True)
         sys.exit(EXIT_INPUT)
+
+
+cli.add_command(live_command, name="live")
 
 
 def main() -> None:

@@ -66,9 +66,17 @@ class _RateLimitedLog:
 class DecodeChain:
     """Frames in, parsed DNS messages out: dissect, defragment, split, reassemble, parse."""
 
-    def __init__(self, ledger: Ledger, ports: frozenset[int] = DNS_PORTS) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        ports: frozenset[int] = DNS_PORTS,
+        *,
+        verify_checksums: bool = True,
+    ) -> None:
         self.ledger = ledger
         self.ports = ports
+        self.verify_checksums = verify_checksums
+        self._owned = 1
         self.defragmenter = Defragmenter(ledger)
         self.tcp = TCPReassembler(ledger)
         self.parser = MessageParser(ledger)
@@ -79,10 +87,12 @@ class DecodeChain:
         """Decode one frame; return the DNS messages it completes (usually zero or one)."""
         self.ledger.read()
         wires = self._expire_if_due(frame.ts_ns)
+        self._owned = 1
         try:
             wires.extend(self._decode(frame))
         except Exception as exc:  # our own bug must not stop the run: count it with the frame
-            self.ledger.settle(Reason.DECODER_ERROR)
+            # Settle every frame the failed unit owned (a reassembled datagram owns several).
+            self.ledger.settle(Reason.DECODER_ERROR, self._owned)
             self._note_decoder_error(frame, exc)
         return self._parse_all(wires)
 
@@ -94,7 +104,12 @@ class DecodeChain:
             datagram = self.defragmenter.feed(datagram)
             if datagram is None:
                 return []
-        unit = split_transport(datagram, self.ports, self.ledger)
+            self._owned = datagram.owned_frames
+        # Checksums are verified and counted, never a reason to drop: captures taken on the
+        # sending host (offload, loopback) carry invalid ones everywhere.
+        unit = split_transport(
+            datagram, self.ports, self.ledger, verify_checksums=self.verify_checksums
+        )
         if unit is None:
             return []
         if isinstance(unit, TCPSegment):
@@ -153,12 +168,14 @@ class EvidenceStream:
     on_anomaly: Callable[[Anomaly], None] | None = None
     on_query: Callable[[ObservedMessage], None] | None = None
     """Called with every query (QR=0) as it is decoded (the forgery stage's query view)."""
+    verify_checksums: bool = True
+    """Verify (and count bad) UDP/TCP checksums; never a reason to drop a packet."""
     chain: DecodeChain = field(init=False)
     matcher: Matcher = field(default_factory=Matcher)
     _last_expiry_ns: int = 0
 
     def __post_init__(self) -> None:
-        self.chain = DecodeChain(self.ledger, self.ports)
+        self.chain = DecodeChain(self.ledger, self.ports, verify_checksums=self.verify_checksums)
 
     def run(self, frames: Iterable[Frame]) -> Iterator[ResponseEvidence]:
         """Yield the evidence of every response in capture order, then flush all state."""
@@ -251,6 +268,8 @@ class AuditOptions:
     """Where reports are written."""
     ports: frozenset[int] = DNS_PORTS
     """DNS port set."""
+    verify_checksums: bool = True
+    """Verify and count bad UDP/TCP checksums (``--no-checksums`` skips it, for speed)."""
     progress: bool = False
     """Show a progress bar by bytes read."""
     trust_anchors: tuple[str, ...] = ()
@@ -522,6 +541,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
             stream = EvidenceStream(
                 ports=options.ports,
                 on_anomaly=lambda anomaly: found.write(anomaly_record(anomaly)),
+                verify_checksums=options.verify_checksums,
             )
             frames = _with_progress(source, source, options.progress)
             ring = FrameRing() if single_pass and options.evidence_path is not None else None

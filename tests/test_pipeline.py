@@ -211,3 +211,33 @@ def test_extra_port(tmp_path: Path) -> None:
         == 0
     )
     assert [r["qname"] for r in _read_jsonl(out2 / "responses.jsonl")] == ["alt.example."]
+
+
+def test_bad_checksums_are_counted_not_dropped(tmp_path: Path) -> None:
+    query, response = _dns_pair("sum.example.", 11)
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    packets = [
+        eth / IP(src=CLIENT, dst=SERVER) / UDP(sport=40001, dport=53, chksum=0x1234) / Raw(query),
+        eth
+        / IP(src=SERVER, dst=CLIENT)
+        / UDP(sport=53, dport=40001, chksum=0x4321)
+        / Raw(response),
+    ]
+    path = tmp_path / "sums.pcap"
+    wrpcap(str(path), packets)
+    runner = CliRunner()
+    out = tmp_path / "o"
+    assert runner.invoke(cli, ["audit", str(path), "--out", str(out), "-q"]).exit_code == 0
+    assert [r["qname"] for r in _read_jsonl(out / "responses.jsonl")] == ["sum.example."]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["observed"]["udp_bad_checksum"] == 2
+    skipped = tmp_path / "skip"
+    assert (
+        runner.invoke(
+            cli, ["audit", str(path), "--out", str(skipped), "-q", "--no-checksums"]
+        ).exit_code
+        == 0
+    )
+    assert (
+        json.loads((skipped / "stats.json").read_text())["observed"].get("udp_bad_checksum", 0) == 0
+    )
