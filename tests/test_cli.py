@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,36 @@ def test_policy_presets_are_selectable(tmp_path: Path, policy: str) -> None:
     code, _, stats = _audit(tmp_path, "--policy", policy, name=policy)
     assert code == 0
     assert stats["validation"]["policy"] == policy
+
+
+def test_stdin_single_pass_waits_for_late_keys_and_matches_two_pass(tmp_path: Path) -> None:
+    """On stdin the DNSKEY arrives after the answer it signs (as a resolver asks): held
+    responses are judged again when the keys come, so verdicts equal the two-pass run."""
+    _, records, _ = _audit(tmp_path, name="file")
+    piped = tmp_path / "stdin"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "auditor",
+            "audit",
+            "-",
+            "--trust-anchor",
+            str(ANCHOR),
+            "--out",
+            str(piped),
+            "-q",
+        ],
+        input=SAMPLE.read_bytes(),
+        capture_output=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr.decode()
+    streamed = [json.loads(line) for line in (piped / "responses.jsonl").read_text().splitlines()]
+    stats = json.loads((piped / "stats.json").read_text())
+    assert stats["validation"]["mode"] == "single_pass"
+    assert [(r["frame"], r["verdict"], r["codes"]) for r in streamed] == [
+        (r["frame"], r["verdict"], r["codes"]) for r in records
+    ]
+    first_answer = _by_question(streamed, "www.sec.test.")[0]
+    assert first_answer["verdict"] == "secure"
