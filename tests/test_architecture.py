@@ -1,0 +1,86 @@
+"""The import graph is the pipeline graph (docs/ARCHITECTURE.md): no stage reaches downstream."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "auditor"
+
+LEAVES = (
+    "auditor.errors",
+    "auditor.ledger",
+    "auditor.anomaly",
+    "auditor.findings.codes",
+    "auditor.findings.catalogue",
+    "auditor.findings.words",
+    "auditor.findings.merge",
+)
+"""Vocabulary any stage may use."""
+
+STAGES: tuple[tuple[str, ...], ...] = (
+    ("auditor.capture",),
+    ("auditor.decode",),
+    ("auditor.messages",),
+    ("auditor.transactions",),
+    ("auditor.evidence",),
+    ("auditor.trust",),
+    ("auditor.validate",),
+    ("auditor.findings", "auditor.forgery"),
+    ("auditor.report",),
+    ("auditor.pipeline", "auditor.live"),
+    ("auditor.cli", "auditor.cli_live", "auditor.__main__"),
+)
+"""Stages in pipeline order; a module may import its own stage, upstream stages and leaves."""
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _rank(module: str) -> int | None:
+    if module in ("auditor", "auditor.__init__") or any(
+        module == leaf or module.startswith(leaf + ".") for leaf in LEAVES
+    ):
+        return None
+    for rank, prefixes in enumerate(STAGES):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return rank
+    raise AssertionError(f"{module} belongs to no stage: add it to STAGES or LEAVES")
+
+
+def _imports(path: Path) -> set[str]:
+    """Every absolute module name ``path`` imports."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
+def test_module_imports_only_upstream_stages_and_leaves(path: Path) -> None:
+    module = _module_name(path)
+    own = _rank(module)
+    for imported in _imports(path):
+        if imported != "auditor" and not imported.startswith("auditor."):
+            continue
+        rank = _rank(imported)
+        if rank is None or own is None:
+            continue
+        assert rank <= own, f"{module} (stage {own}) imports downstream {imported} (stage {rank})"
+
+
+def test_scapy_is_imported_per_layer_never_scapy_all() -> None:
+    # scapy.all has import-time side effects (STYLE.md); import the layers needed.
+    offenders = [str(p) for p in MODULES if "scapy.all" in _imports(p)]
+    assert offenders == []
