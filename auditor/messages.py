@@ -195,7 +195,9 @@ def _question_name(wire: bytes) -> tuple[dns.name.Name, bytes, int]:
             return dns.name.Name(labels), raw.lower(), end
         if length > 63:
             name, used = dns.name.from_wire(wire, _HEADER.size)
-            return name, name.canonicalize().to_wire(), _HEADER.size + used
+            canonical = name.canonicalize().to_wire()
+            assert canonical is not None  # to_wire() without a file returns the bytes
+            return name, canonical, _HEADER.size + used
         label = wire[offset + 1 : offset + 1 + length]
         if len(label) != length:
             raise IndexError("question name cut short")
