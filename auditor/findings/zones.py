@@ -24,6 +24,7 @@ from auditor.evidence import ResponseEvidence, RRsetEvidence
 from auditor.findings.catalogue import Finding, Provenance
 from auditor.findings.merge import FindingMerger
 from auditor.findings.validation import provenance_of
+from auditor.validate.ds import ds_names_any
 from auditor.validate.signature import rsa_modulus_bits, serial_to_epoch
 from auditor.validate.verdict import Status, Verdict
 
@@ -405,17 +406,7 @@ def _digest_name(digest: int) -> str:
 
 
 def _ds_matches(zone: dns.name.Name, ds: DS, keys: list[DNSKEY]) -> bool:
-    for key in keys:
-        if key.algorithm != ds.algorithm or dns.dnssec.key_id(key) != ds.key_tag:
-            continue
-        try:
-            made = dns.dnssec.make_ds(zone, key, ds.digest_type,
-                                      policy=dns.dnssec.allow_all_policy)
-        except (dns.dnssec.UnsupportedAlgorithm, ValueError):
-            continue
-        if made.digest == ds.digest:
-            return True
-    return False
+    return ds_names_any(zone, ds, keys)
 
 
 def _ds_text(zone: dns.name.Name, ds: DS, keys: list[DNSKEY]) -> str:

@@ -15,6 +15,7 @@ from auditor.findings.words import plain
 from auditor.findings.zones import key_text
 from auditor.trust.material import SignedRRset
 from auditor.validate.chain import ZoneTrust, signature_times
+from auditor.validate.ds import ds_names_any
 from auditor.validate.validator import Validator
 from auditor.validate.verdict import Status
 
@@ -163,17 +164,7 @@ def _ds_label(ds: Any) -> str:
 
 
 def _digest_matches(name: dns.name.Name, ds: Any, keys: Iterable[Any]) -> bool:
-    for key in keys:
-        if key.algorithm != ds.algorithm or dns.dnssec.key_id(key) != ds.key_tag:
-            continue
-        try:
-            made = dns.dnssec.make_ds(name, key, ds.digest_type,
-                                      policy=dns.dnssec.allow_all_policy)
-        except (dns.dnssec.UnsupportedAlgorithm, ValueError):
-            continue
-        if made.digest == ds.digest:
-            return True
-    return False
+    return ds_names_any(name, ds, keys)
 
 
 def chains_document(validator: Validator | None, zones: Iterable[str]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from auditor.trust.anchors import TrustAnchor
 from auditor.trust.keyview import KeyView
 from auditor.trust.material import SignedRRset
 from auditor.validate.denial import ProofKind, prove_no_ds
+from auditor.validate.ds import ds_digest
 from auditor.validate.policy import ValidationPolicy
 from auditor.validate.signature import SignatureChecker
 from auditor.validate.verdict import Status
@@ -286,12 +287,10 @@ class ChainResolver:
                               f"trust anchor {ds.key_tag} not valid at the time the DNSKEY "
                               f"RRset of {zone} was seen")
                 continue
-            try:
-                computed = dns.dnssec.make_ds(zone, key, ds.digest_type,
-                                              policy=dns.dnssec.allow_all_policy)
-            except (dns.dnssec.UnsupportedAlgorithm, ValueError):
+            computed = ds_digest(zone, key, ds.digest_type)
+            if computed is None:
                 continue
-            if computed.digest != ds.digest:
+            if computed != ds.digest:
                 collected.add(ValidationCode.DS_MISMATCH,
                               f"DS {ds.key_tag}/{ds.algorithm}/{ds.digest_type} digest does not "
                               f"match DNSKEY {ds.key_tag} of {zone}")
