@@ -1,0 +1,122 @@
+"""The ``live`` subcommand: parse its options, run the live loop, exit 0 after a clean stop."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from auditor.errors import AuditorError, CaptureError
+from auditor.live import LiveOptions, run_live
+from auditor.report.rolling import Rotation
+from auditor.validate import PRESETS, policy_from_name
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_INPUT = 3
+EXIT_PRIVILEGE = 77
+"""Like sysexits ``EX_NOPERM``: capture is not permitted (neither root nor CAP_NET_RAW)."""
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dnssec-auditor: %(levelname)s: %(message)s"))
+    package_logger = logging.getLogger("auditor")
+    package_logger.handlers[:] = [handler]
+    package_logger.setLevel(level)
+    package_logger.propagate = False
+
+
+def _size(text: str) -> int:
+    """``100M``, ``2G``, ``512k`` or plain bytes."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower().removesuffix("b")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not a size (e.g. 100M)") from exc
+
+
+@click.command()
+@click.option("--interface", "-i", "interfaces", multiple=True, metavar="IFACE",
+              help="Capture on this interface (repeatable: several interfaces in one run).")
+@click.option("--read", "read", metavar="FILE",
+              help="Read a pcap/pcapng stream instead of an interface ('-' for standard input, "
+              "e.g. 'tcpdump -w - | dnssec-auditor live --read -').")
+@click.option("--filter", "bpf", metavar="BPF",
+              help="Capture filter (default: DNS ports plus every IPv4/IPv6 fragment).")
+@click.option("--port", "ports", type=int, multiple=True,
+              help="Treat this port as DNS too (repeatable; 53 is always included).")
+@click.option("--trust-anchor", "trust_anchors", multiple=True,
+              type=click.Path(dir_okay=False, path_type=str), help="Trust anchor file.")
+@click.option("--keys", "keys_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="SQLite key cache (default: keys.sqlite in DIR); kept across restarts.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reports/live"), show_default=True,
+              help="Directory of the rolling outputs and stats.json.")
+@click.option("--policy", type=click.Choice(sorted(PRESETS)), default="rfc8624",
+              show_default=True, help="Algorithm and digest policy preset.")
+@click.option("--clock-skew", type=click.IntRange(min=0), default=None, metavar="SECONDS",
+              help="Tolerance applied to RRSIG inception and expiration.")
+@click.option("--alerts", "alerts_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append alerts (one JSON object per line) here instead of standard output.")
+@click.option("--syslog", "syslog_socket", metavar="SOCKET",
+              help="Also send every alert to syslog through this unix socket (e.g. /dev/log).")
+@click.option("--rotate-seconds", type=click.FloatRange(min=0), default=3600.0,
+              show_default=True, help="Start new output files after this many seconds (0: never).")
+@click.option("--rotate-size", default="256M", show_default=True,
+              help="Start new output files once one reaches this size (0: never).")
+@click.option("--keep-files", type=click.IntRange(min=0), default=168, show_default=True,
+              help="Output pieces kept per output; older ones are deleted (0: keep all).")
+@click.option("--stats-interval", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, help="Seconds between stats lines on standard error.")
+@click.option("--evidence", is_flag=True,
+              help="Keep rolling pcapng files of the frames behind forged/suspicious findings.")
+@click.option("--hold", "hold_s", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="Seconds an indeterminate response waits for the keys it needs.")
+@click.option("--verbose", "-v", count=True, help="More log output (repeat for debug).")
+def live(
+    interfaces: tuple[str, ...], read: str | None, bpf: str | None, ports: tuple[int, ...],
+    trust_anchors: tuple[str, ...], keys_path: Path | None, out_dir: Path, policy: str,
+    clock_skew: int | None, alerts_path: Path | None, syslog_socket: str | None,
+    rotate_seconds: float, rotate_size: str, keep_files: int, stats_interval: float,
+    evidence: bool, hold_s: float, verbose: int,
+) -> None:
+    """Audit DNS traffic as it happens, on interfaces or a pcap stream, until SIGINT/SIGTERM.
+
+    Alerts (bogus, forged, suspicious) go to standard output as JSON lines; responses and
+    findings go to rolling files in --out; SIGHUP rotates them.
+    """
+    from auditor.live import LiveLimits
+
+    _configure_logging(verbose)
+    if bool(interfaces) == bool(read):
+        raise click.UsageError("give --interface (one or more) or --read, not both")
+    for port in ports:
+        if not 0 < port < 65536:
+            raise click.BadParameter(f"{port} is not a port number", param_hint="--port")
+    options = LiveOptions(
+        out_dir=out_dir, interfaces=interfaces, read=read, bpf=bpf,
+        ports=frozenset({53, *ports}), trust_anchors=trust_anchors, keys_path=keys_path,
+        policy=policy_from_name(policy, clock_skew_s=clock_skew), alerts_path=alerts_path,
+        syslog_socket=syslog_socket,
+        rotation=Rotation(rotate_seconds, _size(rotate_size), keep_files),
+        evidence=evidence, stats_interval_s=stats_interval,
+        limits=LiveLimits(hold_ns=int(hold_s * 1_000_000_000)),
+    )
+    try:
+        outcome = run_live(options, stats_stream=sys.stderr)
+    except CaptureError as exc:
+        click.echo(f"dnssec-auditor: error: {exc}", err=True)
+        sys.exit(EXIT_PRIVILEGE if "CAP_NET_RAW" in str(exc) else EXIT_INPUT)
+    except AuditorError as exc:
+        click.echo(f"dnssec-auditor: error: {exc}", err=True)
+        sys.exit(EXIT_INPUT)
+    click.echo(f"dnssec-auditor: outputs in {out_dir}/ ({len(outcome.files)} files)", err=True)
+    sys.exit(EXIT_OK)

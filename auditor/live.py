@@ -1,0 +1,760 @@
+"""Live orchestration: judge responses as frames arrive, alert at once, roll the output files,
+keep every piece of state bounded, and shut down without losing anything judged."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import os
+import resource
+import signal
+import sys
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from auditor import __version__
+from auditor.anomaly import Anomaly, AnomalyCode
+from auditor.capture.frame import Frame
+from auditor.capture.live import FrameSource, LiveCapture, StreamCapture, default_filter
+from auditor.decode.defrag import Defragmenter
+from auditor.decode.tcpstream import TCPReassembler
+from auditor.decode.transport import DNS_PORTS
+from auditor.evidence import ResponseEvidence, build_evidence
+from auditor.findings.catalogue import Finding, make_finding
+from auditor.findings.codes import ValidationCode
+from auditor.findings.validation import provenance_of, verdict_zone
+from auditor.findings.words import plain
+from auditor.forgery import evidence_refs
+from auditor.pipeline import AuditOptions, EvidenceStream, FindingSource, finding_sources
+from auditor.report.evidence_pcap import FrameRing
+from auditor.report.files import write_json
+from auditor.report.records import (
+    STATS_SCHEMA,
+    anomaly_record,
+    finding_record,
+    response_record,
+    verdict_fields,
+)
+from auditor.report.rolling import (
+    RollingJsonLines,
+    RollingParquet,
+    RollingPcapng,
+    Rotation,
+)
+from auditor.report.tables import FLOW_SCHEMA, flow_row
+from auditor.transactions import Matcher
+from auditor.trust import KeyCache, KeyMaterial, KeyView, load_anchors
+from auditor.validate import RFC8624, Status, ValidationPolicy, Validator, Verdict
+
+logger = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+ALERT_VERDICTS = frozenset({"forged", "suspicious"})
+"""Finding verdicts that raise an alert (bogus responses raise one through their verdict)."""
+_UMBRELLA_CODES = frozenset({ValidationCode.DNSSEC_BOGUS, ValidationCode.DNSSEC_INDETERMINATE})
+
+Judged = tuple[ResponseEvidence, Verdict]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveLimits:
+    """Caps and timeouts of every piece of state (times are capture time)."""
+
+    fragment_sets: int = 10_000
+    """IP fragment sets being reassembled."""
+    fragment_bytes: int = 32 << 20
+    """Bytes held in incomplete fragment sets."""
+    fragment_timeout_ns: int = 30 * NS
+    """Age at which an incomplete fragment set is dropped."""
+    tcp_flows: int = 20_000
+    """TCP streams being reassembled."""
+    tcp_bytes: int = 64 << 20
+    """Bytes buffered over all TCP streams."""
+    tcp_timeout_ns: int = 60 * NS
+    """Idle time after which a TCP stream is dropped."""
+    pending_queries: int = 100_000
+    """Queries waiting for their response."""
+    query_timeout_ns: int = 30 * NS
+    """Age at which an unanswered query is dropped."""
+    held_responses: int = 10_000
+    """Responses waiting for late keys."""
+    held_bytes: int = 32 << 20
+    """DNS message bytes of the responses waiting for late keys."""
+    hold_ns: int = 3 * NS
+    """How long an indeterminate response waits for the keys it needs."""
+    rejudge_per_tick: int = 256
+    """Held responses re-judged per timer tick after new keys arrived (the rest wait for the
+    next ticks), so a large backlog cannot stall capture."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOptions:
+    """Everything one ``live`` run needs, as given on the command line."""
+
+    out_dir: Path
+    """Directory of the rolling outputs, ``stats.json`` and the key cache."""
+    interfaces: tuple[str, ...] = ()
+    """Interfaces to capture on (empty when ``read`` is given)."""
+    read: str | None = None
+    """A pcap/pcapng stream to read instead (``-`` is standard input)."""
+    bpf: str | None = None
+    """Capture filter; None uses ``default_filter(ports)``."""
+    ports: frozenset[int] = DNS_PORTS
+    """DNS port set."""
+    trust_anchors: tuple[str, ...] = ()
+    """Trust anchor files."""
+    keys_path: Path | None = None
+    """SQLite key cache; default ``keys.sqlite`` in ``out_dir``."""
+    policy: ValidationPolicy = RFC8624
+    """Algorithm, digest and clock-skew policy."""
+    alerts_path: Path | None = None
+    """Where alerts go (appended); None writes them to standard output."""
+    syslog_socket: str | None = None
+    """Also send every alert to syslog through this unix socket (e.g. ``/dev/log``)."""
+    rotation: Rotation = field(default_factory=Rotation)
+    """Rotation and retention of the output pieces."""
+    evidence: bool = False
+    """Keep rolling pcapng pieces of the frames behind forged/suspicious findings."""
+    stats_interval_s: float = 10.0
+    """Seconds (wall clock) between stats lines on standard error and ``stats.json`` updates."""
+    cache_interval_s: float = 30.0
+    """Seconds between writes of learned keys to the key cache."""
+    parquet_flush_s: float = 5.0
+    """Seconds between Parquet row-group writes."""
+    tick_s: float = 0.1
+    """Longest wait for frames before the loop runs its timer work."""
+    limits: LiveLimits = field(default_factory=LiveLimits)
+    """State caps."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOutcome:
+    """What a live run ended with."""
+
+    stats: dict[str, Any]
+    """The final ``stats.json``."""
+    files: tuple[Path, ...]
+    """Every output piece still on disk, plus ``stats.json``."""
+
+
+class StreamingJudge:
+    """Judges each response at once; an ``indeterminate`` one waits up to ``hold_ns`` (capture
+    time) for new key material and is re-judged when ``KeyMaterial.generation`` moved.
+
+    Unlike ``pipeline.OrderedJudge`` nothing waits behind a held response (live alerts must not
+    queue behind a response that lacks keys), so responses come out in judgement order. The
+    held responses are capped in number and wire bytes; over a cap the oldest is released as
+    it stands and counted in ``evicted``.
+    """
+
+    def __init__(self, material: KeyMaterial, validator: Validator, limits: LiveLimits) -> None:
+        self._material = material
+        self._validator = validator
+        self._limits = limits
+        self._held: deque[tuple[ResponseEvidence, Verdict, int, int]] = deque()
+        self._held_bytes = 0
+        self._scanned_generation = material.generation
+        self.rejudged = 0
+        """Held responses judged again after new keys arrived."""
+        self.resolved = 0
+        """Held responses that became secure/insecure/bogus with late keys."""
+        self.expired = 0
+        """Held responses released indeterminate after ``hold_ns``."""
+        self.evicted = 0
+        """Held responses released early because a cap was hit."""
+
+    @property
+    def held(self) -> int:
+        """Responses waiting now."""
+        return len(self._held)
+
+    @property
+    def held_bytes(self) -> int:
+        """Wire bytes of the responses waiting now."""
+        return self._held_bytes
+
+    def feed(self, evidence: ResponseEvidence) -> list[Judged]:
+        """Observe and judge one response; return it unless it waits, plus any evicted."""
+        self._material.observe(evidence)
+        verdict = self._validator.judge(evidence)
+        if verdict.status is not Status.INDETERMINATE:
+            return [(evidence, verdict)]
+        size = len(evidence.transaction.response.wire.wire)
+        self._held.append((evidence, verdict, self._material.generation, size))
+        self._held_bytes += size
+        return self._evict_over_caps()
+
+    def tick(self, now_ns: int, budget: int | None = None) -> list[Judged]:
+        """Timer: re-judge held responses if keys arrived (at most ``budget`` of them, oldest
+        first; the rest on later ticks), release the resolved and the expired ones."""
+        ready: list[Judged] = []
+        if self._material.generation != self._scanned_generation:
+            ready.extend(self._rescan(budget if budget is not None else
+                                      self._limits.rejudge_per_tick))
+        while self._held and now_ns - self._held[0][0].ts_ns >= self._limits.hold_ns:
+            ready.append(self._release_oldest())
+            self.expired += 1
+        return ready
+
+    def flush(self) -> list[Judged]:
+        """End of input: judge every held response once more and release them all."""
+        ready = self._rescan() if self._material.generation != self._scanned_generation else []
+        while self._held:
+            ready.append(self._release_oldest())
+        return ready
+
+    def _rescan(self, budget: int | None = None) -> list[Judged]:
+        generation = self._material.generation
+        ready: list[Judged] = []
+        kept: deque[tuple[ResponseEvidence, Verdict, int, int]] = deque()
+        left = len(self._held) if budget is None else budget
+        finished = True
+        for evidence, verdict, seen, size in self._held:
+            if seen != generation and left <= 0:
+                finished = False
+                kept.append((evidence, verdict, seen, size))
+                continue
+            if seen != generation:
+                left -= 1
+                verdict = self._validator.judge(evidence)
+                self.rejudged += 1
+                if verdict.status is not Status.INDETERMINATE:
+                    self.resolved += 1
+                    self._held_bytes -= size
+                    ready.append((evidence, verdict))
+                    continue
+            kept.append((evidence, verdict, generation, size))
+        self._held = kept
+        if finished:
+            self._scanned_generation = generation
+        return ready
+
+    def _evict_over_caps(self) -> list[Judged]:
+        ready: list[Judged] = []
+        limits = self._limits
+        while self._held and (
+            len(self._held) > limits.held_responses or self._held_bytes > limits.held_bytes
+        ):
+            ready.append(self._release_oldest())
+            self.evicted += 1
+        return ready
+
+    def _release_oldest(self) -> Judged:
+        evidence, verdict, seen, size = self._held.popleft()
+        self._held_bytes -= size
+        if seen != self._material.generation:
+            verdict = self._validator.judge(evidence)
+            self.rejudged += 1
+            if verdict.status is not Status.INDETERMINATE:
+                self.resolved += 1
+        return evidence, verdict
+
+    def counters(self) -> dict[str, int]:
+        """JSON-ready counts."""
+        return {"held": self.held, "held_bytes": self.held_bytes, "rejudged": self.rejudged,
+                "resolved_late": self.resolved, "expired_indeterminate": self.expired,
+                "evicted": self.evicted}
+
+
+class CaptureClock:
+    """Capture time as of now: the last frame's timestamp advanced by the wall time since it
+    arrived. Used only to decide *when* held state is released, never inside validation."""
+
+    def __init__(self) -> None:
+        self._last_ts_ns: int | None = None
+        self._last_mono_ns = 0
+
+    def saw(self, ts_ns: int, mono_ns: int) -> None:
+        """A frame with capture time ``ts_ns`` arrived at monotonic time ``mono_ns``."""
+        if self._last_ts_ns is None or ts_ns >= self._last_ts_ns:
+            self._last_ts_ns = ts_ns
+            self._last_mono_ns = mono_ns
+
+    def now_ns(self, mono_ns: int) -> int | None:
+        """Capture time now, None before the first frame."""
+        if self._last_ts_ns is None:
+            return None
+        return self._last_ts_ns + max(0, mono_ns - self._last_mono_ns)
+
+
+class AlertSink:
+    """One JSON object per line, flushed at once; optionally mirrored to syslog."""
+
+    def __init__(self, stream: TextIO, syslog_socket: str | None = None) -> None:
+        self._stream = stream
+        self.count = 0
+        self.failed = 0
+        """Alerts that could not be written to the stream (closed pipe, full disk)."""
+        self._syslog: logging.Logger | None = None
+        if syslog_socket is not None:
+            handler = logging.handlers.SysLogHandler(
+                address=syslog_socket, facility=logging.handlers.SysLogHandler.LOG_DAEMON
+            )
+            handler.setFormatter(logging.Formatter("dnssec-auditor: %(message)s"))
+            self._syslog = logging.getLogger(f"{__name__}.syslog")
+            self._syslog.handlers[:] = [handler]
+            self._syslog.setLevel(logging.INFO)
+            self._syslog.propagate = False
+
+    def send(self, record: dict[str, Any]) -> None:
+        """Write one alert now."""
+        line = json.dumps(record, separators=(",", ":"), default=str)
+        self.count += 1
+        try:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+        except (OSError, ValueError) as exc:  # a closed pipe must not stop the audit
+            self.failed += 1
+            if self.failed == 1:
+                logger.error("cannot write alerts (%s); they are still in findings files", exc)
+        if self._syslog is not None:
+            self._syslog.warning("%s", line)
+
+    def close(self) -> None:
+        """Close the syslog handler (the stream belongs to the caller)."""
+        if self._syslog is not None:
+            for handler in self._syslog.handlers:
+                handler.close()
+            self._syslog.handlers[:] = []
+
+
+def bogus_findings(evidence: ResponseEvidence, verdict: Verdict) -> list[Finding]:
+    """The per-response catalogue findings behind a bogus verdict (``bogus_answer``, and
+    ``ad_on_bogus`` when the server vouched for it), built as the offline findings are."""
+    where = provenance_of(evidence)
+    zone = verdict_zone(verdict, evidence)
+    codes = [code.value for code in verdict.codes]
+    for rrset in verdict.rrsets:
+        codes.extend(code.value for code in rrset.codes if code.value not in codes)
+    reasons = [plain(code) for code in dict.fromkeys(codes) if code not in _UMBRELLA_CODES]
+    params: dict[str, object] = {
+        "zone": zone, "server": where.server, "reasons": ", ".join(reasons) or "-",
+        "reasons_list": reasons,
+        "qname": evidence.qname.to_text() if evidence.qname is not None else None,
+    }
+    found = [make_finding("bogus_answer", params, where)]
+    if ValidationCode.AD_ON_BOGUS in verdict.codes:
+        found.append(make_finding("ad_on_bogus", params, where))
+    return found
+
+
+class _RateLimitedErrors:
+    """Logs the first few internal errors with their frame, then counts silently."""
+
+    def __init__(self, limit: int = 10) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def note(self, frame: Frame, exc: BaseException) -> None:
+        self.count += 1
+        if self.count <= self.limit:
+            logger.error("%s frame %d: internal error %s: %s (counted; capture goes on)",
+                         frame.capture, frame.number, type(exc).__name__, exc,
+                         exc_info=exc)
+        elif self.count == self.limit + 1:
+            logger.error("further internal errors are counted in stats.json, not logged")
+
+
+def memory_bytes() -> int:
+    """Resident set size of this process now."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class LiveAuditor:
+    """Sans-capture core of a live run: ``feed`` frames, call ``tick`` often, ``finish`` once.
+
+    Owns the decode/matching stream, the key material, the judge, the finding stages and the
+    rolling outputs; ``wall`` (monotonic, seconds) is passed in so tests can drive it.
+    """
+
+    def __init__(self, options: LiveOptions, cache: KeyCache, alerts: AlertSink,
+                 stats_stream: TextIO | None = None) -> None:
+        self.options = options
+        self.cache = cache
+        self.alerts = alerts
+        self.stats_stream = stats_stream
+        limits = options.limits
+        out = options.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        self.anchors = load_anchors(list(options.trust_anchors))
+        self.material = KeyMaterial()
+        self.validator = Validator(KeyView(self.anchors, self.material, cache), options.policy)
+        self.judge = StreamingJudge(self.material, self.validator, limits)
+        rotation = options.rotation
+        self.responses = RollingJsonLines(out, "responses", rotation)
+        self.table = RollingParquet(out, "responses", rotation, FLOW_SCHEMA)
+        self.findings = RollingJsonLines(out, "findings", rotation)
+        self.evidence = (RollingPcapng(out, "evidence", rotation,
+                                       f"dnssec-auditor {__version__} live evidence")
+                         if options.evidence else None)
+        self.ring = FrameRing(max_frames=50_000, max_bytes=64 << 20) if options.evidence else None
+        self._evidence_written: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self.stream = self._make_stream(limits)
+        names = options.interfaces or ((options.read,) if options.read else ("live",))
+        self.sources: list[FindingSource] = finding_sources(
+            AuditOptions(captures=tuple(names), out_dir=out), self.validator)
+        for source in self.sources:
+            observe = getattr(source, "observe_query", None)
+            if observe is not None:
+                self.stream.on_query = observe
+        self.clock = CaptureClock()
+        self.verdicts: Counter[str] = Counter()
+        self.codes: Counter[str] = Counter()
+        self.alert_codes: Counter[str] = Counter()
+        self.errors = _RateLimitedErrors()
+        self.source_counters: dict[str, int] = {"received": 0, "dropped": 0}
+        self.started_wall = time.time()
+        self.started_mono = time.monotonic()
+        self.peak_memory = 0
+        self.memory_samples: deque[tuple[float, int]] = deque(maxlen=720)
+        self.cache_rows_written = 0
+        self._next_stats = self.started_mono + options.stats_interval_s
+        self._next_cache = self.started_mono + options.cache_interval_s
+        self._next_parquet = self.started_mono + options.parquet_flush_s
+        self._dirty = False
+
+    def _make_stream(self, limits: LiveLimits) -> EvidenceStream:
+        stream = EvidenceStream(
+            ports=self.options.ports,
+            on_anomaly=lambda anomaly: self.findings.write(anomaly_record(anomaly)),
+            matcher=Matcher(timeout_ns=limits.query_timeout_ns,
+                            max_pending=limits.pending_queries),
+        )
+        ledger = stream.ledger
+        stream.chain.defragmenter = Defragmenter(
+            ledger, timeout_ns=limits.fragment_timeout_ns, max_sets=limits.fragment_sets,
+            max_bytes=limits.fragment_bytes)
+        stream.chain.tcp = TCPReassembler(
+            ledger, timeout_ns=limits.tcp_timeout_ns, max_flows=limits.tcp_flows,
+            max_total_bytes=limits.tcp_bytes)
+        return stream
+
+    # --- frames --------------------------------------------------------------------------
+
+    def feed(self, frame: Frame, mono_ns: int | None = None) -> None:
+        """Take one frame; judge and report every response it completes. Never raises for
+        a problem with this frame: it is counted and logged with the frame."""
+        self.clock.saw(frame.ts_ns, time.monotonic_ns() if mono_ns is None else mono_ns)
+        if self.ring is not None:
+            for _ in self.ring.watch((frame,)):
+                pass
+        try:
+            transactions = self.stream.feed(frame)
+        except Exception as exc:
+            self._internal_error(frame, exc)
+            return
+        for transaction in transactions:
+            try:
+                self._report_all(self.judge.feed(build_evidence(transaction)))
+            except Exception as exc:
+                self._internal_error(frame, exc)
+
+    def _internal_error(self, frame: Frame, exc: Exception) -> None:
+        self.errors.note(frame, exc)
+        self.findings.write(anomaly_record(Anomaly(
+            code=AnomalyCode.DECODER_ERROR, capture=frame.capture, frames=(frame.number,),
+            ts_ns=frame.ts_ns, detail=f"internal error {type(exc).__name__}: {exc}")))
+
+    def _report_all(self, judged: list[Judged]) -> None:
+        for evidence, verdict in judged:
+            self._report(evidence, verdict)
+
+    def _report(self, evidence: ResponseEvidence, verdict: Verdict) -> None:
+        record = {**response_record(evidence), **verdict_fields(verdict)}
+        self.responses.write(record)
+        self.table.write(flow_row(record))
+        self._dirty = True
+        self.verdicts[verdict.status.value] += 1
+        self.codes.update(code.value for code in verdict.codes)
+        if verdict.status is Status.BOGUS:
+            for finding in bogus_findings(evidence, verdict):
+                self._alert(finding)
+        for source in self.sources:
+            for finding in source.feed(evidence, verdict):
+                self._finding(finding)
+
+    def _finding(self, finding: Finding) -> None:
+        self.findings.write(finding_record(finding))
+        if finding.verdict in ALERT_VERDICTS:
+            self._alert(finding)
+            self._keep_evidence(finding)
+
+    def _alert(self, finding: Finding) -> None:
+        self.alerts.send(finding_record(finding))
+        self.alert_codes[finding.code] += 1
+
+    def _keep_evidence(self, finding: Finding) -> None:
+        if self.ring is None or self.evidence is None:
+            return
+        refs = [ref for ref in evidence_refs(finding) if ref not in self._evidence_written]
+        self.ring.keep(refs)
+        frames = [self.ring.kept.pop(ref) for ref in refs if ref in self.ring.kept]
+        frames.sort(key=lambda f: (f.ts_ns, f.capture, f.number))
+        self.evidence.write_frames(frames)
+        for frame in frames:
+            self._evidence_written[(frame.capture, frame.number)] = None
+        while len(self._evidence_written) > 100_000:
+            self._evidence_written.popitem(last=False)
+
+    # --- timer ---------------------------------------------------------------------------
+
+    def tick(self, mono_ns: int | None = None) -> None:
+        """Timer work: release held responses, flush, rotate, persist keys, print stats."""
+        mono_ns = time.monotonic_ns() if mono_ns is None else mono_ns
+        now_ns = self.clock.now_ns(mono_ns)
+        if now_ns is not None:
+            self._report_all(self.judge.tick(now_ns))
+        mono = mono_ns / NS
+        if self._dirty:
+            self.responses.flush()
+            self.findings.flush()
+            self._dirty = False
+        for output in self._outputs():
+            output.maybe_rotate()
+        if mono >= self._next_parquet:
+            self._next_parquet = mono + self.options.parquet_flush_s
+            self.table.flush()
+        if mono >= self._next_cache:
+            self._next_cache = mono + self.options.cache_interval_s
+            self.persist_keys()
+        if mono >= self._next_stats:
+            self._next_stats = mono + self.options.stats_interval_s
+            self.write_stats(final=False)
+
+    def _outputs(self) -> list[RollingJsonLines | RollingParquet | RollingPcapng]:
+        outputs: list[RollingJsonLines | RollingParquet | RollingPcapng] = [
+            self.responses, self.table, self.findings]
+        if self.evidence is not None:
+            outputs.append(self.evidence)
+        return outputs
+
+    def rotate(self) -> None:
+        """SIGHUP: close every current piece; the next records open new ones."""
+        for output in self._outputs():
+            output.rotate()
+        logger.info("output files rotated")
+
+    def persist_keys(self) -> None:
+        """Write learned keys to the key cache, so a restarted auditor validates at once."""
+        self.cache_rows_written = self.cache.apply(self.validator.cache_updates())
+
+    def set_source_counters(self, counters: dict[str, int]) -> None:
+        """The capture's own counts (kernel received/dropped) for the stats."""
+        self.source_counters = dict(counters)
+
+    # --- end -----------------------------------------------------------------------------
+
+    def finish(self) -> LiveOutcome:
+        """Judge everything pending, flush every finding stage and file, write the summary."""
+        for transaction in self._guarded_finish():
+            self._report_all(self.judge.feed(build_evidence(transaction)))
+        self._report_all(self.judge.flush())
+        for source in self.sources:
+            for finding in source.flush():
+                self._finding(finding)
+        self.persist_keys()
+        for output in self._outputs():
+            output.close()
+        stats = self.write_stats(final=True)
+        self.alerts.close()
+        files = [path for output in self._outputs() for path in output.pieces if path.exists()]
+        return LiveOutcome(stats, (*files, self.options.out_dir / "stats.json"))
+
+    def _guarded_finish(self) -> Iterator[Any]:
+        try:
+            yield from self.stream.finish()
+        except Exception as exc:
+            logger.error("internal error while flushing reassembly state: %s", exc,
+                         exc_info=exc)
+            self.errors.count += 1
+
+    # --- stats ---------------------------------------------------------------------------
+
+    def stats(self, *, final: bool) -> dict[str, Any]:
+        """The ``stats.json`` document as of now."""
+        memory = memory_bytes()
+        self.peak_memory = max(self.peak_memory, memory)
+        self.memory_samples.append((round(time.monotonic() - self.started_mono, 1), memory))
+        counters = self.stream.counters()
+        frames = counters["frames"]
+        internal_drops = {
+            "fragment_evicted": frames.get("fragment_evicted", 0),
+            "fragment_incomplete": frames.get("fragment_incomplete", 0),
+            "tcp_evicted": frames.get("tcp_evicted", 0),
+            "queries_evicted": counters["matching"].get("evicted_queries", 0),
+            "held_responses_evicted": self.judge.evicted,
+            "internal_errors": self.errors.count,
+        }
+        return {
+            "schema": STATS_SCHEMA,
+            "tool": "dnssec-auditor",
+            "version": __version__,
+            "mode": "live",
+            "final": final,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_wall)),
+            "elapsed_s": round(time.monotonic() - self.started_mono, 3),
+            "interfaces": list(self.options.interfaces),
+            "read": self.options.read,
+            "capture": dict(self.source_counters),
+            **counters,
+            "responses_written": self.responses.count,
+            "findings_written": self.findings.count,
+            "alerts": self.alerts.count,
+            "alerts_by_code": dict(self.alert_codes.most_common()),
+            "internal_drops": internal_drops,
+            "state": self._state_sizes(),
+            "validation": {
+                "mode": "streaming",
+                "reference_time": "capture_time",
+                "policy": self.options.policy.name,
+                "key_cache": str(self.options.keys_path or
+                                 self.options.out_dir / "keys.sqlite"),
+                "key_cache_rows_written": self.cache_rows_written,
+                "verdicts": {status.value: self.verdicts.get(status.value, 0)
+                             for status in Status},
+                "codes": dict(self.codes.most_common()),
+                "judge": self.judge.counters(),
+            },
+            "memory": {"rss_bytes": memory, "peak_rss_bytes": self.peak_memory,
+                       "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                       * 1024},
+            "outputs": {
+                output.stem + output.suffix: {
+                    "records": output.count, "pieces": len(output.pieces),
+                    "deleted": output.deleted,
+                    "current": str(output.current) if output.current else None}
+                for output in self._outputs()
+            },
+        }
+
+    def _state_sizes(self) -> dict[str, int]:
+        chain = self.stream.chain
+        return {
+            "fragment_frames_held": chain.defragmenter.held_frames,
+            "fragment_bytes_held": chain.defragmenter.held_bytes,
+            "tcp_flows": chain.tcp.flows,
+            "tcp_bytes_held": chain.tcp.held_bytes,
+            "held_responses": self.judge.held,
+            "held_response_bytes": self.judge.held_bytes,
+        }
+
+    def write_stats(self, *, final: bool) -> dict[str, Any]:
+        """Write ``stats.json`` atomically and print the one-line summary."""
+        stats = self.stats(final=final)
+        write_json(self.options.out_dir / "stats.json", stats)
+        if self.stats_stream is not None:
+            self.stats_stream.write(stats_line(stats) + "\n")
+            self.stats_stream.flush()
+        return stats
+
+
+def stats_line(stats: dict[str, Any]) -> str:
+    """One human line: packets, DNS messages, verdicts, drops, memory."""
+    verdicts = stats["validation"]["verdicts"]
+    drops = stats["internal_drops"]
+    capture = stats["capture"]
+    internal = sum(drops.values())
+    return (
+        f"dnssec-auditor: {'final' if stats['final'] else 'stats'}: "
+        f"packets {stats['frames_read']} (kernel received {capture.get('received', 0)}, "
+        f"dropped {capture.get('dropped', 0)}), DNS messages {stats['frames']['dns_message']}, "
+        f"responses {stats['responses_written']} ("
+        + ", ".join(f"{name} {count}" for name, count in verdicts.items())
+        + f"), alerts {stats['alerts']}, internal drops {internal}, "
+        f"memory {stats['memory']['rss_bytes'] / 2**20:.1f} MiB"
+    )
+
+
+class _Signals:
+    """SIGINT/SIGTERM ask the loop to stop; SIGHUP asks it to rotate the outputs."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.rotate = False
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop = True
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self.rotate = True
+
+    @contextmanager
+    def installed(self) -> Iterator[_Signals]:
+        handlers = {signal.SIGINT: self._on_stop, signal.SIGTERM: self._on_stop,
+                    signal.SIGHUP: self._on_hup}
+        previous = {signum: signal.signal(signum, handler) for signum, handler in
+                    handlers.items()}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def open_source(options: LiveOptions) -> FrameSource:
+    """The capture of a run: the interfaces, or the stream ``options.read``."""
+    if options.read is not None:
+        return StreamCapture(options.read)
+    return LiveCapture(options.interfaces, options.bpf or default_filter(options.ports))
+
+
+def run_live(options: LiveOptions, source: FrameSource | None = None,
+             stats_stream: TextIO | None = None) -> LiveOutcome:
+    """Capture until SIGINT/SIGTERM (or the end of a stream), then finish and summarise."""
+    capture = source if source is not None else open_source(options)
+    keys_path = options.keys_path or options.out_dir / "keys.sqlite"
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    alert_stream: TextIO = (options.alerts_path.open("a", encoding="utf-8")
+                            if options.alerts_path is not None else sys.stdout)
+    try:
+        with KeyCache(str(keys_path)) as cache, _Signals().installed() as signals:
+            auditor = LiveAuditor(options, cache, AlertSink(alert_stream, options.syslog_socket),
+                                  stats_stream)
+            logger.info("capturing on %s", ", ".join(options.interfaces) or options.read)
+            _loop(auditor, capture, signals)
+            _drain(auditor, capture)
+            auditor.set_source_counters(capture.counters())
+            capture.close()
+            return auditor.finish()
+    finally:
+        capture.close()
+        if alert_stream is not sys.stdout:
+            alert_stream.close()
+
+
+def _drain(auditor: LiveAuditor, capture: FrameSource, budget_s: float = 10.0) -> None:
+    """After a stop: judge the frames the kernel had already captured (bounded in time)."""
+    deadline = time.monotonic() + budget_s
+    while time.monotonic() < deadline and not capture.exhausted:
+        frames = capture.poll(0)
+        if not frames:
+            return
+        for frame in frames:
+            auditor.feed(frame)
+
+
+def _loop(auditor: LiveAuditor, capture: FrameSource, signals: _Signals) -> None:
+    tick_s = auditor.options.tick_s
+    next_counters = 0.0
+    while not signals.stop and not capture.exhausted:
+        for frame in capture.poll(tick_s):
+            auditor.feed(frame)
+        if signals.rotate:
+            signals.rotate = False
+            auditor.rotate()
+        now = time.monotonic()
+        if now >= next_counters:
+            next_counters = now + 1.0
+            auditor.set_source_counters(capture.counters())
+        auditor.tick()
