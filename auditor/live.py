@@ -31,7 +31,8 @@ from auditor.findings.catalogue import Finding, make_finding
 from auditor.findings.codes import ValidationCode
 from auditor.findings.validation import provenance_of, verdict_zone
 from auditor.findings.words import plain
-from auditor.forgery import evidence_refs
+from auditor.forgery import ForgeryConfig, ForgeryDetector, evidence_refs
+from auditor.messages import MessageParser
 from auditor.pipeline import AuditOptions, EvidenceStream, FindingSource, finding_sources
 from auditor.report.evidence_pcap import FrameRing
 from auditor.report.files import write_json
@@ -89,6 +90,12 @@ class LiveLimits:
     """DNS message bytes of the responses waiting for late keys."""
     hold_ns: int = 3 * NS
     """How long an indeterminate response waits for the keys it needs."""
+    parse_cache: int = 10_000
+    """Distinct parsed DNS messages kept for reuse (the offline default is 50,000)."""
+    signed_copies: int = 100_000
+    """Signed RRset copies kept by the key material for cross-checks."""
+    forgery_entries: int = 20_000
+    """Cap of every keyed table of the forgery stage (queries, servers, claims)."""
     rejudge_per_tick: int = 256
     """Held responses re-judged per timer tick after new keys arrived (the rest wait for the
     next ticks), so a large backlog cannot stall capture."""
@@ -388,7 +395,7 @@ class LiveAuditor:
         out = options.out_dir
         out.mkdir(parents=True, exist_ok=True)
         self.anchors = load_anchors(list(options.trust_anchors))
-        self.material = KeyMaterial()
+        self.material = KeyMaterial(max_signed_copies=limits.signed_copies)
         self.validator = Validator(KeyView(self.anchors, self.material, cache), options.policy)
         self.judge = StreamingJudge(self.material, self.validator, limits)
         rotation = options.rotation
@@ -404,6 +411,9 @@ class LiveAuditor:
         names = options.interfaces or ((options.read,) if options.read else ("live",))
         self.sources: list[FindingSource] = finding_sources(
             AuditOptions(captures=tuple(names), out_dir=out), self.validator)
+        self.sources = [ForgeryDetector(ForgeryConfig(max_entries=limits.forgery_entries))
+                        if isinstance(source, ForgeryDetector) else source
+                        for source in self.sources]
         for source in self.sources:
             observe = getattr(source, "observe_query", None)
             if observe is not None:
@@ -432,6 +442,7 @@ class LiveAuditor:
                             max_pending=limits.pending_queries),
         )
         ledger = stream.ledger
+        stream.chain.parser = MessageParser(ledger, cache_size=limits.parse_cache)
         stream.chain.defragmenter = Defragmenter(
             ledger, timeout_ns=limits.fragment_timeout_ns, max_sets=limits.fragment_sets,
             max_bytes=limits.fragment_bytes)

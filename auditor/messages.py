@@ -19,12 +19,14 @@ from auditor.ledger import Ledger, Reason
 logger = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!HHHHHH")
+_ID_FLAGS = struct.Struct("!HH")
 _QUESTION_TAIL = struct.Struct("!HH")
 _RR_TAIL = struct.Struct("!HHIH")
 QR = 0x8000
 _OPT = 41
 _EDE_OPTION = 15
 _MAX_LABELS = 128
+_DNS_MESSAGE = Reason.DNS_MESSAGE
 _PARSE_ERRORS = (dns.exception.DNSException, ValueError, IndexError, struct.error, KeyError)
 
 
@@ -59,10 +61,12 @@ class Summary:
 class ParsedMessage:
     """The full dnspython parse of one distinct message, done on first use and shared."""
 
-    __slots__ = ("_done", "_message", "_problems", "_wire")
+    __slots__ = ("_done", "_message", "_problems", "_wire", "summary")
 
-    def __init__(self, wire: bytes) -> None:
+    def __init__(self, wire: bytes, summary: Summary | None = None) -> None:
         self._wire = wire
+        self.summary = summary if summary is not None else summarise(wire)
+        """The message's header, question and EDNS summary (``summarise``)."""
         self._message: dns.message.Message | None = None
         self._problems: tuple[str, ...] = ()
         self._done = False
@@ -178,31 +182,51 @@ def _ede_codes(options: bytes) -> tuple[int, ...]:
     return tuple(codes)
 
 
+_NAME_MEMO_SIZE = 65536
+_question_names: dict[bytes, tuple[dns.name.Name, bytes]] = {}
+"""Memo of uncompressed question name wire form (case kept) -> (name, canonical wire form):
+distinct messages mostly ask about a smaller set of names, and building a ``Name`` costs more
+than parsing the rest of the summary. ``Name`` is immutable, so sharing one is safe."""
+
+
+def _name_from_wire(raw: bytes) -> tuple[dns.name.Name, bytes]:
+    """(name, canonical wire form) of an uncompressed, well-formed wire name, memoised."""
+    labels: list[bytes] = []
+    offset = 0
+    while True:
+        length = raw[offset]
+        labels.append(raw[offset + 1 : offset + 1 + length])
+        if length == 0:
+            break
+        offset += 1 + length
+    if len(_question_names) >= _NAME_MEMO_SIZE:
+        _question_names.clear()
+    found = _question_names[raw] = (dns.name.Name(labels), raw.lower())
+    return found
+
+
 def _question_name(wire: bytes) -> tuple[dns.name.Name, bytes, int]:
     """The first question's name, its canonical (lower-cased) wire form and where it ends.
 
     Question names are almost never compressed; those are read label by label here, and a
     compressed one is left to dnspython (RFC 1035 4.1.4).
     """
-    offset = _HEADER.size
-    labels: list[bytes] = []
+    start = offset = _HEADER.size
     for _ in range(_MAX_LABELS):
         length = wire[offset]
         if length == 0:
             end = offset + 1
-            raw = wire[_HEADER.size : end]
-            labels.append(b"")
-            return dns.name.Name(labels), raw.lower(), end
+            raw = wire[start:end]
+            name, canonical = _question_names.get(raw) or _name_from_wire(raw)
+            return name, canonical, end
         if length > 63:
-            name, used = dns.name.from_wire(wire, _HEADER.size)
-            canonical = name.canonicalize().to_wire()
-            assert canonical is not None  # to_wire() without a file returns the bytes
-            return name, canonical, _HEADER.size + used
-        label = wire[offset + 1 : offset + 1 + length]
-        if len(label) != length:
-            raise IndexError("question name cut short")
-        labels.append(label)
+            compressed, used = dns.name.from_wire(wire, _HEADER.size)
+            key = compressed.canonicalize().to_wire()
+            assert key is not None  # to_wire() without a file returns the bytes
+            return compressed, key, _HEADER.size + used
         offset += 1 + length
+        if offset > len(wire):
+            raise IndexError("question name cut short")
     raise ValueError("question name with too many labels")
 
 
@@ -236,6 +260,12 @@ def _edns(
     return False, 0, False, ()
 
 
+_SUMMARY_MEMO_SIZE = 65536
+_summaries: dict[tuple[object, ...], Summary] = {}
+"""Memo of equal summaries: distinct messages (other answers, TTLs, queries and their
+responses) mostly share one, and fewer long-lived objects keep the collector's work small."""
+
+
 def summarise(wire: bytes) -> Summary:
     """Read the header, the first question and the OPT record of ``wire``; never raises."""
     if len(wire) < _HEADER.size:
@@ -251,9 +281,18 @@ def summarise(wire: bytes) -> Summary:
     except _PARSE_ERRORS as exc:
         edns, extended, do, ede = False, 0, False, ()
         problem = f"records after the question unreadable: {type(exc).__name__}: {exc}"
-    return Summary(
-        qname, qtype, qclass, key, (extended << 4) | (flags & 0xF), edns, do, ede, problem, True
-    )
+    rcode = (extended << 4) | (flags & 0xF)
+    # The key holds id(qname), not the Name (whose hash ignores case): the memoised Summary
+    # keeps that Name alive, so the id cannot be reused while the entry exists.
+    memo_key = (id(qname), key, rcode, edns, do, ede, problem)
+    summary = _summaries.get(memo_key)
+    if summary is None:
+        if len(_summaries) >= _SUMMARY_MEMO_SIZE:
+            _summaries.clear()
+        summary = _summaries[memo_key] = Summary(
+            qname, qtype, qclass, key, rcode, edns, do, ede, problem, True
+        )
+    return summary
 
 
 def _unreadable(problem: str) -> Summary:
@@ -265,7 +304,9 @@ class MessageParser:
 
     def __init__(self, ledger: Ledger, *, cache_size: int = 50_000) -> None:
         self._ledger = ledger
-        self._cache: OrderedDict[bytes, tuple[Summary, ParsedMessage]] = OrderedDict()
+        self._cache: OrderedDict[bytes, ParsedMessage] = OrderedDict()
+        """Distinct messages by their bytes after the ID, least recently seen first; each
+        entry is one object (it carries its summary) to keep the collector's work small."""
         self._cache_size = cache_size
         self.parsed = 0
         self.cache_hits = 0
@@ -277,25 +318,26 @@ class MessageParser:
             self._ledger.settle(Reason.DNS_PARSE_ERROR, wire.owned_frames)
             self._note_parse_error(wire, f"message of {len(data)} bytes is shorter than a header")
             return None
-        msg_id, flags = struct.unpack_from("!HH", data)
+        msg_id, flags = _ID_FLAGS.unpack_from(data)
         key = data[2:]
-        entry = self._cache.get(key)
-        if entry is None:
-            entry = (summarise(data), ParsedMessage(data))
+        cache = self._cache
+        parsed = cache.get(key)
+        if parsed is None:
+            parsed = ParsedMessage(data)
             self.parsed += 1
-            self._cache[key] = entry
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            cache[key] = parsed
+            if len(cache) > self._cache_size:
+                cache.popitem(last=False)
         else:
             self.cache_hits += 1
-            self._cache.move_to_end(key)
-        summary, parsed = entry
+            cache.move_to_end(key)
+        summary = parsed.summary
         if summary.readable:
-            self._ledger.settle(Reason.DNS_MESSAGE, wire.owned_frames)
+            self._ledger.settle(_DNS_MESSAGE, wire.owned_frames)
         else:
             self._ledger.settle(Reason.DNS_PARSE_ERROR, wire.owned_frames)
             self._note_parse_error(wire, summary.problem or "unreadable")
-        return ObservedMessage(wire, msg_id, bool(flags & QR), flags, summary, parsed)
+        return ObservedMessage(wire, msg_id, flags & QR != 0, flags, summary, parsed)
 
     def _note_parse_error(self, wire: WireMessage, problem: str) -> None:
         self._ledger.note(

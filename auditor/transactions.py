@@ -101,12 +101,13 @@ class Matcher:
             self._pending[key] = waiting
         else:
             self._pending.move_to_end(key)
-        question = query.question_key
-        if any(p.query.question_key == question and p.responses == 0 for p in waiting):
-            # The same query again before any answer: a client retransmission. Keep the first.
-            self.stats.duplicate_queries += 1
-            return
-        waiting.append(_Pending(query, last_ts_ns=wire.ts_ns))
+        question = query.summary.question_key
+        for pending in waiting:
+            if pending.responses == 0 and pending.query.summary.question_key == question:
+                # The same query again before any answer: a client retransmission. Keep the first.
+                self.stats.duplicate_queries += 1
+                return
+        waiting.append(_Pending(query, 0, wire.ts_ns))
         self._count += 1
         if self._count > self._max_pending:
             self._evict_oldest()
@@ -118,7 +119,7 @@ class Matcher:
         pending = self._find(key, response)
         if pending is None:
             self.stats.unsolicited += 1
-            return Transaction(response=response, query=None, response_index=0)
+            return Transaction(response, None, 0)
         index = pending.responses
         pending.responses += 1
         pending.last_ts_ns = wire.ts_ns
@@ -126,18 +127,19 @@ class Matcher:
         self.stats.matched += 1
         if index:
             self.stats.extra_responses += 1
-        return Transaction(response=response, query=pending.query, response_index=index)
+        return Transaction(response, pending.query, index)
 
     def _find(self, key: _FlowId, response: ObservedMessage) -> _Pending | None:
         waiting = self._pending.get(key)
         if not waiting:
             return None
-        if response.qname is None:
+        summary = response.summary
+        if summary.qname is None:
             # RFC 1035 4.1.2 allows a response without question (FORMERR, NOTIMP): match on ID.
             return waiting[0]
-        question = response.question_key
+        question = summary.question_key
         for pending in waiting:
-            if pending.query.question_key == question:
+            if pending.query.summary.question_key == question:
                 return pending
         # RFC 5452 section 9.1: a response whose question differs is not an answer to the query.
         self.stats.question_mismatch += 1
@@ -149,8 +151,20 @@ class Matcher:
         The pending dict is ordered by last activity, so only its stale front is visited:
         the first flow with a live query ends the sweep (later flows are more recent).
         """
-        while self._pending:
-            key, waiting = next(iter(self._pending.items()))
+        pending_flows = self._pending
+        linger_ns, timeout_ns = self._linger_ns, self._timeout_ns
+        while pending_flows:
+            key, waiting = next(iter(pending_flows.items()))
+            if len(waiting) == 1:  # the usual flow: one query, decided without a new list
+                only = waiting[0]
+                limit = linger_ns if only.responses else timeout_ns
+                if now_ns - only.last_ts_ns <= limit:
+                    return
+                self._count -= 1
+                if not only.responses:
+                    self.stats.unanswered += 1
+                del pending_flows[key]
+                continue
             kept = [p for p in waiting if not self._is_stale(p, now_ns)]
             self._forget(len(waiting) - len(kept), waiting, kept)
             if kept:

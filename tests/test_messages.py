@@ -152,3 +152,30 @@ def test_forward_pointer_in_question_is_a_parse_error() -> None:
 @given(st.binary(min_size=12, max_size=300))
 def test_summarise_never_raises(data: bytes) -> None:
     summarise(data)
+
+
+def test_question_name_keeps_its_case_when_names_are_memoised() -> None:
+    lower = summarise(dns.message.make_query("www.example.", "A").to_wire())
+    upper = summarise(dns.message.make_query("WwW.ExAmPlE.", "A").to_wire())
+    again = summarise(dns.message.make_query("WwW.ExAmPlE.", "AAAA").to_wire())
+    assert lower.qname is not None and upper.qname is not None and again.qname is not None
+    assert lower.qname.labels == (b"www", b"example", b"")
+    assert upper.qname.labels == (b"WwW", b"ExAmPlE", b"")
+    assert again.qname.labels == upper.qname.labels
+
+
+def test_question_name_cut_short_is_reported_as_such() -> None:
+    wire = dns.message.make_query("www.example.", "A").to_wire()
+    summary = summarise(wire[: 12 + 6])  # inside the label "example"
+    assert not summary.readable
+    assert summary.problem == "question unreadable: IndexError: question name cut short"
+
+
+def test_cached_message_carries_its_summary() -> None:
+    parser = MessageParser(Ledger())
+    query, _ = query_and_response()
+    first = parser.feed(wire_message(query.to_wire()))
+    second = parser.feed(wire_message(query.to_wire()))
+    assert first is not None and second is not None
+    assert second.parsed is first.parsed and second.summary is first.parsed.summary
+    assert first.summary == summarise(query.to_wire())

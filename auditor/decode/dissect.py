@@ -263,6 +263,22 @@ _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 _ntop = socket.inet_ntop
 
+ADDRESS_MEMO_SIZE = 65536
+"""Bound of each address memo below; a memo that fills up is cleared and refilled."""
+_address_texts: dict[bytes, str] = {}
+"""Memo of address bytes (4 or 16) -> presentation text: a capture point sees few addresses,
+and ``inet_ntop`` plus the string it builds costs more than a lookup."""
+
+
+def address_text(raw: bytes) -> str:
+    """Compressed presentation form of a 4- or 16-byte address, memoised."""
+    text = _address_texts.get(raw)
+    if text is None:
+        if len(_address_texts) >= ADDRESS_MEMO_SIZE:
+            _address_texts.clear()
+        text = _address_texts[raw] = _ntop(_AF_INET if len(raw) == 4 else _AF_INET6, raw)
+    return text
+
 
 def walk_ipv6_headers(
     data: bytes, next_header: int, pos: int, end: int
@@ -333,8 +349,8 @@ def _ipv4(frame: Frame, data: bytes, off: int, ledger: Ledger) -> IPDatagram | N
         (number,),
         frame.ts_ns,
         4,
-        _ntop(_AF_INET, data[off + 12 : off + 16]),
-        _ntop(_AF_INET, data[off + 16 : off + 20]),
+        address_text(data[off + 12 : off + 16]),
+        address_text(data[off + 16 : off + 20]),
         protocol,
         ttl,
         ident,
@@ -370,8 +386,8 @@ def _ipv6(frame: Frame, data: bytes, off: int, ledger: Ledger) -> IPDatagram | N
         (number,),
         frame.ts_ns,
         6,
-        _ntop(_AF_INET6, data[off + 8 : off + 24]),
-        _ntop(_AF_INET6, data[off + 24 : off + 40]),
+        address_text(data[off + 8 : off + 24]),
+        address_text(data[off + 24 : off + 40]),
         protocol,
         hop_limit,
         ident,

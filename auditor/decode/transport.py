@@ -185,8 +185,9 @@ def split_transport(
 
     ``datagram`` must be whole (out of the ``Defragmenter``); the ``owned_frames`` of anything
     settled here are settled together. ``verify_checksums`` checks UDP/TCP checksums (a bad
-    one is counted in ``ledger.observed`` and kept, never dropped); it is opt-in because it
-    adds about 15-20% to decode time on DNS-only traffic. Unchecked, ``checksum_ok`` is None.
+    one is counted in ``ledger.observed`` and kept, never dropped); it is off by default here,
+    on by default in the pipeline's ``DecodeChain`` (whose common UDP case goes through
+    ``fastpath.fast_udp_message`` instead). Unchecked, ``checksum_ok`` is None.
     """
     if datagram.fragment is not None:
         raise ValueError(f"frame {datagram.frame}: split_transport needs a defragmented datagram")
