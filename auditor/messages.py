@@ -302,11 +302,18 @@ def _unreadable(problem: str) -> Summary:
 class MessageParser:
     """Summarises wire messages, caching by the bytes after the ID so repeats cost a lookup."""
 
-    def __init__(self, ledger: Ledger, *, cache_size: int = 50_000) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        cache_size: int = 50_000,
+        cache: OrderedDict[bytes, ParsedMessage] | None = None,
+    ) -> None:
         self._ledger = ledger
-        self._cache: OrderedDict[bytes, ParsedMessage] = OrderedDict()
+        self._cache: OrderedDict[bytes, ParsedMessage] = OrderedDict() if cache is None else cache
         """Distinct messages by their bytes after the ID, least recently seen first; each
-        entry is one object (it carries its summary) to keep the collector's work small."""
+        entry is one object (it carries its summary) to keep the collector's work small. A
+        cache passed in is shared, e.g. between the key pass and the judging pass of a file."""
         self._cache_size = cache_size
         self.parsed = 0
         self.cache_hits = 0

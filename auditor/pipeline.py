@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +28,7 @@ from auditor.evidence import ResponseEvidence, build_evidence
 from auditor.findings.catalogue import Finding
 from auditor.forgery import ForgeryDetector
 from auditor.ledger import Ledger, Reason
-from auditor.messages import MessageParser, ObservedMessage
+from auditor.messages import MessageParser, ObservedMessage, ParsedMessage
 from auditor.report.anonymize import PrefixPreservingAnonymizer, RecordAnonymizer
 from auditor.report.evidence_pcap import (
     EvidenceCollector,
@@ -75,6 +75,7 @@ class DecodeChain:
         ports: frozenset[int] = DNS_PORTS,
         *,
         verify_checksums: bool = True,
+        parse_cache: OrderedDict[bytes, ParsedMessage] | None = None,
     ) -> None:
         self.ledger = ledger
         self.ports = ports
@@ -82,7 +83,7 @@ class DecodeChain:
         self._owned = 1
         self.defragmenter = Defragmenter(ledger)
         self.tcp = TCPReassembler(ledger)
-        self.parser = MessageParser(ledger)
+        self.parser = MessageParser(ledger, cache=parse_cache)
         self._next_expiry_ns: int | None = None
         self._errors = _RateLimitedLog()
 
@@ -192,12 +193,19 @@ class EvidenceStream:
     """Called with every query (QR=0) as it is decoded (the forgery stage's query view)."""
     verify_checksums: bool = True
     """Verify (and count bad) UDP/TCP checksums; never a reason to drop a packet."""
+    parse_cache: OrderedDict[bytes, ParsedMessage] | None = None
+    """A parse cache shared with another stream over the same input (the key pass)."""
     chain: DecodeChain = field(init=False)
     matcher: Matcher = field(default_factory=Matcher)
     _last_expiry_ns: int = 0
 
     def __post_init__(self) -> None:
-        self.chain = DecodeChain(self.ledger, self.ports, verify_checksums=self.verify_checksums)
+        self.chain = DecodeChain(
+            self.ledger,
+            self.ports,
+            verify_checksums=self.verify_checksums,
+            parse_cache=self.parse_cache,
+        )
 
     def run(self, frames: Iterable[Frame]) -> Iterator[ResponseEvidence]:
         """Yield the evidence of every response in capture order, then flush all state."""
@@ -505,12 +513,22 @@ class OrderedJudge:
         return evidence, verdict
 
 
-def _observe_keys(captures: tuple[str, ...], ports: frozenset[int], material: KeyMaterial) -> None:
-    """First pass over files: gather every DNSKEY, DS and denial RRset the traffic carries."""
+def _observe_keys(
+    captures: tuple[str, ...],
+    ports: frozenset[int],
+    material: KeyMaterial,
+    parse_cache: OrderedDict[bytes, ParsedMessage],
+) -> None:
+    """First pass over files: gather every DNSKEY, DS and denial RRset the traffic carries.
+
+    The parse cache is kept for the judging pass, so each distinct message is parsed once per
+    run; checksums are counted by the judging pass only.
+    """
     from auditor.capture.sources import CaptureSet
 
     with CaptureSet(list(captures)) as source:
-        for evidence in EvidenceStream(ports=ports).run(source):
+        stream = EvidenceStream(ports=ports, verify_checksums=False, parse_cache=parse_cache)
+        for evidence in stream.run(source):
             material.observe(evidence)
 
 
@@ -557,8 +575,9 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     keys_path = options.keys_path or options.out_dir / "keys.sqlite"
     material = KeyMaterial()
     single_pass = "-" in options.captures
+    parse_cache: OrderedDict[bytes, ParsedMessage] = OrderedDict()
     if not single_pass:
-        _observe_keys(options.captures, options.ports, material)
+        _observe_keys(options.captures, options.ports, material, parse_cache)
     with KeyCache(str(keys_path)) as cache:
         validator = Validator(
             KeyView(anchors, material, cache), options.policy, at_ns=options.at_ns
@@ -581,6 +600,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
                 ports=options.ports,
                 on_anomaly=lambda anomaly: found.write(anomaly_record(anomaly)),
                 verify_checksums=options.verify_checksums,
+                parse_cache=parse_cache,
             )
             frames = _with_progress(source, source, options.progress)
             ring = FrameRing() if single_pass and options.evidence_path is not None else None

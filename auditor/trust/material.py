@@ -33,9 +33,29 @@ _DENIAL_TYPES = frozenset({dns.rdatatype.NSEC, dns.rdatatype.NSEC3})
 _MAX_SIGNATURES_PER_RRSET = 32
 
 
+_DIGEST_MEMO: OrderedDict[int, tuple[dns.rrset.RRset, bytes]] = OrderedDict()
+_DIGEST_MEMO_SIZE = 100_000
+
+
 def rdata_set_digest(rrset: dns.rrset.RRset) -> bytes:
     """SHA-256 over the canonical form (RFC 4034 6.2) of owner, type, class and the sorted rdata
-    set, TTL excluded: equal for two copies of the same RRset however they were received."""
+    set, TTL excluded: equal for two copies of the same RRset however they were received.
+
+    Repeated messages share their parsed RRset objects, so the digest is memoised by object
+    identity (the memo holds the RRset, so its id cannot be reused while the entry lives).
+    """
+    key = id(rrset)
+    entry = _DIGEST_MEMO.get(key)
+    if entry is not None and entry[0] is rrset:
+        return entry[1]
+    digest = _compute_rdata_set_digest(rrset)
+    _DIGEST_MEMO[key] = (rrset, digest)
+    if len(_DIGEST_MEMO) > _DIGEST_MEMO_SIZE:
+        _DIGEST_MEMO.popitem(last=False)
+    return digest
+
+
+def _compute_rdata_set_digest(rrset: dns.rrset.RRset) -> bytes:
     hasher = hashlib.sha256()
     hasher.update(rrset.name.canonicalize().to_wire() or b"")
     hasher.update(struct.pack("!HH", rrset.rdtype, rrset.rdclass))
