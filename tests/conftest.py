@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ if str(_REPO_ROOT) not in sys.path:
 from tests.lab import Lab, TcpdumpCapture, build_lab, lab_unavailable_reason  # noqa: E402
 
 _LAB_FIXTURES = frozenset({"lab", "capture"})
+_LAB_LOCK = Path("/tmp/dnssec-auditor-lab.lock")
 _REQUIRE_LAB_ENV = ("DNSSEC_AUDITOR_REQUIRE_LAB", "CI")
 
 
@@ -47,8 +49,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
     cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
     key_cache = cache.mkdir("dnssec-lab-keys") if cache is not None else None
     built = build_lab(tmp_path_factory.mktemp("lab"), key_cache=key_cache)
-    with built.running():
-        yield built
+    # Every lab uses the same 127.53.0.x addresses: two test sessions on one machine would
+    # answer each other's queries, so sessions take turns.
+    with _LAB_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with built.running():
+            yield built
 
 
 @pytest.fixture
