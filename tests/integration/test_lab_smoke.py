@@ -19,6 +19,7 @@ from tests.lab import (
     Expectation,
     Lab,
     LoopbackAddresses,
+    Mutation,
     QueryResult,
     TcpdumpCapture,
     Tool,
@@ -39,6 +40,7 @@ BOGUS_REASONS = {
     "www.stripped.test.": "no signatures",
     "www.altered.test.": "signature crypto failed",
     "www.unsigned.test.": "No DNSKEY record",
+    "www.brokennsec.test.": "nameerror proof failed",
 }
 
 
@@ -88,11 +90,13 @@ def test_resolver_verdicts_match_design(lab: Lab, capture: Capture) -> None:
 
 
 def test_bogus_data_is_served_when_checking_disabled(lab: Lab) -> None:
-    for probe, expectation in lab.expectations().items():
-        if expectation is Expectation.BOGUS:
-            result = lab.query_resolver(probe, cd=True)
-            assert (result.rcode, result.ad) == ("NOERROR", False), result.output
-            assert result.answer or probe == "www.unsigned.test.", result.output
+    for zone in lab.leaf_zones():
+        if zone.spec.expectation is Expectation.BOGUS:
+            result = lab.query_resolver(zone.spec.probe, cd=True)
+            deleted = zone.spec.mutation is Mutation.DELETE_NAME
+            rcode = "NXDOMAIN" if deleted else "NOERROR"
+            assert (result.rcode, result.ad) == (rcode, False), result.output
+            assert result.answer or deleted or zone.name == "unsigned.test.", result.output
 
 
 def test_resolver_over_tcp_and_without_do(lab: Lab, capture: Capture) -> None:
@@ -158,6 +162,29 @@ def test_served_zones_carry_the_designed_damage(lab: Lab) -> None:
     assert unsigned.covered_by_rrsig() == set()
     ds = lab.query_authoritative("p384.test.", "DS")
     assert {rdata.digest_type for rdata in ds.rrsets("DS")[0]} == {4}
+    # www.brokennsec.test. is gone, but the NSEC before it still names it as next.
+    deleted = lab.query_authoritative("www.brokennsec.test.")
+    assert deleted.rcode == "NXDOMAIN", deleted.output
+    nexts = {rdata.next.to_text() for rrset in deleted.rrsets("NSEC", section="authority")
+             for rdata in rrset}  # fmt: skip
+    assert "www.brokennsec.test." in nexts, deleted.output
+
+
+def test_optout_child_referral_is_proven_insecure_by_an_opt_out_nsec3(lab: Lab) -> None:
+    """The leaf refers child.optout.test. to another address with no DS, only NSEC3 records,
+    and at least one has the opt-out flag (RFC 5155 3.1.2.1)."""
+    referral = lab.query_authoritative("www.child.optout.test.", server=lab.addresses.servers.leaf)
+    assert not referral.aa and referral.rcode == "NOERROR", referral.output
+    (ns,) = referral.rrsets("NS", section="authority")
+    assert ns.name.to_text() == "child.optout.test.", referral.output
+    assert not referral.rrsets("DS", section="authority"), referral.output
+    flags = {rdata.flags for rrset in referral.rrsets("NSEC3", section="authority")
+             for rdata in rrset}  # fmt: skip
+    assert 1 in flags, referral.output  # RFC 5155 3.1.2.1: bit 0 (value 1) is Opt-Out
+    answer = lab.query_authoritative("www.child.optout.test.")
+    assert lab.authoritative_for("www.child.optout.test.") == lab.addresses.servers.tld
+    assert answer.aa and answer.addresses() == {"192.0.2.1"}, answer.output
+    assert answer.covered_by_rrsig() == set(), answer.output
 
 
 def test_signing_windows_are_recorded_relative_to_build_time(lab: Lab) -> None:

@@ -58,9 +58,18 @@ BOGUS_PROBES = (
 INSECURE_PROBES = (
     Probe("www.insecure.test.", codes=frozenset({"insecure_delegation"})),
     Probe("insecure.test.", "SOA", codes=frozenset({"insecure_delegation"})),  # child apex
+    # Unsigned child of the NSEC3 opt-out zone: the leaf's referral proves no DS with an
+    # opt-out NSEC3 covering child.optout.test. (RFC 5155 6, 8.9).
+    Probe("www.child.optout.test.", codes=frozenset({"insecure_delegation", "nsec3_opt_out"})),
 )
 
 POSITIVE_PROBES = SECURE_PROBES + BOGUS_PROBES + INSECURE_PROBES
+
+BROKEN_DENIAL = Probe(
+    "www.brokennsec.test.", codes=frozenset({"denial_no_cover", "denial_name_exists"})
+)
+"""www was deleted from brokennsec.test. after signing; the previous NSEC still points at it,
+so the NXDOMAIN's proof shows the name existing (RFC 4035 5.4) and Unbound answers SERVFAIL."""
 
 NEGATIVE_PROBES = (
     Probe("missing.sec.test."),  # NSEC NXDOMAIN
@@ -69,6 +78,10 @@ NEGATIVE_PROBES = (
     Probe("missing.nsec3.test."),  # NSEC3 NXDOMAIN
     Probe("www.nsec3.test.", "TXT"),  # NSEC3 NODATA
     Probe("missing.insecure.test."),  # NXDOMAIN in an insecure zone
+    # NSEC3 NXDOMAIN whose next closer name lies in an opt-out span: it may be an unsigned
+    # delegation, so the denial is insecure (RFC 5155 8.3, 9.2); Unbound drops AD.
+    Probe("missing.optout.test.", codes=frozenset({"nsec3_opt_out"})),
+    BROKEN_DENIAL,  # NXDOMAIN whose NSEC chain still names the deleted name: bogus
 )
 
 SECURE_LEAVES = ("sec.test.", "ecdsa.test.", "ed.test.", "ed448.test.", "p384.test.",
@@ -209,18 +222,24 @@ def test_clean_secure_capture_has_no_bogus_verdict(lab: Lab, tmp_path: Path) -> 
     assert not elsewhere, describe(elsewhere)  # the capture holds secure zones only
 
 
+CHECKING_DISABLED_PROBES = (*BOGUS_PROBES, BROKEN_DENIAL)
+
+
 @pytest.fixture(scope="module")
 def checking_disabled_run(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Run:
     """Bogus probes asked with CD (RFC 4035 3.2.2): Unbound hands the bogus data over."""
-    return capture_and_audit(lab, tmp_path_factory.mktemp("cd"), "cd", BOGUS_PROBES, cd=True)
+    return capture_and_audit(
+        lab, tmp_path_factory.mktemp("cd"), "cd", CHECKING_DISABLED_PROBES, cd=True
+    )
 
 
-@pytest.mark.parametrize("probe", BOGUS_PROBES, ids=str)
+@pytest.mark.parametrize("probe", CHECKING_DISABLED_PROBES, ids=str)
 def test_bogus_data_passed_with_checking_disabled_is_still_bogus(
     lab: Lab, checking_disabled_run: Run, probe: Probe
 ) -> None:
     result = checking_disabled_run.results[probe]
-    assert (result.rcode, result.ad) == ("NOERROR", False), result.output
+    rcode = "NXDOMAIN" if probe is BROKEN_DENIAL else "NOERROR"
+    assert (result.rcode, result.ad) == (rcode, False), result.output
     answers = client_answers(checking_disabled_run.audit, lab.addresses, probe)
     assert len(answers) == 1, describe(answers)
     (answer,) = answers
@@ -305,12 +324,19 @@ NOT_YET_CHECKED = {"denial_not_checked", "wildcard_unproven"}
 def test_auditor_agrees_with_unbound_on_denials_and_wildcards(
     lab: Lab, negative_run: Run, probe: Probe
 ) -> None:
-    """Unbound answers every one with AD (or, in insecure.test., without): so must we.
+    """Unbound answers with AD, without (insecure.test., opt-out span) or SERVFAIL (broken
+    NSEC chain): so must we, and the broken chain must be called bogus for its denial.
 
     Expected to fail (xfail, non-strict) only while the auditor says outright that it did
     not check the proof; any other disagreement is a plain failure.
     """
-    problem = disagreement(negative_run.audit, lab.addresses, probe, negative_run.results[probe])
+    problem = disagreement(
+        negative_run.audit,
+        lab.addresses,
+        probe,
+        negative_run.results[probe],
+        _designed(lab, probe),
+    )
     if problem is None:
         return
     judged = judge(negative_run.audit, lab.addresses, probe, negative_run.results[probe])

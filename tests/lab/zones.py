@@ -60,6 +60,9 @@ class Mutation(enum.StrEnum):
     NONE = "none"
     STRIP_RRSIGS = "strip-rrsigs"
     ALTER_RDATA = "alter-rdata"
+    DELETE_NAME = "delete-name"
+    """Remove the probe name's node (its data, RRSIGs and NSEC): the NSEC chain still
+    points at it, so its NXDOMAIN proof fails (RFC 4035 5.4)."""
 
 
 class Role(enum.StrEnum):
@@ -232,6 +235,24 @@ LEAF_ZONES: tuple[ZoneSpec, ...] = (
         ),
     ),
     ZoneSpec(
+        "child.optout.test.",
+        (),
+        Expectation.INSECURE,
+        "unsigned zone delegated from optout.test. without DS, skipped by its opt-out "
+        "NSEC3 chain (NSEC3-opt-out-proven insecure delegation); served from the TLD "
+        "address so the leaf answers with a referral",
+        role=Role.TLD,
+        ds_mode=DsMode.ABSENT,
+    ),
+    ZoneSpec(
+        "brokennsec.test.",
+        _ksk_zsk(P256),
+        Expectation.BOGUS,
+        "NSEC zone whose www node was deleted after signing: the chain still names it, "
+        "so the NXDOMAIN for www has no valid proof",
+        mutation=Mutation.DELETE_NAME,
+    ),
+    ZoneSpec(
         "big.test.",
         (
             KeySpec("RSASHA256", 4096, ksk=True),
@@ -242,7 +263,8 @@ LEAF_ZONES: tuple[ZoneSpec, ...] = (
         "three 4096-bit RSA keys: signed DNSKEY answer over 3 KB (TC over UDP, then TCP)",
     ),
 )
-"""Every leaf zone, all delegated from ``test.`` and served from the leaf address."""
+"""Every zone below ``test.``, each delegated from the deepest lab zone above it and served
+from its role's address (the leaf address unless said otherwise)."""
 
 ALL_ZONES: tuple[ZoneSpec, ...] = (ROOT, TLD, *LEAF_ZONES)
 
@@ -392,15 +414,44 @@ def _root_text(addresses: ServerAddresses, test_ds: Sequence[str]) -> list[str]:
     ]
 
 
-def _tld_text(addresses: ServerAddresses, children: Mapping[str, Sequence[str]]) -> list[str]:
-    lines = [
+def _delegation(child: ZoneSpec, addresses: ServerAddresses, ds_lines: Sequence[str]) -> list[str]:
+    """NS, glue and DS for *child*, as written in its parent's zone file."""
+    glue = addresses.for_role(child.role)
+    return [f"{child.name} IN NS ns1.{child.name}", f"ns1.{child.name} IN A {glue}", *ds_lines]
+
+
+def _tld_text(addresses: ServerAddresses, delegations: Sequence[str]) -> list[str]:
+    return [
         *_soa_and_ns("test.", "ns1.test.", 3600),
         f"ns1 IN A {addresses.tld}",
         f"a.root IN A {addresses.root}",
+        *delegations,
     ]
-    for child, ds_lines in children.items():
-        lines += [f"{child} IN NS ns1.{child}", f"ns1.{child} IN A {addresses.leaf}", *ds_lines]
-    return lines
+
+
+def _parent_of(spec: ZoneSpec, leaves: Sequence[ZoneSpec]) -> str:
+    """Name of the deepest lab zone above *spec* (``test.`` unless a leaf encloses it)."""
+    name = dns.name.from_text(spec.name)
+    enclosing = [
+        leaf.name
+        for leaf in leaves
+        if leaf.name != spec.name and name.is_subdomain(dns.name.from_text(leaf.name))
+    ]
+    return max(enclosing, key=lambda zone: len(dns.name.from_text(zone)), default=TLD.name)
+
+
+def _zone_texts(
+    leaves: Sequence[ZoneSpec], addresses: ServerAddresses, ds: Mapping[str, list[str]]
+) -> dict[str, list[str]]:
+    """Zone-file lines of every zone, each delegation written into its parent."""
+    delegations: dict[str, list[str]] = {TLD.name: [], **{leaf.name: [] for leaf in leaves}}
+    for leaf in leaves:
+        delegations[_parent_of(leaf, leaves)] += _delegation(leaf, addresses, ds[leaf.name])
+    return {
+        ROOT.name: _root_text(addresses, ds[TLD.name]),
+        TLD.name: _tld_text(addresses, delegations[TLD.name]),
+        **{leaf.name: _leaf_text(leaf, addresses) + delegations[leaf.name] for leaf in leaves},
+    }
 
 
 def _leaf_text(spec: ZoneSpec, addresses: ServerAddresses) -> list[str]:
@@ -455,6 +506,8 @@ def _mutate(spec: ZoneSpec, signed: Path) -> Path:
             rdata = www[0]
             www.clear()
             www.add(rdata.replace(address="192.0.2.66"))
+        case Mutation.DELETE_NAME:
+            zone.delete_node(dns.name.from_text(spec.probe))
     mutated = signed.with_suffix(".mutated")
     zone.to_file(str(mutated), relativize=False)
     return mutated
@@ -505,11 +558,7 @@ def build_zones(
     specs = (ROOT, TLD, *leaves)
     material = _Material(keys=_generate_keys(specs, keydir, key_cache))
     material.ds = {spec.name: _ds_records(spec, material.keys) for spec in specs}
-    texts = {
-        ROOT.name: _root_text(addresses, material.ds[TLD.name]),
-        TLD.name: _tld_text(addresses, {leaf.name: material.ds[leaf.name] for leaf in leaves}),
-        **{leaf.name: _leaf_text(leaf, addresses) for leaf in leaves},
-    }
+    texts = _zone_texts(leaves, addresses, material.ds)
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         built = list(
             pool.map(
