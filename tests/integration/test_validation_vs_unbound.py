@@ -24,7 +24,6 @@ from tests.integration.agreement import (
     client_answers,
     describe,
     disagreement,
-    judge,
     resolver_class,
     run_audit,
     upstream_answers,
@@ -316,19 +315,12 @@ def negative_run(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Run:
     return capture_and_audit(lab, tmp_path_factory.mktemp("negative"), "negative", NEGATIVE_PROBES)
 
 
-NOT_YET_CHECKED = {"denial_not_checked", "wildcard_unproven"}
-"""Codes saying a denial or wildcard proof was not checked (work in progress elsewhere)."""
-
-
 @pytest.mark.parametrize("probe", NEGATIVE_PROBES, ids=str)
 def test_auditor_agrees_with_unbound_on_denials_and_wildcards(
     lab: Lab, negative_run: Run, probe: Probe
 ) -> None:
     """Unbound answers with AD, without (insecure.test., opt-out span) or SERVFAIL (broken
     NSEC chain): so must we, and the broken chain must be called bogus for its denial.
-
-    Expected to fail (xfail, non-strict) only while the auditor says outright that it did
-    not check the proof; any other disagreement is a plain failure.
     """
     problem = disagreement(
         negative_run.audit,
@@ -337,12 +329,8 @@ def test_auditor_agrees_with_unbound_on_denials_and_wildcards(
         negative_run.results[probe],
         _designed(lab, probe),
     )
-    if problem is None:
-        return
-    judged = judge(negative_run.audit, lab.addresses, probe, negative_run.results[probe])
-    if NOT_YET_CHECKED & {code for r in judged.records for code in r["codes"]}:
-        pytest.xfail(f"denial/wildcard proof not checked yet: {problem}")
-    pytest.fail(problem + _diagnosis(probe))
+    if problem is not None:
+        pytest.fail(problem + _diagnosis(probe))
 
 
 def _record(src: str, dst: str, verdict: str, codes: list[str]) -> Record:
