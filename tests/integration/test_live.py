@@ -166,9 +166,14 @@ def test_live_alerts_on_forged_and_bogus_answers_and_loses_nothing(
     assert reference.returncode in (0, 1), reference.stderr
     offline = [json.loads(line) for line in
                (tmp_path / "off" / "responses.jsonl").read_text().splitlines()]
-    assert sorted(map(_key, offline)) == sorted(map(_key, responses))
-    assert Counter((_key(r), r["verdict"]) for r in responses) == Counter(
-        (_key(r), r["verdict"]) for r in offline)
+    # Every response the reference tcpdump saw is in live's output with the same verdict.
+    # Live listens a little longer than the reference capture (it starts before and stops
+    # after it), so background resolver traffic outside that window may add responses.
+    live_verdicts = Counter((_key(r), r["verdict"]) for r in responses)
+    offline_verdicts = Counter((_key(r), r["verdict"]) for r in offline)
+    missing = offline_verdicts - live_verdicts
+    assert not missing, f"responses or verdicts differ from the offline audit: {missing}"
+    assert len(responses) - len(offline) <= 4, "live saw much more than the reference window"
 
     race = [alert for _, alert in live_lo.alerts if alert["code"] == "response_race"]
     assert race[0]["verdict"] == "forged"
