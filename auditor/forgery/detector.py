@@ -51,6 +51,9 @@ class ForgeryConfig:
     """Share of the usual IP TTL among a server's responses needed to flag another one."""
     rtt_factor: float = 5.0
     """An RTT below 1/rtt_factor of the server's 20th-percentile RTT is flagged."""
+    min_rtt_gap_ns: int = 1_000_000
+    """...and only when it is also at least this much faster: below a millisecond the
+    difference is host scheduling noise (loopback, same-host resolvers), not a closer sender."""
     crosscheck_defer_ns: int = 5 * NS_PER_S
     """How long an unvalidated answer waits for validated data arriving after it."""
     ttl_slack_ns: int = 1 * NS_PER_S
@@ -78,7 +81,8 @@ class ForgeryDetector:
                                          min_names=config.kaminsky_names, max_patterns=cap)
         self._holdon = HoldOnTracker(min_samples=config.holdon_min_samples,
                                      window=config.holdon_window, hop_share=config.hop_share,
-                                     rtt_factor=config.rtt_factor, max_servers=cap)
+                                     rtt_factor=config.rtt_factor, max_servers=cap,
+                                     min_rtt_gap_ns=config.min_rtt_gap_ns)
         self._downgrade = DowngradeTracker(keep_ns=config.race_linger_ns, max_entries=cap)
         self._cross = CrossChecker(defer_ns=config.crosscheck_defer_ns,
                                    slack_ns=config.ttl_slack_ns, max_keys=cap, max_claims=cap)

@@ -26,13 +26,15 @@ class HoldOnTracker:
 
     IP TTL: flagged when it differs from the server's mode and the mode covers at least
     ``hop_share`` of ``min_samples`` or more responses. RTT: flagged when it is below
-    ``1/rtt_factor`` of the server's 20th-percentile RTT (a spoofer near the victim answers
-    before the real server can).
+    ``1/rtt_factor`` of the server's 20th-percentile RTT and at least ``min_rtt_gap_ns``
+    faster (a spoofer near the victim answers before the real server can; sub-millisecond
+    differences are scheduling noise).
     """
 
     def __init__(self, *, min_samples: int, window: int, hop_share: float, rtt_factor: float,
-                 max_servers: int) -> None:
+                 max_servers: int, min_rtt_gap_ns: int = 1_000_000) -> None:
         self._min = min_samples
+        self._min_gap = min_rtt_gap_ns
         self._window = window
         self._share = hop_share
         self._factor = rtt_factor
@@ -103,7 +105,7 @@ class HoldOnTracker:
         others = sorted(profile.rtts)
         others.remove(rtt)
         usual = others[len(others) // 5]
-        if rtt * self._factor >= usual:
+        if rtt * self._factor >= usual or usual - rtt < self._min_gap:
             return None
         params = {
             "server": summary.server,
