@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from auditor.errors import AuditorError, CaptureError
-from auditor.live import LiveOptions, run_live
+from auditor.live import LiveLimits, LiveOptions, run_live
 from auditor.report.rolling import Rotation
 from auditor.validate import PRESETS, policy_from_name
 
@@ -41,6 +41,20 @@ def _size(text: str) -> int:
         return int(text)
     except ValueError as exc:
         raise click.BadParameter(f"{text!r} is not a size (e.g. 100M)") from exc
+
+
+def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int | None,
+            max_pending_queries: int | None, max_held_responses: int | None,
+            max_cache_entries: int | None) -> LiveLimits:
+    """The state caps from the command line; an option left out keeps the default."""
+    caps: dict[str, int] = {"hold_ns": int(hold_s * 1_000_000_000)}
+    given = {"fragment_sets": max_fragment_sets, "tcp_flows": max_tcp_flows,
+             "pending_queries": max_pending_queries, "held_responses": max_held_responses}
+    caps.update({name: value for name, value in given.items() if value is not None})
+    if max_cache_entries is not None:
+        caps.update(dict.fromkeys(
+            ("parse_cache", "facts_memo", "digest_memo", "signature_memo"), max_cache_entries))
+    return LiveLimits(**caps)
 
 
 @click.command()
@@ -80,21 +94,32 @@ def _size(text: str) -> int:
               help="Keep rolling pcapng files of the frames behind forged/suspicious findings.")
 @click.option("--hold", "hold_s", type=click.FloatRange(min=0), default=3.0, show_default=True,
               help="Seconds an indeterminate response waits for the keys it needs.")
+@click.option("--max-fragment-sets", type=click.IntRange(min=1), default=None, metavar="N",
+              help="IP fragment sets reassembled at once (default 10000).")
+@click.option("--max-tcp-flows", type=click.IntRange(min=1), default=None, metavar="N",
+              help="TCP streams reassembled at once (default 20000).")
+@click.option("--max-pending-queries", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Queries waiting for their response (default 100000).")
+@click.option("--max-held-responses", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Responses waiting for late keys (default 10000).")
+@click.option("--max-cache-entries", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Entries of each memo: parsed messages, message facts, RRset digests, "
+              "signature checks (default 10000-20000 each).")
 @click.option("--verbose", "-v", count=True, help="More log output (repeat for debug).")
 def live(
     interfaces: tuple[str, ...], read: str | None, bpf: str | None, ports: tuple[int, ...],
     trust_anchors: tuple[str, ...], keys_path: Path | None, out_dir: Path, policy: str,
     clock_skew: int | None, alerts_path: Path | None, syslog_socket: str | None,
     rotate_seconds: float, rotate_size: str, keep_files: int, stats_interval: float,
-    evidence: bool, hold_s: float, verbose: int,
+    evidence: bool, hold_s: float, max_fragment_sets: int | None, max_tcp_flows: int | None,
+    max_pending_queries: int | None, max_held_responses: int | None,
+    max_cache_entries: int | None, verbose: int,
 ) -> None:
     """Audit DNS traffic as it happens, on interfaces or a pcap stream, until SIGINT/SIGTERM.
 
     Alerts (bogus, forged, suspicious) go to standard output as JSON lines; responses and
     findings go to rolling files in --out; SIGHUP rotates them.
     """
-    from auditor.live import LiveLimits
-
     _configure_logging(verbose)
     if bool(interfaces) == bool(read):
         raise click.UsageError("give --interface (one or more) or --read, not both")
@@ -108,7 +133,10 @@ def live(
         syslog_socket=syslog_socket,
         rotation=Rotation(rotate_seconds, _size(rotate_size), keep_files),
         evidence=evidence, stats_interval_s=stats_interval,
-        limits=LiveLimits(hold_ns=int(hold_s * 1_000_000_000)),
+        limits=_limits(hold_s, max_fragment_sets=max_fragment_sets, max_tcp_flows=max_tcp_flows,
+                       max_pending_queries=max_pending_queries,
+                       max_held_responses=max_held_responses,
+                       max_cache_entries=max_cache_entries),
     )
     try:
         outcome = run_live(options, stats_stream=sys.stderr)

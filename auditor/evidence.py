@@ -186,8 +186,19 @@ class _FactsMemo:
             self._entries.popitem(last=False)
         return facts
 
+    def resize(self, size: int) -> None:
+        """Change the cap, dropping the oldest entries over it."""
+        self._size = max(1, size)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
 
 _MEMO = _FactsMemo()
+
+
+def set_facts_memo_size(size: int) -> None:
+    """Cap the process-wide memo of message facts (live mode sets it from its limits)."""
+    _MEMO.resize(size)
 
 
 def build_evidence(transaction: Transaction) -> ResponseEvidence:

@@ -26,14 +26,21 @@ from auditor.capture.live import FrameSource, LiveCapture, StreamCapture, defaul
 from auditor.decode.defrag import Defragmenter
 from auditor.decode.tcpstream import TCPReassembler
 from auditor.decode.transport import DNS_PORTS
-from auditor.evidence import ResponseEvidence, build_evidence
+from auditor.evidence import ResponseEvidence, build_evidence, set_facts_memo_size
 from auditor.findings.catalogue import Finding, make_finding
 from auditor.findings.codes import ValidationCode
 from auditor.findings.validation import provenance_of, verdict_zone
 from auditor.findings.words import plain
+from auditor.findings.zones import ZoneHealth
 from auditor.forgery import ForgeryConfig, ForgeryDetector, evidence_refs
 from auditor.messages import MessageParser
-from auditor.pipeline import AuditOptions, EvidenceStream, FindingSource, finding_sources
+from auditor.pipeline import (
+    AuditOptions,
+    EvidenceStream,
+    FindingSource,
+    finding_sources,
+    zone_trust_of,
+)
 from auditor.report.evidence_pcap import FrameRing
 from auditor.report.files import write_json
 from auditor.report.records import (
@@ -52,6 +59,7 @@ from auditor.report.rolling import (
 from auditor.report.tables import FLOW_SCHEMA, flow_row
 from auditor.transactions import Matcher
 from auditor.trust import KeyCache, KeyMaterial, KeyView, load_anchors
+from auditor.trust.material import set_digest_memo_size
 from auditor.validate import RFC8624, Status, ValidationPolicy, Validator, Verdict
 
 logger = logging.getLogger(__name__)
@@ -92,8 +100,18 @@ class LiveLimits:
     """How long an indeterminate response waits for the keys it needs."""
     parse_cache: int = 10_000
     """Distinct parsed DNS messages kept for reuse (the offline default is 50,000)."""
+    facts_memo: int = 10_000
+    """Parsed messages whose evidence facts are memoised (process-wide; offline 50,000)."""
+    digest_memo: int = 20_000
+    """RRset digests memoised by the key material (process-wide; offline 100,000)."""
+    signature_memo: int = 20_000
+    """Distinct RRSIG checks whose result the validator memoises (offline 100,000)."""
     signed_copies: int = 100_000
     """Signed RRset copies kept by the key material for cross-checks."""
+    denial_records: int = 50_000
+    """NSEC/NSEC3 RRsets kept by the key material (offline 200,000)."""
+    zones: int = 20_000
+    """Zones tracked by the zone-health stage (offline 50,000)."""
     forgery_entries: int = 20_000
     """Cap of every keyed table of the forgery stage (queries, servers, claims)."""
     rejudge_per_tick: int = 256
@@ -395,8 +413,12 @@ class LiveAuditor:
         out = options.out_dir
         out.mkdir(parents=True, exist_ok=True)
         self.anchors = load_anchors(list(options.trust_anchors))
-        self.material = KeyMaterial(max_signed_copies=limits.signed_copies)
-        self.validator = Validator(KeyView(self.anchors, self.material, cache), options.policy)
+        set_facts_memo_size(limits.facts_memo)
+        set_digest_memo_size(limits.digest_memo)
+        self.material = KeyMaterial(max_signed_copies=limits.signed_copies,
+                                    max_denial=limits.denial_records)
+        self.validator = Validator(KeyView(self.anchors, self.material, cache), options.policy,
+                                   signature_memo=limits.signature_memo)
         self.judge = StreamingJudge(self.material, self.validator, limits)
         rotation = options.rotation
         self.responses = RollingJsonLines(out, "responses", rotation)
@@ -411,9 +433,7 @@ class LiveAuditor:
         names = options.interfaces or ((options.read,) if options.read else ("live",))
         self.sources: list[FindingSource] = finding_sources(
             AuditOptions(captures=tuple(names), out_dir=out), self.validator)
-        self.sources = [ForgeryDetector(ForgeryConfig(max_entries=limits.forgery_entries))
-                        if isinstance(source, ForgeryDetector) else source
-                        for source in self.sources]
+        self.sources = [self._capped(source, limits) for source in self.sources]
         for source in self.sources:
             observe = getattr(source, "observe_query", None)
             if observe is not None:
@@ -433,6 +453,14 @@ class LiveAuditor:
         self._next_cache = self.started_mono + options.cache_interval_s
         self._next_parquet = self.started_mono + options.parquet_flush_s
         self._dirty = False
+
+    def _capped(self, source: FindingSource, limits: LiveLimits) -> FindingSource:
+        """The live-capped replacement of a finding stage that keeps keyed tables."""
+        if isinstance(source, ForgeryDetector):
+            return ForgeryDetector(ForgeryConfig(max_entries=limits.forgery_entries))
+        if isinstance(source, ZoneHealth):
+            return ZoneHealth(zone_trust_of(self.validator), max_zones=limits.zones)
+        return source
 
     def _make_stream(self, limits: LiveLimits) -> EvidenceStream:
         stream = EvidenceStream(

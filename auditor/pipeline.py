@@ -395,7 +395,7 @@ def finding_sources(
     from auditor.findings.validation import ValidationFindings
     from auditor.findings.zones import ZoneHealth
 
-    reporting: list[FindingSource] = [ValidationFindings(), ZoneHealth(_trust_of(validator))]
+    reporting: list[FindingSource] = [ValidationFindings(), ZoneHealth(zone_trust_of(validator))]
     return [ForgeryDetector()] + reporting
 
 
@@ -444,7 +444,7 @@ def _write_evidence(options: AuditOptions, collector: EvidenceCollector) -> dict
             "findings": collector.findings}
 
 
-def _trust_of(validator: Validator | None) -> Callable[[Any], tuple[str, str]] | None:
+def zone_trust_of(validator: Validator | None) -> Callable[[Any], tuple[str, str]] | None:
     """Zone -> (chain status, explanation) for the zone inventory."""
     if validator is None:
         return None

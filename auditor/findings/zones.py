@@ -181,13 +181,19 @@ class ZoneHealth:
     the inventory (``rows``) and emits the policy findings.
 
     ``trust_of`` gives each zone's chain status (e.g. from ``Validator.zone_trust``).
-    Memory is bounded by ``MAX_ZONES`` zones and ``MAX_RECORDS_PER_ZONE`` keys/DS each.
+    Memory is bounded by ``max_zones`` (default ``MAX_ZONES``) zones and
+    ``MAX_RECORDS_PER_ZONE`` keys/DS each.
     """
 
     def __init__(
-        self, trust_of: TrustOf | None = None, *, expiry_warning_s: int = EXPIRY_WARNING_S
+        self,
+        trust_of: TrustOf | None = None,
+        *,
+        expiry_warning_s: int = EXPIRY_WARNING_S,
+        max_zones: int | None = None,
     ) -> None:
         self._trust_of = trust_of
+        self._max_zones = MAX_ZONES if max_zones is None else max_zones
         self._expiry_warning_s = expiry_warning_s
         self._zones: dict[str, _ZoneState] = {}
         self._merger = FindingMerger()
@@ -211,7 +217,7 @@ class ZoneHealth:
     def _state(self, zone: str, where: Provenance) -> _ZoneState | None:
         state = self._zones.get(zone)
         if state is None:
-            if len(self._zones) >= MAX_ZONES:
+            if len(self._zones) >= self._max_zones:
                 return None
             state = _ZoneState(where, where.ts_ns)
             self._zones[zone] = state

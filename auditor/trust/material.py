@@ -37,6 +37,14 @@ _DIGEST_MEMO: OrderedDict[int, tuple[dns.rrset.RRset, bytes]] = OrderedDict()
 _DIGEST_MEMO_SIZE = 100_000
 
 
+def set_digest_memo_size(size: int) -> None:
+    """Cap the process-wide RRset digest memo (live mode sets it from its limits)."""
+    global _DIGEST_MEMO_SIZE
+    _DIGEST_MEMO_SIZE = max(1, size)
+    while len(_DIGEST_MEMO) > _DIGEST_MEMO_SIZE:
+        _DIGEST_MEMO.popitem(last=False)
+
+
 def rdata_set_digest(rrset: dns.rrset.RRset) -> bytes:
     """SHA-256 over the canonical form (RFC 4034 6.2) of owner, type, class and the sorted rdata
     set, TTL excluded: equal for two copies of the same RRset however they were received.

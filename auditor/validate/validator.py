@@ -56,12 +56,17 @@ class Validator:
     response's capture time (or ``at_ns``); the clock is never read."""
 
     def __init__(
-        self, keys: KeyView, policy: ValidationPolicy, *, at_ns: int | None = None
+        self,
+        keys: KeyView,
+        policy: ValidationPolicy,
+        *,
+        at_ns: int | None = None,
+        signature_memo: int = 100_000,
     ) -> None:
         self.keys = keys
         self.policy = policy
         self.at_ns = at_ns
-        self.checker = SignatureChecker(policy)
+        self.checker = SignatureChecker(policy, memo_size=signature_memo)
         self.chain = ChainResolver(keys, policy, self.checker,
                                    at_s=None if at_ns is None else at_ns // _NS)
         self._trusted_seen: dict[tuple[dns.name.Name, bytes], CacheUpdate] = {}

@@ -1,0 +1,92 @@
+"""Every live cache and table is capped from ``LiveLimits``, and the caps come from the CLI."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.message
+import dns.rrset
+import pytest
+from click.testing import CliRunner
+
+from auditor import evidence as evidence_module
+from auditor.cli_live import _limits, live
+from auditor.findings.catalogue import Provenance
+from auditor.findings.zones import ZoneHealth
+from auditor.live import AlertSink, LiveAuditor, LiveLimits, LiveOptions
+from auditor.trust import KeyCache
+from auditor.trust import material as material_module
+
+SMALL = LiveLimits(parse_cache=7, facts_memo=11, digest_memo=13, signature_memo=17,
+                   signed_copies=19, denial_records=23, zones=29, forgery_entries=31)
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_memos() -> Iterator[None]:
+    facts_size, digest_size = evidence_module._MEMO._size, material_module._DIGEST_MEMO_SIZE
+    yield
+    evidence_module.set_facts_memo_size(facts_size)
+    material_module.set_digest_memo_size(digest_size)
+
+
+def test_live_auditor_caps_every_cache_from_its_limits(tmp_path: Path) -> None:
+    with KeyCache(str(tmp_path / "k.sqlite")) as cache:
+        auditor = LiveAuditor(LiveOptions(out_dir=tmp_path / "out", limits=SMALL), cache,
+                              AlertSink(io.StringIO()))
+        zones = [s for s in auditor.sources if isinstance(s, ZoneHealth)]
+        assert auditor.stream.chain.parser is not None
+        assert auditor.stream.chain.parser._cache_size == 7
+        assert evidence_module._MEMO._size == 11
+        assert material_module._DIGEST_MEMO_SIZE == 13
+        assert auditor.validator.checker._memo_size == 17
+        assert auditor.material._max_copies == 19
+        assert auditor.material._max_denial == 23
+        assert [z._max_zones for z in zones] == [29]
+        auditor.finish()
+
+
+def test_digest_memo_never_exceeds_its_cap() -> None:
+    material_module.set_digest_memo_size(5)
+    rrsets = [dns.rrset.from_text(f"h{i}.example.", 60, "IN", "A", f"192.0.2.{i}")
+              for i in range(40)]
+    digests = {material_module.rdata_set_digest(rrset) for rrset in rrsets}
+    assert len(digests) == 40
+    assert len(material_module._DIGEST_MEMO) <= 5
+
+
+def test_shrinking_the_facts_memo_drops_its_oldest_entries() -> None:
+    memo = evidence_module._FactsMemo(size=100)
+    messages = [dns.message.make_query(f"q{i}.example.", "A") for i in range(50)]
+    for message in messages:
+        memo.get(message)
+    memo.resize(10)
+    assert len(memo._entries) == 10
+    assert id(messages[-1]) in memo._entries and id(messages[0]) not in memo._entries
+
+
+def test_zone_health_tracks_at_most_max_zones() -> None:
+    health = ZoneHealth(max_zones=2)
+    where = Provenance(capture="c", frames=(1,), ts_ns=0)
+    states = [health._state(f"z{i}.", where) for i in range(5)]
+    assert [s is not None for s in states] == [True, True, False, False, False]
+
+
+def test_cli_options_set_the_caps_and_leave_the_rest_default() -> None:
+    limits = _limits(2.0, max_fragment_sets=3, max_tcp_flows=4, max_pending_queries=5,
+                     max_held_responses=6, max_cache_entries=7)
+    assert (limits.fragment_sets, limits.tcp_flows, limits.pending_queries,
+            limits.held_responses) == (3, 4, 5, 6)
+    assert (limits.parse_cache, limits.facts_memo, limits.digest_memo,
+            limits.signature_memo) == (7, 7, 7, 7)
+    assert limits.hold_ns == 2_000_000_000
+    default = _limits(3.0, max_fragment_sets=None, max_tcp_flows=None, max_pending_queries=None,
+                      max_held_responses=None, max_cache_entries=None)
+    assert default == LiveLimits()
+
+
+def test_cli_rejects_a_zero_cap() -> None:
+    result = CliRunner().invoke(live, ["--read", "-", "--max-tcp-flows", "0"])
+    assert result.exit_code == 2
+    assert "--max-tcp-flows" in result.output
