@@ -112,6 +112,8 @@ class LiveLimits:
     """NSEC/NSEC3 RRsets kept by the key material (offline 200,000)."""
     zones: int = 20_000
     """Zones tracked by the zone-health stage (offline 50,000)."""
+    chain_rrsets: int = 50_000
+    """DNSKEY/DS RRsets (by owner and type) kept by the key material (offline 200,000)."""
     forgery_entries: int = 20_000
     """Cap of every keyed table of the forgery stage (queries, servers, claims)."""
     rejudge_per_tick: int = 256
@@ -416,7 +418,8 @@ class LiveAuditor:
         set_facts_memo_size(limits.facts_memo)
         set_digest_memo_size(limits.digest_memo)
         self.material = KeyMaterial(max_signed_copies=limits.signed_copies,
-                                    max_denial=limits.denial_records)
+                                    max_denial=limits.denial_records,
+                                    max_chain_rrsets=limits.chain_rrsets)
         self.validator = Validator(KeyView(self.anchors, self.material, cache), options.policy,
                                    signature_memo=limits.signature_memo)
         self.judge = StreamingJudge(self.material, self.validator, limits)

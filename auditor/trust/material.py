@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -129,16 +129,27 @@ class KeyMaterial:
     RRSIGs) changes, so a validator can drop memoised chain results.
     """
 
-    def __init__(self, *, max_signed_copies: int = 500_000, max_denial: int = 200_000) -> None:
-        self._chain: dict[RRsetKey, dict[bytes, SignedRRset]] = {}
+    def __init__(
+        self,
+        *,
+        max_signed_copies: int = 500_000,
+        max_denial: int = 200_000,
+        max_chain_rrsets: int = 200_000,
+        max_copies_per_rrset: int = 32,
+    ) -> None:
+        # Every table is capped: names, keys and forged copies are chosen by whoever sends
+        # the traffic. Over a cap the least recently seen entry goes and ``evicted`` counts it.
+        self._chain: OrderedDict[RRsetKey, dict[bytes, SignedRRset]] = OrderedDict()
+        self._max_chain = max_chain_rrsets
+        self._max_versions = max_copies_per_rrset
+        self.evicted: Counter[str] = Counter()
         self._denial: OrderedDict[bytes, SignedRRset] = OrderedDict()
         self._denial_by_zone: dict[dns.name.Name, dict[bytes, SignedRRset]] = {}
         self._copies: OrderedDict[RRsetKey, dict[bytes, SignedRRset]] = OrderedDict()
         self._max_copies = max_signed_copies
         self._max_denial = max_denial
-        self._zones: set[dns.name.Name] = set()
         self._delegations: OrderedDict[dns.name.Name, None] = OrderedDict()
-        self._dnskey_nodata: dict[dns.name.Name, int] = {}
+        self._dnskey_nodata: OrderedDict[dns.name.Name, int] = OrderedDict()
         self.generation = 0
         self.responses = 0
 
@@ -171,9 +182,13 @@ class KeyMaterial:
         ):
             return False
         zone = evidence.qname
-        first = zone not in self._dnskey_nodata
-        self._dnskey_nodata.setdefault(zone, evidence.ts_ns)
-        return first
+        if zone in self._dnskey_nodata:
+            return False
+        self._dnskey_nodata[zone] = evidence.ts_ns
+        if len(self._dnskey_nodata) > self._max_denial:
+            self._dnskey_nodata.popitem(last=False)
+            self.evicted["dnskey_nodata"] += 1
+        return True
 
     def dnskey_nodata_seen(self, zone: dns.name.Name) -> int | None:
         """Capture time of the first authoritative answer showing ``zone`` without DNSKEY."""
@@ -191,7 +206,6 @@ class KeyMaterial:
     def _observe_rrset(self, item: RRsetEvidence, ts_ns: int) -> bool:
         rdtype = item.rrset.rdtype
         if rdtype in _CHAIN_TYPES:
-            self._zones.add(item.rrset.name)
             return self._remember_chain(item, ts_ns)
         if rdtype in _DENIAL_TYPES and item.rrsigs is not None:
             return self._remember_denial(item, ts_ns)
@@ -212,12 +226,24 @@ class KeyMaterial:
 
     def _remember_chain(self, item: RRsetEvidence, ts_ns: int) -> bool:
         key = (item.rrset.name, int(item.rrset.rdtype), int(item.rrset.rdclass))
-        copies = self._chain.setdefault(key, {})
+        copies = self._chain.get(key)
+        if copies is None:
+            copies = self._chain[key] = {}
+            if len(self._chain) > self._max_chain:
+                self._chain.popitem(last=False)
+                self.evicted["chain_rrsets"] += 1
+        else:
+            self._chain.move_to_end(key)
         digest = rdata_set_digest(item.rrset)
         entry = copies.get(digest)
         if entry is None:
             entry = SignedRRset(item.rrset, digest, ts_ns, ts_ns)
             copies[digest] = entry
+            if len(copies) > self._max_versions:
+                # Many different versions of one DNSKEY/DS RRset: forged copies or a very long
+                # rollover; keep the most recent ones (dicts keep insertion order).
+                del copies[next(iter(copies))]
+                self.evicted["chain_versions"] += 1
             entry.add_signatures(item.rrsigs, ts_ns)
             return True
         return entry.add_signatures(item.rrsigs, ts_ns)
@@ -285,7 +311,7 @@ class KeyMaterial:
 
     def known_zone_names(self) -> frozenset[dns.name.Name]:
         """Names seen owning DNSKEY or DS RRsets (zone apexes and delegation points)."""
-        return frozenset(self._zones)
+        return frozenset(name for name, _, _ in self._chain)
 
     def is_delegation(self, name: dns.name.Name) -> bool:
         """Whether an unsigned NS RRset for ``name`` was seen in an authority section."""

@@ -87,12 +87,14 @@ class ChainResolver:
         checker: SignatureChecker,
         *,
         at_s: int | None = None,
+        max_memo: int = 100_000,
     ) -> None:
         self.view = view
         self.policy = policy
         self.checker = checker
         self.at_s = at_s
         self._memo: dict[dns.name.Name, ZoneTrust] = {}
+        self._max_memo = max_memo
         self._generation = -1
         self._busy: set[dns.name.Name] = set()
 
@@ -118,6 +120,8 @@ class ChainResolver:
             self._busy.discard(zone)
         if result.status is Status.INDETERMINATE and self.view.cached_keys(zone):
             result = self._from_cache(zone, result)
+        if len(self._memo) >= self._max_memo:
+            self._memo.clear()  # a memo only: recomputed on demand, bounded under any traffic
         self._memo[zone] = result
         return result
 

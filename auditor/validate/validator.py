@@ -69,7 +69,6 @@ class Validator:
         self.checker = SignatureChecker(policy, memo_size=signature_memo)
         self.chain = ChainResolver(keys, policy, self.checker,
                                    at_s=None if at_ns is None else at_ns // _NS)
-        self._trusted_seen: dict[tuple[dns.name.Name, bytes], CacheUpdate] = {}
 
     # --- public ------------------------------------------------------------------------------
 

@@ -1,0 +1,46 @@
+"""KeyMaterial stays bounded however many zones, keys and forged copies the traffic carries."""
+
+from __future__ import annotations
+
+import base64
+
+import dns.name
+import dns.rrset
+
+from auditor.trust import KeyMaterial
+
+NS = 1_000_000_000
+
+
+def _dnskey(zone: str, n: int) -> dns.rrset.RRset:
+    key = base64.b64encode(b"\x03\x01\x00\x01" + n.to_bytes(4, "big") + bytes(56)).decode()
+    return dns.rrset.from_text(zone, 3600, "IN", "DNSKEY", f"257 3 8 {key}")
+
+
+def test_chain_rrsets_are_capped_least_recent_first() -> None:
+    material = KeyMaterial(max_chain_rrsets=10)
+    for n in range(25):
+        material.add_rrset(_dnskey(f"z{n}.example.", n), None, n * NS)
+    zones = material.known_zone_names()
+    assert len(zones) == 10
+    assert dns.name.from_text("z24.example.") in zones
+    assert dns.name.from_text("z0.example.") not in zones
+    assert material.evicted["chain_rrsets"] == 15
+
+
+def test_versions_of_one_rrset_are_capped_keeping_the_newest() -> None:
+    material = KeyMaterial(max_copies_per_rrset=4)
+    for n in range(10):
+        material.add_rrset(_dnskey("forged.example.", n), None, n * NS)
+    kept = material.dnskey_rrsets(dns.name.from_text("forged.example."))
+    assert len(kept) == 4
+    assert {entry.first_seen_ns for entry in kept} == {6 * NS, 7 * NS, 8 * NS, 9 * NS}
+    assert material.evicted["chain_versions"] == 6
+
+
+def test_defaults_keep_everything_a_normal_capture_has() -> None:
+    material = KeyMaterial()
+    for n in range(100):
+        material.add_rrset(_dnskey(f"z{n}.example.", n), None, n * NS)
+    assert len(material.known_zone_names()) == 100
+    assert not material.evicted
