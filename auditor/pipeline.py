@@ -647,6 +647,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
             "trust_anchors": [_anchor_text(anchor) for anchor in anchors],
             "key_cache": str(keys_path),
             "key_cache_rows_written": cache_written,
+            "key_material_evicted": dict(material.evicted),
             "verdicts": {status.value: verdicts.get(status.value, 0) for status in Status},
             "codes": dict(codes.most_common()),
         },
