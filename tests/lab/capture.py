@@ -18,6 +18,7 @@ from tests.lab.tools import LabError, server_program
 logger = logging.getLogger(__name__)
 
 _COUNT = re.compile(r"(\d+) packets? captured")
+_DROPPED = re.compile(r"(\d+) packets? dropped by kernel")
 
 
 @dataclass(slots=True)
@@ -34,6 +35,8 @@ class CaptureFile:
     """Wall-clock time when capture ended."""
     packets: int | None = None
     """Packet count reported by tcpdump on exit (``None`` until stopped)."""
+    dropped: int | None = None
+    """Packets the kernel dropped before tcpdump read them (``None`` if not reported)."""
     stderr: list[str] = field(default_factory=list)
     """tcpdump's diagnostic lines."""
 
@@ -72,6 +75,7 @@ class TcpdumpCapture:
             "--immediate-mode",  # else TPACKET_V3 holds packets in blocks past SIGINT
             "-n",
             "-s", "0",
+            "-B", "32768",  # 32 MiB kernel buffer: a busy 2-core CI machine must not drop
             "-Z", "root",  # Debian drops to user tcpdump, which may not write our tmp dir
             self.result.bpf,
         ]  # fmt: skip
@@ -137,3 +141,5 @@ class TcpdumpCapture:
         self.result.stopped_at = time.time()
         counts = [m for line in self.result.stderr if (m := _COUNT.search(line))]
         self.result.packets = int(counts[0].group(1)) if counts else None
+        drops = [m for line in self.result.stderr if (m := _DROPPED.search(line))]
+        self.result.dropped = int(drops[0].group(1)) if drops else None
