@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ class Rotation:
     """Pieces kept per output; older ones are deleted (0 keeps every piece)."""
 
 
-class RollingFile:
+class RollingFile(ABC):
     """One output rotated into pieces ``<stem>-<UTC time>-<n><suffix>``; subclasses say how
     a piece is opened, written and closed. Pieces are opened lazily on the first write."""
 
@@ -111,11 +112,13 @@ class RollingFile:
         """Flush and close the current piece."""
         self.rotate()
 
+    @abstractmethod
     def _open(self, path: Path) -> None:
-        raise NotImplementedError
+        """Open a new piece at ``path`` (each file kind writes its own header)."""
 
+    @abstractmethod
     def _close(self) -> None:
-        raise NotImplementedError
+        """Finish and close the current piece."""
 
 
 def _default(value: object) -> object:
