@@ -6,8 +6,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 
-import dns.edns
-import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
@@ -91,16 +89,6 @@ class ResponseEvidence:
         return tuple(r for r in self.rrsets if r.section is section)
 
 
-def _edns_do(message: dns.message.Message | None) -> bool:
-    return bool(message is not None and message.edns >= 0 and message.ednsflags & dns.flags.DO)
-
-
-def _ede_codes(message: dns.message.Message) -> tuple[int, ...]:
-    return tuple(
-        int(option.code) for option in message.options if isinstance(option, dns.edns.EDEOption)
-    )
-
-
 def _pair_section(
     section: Section, rrsets: list[dns.rrset.RRset]
 ) -> tuple[list[RRsetEvidence], list[RRsetEvidence]]:
@@ -111,7 +99,10 @@ def _pair_section(
         if rrset.rdtype == dns.rdatatype.RRSIG:
             key = (rrset.name, int(rrset.rdclass), int(rrset.covers))
             if key in signatures:
-                signatures[key].union_update(rrset)
+                # A copy: the parsed message is shared by every repeat and must stay intact.
+                merged = signatures[key].copy()
+                merged.union_update(rrset)
+                signatures[key] = merged
             else:
                 signatures[key] = rrset
         else:
@@ -130,15 +121,11 @@ def _pair_section(
 
 @dataclass(frozen=True, slots=True)
 class _MessageFacts:
-    """The part of the evidence that depends only on the parsed message, shared by repeats."""
+    """The RRsets of a parsed message paired with their RRSIGs, shared by its repeats.
+    (Header, question and EDNS facts come from the parse stage's ``Summary``.)"""
 
     rrsets: tuple[RRsetEvidence, ...]
     orphans: tuple[RRsetEvidence, ...]
-    rcode: int
-    flags: int
-    do: bool
-    edns: bool
-    ede: tuple[int, ...]
 
 
 def _message_facts(message: dns.message.Message) -> _MessageFacts:
@@ -152,15 +139,7 @@ def _message_facts(message: dns.message.Message) -> _MessageFacts:
         paired, unpaired = _pair_section(section, list(records))
         rrsets.extend(paired)
         orphans.extend(unpaired)
-    return _MessageFacts(
-        rrsets=tuple(rrsets),
-        orphans=tuple(orphans),
-        rcode=int(message.rcode()),
-        flags=int(message.flags),
-        do=_edns_do(message),
-        edns=message.edns >= 0,
-        ede=_ede_codes(message),
-    )
+    return _MessageFacts(rrsets=tuple(rrsets), orphans=tuple(orphans))
 
 
 class _FactsMemo:
@@ -201,37 +180,32 @@ def set_facts_memo_size(size: int) -> None:
     _MEMO.resize(size)
 
 
+_NO_RECORDS = _MessageFacts((), ())
+
+
 def build_evidence(transaction: Transaction) -> ResponseEvidence:
-    """Collect the RRsets and RRSIGs of a response into evidence."""
+    """Collect the RRsets and RRSIGs of a response into evidence.
+
+    Header, EDNS and the query's DO bit come from the parse stage's summaries (read once per
+    distinct message); only the records need the full parse, memoised per shared message.
+    """
     response = transaction.response
+    summary = response.summary
+    query = transaction.query
     message = response.message
-    query_message = transaction.query.message if transaction.query is not None else None
-    query_do = _edns_do(query_message) if transaction.query is not None else None
-    if message is None:
-        wire = response.wire.wire
-        facts = _MessageFacts((), (), _header_rcode(wire), _header_flags(wire), False, False, ())
-    else:
-        facts = _MEMO.get(message)
+    facts = _NO_RECORDS if message is None else _MEMO.get(message)
     return ResponseEvidence(
         transaction=transaction,
         qname=response.qname,
         qtype=response.qtype,
         qclass=response.qclass,
-        rcode=facts.rcode,
-        flags=facts.flags,
-        do=facts.do,
-        query_do=query_do,
-        edns=facts.edns,
-        ede=facts.ede,
+        rcode=summary.rcode,
+        flags=response.flags,
+        do=summary.do,
+        query_do=query.summary.do if query is not None else None,
+        edns=summary.edns,
+        ede=summary.ede,
         rrsets=facts.rrsets,
         orphan_rrsigs=facts.orphans,
         problems=response.problems,
     )
-
-
-def _header_flags(wire: bytes) -> int:
-    return int.from_bytes(wire[2:4], "big") if len(wire) >= 4 else 0
-
-
-def _header_rcode(wire: bytes) -> int:
-    return _header_flags(wire) & 0x000F
