@@ -162,7 +162,7 @@ def child_main(kind: str, path: str, result_path: str) -> int:
     }
     try:
         result = measures[kind](path)
-    except Exception as exc:  # reported by the parent, e.g. a stage still NotImplementedError
+    except Exception as exc:  # reported by the parent (a crash in a stage)
         result = {"error": f"{type(exc).__name__}: {exc}"}
     Path(result_path).write_text(json.dumps(result))
     return 0 if "error" not in result else 1
