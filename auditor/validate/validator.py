@@ -185,6 +185,7 @@ class Validator:
             missing.extend(m for m in trust.missing if m not in missing)
             return trust.status, None
         unsupported = True
+        key_unseen = True
         for rrsig in signatures:
             result = self.checker.check(rrset, rrsig, signer, trust.keys, times_s)
             for code in result.codes:
@@ -195,10 +196,18 @@ class Validator:
                     _add(codes, ValidationCode.WILDCARD_EXPANDED)
                 return Status.SECURE, rrsig
             unsupported = unsupported and result.unsupported
+            key_unseen = key_unseen and ValidationCode.DNSKEY_MISSING in result.codes
         if unsupported:
             # Only algorithms the policy does not support signed it: treat as insecure
             # (RFC 4035 5.2 last paragraph, RFC 6840 5.2).
             return Status.INSECURE, None
+        if key_unseen and not self.chain.view.material.dnskey_rrsets(signer):
+            # RFC 4035 5.3.1: the signing key must come from the zone's DNSKEY RRset. Only
+            # anchor or cached keys are known and that RRset has not been seen yet (a live
+            # capture that started after the resolver fetched it): unknown, not bogus.
+            missing.extend(f"DNSKEY RRset of {signer} (key tag {int(rrsig.key_tag)})"
+                           for rrsig in signatures)
+            return Status.INDETERMINATE, None
         _add(codes, ValidationCode.DNSSEC_BOGUS)
         return Status.BOGUS, None
 

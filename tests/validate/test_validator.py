@@ -371,6 +371,32 @@ def test_revoked_anchor_key_no_longer_validates() -> None:
     assert any(u.state == "revoked" and u.dnskey == revoked for u in updates)
 
 
+def test_zone_key_signature_before_its_dnskey_rrset_is_indeterminate() -> None:
+    # Live capture started after the resolver fetched the DNSKEY RRset: only the KSK anchor is
+    # known and the answer is signed by the ZSK. Unknown, not bogus (RFC 4035 5.3.1).
+    lab = Lab(leaf=Zone(name("example.test."), 13, slot=12))
+    answer = respond("www.example.test.", "A", lab.signed_a())
+    verdict = _anchored_leaf_validator(lab, KeyMaterial()).judge(answer)
+    assert verdict.status is Status.INDETERMINATE
+    assert C.DNSKEY_MISSING in verdict.codes
+    tag = dns.dnssec.key_id(lab.leaf.zsk)
+    assert f"DNSKEY RRset of example.test. (key tag {tag})" in verdict.missing
+
+
+def test_zone_key_absent_from_the_seen_dnskey_rrset_is_bogus() -> None:
+    # The negative twin: the zone's DNSKEY RRset was seen (signed by the anchor) and has no
+    # key with the signature's tag, so the signature cannot be the zone's.
+    lab = Lab(leaf=Zone(name("example.test."), 13, slot=12))
+    leaf = lab.leaf
+    keys = dns.rrset.from_rdata_list(leaf.origin, 3600, [leaf.ksk])
+    material = KeyMaterial()
+    material.observe(respond("example.test.", "DNSKEY", [keys, leaf.sign(keys)]))
+    answer = respond("www.example.test.", "A", lab.signed_a())
+    verdict = _anchored_leaf_validator(lab, material).judge(answer)
+    assert verdict.status is Status.BOGUS
+    assert C.DNSKEY_MISSING in verdict.codes
+
+
 def test_policy_presets_by_name() -> None:
     from auditor.errors import ConfigError
     from auditor.validate import policy_from_name
