@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -13,6 +12,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from auditor.memo import IdentityMemo
 from auditor.transactions import Transaction
 
 
@@ -142,37 +142,9 @@ def _message_facts(message: dns.message.Message) -> _MessageFacts:
     return _MessageFacts(rrsets=tuple(rrsets), orphans=tuple(orphans))
 
 
-class _FactsMemo:
-    """Bounded memo of message facts keyed by the identity of the shared parsed message.
-
-    The parse stage hands the same ``Message`` object to every repeat of a message; the memo
-    holds a reference to it, so its ``id`` cannot be reused while the entry lives.
-    """
-
-    def __init__(self, size: int = 50_000) -> None:
-        self._size = size
-        self._entries: OrderedDict[int, tuple[dns.message.Message, _MessageFacts]] = OrderedDict()
-
-    def get(self, message: dns.message.Message) -> _MessageFacts:
-        key = id(message)
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] is message:
-            self._entries.move_to_end(key)
-            return entry[1]
-        facts = _message_facts(message)
-        self._entries[key] = (message, facts)
-        if len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-        return facts
-
-    def resize(self, size: int) -> None:
-        """Change the cap, dropping the oldest entries over it."""
-        self._size = max(1, size)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-
-
-_MEMO = _FactsMemo()
+_MEMO: IdentityMemo[dns.message.Message, _MessageFacts] = IdentityMemo(_message_facts, 50_000)
+"""Message facts by the identity of the shared parsed message (the parse stage hands the same
+``Message`` object to every repeat of a message)."""
 
 
 def set_facts_memo_size(size: int) -> None:
@@ -193,7 +165,7 @@ def build_evidence(transaction: Transaction) -> ResponseEvidence:
     summary = response.summary
     query = transaction.query
     message = response.message
-    facts = _NO_RECORDS if message is None else _MEMO.get(message)
+    facts = _NO_RECORDS if message is None else _MEMO(message)
     return ResponseEvidence(
         transaction=transaction,
         qname=response.qname,

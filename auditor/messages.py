@@ -15,6 +15,7 @@ import dns.name
 from auditor.anomaly import Anomaly, AnomalyCode
 from auditor.decode.transport import WireMessage
 from auditor.ledger import Ledger, Reason
+from auditor.memo import IdentityMemo
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,10 @@ def _ede_codes(options: bytes) -> tuple[int, ...]:
         offset += length
     return tuple(codes)
 
+
+name_text: IdentityMemo[dns.name.Name, str] = IdentityMemo(dns.name.Name.to_text, 65536)
+"""``Name.to_text()`` memoised per name object: parsed names are shared by every repeat of a
+message, and every stage downstream writes names as text."""
 
 _NAME_MEMO_SIZE = 65536
 _question_names: dict[bytes, tuple[dns.name.Name, bytes]] = {}

@@ -13,6 +13,7 @@ LEAVES = (
     "auditor.errors",
     "auditor.ledger",
     "auditor.anomaly",
+    "auditor.memo",
     "auditor.findings.codes",
     "auditor.findings.catalogue",
     "auditor.findings.words",

@@ -24,6 +24,7 @@ from auditor.evidence import ResponseEvidence, RRsetEvidence
 from auditor.findings.catalogue import Finding, Provenance
 from auditor.findings.merge import FindingMerger
 from auditor.findings.validation import provenance_of
+from auditor.messages import name_text
 from auditor.validate.ds import ds_names_any
 from auditor.validate.signature import rsa_modulus_bits, serial_to_epoch
 from auditor.validate.verdict import Status, Verdict
@@ -226,7 +227,7 @@ class ZoneHealth:
 
     def _observe(self, item: RRsetEvidence, where: Provenance, reference_s: int) -> None:
         rdtype = item.rrset.rdtype
-        owner = item.rrset.name.to_text()
+        owner = name_text(item.rrset.name)
         if rdtype == dns.rdatatype.DNSKEY:
             self._remember(owner, "dnskey", where, item.rrset)
         elif rdtype == dns.rdatatype.DS:

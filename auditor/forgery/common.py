@@ -14,6 +14,8 @@ import dns.rdatatype
 
 from auditor.evidence import ResponseEvidence, RRsetEvidence, Section
 from auditor.findings.catalogue import Finding, Provenance, make_finding
+from auditor.memo import IdentityMemo
+from auditor.messages import name_text
 from auditor.trust.material import rdata_set_digest
 from auditor.validate.verdict import RRsetVerdict, Status, Verdict
 
@@ -131,7 +133,7 @@ def summarize(evidence: ResponseEvidence, verdict: Verdict) -> ResponseSummary:
         cport=wire.dport,
         msg_id=transaction.response.id,
         question_key=transaction.response.question_key,
-        qname_text=evidence.qname.to_text() if evidence.qname is not None else "-",
+        qname_text=name_text(evidence.qname) if evidence.qname is not None else "-",
         qtype_text=type_text(evidence.qtype),
         answer_digest=answer_digest(evidence),
         matched=query is not None,
@@ -179,6 +181,20 @@ def rcode_text(rcode: int) -> str:
 def name_key(name: dns.name.Name) -> dns.name.Name:
     """Case-insensitive dictionary key of a name."""
     return name.canonicalize()
+
+
+def _lineage(name: dns.name.Name) -> tuple[dns.name.Name, ...]:
+    key = name.canonicalize()
+    found = []
+    while len(key) > 1:
+        found.append(key)
+        key = key.parent()
+    return tuple(found)
+
+
+lineage: IdentityMemo[dns.name.Name, tuple[dns.name.Name, ...]] = IdentityMemo(_lineage, 50_000)
+"""``name_key`` of a name and of each of its ancestors below the root, nearest first; memoised
+per name object (parsed names are shared by every repeat of a message)."""
 
 
 def cite(refs: Iterable[FrameRef]) -> list[list[object]]:

@@ -21,6 +21,7 @@ from auditor.forgery.common import (
     FrameRef,
     ResponseSummary,
     forgery_finding,
+    lineage,
     name_key,
     paired_verdicts,
     rcode_text,
@@ -117,11 +118,10 @@ class CrossChecker:
 
     def _add_existing(self, owner: dns.name.Name, copy: _Validated) -> None:
         # RFC 8020 2: a name that owns data exists, and so does every ancestor of it.
-        name = name_key(owner)
-        while len(name) > 1:
-            self._existing[name] = copy
-            self._existing.move_to_end(name)
-            name = name.parent()
+        existing = self._existing
+        for name in lineage(owner):
+            existing[name] = copy
+            existing.move_to_end(name)
         while len(self._existing) > self._max_keys:
             self._existing.popitem(last=False)
 
@@ -225,14 +225,14 @@ class CrossChecker:
         return found
 
     def _release_denials(self, owner: dns.name.Name) -> list[Finding]:
-        found = []
-        name = name_key(owner)
-        while len(name) > 1:
+        found: list[Finding] = []
+        if not self._waiting:
+            return found
+        for name in lineage(owner):
             for claim in self._waiting.get((name, -1, -1), []):
                 finding = self._judge(claim)
                 if finding is not None:
                     found.append(finding)
-            name = name.parent()
         return found
 
     def _drop(self, claim: _Claim) -> None:

@@ -89,13 +89,12 @@ class QueryIndex:
             del self._queries[key]
 
 
+_QUERY_BITS = int(dns.flags.RD | dns.flags.CD | dns.flags.AD)
+
+
 def _query_bits(query: ObservedMessage) -> tuple[int, bool]:
-    message = query.message
-    if message is None:
-        return 0, False
-    mask = dns.flags.RD | dns.flags.CD | dns.flags.AD
-    do = message.edns >= 0 and bool(message.ednsflags & dns.flags.DO)
-    return int(message.flags) & mask, do
+    """RD/CD/AD and DO from the header and the parse stage's summary (no full parse)."""
+    return query.flags & _QUERY_BITS, query.summary.do
 
 
 def query_bits_finding(query: ObservedMessage, asked: _Asked, bits: tuple[int, bool]) -> Finding:

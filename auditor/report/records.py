@@ -13,6 +13,7 @@ import dns.rdatatype
 from auditor.anomaly import Anomaly
 from auditor.evidence import ResponseEvidence, Section
 from auditor.findings.catalogue import CATALOGUE, Finding
+from auditor.messages import name_text
 from auditor.validate.verdict import Verdict
 
 RESPONSES_SCHEMA = "dnssec-auditor/responses/1"
@@ -80,7 +81,7 @@ def response_record(evidence: ResponseEvidence) -> dict[str, Any]:
         "dst": wire.dst,
         "dport": wire.dport,
         "id": response.id,
-        "qname": evidence.qname.to_text() if evidence.qname is not None else None,
+        "qname": name_text(evidence.qname) if evidence.qname is not None else None,
         "qtype": type_text(evidence.qtype),
         "qclass": class_text(evidence.qclass),
         "rcode": rcode_text(evidence.rcode),

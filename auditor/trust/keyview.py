@@ -33,6 +33,11 @@ class KeyView:
         """Changes whenever the observed chain material changes."""
         return self.material.generation
 
+    @property
+    def key_generation(self) -> int:
+        """Changes whenever observed DNSKEY/DS material changes (not on denial material)."""
+        return self.material.key_generation
+
     def cached_keys(self, zone: dns.name.Name) -> tuple[CachedKey, ...]:
         """Keys of ``zone`` trusted in an earlier run."""
         return self._cached.get(zone, ())

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 import dns.flags
 import dns.name
 import dns.rcode
+import dns.rdata
 import dns.rdatatype
 import dns.rdtypes.ANY.RRSIG
 import dns.rrset
 
 from auditor.evidence import ResponseEvidence, RRsetEvidence, Section
+from auditor.memo import IdentityMemo
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +35,11 @@ _DENIAL_TYPES = frozenset({dns.rdatatype.NSEC, dns.rdatatype.NSEC3})
 _MAX_SIGNATURES_PER_RRSET = 32
 
 
-_DIGEST_MEMO: OrderedDict[int, tuple[dns.rrset.RRset, bytes]] = OrderedDict()
-_DIGEST_MEMO_SIZE = 100_000
-
-
 def set_digest_memo_size(size: int) -> None:
-    """Cap the process-wide RRset digest memo (live mode sets it from its limits)."""
-    global _DIGEST_MEMO_SIZE
-    _DIGEST_MEMO_SIZE = max(1, size)
-    while len(_DIGEST_MEMO) > _DIGEST_MEMO_SIZE:
-        _DIGEST_MEMO.popitem(last=False)
+    """Cap the process-wide RRset digest and record wire memos (live mode sets it from its
+    limits)."""
+    _DIGEST_MEMO.resize(size)
+    rdata_wire.resize(size)
 
 
 def rdata_set_digest(rrset: dns.rrset.RRset) -> bytes:
@@ -50,17 +47,9 @@ def rdata_set_digest(rrset: dns.rrset.RRset) -> bytes:
     set, TTL excluded: equal for two copies of the same RRset however they were received.
 
     Repeated messages share their parsed RRset objects, so the digest is memoised by object
-    identity (the memo holds the RRset, so its id cannot be reused while the entry lives).
+    identity (``IdentityMemo``).
     """
-    key = id(rrset)
-    entry = _DIGEST_MEMO.get(key)
-    if entry is not None and entry[0] is rrset:
-        return entry[1]
-    digest = _compute_rdata_set_digest(rrset)
-    _DIGEST_MEMO[key] = (rrset, digest)
-    if len(_DIGEST_MEMO) > _DIGEST_MEMO_SIZE:
-        _DIGEST_MEMO.popitem(last=False)
-    return digest
+    return _DIGEST_MEMO(rrset)
 
 
 def _compute_rdata_set_digest(rrset: dns.rrset.RRset) -> bytes:
@@ -71,6 +60,18 @@ def _compute_rdata_set_digest(rrset: dns.rrset.RRset) -> bytes:
         hasher.update(struct.pack("!H", len(wire)))
         hasher.update(wire)
     return hasher.digest()
+
+
+_DIGEST_MEMO: IdentityMemo[dns.rrset.RRset, bytes] = IdentityMemo(_compute_rdata_set_digest,
+                                                                  100_000)
+
+
+def _canonical_rdata(rdata: dns.rdata.Rdata) -> bytes:
+    return rdata.to_digestable(dns.name.root)
+
+
+rdata_wire: IdentityMemo[dns.rdata.Rdata, bytes] = IdentityMemo(_canonical_rdata, 100_000)
+"""Canonical wire form (RFC 4034 6.2) of one record's rdata, memoised per parsed object."""
 
 
 @dataclass(slots=True)
@@ -111,7 +112,7 @@ class SignedRRset:
         self.last_seen_ns = max(self.last_seen_ns, ts_ns)
         new = False
         for rrsig in rrsigs or ():
-            wire = rrsig.to_digestable(dns.name.root)
+            wire = rdata_wire(rrsig)
             seen = self.signatures.get(wire)
             if seen is not None:
                 seen.first_seen_ns = min(seen.first_seen_ns, ts_ns)
@@ -126,7 +127,8 @@ class KeyMaterial:
     """Mutable collector: call ``observe`` for every response (before and during judging).
 
     ``generation`` increases whenever chain material (DNSKEY, DS, NSEC/NSEC3 RRsets or their
-    RRSIGs) changes, so a validator can drop memoised chain results.
+    RRSIGs) changes, so a validator can drop memoised chain results; ``key_generation`` only
+    when DNSKEY/DS material changes (a new NSEC cannot undo a zone's secure keys).
     """
 
     def __init__(
@@ -151,6 +153,7 @@ class KeyMaterial:
         self._delegations: OrderedDict[dns.name.Name, None] = OrderedDict()
         self._dnskey_nodata: OrderedDict[dns.name.Name, int] = OrderedDict()
         self.generation = 0
+        self.key_generation = 0
         self.responses = 0
 
     # --- building ----------------------------------------------------------------------------
@@ -188,6 +191,7 @@ class KeyMaterial:
         if len(self._dnskey_nodata) > self._max_denial:
             self._dnskey_nodata.popitem(last=False)
             self.evicted["dnskey_nodata"] += 1
+        self.key_generation += 1
         return True
 
     def dnskey_nodata_seen(self, zone: dns.name.Name) -> int | None:
@@ -245,8 +249,12 @@ class KeyMaterial:
                 del copies[next(iter(copies))]
                 self.evicted["chain_versions"] += 1
             entry.add_signatures(item.rrsigs, ts_ns)
+            self.key_generation += 1
             return True
-        return entry.add_signatures(item.rrsigs, ts_ns)
+        if entry.add_signatures(item.rrsigs, ts_ns):
+            self.key_generation += 1
+            return True
+        return False
 
     def _remember_denial(self, item: RRsetEvidence, ts_ns: int) -> bool:
         digest = rdata_set_digest(item.rrset)

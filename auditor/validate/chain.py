@@ -22,7 +22,7 @@ from auditor.trust.material import SignedRRset
 from auditor.validate.denial import ProofKind, prove_no_ds
 from auditor.validate.ds import ds_digest
 from auditor.validate.policy import ValidationPolicy
-from auditor.validate.signature import SignatureChecker
+from auditor.validate.signature import SignatureChecker, key_tag
 from auditor.validate.verdict import Status
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class ChainResolver:
         self._memo: dict[dns.name.Name, ZoneTrust] = {}
         self._max_memo = max_memo
         self._generation = -1
+        self._key_generation = -1
         self._busy: set[dns.name.Name] = set()
 
     def memo(self) -> dict[dns.name.Name, ZoneTrust]:
@@ -105,8 +106,7 @@ class ChainResolver:
     def trust(self, zone: dns.name.Name) -> ZoneTrust:
         """The trust status of ``zone``'s keys."""
         if self._generation != self.view.generation:
-            self._memo.clear()
-            self._generation = self.view.generation
+            self._forget_stale()
         known = self._memo.get(zone)
         if known is not None:
             return known
@@ -124,6 +124,17 @@ class ChainResolver:
             self._memo.clear()  # a memo only: recomputed on demand, bounded under any traffic
         self._memo[zone] = result
         return result
+
+    def _forget_stale(self) -> None:
+        """New DNSKEY/DS material can change any result; new denial material (NSEC/NSEC3) only
+        results that are not secure yet: a proof of absence cannot undo validated keys."""
+        if self._key_generation != self.view.key_generation:
+            self._memo.clear()
+            self._key_generation = self.view.key_generation
+        else:
+            self._memo = {zone: trust for zone, trust in self._memo.items()
+                          if trust.status is Status.SECURE}
+        self._generation = self.view.generation
 
     # --- computing ---------------------------------------------------------------------------
 
@@ -280,7 +291,7 @@ class ChainResolver:
         set and not revoked (RFC 4035 5.2, RFC 4034 2.1.1, RFC 5011 2.1)."""
         found = []
         candidates = [k for k in entry.rrset
-                      if k.algorithm == ds.algorithm and dns.dnssec.key_id(k) == ds.key_tag]
+                      if k.algorithm == ds.algorithm and key_tag(k) == ds.key_tag]
         if not candidates:
             collected.add(ValidationCode.DNSKEY_MISSING,
                           f"DNSKEY for {zone} with key tag {ds.key_tag} alg {ds.algorithm} "

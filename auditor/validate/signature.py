@@ -20,7 +20,8 @@ import dns.rrset
 from dns.rdtypes.dnskeybase import Flag
 
 from auditor.findings.codes import ValidationCode
-from auditor.trust.material import rdata_set_digest
+from auditor.memo import IdentityMemo
+from auditor.trust.material import rdata_set_digest, rdata_wire
 from auditor.validate.policy import ValidationPolicy
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ def rsa_modulus_bits(key: DNSKEY) -> int:
 
 
 _RSA_ALGORITHMS = frozenset({1, 5, 7, 8, 10})
+
+_KEY_MEMO_SIZE = 20_000
+key_tag: IdentityMemo[DNSKEY, int] = IdentityMemo(dns.dnssec.key_id, _KEY_MEMO_SIZE)
+"""RFC 4034 Appendix B key tag of a DNSKEY, memoised per key object (keys are few and shared
+by every response of their zone)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +144,7 @@ class SignatureChecker:
         if time_problem is not None:
             return SignatureResult(False, False, (*codes, time_problem[0]),
                                    (*detail, time_problem[1]), None, wildcard)
-        candidates = [k for k in keys if k.algorithm == algorithm and dns.dnssec.key_id(k) == tag]
+        candidates = [k for k in keys if k.algorithm == algorithm and key_tag(k) == tag]
         if not candidates:
             return SignatureResult(False, False, (*codes, ValidationCode.DNSKEY_MISSING),
                                    (*detail, f"DNSKEY for {zone} with key tag {tag} alg "
@@ -179,7 +185,7 @@ class SignatureChecker:
         return problem
 
     def _key_problem(self, key: DNSKEY, rrsig: RRSIG) -> tuple[ValidationCode, str] | None:
-        tag = dns.dnssec.key_id(key)
+        tag = key_tag(key)
         if key.protocol != 3:  # RFC 4034 2.1.2
             return ValidationCode.KEY_PROTOCOL_INVALID, f"DNSKEY {tag} protocol {key.protocol}"
         if not key.flags & Flag.ZONE:  # RFC 4034 2.1.1
@@ -195,7 +201,7 @@ class SignatureChecker:
 
     def _verify(self, rrset: dns.rrset.RRset, rrsig: RRSIG, key: DNSKEY) -> bool:
         memo_key = hashlib.sha256(
-            rdata_set_digest(rrset) + rrsig.to_digestable(dns.name.root) + key.to_digestable()
+            rdata_set_digest(rrset) + rdata_wire(rrsig) + rdata_wire(key)
         ).digest()
         cached = self._memo.get(memo_key)
         if cached is not None:

@@ -16,6 +16,7 @@ import dns.rrset
 
 from auditor.evidence import ResponseEvidence, RRsetEvidence, Section
 from auditor.findings.codes import ValidationCode
+from auditor.messages import name_text
 from auditor.trust.cache import CacheUpdate, KeyState
 from auditor.trust.keyview import KeyView
 from auditor.trust.material import SignedRRset, rdata_set_digest
@@ -703,10 +704,10 @@ def _verdict(
         _add(unique, code)
     return RRsetVerdict(
         section=section,
-        name=rrset.name.to_text(),
+        name=name_text(rrset.name),
         rdtype=dns.rdatatype.to_text(rrset.rdtype),
         status=status,
-        signer=reference.signer.to_text() if reference is not None else None,
+        signer=name_text(reference.signer) if reference is not None else None,
         key_tags=tuple(sorted({int(s.key_tag) for s in rrsigs})),
         algorithms=tuple(sorted({int(s.algorithm) for s in rrsigs})),
         codes=tuple(unique),

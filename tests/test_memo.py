@@ -1,0 +1,51 @@
+"""IdentityMemo: computed once per object, bounded, never confused by a reused id."""
+
+from __future__ import annotations
+
+import dns.message
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from auditor.memo import IdentityMemo
+
+
+def test_value_is_computed_once_per_object() -> None:
+    calls: list[str] = []
+    memo: IdentityMemo[dns.message.Message, str] = IdentityMemo(
+        lambda m: calls.append("x") or m.to_text(), size=10)
+    message = dns.message.make_query("a.example.", "A")
+    assert memo(message) == memo(message) == message.to_text()
+    assert len(calls) == 1 and memo.hits == 1 and memo.misses == 1
+
+
+def test_equal_but_distinct_objects_are_computed_separately() -> None:
+    memo: IdentityMemo[list[int], int] = IdentityMemo(sum, size=10)
+    first, second = [1, 2], [1, 2]
+    memo(first)
+    memo(second)
+    assert memo.misses == 2
+
+
+def test_shrinking_drops_the_oldest_entries() -> None:
+    memo: IdentityMemo[dns.message.Message, int] = IdentityMemo(id, size=100)
+    messages = [dns.message.make_query(f"q{i}.example.", "A") for i in range(50)]
+    for message in messages:
+        memo(message)
+    memo.resize(10)
+    assert len(memo) == 10
+    memo(messages[-1])
+    assert memo.hits == 1
+    memo(messages[0])
+    assert memo.misses == 51
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=30), max_size=200),
+       st.integers(min_value=1, max_value=8))
+def test_any_access_order_gives_the_function_value_within_the_cap(
+        picks: list[int], size: int) -> None:
+    objects = [[i, i * 7] for i in range(31)]
+    memo: IdentityMemo[list[int], int] = IdentityMemo(sum, size=size)
+    for pick in picks:
+        assert memo(objects[pick]) == sum(objects[pick])
+        assert len(memo) <= size
