@@ -79,7 +79,12 @@ def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int 
 @click.option("--clock-skew", type=click.IntRange(min=0), default=None, metavar="SECONDS",
               help="Tolerance applied to RRSIG inception and expiration.")
 @click.option("--alerts", "alerts_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Append alerts (one JSON object per line) here instead of standard output.")
+              help="Write alerts (one JSON object per line) to FILE instead of standard "
+              "output, appending to an existing FILE. FILE is always the file being written; "
+              "it is rotated like the other outputs (--rotate-seconds, --rotate-size, SIGHUP) "
+              "the logrotate / Python RotatingFileHandler way: FILE is renamed FILE.1 (FILE.1 "
+              "becomes FILE.2, and so on) and a new FILE is created at once, so 'tail -F' and "
+              "Filebeat follow it. At most --keep-files numbered pieces are kept (0: all).")
 @click.option("--syslog", "syslog_socket", metavar="SOCKET",
               help="Also send every alert to syslog through this unix socket (e.g. /dev/log).")
 @click.option("--rotate-seconds", type=click.FloatRange(min=0), default=3600.0,

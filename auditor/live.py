@@ -26,6 +26,7 @@ from auditor.capture.live import FrameSource, LiveCapture, StreamCapture, defaul
 from auditor.decode.defrag import Defragmenter
 from auditor.decode.tcpstream import TCPReassembler
 from auditor.decode.transport import DNS_PORTS
+from auditor.errors import ConfigError
 from auditor.evidence import ResponseEvidence, build_evidence, set_facts_memo_size
 from auditor.findings.catalogue import Finding, make_finding
 from auditor.findings.codes import ValidationCode
@@ -51,6 +52,7 @@ from auditor.report.records import (
     verdict_fields,
 )
 from auditor.report.rolling import (
+    NumberedJsonLines,
     RollingJsonLines,
     RollingParquet,
     RollingPcapng,
@@ -142,7 +144,11 @@ class LiveOptions:
     policy: ValidationPolicy = RFC8624
     """Algorithm, digest and clock-skew policy."""
     alerts_path: Path | None = None
-    """Where alerts go (appended); None writes them to standard output."""
+    """Where alerts go; None writes them to standard output. An existing file is appended to.
+    This path is always the file being written: it is rotated with ``rotation`` (and on
+    SIGHUP) by renaming, as logrotate and Python's ``RotatingFileHandler`` do: ``<path>``
+    becomes ``<path>.1``, ``<path>.1`` becomes ``<path>.2`` and so on, a new ``<path>`` is
+    created at once, and at most ``rotation.keep`` numbered pieces are kept (0: all)."""
     syslog_socket: str | None = None
     """Also send every alert to syslog through this unix socket (e.g. ``/dev/log``)."""
     rotation: Rotation = field(default_factory=Rotation)
@@ -312,9 +318,11 @@ class CaptureClock:
 
 
 class AlertSink:
-    """One JSON object per line, flushed at once; optionally mirrored to syslog."""
+    """One JSON object per line, flushed at once, to a stream or to a file rotated like the
+    other outputs (``NumberedJsonLines``); optionally mirrored to syslog."""
 
-    def __init__(self, stream: TextIO, syslog_socket: str | None = None) -> None:
+    def __init__(self, stream: TextIO | NumberedJsonLines,
+                 syslog_socket: str | None = None) -> None:
         self._stream = stream
         self.count = 0
         self.failed = 0
@@ -335,8 +343,7 @@ class AlertSink:
         line = json.dumps(record, separators=(",", ":"), default=str)
         self.count += 1
         try:
-            self._stream.write(line + "\n")
-            self._stream.flush()
+            self._write(line)
         except (OSError, ValueError) as exc:  # a closed pipe must not stop the audit
             self.failed += 1
             if self.failed == 1:
@@ -344,8 +351,35 @@ class AlertSink:
         if self._syslog is not None:
             self._syslog.warning("%s", line)
 
+    def _write(self, line: str) -> None:
+        if isinstance(self._stream, NumberedJsonLines):
+            self._stream.write_line(line)  # rotates between lines, flushes each
+        else:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    @property
+    def rotations(self) -> int:
+        """Times the alerts file was rotated (0 on a stream)."""
+        return self._stream.rotations if isinstance(self._stream, NumberedJsonLines) else 0
+
+    @property
+    def rotation_failures(self) -> int:
+        """Renames or reopens of the alerts file that failed (0 on a stream)."""
+        return self._stream.failures if isinstance(self._stream, NumberedJsonLines) else 0
+
+    def maybe_rotate(self) -> None:
+        """Rotate the alerts file if it reached its age or size limit (never raises)."""
+        if isinstance(self._stream, NumberedJsonLines):
+            self._stream.maybe_rotate()
+
+    def rotate(self) -> None:
+        """Rotate the alerts file now unless it is empty (never raises); a stream stays."""
+        if isinstance(self._stream, NumberedJsonLines):
+            self._stream.rotate()
+
     def close(self) -> None:
-        """Close the syslog handler (the stream belongs to the caller)."""
+        """Close the syslog handler (the stream or file belongs to the caller)."""
         if self._syslog is not None:
             for handler in self._syslog.handlers:
                 handler.close()
@@ -564,6 +598,7 @@ class LiveAuditor:
             self._dirty = False
         for output in self._outputs():
             output.maybe_rotate()
+        self.alerts.maybe_rotate()
         if mono >= self._next_parquet:
             self._next_parquet = mono + self.options.parquet_flush_s
             self.table.flush()
@@ -582,9 +617,11 @@ class LiveAuditor:
         return outputs
 
     def rotate(self) -> None:
-        """SIGHUP: close every current piece; the next records open new ones."""
+        """SIGHUP: close every current piece (the next records open new ones) and rename the
+        alerts file to ``<path>.1``, creating a new one."""
         for output in self._outputs():
             output.rotate()
+        self.alerts.rotate()
         logger.info("output files rotated")
 
     def persist_keys(self) -> None:
@@ -653,6 +690,8 @@ class LiveAuditor:
             "responses_written": self.responses.count,
             "findings_written": self.findings.count,
             "alerts": self.alerts.count,
+            "alerts_rotations": self.alerts.rotations,
+            "alerts_rotation_failures": self.alerts.rotation_failures,
             "alerts_by_code": dict(self.alert_codes.most_common()),
             "internal_drops": internal_drops,
             "state": self._state_sizes(),
@@ -751,14 +790,23 @@ def open_source(options: LiveOptions) -> FrameSource:
     return LiveCapture(options.interfaces, options.bpf or default_filter(options.ports))
 
 
+def _open_alerts(path: Path, rotation: Rotation) -> NumberedJsonLines:
+    try:
+        return NumberedJsonLines(path, rotation)
+    except OSError as exc:
+        raise ConfigError(f"--alerts {path}: cannot open for writing "
+                          f"({exc.strerror or exc})") from exc
+
+
 def run_live(options: LiveOptions, source: FrameSource | None = None,
              stats_stream: TextIO | None = None) -> LiveOutcome:
     """Capture until SIGINT/SIGTERM (or the end of a stream), then finish and summarise."""
     capture = source if source is not None else open_source(options)
     keys_path = options.keys_path or options.out_dir / "keys.sqlite"
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    alert_stream: TextIO = (options.alerts_path.open("a", encoding="utf-8")
-                            if options.alerts_path is not None else sys.stdout)
+    alert_stream: TextIO | NumberedJsonLines = (
+        _open_alerts(options.alerts_path, options.rotation)
+        if options.alerts_path is not None else sys.stdout)
     try:
         with KeyCache(str(keys_path)) as cache, _Signals().installed() as signals:
             auditor = LiveAuditor(options, cache, AlertSink(alert_stream, options.syslog_socket),

@@ -151,3 +151,19 @@ def test_stdin_single_pass_waits_for_late_keys_and_matches_two_pass(tmp_path: Pa
     ]
     first_answer = _by_question(streamed, "www.sec.test.")[0]
     assert first_answer["verdict"] == "secure"
+
+
+def test_the_entry_point_tunes_the_collector_for_long_lived_caches() -> None:
+    import gc
+
+    from auditor.cli import GC_THRESHOLDS, tune_garbage_collector
+
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collector()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] >= 50 * before[0] or before == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

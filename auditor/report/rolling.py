@@ -1,5 +1,6 @@
-"""Rolling output files for live mode: JSON Lines, Parquet and pcapng pieces rotated by age or
-size, with the oldest pieces deleted beyond a retention count."""
+"""Rolling output files for live mode: JSON Lines, Parquet and pcapng pieces (or one JSON Lines
+file at a fixed path, rotated by renaming) rotated by age or size, with the oldest pieces
+deleted beyond a retention count."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ class RollingFile(ABC):
         """Bytes in the current piece (as written so far)."""
 
     def _path(self) -> Path:
+        """Where the next piece is opened (subclasses may name pieces otherwise)."""
         self._sequence += 1
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
         return self.directory / f"{self.stem}-{stamp}-{self._sequence:04d}{self.suffix}"
@@ -75,7 +77,11 @@ class RollingFile(ABC):
         self._opened_at = self._clock()
         self.piece_bytes = 0
         self._open(self.current)
-        self.pieces.append(self.current)
+        self._record_piece(self.current)
+
+    def _record_piece(self, path: Path) -> None:
+        """Note a newly opened piece and delete the oldest beyond the retention count."""
+        self.pieces.append(path)
         self._apply_retention()
 
     def _apply_retention(self) -> None:
@@ -139,12 +145,16 @@ class RollingJsonLines(RollingFile):
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record, rotating first if the piece is due."""
+        self.write_line(json.dumps(record, separators=(",", ":"), default=_default))
+
+    def write_line(self, line: str) -> None:
+        """Append one already encoded record (ASCII JSON, no newline), rotating first if the
+        piece is due: a line never straddles two pieces."""
         self.maybe_rotate()
         self._ensure_open()
         assert self._handle is not None
-        line = json.dumps(record, separators=(",", ":"), default=_default) + "\n"
-        self._handle.write(line)
-        self.piece_bytes += len(line)
+        self._handle.write(line + "\n")
+        self.piece_bytes += len(line) + 1
         self.count += 1
 
     def flush(self) -> None:
@@ -159,6 +169,126 @@ class RollingJsonLines(RollingFile):
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+class NumberedJsonLines(RollingJsonLines):
+    """JSON Lines at one fixed path that is always the file being written, rotated as logrotate
+    and Python's ``RotatingFileHandler`` do: ``<path>`` is renamed ``<path>.1`` (``<path>.1``
+    becomes ``<path>.2`` and so on; pieces past ``Rotation.keep`` are deleted) and a new
+    ``<path>`` is created at once, so tailers that follow the name (``tail -F``, Filebeat) go
+    on reading.
+
+    An existing file is appended to. Every line is flushed as it is written; rotation happens
+    between lines only and never of an empty file. ``Rotation.keep`` counts the numbered pieces
+    besides the current file (0 keeps them all). Rotating never raises: a failed rename is
+    logged and the lines go on into ``<path>``.
+    """
+
+    def __init__(self, path: Path, rotation: Rotation,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(path.parent, path.stem, rotation, clock)
+        self.path = path
+        """The current file, the name tailers follow."""
+        self.suffix = path.suffix
+        self.rotations = 0
+        """Times the current file was renamed ``<path>.1``."""
+        self.failures = 0
+        """Renames, closes or opens that failed (the first is logged as a warning)."""
+        self._ensure_open()
+
+    def numbered(self, number: int) -> Path:
+        """The name of rotated piece ``number`` (1 is the newest)."""
+        return self.path.with_name(f"{self.path.name}.{number}")
+
+    def write_line(self, line: str) -> None:
+        """Append one line and flush it; a piece's age counts from its first line."""
+        if self.current is not None and self.piece_bytes == 0:
+            self._opened_at = self._clock()
+        super().write_line(line)
+        self.flush()
+
+    def due(self) -> bool:
+        """As for every output, except that an empty file is not rotated."""
+        return self.piece_bytes > 0 and super().due()
+
+    def rotate(self) -> None:
+        """Rename the current file into the numbered pieces and create a new one at ``path``;
+        if another tool renamed ``path`` away, just create the new one."""
+        ours = self.current is not None and not self._moved_away()
+        if ours and self.piece_bytes == 0:
+            return
+        try:
+            super().rotate()
+            if ours:
+                self._shift_pieces()
+        except OSError as exc:
+            self._failed("cannot rotate", exc)
+        self._reopen()
+
+    def close(self) -> None:
+        """Flush and close the current file; it stays at ``path``."""
+        super().rotate()  # the parent's rotate only closes the piece
+
+    def _path(self) -> Path:
+        return self.path
+
+    def _record_piece(self, path: Path) -> None:
+        rotated = self._rotated()
+        self.pieces = deque([*(rotated[n] for n in sorted(rotated, reverse=True)), path])
+
+    def _open(self, path: Path) -> None:
+        self._handle = path.open("a", encoding="utf-8")  # an earlier run's lines stay
+        self.piece_bytes = os.fstat(self._handle.fileno()).st_size
+
+    def _rotated(self) -> dict[int, Path]:
+        """The numbered pieces on disk (from any run), by number."""
+        prefix = self.path.name + "."
+        found: dict[int, Path] = {}
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                number = entry.name.removeprefix(prefix)
+                if (entry.name.startswith(prefix) and number.isascii() and number.isdigit()
+                        and not number.startswith("0")):
+                    found[int(number)] = Path(entry.path)
+        return found
+
+    def _shift_pieces(self) -> None:
+        """``path.n`` becomes ``path.n+1`` (newest last, so nothing is overwritten), those
+        that would pass ``keep`` are deleted, then ``path`` becomes ``path.1``."""
+        keep = self.rotation.keep
+        rotated = self._rotated()
+        for number in sorted(rotated, reverse=True):
+            if keep and number >= keep:
+                rotated[number].unlink()
+                self.deleted += 1
+            else:
+                os.rename(rotated[number], self.numbered(number + 1))
+        os.rename(self.path, self.numbered(1))
+        self.rotations += 1
+
+    def _moved_away(self) -> bool:
+        """Whether ``path`` no longer names the open file."""
+        assert self._handle is not None
+        try:
+            named = os.stat(self.path)
+        except OSError:
+            return True
+        mine = os.fstat(self._handle.fileno())
+        return (named.st_dev, named.st_ino) != (mine.st_dev, mine.st_ino)
+
+    def _reopen(self) -> None:
+        try:
+            self._ensure_open()
+        except OSError as exc:  # the next line tries again
+            self._failed("cannot open", exc)
+
+    def _failed(self, action: str, exc: OSError) -> None:
+        self.failures += 1
+        if self.current is not None and self._handle is not None and self._handle.closed:
+            self._handle = None
+            self.current = None
+        log = logger.warning if self.failures == 1 else logger.debug
+        log("%s %s: %s (further failures are counted, not logged)", action, self.path, exc)
 
 
 class RollingParquet(RollingFile):
