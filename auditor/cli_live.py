@@ -53,7 +53,8 @@ def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int 
     caps.update({name: value for name, value in given.items() if value is not None})
     if max_cache_entries is not None:
         caps.update(dict.fromkeys(
-            ("parse_cache", "facts_memo", "digest_memo", "signature_memo"), max_cache_entries))
+            ("parse_cache", "facts_memo", "record_cache", "digest_memo", "signature_memo"),
+            max_cache_entries))
     return LiveLimits(**caps)
 
 

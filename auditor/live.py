@@ -34,7 +34,7 @@ from auditor.findings.validation import provenance_of, verdict_zone
 from auditor.findings.words import plain
 from auditor.findings.zones import ZoneHealth
 from auditor.forgery import ForgeryConfig, ForgeryDetector, evidence_refs
-from auditor.messages import MessageParser
+from auditor.messages import MessageParser, set_record_cache_size
 from auditor.pipeline import (
     AuditOptions,
     EvidenceStream,
@@ -104,6 +104,9 @@ class LiveLimits:
     """Distinct parsed DNS messages kept for reuse (the offline default is 50,000)."""
     facts_memo: int = 10_000
     """Parsed messages whose evidence facts are memoised (process-wide; offline 50,000)."""
+    record_cache: int = 20_000
+    """Owner names, records and RRsets each that the parse stage shares between messages
+    (process-wide; offline 50,000)."""
     digest_memo: int = 20_000
     """RRset digests memoised by the key material (process-wide; offline 100,000)."""
     signature_memo: int = 20_000
@@ -450,6 +453,7 @@ class LiveAuditor:
         out.mkdir(parents=True, exist_ok=True)
         self.anchors = load_anchors(list(options.trust_anchors))
         set_facts_memo_size(limits.facts_memo)
+        set_record_cache_size(limits.record_cache)
         set_digest_memo_size(limits.digest_memo)
         self.material = KeyMaterial(max_signed_copies=limits.signed_copies,
                                     max_denial=limits.denial_records,

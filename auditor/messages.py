@@ -9,8 +9,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import dns.wire
 
 from auditor.anomaly import Anomaly, AnomalyCode
 from auditor.decode.transport import WireMessage
@@ -73,7 +79,15 @@ class ParsedMessage:
         self._done = False
 
     def _parse(self) -> None:
-        # Lenient (continue_on_error): a bad record is reported, the rest is kept.
+        # The record walker first (records shared with earlier messages cost a lookup); any
+        # message it declines goes to dnspython's lenient parse (continue_on_error): a bad
+        # record is reported, the rest is kept.
+        fast = read_records(self._wire)
+        if fast is not None:
+            self._message = fast
+            self._wire = b""
+            self._done = True
+            return
         try:
             message = dns.message.from_wire(
                 self._wire, continue_on_error=True, ignore_trailing=True
@@ -302,6 +316,236 @@ def summarise(wire: bytes) -> Summary:
 
 def _unreadable(problem: str) -> Summary:
     return Summary(None, None, None, None, 0, False, False, (), problem, False)
+
+
+# --- records: a walker that shares parsed records between messages ----------------------------
+
+_record_cache_size = 50_000
+_MAX_POINTER_HOPS = 16  # as dnspython's MAX_COMPRESSION_POINTER_CHAIN
+_NO_TTL = 0x7FFFFFFF
+_OPCODE_QUERY = 0
+_IN = 1
+_TSIG = 250
+_owner_names: dict[bytes, dns.name.Name] = {}
+"""Owner names by their uncompressed wire form (case kept)."""
+_rdatas: dict[tuple[int, bytes], dns.rdata.Rdata] = {}
+"""Records whose data needs no message context (no compression pointer), by (type, bytes)."""
+_rrsets: OrderedDict[tuple[object, ...], dns.rrset.RRset] = OrderedDict()
+"""Whole RRsets by (owner, class, type, covers, TTL, record bytes in order)."""
+
+
+def set_record_cache_size(size: int) -> None:
+    """Cap each of the walker's shared tables (names, records, RRsets); live mode sets it."""
+    global _record_cache_size
+    _record_cache_size = max(1, size)
+    for table in (_owner_names, _rdatas):
+        if len(table) > _record_cache_size:
+            table.clear()
+    while len(_rrsets) > _record_cache_size:
+        _rrsets.popitem(last=False)
+
+
+class _Declined(Exception):
+    """The walker leaves this message to dnspython (unusual or damaged)."""
+
+
+def _read_name(wire: bytes, offset: int) -> tuple[dns.name.Name, bytes, int]:
+    """The possibly compressed name at ``offset``, its uncompressed wire form (case kept) and
+    the offset after it, under dnspython's rules (RFC 1035 4.1.4; pointers go strictly
+    backwards, at most 16 of them, and a target may not run into the name pointing at it)."""
+    labels = bytearray()
+    biggest = start = position = offset
+    end = len(wire)
+    after = -1
+    hops = 0
+    while True:
+        if position >= end:
+            raise _Declined("name runs past its bounds")
+        count = wire[position]
+        position += 1
+        if count == 0:
+            break
+        if count < 64:
+            if position + count > end:
+                raise _Declined("label runs past its bounds")
+            labels.append(count)
+            labels += wire[position : position + count]
+            position += count
+        elif count >= 192:
+            if position >= end:
+                raise _Declined("pointer cut short")
+            target = (count & 0x3F) * 256 + wire[position]
+            position += 1
+            if target >= biggest:
+                raise _Declined("compression pointer does not point backwards")
+            biggest = target
+            hops += 1
+            if hops > _MAX_POINTER_HOPS:
+                raise _Declined("compression pointer chain too long")
+            if after < 0:
+                after = position
+            end = start  # the target may not run into this name
+            if target > end:
+                raise _Declined("compression target overlaps the name")
+            position = start = target
+        else:
+            raise _Declined("bad label type")
+    labels.append(0)
+    raw = bytes(labels)
+    name = _owner_names.get(raw)
+    if name is None:
+        name = _name_of(raw)
+    return name, raw, (position if after < 0 else after)
+
+
+def _name_of(raw: bytes) -> dns.name.Name:
+    parts = []
+    offset = 0
+    while raw[offset]:
+        parts.append(raw[offset + 1 : offset + 1 + raw[offset]])
+        offset += 1 + raw[offset]
+    parts.append(b"")
+    try:
+        name = dns.name.Name(parts)
+    except dns.exception.DNSException as exc:  # e.g. longer than 255 octets
+        raise _Declined(str(exc)) from exc
+    if len(_owner_names) >= _record_cache_size:
+        _owner_names.clear()
+    _owner_names[raw] = name
+    return name
+
+
+def _read_rdata(wire: bytes, rdtype: int, start: int,
+                length: int) -> tuple[dns.rdata.Rdata, bytes | tuple[bytes]]:
+    """One record's data and bytes that identify it anywhere: shared when its received bytes
+    stand alone; parsed in context (and identified by its uncompressed form) when they hold a
+    compression pointer."""
+    raw = wire[start : start + length]
+    cached = _rdatas.get((rdtype, raw))
+    if cached is not None:
+        return cached, raw
+    parser = dns.wire.Parser(wire, start)
+    try:
+        with parser.restrict_to(length):
+            rdata = dns.rdata.from_wire_parser(dns.rdataclass.IN,
+                                               dns.rdatatype.RdataType.make(rdtype), parser)
+    except Exception as exc:  # noqa: BLE001 - dnspython's lenient parse reports it instead
+        raise _Declined(str(exc)) from exc
+    # Only data that renders back to its own bytes is context-free (no compression pointer
+    # was followed), so equal bytes elsewhere mean an equal record.
+    rendered = rdata.to_wire() or b""
+    if rendered != raw:
+        return rdata, (rendered,)  # a tuple: never equal to the received bytes of a record
+    if len(_rdatas) >= _record_cache_size:
+        _rdatas.clear()
+    _rdatas[(rdtype, raw)] = rdata
+    return rdata, raw
+
+
+class _Pending:
+    """The records of one RRset of a section, in the order they appeared."""
+
+    __slots__ = ("covers", "name", "raw_name", "raws", "rdatas", "rdtype", "ttl")
+
+    def __init__(self, name: dns.name.Name, raw_name: bytes, rdtype: int, covers: int) -> None:
+        self.name = name
+        self.raw_name = raw_name
+        self.rdtype = rdtype
+        self.covers = covers
+        self.ttl = _NO_TTL + 1
+        self.raws: list[bytes | tuple[bytes]] = []
+        self.rdatas: list[dns.rdata.Rdata] = []
+
+
+def _read_section(wire: bytes, offset: int, count: int,
+                  additional: bool) -> tuple[list[dns.rrset.RRset], dns.rrset.RRset | None, int]:
+    """(RRsets, OPT RRset, offset after) for ``count`` records, grouped as dnspython groups
+    them: by owner (case-insensitive), class, type and covered type, first appearance first."""
+    pending: dict[tuple[bytes, int, int], _Pending] = {}
+    opt = None
+    size = len(wire)
+    for _ in range(count):
+        name, raw_name, offset = _read_name(wire, offset)
+        if offset + 10 > size:
+            raise _Declined("record header cut short")
+        rdtype, rdclass, ttl, length = _RR_TAIL.unpack_from(wire, offset)
+        offset += 10
+        if offset + length > size:
+            raise _Declined("record data runs past the end")
+        if rdtype == _OPT:
+            if not additional or opt is not None or len(name) != 1:
+                raise _Declined("misplaced OPT record")
+            rdata = dns.rdata.from_wire(rdclass, rdtype, wire, offset, length)
+            opt = dns.rrset.from_rdata(name, ttl, rdata)
+            offset += length
+            continue
+        if rdclass != _IN or rdtype == _TSIG:
+            raise _Declined("class other than IN, or TSIG")
+        rdata, identity = _read_rdata(wire, rdtype, offset, length)
+        covers = int(rdata.covers())
+        key = (raw_name.lower(), rdtype, covers)  # owner names compare case-insensitively
+        group = pending.get(key)
+        if group is None:
+            group = pending[key] = _Pending(name, raw_name, rdtype, covers)
+        group.raws.append(identity)
+        group.rdatas.append(rdata)
+        group.ttl = min(group.ttl, 0 if ttl > _NO_TTL else ttl)
+        offset += length
+    return [_rrset_of(group) for group in pending.values()], opt, offset
+
+
+def _rrset_of(group: _Pending) -> dns.rrset.RRset:
+    """The RRset of one group: the very object an earlier message had if it was identical
+    (owner text, TTL and every record's bytes in order), else built as dnspython builds it."""
+    key = (group.raw_name, group.rdtype, group.covers, group.ttl, *group.raws)
+    rrset = _rrsets.get(key)
+    if rrset is not None:
+        _rrsets.move_to_end(key)
+        return rrset
+    rrset = dns.rrset.RRset(group.name, dns.rdataclass.IN,
+                            dns.rdatatype.RdataType.make(group.rdtype),
+                            dns.rdatatype.RdataType.make(group.covers))
+    for rdata in group.rdatas:
+        rrset.add(rdata, group.ttl)  # dnspython's own duplicate rule (RFC 2181 5)
+    _rrsets[key] = rrset
+    if len(_rrsets) > _record_cache_size:
+        _rrsets.popitem(last=False)
+    return rrset
+
+
+def read_records(wire: bytes) -> dns.message.Message | None:
+    """The message's records as dnspython would parse them, with RRsets and records shared
+    with earlier messages; None when the walker declines (another opcode or class, TSIG, a
+    misplaced OPT, any damage): dnspython's lenient parse then reports the problems."""
+    try:
+        return _walk(wire)
+    except (_Declined, *_PARSE_ERRORS):
+        return None
+
+
+def _walk(wire: bytes) -> dns.message.Message | None:
+    if len(wire) < _HEADER.size:
+        return None
+    msg_id, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(wire)
+    if (flags >> 11) & 0xF != _OPCODE_QUERY or qdcount > 1:
+        return None
+    message = dns.message.QueryMessage(id=msg_id)
+    message.flags = dns.flags.Flag(flags)
+    message.index = None  # type: ignore[assignment]  # sections filled directly: find_rrset scans
+    offset = _HEADER.size
+    if qdcount:
+        qname, _, offset = _read_name(wire, offset)
+        qtype, qclass = _QUESTION_TAIL.unpack_from(wire, offset)
+        offset += 4
+        if qclass != _IN:
+            return None
+        message.question = [dns.rrset.RRset(qname, dns.rdataclass.IN,
+                                            dns.rdatatype.RdataType.make(qtype))]
+    message.answer, _, offset = _read_section(wire, offset, ancount, False)
+    message.authority, _, offset = _read_section(wire, offset, nscount, False)
+    message.additional, opt, offset = _read_section(wire, offset, arcount, True)
+    message.opt = opt
+    return message
 
 
 class MessageParser:

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from auditor import evidence as evidence_module
+from auditor import messages as messages_module
 from auditor.cli_live import _limits, live
 from auditor.findings.catalogue import Provenance
 from auditor.findings.zones import ZoneHealth
@@ -19,14 +20,16 @@ from auditor.live import AlertSink, LiveAuditor, LiveLimits, LiveOptions
 from auditor.trust import KeyCache
 from auditor.trust import material as material_module
 
-SMALL = LiveLimits(parse_cache=7, facts_memo=11, digest_memo=13, signature_memo=17,
+SMALL = LiveLimits(parse_cache=7, facts_memo=11, record_cache=5, digest_memo=13, signature_memo=17,
                    signed_copies=19, denial_records=23, zones=29, forgery_entries=31)
 
 
 @pytest.fixture(autouse=True)
 def _restore_process_memos() -> Iterator[None]:
     facts_size, digest_size = evidence_module._MEMO._size, material_module._DIGEST_MEMO._size
+    records_size = messages_module._record_cache_size
     yield
+    messages_module.set_record_cache_size(records_size)
     evidence_module.set_facts_memo_size(facts_size)
     material_module.set_digest_memo_size(digest_size)
 
@@ -39,6 +42,7 @@ def test_live_auditor_caps_every_cache_from_its_limits(tmp_path: Path) -> None:
         assert auditor.stream.chain.parser is not None
         assert auditor.stream.chain.parser._cache_size == 7
         assert evidence_module._MEMO._size == 11
+        assert messages_module._record_cache_size == SMALL.record_cache
         assert material_module._DIGEST_MEMO._size == 13
         assert auditor.validator.checker._memo_size == 17
         assert auditor.material._max_copies == 19
@@ -80,3 +84,18 @@ def test_cli_rejects_a_zero_cap() -> None:
     result = CliRunner().invoke(live, ["--read", "-", "--max-tcp-flows", "0"])
     assert result.exit_code == 2
     assert "--max-tcp-flows" in result.output
+
+
+def test_record_walker_tables_never_exceed_their_cap() -> None:
+    import dns.message
+    import dns.rrset
+
+    messages_module.set_record_cache_size(4)
+    for i in range(30):
+        response = dns.message.make_response(dns.message.make_query(f"h{i}.example.", "A"))
+        response.answer.append(dns.rrset.from_text(f"h{i}.example.", 60, "IN", "A",
+                                                   f"192.0.2.{i}"))
+        assert messages_module.read_records(response.to_wire()) is not None
+        assert len(messages_module._owner_names) <= 4
+        assert len(messages_module._rdatas) <= 4
+        assert len(messages_module._rrsets) <= 4
