@@ -121,6 +121,9 @@ class LiveLimits:
     """DNSKEY/DS RRsets (by owner and type) kept by the key material (offline 200,000)."""
     forgery_entries: int = 20_000
     """Cap of every keyed table of the forgery stage (queries, servers, claims)."""
+    holdon_waiting: int = 2_000
+    """Responses (each with its evidence) the forgery stage keeps waiting for their server's
+    hold-on baseline, over all servers (offline 10,000)."""
     rejudge_per_tick: int = 256
     """Held responses re-judged per timer tick after new keys arrived (the rest wait for the
     next ticks), so a large backlog cannot stall capture."""
@@ -498,7 +501,8 @@ class LiveAuditor:
     def _capped(self, source: FindingSource, limits: LiveLimits) -> FindingSource:
         """The live-capped replacement of a finding stage that keeps keyed tables."""
         if isinstance(source, ForgeryDetector):
-            return ForgeryDetector(ForgeryConfig(max_entries=limits.forgery_entries))
+            return ForgeryDetector(ForgeryConfig(max_entries=limits.forgery_entries,
+                                                 holdon_waiting=limits.holdon_waiting))
         if isinstance(source, ZoneHealth):
             return ZoneHealth(zone_trust_of(self.validator), max_zones=limits.zones)
         return source
@@ -698,6 +702,7 @@ class LiveAuditor:
             "alerts_rotation_failures": self.alerts.rotation_failures,
             "alerts_by_code": dict(self.alert_codes.most_common()),
             "internal_drops": internal_drops,
+            "evictions": self._evictions(),
             "state": self._state_sizes(),
             "validation": {
                 "mode": "streaming",
@@ -722,6 +727,18 @@ class LiveAuditor:
                 for output in self._outputs()
             },
         }
+
+    def _evictions(self) -> dict[str, int]:
+        """Entries dropped from the capped tables of the key material and the forgery stage,
+        oldest (or least recently seen) first."""
+        counts = {f"key_material_{kind}": count for kind, count in self.material.evicted.items()}
+        for source in self.sources:
+            if isinstance(source, ForgeryDetector):
+                forgery = source.counters()
+                counts.update({key: int(forgery[key]) for key in (  # type: ignore[call-overload]
+                    "race_state_evicted", "crosscheck_claims_dropped",
+                    "holdon_servers_evicted", "holdon_waiting_evicted")})
+        return counts
 
     def _state_sizes(self) -> dict[str, int]:
         chain = self.stream.chain

@@ -332,13 +332,15 @@ _rdatas: dict[tuple[int, bytes], dns.rdata.Rdata] = {}
 """Records whose data needs no message context (no compression pointer), by (type, bytes)."""
 _rrsets: OrderedDict[tuple[object, ...], dns.rrset.RRset] = OrderedDict()
 """Whole RRsets by (owner, class, type, covers, TTL, record bytes in order)."""
+_opt_rrsets: dict[tuple[int, int, bytes], dns.rrset.RRset] = {}
+"""OPT pseudo-RRsets by (payload size, TTL field, options)."""
 
 
 def set_record_cache_size(size: int) -> None:
     """Cap each of the walker's shared tables (names, records, RRsets); live mode sets it."""
     global _record_cache_size
     _record_cache_size = max(1, size)
-    for table in (_owner_names, _rdatas):
+    for table in (_owner_names, _rdatas, _opt_rrsets):
         if len(table) > _record_cache_size:
             table.clear()
     while len(_rrsets) > _record_cache_size:
@@ -475,8 +477,7 @@ def _read_section(wire: bytes, offset: int, count: int,
         if rdtype == _OPT:
             if not additional or opt is not None or len(name) != 1:
                 raise _Declined("misplaced OPT record")
-            rdata = dns.rdata.from_wire(rdclass, rdtype, wire, offset, length)
-            opt = dns.rrset.from_rdata(name, ttl, rdata)
+            opt = _opt_rrset(wire, rdclass, ttl, offset, length)
             offset += length
             continue
         if rdclass != _IN or rdtype == _TSIG:
@@ -492,6 +493,21 @@ def _read_section(wire: bytes, offset: int, count: int,
         group.ttl = min(group.ttl, 0 if ttl > _NO_TTL else ttl)
         offset += length
     return [_rrset_of(group) for group in pending.values()], opt, offset
+
+
+def _opt_rrset(wire: bytes, payload: int, ttl: int, start: int, length: int) -> dns.rrset.RRset:
+    """The OPT pseudo-RRset (RFC 6891 6.1.2: class is the payload size, TTL the extended
+    RCODE, version and flags), shared by messages with the same one."""
+    key = (payload, ttl, wire[start : start + length])
+    opt = _opt_rrsets.get(key)
+    if opt is None:
+        rdata = dns.rdata.from_wire(dns.rdataclass.RdataClass.make(payload), dns.rdatatype.OPT,
+                                    wire, start, length)
+        opt = dns.rrset.from_rdata(dns.name.root, ttl, rdata)
+        if len(_opt_rrsets) >= _record_cache_size:
+            _opt_rrsets.clear()
+        _opt_rrsets[key] = opt
+    return opt
 
 
 def _rrset_of(group: _Pending) -> dns.rrset.RRset:

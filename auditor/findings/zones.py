@@ -272,7 +272,7 @@ class ZoneHealth:
     ) -> None:
         # RFC 4034 3.1.5: expiration is a 32-bit serial number (RFC 1982) near the reference.
         remaining = serial_to_epoch(expiration, reference_s) - reference_s
-        label = f"{item.rrset.name} {item.rrset.rdtype.name}"
+        label = f"{name_text(item.rrset.name)} {item.rrset.rdtype.name}"
         if state.min_remaining_s is None or remaining < state.min_remaining_s:
             state.min_remaining_s = remaining
             state.min_remaining_rrset = label

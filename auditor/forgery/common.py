@@ -178,9 +178,16 @@ def rcode_text(rcode: int) -> str:
         return f"RCODE{rcode}"
 
 
-def name_key(name: dns.name.Name) -> dns.name.Name:
-    """Case-insensitive dictionary key of a name."""
+def _canonical(name: dns.name.Name) -> dns.name.Name:
     return name.canonicalize()
+
+
+_canonical_names: IdentityMemo[dns.name.Name, dns.name.Name] = IdentityMemo(_canonical, 50_000)
+
+
+def name_key(name: dns.name.Name) -> dns.name.Name:
+    """Case-insensitive dictionary key of a name (memoised per name object)."""
+    return _canonical_names(name)
 
 
 def _lineage(name: dns.name.Name) -> tuple[dns.name.Name, ...]:

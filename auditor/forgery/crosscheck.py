@@ -26,6 +26,7 @@ from auditor.forgery.common import (
     paired_verdicts,
     rcode_text,
 )
+from auditor.messages import name_text
 from auditor.trust.material import rdata_set_digest
 from auditor.validate.verdict import RRsetVerdict, Status
 
@@ -105,7 +106,7 @@ class CrossChecker:
         key = (name_key(rrset.name), int(rrset.rdtype), int(rrset.rdclass))
         start, end = _window(summary.ts_ns, rrset.ttl, self._slack_ns)
         copy = _Validated(rdata_set_digest(rrset), start, end, summary.refs, summary.frame,
-                          f"{rrset.name} {rrset.rdtype.name}")
+                          f"{name_text(rrset.name)} {rrset.rdtype.name}")
         copies = self._copies.setdefault(key, [])
         self._copies.move_to_end(key)
         copies.append(copy)

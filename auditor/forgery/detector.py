@@ -60,6 +60,9 @@ class ForgeryConfig:
     """Slack added to both ends of TTL windows (race timing, clock granularity)."""
     max_entries: int = 100_000
     """Cap of every keyed table (queries, servers, validated RRsets, pending claims)."""
+    holdon_waiting: int = 10_000
+    """Responses (each with its whole evidence) kept waiting for their server's hold-on
+    baseline; over it the server waiting longest loses its waiting responses, unjudged."""
 
 
 class ForgeryDetector:
@@ -82,7 +85,8 @@ class ForgeryDetector:
         self._holdon = HoldOnTracker(min_samples=config.holdon_min_samples,
                                      window=config.holdon_window, hop_share=config.hop_share,
                                      rtt_factor=config.rtt_factor, max_servers=cap,
-                                     min_rtt_gap_ns=config.min_rtt_gap_ns)
+                                     min_rtt_gap_ns=config.min_rtt_gap_ns,
+                                     max_waiting=config.holdon_waiting)
         self._downgrade = DowngradeTracker(keep_ns=config.race_linger_ns, max_entries=cap)
         self._cross = CrossChecker(defer_ns=config.crosscheck_defer_ns,
                                    slack_ns=config.ttl_slack_ns, max_keys=cap, max_claims=cap)
@@ -135,6 +139,8 @@ class ForgeryDetector:
             "unsolicited_one_sided": self._unsolicited.one_sided,
             "race_state_evicted": self._races.evicted,
             "crosscheck_claims_dropped": self._cross.dropped_claims,
+            "holdon_servers_evicted": self._holdon.servers_evicted,
+            "holdon_waiting_evicted": self._holdon.waiting_evicted,
         }
 
     def _expire(self, now_ns: int) -> list[Finding]:

@@ -32,14 +32,33 @@ class HoldOnTracker:
     """
 
     def __init__(self, *, min_samples: int, window: int, hop_share: float, rtt_factor: float,
-                 max_servers: int, min_rtt_gap_ns: int = 1_000_000) -> None:
+                 max_servers: int, min_rtt_gap_ns: int = 1_000_000,
+                 max_waiting: int = 10_000) -> None:
         self._min = min_samples
         self._min_gap = min_rtt_gap_ns
         self._window = window
         self._share = hop_share
         self._factor = rtt_factor
         self._max = max_servers
+        self._max_waiting = max(1, max_waiting)
         self._profiles: OrderedDict[str, _Profile] = OrderedDict()
+        self._waiting_servers: OrderedDict[str, None] = OrderedDict()
+        """Servers with responses waiting for a baseline, the one waiting longest first."""
+        self._waiting_total = 0
+        self.servers_evicted = 0
+        """Server profiles dropped (least recently seen first) over ``max_servers``."""
+        self.waiting_evicted = 0
+        """Responses dropped unjudged while waiting for their server's baseline, because
+        ``max_waiting`` responses were waiting (the server waiting longest loses its oldest
+        first) or their server's profile was dropped."""
+
+    @property
+    def waiting(self) -> int:
+        """Responses waiting for their server's baseline now (each holds its evidence)."""
+        return self._waiting_total
+
+    def __len__(self) -> int:
+        return len(self._profiles)
 
     def feed(self, summary: ResponseSummary) -> list[Finding]:
         """Take one response; return anomalies it (or responses waiting for a baseline) show."""
@@ -50,10 +69,29 @@ class HoldOnTracker:
             profile.rtts.append(rtt)
         if len(profile.hops) < self._min:
             if len(profile.waiting) < self._min:
-                profile.waiting.append(summary)
+                self._hold(summary.server, profile, summary)
             return []
-        pending, profile.waiting = [*profile.waiting, summary], []
+        pending = [*profile.waiting, summary]
+        self._release(summary.server, profile)
         return [finding for item in pending for finding in self._judge(profile, item)]
+
+    def _hold(self, server: str, profile: _Profile, summary: ResponseSummary) -> None:
+        profile.waiting.append(summary)
+        self._waiting_total += 1
+        self._waiting_servers[server] = None  # keeps its place if already waiting
+        while self._waiting_total > self._max_waiting:  # oldest response of the longest wait
+            oldest = next(iter(self._waiting_servers))
+            waiting = self._profiles[oldest].waiting
+            del waiting[0]
+            self._waiting_total -= 1
+            self.waiting_evicted += 1
+            if not waiting:
+                del self._waiting_servers[oldest]
+
+    def _release(self, server: str, profile: _Profile) -> None:
+        self._waiting_total -= len(profile.waiting)
+        profile.waiting = []
+        self._waiting_servers.pop(server, None)
 
     def _profile(self, server: str) -> _Profile:
         profile = self._profiles.get(server)
@@ -61,7 +99,10 @@ class HoldOnTracker:
             profile = self._profiles[server] = _Profile(deque(maxlen=self._window),
                                                         deque(maxlen=self._window))
             if len(self._profiles) > self._max:
-                self._profiles.popitem(last=False)
+                oldest, dropped = self._profiles.popitem(last=False)
+                self.servers_evicted += 1
+                self.waiting_evicted += len(dropped.waiting)
+                self._release(oldest, dropped)
         else:
             self._profiles.move_to_end(server)
         return profile

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,13 +38,23 @@ _FLAG_ORDER: tuple[tuple[str, int], ...] = (
 def iso_time(ts_ns: int) -> str:
     """ISO 8601 UTC with microseconds and a ``Z`` suffix."""
     seconds, nanos = divmod(ts_ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{_second_text(seconds)}.{nanos // 1000:06d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_text(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a Unix second (memoised: records of one second share it)."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def flag_names(flags: int) -> list[str]:
     """Header flags as mnemonics in header order, e.g. ``["QR", "RD", "RA"]``."""
-    return [name for name, bit in _FLAG_ORDER if flags & bit]
+    return list(_flag_names(flags))
+
+
+@functools.lru_cache(maxsize=1024)
+def _flag_names(flags: int) -> tuple[str, ...]:
+    return tuple(name for name, bit in _FLAG_ORDER if flags & bit)
 
 
 def rcode_text(rcode: int) -> str:

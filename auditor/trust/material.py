@@ -265,6 +265,7 @@ class KeyMaterial:
             self._denial[digest] = entry
             if len(self._denial) > self._max_denial:
                 self._forget_denial(self._denial.popitem(last=False)[1])
+                self.evicted["denial_records"] += 1
         else:
             self._denial.move_to_end(digest)
         new_signature = entry.add_signatures(item.rrsigs, ts_ns)
@@ -273,8 +274,11 @@ class KeyMaterial:
         return new or new_signature
 
     def _forget_denial(self, entry: SignedRRset) -> None:
-        for by_digest in self._denial_by_zone.values():
-            by_digest.pop(entry.digest, None)
+        emptied = [zone for zone, by_digest in self._denial_by_zone.items()
+                   if by_digest.pop(entry.digest, None) is not None and not by_digest]
+        for zone in emptied:  # a zone left without denial records goes too (ever-new zones)
+            del self._denial_by_zone[zone]
+            self.evicted["denial_zones"] += 1
 
     def _remember_copy(self, item: RRsetEvidence, ts_ns: int) -> None:
         key = (item.rrset.name, int(item.rrset.rdtype), int(item.rrset.rdclass))
@@ -284,6 +288,7 @@ class KeyMaterial:
             self._copies[key] = copies
             if len(self._copies) > self._max_copies:
                 self._copies.popitem(last=False)
+                self.evicted["signed_copies"] += 1
         else:
             self._copies.move_to_end(key)
         digest = rdata_set_digest(item.rrset)
