@@ -34,6 +34,7 @@ from auditor.findings.validation import provenance_of, verdict_zone
 from auditor.findings.words import plain
 from auditor.findings.zones import ZoneHealth
 from auditor.forgery import ForgeryConfig, ForgeryDetector, evidence_refs
+from auditor.forgery.common import lineage
 from auditor.messages import MessageParser, set_record_cache_size
 from auditor.pipeline import (
     AuditOptions,
@@ -458,6 +459,7 @@ class LiveAuditor:
         set_facts_memo_size(limits.facts_memo)
         set_record_cache_size(limits.record_cache)
         set_digest_memo_size(limits.digest_memo)
+        lineage.resize(limits.forgery_entries)  # names' ancestor tuples, shared process-wide
         self.material = KeyMaterial(max_signed_copies=limits.signed_copies,
                                     max_denial=limits.denial_records,
                                     max_chain_rrsets=limits.chain_rrsets)

@@ -917,14 +917,24 @@ def write_capture(path: Path, packets: int = DEFAULT_PACKETS, seed: int = 1) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``make_capture.py OUT.pcap [--packets N] [--seed S]``."""
+    """Command line: ``make_capture.py OUT.pcap [--packets N] [--seed S] [--churn]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("out", type=Path, help="pcap file to write")
     parser.add_argument("--packets", type=int, default=DEFAULT_PACKETS, help="frames to write")
     parser.add_argument("--seed", type=int, default=1, help="random seed (keys, names, traffic)")
+    parser.add_argument("--churn", action="store_true",
+                        help="ever-new names, zones, clients and servers (churn_capture.py); "
+                        "the anchor for every zone goes to OUT.anchor")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    summary = write_capture(args.out, args.packets, args.seed)
+    if args.churn:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from churn_capture import write_churn_capture
+
+        summary, generator = write_churn_capture(args.out, args.packets, args.seed)
+        args.out.with_suffix(".anchor").write_text(generator.anchor_text())
+    else:
+        summary = write_capture(args.out, args.packets, args.seed)
     elapsed = time.perf_counter() - started
     print(
         f"wrote {args.out}: {summary.packets:,} frames, {summary.bytes / 1e6:.1f} MB, "

@@ -1,0 +1,57 @@
+"""Live: the hold-on waiting cap comes from LiveLimits and stats.json reports every eviction
+of the capped key-material and forgery tables (new ``evictions`` section)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import dns.name
+import dns.rrset
+
+from auditor.forgery import ForgeryDetector
+from auditor.forgery.common import lineage
+from auditor.live import AlertSink, LiveAuditor, LiveLimits, LiveOptions
+from auditor.trust import KeyCache
+
+NS = 1_000_000_000
+
+
+def test_holdon_waiting_cap_and_eviction_counters_reach_stats(tmp_path: Path) -> None:
+    limits = LiveLimits(holdon_waiting=3, signed_copies=4)
+    with KeyCache(str(tmp_path / "k.sqlite")) as cache:
+        auditor = LiveAuditor(LiveOptions(out_dir=tmp_path / "out", limits=limits), cache,
+                              AlertSink(io.StringIO()))
+        [detector] = [s for s in auditor.sources if isinstance(s, ForgeryDetector)]
+        assert detector.config.holdon_waiting == 3
+        assert detector._holdon._max_waiting == 3
+        rrsig_text = ("A 13 2 60 20250801000000 20250501000000 1 example. "
+                      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        for n in range(10):
+            name = f"h{n}.example."
+            auditor.material.add_rrset(
+                dns.rrset.from_text(name, 60, "IN", "A", "192.0.2.1"),
+                dns.rrset.from_text(name, 60, "IN", "RRSIG", rrsig_text), n * NS)
+        evictions = auditor.stats(final=False)["evictions"]
+        assert evictions["key_material_signed_copies"] == 6
+        assert evictions["holdon_waiting_evicted"] == 0
+        assert set(evictions) >= {"race_state_evicted", "crosscheck_claims_dropped",
+                                  "holdon_servers_evicted", "holdon_waiting_evicted"}
+        outcome = auditor.finish()
+        assert outcome.stats["evictions"]["key_material_signed_copies"] == 6
+
+
+def test_the_lineage_memo_is_sized_from_the_forgery_cap(tmp_path: Path) -> None:
+    before = lineage._size
+    try:
+        with KeyCache(str(tmp_path / "k.sqlite")) as cache:
+            auditor = LiveAuditor(
+                LiveOptions(out_dir=tmp_path / "out", limits=LiveLimits(forgery_entries=7)),
+                cache, AlertSink(io.StringIO()))
+            for n in range(50):  # ever-new names
+                lineage(dns.name.from_text(f"h{n}.z{n}.example."))
+            assert len(lineage) == 7
+            auditor.finish()
+    finally:
+        lineage.resize(before)
