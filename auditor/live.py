@@ -24,6 +24,7 @@ from auditor.anomaly import Anomaly, AnomalyCode
 from auditor.capture.frame import Frame
 from auditor.capture.live import FrameSource, LiveCapture, StreamCapture, default_filter
 from auditor.decode.defrag import Defragmenter
+from auditor.decode.dissect import set_address_memo_size
 from auditor.decode.tcpstream import TCPReassembler
 from auditor.decode.transport import DNS_PORTS
 from auditor.errors import ConfigError
@@ -106,8 +107,11 @@ class LiveLimits:
     facts_memo: int = 10_000
     """Parsed messages whose evidence facts are memoised (process-wide; offline 50,000)."""
     record_cache: int = 20_000
-    """Owner names, records and RRsets each that the parse stage shares between messages
-    (process-wide; offline 50,000)."""
+    """Question and owner names, name texts, summaries, records and RRsets each that the parse
+    stage shares between messages (process-wide; offline 50,000)."""
+    address_memo: int = 20_000
+    """Address texts/values each that the decode stage memoises (process-wide; offline
+    65,536)."""
     digest_memo: int = 20_000
     """RRset digests memoised by the key material (process-wide; offline 100,000)."""
     signature_memo: int = 20_000
@@ -458,6 +462,7 @@ class LiveAuditor:
         self.anchors = load_anchors(list(options.trust_anchors))
         set_facts_memo_size(limits.facts_memo)
         set_record_cache_size(limits.record_cache)
+        set_address_memo_size(limits.address_memo)
         set_digest_memo_size(limits.digest_memo)
         lineage.resize(limits.forgery_entries)  # names' ancestor tuples, shared process-wide
         self.material = KeyMaterial(max_signed_copies=limits.signed_copies,
@@ -740,6 +745,8 @@ class LiveAuditor:
                 counts.update({key: int(forgery[key]) for key in (  # type: ignore[call-overload]
                     "race_state_evicted", "crosscheck_claims_dropped",
                     "holdon_servers_evicted", "holdon_waiting_evicted")})
+            if isinstance(source, ZoneHealth):
+                counts["zones_evicted"] = source.evicted
         return counts
 
     def _state_sizes(self) -> dict[str, int]:

@@ -197,11 +197,13 @@ def _ede_codes(options: bytes) -> tuple[int, ...]:
     return tuple(codes)
 
 
-name_text: IdentityMemo[dns.name.Name, str] = IdentityMemo(dns.name.Name.to_text, 65536)
+_record_cache_size = 50_000
+"""Bound of each shared table of the parse stage (``set_record_cache_size``)."""
+
+name_text: IdentityMemo[dns.name.Name, str] = IdentityMemo(dns.name.Name.to_text, 50_000)
 """``Name.to_text()`` memoised per name object: parsed names are shared by every repeat of a
 message, and every stage downstream writes names as text."""
 
-_NAME_MEMO_SIZE = 65536
 _question_names: dict[bytes, tuple[dns.name.Name, bytes]] = {}
 """Memo of uncompressed question name wire form (case kept) -> (name, canonical wire form):
 distinct messages mostly ask about a smaller set of names, and building a ``Name`` costs more
@@ -218,7 +220,7 @@ def _name_from_wire(raw: bytes) -> tuple[dns.name.Name, bytes]:
         if length == 0:
             break
         offset += 1 + length
-    if len(_question_names) >= _NAME_MEMO_SIZE:
+    if len(_question_names) >= _record_cache_size:
         _question_names.clear()
     found = _question_names[raw] = (dns.name.Name(labels), raw.lower())
     return found
@@ -279,7 +281,6 @@ def _edns(
     return False, 0, False, ()
 
 
-_SUMMARY_MEMO_SIZE = 65536
 _summaries: dict[tuple[object, ...], Summary] = {}
 """Memo of equal summaries: distinct messages (other answers, TTLs, queries and their
 responses) mostly share one, and fewer long-lived objects keep the collector's work small."""
@@ -306,7 +307,7 @@ def summarise(wire: bytes) -> Summary:
     memo_key = (id(qname), key, rcode, edns, do, ede, problem)
     summary = _summaries.get(memo_key)
     if summary is None:
-        if len(_summaries) >= _SUMMARY_MEMO_SIZE:
+        if len(_summaries) >= _record_cache_size:
             _summaries.clear()
         summary = _summaries[memo_key] = Summary(
             qname, qtype, qclass, key, rcode, edns, do, ede, problem, True
@@ -320,7 +321,6 @@ def _unreadable(problem: str) -> Summary:
 
 # --- records: a walker that shares parsed records between messages ----------------------------
 
-_record_cache_size = 50_000
 _MAX_POINTER_HOPS = 16  # as dnspython's MAX_COMPRESSION_POINTER_CHAIN
 _NO_TTL = 0x7FFFFFFF
 _OPCODE_QUERY = 0
@@ -337,10 +337,12 @@ _opt_rrsets: dict[tuple[int, int, bytes], dns.rrset.RRset] = {}
 
 
 def set_record_cache_size(size: int) -> None:
-    """Cap each of the walker's shared tables (names, records, RRsets); live mode sets it."""
+    """Cap each of the parse stage's shared tables (question and owner names, name texts,
+    summaries, records, RRsets); live mode sets it."""
     global _record_cache_size
     _record_cache_size = max(1, size)
-    for table in (_owner_names, _rdatas, _opt_rrsets):
+    name_text.resize(size)
+    for table in (_owner_names, _rdatas, _opt_rrsets, _question_names, _summaries):
         if len(table) > _record_cache_size:
             table.clear()
     while len(_rrsets) > _record_cache_size:

@@ -9,6 +9,7 @@ from pathlib import Path
 import dns.name
 import dns.rrset
 
+from auditor.findings.zones import ZoneHealth
 from auditor.forgery import ForgeryDetector
 from auditor.forgery.common import lineage
 from auditor.live import AlertSink, LiveAuditor, LiveLimits, LiveOptions
@@ -37,7 +38,11 @@ def test_holdon_waiting_cap_and_eviction_counters_reach_stats(tmp_path: Path) ->
         assert evictions["key_material_signed_copies"] == 6
         assert evictions["holdon_waiting_evicted"] == 0
         assert set(evictions) >= {"race_state_evicted", "crosscheck_claims_dropped",
-                                  "holdon_servers_evicted", "holdon_waiting_evicted"}
+                                  "holdon_servers_evicted", "holdon_waiting_evicted",
+                                  "zones_evicted"}
+        [zones] = [s for s in auditor.sources if isinstance(s, ZoneHealth)]
+        zones.evicted = 5
+        assert auditor.stats(final=False)["evictions"]["zones_evicted"] == 5
         outcome = auditor.finish()
         assert outcome.stats["evictions"]["key_material_signed_copies"] == 6
 

@@ -14,13 +14,15 @@ from click.testing import CliRunner
 from auditor import evidence as evidence_module
 from auditor import messages as messages_module
 from auditor.cli_live import _limits, live
+from auditor.decode import dissect as dissect_module
 from auditor.findings.catalogue import Provenance
 from auditor.findings.zones import ZoneHealth
 from auditor.live import AlertSink, LiveAuditor, LiveLimits, LiveOptions
 from auditor.trust import KeyCache
 from auditor.trust import material as material_module
 
-SMALL = LiveLimits(parse_cache=7, facts_memo=11, record_cache=5, digest_memo=13, signature_memo=17,
+SMALL = LiveLimits(parse_cache=7, facts_memo=11, record_cache=5, address_memo=3, digest_memo=13,
+                   signature_memo=17,
                    signed_copies=19, denial_records=23, zones=29, forgery_entries=31)
 
 
@@ -28,8 +30,10 @@ SMALL = LiveLimits(parse_cache=7, facts_memo=11, record_cache=5, digest_memo=13,
 def _restore_process_memos() -> Iterator[None]:
     facts_size, digest_size = evidence_module._MEMO._size, material_module._DIGEST_MEMO._size
     records_size = messages_module._record_cache_size
+    address_size = dissect_module._address_memo_size
     yield
     messages_module.set_record_cache_size(records_size)
+    dissect_module.set_address_memo_size(address_size)
     evidence_module.set_facts_memo_size(facts_size)
     material_module.set_digest_memo_size(digest_size)
 
@@ -43,6 +47,8 @@ def test_live_auditor_caps_every_cache_from_its_limits(tmp_path: Path) -> None:
         assert auditor.stream.chain.parser._cache_size == 7
         assert evidence_module._MEMO._size == 11
         assert messages_module._record_cache_size == SMALL.record_cache
+        assert messages_module.name_text._size == SMALL.record_cache
+        assert dissect_module._address_memo_size == SMALL.address_memo
         assert material_module._DIGEST_MEMO._size == 13
         assert auditor.validator.checker._memo_size == 17
         assert auditor.material._max_copies == 19
@@ -60,11 +66,13 @@ def test_digest_memo_never_exceeds_its_cap() -> None:
     assert len(material_module._DIGEST_MEMO) <= 5
 
 
-def test_zone_health_tracks_at_most_max_zones() -> None:
+def test_zone_health_keeps_the_most_recently_seen_zones_within_max_zones() -> None:
     health = ZoneHealth(max_zones=2)
     where = Provenance(capture="c", frames=(1,), ts_ns=0)
-    states = [health._state(f"z{i}.", where) for i in range(5)]
-    assert [s is not None for s in states] == [True, True, False, False, False]
+    for zone in ("z0.", "z1.", "z0.", "z2.", "z3.", "z0."):
+        health._state(zone, where)
+    assert list(health._zones) == ["z3.", "z0."]
+    assert health.evicted == 3  # z1., then z0., then z2.
 
 
 def test_cli_options_set_the_caps_and_leave_the_rest_default() -> None:
@@ -99,3 +107,20 @@ def test_record_walker_tables_never_exceed_their_cap() -> None:
         assert len(messages_module._owner_names) <= 4
         assert len(messages_module._rdatas) <= 4
         assert len(messages_module._rrsets) <= 4
+
+
+def test_address_memos_never_exceed_their_cap() -> None:
+    import socket
+
+    from auditor.decode import fastpath, transport
+
+    dissect_module.set_address_memo_size(3)
+    for i in range(20):
+        dissect_module.address_text(bytes([192, 0, 2, i]))
+        fastpath._ipv4_text(0xC0000200 + i)
+        fastpath._ipv6_address(bytes(15) + bytes([i]))
+        transport._address_value(socket.AF_INET, f"192.0.2.{i}")
+        for memo in (dissect_module._address_texts, fastpath._ipv4_texts,
+                     fastpath._ipv6_addresses, transport._address_values):
+            assert len(memo) <= 3
+    assert dissect_module.address_text(bytes([192, 0, 2, 7])) == "192.0.2.7"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -264,7 +264,22 @@ _AF_INET6 = socket.AF_INET6
 _ntop = socket.inet_ntop
 
 ADDRESS_MEMO_SIZE = 65536
-"""Bound of each address memo below; a memo that fills up is cleared and refilled."""
+"""Default bound of each address memo of the decode stage; a memo that fills up is cleared and
+refilled."""
+_address_memo_size = ADDRESS_MEMO_SIZE
+
+
+def set_address_memo_size(size: int) -> None:
+    """Cap every address memo of the decode stage (live mode sets it from its limits)."""
+    global _address_memo_size
+    _address_memo_size = max(1, size)
+
+
+def address_memo_full(memo: Sized) -> bool:
+    """Whether an address memo reached the cap (checked only when adding an entry)."""
+    return len(memo) >= _address_memo_size
+
+
 _address_texts: dict[bytes, str] = {}
 """Memo of address bytes (4 or 16) -> presentation text: a capture point sees few addresses,
 and ``inet_ntop`` plus the string it builds costs more than a lookup."""
@@ -274,7 +289,7 @@ def address_text(raw: bytes) -> str:
     """Compressed presentation form of a 4- or 16-byte address, memoised."""
     text = _address_texts.get(raw)
     if text is None:
-        if len(_address_texts) >= ADDRESS_MEMO_SIZE:
+        if address_memo_full(_address_texts):
             _address_texts.clear()
         text = _address_texts[raw] = _ntop(_AF_INET if len(raw) == 4 else _AF_INET6, raw)
     return text

@@ -7,7 +7,7 @@ import socket
 import struct
 
 from auditor.capture.frame import Frame, LinkType
-from auditor.decode.dissect import ADDRESS_MEMO_SIZE, EtherType
+from auditor.decode.dissect import EtherType, address_memo_full
 from auditor.decode.transport import Transport, WireMessage
 from auditor.ledger import Ledger, Reason
 
@@ -50,14 +50,14 @@ _ipv6_addresses: dict[bytes, tuple[str, int]] = {}
 
 
 def _ipv4_text(value: int) -> str:
-    if len(_ipv4_texts) >= ADDRESS_MEMO_SIZE:
+    if address_memo_full(_ipv4_texts):
         _ipv4_texts.clear()
     text = _ipv4_texts[value] = _ntop(_AF_INET, value.to_bytes(4, "big"))
     return text
 
 
 def _ipv6_address(raw: bytes) -> tuple[str, int]:
-    if len(_ipv6_addresses) >= ADDRESS_MEMO_SIZE:
+    if address_memo_full(_ipv6_addresses):
         _ipv6_addresses.clear()
     found = _ipv6_addresses[raw] = (_ntop(_AF_INET6, raw), int.from_bytes(raw, "big"))
     return found

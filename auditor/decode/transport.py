@@ -7,7 +7,7 @@ import struct
 from dataclasses import dataclass
 from enum import StrEnum
 
-from auditor.decode.dissect import IPDatagram, IPProtocol
+from auditor.decode.dissect import IPDatagram, IPProtocol, address_memo_full
 from auditor.ledger import Ledger, Reason
 
 DNS_PORTS: frozenset[int] = frozenset({53})
@@ -86,13 +86,12 @@ _AF_BY_VERSION = {4: socket.AF_INET, 6: socket.AF_INET6}
 _pton = socket.inet_pton
 _address_values: dict[str, int] = {}
 """Memo of address -> integer value of its bytes; a resolver talks to few addresses."""
-_ADDRESS_MEMO_SIZE = 65536
 
 
 def _address_value(family: int, address: str) -> int:
     value = _address_values.get(address)
     if value is None:
-        if len(_address_values) >= _ADDRESS_MEMO_SIZE:
+        if address_memo_full(_address_values):
             _address_values.clear()
         value = _address_values[address] = int.from_bytes(_pton(family, address), "big")
     return value

@@ -4,7 +4,7 @@ validity, verdicts) and the policy findings it implies, built from judged respon
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -183,7 +183,8 @@ class ZoneHealth:
 
     ``trust_of`` gives each zone's chain status (e.g. from ``Validator.zone_trust``).
     Memory is bounded by ``max_zones`` (default ``MAX_ZONES``) zones and
-    ``MAX_RECORDS_PER_ZONE`` keys/DS each.
+    ``MAX_RECORDS_PER_ZONE`` keys/DS each; over ``max_zones`` the zone seen least recently is
+    forgotten (a tap running for days keeps tracking new zones) and ``evicted`` counts it.
     """
 
     def __init__(
@@ -196,7 +197,9 @@ class ZoneHealth:
         self._trust_of = trust_of
         self._max_zones = MAX_ZONES if max_zones is None else max_zones
         self._expiry_warning_s = expiry_warning_s
-        self._zones: dict[str, _ZoneState] = {}
+        self._zones: OrderedDict[str, _ZoneState] = OrderedDict()
+        self.evicted = 0
+        """Zones forgotten, least recently seen first, because ``max_zones`` were tracked."""
         self._merger = FindingMerger()
         self.rows: list[ZoneHealthRow] = []
         """The inventory, filled by ``flush``, sorted by zone name."""
@@ -207,21 +210,22 @@ class ZoneHealth:
         """Take the zone facts of one judged response."""
         where = provenance_of(evidence)
         if verdict.zone:
-            state = self._state(verdict.zone, where)
-            if state is not None:
-                state.verdicts[verdict.status.value] += 1
+            self._state(verdict.zone, where).verdicts[verdict.status.value] += 1
         reference_s = verdict.reference_time_ns // 1_000_000_000
         for item in evidence.rrsets:
             self._observe(item, where, reference_s)
         return ()
 
-    def _state(self, zone: str, where: Provenance) -> _ZoneState | None:
+    def _state(self, zone: str, where: Provenance) -> _ZoneState:
         state = self._zones.get(zone)
         if state is None:
             if len(self._zones) >= self._max_zones:
-                return None
+                self._zones.popitem(last=False)
+                self.evicted += 1
             state = _ZoneState(where, where.ts_ns)
             self._zones[zone] = state
+        else:
+            self._zones.move_to_end(zone)
         state.last_ns = max(state.last_ns, where.ts_ns)
         return state
 
@@ -234,16 +238,12 @@ class ZoneHealth:
             self._remember(owner, "ds", where, item.rrset)
         elif rdtype in (dns.rdatatype.CDS, dns.rdatatype.CDNSKEY):
             state = self._state(owner, where)
-            if state is not None:
-                state.signed[rdtype.name] = _Signed(item.rrset, item.rrsigs, where)
-                state.where.setdefault("signed", where)
+            state.signed[rdtype.name] = _Signed(item.rrset, item.rrsigs, where)
+            state.where.setdefault("signed", where)
         if item.rrsigs is None:
             return
         for rrsig in item.rrsigs:
-            signer = rrsig.signer.to_text()
-            state = self._state(signer, where)
-            if state is None:
-                continue
+            state = self._state(name_text(rrsig.signer), where)
             if rdtype == dns.rdatatype.NSEC:
                 state.nsec = True
                 state.where.setdefault("nsec", where)
@@ -256,8 +256,6 @@ class ZoneHealth:
 
     def _remember(self, owner: str, kind: str, where: Provenance, rrset: dns.rrset.RRset) -> None:
         state = self._state(owner, where)
-        if state is None:
-            return
         store: dict[bytes, DNSKEY] | dict[bytes, DS] = (
             state.dnskeys if kind == "dnskey" else state.ds
         )
