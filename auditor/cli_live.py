@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -43,10 +44,41 @@ def _size(text: str) -> int:
         raise click.BadParameter(f"{text!r} is not a size (e.g. 100M)") from exc
 
 
+_NOT_CAPS = frozenset({"hold_ns"})
+"""LiveLimits fields that are not entry/byte caps (set by their own options)."""
+
+
+def _limit_names() -> list[str]:
+    return sorted(f.name for f in dataclasses.fields(LiveLimits) if f.name not in _NOT_CAPS)
+
+
+def _parse_limits(items: tuple[str, ...]) -> dict[str, int]:
+    """``NAME=N`` pairs naming ``LiveLimits`` fields, e.g. ``zones=5000``."""
+    names = set(_limit_names())
+    found: dict[str, int] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in names:
+            raise click.BadParameter(f"{name!r} is not a limit; known: {', '.join(sorted(names))}",
+                                     param_hint="--limit")
+        try:
+            number = int(value)
+        except ValueError as exc:
+            raise click.BadParameter(f"{item!r}: the value must be a whole number",
+                                     param_hint="--limit") from exc
+        if number < 1:
+            raise click.BadParameter(f"{item!r}: the value must be at least 1",
+                                     param_hint="--limit")
+        found[name] = number
+    return found
+
+
 def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int | None,
             max_pending_queries: int | None, max_held_responses: int | None,
-            max_cache_entries: int | None) -> LiveLimits:
-    """The state caps from the command line; an option left out keeps the default."""
+            max_cache_entries: int | None, extra: dict[str, int] | None = None) -> LiveLimits:
+    """The state caps from the command line; an option left out keeps the default, and
+    ``--limit NAME=N`` (``extra``) sets any cap by its ``LiveLimits`` name, last."""
     caps: dict[str, int] = {"hold_ns": int(hold_s * 1_000_000_000)}
     given = {"fragment_sets": max_fragment_sets, "tcp_flows": max_tcp_flows,
              "pending_queries": max_pending_queries, "held_responses": max_held_responses}
@@ -55,6 +87,7 @@ def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int 
         caps.update(dict.fromkeys(
             ("parse_cache", "facts_memo", "record_cache", "digest_memo", "signature_memo"),
             max_cache_entries))
+    caps.update(extra or {})
     return LiveLimits(**caps)
 
 
@@ -111,6 +144,10 @@ def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int 
 @click.option("--max-cache-entries", type=click.IntRange(min=1), default=None, metavar="N",
               help="Entries of each memo: parsed messages, message facts, RRset digests, "
               "signature checks (default 10000-20000 each).")
+@click.option("--limit", "limit_items", multiple=True, metavar="NAME=N",
+              help="Set any state cap by name (repeatable), e.g. --limit zones=5000 --limit "
+              "signed_copies=20000; names: " + ", ".join(_limit_names()) + ". Applied after "
+              "the --max-* options.")
 @click.option("--verbose", "-v", count=True, help="More log output (repeat for debug).")
 def live(
     interfaces: tuple[str, ...], read: str | None, bpf: str | None, ports: tuple[int, ...],
@@ -119,7 +156,7 @@ def live(
     rotate_seconds: float, rotate_size: str, keep_files: int, stats_interval: float,
     evidence: bool, hold_s: float, max_fragment_sets: int | None, max_tcp_flows: int | None,
     max_pending_queries: int | None, max_held_responses: int | None,
-    max_cache_entries: int | None, verbose: int,
+    max_cache_entries: int | None, limit_items: tuple[str, ...], verbose: int,
 ) -> None:
     """Audit DNS traffic as it happens, on interfaces or a pcap stream, until SIGINT/SIGTERM.
 
@@ -142,7 +179,8 @@ def live(
         limits=_limits(hold_s, max_fragment_sets=max_fragment_sets, max_tcp_flows=max_tcp_flows,
                        max_pending_queries=max_pending_queries,
                        max_held_responses=max_held_responses,
-                       max_cache_entries=max_cache_entries),
+                       max_cache_entries=max_cache_entries,
+                       extra=_parse_limits(limit_items)),
     )
     try:
         outcome = run_live(options, stats_stream=sys.stderr)

@@ -124,3 +124,18 @@ def test_address_memos_never_exceed_their_cap() -> None:
                      fastpath._ipv6_addresses, transport._address_values):
             assert len(memo) <= 3
     assert dissect_module.address_text(bytes([192, 0, 2, 7])) == "192.0.2.7"
+
+
+def test_limit_option_sets_any_cap_by_name_and_rejects_unknown_ones() -> None:
+    from click import BadParameter
+
+    from auditor.cli_live import _parse_limits
+
+    extra = _parse_limits(("zones=5", "signed-copies=9", "holdon_waiting=2"))
+    limits = _limits(3.0, max_fragment_sets=None, max_tcp_flows=None, max_pending_queries=None,
+                     max_held_responses=None, max_cache_entries=4, extra=extra)
+    assert (limits.zones, limits.signed_copies, limits.holdon_waiting) == (5, 9, 2)
+    assert limits.parse_cache == 4 and limits.fragment_sets == LiveLimits().fragment_sets
+    for bad in ("zonez=5", "zones=many", "zones=0", "hold_ns=5"):
+        with pytest.raises(BadParameter):
+            _parse_limits((bad,))
