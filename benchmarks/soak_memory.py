@@ -38,9 +38,10 @@ SMALL_LIMITS = {"fragment_sets": 500, "tcp_flows": 500, "pending_queries": 2000,
                 "held_responses": 500, "parse_cache": 2000, "facts_memo": 2000,
                 "record_cache": 2000, "digest_memo": 2000, "signature_memo": 2000,
                 "signed_copies": 5000, "denial_records": 5000, "chain_rrsets": 5000,
-                "zones": 1000, "forgery_entries": 2000, "holdon_waiting": 500}
-"""With ``--all-small-caps``: every ``LiveLimits`` cap small (those without a command-line
-option too), so that the soak shows each table bounded by its cap within hours."""
+                "zones": 1000, "forgery_entries": 2000, "holdon_waiting": 500,
+                "address_memo": 2000}
+"""With ``--all-small-caps``: every ``LiveLimits`` cap small, through ``live --limit``, so that
+the soak shows each table bounded by its cap within hours."""
 PLATEAU_TOLERANCE = 0.10
 MAX_LAST_THIRD_GROWTH = 0.05
 """The last slice's median RSS may exceed the first median of the last third by this much."""
@@ -98,15 +99,19 @@ def sample(process: subprocess.Popen[str], follower: StderrFrames) -> list[tuple
     return samples
 
 
-def run_auditor(capture: Path, anchors: Path, out: Path, caps: tuple[str, ...],
-                all_small: bool = False) -> tuple[list[tuple[float, int, int]], str]:
-    """Run ``live --read`` on the capture (or, ``all_small``, this script's child running
-    ``run_live`` with ``SMALL_LIMITS``); return the RSS samples and the final stats line."""
-    command = ([sys.executable, str(Path(__file__).resolve()), "--child", str(capture),
-                str(anchors), str(out)] if all_small else
-               [sys.executable, "-m", "auditor", "live", "--read", str(capture), "--out",
-                str(out), "--alerts", str(out / "alerts.jsonl"), "--stats-interval", "1",
-                "--trust-anchor", str(anchors), *caps])
+def all_small_caps() -> tuple[str, ...]:
+    """``--limit NAME=N`` for every entry of ``SMALL_LIMITS``."""
+    return tuple(part for name, value in SMALL_LIMITS.items()
+                 for part in ("--limit", f"{name}={value}"))
+
+
+def run_auditor(capture: Path, anchors: Path, out: Path,
+                caps: tuple[str, ...]) -> tuple[list[tuple[float, int, int]], str]:
+    """Run ``live --read`` on the capture with ``caps`` (options); return the RSS samples and
+    the final stats line."""
+    command = [sys.executable, "-m", "auditor", "live", "--read", str(capture), "--out",
+               str(out), "--alerts", str(out / "alerts.jsonl"), "--stats-interval", "1",
+               "--trust-anchor", str(anchors), *caps]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     follower = StderrFrames(process)
@@ -156,22 +161,6 @@ def last_third_growth(samples: list[tuple[float, int, int]], frames: int) -> flo
     return end / start - 1 if start else 0.0
 
 
-def child(capture: str, anchors: str, out: str) -> int:
-    """``run_live`` on a pcap with every cap from ``SMALL_LIMITS`` (those the running code
-    knows), stats lines to standard error as ``live`` prints them."""
-    import dataclasses
-
-    from auditor.live import LiveLimits, LiveOptions, run_live
-
-    known = {field.name for field in dataclasses.fields(LiveLimits)}
-    limits = LiveLimits(**{k: v for k, v in SMALL_LIMITS.items() if k in known})
-    options = LiveOptions(out_dir=Path(out), read=capture, trust_anchors=(anchors,),
-                          alerts_path=Path(out) / "alerts.jsonl", stats_interval_s=1.0,
-                          limits=limits)
-    run_live(options, stats_stream=sys.stderr)
-    return 0
-
-
 def print_state(stats_path: Path) -> None:
     """The final table sizes and eviction counts the run reported (``stats.json``)."""
     try:
@@ -196,11 +185,7 @@ def main() -> int:
     parser.add_argument("--all-small-caps", action="store_true",
                         help="every LiveLimits cap small (SMALL_LIMITS), not only the "
                         "command-line ones")
-    parser.add_argument("--child", nargs=3, metavar=("PCAP", "ANCHORS", "OUT"),
-                        help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        return child(*args.child)
     with tempfile.TemporaryDirectory(prefix="soak-memory-") as temp:
         work = Path(temp)
         capture = args.capture or work / "long.pcap"
@@ -217,9 +202,9 @@ def main() -> int:
         else:
             write_anchors(capture, anchors)
         started = time.monotonic()
-        samples, final = run_auditor(capture, anchors, work / "out",
-                                     () if args.default_caps else SMALL_CAPS,
-                                     all_small=args.all_small_caps)
+        caps = (() if args.default_caps else
+                all_small_caps() if args.all_small_caps else SMALL_CAPS)
+        samples, final = run_auditor(capture, anchors, work / "out", caps)
         print(f"auditor: {time.monotonic() - started:.0f} s wall", flush=True)
         print_state(work / "out" / "stats.json")
     print(final)
