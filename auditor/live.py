@@ -190,7 +190,9 @@ class LiveOutcome:
 
 class StreamingJudge:
     """Judges each response at once; an ``indeterminate`` one waits up to ``hold_ns`` (capture
-    time) for new key material and is re-judged when ``KeyMaterial.generation`` moved.
+    time) for new key material and is re-judged when material arrived for a zone at or above
+    one of its names (``KeyMaterial.changed_zones_since``): keys of other zones cannot change
+    its verdict.
 
     Unlike ``pipeline.OrderedJudge`` nothing waits behind a held response (live alerts must not
     queue behind a response that lacks keys), so responses come out in judgement order. The
@@ -209,6 +211,8 @@ class StreamingJudge:
         """Held responses judged again after new keys arrived."""
         self.resolved = 0
         """Held responses that became secure/insecure/bogus with late keys."""
+        self.skipped = 0
+        """Re-judgements saved because the new material was about unrelated zones."""
         self.expired = 0
         """Held responses released indeterminate after ``hold_ns``."""
         self.evicted = 0
@@ -265,7 +269,9 @@ class StreamingJudge:
                 finished = False
                 kept.append((evidence, verdict, seen, size))
                 continue
-            if seen != generation:
+            if seen != generation and not self._concerned(evidence, seen):
+                self.skipped += 1
+            elif seen != generation:
                 left -= 1
                 verdict = self._validator.judge(evidence)
                 self.rejudged += 1
@@ -280,6 +286,21 @@ class StreamingJudge:
             self._scanned_generation = generation
         return ready
 
+    def _concerned(self, evidence: ResponseEvidence, seen: int) -> bool:
+        """Whether material that arrived after generation ``seen`` is about a zone at or above
+        the question or any owner or signer in the response (the only zones whose keys, DS or
+        denial records its verdict depends on)."""
+        changed = self._material.changed_zones_since(seen)
+        if changed is None:
+            return True  # the change log no longer reaches back: assume it does
+        if not changed:
+            return False
+        names = [item.rrset.name for item in evidence.rrsets]
+        names.extend(rrsig.signer for item in evidence.rrsets for rrsig in item.rrsigs or ())
+        if evidence.qname is not None:
+            names.append(evidence.qname)
+        return any(name.is_subdomain(zone) for zone in changed for name in names)
+
     def _evict_over_caps(self) -> list[Judged]:
         ready: list[Judged] = []
         limits = self._limits
@@ -293,7 +314,7 @@ class StreamingJudge:
     def _release_oldest(self) -> Judged:
         evidence, verdict, seen, size = self._held.popleft()
         self._held_bytes -= size
-        if seen != self._material.generation:
+        if seen != self._material.generation and self._concerned(evidence, seen):
             verdict = self._validator.judge(evidence)
             self.rejudged += 1
             if verdict.status is not Status.INDETERMINATE:
@@ -303,8 +324,8 @@ class StreamingJudge:
     def counters(self) -> dict[str, int]:
         """JSON-ready counts."""
         return {"held": self.held, "held_bytes": self.held_bytes, "rejudged": self.rejudged,
-                "resolved_late": self.resolved, "expired_indeterminate": self.expired,
-                "evicted": self.evicted}
+                "rejudge_skipped": self.skipped, "resolved_late": self.resolved,
+                "expired_indeterminate": self.expired, "evicted": self.evicted}
 
 
 class CaptureClock:

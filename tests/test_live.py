@@ -97,6 +97,44 @@ def test_held_response_is_rejudged_when_its_keys_arrive_later() -> None:
     assert judge.counters()["resolved_late"] == 1
 
 
+def test_keys_of_unrelated_zones_do_not_rejudge_a_held_response() -> None:
+    import dns.rrset
+
+    answer = _waiting_answer(_sample_evidence())
+    judge, material = _judge(LiveLimits(hold_ns=60 * NS))
+    assert judge.feed(answer) == []
+    key = ("257 3 13 mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+KkxLbxIL"
+           "fDLUT0rAK9iUzy1L53eKGQ==")
+    material.add_rrset(dns.rrset.from_text("unrelated.invalid.", 300, "IN", "DNSKEY", key),
+                       None, answer.ts_ns)
+    assert material.changed_zones_since(material.generation - 1) == {
+        dns.name.from_text("unrelated.invalid.")}
+    assert judge.tick(answer.ts_ns + 1) == []
+    counters = judge.counters()
+    assert counters["rejudged"] == 0 and counters["rejudge_skipped"] == 1
+    # A zone at or above the answer's names does concern it: the root is above everything.
+    material.add_rrset(dns.rrset.from_text(".", 300, "IN", "DNSKEY", key), None, answer.ts_ns)
+    judge.tick(answer.ts_ns + 2)
+    assert judge.counters()["rejudged"] == 1
+
+
+def test_change_log_answers_unknown_once_it_no_longer_reaches_back() -> None:
+    import dns.rrset
+
+    from auditor.trust import material as material_module
+
+    material = KeyMaterial()
+    key = ("257 3 13 mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+KkxLbxIL"
+           "fDLUT0rAK9iUzy1L53eKGQ==")
+    for i in range(material_module._CHANGE_LOG + 5):
+        material.add_rrset(dns.rrset.from_text(f"z{i}.example.", 300, "IN", "DNSKEY", key),
+                           None, i)
+    assert material.changed_zones_since(0) is None
+    recent = material.changed_zones_since(material.generation - 2)
+    assert recent is not None and len(recent) == 2
+    assert material.changed_zones_since(material.generation) == frozenset()
+
+
 def test_held_responses_are_capped_oldest_released_first() -> None:
     answer = _waiting_answer(_sample_evidence())
     size = len(answer.transaction.response.wire.wire)

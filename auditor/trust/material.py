@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -33,6 +33,8 @@ RRsetKey = tuple[dns.name.Name, int, int]
 _CHAIN_TYPES = frozenset({dns.rdatatype.DNSKEY, dns.rdatatype.DS})
 _DENIAL_TYPES = frozenset({dns.rdatatype.NSEC, dns.rdatatype.NSEC3})
 _MAX_SIGNATURES_PER_RRSET = 32
+_CHANGE_LOG = 4096
+"""Generations whose changed zones are remembered (``KeyMaterial.changed_zones_since``)."""
 
 
 def set_digest_memo_size(size: int) -> None:
@@ -155,6 +157,9 @@ class KeyMaterial:
         self.generation = 0
         self.key_generation = 0
         self.responses = 0
+        self._denial_signers: dict[bytes, set[dns.name.Name]] = {}
+        self._changed_now: set[dns.name.Name] = set()
+        self._changes: deque[tuple[int, frozenset[dns.name.Name]]] = deque(maxlen=_CHANGE_LOG)
 
     # --- building ----------------------------------------------------------------------------
 
@@ -168,8 +173,28 @@ class KeyMaterial:
             changed |= self._observe_rrset(item, ts_ns)
         changed |= self._observe_dnskey_nodata(evidence)
         if changed:
-            self.generation += 1
+            self._next_generation()
         return changed
+
+    def _next_generation(self) -> None:
+        self.generation += 1
+        self._changes.append((self.generation, frozenset(self._changed_now)))
+        self._changed_now.clear()
+
+    def changed_zones_since(self, generation: int) -> frozenset[dns.name.Name] | None:
+        """The zones whose chain material (DNSKEY or DS owner, denial signer, DNSKEY NODATA)
+        changed after ``generation``; None when the bounded change log no longer reaches back
+        that far (then anything may have changed)."""
+        if generation >= self.generation:
+            return frozenset()
+        if not self._changes or self._changes[0][0] > generation + 1:
+            return None
+        found: set[dns.name.Name] = set()
+        for number, zones in reversed(self._changes):
+            if number <= generation:
+                break
+            found.update(zones)
+        return frozenset(found)
 
     def _observe_dnskey_nodata(self, evidence: ResponseEvidence) -> bool:
         """Remember authoritative answers saying a zone has no DNSKEY RRset at all (NOERROR,
@@ -192,6 +217,7 @@ class KeyMaterial:
             self._dnskey_nodata.popitem(last=False)
             self.evicted["dnskey_nodata"] += 1
         self.key_generation += 1
+        self._changed_now.add(zone)
         return True
 
     def dnskey_nodata_seen(self, zone: dns.name.Name) -> int | None:
@@ -204,7 +230,7 @@ class KeyMaterial:
         """Add one RRset (e.g. from a zone file or a test) as if observed in an answer."""
         changed = self._observe_rrset(RRsetEvidence(Section.ANSWER, rrset, rrsigs), ts_ns)
         if changed:
-            self.generation += 1
+            self._next_generation()
         return changed
 
     def _observe_rrset(self, item: RRsetEvidence, ts_ns: int) -> bool:
@@ -250,9 +276,11 @@ class KeyMaterial:
                 self.evicted["chain_versions"] += 1
             entry.add_signatures(item.rrsigs, ts_ns)
             self.key_generation += 1
+            self._changed_now.add(item.rrset.name)
             return True
         if entry.add_signatures(item.rrsigs, ts_ns):
             self.key_generation += 1
+            self._changed_now.add(item.rrset.name)
             return True
         return False
 
@@ -269,15 +297,24 @@ class KeyMaterial:
         else:
             self._denial.move_to_end(digest)
         new_signature = entry.add_signatures(item.rrsigs, ts_ns)
+        signers = self._denial_signers.setdefault(digest, set())
         for rrsig in item.rrsigs or ():
+            if rrsig.signer not in signers and len(signers) >= _MAX_SIGNATURES_PER_RRSET:
+                continue  # forged copies naming ever-new signers: the index stays bounded
             self._denial_by_zone.setdefault(rrsig.signer, {})[digest] = entry
+            signers.add(rrsig.signer)
+        if new or new_signature:
+            self._changed_now.update(signers)
         return new or new_signature
 
     def _forget_denial(self, entry: SignedRRset) -> None:
-        emptied = [zone for zone, by_digest in self._denial_by_zone.items()
-                   if by_digest.pop(entry.digest, None) is not None and not by_digest]
-        for zone in emptied:  # a zone left without denial records goes too (ever-new zones)
-            del self._denial_by_zone[zone]
+        for zone in self._denial_signers.pop(entry.digest, ()):
+            by_digest = self._denial_by_zone.get(zone)
+            if by_digest is None:
+                continue
+            by_digest.pop(entry.digest, None)
+            if not by_digest:  # a zone left without denial records goes too (ever-new zones)
+                del self._denial_by_zone[zone]
             self.evicted["denial_zones"] += 1
 
     def _remember_copy(self, item: RRsetEvidence, ts_ns: int) -> None:
