@@ -779,6 +779,11 @@ class LiveAuditor:
             "tcp_bytes_held": chain.tcp.held_bytes,
             "held_responses": self.judge.held,
             "held_response_bytes": self.judge.held_bytes,
+            "pending_queries": self.stream.matcher.pending,
+            "parsed_messages": self.stream.chain.parser.cached if self.stream.chain.parser
+            else 0,
+            "zones": sum(len(s) for s in self.sources if isinstance(s, ZoneHealth)),
+            **{f"key_material_{name}": size for name, size in self.material.sizes().items()},
         }
 
     def write_stats(self, *, final: bool) -> dict[str, Any]:

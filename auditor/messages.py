@@ -585,6 +585,11 @@ class MessageParser:
         self.parsed = 0
         self.cache_hits = 0
 
+    @property
+    def cached(self) -> int:
+        """Distinct parsed messages kept now."""
+        return len(self._cache)
+
     def feed(self, wire: WireMessage) -> ObservedMessage | None:
         """Read one message and settle its frames; None only if shorter than a DNS header."""
         data = wire.wire

@@ -84,6 +84,11 @@ class Matcher:
         self._count = 0
         self.stats = MatchStats()
 
+    @property
+    def pending(self) -> int:
+        """Queries waiting for (or lingering after) their response now."""
+        return self._count
+
     def feed(self, message: ObservedMessage) -> Transaction | None:
         """Take one message; return a Transaction if it is a response."""
         if message.is_response:

@@ -43,6 +43,10 @@ def test_holdon_waiting_cap_and_eviction_counters_reach_stats(tmp_path: Path) ->
         [zones] = [s for s in auditor.sources if isinstance(s, ZoneHealth)]
         zones.evicted = 5
         assert auditor.stats(final=False)["evictions"]["zones_evicted"] == 5
+        state = auditor.stats(final=False)["state"]
+        assert state["key_material_signed_copies"] == 4  # at its cap
+        assert {"pending_queries", "parsed_messages", "zones", "key_material_denial_records",
+                "key_material_chain_rrsets"} <= set(state)
         outcome = auditor.finish()
         assert outcome.stats["evictions"]["key_material_signed_copies"] == 6
 

@@ -204,6 +204,9 @@ class ZoneHealth:
         self.rows: list[ZoneHealthRow] = []
         """The inventory, filled by ``flush``, sorted by zone name."""
 
+    def __len__(self) -> int:
+        return len(self._zones)
+
     # --- feeding -----------------------------------------------------------------------------
 
     def feed(self, evidence: ResponseEvidence, verdict: Verdict) -> Iterable[Finding]:

@@ -220,6 +220,12 @@ class KeyMaterial:
         self._changed_now.add(zone)
         return True
 
+    def sizes(self) -> dict[str, int]:
+        """Entries in each capped table now (JSON-ready), to watch against the caps."""
+        return {"chain_rrsets": len(self._chain), "denial_records": len(self._denial),
+                "signed_copies": len(self._copies), "delegations": len(self._delegations),
+                "dnskey_nodata": len(self._dnskey_nodata)}
+
     def dnskey_nodata_seen(self, zone: dns.name.Name) -> int | None:
         """Capture time of the first authoritative answer showing ``zone`` without DNSKEY."""
         return self._dnskey_nodata.get(zone)
