@@ -222,6 +222,15 @@ def audit(
 ) -> None:
     """Audit the DNS responses in CAPTURE files (pcap, pcapng, .gz; '-' for stdin)."""
     _configure_logging(quiet, verbose)
+    if evidence_path is not None and (anonymize or anonymize_key):
+        # The evidence file is the captured frames as they are: addresses in IP headers, in
+        # DNS payloads (PTR names, EDNS Client Subnet) and in checksums. Pseudonyms in the
+        # reports would be undone by shipping it next to them.
+        raise click.UsageError(
+            "--evidence keeps the captured frames as they are (real addresses in headers and "
+            "DNS payloads), which --anonymize cannot make safe to share: run once with "
+            "--anonymize for the reports you share and once with --evidence for the packets "
+            "you keep")
     target = out_dir if out_dir is not None else default_out_dir(captures)
     secret = (
         load_or_create_key(target, anonymize_key) if anonymize or anonymize_key else None

@@ -167,3 +167,15 @@ def test_the_entry_point_tunes_the_collector_for_long_lived_caches() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_evidence_with_anonymize_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["audit", str(SAMPLE), "--out", str(out), "--anonymize",
+                                      "--evidence", str(tmp_path / "e.pcapng")])
+    assert result.exit_code == 2
+    assert "--anonymize cannot make safe to share" in result.output
+    assert not out.exists() and not (tmp_path / "e.pcapng").exists()
+    alone = CliRunner().invoke(cli, ["audit", str(SAMPLE), "--out", str(out), "-q",
+                                     "--evidence", str(tmp_path / "e.pcapng")])
+    assert alone.exit_code in (0, 1) and (tmp_path / "e.pcapng").exists()
