@@ -38,6 +38,10 @@ def question_text(evidence: ResponseEvidence) -> str:
     return f"{evidence.qname.to_text()} {qtype}"
 
 
+UNKNOWN_ZONE = "(unknown: the answer carries no records)"
+"""Zone text of indeterminate answers whose zone nothing in them names."""
+
+
 def verdict_zone(verdict: Verdict, evidence: ResponseEvidence) -> str:
     """The zone a verdict is about: its own, else the first signer, else the question name."""
     if verdict.zone:
@@ -124,7 +128,10 @@ class ValidationFindings:
                                     "answers": [question_text(evidence)]})
 
     def _indeterminate(self, evidence: ResponseEvidence, verdict: Verdict) -> None:
-        zone = verdict_zone(verdict, evidence)
+        # Without a zone or signer (SERVFAIL, a truncated answer: no records at all) the
+        # question name is not a zone: such answers are summarised together, names listed.
+        known = verdict.zone or any(rrset.signer for rrset in verdict.rrsets)
+        zone = verdict_zone(verdict, evidence) if known else UNKNOWN_ZONE
         reasons = [*verdict.missing, *_reasons(c.value for c in verdict.codes)] or [
             plain(C.DNSSEC_INDETERMINATE)]
         self._merger.add("indeterminate_answers", (zone,), {"zone": zone},

@@ -86,6 +86,24 @@ def test_indeterminate_answers_are_summarised_per_zone() -> None:
     assert summary.severity is Severity.LOW
 
 
+def test_indeterminate_answers_without_records_are_not_filed_under_their_question() -> None:
+    import dns.rcode
+
+    from auditor.findings.validation import UNKNOWN_ZONE
+
+    lab = Lab()
+    validator = lab.validator()
+    source = ValidationFindings()
+    for n in range(3):
+        evidence = respond(f"gone{n}.example.test.", "A", [], rcode=dns.rcode.SERVFAIL)
+        verdict = validator.judge(evidence)
+        assert verdict.status is Status.INDETERMINATE and not verdict.zone
+        source.feed(evidence, verdict)
+    [summary] = [f for f in source.flush() if f.code == "indeterminate_answers"]
+    assert summary.count == 3 and summary.params["zone"] == UNKNOWN_ZONE
+    assert summary.params["answers_list"] == [f"gone{n}.example.test. A" for n in range(3)]
+
+
 def _material_without_keys(lab: Lab):  # type: ignore[no-untyped-def]
     from auditor.trust import KeyMaterial
 
