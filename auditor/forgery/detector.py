@@ -141,6 +141,7 @@ class ForgeryDetector:
             "crosscheck_claims_dropped": self._cross.dropped_claims,
             "holdon_servers_evicted": self._holdon.servers_evicted,
             "holdon_waiting_evicted": self._holdon.waiting_evicted,
+            "rtt_skipped_recursive": self._holdon.rtt_skipped_recursive,
         }
 
     def _expire(self, now_ns: int) -> list[Finding]:

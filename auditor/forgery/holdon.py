@@ -45,6 +45,8 @@ class HoldOnTracker:
         self._waiting_servers: OrderedDict[str, None] = OrderedDict()
         """Servers with responses waiting for a baseline, the one waiting longest first."""
         self._waiting_total = 0
+        self.rtt_skipped_recursive = 0
+        """Responses of recursive resolvers (RA) not judged by RTT (cache hits are fast)."""
         self.servers_evicted = 0
         """Server profiles dropped (least recently seen first) over ``max_servers``."""
         self.waiting_evicted = 0
@@ -141,7 +143,11 @@ class HoldOnTracker:
 
     def _rtt_finding(self, profile: _Profile, summary: ResponseSummary) -> Finding | None:
         rtt = summary.rtt_ns
-        if rtt is None or len(profile.rtts) < self._min:
+        if rtt is None or len(profile.rtts) < self._min or summary.recursive:
+            # A recursive resolver (RA) answers from its cache in microseconds and after
+            # upstream queries in milliseconds: a fast answer is a cache hit, not a spoofer.
+            # The timing argument of RFC 5452 4 holds for authoritative answers.
+            self.rtt_skipped_recursive += summary.recursive
             return None
         others = sorted(profile.rtts)
         others.remove(rtt)

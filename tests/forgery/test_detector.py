@@ -227,6 +227,17 @@ def test_response_faster_than_the_server_ever_answers_is_rtt_anomaly() -> None:
     assert found[0].params["rtt_us"] == 100
 
 
+def test_a_fast_answer_from_a_recursive_resolver_is_a_cache_hit_not_an_rtt_anomaly() -> None:
+    traffic = Traffic()
+    for n in range(10):
+        q = query(f"r{n}.example.", msg_id=n + 1)
+        reply = answer(q, f"r{n}.example. A 192.0.2.1")
+        reply.flags |= dns.flags.RA
+        traffic.exchange(q, reply, at_ns=T0_NS + n * 100 * MS, port=44000 + n,
+                         rtt_ns=100_000 if n == 2 else (20 + n) * MS)
+    assert "rtt_anomaly" not in codes(run(traffic))
+
+
 def test_stable_path_and_jittery_rtt_raise_nothing() -> None:
     traffic = Traffic()
     for n in range(30):
