@@ -331,7 +331,10 @@ _owner_names: dict[bytes, dns.name.Name] = {}
 _rdatas: dict[tuple[int, bytes], dns.rdata.Rdata] = {}
 """Records whose data needs no message context (no compression pointer), by (type, bytes)."""
 _rrsets: OrderedDict[tuple[object, ...], dns.rrset.RRset] = OrderedDict()
-"""Whole RRsets by (owner, class, type, covers, TTL, record bytes in order)."""
+"""Whole RRsets by (TTL, (owner, type, covers, record bytes in order)); class is IN."""
+_rrset_templates: dict[tuple[object, ...], dns.rrset.RRset] = {}
+"""RRsets by (owner, type, covers, record bytes in order), whatever their TTL: copied when a
+repeat differs only in its TTL."""
 _opt_rrsets: dict[tuple[int, int, bytes], dns.rrset.RRset] = {}
 """OPT pseudo-RRsets by (payload size, TTL field, options)."""
 
@@ -342,7 +345,8 @@ def set_record_cache_size(size: int) -> None:
     global _record_cache_size
     _record_cache_size = max(1, size)
     name_text.resize(size)
-    for table in (_owner_names, _rdatas, _opt_rrsets, _question_names, _summaries):
+    for table in (_owner_names, _rdatas, _opt_rrsets, _question_names, _summaries,
+                  _rrset_templates):
         if len(table) > _record_cache_size:
             table.clear()
     while len(_rrsets) > _record_cache_size:
@@ -514,17 +518,28 @@ def _opt_rrset(wire: bytes, payload: int, ttl: int, start: int, length: int) -> 
 
 def _rrset_of(group: _Pending) -> dns.rrset.RRset:
     """The RRset of one group: the very object an earlier message had if it was identical
-    (owner text, TTL and every record's bytes in order), else built as dnspython builds it."""
-    key = (group.raw_name, group.rdtype, group.covers, group.ttl, *group.raws)
+    (owner text, TTL and every record's bytes in order); a copy of one that differed only in
+    its TTL (a resolver counts TTLs down as it serves from its cache); else built as dnspython
+    builds it."""
+    shape = (group.raw_name, group.rdtype, group.covers, *group.raws)
+    key = (group.ttl, shape)
     rrset = _rrsets.get(key)
     if rrset is not None:
         _rrsets.move_to_end(key)
         return rrset
-    rrset = dns.rrset.RRset(group.name, dns.rdataclass.IN,
-                            dns.rdatatype.RdataType.make(group.rdtype),
-                            dns.rdatatype.RdataType.make(group.covers))
-    for rdata in group.rdatas:
-        rrset.add(rdata, group.ttl)  # dnspython's own duplicate rule (RFC 2181 5)
+    template = _rrset_templates.get(shape)
+    if template is not None:
+        rrset = template.copy()  # the same record objects, no rehashing
+        rrset.ttl = group.ttl
+    else:
+        rrset = dns.rrset.RRset(group.name, dns.rdataclass.IN,
+                                dns.rdatatype.RdataType.make(group.rdtype),
+                                dns.rdatatype.RdataType.make(group.covers))
+        for rdata in group.rdatas:
+            rrset.add(rdata, group.ttl)  # dnspython's own duplicate rule (RFC 2181 5)
+        if len(_rrset_templates) >= _record_cache_size:
+            _rrset_templates.clear()
+        _rrset_templates[shape] = rrset
     _rrsets[key] = rrset
     if len(_rrsets) > _record_cache_size:
         _rrsets.popitem(last=False)

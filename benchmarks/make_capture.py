@@ -510,6 +510,30 @@ def with_id(wire: bytes, message_id: int) -> bytes:
     return message_id.to_bytes(2, "big") + wire[2:]
 
 
+def _skip_name(wire: bytes | bytearray, offset: int) -> int:
+    while wire[offset] and wire[offset] < 0xC0:
+        offset += 1 + wire[offset]
+    return offset + (2 if wire[offset] else 1)
+
+
+def with_ttls_aged(wire: bytes, age_s: int) -> bytes:
+    """The template with every answer and authority TTL lowered by ``age_s`` (not below 0), as
+    a resolver counts down what it serves from its cache (RFC 1035 3.2.1; RFC 2181 8)."""
+    if age_s <= 0:
+        return wire
+    out = bytearray(wire)
+    qdcount, ancount, nscount = struct.unpack_from("!HHH", out, 4)
+    offset = 12
+    for _ in range(qdcount):
+        offset = _skip_name(out, offset) + 4
+    for _ in range(ancount + nscount):
+        offset = _skip_name(out, offset)
+        ttl, length = struct.unpack_from("!IH", out, offset + 4)
+        struct.pack_into("!I", out, offset + 4, max(0, ttl - age_s))
+        offset += 10 + length
+    return bytes(out)
+
+
 def _ipv6(address: str) -> bytes:
     return ipaddress.IPv6Address(address).packed
 
@@ -565,6 +589,11 @@ class TrafficGenerator:
         self.heap: list[_Packet] = []
         self.sequence = 0
         self.cache: dict[Question, int] = {}
+        self.cached_at: dict[Question, float] = {}
+        """When the resolver's copy of each answer arrived (for ``ttl_decay``)."""
+        self.ttl_decay = False
+        """Answers from the resolver's cache carry TTLs counted down by their age (off by
+        default: the default capture stays byte-identical)."""
         self.counts: Counter[str] = Counter()
         self._popular: list[int] = []
 
@@ -711,7 +740,7 @@ class TrafficGenerator:
         query = with_id(self.catalog.query(question, "client"), message_id)
         self._udp(t, client, port, resolver, 53, query, ("dns_query",))
         ready = self._resolve(t + self.rng.uniform(20_000, 80_000), question)
-        wire, tags = self.catalog.response(question, "client")
+        wire, tags = self._client_response(question, ready)
         self._udp(
             ready + self.rng.uniform(30_000, 150_000),
             resolver,
@@ -722,6 +751,14 @@ class TrafficGenerator:
             tags,
         )
 
+    def _client_response(self, question: Question, when: float) -> tuple[bytes, tuple[str, ...]]:
+        """The resolver's answer template, its TTLs aged since it was cached (``ttl_decay``)."""
+        wire, tags = self.catalog.response(question, "client")
+        if self.ttl_decay:
+            age_s = int((when - self.cached_at.get(question, when)) / 1e9)
+            wire = with_ttls_aged(wire, age_s)
+        return wire, tags
+
     def _resolve(self, t: float, question: Question, *, big: bool = False) -> float:
         """Emit the resolver's upstream exchange on a cache miss; return when the answer is in."""
         if self.cache.get(question, 0) > t:
@@ -731,6 +768,7 @@ class TrafficGenerator:
         t = self._upstream_exchange(t, servers, question, big=big)
         is_data = (question.qname, question.qtype) in question.zone.rrsets
         self.cache[question] = int(t + (DATA_TTL if is_data else NEGATIVE_TTL) * 1e9)
+        self.cached_at[question] = t
         dnskey = self.catalog.dnskey[question.zone.index]
         if question.qtype != dns.rdatatype.DNSKEY and self.cache.get(dnskey, 0) <= t:
             t = self._upstream_exchange(t + 40_000, servers, dnskey, big=False)
@@ -816,7 +854,7 @@ class TrafficGenerator:
             ready = self._resolve(t_now + 40_000, question, big=question.qtype == dns.rdatatype.TXT)
             if self.rng.random() < 0.4:
                 send(t_now + 30_000, False, _ACK, b"", ())  # a separate ACK before the answer
-            wire, tags = self.catalog.response(question, "client")
+            wire, tags = self._client_response(question, ready)
             tags = ("dns_response_tcp", *tags)
             t_now = self._tcp_message(
                 send, max(ready, t_now) + 60_000, False, with_id(wire, message_id), tags
@@ -909,9 +947,11 @@ class TrafficGenerator:
         )
 
 
-def write_capture(path: Path, packets: int = DEFAULT_PACKETS, seed: int = 1) -> CaptureSummary:
+def write_capture(path: Path, packets: int = DEFAULT_PACKETS, seed: int = 1, *,
+                  ttl_decay: bool = False) -> CaptureSummary:
     """Write a capture of exactly ``packets`` frames to ``path``; same inputs, same bytes."""
     generator = TrafficGenerator(seed, packets)
+    generator.ttl_decay = ttl_decay
     with path.open("wb") as out:
         return generator.run(out)
 
@@ -925,6 +965,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--churn", action="store_true",
                         help="ever-new names, zones, clients and servers (churn_capture.py); "
                         "the anchor for every zone goes to OUT.anchor")
+    parser.add_argument("--ttl-decay", action="store_true",
+                        help="the resolver counts TTLs down in the answers it serves from its "
+                        "cache, as real resolvers do (fewer byte-identical repeats)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.churn:
@@ -934,7 +977,7 @@ def main(argv: list[str] | None = None) -> int:
         summary, generator = write_churn_capture(args.out, args.packets, args.seed)
         args.out.with_suffix(".anchor").write_text(generator.anchor_text())
     else:
-        summary = write_capture(args.out, args.packets, args.seed)
+        summary = write_capture(args.out, args.packets, args.seed, ttl_decay=args.ttl_decay)
     elapsed = time.perf_counter() - started
     print(
         f"wrote {args.out}: {summary.packets:,} frames, {summary.bytes / 1e6:.1f} MB, "

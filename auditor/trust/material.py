@@ -58,7 +58,7 @@ def _compute_rdata_set_digest(rrset: dns.rrset.RRset) -> bytes:
     hasher = hashlib.sha256()
     hasher.update(rrset.name.canonicalize().to_wire() or b"")
     hasher.update(struct.pack("!HH", rrset.rdtype, rrset.rdclass))
-    for wire in sorted(rdata.to_digestable(dns.name.root) for rdata in rrset):
+    for wire in sorted(rdata_wire(rdata) for rdata in rrset):
         hasher.update(struct.pack("!H", len(wire)))
         hasher.update(wire)
     return hasher.digest()

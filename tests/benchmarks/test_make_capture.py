@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import dns.dnssec
+import dns.flags
 import dns.rdata
 import dns.rdatatype
 import dns.rrset
@@ -204,3 +205,36 @@ def test_every_signature_in_a_sample_validates_and_a_corrupted_one_does_not(
             {rrsig.signer: key_rrset},
             now=when,
         )
+
+
+def test_ttl_decay_counts_cached_answers_down_and_changes_nothing_else(
+        tmp_path: Path, generated: tuple[Path, Any]) -> None:
+    path = tmp_path / "decay.pcap"
+    summary = make_capture.write_capture(path, PACKETS, SEED, ttl_decay=True)
+    _, plain = generated
+    assert summary.counts == plain.counts  # the same traffic, only TTLs differ
+    with CaptureSet([str(path)]) as source:
+        found = list(EvidenceStream().run(source))
+    served = [e for e in found if e.transaction.response.wire.src == "192.0.2.53"]
+    ttls = [item.rrset.ttl for e in served for item in e.rrsets
+            if item.rrset.rdtype == dns.rdatatype.A]
+    assert max(ttls) <= make_capture.DATA_TTL
+    aged = sum(ttl < make_capture.DATA_TTL for ttl in ttls)  # ~3 s of traffic: ages of 1-2 s
+    assert len(ttls) // 10 < aged < len(ttls)
+    assert all(ttl >= 0 for ttl in ttls)
+
+
+def test_aging_a_template_lowers_answer_and_authority_ttls_only() -> None:
+    import dns.message
+
+    query = dns.message.make_query("www.example.", "A", want_dnssec=True)
+    response = dns.message.make_response(query)
+    response.use_edns(0, dns.flags.DO, 1232)
+    response.answer.append(dns.rrset.from_text("www.example.", 300, "IN", "A", "192.0.2.1"))
+    response.authority.append(dns.rrset.from_text("example.", 60, "IN", "NS", "ns.example."))
+    response.additional.append(dns.rrset.from_text("ns.example.", 300, "IN", "A", "192.0.2.9"))
+    aged = dns.message.from_wire(make_capture.with_ttls_aged(response.to_wire(), 100))
+    assert [r.ttl for r in aged.answer] == [200]
+    assert [r.ttl for r in aged.authority] == [0]  # never below zero
+    assert [r.ttl for r in aged.additional] == [300]
+    assert aged.edns == 0 and aged.ednsflags & dns.flags.DO
