@@ -202,7 +202,7 @@ class Validator:
             # Only algorithms the policy does not support signed it: treat as insecure
             # (RFC 4035 5.2 last paragraph, RFC 6840 5.2).
             return Status.INSECURE, None
-        if key_unseen and not self.chain.view.material.dnskey_rrsets(signer):
+        if key_unseen and not self.keys.material.dnskey_rrsets(signer):
             # RFC 4035 5.3.1: the signing key must come from the zone's DNSKEY RRset. Only
             # anchor or cached keys are known and that RRset has not been seen yet (a live
             # capture that started after the resolver fetched it): unknown, not bogus.
