@@ -19,6 +19,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+import dns.name
+
 from auditor import __version__
 from auditor.anomaly import Anomaly, AnomalyCode
 from auditor.capture.frame import Frame
@@ -35,7 +37,7 @@ from auditor.findings.validation import provenance_of, verdict_zone
 from auditor.findings.words import plain
 from auditor.findings.zones import ZoneHealth
 from auditor.forgery import ForgeryConfig, ForgeryDetector, evidence_refs
-from auditor.forgery.common import lineage
+from auditor.forgery.common import lineage, name_key
 from auditor.messages import MessageParser, set_record_cache_size
 from auditor.pipeline import (
     AuditOptions,
@@ -188,6 +190,35 @@ class LiveOutcome:
     """Every output piece still on disk, plus ``stats.json``."""
 
 
+class _Held:
+    """A response waiting for key material, its latest verdict and the generation of the key
+    material it was judged with."""
+
+    __slots__ = ("ancestry", "evidence", "seen", "size", "verdict")
+
+    def __init__(self, evidence: ResponseEvidence, verdict: Verdict, seen: int,
+                 size: int) -> None:
+        self.evidence = evidence
+        self.verdict = verdict
+        self.seen = seen
+        self.size = size
+        self.ancestry = _ancestry(evidence)
+        """Canonical names of every zone its verdict can depend on."""
+
+
+def _ancestry(evidence: ResponseEvidence) -> frozenset[dns.name.Name]:
+    """The question, every owner and signer in the response and all their ancestors up to the
+    root, canonical: the zones whose keys, DS or denial records can change its verdict."""
+    found = {dns.name.root}
+    for item in evidence.rrsets:
+        found.update(lineage(item.rrset.name))
+        for rrsig in item.rrsigs or ():
+            found.update(lineage(rrsig.signer))
+    if evidence.qname is not None:
+        found.update(lineage(evidence.qname))
+    return frozenset(found)
+
+
 class StreamingJudge:
     """Judges each response at once; an ``indeterminate`` one waits up to ``hold_ns`` (capture
     time) for new key material and is re-judged when material arrived for a zone at or above
@@ -204,7 +235,7 @@ class StreamingJudge:
         self._material = material
         self._validator = validator
         self._limits = limits
-        self._held: deque[tuple[ResponseEvidence, Verdict, int, int]] = deque()
+        self._held: deque[_Held] = deque()
         self._held_bytes = 0
         self._scanned_generation = material.generation
         self.rejudged = 0
@@ -235,7 +266,7 @@ class StreamingJudge:
         if verdict.status is not Status.INDETERMINATE:
             return [(evidence, verdict)]
         size = len(evidence.transaction.response.wire.wire)
-        self._held.append((evidence, verdict, self._material.generation, size))
+        self._held.append(_Held(evidence, verdict, self._material.generation, size))
         self._held_bytes += size
         return self._evict_over_caps()
 
@@ -246,7 +277,7 @@ class StreamingJudge:
         if self._material.generation != self._scanned_generation:
             ready.extend(self._rescan(budget if budget is not None else
                                       self._limits.rejudge_per_tick))
-        while self._held and now_ns - self._held[0][0].ts_ns >= self._limits.hold_ns:
+        while self._held and now_ns - self._held[0].evidence.ts_ns >= self._limits.hold_ns:
             ready.append(self._release_oldest())
             self.expired += 1
         return ready
@@ -261,45 +292,48 @@ class StreamingJudge:
     def _rescan(self, budget: int | None = None) -> list[Judged]:
         generation = self._material.generation
         ready: list[Judged] = []
-        kept: deque[tuple[ResponseEvidence, Verdict, int, int]] = deque()
+        kept: deque[_Held] = deque()
         left = len(self._held) if budget is None else budget
         finished = True
-        for evidence, verdict, seen, size in self._held:
-            if seen != generation and left <= 0:
-                finished = False
-                kept.append((evidence, verdict, seen, size))
+        changes: dict[int, frozenset[dns.name.Name] | None] = {}
+        for held in self._held:
+            if held.seen == generation:
+                kept.append(held)
                 continue
-            if seen != generation and not self._concerned(evidence, seen):
+            if left <= 0:
+                finished = False
+                kept.append(held)
+                continue
+            if not self._concerned(held, changes):
                 self.skipped += 1
-            elif seen != generation:
+            else:
                 left -= 1
-                verdict = self._validator.judge(evidence)
+                held.verdict = self._validator.judge(held.evidence)
                 self.rejudged += 1
-                if verdict.status is not Status.INDETERMINATE:
+                if held.verdict.status is not Status.INDETERMINATE:
                     self.resolved += 1
-                    self._held_bytes -= size
-                    ready.append((evidence, verdict))
+                    self._held_bytes -= held.size
+                    ready.append((held.evidence, held.verdict))
                     continue
-            kept.append((evidence, verdict, generation, size))
+            held.seen = generation
+            kept.append(held)
         self._held = kept
         if finished:
             self._scanned_generation = generation
         return ready
 
-    def _concerned(self, evidence: ResponseEvidence, seen: int) -> bool:
-        """Whether material that arrived after generation ``seen`` is about a zone at or above
-        the question or any owner or signer in the response (the only zones whose keys, DS or
-        denial records its verdict depends on)."""
-        changed = self._material.changed_zones_since(seen)
-        if changed is None:
-            return True  # the change log no longer reaches back: assume it does
-        if not changed:
-            return False
-        names = [item.rrset.name for item in evidence.rrsets]
-        names.extend(rrsig.signer for item in evidence.rrsets for rrsig in item.rrsigs or ())
-        if evidence.qname is not None:
-            names.append(evidence.qname)
-        return any(name.is_subdomain(zone) for zone in changed for name in names)
+    def _concerned(self, held: _Held,
+                   changes: dict[int, frozenset[dns.name.Name] | None] | None = None) -> bool:
+        """Whether material that arrived after the held response was last judged is about a
+        zone at or above its question or any owner or signer in it (the only zones whose keys,
+        DS or denial records its verdict depends on). ``changes`` memoises the changed zones
+        per generation within one scan."""
+        memo = {} if changes is None else changes
+        if held.seen not in memo:
+            changed = self._material.changed_zones_since(held.seen)
+            memo[held.seen] = None if changed is None else frozenset(map(name_key, changed))
+        zones = memo[held.seen]
+        return zones is None or not zones.isdisjoint(held.ancestry)
 
     def _evict_over_caps(self) -> list[Judged]:
         ready: list[Judged] = []
@@ -312,14 +346,15 @@ class StreamingJudge:
         return ready
 
     def _release_oldest(self) -> Judged:
-        evidence, verdict, seen, size = self._held.popleft()
-        self._held_bytes -= size
-        if seen != self._material.generation and self._concerned(evidence, seen):
-            verdict = self._validator.judge(evidence)
+        held = self._held.popleft()
+        self._held_bytes -= held.size
+        verdict = held.verdict
+        if held.seen != self._material.generation and self._concerned(held):
+            verdict = self._validator.judge(held.evidence)
             self.rejudged += 1
             if verdict.status is not Status.INDETERMINATE:
                 self.resolved += 1
-        return evidence, verdict
+        return held.evidence, verdict
 
     def counters(self) -> dict[str, int]:
         """JSON-ready counts."""
