@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from churn_capture import ChurnGenerator  # noqa: E402
+from churn_capture import ChurnGenerator, ChurnOptions  # noqa: E402
 from make_capture import TrafficGenerator  # noqa: E402
 from soak_live import rss_of, write_anchors  # noqa: E402
 
@@ -57,10 +57,10 @@ def write_long_capture(path: Path, frames: int, hours: float, seed: int = 1) -> 
 
 
 def write_churn_capture(path: Path, anchors: Path, frames: int, hours: float,
-                        seed: int = 1) -> tuple[float, str]:
+                        seed: int = 1, options: ChurnOptions | None = None) -> tuple[float, str]:
     """The churn variant: also writes the parent anchor; returns the span (s) and what the
     traffic brought (zones added, fresh names, new clients)."""
-    generator = ChurnGenerator(seed, frames)
+    generator = ChurnGenerator(seed, frames, options)
     generator.gap_ns = hours * 3600e9 / frames
     with path.open("wb") as out:
         span_s = generator.run(out).duration_s
@@ -180,6 +180,10 @@ def main() -> int:
     parser.add_argument("--capture", type=Path, help="reuse (or write) this pcap")
     parser.add_argument("--default-caps", action="store_true",
                         help="run with the default caps instead of small ones")
+    parser.add_argument("--churn-share", type=float, default=ChurnOptions.share,
+                        help="with --churn: share of client sessions bringing new things")
+    parser.add_argument("--new-zone-every", type=float, default=ChurnOptions.new_zone_every_s,
+                        help="with --churn: capture seconds between two new zones")
     parser.add_argument("--churn", action="store_true",
                         help="traffic with ever-new names, zones, clients and servers")
     parser.add_argument("--all-small-caps", action="store_true",
@@ -192,7 +196,10 @@ def main() -> int:
         anchors = work / "anchors.txt"
         started = time.monotonic()
         if args.churn:
-            span_s, brought = write_churn_capture(capture, anchors, args.frames, args.hours)
+            options = ChurnOptions(share=args.churn_share,
+                                   new_zone_every_s=args.new_zone_every)
+            span_s, brought = write_churn_capture(capture, anchors, args.frames, args.hours,
+                                                  options=options)
         else:
             span_s, brought = write_long_capture(capture, args.frames, args.hours), ""
         print(f"capture: {args.frames:,} frames over {span_s / 3600:.2f} h of capture time, "
