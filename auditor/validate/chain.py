@@ -94,6 +94,9 @@ class ChainResolver:
         self.checker = checker
         self.at_s = at_s
         self._memo: dict[dns.name.Name, ZoneTrust] = {}
+        """Results other than secure: any new material may change them."""
+        self._secure: dict[dns.name.Name, ZoneTrust] = {}
+        """Secure results: only new DNSKEY/DS material may change them."""
         self._max_memo = max_memo
         self._generation = -1
         self._key_generation = -1
@@ -101,13 +104,13 @@ class ChainResolver:
 
     def memo(self) -> dict[dns.name.Name, ZoneTrust]:
         """Current memoised results (for cache updates)."""
-        return dict(self._memo)
+        return {**self._memo, **self._secure}
 
     def trust(self, zone: dns.name.Name) -> ZoneTrust:
         """The trust status of ``zone``'s keys."""
         if self._generation != self.view.generation:
             self._forget_stale()
-        known = self._memo.get(zone)
+        known = self._secure.get(zone) or self._memo.get(zone)
         if known is not None:
             return known
         if zone in self._busy:  # a loop in forged material: never recurse forever
@@ -120,20 +123,19 @@ class ChainResolver:
             self._busy.discard(zone)
         if result.status is Status.INDETERMINATE and self.view.cached_keys(zone):
             result = self._from_cache(zone, result)
-        if len(self._memo) >= self._max_memo:
-            self._memo.clear()  # a memo only: recomputed on demand, bounded under any traffic
-        self._memo[zone] = result
+        memo = self._secure if result.status is Status.SECURE else self._memo
+        if len(memo) >= self._max_memo:
+            memo.clear()  # a memo only: recomputed on demand, bounded under any traffic
+        memo[zone] = result
         return result
 
     def _forget_stale(self) -> None:
         """New DNSKEY/DS material can change any result; new denial material (NSEC/NSEC3) only
         results that are not secure yet: a proof of absence cannot undo validated keys."""
         if self._key_generation != self.view.key_generation:
-            self._memo.clear()
+            self._secure.clear()
             self._key_generation = self.view.key_generation
-        else:
-            self._memo = {zone: trust for zone, trust in self._memo.items()
-                          if trust.status is Status.SECURE}
+        self._memo.clear()  # holds only what was computed since the last change: small
         self._generation = self.view.generation
 
     # --- computing ---------------------------------------------------------------------------
