@@ -190,6 +190,10 @@ class LiveOutcome:
     """Every output piece still on disk, plus ``stats.json``."""
 
 
+PERSIST_SHARE_FACTOR = 10
+"""The key cache is written at most once per this many times the last write took."""
+
+
 class _Held:
     """A response waiting for key material, its latest verdict and the generation of the key
     material it was judged with."""
@@ -558,6 +562,8 @@ class LiveAuditor:
         self.cache_rows_written = 0
         self._next_stats = self.started_mono + options.stats_interval_s
         self._next_cache = self.started_mono + options.cache_interval_s
+        self.cache_persist_s = 0.0
+        """Seconds the last write of learned keys to the key cache took."""
         self._next_parquet = self.started_mono + options.parquet_flush_s
         self._dirty = False
 
@@ -674,8 +680,11 @@ class LiveAuditor:
             self._next_parquet = mono + self.options.parquet_flush_s
             self.table.flush()
         if mono >= self._next_cache:
-            self._next_cache = mono + self.options.cache_interval_s
-            self.persist_keys()
+            took_s = self._timed_persist()
+            # Persisting recomputes every known zone's trust: with tens of thousands of zones
+            # it takes seconds, so it never gets more than a tenth of the time.
+            self._next_cache = mono + max(self.options.cache_interval_s,
+                                          PERSIST_SHARE_FACTOR * took_s)
         if mono >= self._next_stats:
             self._next_stats = mono + self.options.stats_interval_s
             self.write_stats(final=False)
@@ -698,6 +707,13 @@ class LiveAuditor:
     def persist_keys(self) -> None:
         """Write learned keys to the key cache, so a restarted auditor validates at once."""
         self.cache_rows_written = self.cache.apply(self.validator.cache_updates())
+
+    def _timed_persist(self) -> float:
+        started = time.monotonic()
+        self.persist_keys()
+        took_s = time.monotonic() - started
+        self.cache_persist_s = took_s
+        return took_s
 
     def set_source_counters(self, counters: dict[str, int]) -> None:
         """The capture's own counts (kernel received/dropped) for the stats."""
@@ -774,6 +790,7 @@ class LiveAuditor:
                 "key_cache": str(self.options.keys_path or
                                  self.options.out_dir / "keys.sqlite"),
                 "key_cache_rows_written": self.cache_rows_written,
+                "key_cache_persist_s": round(self.cache_persist_s, 3),
                 "verdicts": {status.value: self.verdicts.get(status.value, 0)
                              for status in Status},
                 "codes": dict(self.codes.most_common()),

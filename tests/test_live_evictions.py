@@ -64,3 +64,23 @@ def test_the_lineage_memo_is_sized_from_the_forgery_cap(tmp_path: Path) -> None:
             auditor.finish()
     finally:
         lineage.resize(before)
+
+
+def test_a_slow_key_cache_write_pushes_the_next_one_back(tmp_path: Path) -> None:
+    from auditor.live import PERSIST_SHARE_FACTOR
+
+    with KeyCache(str(tmp_path / "k.sqlite")) as cache:
+        auditor = LiveAuditor(LiveOptions(out_dir=tmp_path / "out"), cache,
+                              AlertSink(io.StringIO()))
+        auditor._timed_persist = lambda: 12.0  # type: ignore[method-assign]
+        due = auditor._next_cache
+        auditor.tick(int(due * NS) + 1)
+        assert auditor._next_cache >= due + PERSIST_SHARE_FACTOR * 12.0
+        quick = LiveAuditor(LiveOptions(out_dir=tmp_path / "out2"), cache,
+                            AlertSink(io.StringIO()))
+        quick._timed_persist = lambda: 0.01  # type: ignore[method-assign]
+        due = quick._next_cache
+        quick.tick(int(due * NS) + 1)
+        assert quick._next_cache < due + quick.options.cache_interval_s + 1
+        auditor.finish()
+        quick.finish()
