@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dns.flags
 import dns.rcode
 from hypothesis import given, settings
@@ -215,27 +217,29 @@ def test_altered_ip_ttl_is_flagged_with_the_numbers() -> None:
     assert odd in found[0].provenance.frames
 
 
-def test_response_faster_than_the_server_ever_answers_is_rtt_anomaly() -> None:
+def _rtt_traffic(fast_ns: int, usual_ns: Callable[[int], int], *, ra: bool = False) -> Traffic:
+    """Ten exchanges with one server; the third answered after ``fast_ns``, the others after
+    ``usual_ns(n)``; answers marked recursive (RA) when ``ra``."""
     traffic = Traffic()
     for n in range(10):
         q = query(f"r{n}.example.", msg_id=n + 1)
-        traffic.exchange(q, answer(q, f"r{n}.example. A 192.0.2.1"),
-                         at_ns=T0_NS + n * 100 * MS, port=44000 + n,
-                         rtt_ns=100_000 if n == 2 else (20 + n) * MS)
-    found = run(traffic)
+        reply = answer(q, f"r{n}.example. A 192.0.2.1")
+        if ra:
+            reply.flags |= dns.flags.RA
+        traffic.exchange(q, reply, at_ns=T0_NS + n * 100 * MS, port=44000 + n,
+                         rtt_ns=fast_ns if n == 2 else usual_ns(n))
+    return traffic
+
+
+def test_response_faster_than_the_server_ever_answers_is_rtt_anomaly() -> None:
+    found = run(_rtt_traffic(100_000, lambda n: (20 + n) * MS))
     assert codes(found) == ["rtt_anomaly"]
     assert found[0].params["rtt_us"] == 100
 
 
 def test_a_fast_answer_from_a_recursive_resolver_is_a_cache_hit_not_an_rtt_anomaly() -> None:
-    traffic = Traffic()
-    for n in range(10):
-        q = query(f"r{n}.example.", msg_id=n + 1)
-        reply = answer(q, f"r{n}.example. A 192.0.2.1")
-        reply.flags |= dns.flags.RA
-        traffic.exchange(q, reply, at_ns=T0_NS + n * 100 * MS, port=44000 + n,
-                         rtt_ns=100_000 if n == 2 else (20 + n) * MS)
-    assert "rtt_anomaly" not in codes(run(traffic))
+    assert "rtt_anomaly" not in codes(run(_rtt_traffic(100_000, lambda n: (20 + n) * MS,
+                                                       ra=True)))
 
 
 def test_stable_path_and_jittery_rtt_raise_nothing() -> None:
@@ -421,10 +425,4 @@ def test_random_dns_payloads_never_raise(payloads: list[tuple[bytes, bool]]) -> 
 
 def test_sub_millisecond_rtt_differences_are_not_flagged() -> None:
     # Loopback or same-host resolvers: 60 us against a usual 400 us is scheduling noise.
-    traffic = Traffic()
-    for n in range(10):
-        q = query(f"s{n}.example.", msg_id=n + 1)
-        traffic.exchange(q, answer(q, f"s{n}.example. A 192.0.2.1"),
-                         at_ns=T0_NS + n * 100 * MS, port=44000 + n,
-                         rtt_ns=60_000 if n == 2 else 400_000)
-    assert "rtt_anomaly" not in codes(run(traffic))
+    assert "rtt_anomaly" not in codes(run(_rtt_traffic(60_000, lambda n: 400_000)))
