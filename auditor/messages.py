@@ -322,7 +322,7 @@ def _unreadable(problem: str) -> Summary:
 # --- records: a walker that shares parsed records between messages ----------------------------
 
 _MAX_POINTER_HOPS = 16  # as dnspython's MAX_COMPRESSION_POINTER_CHAIN
-_NO_TTL = 0x7FFFFFFF
+_MAX_TTL = 0x7FFFFFFF  # RFC 2181 8: a TTL above 2^31 - 1 is taken as 0 (as dnspython does)
 _OPCODE_QUERY = 0
 _IN = 1
 _TSIG = 250
@@ -460,7 +460,7 @@ class _Pending:
         self.raw_name = raw_name
         self.rdtype = rdtype
         self.covers = covers
-        self.ttl = _NO_TTL + 1
+        self.ttl = _MAX_TTL + 1
         self.raws: list[bytes | tuple[bytes]] = []
         self.rdatas: list[dns.rdata.Rdata] = []
 
@@ -496,7 +496,7 @@ def _read_section(wire: bytes, offset: int, count: int,
             group = pending[key] = _Pending(name, raw_name, rdtype, covers)
         group.raws.append(identity)
         group.rdatas.append(rdata)
-        group.ttl = min(group.ttl, 0 if ttl > _NO_TTL else ttl)
+        group.ttl = min(group.ttl, 0 if ttl > _MAX_TTL else ttl)
         offset += length
     return [_rrset_of(group) for group in pending.values()], opt, offset
 
