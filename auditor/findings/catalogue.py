@@ -331,6 +331,23 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ("RFC 1034 4.3.2", "RFC 2181 5.4.1", "RFC 6672 3"),
     ),
     FindingSpec(
+        "extraneous_records",
+        Severity.LOW,
+        "Records a resolver discards",
+        "Response from {server} for {qname} {qtype} carries records nothing in it justifies "
+        "(resolvers discard them): {records}",
+        ("RFC 2181 5.4.1", "RFC 1034 4.3.2"),
+    ),
+    FindingSpec(
+        "additional_contradicts_validated",
+        Severity.MEDIUM,
+        "Additional data contradicts validated data",
+        "Response from {server} for {qname} {qtype} carries {rrset} outside its bailiwick "
+        "{bailiwick} with none of the addresses validated in frame {validated_frame} while "
+        "that copy was within its TTL",
+        ("RFC 2181 5.4.1", "RFC 5452 6", "RFC 4035 5"),
+    ),
+    FindingSpec(
         "rrsigs_stripped",
         Severity.CRITICAL,
         "RRSIGs stripped from a signed zone's answer",

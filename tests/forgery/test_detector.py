@@ -252,41 +252,7 @@ def test_stable_path_and_jittery_rtt_raise_nothing() -> None:
     assert run(traffic) == []
 
 
-# --- bailiwick -------------------------------------------------------------------------------
-
-
-def test_out_of_bailiwick_glue_and_unrelated_additional() -> None:
-    traffic = Traffic()
-    q = query("www.sub.example.", msg_id=1, flags=0)
-    referral = answer(q, authority=["sub.example. NS ns1.sub.example.",
-                                    "sub.example. NS ns.elsewhere.test."],
-                      additional=["ns1.sub.example. A 192.0.2.1",
-                                  "ns.elsewhere.test. A 6.6.6.6",
-                                  "www.bank.test. A 6.6.6.6"])
-    traffic.exchange(q, referral, at_ns=T0_NS)
-    found = run(traffic)
-    assert codes(found) == ["out_of_bailiwick_data"]
-    message = found[0].message
-    assert "ns.elsewhere.test. A outside example." in message
-    assert "www.bank.test. A is referenced by nothing" in message
-    assert "ns1.sub.example" not in message
-
-
-def test_answer_owner_off_the_cname_chain_is_flagged_but_chains_are_not() -> None:
-    traffic = Traffic()
-    q1 = query("www.example.", msg_id=1)
-    traffic.exchange(q1, answer(q1, "www.example. CNAME web.example.",
-                                "web.example. A 192.0.2.1"), at_ns=T0_NS, port=46001)
-    q2 = query("x.d.example.", msg_id=2)
-    traffic.exchange(q2, answer(q2, "d.example. DNAME e.example.",
-                                "x.d.example. CNAME x.e.example.", "x.e.example. A 192.0.2.2"),
-                     at_ns=T0_NS + MS, port=46002)
-    q3 = query("www.example.", msg_id=3)
-    traffic.exchange(q3, answer(q3, "www.example. A 192.0.2.1", "www.bank.test. A 6.6.6.6"),
-                     at_ns=T0_NS + 2 * MS, port=46003)
-    found = run(traffic)
-    assert codes(found) == ["answer_outside_chain"]
-    assert "www.bank.test. A" in found[0].message
+# Bailiwick: tests/forgery/test_bailiwick.py.
 
 
 # --- downgrade -------------------------------------------------------------------------------
