@@ -1,5 +1,13 @@
-"""Cross-checks: answers and denials given to clients against RRsets validated elsewhere in
-the same capture, within overlapping TTL windows."""
+"""Cross-checks: answers, denials and out-of-bailiwick additional addresses against RRsets
+validated elsewhere in the same capture, while the validated copy was still valid.
+
+A validated copy stands for the zone's data only while a resolver could have used it: from
+when it was seen (``defer_ns`` earlier: the genuine answer of a race arrives after the forged
+one) until its TTL ran out (the smaller of the received TTL and the RRSIG's original TTL,
+RFC 4035 5.3.3), and never outside its signature's inception/expiration window. A claim is
+judged at the capture time of the response that made it, not over its own TTL: the zone may
+change its data after an unsigned answer was given, and a copy from years earlier proves
+nothing about today's answer. Truncated answers (TC=1) assert nothing (RFC 2181 9)."""
 
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ import dns.rrset
 from auditor.evidence import RRsetEvidence, Section
 from auditor.findings.catalogue import Finding
 from auditor.findings.codes import ValidationCode
+from auditor.forgery.bailiwick import audited, response_zone
 from auditor.forgery.common import (
     NS_PER_S,
     ForgeryVerdict,
@@ -33,6 +42,7 @@ from auditor.validate.verdict import RRsetVerdict, Status
 _Key = tuple[dns.name.Name, int, int]
 """(canonical owner, type, class)."""
 _MAX_COPIES = 8
+_ADDRESS_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +55,12 @@ class _Validated:
     refs: tuple[FrameRef, ...]
     frame: int
     text: str
+    rdatas: frozenset[object]
+    """The records themselves (compared by value: address overlap of additional data)."""
+
+    def valid_at(self, at_ns: int) -> bool:
+        """Whether the copy was within its TTL and signature window at ``at_ns``."""
+        return self.start_ns <= at_ns <= self.end_ns
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -57,12 +73,28 @@ class _Claim:
     digest: bytes | None
     """Answer digest, or None for a denial."""
     rrset_text: str
-    start_ns: int
-    end_ns: int
+    at_ns: int
+    """Capture time of the response: the time the claim is judged at."""
+    rdatas: frozenset[object] = frozenset()
+    bailiwick: dns.name.Name | None = None
+    """For an additional-section claim: the zone the response speaks for (else None)."""
 
 
-def _window(start_ns: int, ttl: int, slack_ns: int) -> tuple[int, int]:
-    return start_ns - slack_ns, start_ns + ttl * NS_PER_S + slack_ns
+def _validity(item: RRsetEvidence, verdict: RRsetVerdict, seen_ns: int, before_ns: int,
+              slack_ns: int) -> tuple[int, int]:
+    """The window in which a copy validated at ``seen_ns`` stands for the zone's data."""
+    ttl = int(item.rrset.ttl)
+    for rrsig in item.rrsigs or ():
+        if verdict.expiration is None or int(rrsig.expiration) == verdict.expiration:
+            ttl = min(ttl, int(rrsig.original_ttl))  # RFC 4035 5.3.3
+            break
+    start, end = seen_ns - before_ns, seen_ns + ttl * NS_PER_S + slack_ns
+    # RFC 4034 3.1.5: the signature proves nothing outside inception..expiration.
+    if verdict.inception is not None:
+        start = max(start, verdict.inception * NS_PER_S - slack_ns)
+    if verdict.expiration is not None:
+        end = min(end, verdict.expiration * NS_PER_S + slack_ns)
+    return start, end
 
 
 class CrossChecker:
@@ -89,7 +121,7 @@ class CrossChecker:
             if _validated_here(item, verdict):
                 assert verdict is not None
                 wildcard = ValidationCode.WILDCARD_EXPANDED in verdict.codes
-                found.extend(self._add_validated(item, summary, wildcard))
+                found.extend(self._add_validated(item, verdict, summary, wildcard))
         for claim in self._claims_of(summary):
             finding = self._judge(claim)
             if finding is not None:
@@ -100,13 +132,15 @@ class CrossChecker:
 
     # --- validated data ----------------------------------------------------------------------
 
-    def _add_validated(self, item: RRsetEvidence, summary: ResponseSummary,
-                       wildcard: bool) -> list[Finding]:
+    def _add_validated(self, item: RRsetEvidence, verdict: RRsetVerdict,
+                       summary: ResponseSummary, wildcard: bool) -> list[Finding]:
         rrset = item.rrset
         key = (name_key(rrset.name), int(rrset.rdtype), int(rrset.rdclass))
-        start, end = _window(summary.ts_ns, rrset.ttl, self._slack_ns)
+        start, end = _validity(item, verdict, summary.ts_ns,
+                               max(self._defer_ns, self._slack_ns), self._slack_ns)
         copy = _Validated(rdata_set_digest(rrset), start, end, summary.refs, summary.frame,
-                          f"{name_text(rrset.name)} {rrset.rdtype.name}")
+                          f"{name_text(rrset.name)} {rrset.rdtype.name}",
+                          frozenset(rrset) if rrset.rdtype in _ADDRESS_TYPES else frozenset())
         copies = self._copies.setdefault(key, [])
         self._copies.move_to_end(key)
         copies.append(copy)
@@ -134,20 +168,24 @@ class CrossChecker:
                 or evidence.flags & dns.flags.TC):
             return []  # a truncated answer (RFC 2181 9) asserts nothing about what is missing
         claims = []
+        zone = response_zone(evidence) if audited(evidence) else None
         for item, verdict in paired_verdicts(evidence, summary.verdict):
-            if item.section is not Section.ANSWER or (
-                    verdict is not None and verdict.status is Status.SECURE):
+            if verdict is not None and verdict.status is Status.SECURE:
                 continue
             rrset = item.rrset
-            start, end = _window(summary.ts_ns, rrset.ttl, self._slack_ns)
-            claims.append(_Claim(summary, (name_key(rrset.name), int(rrset.rdtype),
-                                           int(rrset.rdclass)), rdata_set_digest(rrset),
-                                 f"{rrset.name} {rrset.rdtype.name}", start, end))
+            key = (name_key(rrset.name), int(rrset.rdtype), int(rrset.rdclass))
+            text = f"{rrset.name} {rrset.rdtype.name}"
+            if item.section is Section.ANSWER:
+                claims.append(_Claim(summary, key, rdata_set_digest(rrset), text, summary.ts_ns))
+            elif (item.section is Section.ADDITIONAL and zone is not None
+                  and rrset.rdtype in _ADDRESS_TYPES and not rrset.name.is_subdomain(zone)):
+                # RFC 2181 5.4.1: out-of-zone additional data is normal; only a contradiction
+                # with validated data makes it suspicious.
+                claims.append(_Claim(summary, key, rdata_set_digest(rrset), text,
+                                     summary.ts_ns, frozenset(rrset), zone))
         if not evidence.section(Section.ANSWER) and _is_denial(summary):
-            ttl = _negative_ttl(summary)
-            start, end = _window(summary.ts_ns, ttl, self._slack_ns)
             key = (name_key(evidence.qname), evidence.qtype, evidence.qclass or 1)
-            claims.append(_Claim(summary, key, None, "", start, end))
+            claims.append(_Claim(summary, key, None, "", summary.ts_ns))
         return claims
 
     def _judge(self, claim: _Claim) -> Finding | None:
@@ -156,11 +194,15 @@ class CrossChecker:
         copies = self._copies.get(claim.key, [])
         if any(c.digest == claim.digest for c in copies):
             return None  # equal to some validated copy: a legitimate (older or other) answer
-        overlapping = [c for c in copies if c.start_ns <= claim.end_ns
-                       and claim.start_ns <= c.end_ns]
-        if not overlapping:
+        valid = [c for c in copies if c.valid_at(claim.at_ns)]
+        if not valid:
             return None
-        return self._report(claim, overlapping[-1], "contradicts_validated", {
+        if claim.bailiwick is not None:
+            if any(c.rdatas & claim.rdatas for c in valid):
+                return None  # shares an address: renumbering or rotation, not injection
+            return self._report(claim, valid[-1], "additional_contradicts_validated", {
+                "rrset": claim.rrset_text, "bailiwick": name_text(claim.bailiwick)})
+        return self._report(claim, valid[-1], "contradicts_validated", {
             "rrset": claim.rrset_text})
 
     def _judge_denial(self, claim: _Claim) -> Finding | None:
@@ -171,7 +213,7 @@ class CrossChecker:
         else:
             copies = self._copies.get(claim.key, [])
             copy = copies[-1] if copies else None
-        if copy is None or not (copy.start_ns <= claim.end_ns and claim.start_ns <= copy.end_ns):
+        if copy is None or not copy.valid_at(claim.at_ns):
             return None
         return self._report(claim, copy, "denial_contradicts_validated", {
             "rcode": rcode_text(summary.evidence.rcode), "rrset": copy.text})
@@ -188,13 +230,23 @@ class CrossChecker:
             "qname": summary.qname_text, "qtype": summary.qtype_text,
             "validated_frame": copy.frame, **extra,
         }
+        refs = [*summary.query_refs, *summary.refs, *copy.refs]
+        if claim.bailiwick is not None:
+            return forgery_finding(
+                code, params, summary, ForgeryVerdict.SUSPICIOUS, refs,
+                reasoning=f"additional addresses from outside the responding zone "
+                f"{name_text(claim.bailiwick)} share none of the addresses that validated in "
+                f"frame {copy.frame}, which was within its TTL and signature window at the "
+                "time: injected glue, or stale data the server should not be handing out "
+                "(RFC 2181 5.4.1)",
+            )
         what = "answer" if claim.digest is not None else "denial"
         return forgery_finding(
-            code, params, summary, ForgeryVerdict.FORGED,
-            [*summary.query_refs, *summary.refs, *copy.refs],
+            code, params, summary, ForgeryVerdict.FORGED, refs,
             reasoning=f"this {what} is not validated and differs from data that validated in "
-            f"frame {copy.frame} while both TTL windows overlapped; a zone cannot sign both, "
-            "so the unvalidated one is forged (no DNSSEC needed on the client's side)",
+            f"frame {copy.frame}, which was within its TTL and signature window when this "
+            f"{what} was given; a zone cannot sign both, so the unvalidated one is forged "
+            "(no DNSSEC needed on the client's side)",
         )
 
     # --- waiting -----------------------------------------------------------------------------
@@ -275,11 +327,3 @@ def _is_denial(summary: ResponseSummary) -> bool:
         i.rdtype == dns.rdatatype.SOA for i in authority)
     return not referral
 
-
-def _negative_ttl(summary: ResponseSummary) -> int:
-    for item in summary.evidence.section(Section.AUTHORITY):
-        if item.rdtype == dns.rdatatype.SOA:
-            rrset: dns.rrset.RRset = item.rrset
-            # RFC 2308 5: negative TTL is the minimum of the SOA TTL and its MINIMUM field.
-            return min(int(rrset.ttl), int(rrset[0].minimum))
-    return 0
