@@ -166,9 +166,12 @@ class ZoneHealthRow:
     cdnskey: str
     """CDNSKEY records seen as key descriptions."""
     cds_matches_dnskey: bool | None
-    """Every CDS/CDNSKEY names a published DNSKEY (RFC 7344 4.1); None without CDS/CDNSKEY."""
+    """Every CDS/CDNSKEY names a published DNSKEY (RFC 7344 4.1); None without CDS/CDNSKEY
+    or without the zone's DNSKEY RRset in the capture (not applicable)."""
     cds_signed_by_ds_key: bool | None
-    """The CDS/CDNSKEY RRsets are signed by a key the parent's DS names (RFC 7344 4.1)."""
+    """The CDS/CDNSKEY RRsets are signed by a key the parent's DS names (RFC 7344 4.1); None
+    without CDS/CDNSKEY, without their RRSIGs, or without the zone's DNSKEY and DS RRsets in
+    the capture (not applicable)."""
     cds_delete: bool
     """A CDS/CDNSKEY delete request was seen (RFC 8078 4)."""
     cds_algorithm_roll: bool
@@ -423,7 +426,13 @@ def _ds_text(zone: dns.name.Name, ds: DS, keys: list[DNSKEY]) -> str:
 
 
 class _CdsCheck:
-    """RFC 7344 / RFC 8078 checks of a zone's CDS and CDNSKEY RRsets."""
+    """RFC 7344 / RFC 8078 checks of a zone's CDS and CDNSKEY RRsets.
+
+    A check is made only on the evidence it needs: "names no published DNSKEY" needs the
+    zone's DNSKEY RRset in the capture, "not signed by a DS-named key" needs the DNSKEY and DS
+    RRsets and the CDS/CDNSKEY RRSIGs (a query without DO gets none); otherwise the check is
+    not applicable (None, no finding), since an absent key proves nothing.
+    """
 
     def __init__(self, zone: dns.name.Name, keys: list[DNSKEY], ds_records: list[DS],
                  signed: dict[str, _Signed]) -> None:
@@ -437,21 +446,26 @@ class _CdsCheck:
         self.delete_types: list[str] = []
         self.unsigned_by_ds: list[str] = []
         present = bool(self.cds or self.cdnskey)
+        keys_seen = bool(keys)
         for record in self.cds:
             if int(record.algorithm) == 0 and int(record.digest_type) == 0:  # RFC 8078 4
                 self._delete("CDS")
-            elif not _ds_matches(zone, record, keys):
+            elif keys_seen and not _ds_matches(zone, record, keys):
                 self.unmatched.append(("CDS", record.to_text()))
         for key in self.cdnskey:
             if int(key.algorithm) == 0:  # RFC 8078 4: CDNSKEY 0 3 0 AA==
                 self._delete("CDNSKEY")
-            elif key.to_digestable() not in published:
+            elif keys_seen and key.to_digestable() not in published:
                 self.unmatched.append(("CDNSKEY", key_text(key)))
-        for kind, copy in signed.items():
-            if not _signed_by_ds_key(zone, copy, keys, ds_records):
-                self.unsigned_by_ds.append(kind)
-        self.matches: bool | None = (not self.unmatched) if present else None
-        self.signed_by_ds_key: bool | None = (not self.unsigned_by_ds) if present else None
+        judged = {kind: copy for kind, copy in signed.items() if copy.rrsigs is not None}
+        if keys_seen and ds_records:
+            self.unsigned_by_ds.extend(
+                kind for kind, copy in judged.items()
+                if not _signed_by_ds_key(zone, copy, keys, ds_records))
+        self.matches: bool | None = (
+            (not self.unmatched) if present and keys_seen else None)
+        self.signed_by_ds_key: bool | None = (
+            (not self.unsigned_by_ds) if judged and keys_seen and ds_records else None)
         self.delete = bool(self.delete_types)
         new = {int(r.algorithm) for r in [*self.cds, *self.cdnskey] if int(r.algorithm)}
         old = {int(ds.algorithm) for ds in ds_records}

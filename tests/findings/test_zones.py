@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import dns.dnssec
+from pathlib import Path
 
+import dns.dnssec
+import pytest
+
+from auditor.capture.sources import CaptureReader
 from auditor.findings.zones import ZoneHealth, ZoneHealthRow
+from auditor.pipeline import EvidenceStream
 from auditor.validate import Status
+from tests.forgery.builders import verdict
 from tests.validate.signing import WHEN, Lab, Zone, name, respond, rrset
+
+REALCAPS = Path(__file__).resolve().parents[2].parent / "shared" / "realcaps"
 
 NSEC3 = "1 1 10 AB12CD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A RRSIG"
 
@@ -113,6 +121,62 @@ def test_cds_delete_request() -> None:
     assert rows["example.test."].cds_delete
     assert "cds_delete_requested" in _codes(health, "example.test.")
     assert "cds_no_matching_dnskey" not in _codes(health, "example.test.")
+
+
+def _health_of(validator_lab: Lab, evidence: list) -> tuple[ZoneHealth, dict[str, ZoneHealthRow]]:  # type: ignore[type-arg]
+    """Zone health of exactly ``evidence`` (no key responses added)."""
+    validator = validator_lab.validator(evidence)
+    health = ZoneHealth(lambda zone: (validator.zone_trust(zone).status.value, ""))
+    for item in evidence:
+        health.feed(item, validator.judge(item))
+    health.findings = list(health.flush())  # type: ignore[attr-defined]
+    return health, {row.zone: row for row in health.rows}
+
+
+def test_cds_checks_need_the_zones_dnskey_and_ds_in_the_capture() -> None:
+    # Twin of test_cds_problems_unmatched_unsigned_by_ds_key_and_algorithm_roll: the same
+    # CDS with no DNSKEY RRset of the zone in the capture proves nothing.
+    lab = Lab()
+    stranger = "12345 8 2 " + "ab" * 32
+    health, rows = _health_of(lab, [_cds_response(lab, [stranger], ksk=False)])
+    row = rows["example.test."]
+    assert (row.cds_matches_dnskey, row.cds_signed_by_ds_key) == (None, None)
+    assert not {"cds_no_matching_dnskey", "cds_not_signed_by_ds_key"} & _codes(
+        health, "example.test.")
+    # DNSKEY seen but no DS: "names no DNSKEY" applies, "signed by a DS-named key" does not
+    no_ds = list(lab.key_responses(with_leaf_ds=False))
+    health, rows = _health_of(lab, [*no_ds, _cds_response(lab, [stranger], ksk=False)])
+    row = rows["example.test."]
+    assert (row.cds_matches_dnskey, row.cds_signed_by_ds_key) == (False, None)
+    assert "cds_no_matching_dnskey" in _codes(health, "example.test.")
+    assert "cds_not_signed_by_ds_key" not in _codes(health, "example.test.")
+
+
+def test_cds_without_rrsigs_is_not_judged_for_its_signer() -> None:
+    lab = Lab()
+    good = lab.leaf.ds()[0].to_text()
+    unsigned = respond("example.test.", "CDS", [rrset("example.test.", "CDS", good)])
+    health, rows = _health(lab, [unsigned])
+    row = rows["example.test."]
+    assert (row.cds_matches_dnskey, row.cds_signed_by_ds_key) == (True, None)
+    assert not {c for c in _codes(health, "example.test.") if c.startswith("cds_")}
+
+
+@pytest.mark.parametrize("relative", ["dqy/cds.pcap", "dqy/cdnskey.pcap"])
+def test_real_cds_without_the_zones_dnskey_raises_nothing(relative: str) -> None:
+    path = REALCAPS / relative
+    if not path.exists():
+        pytest.skip(f"real capture {path} absent (../shared/realcaps is not checked out)")
+    with CaptureReader(str(path)) as reader:
+        frames = list(reader)
+    health = ZoneHealth()
+    for evidence in EvidenceStream().run(frames):
+        health.feed(evidence, verdict(evidence, Status.INDETERMINATE))
+    findings = list(health.flush())
+    assert not [f.code for f in findings if f.code.startswith("cds_")]
+    rows = [row for row in health.rows if row.cds or row.cdnskey]
+    assert len(rows) == 1
+    assert (rows[0].cds_matches_dnskey, rows[0].cds_signed_by_ds_key) == (None, None)
 
 
 def test_zone_count_is_bounded(monkeypatch: object) -> None:
