@@ -92,6 +92,22 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ("RFC 4035 3.2.3", "RFC 4035 4.3", "RFC 6840 5.8"),
     ),
     FindingSpec(
+        "trust_anchor_mismatch",
+        Severity.MEDIUM,
+        "Chain ends at a trust anchor the auditor does not hold",
+        "Answers for zone {zone} fail only at the trust anchor of {anchored}: {detail}",
+        ("RFC 4035 4.3", "RFC 4035 5", "RFC 9718 2.2"),
+    ),
+    FindingSpec(
+        "resolver_other_trust_anchor",
+        Severity.LOW,
+        "Resolver validates with another trust anchor",
+        "{server} set AD on answers for zone {zone} whose chain ends at a root or anchor the "
+        "auditor does not hold: it validates with another trust anchor (a configuration "
+        "difference, not a false claim)",
+        ("RFC 4035 3.2.3", "RFC 4035 4.3"),
+    ),
+    FindingSpec(
         "bogus_answer",
         Severity.HIGH,
         "Bogus answer",

@@ -69,6 +69,24 @@ class ValidationCode(StrEnum):
     """The chain of trust from an anchor could not be followed to the signer's zone."""
     NO_TRUST_ANCHOR = ("no_trust_anchor", None)
     """No trust anchor covers the name (RFC 4033 5: indeterminate)."""
+    TRUST_ANCHOR_MISMATCH = ("trust_anchor_mismatch", None)
+    """The anchored zone's signed DNSKEY RRset holds no key that matches a trust anchor in force
+    at the reference time (RFC 4035 5, RFC 9718 2.2): a validator holding these anchors says
+    bogus; the capture comes from a network with its own root or anchor (use --trust-anchor)."""
+    NO_ANCHOR_IN_FORCE = ("no_anchor_in_force", None)
+    """The zone has trust anchors, but none was valid at the reference time (RFC 9718 2.2
+    validFrom/validUntil): nothing to start the chain from, indeterminate."""
+    DNSKEY_UNSIGNED_ONLY = ("dnskey_unsigned_only", None)
+    """The zone's DNSKEY RRset was seen only without RRSIGs (fetched with DO clear): its keys
+    cannot be validated from this capture, indeterminate (RFC 4035 5.2 needs the RRSIG)."""
+    DNSSEC_NOT_REQUESTED = ("dnssec_not_requested", None)
+    """The query did not set DO (RFC 3225, RFC 4035 3.2.1): the answer carries no signatures to
+    validate and no validated copy was seen to compare it with."""
+    NO_RECORDS = ("no_records", None)
+    """The response has no records at all (nothing to validate)."""
+    AD_WITH_OTHER_ANCHOR = ("ad_with_other_anchor", None)
+    """AD set on data that fails only at the trust anchor: the resolver validates with another
+    trust anchor (a configuration matter, not forgery)."""
     TRUST_FROM_CACHE = ("trust_from_cache", None)
     """The zone's keys were trusted from the persistent key cache, not from this capture."""
     INSECURE_DELEGATION = ("insecure_delegation", None)
@@ -142,6 +160,10 @@ class ValidationCode(StrEnum):
     the proof that no DS exists (RFC 4035 5.2)."""
     TRUNCATED = ("truncated", None)
     """The TC bit is set: the answer is incomplete and is judged only as far as it goes."""
+    NOT_A_QUERY_ANSWER = ("not_a_query_answer", None)
+    """The response's opcode is not QUERY (NOTIFY, UPDATE, ...; RFC 1996, RFC 2136): its
+    sections are not an answer to a question, so it is not validated as one and no forgery
+    heuristic judges it (indeterminate)."""
 
 
 __all__ = ["ValidationCode"]

@@ -12,6 +12,7 @@ from auditor.findings.catalogue import Finding, Provenance
 from auditor.findings.codes import ValidationCode as C
 from auditor.findings.merge import FindingMerger
 from auditor.findings.words import plain
+from auditor.validate.chain import MISMATCH_PREFIX
 from auditor.validate.verdict import RRsetVerdict, Status, Verdict
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,9 @@ class ValidationFindings:
                          where, lists={"answers": [question_text(evidence)], **(lists or {})})
 
     def _bogus(self, evidence: ResponseEvidence, verdict: Verdict) -> None:
+        if C.TRUST_ANCHOR_MISMATCH in verdict.codes:
+            self._anchor_mismatch(evidence, verdict)
+            return
         all_codes = [c.value for c in verdict.codes]
         for rrset in verdict.rrsets:
             all_codes.extend(c.value for c in rrset.codes if c.value not in all_codes)
@@ -113,6 +117,22 @@ class ValidationFindings:
             zone = verdict_zone(verdict, evidence)
             self._merger.add("ds_mismatch", (zone,), {"zone": zone}, provenance_of(evidence),
                              lists={"answers": [question_text(evidence)]})
+
+    def _anchor_mismatch(self, evidence: ResponseEvidence, verdict: Verdict) -> None:
+        """Bogus only because the chain ends at keys no anchor in force names (a private root,
+        a lab, another anchor): one configuration finding per anchored zone, never forgery."""
+        texts = [text for rrset in verdict.rrsets for text in rrset.detail
+                 if text.startswith(MISMATCH_PREFIX)] or [
+                     text for text in verdict.detail if text.startswith(MISMATCH_PREFIX)]
+        detail = texts[0] if texts else "the chain ends at keys no trust anchor names"
+        anchored = detail.split(" of ", 1)[1].split(" ", 1)[0] if " of " in detail else "."
+        zone = verdict_zone(verdict, evidence)
+        where = provenance_of(evidence)
+        self._merger.add("trust_anchor_mismatch", (anchored,),
+                         {"zone": zone, "anchored": anchored, "detail": detail}, where,
+                         lists={"answers": [question_text(evidence)]})
+        if C.AD_WITH_OTHER_ANCHOR in verdict.codes:
+            self._add_response("resolver_other_trust_anchor", evidence, verdict)
 
     def _signature_problems(
         self, evidence: ResponseEvidence, verdict: Verdict, rrset: RRsetVerdict

@@ -48,7 +48,8 @@ class DowngradeTracker:
         self._remember_upstream(summary)
         found = self._stripped(summary)
         found.extend(self._ad_findings(summary))
-        if summary.flags & dns.flags.AD and summary.recursive and summary.status is Status.SECURE:
+        if (summary.flags & dns.flags.AD and summary.recursive
+                and summary.verdict.status_for_claims is Status.SECURE):
             self._validating[summary.server] = None
             self._validating.move_to_end(summary.server)
             if len(self._validating) > self._max:
@@ -111,8 +112,15 @@ class DowngradeTracker:
         common: dict[str, object] = {"server": summary.server, "client": summary.client,
                                      "qname": summary.qname_text, "qtype": summary.qtype_text}
         refs = [*summary.query_refs, *summary.refs]
+        # The resolver answered at capture time: its AD bit is judged by what was true then,
+        # whatever --at says (the signatures' time moves, the resolver's knowledge does not).
+        status = summary.verdict.status_for_claims
         if evidence.flags & dns.flags.AD:
-            if summary.status is Status.BOGUS:
+            if (status is Status.BOGUS
+                    and ValidationCode.TRUST_ANCHOR_MISMATCH not in summary.verdict.codes):
+                # Forgery only when the data itself is proven bad (a failing signature, a
+                # contradiction); a chain that ends at an anchor we do not hold proves nothing
+                # about the resolver: that is resolver_other_trust_anchor, a configuration note.
                 return [forgery_finding(
                     "ad_on_unvalidated",
                     {**common, "status": "bogus",
@@ -121,7 +129,7 @@ class DowngradeTracker:
                     reasoning="AD claims every RRset validated (RFC 4035 3.2.3), but this data "
                     "fails validation: a validating resolver would have answered SERVFAIL",
                 )]
-            if summary.status is Status.INSECURE and _has_data(summary):
+            if status is Status.INSECURE and _has_data(summary):
                 return [forgery_finding(
                     "ad_on_unvalidated",
                     {**common, "status": "insecure (unsigned)",
@@ -136,7 +144,8 @@ class DowngradeTracker:
     def _ad_cleared(self, summary: ResponseSummary, common: dict[str, object],
                     refs: list[FrameRef]) -> list[Finding]:
         query = summary.evidence.transaction.query
-        if (query is None or query.message is None or summary.status is not Status.SECURE
+        if (query is None or query.message is None
+                or summary.verdict.status_for_claims is not Status.SECURE
                 or not summary.recursive or summary.server not in self._validating):
             return []
         flags = int(query.message.flags)

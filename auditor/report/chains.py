@@ -4,7 +4,7 @@ zones of bogus or forged answers, saved as ``chains.json`` for the HTML report."
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -61,10 +61,15 @@ class ChainDrawer:
     def __init__(self, validator: Validator) -> None:
         self.validator = validator
         self.view = validator.keys
+        self._at_s: int | None = None
+        """The time of the chain being drawn (anchors in force, parents' trust)."""
 
-    def chain(self, zone_text: str) -> list[ChainLink]:
-        """Links from the closest trust anchor down to ``zone_text``."""
+    def chain(self, zone_text: str, at_s: int | None = None) -> list[ChainLink]:
+        """Links from the closest trust anchor down to ``zone_text``, with the trust anchors in
+        force at ``at_s`` (the time of the answer the chain explains)."""
         zone = dns.name.from_text(zone_text)
+        fixed = self.validator.chain.at_s
+        self._at_s = fixed if fixed is not None else at_s
         levels = _path(zone)
         anchored = [n for n in levels if self.view.anchors.for_zone(n)]
         start = levels.index(anchored[-1]) if anchored else 0
@@ -81,15 +86,20 @@ class ChainDrawer:
 
     def _level(self, name: dns.name.Name) -> list[ChainLink]:
         zone = name.to_text()
-        trust = self.validator.zone_trust(name)
+        at_s = self._at_s
+        trust = self.validator.zone_trust(name, at_s)
         anchors = self.view.anchors.for_zone(name)
         links: list[ChainLink] = []
         if anchors:
+            in_force = self.view.anchors.for_zone(name, at_s)
             for anchor in anchors:
                 kind = "DS" if anchor.ds is not None else "DNSKEY"
-                links.append(ChainLink(zone, "anchor", "trusted",
-                                       f"trust anchor {kind} {anchor.key_tag}/"
-                                       f"{anchor.algorithm} ({anchor.source})", ()))
+                text = f"trust anchor {kind} {anchor.describe()}"
+                if anchor in in_force:
+                    links.append(ChainLink(zone, "anchor", "trusted", text, ()))
+                else:  # RFC 9718 2.2: outside its validity period it is not an anchor
+                    links.append(ChainLink(zone, "anchor", "not in force", text,
+                                           ("not valid at the time of the answer",)))
         else:
             links.append(self._ds_link(name, trust))
         links.append(self._dnskey_link(name, trust))
@@ -126,7 +136,7 @@ class ChainDrawer:
             return Status.BOGUS.value, ["DS RRset arrived without RRSIG"], ""
         why: list[str] = []
         for wire, seen in entry.signatures.items():
-            parent = self.validator.zone_trust(seen.rrsig.signer)
+            parent = self.validator.zone_trust(seen.rrsig.signer, self._at_s)
             if parent.status is not Status.SECURE:
                 why.append(f"signer {seen.rrsig.signer} is {parent.status.value}")
                 continue
@@ -167,14 +177,17 @@ def _digest_matches(name: dns.name.Name, ds: Any, keys: Iterable[Any]) -> bool:
     return ds_names_any(name, ds, keys)
 
 
-def chains_document(validator: Validator | None, zones: Iterable[str]) -> dict[str, Any]:
-    """``chains.json``: the drawn chain of every zone in ``zones`` (at most ``MAX_CHAINS``)."""
+def chains_document(
+    validator: Validator | None, zones: Mapping[str, int | None]
+) -> dict[str, Any]:
+    """``chains.json``: the drawn chain of every zone in ``zones`` (at most ``MAX_CHAINS``),
+    each with the trust anchors in force at the time given for it."""
     drawn: dict[str, list[dict[str, Any]]] = {}
     if validator is not None:
         drawer = ChainDrawer(validator)
-        for zone in list(dict.fromkeys(zones))[:MAX_CHAINS]:
+        for zone, at_s in list(zones.items())[:MAX_CHAINS]:
             try:
-                drawn[zone] = [asdict(link) for link in drawer.chain(zone)]
+                drawn[zone] = [asdict(link) for link in drawer.chain(zone, at_s)]
             except (dns.name.NameTooLong, dns.name.EmptyLabel, ValueError) as exc:
                 logger.warning("no chain drawn for %r: %s", zone, exc)
     return {"schema": CHAINS_SCHEMA, "zones": drawn}

@@ -75,7 +75,9 @@ class RunReporter:
         self.formats = frozenset(formats)
         self.severities: Counter[str] = Counter()
         self.verdicts: Counter[str] = Counter()
-        self._chain_zones: dict[str, None] = {}
+        self._chain_zones: dict[str, int] = {}
+        """Zone -> capture time (s) of the first finding naming it: its chain is drawn with
+        the trust anchors in force then."""
 
     def note(self, finding: Finding) -> None:
         """Count one finding written to ``findings.jsonl``."""
@@ -84,8 +86,9 @@ class RunReporter:
             self.verdicts[finding.verdict] += 1
         chained = finding.code in _CHAIN_CODES or finding.verdict in FORGED_VERDICTS
         zone = finding.params.get("zone") or finding.params.get("qname")
-        if chained and isinstance(zone, str) and len(self._chain_zones) < _MAX_CHAIN_ZONES:
-            self._chain_zones[zone] = None
+        if (chained and isinstance(zone, str) and zone not in self._chain_zones
+                and len(self._chain_zones) < _MAX_CHAIN_ZONES):
+            self._chain_zones[zone] = finding.first_seen_ns // 1_000_000_000
 
     def stats(self) -> dict[str, object]:
         """The ``findings`` block of ``stats.json``."""

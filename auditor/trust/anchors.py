@@ -18,12 +18,13 @@ name is the one that names start from.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -70,6 +71,13 @@ class TrustAnchor:
             return False
         return not (self.valid_until_s is not None and at_s > self.valid_until_s)
 
+    def describe(self) -> str:
+        """``19036/8 (iana:root-anchors.xml, 2010-07-15..2019-01-11)`` style text."""
+        period = ""
+        if self.valid_from_s is not None or self.valid_until_s is not None:
+            period = f", {_day(self.valid_from_s)}..{_day(self.valid_until_s)}"
+        return f"{self.key_tag}/{self.algorithm} ({self.source}{period})"
+
     @property
     def key_tag(self) -> int:
         """Key tag of the anchored key."""
@@ -86,6 +94,12 @@ class TrustAnchor:
         return int(record.algorithm)
 
 
+def _day(at_s: int | None) -> str:
+    if at_s is None:
+        return ""
+    return datetime.fromtimestamp(at_s, tz=UTC).strftime("%Y-%m-%d")
+
+
 class TrustAnchors:
     """An immutable set of trust anchors indexed by zone."""
 
@@ -94,6 +108,9 @@ class TrustAnchors:
         self._by_zone: dict[dns.name.Name, tuple[TrustAnchor, ...]] = {}
         for anchor in self._anchors:
             self._by_zone[anchor.zone] = (*self._by_zone.get(anchor.zone, ()), anchor)
+        bounds = {a.valid_from_s for a in self._anchors if a.valid_from_s is not None}
+        bounds.update(a.valid_until_s + 1 for a in self._anchors if a.valid_until_s is not None)
+        self._boundaries = sorted(bounds)
 
     def __iter__(self) -> Iterator[TrustAnchor]:
         return iter(self._anchors)
@@ -112,6 +129,31 @@ class TrustAnchors:
         if at_s is None:
             return anchors
         return tuple(a for a in anchors if a.valid_at(at_s))
+
+    def epoch_of(self, at_s: int | None) -> int | None:
+        """Which validity period ``at_s`` falls in: the number of anchor validity boundaries
+        (``validFrom``/``validUntil``) at or before it. Within one epoch the same anchors are
+        in force, so chain results can be shared; None (no time) stays None."""
+        if at_s is None:
+            return None
+        return bisect.bisect_right(self._boundaries, at_s)
+
+    def period_text(self, at_s: int | None) -> str:
+        """The anchor validity period ``at_s`` falls in, in words: ``before 2010-07-15``,
+        ``from 2019-01-12 until 2024-07-17``, ``from 2024-07-18 on``."""
+        epoch = self.epoch_of(at_s)
+        if epoch is None:
+            return "at any time"
+        bounds = self._boundaries
+        start = bounds[epoch - 1] if epoch > 0 else None
+        end = bounds[epoch] - 1 if epoch < len(bounds) else None
+        if start is None and end is None:
+            return "at any time"
+        if start is None:
+            return f"before {_day(end + 1)}" if end is not None else ""
+        if end is None:
+            return f"from {_day(start)} on"
+        return f"from {_day(start)} until {_day(end)}"
 
     def closest(self, name: dns.name.Name) -> dns.name.Name | None:
         """The deepest anchored zone at or above ``name`` (where validation of it starts)."""

@@ -20,7 +20,7 @@ from auditor.trust.anchors import TrustAnchor
 from auditor.trust.keyview import KeyView
 from auditor.trust.material import SignedRRset
 from auditor.validate.denial import ProofKind, prove_no_ds
-from auditor.validate.ds import ds_digest
+from auditor.validate.ds import ds_digest, ds_names_any
 from auditor.validate.policy import ValidationPolicy
 from auditor.validate.signature import SignatureChecker, key_tag
 from auditor.validate.verdict import Status
@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 DNSKEY = dns.rdtypes.ANY.DNSKEY.DNSKEY
 DS = dns.rdtypes.ANY.DS.DS
+MISMATCH_PREFIX = "trust anchor mismatch:"
+"""How the detail naming a trust anchor mismatch starts (findings quote it)."""
+_MemoKey = tuple[dns.name.Name, int | None]
+"""(zone, trust anchor epoch): results differ only between anchor validity periods."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,40 +97,47 @@ class ChainResolver:
         self.policy = policy
         self.checker = checker
         self.at_s = at_s
-        self._memo: dict[dns.name.Name, ZoneTrust] = {}
+        self._memo: dict[_MemoKey, ZoneTrust] = {}
         """Results other than secure: any new material may change them."""
-        self._secure: dict[dns.name.Name, ZoneTrust] = {}
+        self._secure: dict[_MemoKey, ZoneTrust] = {}
         """Secure results: only new DNSKEY/DS material may change them."""
         self._max_memo = max_memo
         self._generation = -1
         self._key_generation = -1
-        self._busy: set[dns.name.Name] = set()
+        self._busy: set[_MemoKey] = set()
 
     def memo(self) -> dict[dns.name.Name, ZoneTrust]:
-        """Current memoised results (for cache updates)."""
-        return {**self._memo, **self._secure}
+        """Current memoised results per zone (for cache updates); a secure result of any
+        anchor period wins."""
+        found = {key[0]: trust for key, trust in self._memo.items()}
+        found.update((key[0], trust) for key, trust in self._secure.items())
+        return found
 
-    def trust(self, zone: dns.name.Name) -> ZoneTrust:
-        """The trust status of ``zone``'s keys."""
+    def trust(self, zone: dns.name.Name, at_s: int | None = None) -> ZoneTrust:
+        """The trust status of ``zone``'s keys for a response judged at ``at_s`` (ignored when
+        the resolver has a fixed time): only trust anchors in force then apply (RFC 9718
+        2.2). Without any time every anchor held applies."""
+        ref = self.at_s if self.at_s is not None else at_s
         if self._generation != self.view.generation:
             self._forget_stale()
-        known = self._secure.get(zone) or self._memo.get(zone)
+        key = (zone, self.view.anchors.epoch_of(ref))
+        known = self._secure.get(key) or self._memo.get(key)
         if known is not None:
             return known
-        if zone in self._busy:  # a loop in forged material: never recurse forever
+        if key in self._busy:  # a loop in forged material: never recurse forever
             return ZoneTrust(zone, Status.INDETERMINATE, codes=(ValidationCode.CHAIN_INCOMPLETE,),
                              detail=(f"chain loop at {zone}",))
-        self._busy.add(zone)
+        self._busy.add(key)
         try:
-            result = self._compute(zone)
+            result = self._compute(zone, ref)
         finally:
-            self._busy.discard(zone)
+            self._busy.discard(key)
         if result.status is Status.INDETERMINATE and self.view.cached_keys(zone):
             result = self._from_cache(zone, result)
         memo = self._secure if result.status is Status.SECURE else self._memo
         if len(memo) >= self._max_memo:
             memo.clear()  # a memo only: recomputed on demand, bounded under any traffic
-        memo[zone] = result
+        memo[key] = result
         return result
 
     def _forget_stale(self) -> None:
@@ -140,15 +151,32 @@ class ChainResolver:
 
     # --- computing ---------------------------------------------------------------------------
 
-    def _compute(self, zone: dns.name.Name) -> ZoneTrust:
-        anchors = self.view.anchors.for_zone(zone)
-        if anchors:
-            return self._from_anchors(zone, anchors)
+    def _compute(self, zone: dns.name.Name, ref: int | None) -> ZoneTrust:
+        held = self.view.anchors.for_zone(zone)
+        if held:
+            in_force = self.view.anchors.for_zone(zone, ref)
+            if not in_force:
+                return self._no_anchor_in_force(zone, held, ref)
+            return self._from_anchors(zone, in_force)
         if self.view.anchors.closest(zone) is None and not self._cached_above(zone):
             return ZoneTrust(zone, Status.INDETERMINATE, codes=(ValidationCode.NO_TRUST_ANCHOR,),
                              missing=(f"trust anchor for {zone} or an ancestor",),
                              detail=(f"no trust anchor at or above {zone}",))
-        return self._from_parent(zone)
+        return self._from_parent(zone, ref)
+
+    def _no_anchor_in_force(
+        self, zone: dns.name.Name, held: Sequence[TrustAnchor], ref: int | None
+    ) -> ZoneTrust:
+        """RFC 9718 2.2: an anchor is used only within its validity period. With none in force
+        nothing starts the chain: indeterminate, naming the keys seen and the anchors held."""
+        period = self.view.anchors.period_text(ref)
+        seen = _key_tags_seen(self.view.material.dnskey_rrsets(zone))
+        keys = f"; keys of {zone} seen: {seen}" if seen else ""
+        text = (f"no trust anchor of {zone} is in force {period}{keys}; anchors held: "
+                f"{', '.join(a.describe() for a in held)}")
+        return ZoneTrust(zone, Status.INDETERMINATE, (),
+                         (ValidationCode.NO_ANCHOR_IN_FORCE, ValidationCode.NO_TRUST_ANCHOR),
+                         (text,), (text,))
 
     def _cached_above(self, zone: dns.name.Name) -> bool:
         return any(zone.is_subdomain(z) for z in self.view.cached_zones())
@@ -158,7 +186,7 @@ class ChainResolver:
         key_anchors = [a.dnskey for a in anchors if a.dnskey is not None]
         via = "anchor " + ", ".join(sorted({a.source for a in anchors}))
         if key_anchors:
-            keyed = self._from_trusted_keys(zone, key_anchors, via)
+            keyed = self._from_trusted_keys(zone, key_anchors, via, anchors)
             if keyed.status is Status.SECURE or not ds_records:
                 return keyed
         return self._from_ds(zone, ds_records, via, anchors)
@@ -175,7 +203,11 @@ class ChainResolver:
                          from_cache=True, validated_by="key cache")
 
     def _from_trusted_keys(
-        self, zone: dns.name.Name, trusted: Sequence[DNSKEY], via: str
+        self,
+        zone: dns.name.Name,
+        trusted: Sequence[DNSKEY],
+        via: str,
+        anchors: Sequence[TrustAnchor] = (),
     ) -> ZoneTrust:
         """DNSKEY anchors (or cached keys) are trusted as such; any DNSKEY RRset they sign
         adds its zone keys. A key seen revoked with a valid self-signature is dropped."""
@@ -189,12 +221,31 @@ class ChainResolver:
             return _unsupported(zone, ValidationCode.UNSUPPORTED_DNSKEY_ALGORITHM,
                                 f"no trusted key of {zone} uses a supported algorithm")
         keys = {k.to_digestable(): k for k in usable}
-        for entry in self.view.material.dnskey_rrsets(zone):
+        signed = _signed_entries(self.view.material.dnskey_rrsets(zone))
+        for entry in signed:
             if self._dnskey_rrset_signed(zone, entry, usable, collected):
                 keys.update((k.to_digestable(), k) for k in _zone_keys(entry))
+        if anchors and signed and len(keys) == len(usable) and not any(
+                k in entry.rrset for k in usable for entry in signed):
+            # The zone publishes keys, none of them the anchored one: another root/anchor.
+            return self._anchor_mismatch(zone, anchors, signed)
         return ZoneTrust(zone, Status.SECURE, tuple(keys.values()), (), (),
                          (f"keys of {zone} trusted via {via}",), validated_by=via,
                          revoked=tuple(collected.revoked))
+
+    def _anchor_mismatch(
+        self, zone: dns.name.Name, anchors: Sequence[TrustAnchor], signed: Sequence[SignedRRset]
+    ) -> ZoneTrust:
+        """RFC 4035 5 / RFC 9718: the zone's signed DNSKEY RRset holds no key an anchor in
+        force names. A validator holding these anchors calls its data bogus; the cause is the
+        anchor configuration (a private root, a lab, a network with its own anchor), named."""
+        text = (f"{MISMATCH_PREFIX} the DNSKEY RRset of {zone} holds keys "
+                f"{_key_tags_seen(signed)}, none of them matches the trust anchors in force "
+                f"({', '.join(a.describe() for a in anchors)}); if this network uses its own "
+                f"anchor for {zone}, pass it with --trust-anchor")
+        return ZoneTrust(zone, Status.BOGUS, (),
+                         (ValidationCode.TRUST_ANCHOR_MISMATCH, ValidationCode.DNSSEC_BOGUS),
+                         (), (text,))
 
     def _revoked_in_capture(
         self, zone: dns.name.Name, key: DNSKEY, collected: _Collected
@@ -249,8 +300,9 @@ class ChainResolver:
                     else ValidationCode.UNSUPPORTED_DS_DIGEST)
             return _unsupported(zone, code, f"no DS of {zone} uses a supported algorithm and "
                                 f"digest under policy {self.policy.name}")
-        entries = self.view.material.dnskey_rrsets(zone)
-        if not entries and self.view.material.dnskey_nodata_seen(zone) is not None:
+        seen = self.view.material.dnskey_rrsets(zone)
+        entries = _signed_entries(seen)
+        if not seen and self.view.material.dnskey_nodata_seen(zone) is not None:
             # RFC 4035 5.2: the parent's validated DS names keys the zone's own servers say
             # do not exist: no DNSKEY can match, so the zone is bogus, not merely unknown.
             text = (f"the DS of {zone} names keys, but its servers answered DNSKEY with no "
@@ -259,16 +311,13 @@ class ChainResolver:
                              (ValidationCode.DNSKEY_MISSING, ValidationCode.DNSSEC_BOGUS),
                              (), (text,))
         if not entries:
-            missing = tuple(f"DNSKEY for {zone} with key tag {ds.key_tag} alg {ds.algorithm} "
-                            f"not seen" for ds in supported)
-            return ZoneTrust(zone, Status.INDETERMINATE, (), (ValidationCode.DNSKEY_MISSING,),
-                             missing, missing)
+            return _dnskey_not_seen(zone, supported, unsigned_only=bool(seen))
         collected = _Collected()
         keys: dict[bytes, DNSKEY] = {}
         used: list[str] = []
         for entry in entries:
             for ds in supported:
-                for key in self._ds_matches(zone, entry, ds, collected, anchors):
+                for key in self._ds_matches(zone, entry, ds, collected):
                     if self._dnskey_rrset_signed(zone, entry, [key], collected):
                         keys.update((k.to_digestable(), k) for k in _zone_keys(entry))
                         used.append(f"ds {ds.key_tag}/{ds.algorithm}/{ds.digest_type}")
@@ -277,6 +326,9 @@ class ChainResolver:
             return ZoneTrust(zone, Status.SECURE, tuple(keys.values()), (), (),
                              (f"keys of {zone} trusted by {how}",), validated_by=how,
                              revoked=tuple(collected.revoked))
+        if anchors and not any(ds_names_any(zone, ds, entry.rrset)
+                               for ds in supported for entry in entries):
+            return self._anchor_mismatch(zone, anchors, entries)
         return ZoneTrust(zone, Status.BOGUS, (), (*collected.codes, ValidationCode.DNSSEC_BOGUS),
                          (), tuple(collected.detail) or (f"no DNSKEY of {zone} validates",),
                          revoked=tuple(collected.revoked))
@@ -287,7 +339,6 @@ class ChainResolver:
         entry: SignedRRset,
         ds: DS,
         collected: _Collected,
-        anchors: Sequence[TrustAnchor],
     ) -> list[DNSKEY]:
         """Keys of ``entry`` matching ``ds`` by tag, algorithm and digest, with the zone bit
         set and not revoked (RFC 4035 5.2, RFC 4034 2.1.1, RFC 5011 2.1)."""
@@ -299,11 +350,6 @@ class ChainResolver:
                           f"DNSKEY for {zone} with key tag {ds.key_tag} alg {ds.algorithm} "
                           f"not in a DNSKEY RRset seen")
         for key in candidates:
-            if not self._anchor_valid_for(ds, anchors, entry):
-                collected.add(ValidationCode.DNSSEC_INDETERMINATE,
-                              f"trust anchor {ds.key_tag} not valid at the time the DNSKEY "
-                              f"RRset of {zone} was seen")
-                continue
             computed = ds_digest(zone, key, ds.digest_type)
             if computed is None:
                 continue
@@ -329,31 +375,21 @@ class ChainResolver:
             found.append(key)
         return found
 
-    def _anchor_valid_for(
-        self, ds: DS, anchors: Sequence[TrustAnchor], entry: SignedRRset
-    ) -> bool:
-        matching = [a for a in anchors if a.ds == ds]
-        if not matching:
-            return True
-        times = [self.at_s] if self.at_s is not None else [
-            entry.last_seen_ns // 1_000_000_000, entry.first_seen_ns // 1_000_000_000]
-        return any(a.valid_at(t) for a in matching for t in times)
-
     # --- from the parent ---------------------------------------------------------------------
 
-    def _from_parent(self, zone: dns.name.Name) -> ZoneTrust:
+    def _from_parent(self, zone: dns.name.Name, ref: int | None) -> ZoneTrust:
         if zone == dns.name.root:
             return ZoneTrust(zone, Status.INDETERMINATE, codes=(ValidationCode.NO_TRUST_ANCHOR,),
                              missing=("trust anchor for .",))
         signed = [e for e in self.view.material.ds_rrsets(zone) if e.signatures]
         if signed:
-            return self._from_ds_rrsets(zone, signed)
-        proven = self._ds_absence(zone)
+            return self._from_ds_rrsets(zone, signed, ref)
+        proven = self._ds_absence(zone, ref)
         if proven is not None:
             return proven
         parent = self._enclosing_known_zone(zone.parent())
         if parent is not None:
-            above = self.trust(parent)
+            above = self.trust(parent, ref)
             if above.status in (Status.INSECURE, Status.BOGUS):
                 return _inherit(zone, above)
             if above.status is Status.INDETERMINATE:
@@ -375,10 +411,12 @@ class ChainResolver:
                 return None
             candidate = candidate.parent()
 
-    def _from_ds_rrsets(self, zone: dns.name.Name, entries: Sequence[SignedRRset]) -> ZoneTrust:
+    def _from_ds_rrsets(
+        self, zone: dns.name.Name, entries: Sequence[SignedRRset], ref: int | None
+    ) -> ZoneTrust:
         outcomes: list[ZoneTrust] = []
         for entry in entries:
-            outcomes.extend(self._ds_rrset_outcomes(zone, entry))
+            outcomes.extend(self._ds_rrset_outcomes(zone, entry, ref))
         secure_ds: list[DS] = []
         for outcome in outcomes:
             if outcome.status is Status.SECURE:
@@ -393,7 +431,9 @@ class ChainResolver:
         return ZoneTrust(zone, Status.INDETERMINATE, (), (ValidationCode.DS_MISSING,),
                          (f"DS for {zone} not seen",))
 
-    def _ds_rrset_outcomes(self, zone: dns.name.Name, entry: SignedRRset) -> list[ZoneTrust]:
+    def _ds_rrset_outcomes(
+        self, zone: dns.name.Name, entry: SignedRRset, ref: int | None
+    ) -> list[ZoneTrust]:
         """Judge one DS RRset copy per signer; a SECURE outcome carries the DS records in
         ``keys`` and the parent in ``validated_by``."""
         outcomes = []
@@ -406,7 +446,7 @@ class ChainResolver:
                                           (ValidationCode.SIGNER_NOT_ZONE,), (),
                                           (f"DS of {zone} signed by {signer}",)))
                 continue
-            parent = self.trust(signer)
+            parent = self.trust(signer, ref)
             if parent.status is not Status.SECURE:
                 outcomes.append(_inherit(zone, parent))
                 continue
@@ -426,7 +466,7 @@ class ChainResolver:
                                           tuple(collected.detail)))
         return outcomes
 
-    def _ds_absence(self, zone: dns.name.Name) -> ZoneTrust | None:
+    def _ds_absence(self, zone: dns.name.Name, ref: int | None) -> ZoneTrust | None:
         """A validated NSEC/NSEC3 proof that ``zone`` has no DS makes it insecure."""
         material = self.view.material
         ancestor = zone.parent()
@@ -435,16 +475,16 @@ class ChainResolver:
             if entries:
                 proof = prove_no_ds(zone, ancestor, entries, self.policy)
                 if proof is not None:
-                    return self._judge_proof(zone, proof)
+                    return self._judge_proof(zone, proof, ref)
             if ancestor == dns.name.root:
                 return None
             ancestor = ancestor.parent()
 
-    def _judge_proof(self, zone: dns.name.Name, proof: object) -> ZoneTrust:
+    def _judge_proof(self, zone: dns.name.Name, proof: object, ref: int | None) -> ZoneTrust:
         from auditor.validate.denial import DenialProof
 
         assert isinstance(proof, DenialProof)
-        parent = self.trust(proof.zone)
+        parent = self.trust(proof.zone, ref)
         if parent.status is not Status.SECURE:
             return _inherit(zone, parent)
         collected = _Collected()
@@ -494,7 +534,8 @@ def _inherit(
     codes = above.codes
     if above.status is Status.BOGUS and ValidationCode.CHAIN_INCOMPLETE not in codes:
         codes = (*codes, ValidationCode.CHAIN_INCOMPLETE)
-    return ZoneTrust(zone, above.status, (), codes, (*above.missing, *extra_missing),
+    # The nearest missing link first: the DS of this zone before what is missing above it.
+    return ZoneTrust(zone, above.status, (), codes, (*extra_missing, *above.missing),
                      (*above.detail, f"{zone} inherits {above.status} from {above.zone}"))
 
 
@@ -507,3 +548,36 @@ def _merge(zone: dns.name.Name, status: Status, outcomes: Sequence[ZoneTrust]) -
         missing.extend(m for m in outcome.missing if m not in missing)
         detail.extend(outcome.detail)
     return ZoneTrust(zone, status, (), tuple(codes), tuple(missing), tuple(detail))
+
+
+def _signed_entries(entries: Sequence[SignedRRset]) -> tuple[SignedRRset, ...]:
+    """DNSKEY RRset copies seen with RRSIGs: a copy fetched with DO clear proves nothing about
+    which keys the zone signs with (RFC 4035 5.2 needs the self-signature)."""
+    return tuple(entry for entry in entries if entry.signatures)
+
+
+def _key_tags_seen(entries: Sequence[SignedRRset]) -> str:
+    """``19036/8 (KSK), 11324/8`` for every key in the DNSKEY RRsets seen."""
+    tags: dict[tuple[int, int], bool] = {}
+    for entry in entries:
+        for key in entry.rrset:
+            index = (key_tag(key), int(key.algorithm))
+            tags[index] = tags.get(index, False) or bool(key.flags & Flag.SEP)
+    return ", ".join(f"{tag}/{alg}{' (KSK)' if sep else ''}"
+                     for (tag, alg), sep in sorted(tags.items()))
+
+
+def _dnskey_not_seen(zone: dns.name.Name, supported: Sequence[DS], *,
+                     unsigned_only: bool) -> ZoneTrust:
+    """Indeterminate: the keys the DS (or anchor) names were not seen signed."""
+    wanted = ", ".join(f"{ds.key_tag}/{ds.algorithm}" for ds in supported)
+    if unsigned_only:
+        text = (f"DNSKEY RRset of {zone} seen only without RRSIGs (fetched with DO clear); "
+                f"the key(s) {wanted} the DS names cannot be validated from it")
+        return ZoneTrust(zone, Status.INDETERMINATE, (),
+                         (ValidationCode.DNSKEY_UNSIGNED_ONLY, ValidationCode.DNSKEY_MISSING),
+                         (text,), (text,))
+    missing = tuple(f"DNSKEY for {zone} with key tag {ds.key_tag} alg {ds.algorithm} "
+                    f"not seen" for ds in supported)
+    return ZoneTrust(zone, Status.INDETERMINATE, (), (ValidationCode.DNSKEY_MISSING,),
+                     missing, missing)

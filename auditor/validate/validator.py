@@ -70,6 +70,7 @@ class Validator:
         self.checker = SignatureChecker(policy, memo_size=signature_memo)
         self.chain = ChainResolver(keys, policy, self.checker,
                                    at_s=None if at_ns is None else at_ns // _NS)
+        self._capture_time: Validator | None = None
 
     # --- public ------------------------------------------------------------------------------
 
@@ -81,7 +82,7 @@ class Validator:
         judged = self._prove_wildcards(evidence, judged)
         judged = self._check_dname_synthesis(evidence, judged)
         status, codes, zone, missing, detail = self._response_status(evidence, judged, at_s)
-        return Verdict(
+        verdict = Verdict(
             status=status,
             codes=tuple(codes),
             zone=zone,
@@ -90,10 +91,25 @@ class Validator:
             reference_time_ns=reference_ns,
             detail=tuple(detail),
         )
+        if self.at_ns is not None and _makes_claims(evidence):
+            verdict = _claims_at_capture_time(verdict, self._at_capture_time().judge(evidence))
+        return verdict
 
-    def zone_trust(self, zone: dns.name.Name) -> ZoneTrust:
-        """The chain-of-trust status of a zone's keys (for reports and the CLI)."""
-        return self.chain.trust(zone)
+    def _at_capture_time(self) -> Validator:
+        """A validator judging at each packet's own time: what the resolver itself could know
+        (``--at`` moves only the time signatures are judged at, never the resolver's claims)."""
+        if self._capture_time is None:
+            self._capture_time = Validator(self.keys, self.policy)
+        return self._capture_time
+
+    def zone_trust(self, zone: dns.name.Name, at_s: int | None = None) -> ZoneTrust:
+        """The chain-of-trust status of a zone's keys (for reports and the CLI), with the trust
+        anchors in force at ``at_s`` (every anchor held when None)."""
+        return self.chain.trust(zone, at_s)
+
+    def _reference_s(self, evidence: ResponseEvidence) -> int:
+        """The time a response is judged at: ``at_ns`` when fixed, else its capture time."""
+        return (self.at_ns if self.at_ns is not None else evidence.ts_ns) // _NS
 
     def cache_updates(self) -> tuple[CacheUpdate, ...]:
         """What to persist into the KeyCache after the run: keys validated through the chain
@@ -178,7 +194,7 @@ class Validator:
             _add(codes, ValidationCode.SIGNER_NOT_ZONE)
             detail.append(f"signer {signer} is not an ancestor of {rrset.name}")
             return Status.BOGUS, None
-        trust = self.chain.trust(signer)
+        trust = self.chain.trust(signer, times_s[0])
         for code in trust.codes:
             _add(codes, code)
         if trust.status is not Status.SECURE:
@@ -231,7 +247,7 @@ class Validator:
                                     [ValidationCode.UNSIGNED_REFERRAL],
                                     ["delegation NS and glue are not signed (RFC 4035 2.2)"],
                                     at_s), ())
-        trust = self.chain.trust(zone)
+        trust = self.chain.trust(zone, at_s)
         if trust.status is not Status.SECURE:
             return _Judged(_verdict(item.section, rrset, trust.status, (), None,
                                     list(trust.codes), list(trust.detail), at_s), trust.missing)
@@ -367,7 +383,11 @@ class Validator:
         if evidence.flags & dns.flags.TC:
             _add(codes, ValidationCode.TRUNCATED)
         if evidence.flags & dns.flags.AD:
-            if status is Status.BOGUS:
+            if status is Status.BOGUS and ValidationCode.TRUST_ANCHOR_MISMATCH in codes:
+                # The data fails only at our trust anchor: the resolver validated with another
+                # one. A configuration difference, not a claim proven false.
+                _add(codes, ValidationCode.AD_WITH_OTHER_ANCHOR)
+            elif status is Status.BOGUS:
                 _add(codes, ValidationCode.AD_ON_BOGUS)
             elif status is Status.INSECURE:
                 _add(codes, ValidationCode.AD_ON_INSECURE)
@@ -526,7 +546,7 @@ class Validator:
             _add(codes, ValidationCode.DENIAL_NOT_CHECKED)
             detail.append("negative answer without question or known zone")
             return Status.INDETERMINATE, zone_text
-        trust = self.chain.trust(zone)
+        trust = self.chain.trust(zone, self._reference_s(evidence))
         if trust.status is not Status.SECURE:
             codes.extend(c for c in trust.codes if c not in codes)
             missing.extend(m for m in trust.missing if m not in missing)
@@ -559,7 +579,8 @@ class Validator:
         parent = deepest_signer(records, child, proper=True)
         if parent is None and len(child) > 1:
             parent = self._enclosing_zone(child.parent())
-        if parent is None or self.chain.trust(parent).status is not Status.SECURE:
+        at_s = self._reference_s(evidence)
+        if parent is None or self.chain.trust(parent, at_s).status is not Status.SECURE:
             return None
         asked_dnssec = evidence.query_do if evidence.query_do is not None else evidence.do
         if not records and not asked_dnssec:
@@ -600,7 +621,7 @@ class Validator:
         proven = self._referral_proof(evidence, judged, child, codes, detail)
         if proven is not None:
             return proven, str(child.parent()) if len(child) > 1 else None
-        trust = self.chain.trust(child)
+        trust = self.chain.trust(child, self._reference_s(evidence))
         if trust.status is Status.INSECURE:
             codes.extend(c for c in trust.codes if c not in codes)
             detail.append(f"referral to {child}: no DS exists, the delegation is insecure")
@@ -637,6 +658,25 @@ class Validator:
                 detail.append(f"SERVFAIL with EDE {sorted(evidence.ede)} but a copy of "
                               f"{evidence.qname} validates at that time")
                 return
+
+
+_CLAIM_CODES = frozenset({ValidationCode.AD_ON_BOGUS, ValidationCode.AD_ON_INSECURE,
+                          ValidationCode.AD_WITH_OTHER_ANCHOR,
+                          ValidationCode.SERVFAIL_CONTRADICTS_EVIDENCE})
+"""Codes about what the resolver claimed (AD, SERVFAIL): judged at capture time."""
+
+
+def _makes_claims(evidence: ResponseEvidence) -> bool:
+    """A response with AD set or a SERVFAIL says something about validation itself."""
+    return bool(evidence.flags & dns.flags.AD) or evidence.rcode == dns.rcode.SERVFAIL
+
+
+def _claims_at_capture_time(verdict: Verdict, at_capture: Verdict) -> Verdict:
+    """``verdict`` (judged at ``--at``) with its claim codes replaced by those judged at the
+    response's own capture time (RFC 4035 3.2.3: AD reflects validation when answering)."""
+    codes = [c for c in verdict.codes if c not in _CLAIM_CODES]
+    codes.extend(c for c in at_capture.codes if c in _CLAIM_CODES and c not in codes)
+    return replace(verdict, codes=tuple(codes), claims_status=at_capture.status)
 
 
 def _verdicts_by_rrset(

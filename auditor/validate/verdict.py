@@ -78,3 +78,11 @@ class Verdict:
     """The time signatures were judged at (capture time of the response or a fixed time)."""
     detail: tuple[str, ...]
     """Human-readable explanations of the response-level status."""
+    claims_status: Status | None = None
+    """The status at the response's capture time, by which the resolver's own claims (its AD
+    bit, its SERVFAIL) are judged when ``--at`` moves the reference time; None: ``status``."""
+
+    @property
+    def status_for_claims(self) -> Status:
+        """What the resolver could know when it answered: the capture-time status."""
+        return self.claims_status if self.claims_status is not None else self.status

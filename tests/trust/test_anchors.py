@@ -17,6 +17,7 @@ from tests.validate.signing import WHEN, Lab, respond
 
 # Source: IANA https://data.iana.org/root-anchors/root-anchors.xml (RFC 9718 format).
 IANA = {
+    19036: "49AAC11D7B6F6446702E54A1607371607A1A41855200FD2CE1CDDE32F24E8FB5",
     20326: "E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D",
     38696: "683D2D0ACB8C9B712A1948B27F741219298D0A450D612C483AF444A4C0FB2B16",
 }
@@ -46,6 +47,25 @@ def test_embedded_iana_root_anchors() -> None:
     assert not found[38696].valid_at(1_700_000_000)  # validFrom 2024-07-18
     assert found[38696].valid_at(1_730_000_000)
     assert found[20326].valid_at(1_700_000_000)
+    # KSK-2010: validFrom 2010-07-15, validUntil 2019-01-11 (root-anchors.xml).
+    assert not found[19036].valid_at(1_279_151_999)  # 2010-07-14 23:59:59
+    assert found[19036].valid_at(1_358_899_200)  # 2013-01-23
+    assert not found[19036].valid_at(1_547_251_200)  # 2019-01-12
+
+
+@pytest.mark.parametrize(("day", "in_force"), [
+    ("2009-06-01", set()),  # before the root was signed
+    ("2013-01-23", {19036}),
+    ("2018-06-01", {19036, 20326}),  # the 2017-2018 rollover
+    ("2020-01-01", {20326}),
+    ("2025-01-01", {20326, 38696}),
+])
+def test_iana_anchors_in_force_follow_the_history(day: str, in_force: set[int]) -> None:
+    from datetime import datetime
+
+    at_s = int(datetime.fromisoformat(day + "T12:00:00+00:00").timestamp())
+    anchors = load_anchors([])
+    assert {a.key_tag for a in anchors.for_zone(dns.name.root, at_s)} == in_force
 
 
 def test_user_root_anchor_replaces_iana(tmp_path: Path) -> None:

@@ -1,0 +1,142 @@
+"""Trust anchors in time (RFC 9718 2.2): an anchor applies only within its validity period at
+the reference time; a root whose keys match no anchor in force is a named anchor mismatch, not
+a bad signature; a DNSKEY RRset seen only without RRSIGs proves nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dns.name
+
+from auditor.findings.codes import ValidationCode as C
+from auditor.report.chains import ChainDrawer
+from auditor.trust import KeyView, TrustAnchors, parse_anchor_text
+from auditor.trust.material import KeyMaterial
+from auditor.validate import RFC8624, Status, Validator
+from tests.validate.signing import NS, WHEN, Lab, Zone, name, respond
+
+DAY = 86_400
+
+
+def _iso(at_s: int) -> str:
+    return datetime.fromtimestamp(at_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _history(old: Zone, new: Zone) -> TrustAnchors:
+    """An IANA-style root-anchors.xml: ``old`` valid from WHEN-10d until WHEN+10d, ``new``
+    from WHEN+5d on (an overlap, as in a real rollover)."""
+    def digest(zone: Zone, key_id: str, valid: str) -> str:
+        ds = zone.ds()[0]
+        return (f'<KeyDigest id="{key_id}" {valid}><KeyTag>{ds.key_tag}</KeyTag>'
+                f"<Algorithm>{ds.algorithm}</Algorithm><DigestType>2</DigestType>"
+                f"<Digest>{ds.digest.hex().upper()}</Digest></KeyDigest>")
+    xml = ('<?xml version="1.0" encoding="UTF-8"?><TrustAnchor id="lab"><Zone>.</Zone>'
+           + digest(old, "old", f'validFrom="{_iso(WHEN - 10 * DAY)}" '
+                                f'validUntil="{_iso(WHEN + 10 * DAY)}"')
+           + digest(new, "new", f'validFrom="{_iso(WHEN + 5 * DAY)}"')
+           + "</TrustAnchor>")
+    return TrustAnchors(parse_anchor_text(xml, "lab-root-anchors.xml"))
+
+
+def _validator(lab: Lab, anchors: TrustAnchors, *, at_ns: int | None = None) -> Validator:
+    return Validator(KeyView(anchors, lab.material()), RFC8624, at_ns=at_ns)
+
+
+def _answer_at(lab: Lab, at_s: int) -> object:
+    return respond("www.example.test.", "A", lab.signed_a(), ts=at_s)
+
+
+def test_the_anchor_in_force_at_the_packet_time_validates() -> None:
+    lab = Lab()
+    anchors = _history(lab.root, Zone(name("."), 13, slot=7))
+    verdict = _validator(lab, anchors).judge(_answer_at(lab, WHEN))
+    assert verdict.status is Status.SECURE, verdict
+
+
+def test_after_the_anchor_expired_the_same_root_is_an_anchor_mismatch() -> None:
+    lab = Lab()
+    new = Zone(name("."), 13, slot=7)
+    anchors = _history(lab.root, new)
+    verdict = _validator(lab, anchors, at_ns=(WHEN + 20 * DAY) * NS).judge(
+        _answer_at(lab, WHEN))
+    assert verdict.status is Status.BOGUS
+    assert C.TRUST_ANCHOR_MISMATCH in verdict.codes
+    assert C.BAD_SIGNATURE not in verdict.codes
+    text = " ".join(verdict.rrsets[0].detail)
+    assert f"{new.ds()[0].key_tag}/13" in text  # the anchor held is named
+    assert "--trust-anchor" in text
+
+
+def test_before_any_anchor_is_in_force_the_verdict_is_indeterminate() -> None:
+    lab = Lab()
+    anchors = _history(lab.root, Zone(name("."), 13, slot=7))
+    verdict = _validator(lab, anchors, at_ns=(WHEN - 20 * DAY) * NS).judge(
+        _answer_at(lab, WHEN))
+    assert verdict.status is Status.INDETERMINATE
+    assert C.NO_ANCHOR_IN_FORCE in verdict.codes
+    assert any("before" in m and "anchors held" in m for m in verdict.missing), verdict.missing
+
+
+def test_a_private_root_under_the_iana_anchors_is_a_named_mismatch_not_a_bad_signature() -> None:
+    from auditor.trust import load_anchors
+
+    lab = Lab()
+    verdict = _validator(lab, load_anchors([])).judge(_answer_at(lab, WHEN))
+    assert verdict.status is Status.BOGUS
+    assert C.TRUST_ANCHOR_MISMATCH in verdict.codes
+    # Negative twin: with the lab's own anchor the same capture is secure.
+    assert _validator(lab, lab.anchors()).judge(_answer_at(lab, WHEN)).status is Status.SECURE
+
+
+def test_ad_on_an_anchor_mismatch_is_another_anchor_not_ad_on_bogus() -> None:
+    from auditor.trust import load_anchors
+
+    lab = Lab()
+    answer = respond("www.example.test.", "A", lab.signed_a(), ad=True)
+    verdict = _validator(lab, load_anchors([])).judge(answer)
+    assert C.AD_WITH_OTHER_ANCHOR in verdict.codes
+    assert C.AD_ON_BOGUS not in verdict.codes
+    # Negative twin: a real bad signature under the right anchor stays ad_on_bogus.
+    from tests.validate.signing import flip_signature
+
+    data, sigs = lab.signed_a()
+    forged = respond("www.example.test.", "A", [data, flip_signature(sigs)], ad=True)
+    verdict = _validator(lab, lab.anchors()).judge(forged)
+    assert C.AD_ON_BOGUS in verdict.codes and C.AD_WITH_OTHER_ANCHOR not in verdict.codes
+
+
+def test_a_dnskey_rrset_seen_only_without_rrsigs_is_indeterminate_not_bogus() -> None:
+    lab = Lab()
+    material = KeyMaterial()
+    responses = lab.key_responses()
+    leaf_keys = lab.leaf.dnskey_rrset()
+    unsigned = respond("example.test.", "DNSKEY", [leaf_keys], query_do=False)
+    for evidence in [r for r in responses if r.qname != lab.leaf.origin or r.qtype != 48]:
+        material.observe(evidence)
+    material.observe(unsigned)
+    verdict = Validator(KeyView(lab.anchors(), material), RFC8624).judge(
+        _answer_at(lab, WHEN))
+    assert verdict.status is Status.INDETERMINATE, verdict
+    assert C.DNSKEY_UNSIGNED_ONLY in verdict.codes
+    assert any("without RRSIGs" in m for m in verdict.missing)
+    # Negative twin: once the signed copy is seen, the answer validates.
+    material.observe(lab.dnskey_response(lab.leaf))
+    verdict = Validator(KeyView(lab.anchors(), material), RFC8624).judge(
+        _answer_at(lab, WHEN))
+    assert verdict.status is Status.SECURE
+
+
+def test_the_chain_drawing_shows_only_the_anchor_in_force_as_trusted() -> None:
+    lab = Lab()
+    new = Zone(name("."), 13, slot=7)
+    validator = _validator(lab, _history(lab.root, new))
+    validator.judge(_answer_at(lab, WHEN))
+    links = ChainDrawer(validator).chain("example.test.", WHEN)
+    anchors = {link.text.split()[3]: link.status for link in links if link.kind == "anchor"}
+    old_tag = f"{lab.root.ds()[0].key_tag}/13"
+    new_tag = f"{new.ds()[0].key_tag}/13"
+    assert anchors == {old_tag: "trusted", new_tag: "not in force"}
+    later = ChainDrawer(validator).chain("example.test.", WHEN + 20 * DAY)
+    anchors = {link.text.split()[3]: link.status for link in later if link.kind == "anchor"}
+    assert anchors == {old_tag: "not in force", new_tag: "trusted"}
+    assert dns.name.root.to_text() in {link.zone for link in links}
