@@ -33,6 +33,7 @@ from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir, run_au
 from auditor.report.anonymize import load_or_create_key
 from auditor.report.run import DEFAULT_FORMATS, OutputFormat, render_reports
 from auditor.trust import KeyCache
+from auditor.trust.cache import cache_use_line
 from auditor.validate import PRESETS, policy_from_name
 
 T = TypeVar("T")
@@ -100,6 +101,8 @@ def _print_summary(outcome: AuditOutcome, out_dir: Path) -> None:
         err=True,
     )
     _print_findings_summary(stats.get("findings") or {})
+    if isinstance(stats.get("key_cache"), dict):
+        click.echo(f"  {cache_use_line(stats['key_cache'])}", err=True)
     click.echo(f"  reports in {out_dir}/", err=True)
     report = out_dir / "report.html"
     if report.exists():
@@ -113,6 +116,10 @@ def _print_findings_summary(findings: dict[str, object]) -> None:
     listed = ", ".join(f"{severity} {count}" for severity, count in by_severity.items())
     forged = findings.get("forged", 0)
     click.echo(f"  findings: {listed or 'none'}; forged answers {forged}", err=True)
+    mismatches = findings.get("trust_anchor_mismatch") or []
+    for mismatch in mismatches if isinstance(mismatches, list) else []:
+        click.echo(f"  {mismatch.get('answers')} answers fail only at the trust anchor, "
+                   f"{mismatch.get('detail')}", err=True)
 
 
 @cli.command()
@@ -143,7 +150,9 @@ def _print_findings_summary(findings: dict[str, object]) -> None:
     "--keys",
     "keys_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="SQLite key cache to read and update (default: keys.sqlite in the output directory).",
+    help="SQLite key cache to read and update: its trusted keys validate answers whose chain "
+    "the capture lacks (counted as trust_from_cache). Without --keys, keys.sqlite in the "
+    "output directory is written but not read, so a rerun gives the same verdicts.",
 )
 @click.option(
     "--at",
@@ -273,21 +282,40 @@ def _fails(verdicts: dict[str, int], level: str) -> bool:
     return any(verdicts.get(status, 0) for status in included)
 
 
+_LATEST_AT_S = 2**32 - 1
+"""RRSIG inception/expiration are 32-bit seconds (RFC 4034 3.1.5): ``--at`` stays within
+1970-01-01 .. 2106-02-07 so every signature time is comparable with it."""
+
+
 def _parse_time(text: str) -> int:
-    """``--at`` value: Unix seconds or ISO 8601 (naive means UTC), in nanoseconds."""
+    """``--at`` value: Unix seconds or ISO 8601 (naive means UTC), in nanoseconds; a value
+    outside 1970..2106 (or not a number or date) is a usage error."""
+    seconds = _seconds_of(text)
+    if not 0 <= seconds <= _LATEST_AT_S:
+        raise click.BadParameter(
+            f"{text!r} is outside 1970-01-01..2106-02-07 (RRSIG times are 32-bit, "
+            "RFC 4034 3.1.5)", param_hint="--at")
+    return int(seconds * 1_000_000_000)
+
+
+def _seconds_of(text: str) -> float:
     try:
-        return int(float(text) * 1_000_000_000)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if value != value or value in (float("inf"), float("-inf")):  # NaN, infinity
+            raise click.BadParameter(f"{text!r} is not a time", param_hint="--at")
+        return value
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    except (ValueError, OverflowError) as exc:
         raise click.BadParameter(
             f"{text!r} is neither ISO 8601 nor Unix seconds", param_hint="--at"
         ) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
 @cli.command()
@@ -316,6 +344,7 @@ def report(directory: Path, formats: tuple[str, ...]) -> None:
 @cli.group()
 def keys() -> None:
     """Manage the SQLite key cache (keys learned from earlier captures)."""
+    _configure_logging(quiet=False, verbose=0)  # unusable rows are skipped with a warning
 
 
 _KEYS_OPTION = click.option(
@@ -331,9 +360,10 @@ _KEYS_OPTION = click.option(
 @_KEYS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
 def keys_list(keys_path: str, as_json: bool) -> None:
-    """List the keys in the cache."""
+    """List the keys in the cache with their state (trusted, seen, revoked) and how each
+    trusted key was validated."""
     with _open_cache(keys_path) as cache:
-        rows = cache.list()
+        rows = _cache_call(cache.list)
     for row in rows:
         if as_json:
             click.echo(json.dumps(dataclasses.asdict(row)))
@@ -346,19 +376,36 @@ def keys_list(keys_path: str, as_json: bool) -> None:
 
 @keys.command("import")
 @_KEYS_OPTION
+@click.option(
+    "--trusted",
+    is_flag=True,
+    help="Trust every key of SOURCE that it does not mark otherwise (you vouch for the file: "
+    "its keys will validate answers in runs that read this cache). Without it a DNSKEY "
+    "without a dnssec-auditor state annotation is imported as seen, which validates nothing.",
+)
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=str))
-def keys_import(keys_path: str, source: str) -> None:
-    """Import DNSKEYs (zone-file text or a JSON export) into the cache as trusted."""
+def keys_import(keys_path: str, trusted: bool, source: str) -> None:
+    """Import DNSKEYs (zone-file text or a JSON export) into the cache, each keeping the trust
+    state its export recorded; unannotated keys are imported as seen unless --trusted."""
     with _open_cache(keys_path) as cache:
-        count = _cache_call(lambda: cache.import_file(source))
-    click.echo(f"imported {count} keys from {source}", err=True)
+        before = _cache_call(cache.state_counts)
+        count = _cache_call(lambda: cache.import_file(source, trusted=trusted))
+        after = _cache_call(cache.state_counts)
+    gained = after["trusted"] - before["trusted"]
+    click.echo(
+        f"imported {count} keys from {source} into {keys_path}; the cache now holds "
+        f"{after['trusted']} trusted ({gained:+d}), {after['seen']} seen, "
+        f"{after['revoked']} revoked",
+        err=True,
+    )
 
 
 @keys.command("export")
 @_KEYS_OPTION
 @click.argument("target", type=click.Path(dir_okay=False, path_type=str))
 def keys_export(keys_path: str, target: str) -> None:
-    """Export the cache as JSON (or zone-file text when TARGET ends in .zone, .key or .txt)."""
+    """Export the cache as JSON (or zone-file text when TARGET ends in .zone, .key or .txt,
+    each key annotated with its trust state so that an import keeps it)."""
     with _open_cache(keys_path) as cache:
         count = _cache_call(lambda: cache.export(target))
     click.echo(f"exported {count} keys to {target}", err=True)

@@ -73,6 +73,48 @@ def test_without_the_private_anchor_nothing_is_secure(tmp_path: Path) -> None:
     assert records and not any(r["verdict"] == "secure" for r in records)
 
 
+def test_a_private_root_is_an_anchor_mismatch_never_forgery(tmp_path: Path) -> None:
+    # The sample's zones hang under a private root: under the IANA anchors its answers are
+    # bogus as a validator holding them would say, but the cause is the anchor, named, and the
+    # validating Unbound that set AD is validating with another anchor, not lying.
+    out = tmp_path / "iana"
+    result = CliRunner().invoke(cli, ["audit", str(SAMPLE), "--out", str(out)])
+    assert result.exit_code == 0
+    records = [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
+    bogus = [r for r in records if r["verdict"] == "bogus"]
+    assert bogus and all("trust_anchor_mismatch" in r["codes"] for r in bogus)
+    assert not any("ad_on_bogus" in r["codes"] for r in records)
+    findings = [json.loads(line) for line in (out / "findings.jsonl").read_text().splitlines()]
+    codes = {f["code"] for f in findings}
+    assert "trust_anchor_mismatch" in codes and "resolver_other_trust_anchor" in codes
+    assert not [f for f in findings if f.get("verdict") or f.get("severity") in
+                ("critical", "high")], findings
+    assert "fail only at the trust anchor" in result.output
+    assert "--trust-anchor" in result.output
+    # Negative twin: with the private anchor, the lab's broken zones are bogus for real.
+    _, with_anchor, _ = _audit(tmp_path)
+    assert any(r["verdict"] == "bogus" and "trust_anchor_mismatch" not in r["codes"]
+               for r in with_anchor)
+
+
+def test_at_never_turns_a_correct_ad_bit_into_forgery(tmp_path: Path) -> None:
+    _, records, _ = _audit(tmp_path, "--at", "2027-06-01T00:00:00Z")
+    assert any("AD" in r["flags"] and r["verdict"] == "bogus" for r in records)
+    assert not any("ad_on_bogus" in r["codes"] for r in records)
+    lines = (tmp_path / "out" / "findings.jsonl").read_text().splitlines()
+    findings = [json.loads(line) for line in lines]
+    assert not [f for f in findings if f["code"] in ("ad_on_unvalidated", "ad_on_bogus")]
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "-5", "1e400", "nan",
+                                   "9999-12-31T00:00:00Z"])
+def test_absurd_at_values_are_a_usage_error(tmp_path: Path, value: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["audit", str(SAMPLE), "--at", value, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert "--at" in result.output
+
+
 def test_malformed_anchor_file_is_exit_3_naming_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.anchor"
     bad.write_text(". 300 IN DS 23515 8 2 022ce7\n. IN DS not a record\n")

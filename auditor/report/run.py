@@ -75,6 +75,7 @@ class RunReporter:
         self.formats = frozenset(formats)
         self.severities: Counter[str] = Counter()
         self.verdicts: Counter[str] = Counter()
+        self._anchor_mismatches: list[dict[str, object]] = []
         self._chain_zones: dict[str, int] = {}
         """Zone -> capture time (s) of the first finding naming it: its chain is drawn with
         the trust anchors in force then."""
@@ -82,6 +83,10 @@ class RunReporter:
     def note(self, finding: Finding) -> None:
         """Count one finding written to ``findings.jsonl``."""
         self.severities[finding.severity.value] += 1
+        if finding.code == "trust_anchor_mismatch":
+            self._anchor_mismatches.append({"anchored": finding.params.get("anchored"),
+                                            "answers": finding.count,
+                                            "detail": finding.params.get("detail")})
         if finding.verdict in FORGED_VERDICTS:
             self.verdicts[finding.verdict] += 1
         chained = finding.code in _CHAIN_CODES or finding.verdict in FORGED_VERDICTS
@@ -93,9 +98,12 @@ class RunReporter:
     def stats(self) -> dict[str, object]:
         """The ``findings`` block of ``stats.json``."""
         ordered = {s.value: self.severities[s.value] for s in Severity if self.severities[s.value]}
-        return {"by_severity": ordered,
-                "forged": self.verdicts.get("forged", 0),
-                "suspicious": self.verdicts.get("suspicious", 0)}
+        found: dict[str, object] = {"by_severity": ordered,
+                                    "forged": self.verdicts.get("forged", 0),
+                                    "suspicious": self.verdicts.get("suspicious", 0)}
+        if self._anchor_mismatches:
+            found["trust_anchor_mismatch"] = self._anchor_mismatches
+        return found
 
     def finish(
         self, validator: Validator | None, zone_rows: Sequence[ZoneHealthRow]

@@ -248,6 +248,17 @@ class Validator:
                                     ["delegation NS and glue are not signed (RFC 4035 2.2)"],
                                     at_s), ())
         trust = self.chain.trust(zone, at_s)
+        asked_dnssec = evidence.query_do if evidence.query_do is not None else evidence.do
+        if trust.status is not Status.SECURE and trust.status is not Status.INSECURE and (
+                not asked_dnssec):
+            # RFC 4035 3.2.1: without DO no RRSIG is sent, so the missing signature is the
+            # whole story; the zone's chain (unknown or broken) says nothing of this data.
+            text = (f"no DNSSEC requested (DO=0): {rrset.name} {rrset.rdtype.name} carries no "
+                    f"RRSIG and the keys of {zone} are not validated "
+                    f"({trust.status.value}) to compare it with a signed copy")
+            return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
+                                    [ValidationCode.DNSSEC_NOT_REQUESTED],
+                                    [text, *trust.detail[:2]], at_s), (text,))
         if trust.status is not Status.SECURE:
             return _Judged(_verdict(item.section, rrset, trust.status, (), None,
                                     list(trust.codes), list(trust.detail), at_s), trust.missing)
@@ -257,24 +268,33 @@ class Validator:
                                     [ValidationCode.UNSIGNED_ADDITIONAL],
                                     [f"{rrset.name} {rrset.rdtype.name} in the additional "
                                      "section is unsigned; not validated"], at_s), ())
-        asked_dnssec = evidence.query_do if evidence.query_do is not None else evidence.do
+        if evidence.flags & dns.flags.TC:
+            # RFC 4035 3.1.1 / RFC 2181 9: RRSIGs that do not fit set TC and the client retries
+            # over TCP; a truncated answer's missing signatures prove nothing either way.
+            text = (f"{rrset.name} {rrset.rdtype.name} came in a truncated (TC) response "
+                    f"without RRSIG")
+            return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
+                                    [ValidationCode.TRUNCATED], [text], at_s), (text,))
         if asked_dnssec:
             # RFC 4035 5: data of a signed zone without RRSIG is bogus when DO was set.
             return _Judged(_verdict(item.section, rrset, Status.BOGUS, (), None,
                                     [ValidationCode.RRSIGS_MISSING, ValidationCode.DNSSEC_BOGUS],
                                     [f"{rrset.name} {rrset.rdtype.name} of signed zone {zone} "
                                      f"has no RRSIG although DO was set"], at_s), ())
-        return self._cross_check(item, at_s)
+        return self._cross_check(item, at_s, evidence.ts_ns)
 
-    def _cross_check(self, item: RRsetEvidence, at_s: int) -> _Judged:
-        """Without DO an answer carries no RRSIG: compare with validated signed copies."""
+    def _cross_check(self, item: RRsetEvidence, at_s: int, seen_ns: int) -> _Judged:
+        """Without DO an answer carries no RRSIG: compare with signed copies that validate
+        and were current when this answer was captured (``seen_ns``, never ``--at``: the
+        comparison is about what was true on the wire then)."""
         rrset = item.rrset
         digest = rdata_set_digest(rrset)
         differing = False
         for copy in self.keys.material.signed_copies(
             (rrset.name, int(rrset.rdtype), int(rrset.rdclass))
         ):
-            if not self._copy_secure(copy):
+            current = _signatures_current_at(copy, seen_ns)
+            if not current or not self._copy_secure(copy, only=current):
                 continue
             if copy.digest == digest:
                 return _Judged(_verdict(item.section, rrset, Status.SECURE, (), None,
@@ -288,13 +308,20 @@ class Validator:
                                      ValidationCode.DNSSEC_BOGUS],
                                     ["unsigned answer differs from every validated copy"],
                                     at_s), ())
-        text = f"no validated copy of {rrset.name} {rrset.rdtype.name} seen"
+        text = (f"no DNSSEC requested (DO=0) and no validated copy of {rrset.name} "
+                f"{rrset.rdtype.name} seen to compare with")
         return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
-                                [ValidationCode.UNSIGNED_NOT_CROSS_CHECKED], [text], at_s),
+                                [ValidationCode.DNSSEC_NOT_REQUESTED,
+                                 ValidationCode.UNSIGNED_NOT_CROSS_CHECKED], [text], at_s),
                        (text,))
 
-    def _copy_secure(self, copy: SignedRRset, at_s: int | None = None) -> bool:
+    def _copy_secure(
+        self, copy: SignedRRset, at_s: int | None = None, only: frozenset[bytes] | None = None
+    ) -> bool:
+        """Whether one of the copy's signatures (those in ``only`` when given) validates."""
         for wire, seen in copy.signatures.items():
+            if only is not None and wire not in only:
+                continue
             times = (at_s,) if at_s is not None else signature_times(
                 copy, wire, self.chain.at_s)
             judged = self._judge_signed(Section.ANSWER, copy.rrset, [seen.rrsig], times)
@@ -391,9 +418,35 @@ class Validator:
                 _add(codes, ValidationCode.AD_ON_BOGUS)
             elif status is Status.INSECURE:
                 _add(codes, ValidationCode.AD_ON_INSECURE)
+        if not evidence.rrsets:
+            _add(codes, ValidationCode.NO_RECORDS)
+            if not missing and status is Status.INDETERMINATE:
+                missing.append("the response has no records to validate")
         if status is Status.INDETERMINATE:
             _add(codes, ValidationCode.DNSSEC_INDETERMINATE)
-        return status, codes, zone, missing, detail
+        return status, codes, zone or self._closest_zone(evidence), missing, detail
+
+    def _closest_zone(self, evidence: ResponseEvidence) -> str | None:
+        """The closest enclosing zone known for the question: the deepest RRSIG signer or
+        authority SOA/NS owner above the name in the response, else the deepest zone the key
+        material, anchors or cache know."""
+        name = evidence.qname
+        if name is None:
+            return None
+        found: list[dns.name.Name] = []
+        for item in evidence.rrsets:
+            if item.rrsigs is not None:
+                found.extend(sig.signer for sig in item.rrsigs)
+            if item.section is Section.AUTHORITY and item.rrset.rdtype in (
+                    dns.rdatatype.SOA, dns.rdatatype.NS):
+                found.append(item.rrset.name)
+        enclosing = [zone for zone in found if name.is_subdomain(zone)]
+        known = self._enclosing_zone(name)
+        if known is not None:
+            enclosing.append(known)
+        if not enclosing:
+            return None
+        return name_text(max(enclosing, key=len))
 
     def _answer_chain(
         self,
@@ -664,6 +717,29 @@ _CLAIM_CODES = frozenset({ValidationCode.AD_ON_BOGUS, ValidationCode.AD_ON_INSEC
                           ValidationCode.AD_WITH_OTHER_ANCHOR,
                           ValidationCode.SERVFAIL_CONTRADICTS_EVIDENCE})
 """Codes about what the resolver claimed (AD, SERVFAIL): judged at capture time."""
+
+
+_RACE_ALLOWANCE_NS = 5 * _NS
+"""A validated copy counts from a little before it was seen: in a race the genuine answer
+arrives after the forged one (``ForgeryConfig.crosscheck_defer_ns``)."""
+
+
+def _signatures_current_at(copy: SignedRRset, seen_ns: int) -> frozenset[bytes]:
+    """The copy's signatures under which it was current at ``seen_ns``: within the TTL from
+    when it was last seen (the smaller of received TTL and Original TTL, RFC 4035 5.3.3) and
+    within the signature's inception/expiration (RFC 4034 3.1.5). A copy from years earlier,
+    or past its TTL, says nothing about what the zone served later."""
+    seen_s = seen_ns // _NS
+    current = []
+    for wire, sig in copy.signatures.items():
+        ttl_s = min(int(copy.rrset.ttl), int(sig.rrsig.original_ttl))
+        starts = sig.first_seen_ns - _RACE_ALLOWANCE_NS
+        ends = sig.last_seen_ns + (ttl_s + 1) * _NS
+        inception = serial_to_epoch(sig.rrsig.inception, seen_s)
+        expiration = serial_to_epoch(sig.rrsig.expiration, seen_s)
+        if starts <= seen_ns <= ends and inception <= seen_s <= expiration:
+            current.append(wire)
+    return frozenset(current)
 
 
 def _makes_claims(evidence: ResponseEvidence) -> bool:

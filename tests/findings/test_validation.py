@@ -86,10 +86,10 @@ def test_indeterminate_answers_are_summarised_per_zone() -> None:
     assert summary.severity is Severity.LOW
 
 
-def test_indeterminate_answers_without_records_are_not_filed_under_their_question() -> None:
+def test_indeterminate_answers_without_records_are_filed_under_the_closest_known_zone() -> None:
     import dns.rcode
 
-    from auditor.findings.validation import UNKNOWN_ZONE
+    from auditor.findings.codes import ValidationCode
 
     lab = Lab()
     validator = lab.validator()
@@ -97,11 +97,32 @@ def test_indeterminate_answers_without_records_are_not_filed_under_their_questio
     for n in range(3):
         evidence = respond(f"gone{n}.example.test.", "A", [], rcode=dns.rcode.SERVFAIL)
         verdict = validator.judge(evidence)
-        assert verdict.status is Status.INDETERMINATE and not verdict.zone
+        # The question name is not a zone; the closest zone the capture knows is.
+        assert verdict.status is Status.INDETERMINATE and verdict.zone == "example.test."
+        assert ValidationCode.NO_RECORDS in verdict.codes
+        assert verdict.missing == ("the response has no records to validate",)
         source.feed(evidence, verdict)
     [summary] = [f for f in source.flush() if f.code == "indeterminate_answers"]
-    assert summary.count == 3 and summary.params["zone"] == UNKNOWN_ZONE
+    assert summary.count == 3 and summary.params["zone"] == "example.test."
     assert summary.params["answers_list"] == [f"gone{n}.example.test. A" for n in range(3)]
+
+
+def test_indeterminate_answers_with_no_zone_known_are_summarised_together() -> None:
+    import dns.rcode
+
+    from auditor.findings.validation import UNKNOWN_ZONE
+    from auditor.trust import KeyMaterial, KeyView, TrustAnchors
+    from auditor.validate import RFC8624, Validator
+
+    validator = Validator(KeyView(TrustAnchors(), KeyMaterial()), RFC8624)
+    source = ValidationFindings()
+    for n in range(2):
+        evidence = respond(f"gone{n}.example.test.", "A", [], rcode=dns.rcode.SERVFAIL)
+        verdict = validator.judge(evidence)
+        assert verdict.status is Status.INDETERMINATE and verdict.zone is None
+        source.feed(evidence, verdict)
+    [summary] = [f for f in source.flush() if f.code == "indeterminate_answers"]
+    assert summary.count == 2 and summary.params["zone"] == UNKNOWN_ZONE
 
 
 def _material_without_keys(lab: Lab):  # type: ignore[no-untyped-def]

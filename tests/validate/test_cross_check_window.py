@@ -1,19 +1,13 @@
 """Validator cross-check of unsigned (DO=0) answers against validated copies: only a copy
 valid at the time of the unsigned answer (its TTL from when it was seen, its signature window)
-can make it bogus; a truncated answer without RRSIGs is indeterminate (issue 11 point 5).
-
-The xfail(strict) tests wait for the validator change described in the issue 11 report; when
-it lands they pass, strict xfail turns that into a failure, and the marks must be removed."""
+can make it bogus; a truncated answer without RRSIGs is indeterminate (issue 11 point 5)."""
 
 from __future__ import annotations
-
-import pytest
 
 from auditor.findings.codes import ValidationCode
 from auditor.validate import Status
 from tests.validate.signing import WHEN, Lab, respond, rrset
 
-PENDING = pytest.mark.xfail(strict=True, reason="validator change pending (issue 11 point 5)")
 YEAR_S = 365 * 86_400
 
 
@@ -34,20 +28,17 @@ def test_unsigned_answer_contradicting_a_current_validated_copy_is_bogus() -> No
     assert ValidationCode.UNSIGNED_CONTRADICTS_VALIDATED in judged.codes
 
 
-@PENDING
 def test_a_validated_copy_from_years_earlier_proves_nothing() -> None:
     judged = _verdict_of_unsigned(3 * YEAR_S, expiration=WHEN + 4 * YEAR_S)
     assert judged.status is Status.INDETERMINATE
     assert ValidationCode.UNSIGNED_CONTRADICTS_VALIDATED not in judged.codes
 
 
-@PENDING
 def test_a_validated_copy_past_its_ttl_proves_nothing() -> None:
     judged = _verdict_of_unsigned(400)  # the copy's TTL is 300 s
     assert judged.status is Status.INDETERMINATE
 
 
-@PENDING
 def test_a_validated_copy_past_its_signature_expiration_proves_nothing() -> None:
     judged = _verdict_of_unsigned(120, expiration=WHEN + 60)
     assert judged.status is Status.INDETERMINATE
@@ -61,7 +52,6 @@ def test_unsigned_answer_with_do_is_bogus() -> None:
     assert ValidationCode.RRSIGS_MISSING in judged.rrsets[0].codes
 
 
-@PENDING
 def test_truncated_answer_without_rrsigs_is_indeterminate() -> None:
     # Twin of the test above: RFC 4035 3.1.1, RRSIGs that do not fit set TC; the client
     # retries over TCP, so the missing signatures prove nothing.

@@ -1,0 +1,71 @@
+"""Reasons that are true (issue 11 points 3 and 7): an unsigned answer to a query without DO is
+explained by DO=0, not by a key nobody asked for; the missing link nearest the data comes
+first; ``zone`` names the closest known zone; ``--at`` moves only the signatures' time, never
+what the resolver's AD bit is judged by."""
+
+from __future__ import annotations
+
+import dns.rcode
+
+from auditor.findings.codes import ValidationCode as C
+from auditor.trust import KeyMaterial, KeyView
+from auditor.validate import RFC8624, Status, Validator
+from tests.validate.signing import EXPIRATION, NS, WHEN, Lab, respond, rrset
+
+
+def _without_leaf_keys(lab: Lab) -> KeyMaterial:
+    material = KeyMaterial()
+    for evidence in lab.key_responses(with_leaf_ds=False):
+        if evidence.qname != lab.leaf.origin:
+            material.observe(evidence)
+    return material
+
+
+def test_unsigned_answer_without_do_is_explained_by_do_0() -> None:
+    lab = Lab()
+    validator = Validator(KeyView(lab.anchors(), _without_leaf_keys(lab)), RFC8624)
+    plain = respond("www.example.test.", "A", [rrset("www.example.test.", "A", "192.0.2.1")],
+                    [rrset("example.test.", "NS", "ns.example.test.")], query_do=False)
+    verdict = validator.judge(plain)
+    assert verdict.status is Status.INDETERMINATE
+    assert C.DNSSEC_NOT_REQUESTED in verdict.codes
+    assert C.DNSKEY_MISSING not in verdict.codes and C.DS_MISSING not in verdict.codes
+    assert verdict.missing[0].startswith("no DNSSEC requested (DO=0)")
+    assert verdict.zone == "example.test."  # the authority NS names the zone
+
+
+def test_signed_answer_with_do_names_the_nearest_missing_link_first() -> None:
+    # Twin of the test above: with DO the signatures are there and the missing DS is the reason.
+    lab = Lab()
+    validator = Validator(KeyView(lab.anchors(), _without_leaf_keys(lab)), RFC8624)
+    verdict = validator.judge(respond("www.example.test.", "A", lab.signed_a()))
+    assert verdict.status is Status.INDETERMINATE
+    assert C.DNSSEC_NOT_REQUESTED not in verdict.codes
+    assert verdict.missing[0] == "DS for example.test. not seen"
+    assert verdict.zone == "example.test."
+
+
+def test_an_answer_with_records_never_says_it_has_none() -> None:
+    lab = Lab()
+    validator = lab.validator()
+    empty = validator.judge(respond("x.example.test.", "A", [], rcode=dns.rcode.REFUSED))
+    assert C.NO_RECORDS in empty.codes
+    full = validator.judge(respond("www.example.test.", "A", lab.signed_a()))
+    assert C.NO_RECORDS not in full.codes and full.status is Status.SECURE
+
+
+def test_at_moves_the_signature_time_but_not_the_resolvers_ad_claim() -> None:
+    lab = Lab()
+    answer = respond("www.example.test.", "A", lab.signed_a(), ad=True)
+    later = (EXPIRATION + 86_400) * NS
+    verdict = lab.validator(at_ns=later).judge(answer)
+    assert verdict.status is Status.BOGUS  # the signature has expired at --at
+    assert C.SIGNATURE_EXPIRED in verdict.rrsets[0].codes
+    # ...but the resolver answered at capture time, when the data validated: AD was right.
+    assert verdict.status_for_claims is Status.SECURE
+    assert C.AD_ON_BOGUS not in verdict.codes
+    # Twin: an answer captured after expiry with AD set is a false claim.
+    late = respond("www.example.test.", "A", lab.signed_a(), ad=True, ts=EXPIRATION + 86_400)
+    verdict = lab.validator().judge(late)
+    assert verdict.status is Status.BOGUS and C.AD_ON_BOGUS in verdict.codes
+    assert WHEN < EXPIRATION
