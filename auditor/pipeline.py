@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import dns.name
+
 from auditor import __version__
 from auditor.anomaly import Anomaly, AnomalyCode
 from auditor.capture.frame import Frame
@@ -26,6 +28,7 @@ from auditor.decode.transport import (
 )
 from auditor.evidence import ResponseEvidence, build_evidence
 from auditor.findings.catalogue import Finding
+from auditor.findings.codes import ValidationCode
 from auditor.forgery import ForgeryDetector
 from auditor.ledger import Ledger, Reason
 from auditor.messages import MessageParser, ObservedMessage, ParsedMessage
@@ -40,6 +43,7 @@ from auditor.report.evidence_pcap import (
 from auditor.report.records import iso_time
 from auditor.transactions import Matcher, Transaction
 from auditor.trust import KeyCache, KeyMaterial, KeyView, TrustAnchor, load_anchors
+from auditor.trust.cache import CacheUse
 from auditor.validate import RFC8624, Status, ValidationPolicy, Validator, Verdict
 
 if TYPE_CHECKING:
@@ -577,9 +581,12 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     if not single_pass:
         _observe_keys(options.captures, options.ports, material, parse_cache)
     with KeyCache(str(keys_path)) as cache:
-        validator = Validator(
-            KeyView(anchors, material, cache), options.policy, at_ns=options.at_ns
-        )
+        # Only a cache the user named is read: see CacheUse.
+        cache_use = CacheUse(str(keys_path), options.keys_path is not None, cache.state_counts())
+        view = KeyView(anchors, material, cache if cache_use.read else None)
+        cache_use.zones_loaded = len(view.cached_zones())
+        cache_use.keys_loaded = sum(len(view.cached_keys(z)) for z in view.cached_zones())
+        validator = Validator(view, options.policy, at_ns=options.at_ns)
         paths = tuple(
             options.out_dir / name for name in ("responses.jsonl", "findings.jsonl", "stats.json")
         )
@@ -618,6 +625,8 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
                 responses.write({**response_record(evidence), **verdict_fields(verdict)})
                 verdicts[verdict.status.value] += 1
                 codes.update(code.value for code in verdict.codes)
+                if cache_use.keys_loaded and relies_on_cache(verdict, validator):
+                    cache_use.verdicts_using_cache += 1
                 for source_stage in sources:
                     for finding in source_stage.feed(evidence, verdict):
                         found.write(finding_record(finding))
@@ -629,6 +638,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
                     reporter.note(finding)
                     collector.note(finding)
         cache_written = cache.apply(validator.cache_updates())
+        cache_use.rows_written = cache_written
     problems = tuple(str(problem) for problem in source.problems)
     stats = {
         "schema": STATS_SCHEMA,
@@ -657,10 +667,22 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     stats["inputs"] = _input_digests(options.captures)
     stats["forgery"] = _forgery_counters(sources)
     stats["evidence"] = _write_evidence(options, collector)
+    stats["key_cache"] = cache_use.as_dict()
     write_json(paths[2], stats)
     zone_rows = next((s.rows for s in sources if isinstance(s, ZoneHealth)), [])
     reports = tuple(reporter.finish(validator, zone_rows))
     return AuditOutcome(stats, paths + reports, problems, dict(stats["validation"]["verdicts"]))
+
+
+def relies_on_cache(verdict: Verdict, validator: Validator) -> bool:
+    """Whether a verdict depended on keys trusted from the key cache: it carries
+    ``trust_from_cache``, or the trust of its zone or of a signer came from the cache (an
+    unsigned answer judged against a zone the cache made secure)."""
+    cached = ValidationCode.TRUST_FROM_CACHE
+    if cached in verdict.codes or any(cached in r.codes for r in verdict.rrsets):
+        return True
+    zones = {verdict.zone, *(r.signer for r in verdict.rrsets)} - {None}
+    return any(validator.zone_trust(dns.name.from_text(z)).from_cache for z in zones if z)
 
 
 def _formats(names: frozenset[str]) -> frozenset[OutputFormat]:
