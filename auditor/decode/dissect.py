@@ -27,6 +27,19 @@ class EtherType(IntEnum):
     """IEEE 802.1ad service VLAN tag (stacked VLANs)."""
     QINQ_LEGACY = 0x9100
     """Pre-standard stacked VLAN tag still written by some switches."""
+    PPPOE_DISCOVERY = 0x8863
+    """PPPoE Discovery stage (RFC 2516 5): PADI/PADO/PADR/PADS/PADT, never IP."""
+    PPPOE_SESSION = 0x8864
+    """PPPoE Session stage (RFC 2516 6): a PPP frame follows a 6-byte PPPoE header."""
+
+
+class PPPProtocol(IntEnum):
+    """PPP protocol numbers we act on, named after the IANA PPP DLL Protocol Numbers registry."""
+
+    IPV4 = 0x0021
+    """Internet Protocol version 4 (RFC 1332)."""
+    IPV6 = 0x0057
+    """Internet Protocol version 6 (RFC 5072)."""
 
 
 class IPProtocol(IntEnum):
@@ -107,6 +120,18 @@ class IPDatagram:
 _BY_NIBBLE = 0
 _NOT_IP = -1
 _SHORT = -2
+_PPPOE_DISCOVERY = -3
+_PPP_NOT_IP = -4
+
+NOT_IP_DETAILS: dict[int, str] = {
+    _PPPOE_DISCOVERY: "pppoe_discovery",
+    _PPP_NOT_IP: "ppp_not_ip",
+}
+"""Frames settled as ``not_ip`` that are also counted under a name in ``stats.json``'s
+``observed``: PPPoE discovery frames and PPPoE session frames carrying another PPP protocol
+(LCP, IPCP, CHAP, ...)."""
+_PPP_VERSION: dict[int, int] = {PPPProtocol.IPV4: 4, PPPProtocol.IPV6: 6}
+_PPPOE_HEADER = 6  # RFC 2516 4: VER/TYPE, CODE, SESSION_ID, LENGTH
 
 _VLAN_TPIDS = frozenset({EtherType.VLAN, EtherType.QINQ, EtherType.QINQ_LEGACY})
 _ETHERTYPE_VERSION: dict[int, int] = {EtherType.IPV4: 4, EtherType.IPV6: 6}
@@ -131,7 +156,21 @@ def _ethernet(data: bytes) -> tuple[int, int]:
             return _SHORT, 0
         ethertype = (data[offset + 2] << 8) | data[offset + 3]
         offset += 4
+    if ethertype == EtherType.PPPOE_SESSION:
+        return _pppoe_session(data, offset)
+    if ethertype == EtherType.PPPOE_DISCOVERY:
+        return _PPPOE_DISCOVERY, offset
     return _ETHERTYPE_VERSION.get(ethertype, _NOT_IP), offset
+
+
+def _pppoe_session(data: bytes, offset: int) -> tuple[int, int]:
+    """RFC 2516 6: a 6-byte PPPoE header, then PPP's 2-byte protocol field (RFC 1661 2; PPPoE
+    forbids its compression), then the IP header."""
+    if len(data) < offset + _PPPOE_HEADER + 2:
+        return _SHORT, 0
+    at = offset + _PPPOE_HEADER
+    protocol = (data[at] << 8) | data[at + 1]
+    return _PPP_VERSION.get(protocol, _PPP_NOT_IP), at + 2
 
 
 def _linux_sll(data: bytes) -> tuple[int, int]:
@@ -430,6 +469,9 @@ def dissect(frame: Frame, ledger: Ledger) -> IPDatagram | None:
         return _ipv6(frame, data, off, ledger)
     if version == _NOT_IP:
         ledger.settle(Reason.NOT_IP)
+    elif version in NOT_IP_DETAILS:
+        ledger.settle(Reason.NOT_IP)
+        ledger.observe(NOT_IP_DETAILS[version])
     elif version == _SHORT:
         _settle_short(frame, ledger, Reason.MALFORMED_LINK)
     else:  # a raw-IP link type whose first nibble is neither 4 nor 6
