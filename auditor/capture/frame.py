@@ -12,6 +12,8 @@ class LinkType(IntEnum):
     NULL = 0
     """BSD loopback: a 4-byte address family in the writer's byte order."""
     ETHERNET = 1
+    FDDI = 10
+    """FDDI (ANSI X3.139): 13-byte MAC header, then IEEE 802.2 LLC/SNAP carrying an EtherType."""
     RAW_BSD12 = 12
     """LINKTYPE 12 as some BSDs write DLT_RAW: raw IPv4/IPv6."""
     RAW_BSD14 = 14

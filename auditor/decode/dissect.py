@@ -173,6 +173,25 @@ def _pppoe_session(data: bytes, offset: int) -> tuple[int, int]:
     return _PPP_VERSION.get(protocol, _PPP_NOT_IP), at + 2
 
 
+_FDDI_MAC_HEADER = 13
+"""Frame control (1 byte), destination and source addresses (6 + 6)."""
+_LLC_SNAP = b"\xaa\xaa\x03"
+"""IEEE 802.2 LLC header announcing SNAP (RFC 1042): DSAP 0xAA, SSAP 0xAA, UI control."""
+
+
+def _fddi(data: bytes) -> tuple[int, int]:
+    """FDDI: the MAC header, then LLC/SNAP (RFC 1188 / RFC 1042: 3-byte LLC, 3-byte OUI,
+    2-byte EtherType) before the IP header. Frames without SNAP (e.g. station management)
+    are not IP."""
+    at = _FDDI_MAC_HEADER
+    if len(data) < at + 8:
+        return _SHORT, 0
+    if data[at:at + 3] != _LLC_SNAP:
+        return _NOT_IP, 0
+    ethertype = (data[at + 6] << 8) | data[at + 7]
+    return _ETHERTYPE_VERSION.get(ethertype, _NOT_IP), at + 8
+
+
 def _linux_sll(data: bytes) -> tuple[int, int]:
     """Linux cooked v1: 16 bytes, protocol type (an EtherType for IP) in the last two."""
     if len(data) < 16:
@@ -220,6 +239,7 @@ def _bsd_loop(data: bytes) -> tuple[int, int]:
 
 _LINK_DECODERS: dict[int, Callable[[bytes], tuple[int, int]]] = {
     LinkType.ETHERNET: _ethernet,
+    LinkType.FDDI: _fddi,
     LinkType.LINUX_SLL: _linux_sll,
     LinkType.LINUX_SLL2: _linux_sll2,
     LinkType.RAW: _raw,

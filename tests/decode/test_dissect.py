@@ -403,3 +403,24 @@ def test_near_valid_packets_never_raise(
     ledger.read()
     datagram = dissect(frame(data, linktype), ledger)
     assert ledger.pending == (1 if datagram is not None else 0)
+
+
+# --- FDDI (LINKTYPE 10), as in zeek/dns-inverse-query.pcap ---------------------------------------
+
+_FDDI_MAC = b"\x50" + bytes.fromhex("aa000400 83a7".replace(" ", "")) + bytes(6)
+
+
+def test_fddi_llc_snap_frame_carries_ipv4() -> None:
+    packet = bytes(udp4())
+    data = _FDDI_MAC + b"\xaa\xaa\x03\x00\x00\x00\x08\x00" + packet
+    datagram, ledger = dissect_one(data, LinkType.FDDI)
+    assert datagram is not None and datagram.version == 4
+    assert datagram.src == V4_SRC
+
+
+def test_fddi_frame_without_snap_is_not_ip() -> None:
+    # Twin: station management or any non-SNAP LLC frame is counted, never parsed as IP.
+    data = _FDDI_MAC + b"\x42\x42\x03" + bytes(udp4())
+    datagram, ledger = dissect_one(data, LinkType.FDDI)
+    assert datagram is None
+    assert ledger.settled[Reason.NOT_IP] == 1
