@@ -221,7 +221,7 @@ class ChainResolver:
             return _unsupported(zone, ValidationCode.UNSUPPORTED_DNSKEY_ALGORITHM,
                                 f"no trusted key of {zone} uses a supported algorithm")
         keys = {k.to_digestable(): k for k in usable}
-        signed = _signed_entries(self.view.material.dnskey_rrsets(zone))
+        signed = signed_entries(self.view.material.dnskey_rrsets(zone))
         for entry in signed:
             if self._dnskey_rrset_signed(zone, entry, usable, collected):
                 keys.update((k.to_digestable(), k) for k in _zone_keys(entry))
@@ -301,7 +301,7 @@ class ChainResolver:
             return _unsupported(zone, code, f"no DS of {zone} uses a supported algorithm and "
                                 f"digest under policy {self.policy.name}")
         seen = self.view.material.dnskey_rrsets(zone)
-        entries = _signed_entries(seen)
+        entries = signed_entries(seen)
         if not seen and self.view.material.dnskey_nodata_seen(zone) is not None:
             # RFC 4035 5.2: the parent's validated DS names keys the zone's own servers say
             # do not exist: no DNSKEY can match, so the zone is bogus, not merely unknown.
@@ -550,7 +550,7 @@ def _merge(zone: dns.name.Name, status: Status, outcomes: Sequence[ZoneTrust]) -
     return ZoneTrust(zone, status, (), tuple(codes), tuple(missing), tuple(detail))
 
 
-def _signed_entries(entries: Sequence[SignedRRset]) -> tuple[SignedRRset, ...]:
+def signed_entries(entries: Sequence[SignedRRset]) -> tuple[SignedRRset, ...]:
     """DNSKEY RRset copies seen with RRSIGs: a copy fetched with DO clear proves nothing about
     which keys the zone signs with (RFC 4035 5.2 needs the self-signature)."""
     return tuple(entry for entry in entries if entry.signatures)

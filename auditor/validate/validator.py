@@ -20,7 +20,7 @@ from auditor.messages import name_text
 from auditor.trust.cache import CacheUpdate, KeyState
 from auditor.trust.keyview import KeyView
 from auditor.trust.material import SignedRRset, rdata_set_digest
-from auditor.validate.chain import ChainResolver, ZoneTrust, signature_times
+from auditor.validate.chain import ChainResolver, ZoneTrust, signature_times, signed_entries
 from auditor.validate.denial import Claim, prove_denial
 from auditor.validate.denial_response import (
     deepest_signer,
@@ -218,11 +218,16 @@ class Validator:
             # Only algorithms the policy does not support signed it: treat as insecure
             # (RFC 4035 5.2 last paragraph, RFC 6840 5.2).
             return Status.INSECURE, None
-        if key_unseen and not self.keys.material.dnskey_rrsets(signer):
+        seen = self.keys.material.dnskey_rrsets(signer)
+        if key_unseen and not signed_entries(seen):
             # RFC 4035 5.3.1: the signing key must come from the zone's DNSKEY RRset. Only
-            # anchor or cached keys are known and that RRset has not been seen yet (a live
-            # capture that started after the resolver fetched it): unknown, not bogus.
-            missing.extend(f"DNSKEY RRset of {signer} (key tag {int(rrsig.key_tag)})"
+            # anchor or cached keys are known and that RRset has not been seen signed (a live
+            # capture that started after the resolver fetched it, or a copy fetched with DO
+            # clear, which proves nothing): unknown, not bogus.
+            if seen:
+                _add(codes, ValidationCode.DNSKEY_UNSIGNED_ONLY)
+            how = "seen only without RRSIGs" if seen else "not seen"
+            missing.extend(f"DNSKEY RRset of {signer} (key tag {int(rrsig.key_tag)}) {how}"
                            for rrsig in signatures)
             return Status.INDETERMINATE, None
         _add(codes, ValidationCode.DNSSEC_BOGUS)
