@@ -44,6 +44,8 @@ from auditor.pipeline import (
     EvidenceStream,
     FindingSource,
     finding_sources,
+    judge_response,
+    stages_for,
     zone_trust_of,
 )
 from auditor.report.evidence_pcap import FrameRing
@@ -265,6 +267,8 @@ class StreamingJudge:
 
     def feed(self, evidence: ResponseEvidence) -> list[Judged]:
         """Observe and judge one response; return it unless it waits, plus any evicted."""
+        if not evidence.transaction.answers_query:  # NOTIFY, UPDATE: nothing to wait for
+            return [(evidence, judge_response(self._validator, evidence))]
         self._material.observe(evidence)
         verdict = self._validator.judge(evidence)
         if verdict.status is not Status.INDETERMINATE:
@@ -633,7 +637,7 @@ class LiveAuditor:
         if verdict.status is Status.BOGUS:
             for finding in bogus_findings(evidence, verdict):
                 self._alert(finding)
-        for source in self.sources:
+        for source in stages_for(self.sources, evidence):
             for finding in source.feed(evidence, verdict):
                 self._finding(finding)
 

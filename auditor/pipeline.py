@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import dns.name
+import dns.opcode
 
 from auditor import __version__
 from auditor.anomaly import Anomaly, AnomalyCode
@@ -379,6 +380,33 @@ def _with_progress(frames: Iterable[Frame], source: Any, enabled: bool) -> Itera
 Judged = tuple[ResponseEvidence, Verdict]
 
 
+def judge_response(validator: Validator, evidence: ResponseEvidence) -> Verdict:
+    """The validator's verdict on a query answer; for a response with another opcode (NOTIFY,
+    UPDATE: RFC 1996, RFC 2136) an indeterminate verdict saying it answers no question."""
+    if evidence.transaction.answers_query:
+        return validator.judge(evidence)
+    opcode = evidence.transaction.opcode
+    try:
+        name = dns.opcode.to_text(dns.opcode.Opcode(opcode))
+    except ValueError:
+        name = f"OPCODE{opcode}"
+    return Verdict(
+        status=Status.INDETERMINATE,
+        codes=(ValidationCode.NOT_A_QUERY_ANSWER,),
+        zone=None,
+        rrsets=(),
+        missing=(),
+        reference_time_ns=validator.at_ns if validator.at_ns is not None else evidence.ts_ns,
+        detail=(f"opcode {name}: not an answer to a query, not validated",),
+    )
+
+
+def observe_answer_keys(material: KeyMaterial, evidence: ResponseEvidence) -> None:
+    """Gather the key material of a query answer (NOTIFY/UPDATE sections are not answers)."""
+    if evidence.transaction.answers_query:
+        material.observe(evidence)
+
+
 class FindingSource(Protocol):
     """A stage that turns judged responses into findings (forgery signals, validation
     findings, zone health). It sees every response in capture order."""
@@ -401,6 +429,15 @@ def finding_sources(
 
     reporting: list[FindingSource] = [ValidationFindings(), ZoneHealth(zone_trust_of(validator))]
     return [ForgeryDetector()] + reporting
+
+
+def stages_for(sources: list[FindingSource], evidence: ResponseEvidence) -> list[FindingSource]:
+    """The finding stages that see a response: all of them for a query answer; for a NOTIFY
+    or UPDATE answer only the forgery stage, which counts it (no validation or zone finding
+    treats it as an answer)."""
+    if evidence.transaction.answers_query:
+        return sources
+    return [s for s in sources if isinstance(s, ForgeryDetector)]
 
 
 def _query_observer(sources: list[FindingSource]) -> Callable[[ObservedMessage], None] | None:
@@ -484,8 +521,8 @@ class OrderedJudge:
 
     def feed(self, evidence: ResponseEvidence) -> list[Judged]:
         """Observe and judge one response; return the responses now ready, in order."""
-        self._material.observe(evidence)
-        verdict = self._validator.judge(evidence)
+        observe_answer_keys(self._material, evidence)
+        verdict = judge_response(self._validator, evidence)
         self._held.append((evidence, verdict, self._material.generation))
         return self._release(evidence.ts_ns)
 
@@ -511,7 +548,7 @@ class OrderedJudge:
     def _final(self, item: tuple[ResponseEvidence, Verdict, int]) -> Judged:
         evidence, verdict, generation = item
         if verdict.status is Status.INDETERMINATE and generation != self._material.generation:
-            verdict = self._validator.judge(evidence)
+            verdict = judge_response(self._validator, evidence)
         return evidence, verdict
 
 
@@ -531,14 +568,14 @@ def _observe_keys(
     with CaptureSet(list(captures)) as source:
         stream = EvidenceStream(ports=ports, verify_checksums=False, parse_cache=parse_cache)
         for evidence in stream.run(source):
-            material.observe(evidence)
+            observe_answer_keys(material, evidence)
 
 
 def _judged_two_pass(
     stream: EvidenceStream, frames: Iterable[Frame], validator: Validator
 ) -> Iterator[Judged]:
     for evidence in stream.run(frames):
-        yield evidence, validator.judge(evidence)
+        yield evidence, judge_response(validator, evidence)
 
 
 def _judged_one_pass(
@@ -627,7 +664,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
                 codes.update(code.value for code in verdict.codes)
                 if cache_use.keys_loaded and relies_on_cache(verdict, validator):
                     cache_use.verdicts_using_cache += 1
-                for source_stage in sources:
+                for source_stage in stages_for(sources, evidence):
                     for finding in source_stage.feed(evidence, verdict):
                         found.write(finding_record(finding))
                         reporter.note(finding)

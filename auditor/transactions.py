@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import dns.opcode
+
 from auditor.messages import ObservedMessage
 
 _FlowId = tuple[str, int, str, int, int]
@@ -22,6 +24,24 @@ class Transaction:
     response_index: int
     """0 for the first response to this query; 1, 2, ... for later ones (retransmissions or
     races); 0 when there is no query."""
+    query_copies: int = 1
+    """Copies of the query (same addresses, ports, ID and question) seen up to this response:
+    2 or more when the client retried or re-asked; each copy may get its own answer."""
+    question_mismatch: bool = False
+    """No query matched, but one with these addresses, ports and ID asks another question
+    (RFC 5452 9.1: not an answer to it; a broken server or middlebox, not a spoofer's guess)."""
+
+    @property
+    def opcode(self) -> int:
+        """The response's opcode (RFC 1035 4.1.1; NOTIFY 4, RFC 1996; UPDATE 5, RFC 2136)."""
+        return (self.response.flags >> 11) & 0xF
+
+    @property
+    def answers_query(self) -> bool:
+        """Whether the response answers a question (opcode QUERY). NOTIFY and UPDATE responses
+        acknowledge a message whose sections mean something else (RFC 1996 3.7, RFC 2136 2):
+        they are neither validated as answers nor judged by the forgery heuristics."""
+        return self.opcode == dns.opcode.QUERY
 
 
 @dataclass(slots=True)
@@ -29,8 +49,16 @@ class _Pending:
     """A query waiting for (more) responses."""
 
     query: ObservedMessage
+    """The first copy of the query (the exchange's identity and provenance)."""
     responses: int = 0
     last_ts_ns: int = 0
+    copies: int = 1
+    """Copies of the query seen: retransmissions before an answer and re-asks after one."""
+
+    def limit_ns(self, timeout_ns: int, linger_ns: int) -> int:
+        """How long after ``last_ts_ns`` the query is kept: the query timeout while a copy
+        still waits for its answer, the linger time once every copy had one."""
+        return linger_ns if self.responses >= self.copies else timeout_ns
 
 
 @dataclass(slots=True)
@@ -68,6 +96,11 @@ class Matcher:
 
     A matched query is kept for ``linger_ns`` after its last response so that later responses
     to it (retransmitted or raced, RFC 5452 section 9.1) are matched to it too.
+
+    A query repeated on the same flow with the same ID and question, before or after an answer
+    (a stub's retry, a client re-asking), is another copy of the same exchange, not a new one:
+    the response is matched to that exchange and ``Transaction.query_copies`` says how many
+    copies were sent, so two answers to two copies are not mistaken for a race.
     """
 
     def __init__(
@@ -108,9 +141,12 @@ class Matcher:
             self._pending.move_to_end(key)
         question = query.summary.question_key
         for pending in waiting:
-            if pending.responses == 0 and pending.query.summary.question_key == question:
-                # The same query again before any answer: a client retransmission. Keep the first.
+            if pending.query.summary.question_key == question:
+                # The same query again (a retry before the answer, or a re-ask after it): one
+                # more copy of the same exchange. Keep the first copy as its identity.
                 self.stats.duplicate_queries += 1
+                pending.copies += 1
+                pending.last_ts_ns = wire.ts_ns
                 return
         waiting.append(_Pending(query, 0, wire.ts_ns))
         self._count += 1
@@ -124,7 +160,8 @@ class Matcher:
         pending = self._find(key, response)
         if pending is None:
             self.stats.unsolicited += 1
-            return Transaction(response, None, 0)
+            mismatch = bool(self._pending.get(key)) and response.summary.qname is not None
+            return Transaction(response, None, 0, question_mismatch=mismatch)
         index = pending.responses
         pending.responses += 1
         pending.last_ts_ns = wire.ts_ns
@@ -132,7 +169,7 @@ class Matcher:
         self.stats.matched += 1
         if index:
             self.stats.extra_responses += 1
-        return Transaction(response, pending.query, index)
+        return Transaction(response, pending.query, index, pending.copies)
 
     def _find(self, key: _FlowId, response: ObservedMessage) -> _Pending | None:
         waiting = self._pending.get(key)
@@ -145,6 +182,11 @@ class Matcher:
         question = summary.question_key
         for pending in waiting:
             if pending.query.summary.question_key == question:
+                return pending
+        for pending in waiting:
+            if pending.query.summary.qname is None:
+                # The query's question could not be read (a damaged or hostile name, e.g. a
+                # forward compression pointer): nothing to compare, match on flow and ID.
                 return pending
         # RFC 5452 section 9.1: a response whose question differs is not an answer to the query.
         self.stats.question_mismatch += 1
@@ -162,8 +204,7 @@ class Matcher:
             key, waiting = next(iter(pending_flows.items()))
             if len(waiting) == 1:  # the usual flow: one query, decided without a new list
                 only = waiting[0]
-                limit = linger_ns if only.responses else timeout_ns
-                if now_ns - only.last_ts_ns <= limit:
+                if now_ns - only.last_ts_ns <= only.limit_ns(timeout_ns, linger_ns):
                     return
                 self._count -= 1
                 if not only.responses:
@@ -178,8 +219,7 @@ class Matcher:
             del self._pending[key]
 
     def _is_stale(self, pending: _Pending, now_ns: int) -> bool:
-        limit = self._linger_ns if pending.responses else self._timeout_ns
-        return now_ns - pending.last_ts_ns > limit
+        return now_ns - pending.last_ts_ns > pending.limit_ns(self._timeout_ns, self._linger_ns)
 
     def _forget(self, dropped: int, before: list[_Pending], after: list[_Pending]) -> None:
         if not dropped:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dns.message
+import dns.opcode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from auditor.ledger import Ledger
+from auditor.messages import MessageParser
 from auditor.transactions import Matcher
-from tests.helpers import CLIENT, SERVER, observe
+from tests.helpers import CLIENT, SERVER, observe, wire_message
 
 T0 = 1_700_000_000_000_000_000
 SECOND = 1_000_000_000
@@ -141,3 +144,65 @@ def test_every_response_matches_when_queries_come_first(order: list[int]) -> Non
         assert transaction.query.id == 100 + n
     matcher.flush()
     assert matcher.stats.matched == 6 and matcher.stats.unanswered == 0
+
+
+def test_a_query_asked_again_after_its_answer_is_another_copy_of_the_exchange() -> None:
+    matcher = Matcher()
+    query, response = _exchange()
+    matcher.feed(_send(query, frame=1))
+    first = matcher.feed(_reply(response, frame=2))
+    matcher.feed(_send(query, ts=T0 + SECOND, frame=3))  # the client asks again, same ID
+    second = matcher.feed(_reply(response, ts=T0 + SECOND, frame=4))
+    assert first is not None and first.query_copies == 1
+    assert second is not None and second.query is not None
+    assert second.query_copies == 2 and second.response_index == 1
+    assert matcher.stats.duplicate_queries == 1 and matcher.stats.extra_responses == 1
+
+
+def test_a_copy_still_waiting_keeps_the_exchange_for_the_query_timeout() -> None:
+    matcher = Matcher(timeout_ns=30 * SECOND, linger_ns=2 * SECOND)
+    query, response = _exchange()
+    matcher.feed(_send(query, frame=1))
+    matcher.feed(_reply(response, frame=2))
+    matcher.feed(_send(query, ts=T0 + SECOND, frame=3))
+    matcher.expire(T0 + 10 * SECOND)  # past the linger time, within the timeout
+    late = matcher.feed(_reply(response, ts=T0 + 10 * SECOND, frame=4))
+    assert late is not None and late.query is not None and late.query_copies == 2
+
+
+def test_a_query_whose_question_cannot_be_read_matches_on_flow_and_id() -> None:
+    # suricata-verify dns-forward-pointer: a compression pointer pointing forward.
+    query, response = _exchange("codemonkey.net.", msg_id=0x8E04)
+    wire = bytearray(query.to_wire())
+    wire[12:14] = b"\xc0\x12"  # the question name becomes a pointer past the question
+    matcher = Matcher()
+    parsed = MessageParser(Ledger()).feed(wire_message(bytes(wire), src=CLIENT, sport=40000,
+                                                       dst=SERVER, dport=53, ts_ns=T0, frame=1))
+    assert parsed is not None and parsed.qname is None
+    matcher.feed(parsed)
+    transaction = matcher.feed(_reply(response))
+    assert transaction is not None and transaction.query is not None
+
+
+def test_question_mismatch_is_marked_on_the_unmatched_transaction() -> None:
+    matcher = Matcher()
+    query, _ = _exchange("a.example.", msg_id=7)
+    matcher.feed(_send(query))
+    _, other = _exchange("b.example.", msg_id=7)
+    mismatch = matcher.feed(_reply(other))
+    _, stranger = _exchange("b.example.", msg_id=8)
+    unsolicited = matcher.feed(_reply(stranger))
+    assert mismatch is not None and mismatch.question_mismatch
+    assert unsolicited is not None and not unsolicited.question_mismatch
+
+
+def test_opcode_of_notify_and_update_answers() -> None:
+    matcher = Matcher()
+    query, response = _exchange()
+    assert matcher.feed(_reply(response)).answers_query  # type: ignore[union-attr]
+    notify = dns.message.make_query("example.", "SOA", id=9)
+    notify.set_opcode(dns.opcode.NOTIFY)
+    ack = dns.message.make_response(notify)
+    transaction = matcher.feed(_reply(ack))
+    assert transaction is not None and transaction.opcode == dns.opcode.NOTIFY
+    assert not transaction.answers_query

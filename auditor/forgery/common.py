@@ -77,6 +77,12 @@ class ResponseSummary:
     """Whether a query was matched to this response."""
     response_index: int
     """0 for the first response to the query, 1, 2... for later ones."""
+    query_copies: int
+    """Copies of the matched query sent so far (retries, re-asks); 1 when unmatched."""
+    question_mismatch: bool
+    """Unmatched because the query on this flow and ID asks another question."""
+    transport: str
+    """``udp`` or ``tcp``."""
 
     @property
     def flags(self) -> int:
@@ -138,6 +144,9 @@ def summarize(evidence: ResponseEvidence, verdict: Verdict) -> ResponseSummary:
         answer_digest=answer_digest(evidence),
         matched=query is not None,
         response_index=transaction.response_index,
+        query_copies=transaction.query_copies,
+        question_mismatch=transaction.question_mismatch,
+        transport=str(wire.transport),
     )
 
 

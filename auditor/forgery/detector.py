@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import dns.opcode
+
 from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding
 from auditor.forgery.bailiwick import bailiwick_findings
@@ -37,6 +39,9 @@ class ForgeryConfig:
     """Window over which unsolicited responses to one client port are grouped."""
     burst_ids: int = 10
     """Distinct wrong IDs in one window that make an ID brute-force burst."""
+    capture_warmup_ns: int = 10 * NS_PER_S
+    """Unmatched responses this early in a capture may answer queries sent before it began:
+    capture loss, never an unsolicited response or part of a burst."""
     query_keep_ns: int = 60 * NS_PER_S
     """How long queries are remembered for the unsolicited/wrong-server checks."""
     kaminsky_window_ns: int = 10 * NS_PER_S
@@ -48,7 +53,18 @@ class ForgeryConfig:
     holdon_window: int = 64
     """Recent samples kept per server."""
     hop_share: float = 0.8
-    """Share of the usual IP TTL among a server's responses needed to flag another one."""
+    """Share of a server's recent responses its stable IP TTLs must explain before a TTL
+    outside them is flagged."""
+    hop_path_share: float = 0.2
+    """An IP TTL is a stable path of the server when this share of its other recent responses
+    (at least two) carried it..."""
+    hop_path_count: int = 3
+    """...or at least this many of them did (anycast and multi-homed servers have several)."""
+    holdon_horizon_ns: int = 600 * NS_PER_S
+    """Only IP TTL and RTT samples this close in time to a response make its baseline."""
+    rtt_spread: float = 3.0
+    """A pair's RTTs are a usable baseline only when their 80th percentile is within this
+    factor of their 20th (tunnels and long-polling servers have no usual RTT)."""
     rtt_factor: float = 5.0
     """An RTT below 1/rtt_factor of the server's 20th-percentile RTT is flagged."""
     min_rtt_gap_ns: int = 1_000_000
@@ -79,26 +95,33 @@ class ForgeryDetector:
                                    max_clients=cap)
         self._races = RaceTracker(linger_ns=config.race_linger_ns, max_queries=cap)
         self._unsolicited = UnsolicitedTracker(self._queries, window_ns=config.burst_window_ns,
-                                               burst_ids=config.burst_ids, max_ports=cap)
+                                               burst_ids=config.burst_ids, max_ports=cap,
+                                               warmup_ns=config.capture_warmup_ns)
         self._kaminsky = KaminskyTracker(window_ns=config.kaminsky_window_ns,
                                          min_names=config.kaminsky_names, max_patterns=cap)
         self._holdon = HoldOnTracker(min_samples=config.holdon_min_samples,
                                      window=config.holdon_window, hop_share=config.hop_share,
                                      rtt_factor=config.rtt_factor, max_servers=cap,
                                      min_rtt_gap_ns=config.min_rtt_gap_ns,
-                                     max_waiting=config.holdon_waiting)
+                                     max_waiting=config.holdon_waiting,
+                                     hop_path_share=config.hop_path_share,
+                                     hop_path_count=config.hop_path_count,
+                                     rtt_spread=config.rtt_spread,
+                                     horizon_ns=config.holdon_horizon_ns)
         self._downgrade = DowngradeTracker(keep_ns=config.race_linger_ns, max_entries=cap)
         self._cross = CrossChecker(defer_ns=config.crosscheck_defer_ns,
                                    slack_ns=config.ttl_slack_ns, max_keys=cap, max_claims=cap)
         self._pending_query_findings: list[Finding] = []
         self._last_expiry_ns = 0
         self.responses = 0
+        self.not_query_answers = 0
+        """Responses with an opcode other than QUERY (NOTIFY, UPDATE): no heuristic applies."""
         self.by_code: Counter[str] = Counter()
 
     def observe_query(self, query: ObservedMessage) -> None:
         """Take one query (QR=0) as it is decoded."""
-        if query.is_response:
-            return
+        if query.is_response or (query.flags >> 11) & 0xF != dns.opcode.QUERY:
+            return  # a NOTIFY or UPDATE request asks no question to be answered
         altered = self._queries.observe(query)
         if altered is not None:
             asked, bits = altered
@@ -107,13 +130,22 @@ class ForgeryDetector:
     def feed(self, evidence: ResponseEvidence, verdict: Verdict) -> list[Finding]:
         """Take one judged response; return the findings it completes."""
         self.responses += 1
-        summary = summarize(evidence, verdict)
         found = self._take_query_findings()
+        if not evidence.transaction.answers_query:
+            # NOTIFY/UPDATE acknowledgements (RFC 1996, RFC 2136): their sections are not an
+            # answer to a question, so races, bailiwick, cross-checks... do not apply.
+            self.not_query_answers += 1
+            return self._count(found)
+        summary = summarize(evidence, verdict)
+        self._queries.note_time(summary.capture, summary.ts_ns)
+        if summary.matched:
+            self._queries.note_answer(summary)
         found.extend(self._expire(summary.ts_ns))
         raced = self._races.feed(summary)
         found.extend(raced)
+        spoof_signs = (any(f.code == "response_race" for f in raced)
+                       or self._unsolicited.is_candidate(summary))
         found.extend(self._unsolicited.feed(summary))
-        spoof_signs = not summary.matched or any(f.code == "response_race" for f in raced)
         found.extend(self._kaminsky.feed(summary, spoof_signs))
         found.extend(self._holdon.feed(summary))
         found.extend(bailiwick_findings(summary))
@@ -137,11 +169,18 @@ class ForgeryDetector:
             "retransmissions": self._races.retransmissions,
             "races": self._races.races,
             "unsolicited_one_sided": self._unsolicited.one_sided,
+            "unsolicited_by_reason": dict(sorted(self._unsolicited.by_reason.items())),
+            "race_retry_answers": self._races.retry_answers,
+            "not_a_query_answer": self.not_query_answers,
             "race_state_evicted": self._races.evicted,
             "crosscheck_claims_dropped": self._cross.dropped_claims,
             "holdon_servers_evicted": self._holdon.servers_evicted,
             "holdon_waiting_evicted": self._holdon.waiting_evicted,
             "rtt_skipped_recursive": self._holdon.rtt_skipped_recursive,
+            "rtt_skipped_retried": self._holdon.rtt_skipped_retried,
+            "rtt_skipped_unstable": self._holdon.rtt_skipped_unstable,
+            "holdon_skipped_unmatched": self._holdon.skipped_unmatched,
+            "holdon_pairs_evicted": self._holdon.pairs_evicted,
         }
 
     def _expire(self, now_ns: int) -> list[Finding]:

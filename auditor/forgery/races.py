@@ -1,4 +1,19 @@
-"""Races: several responses to one query whose answers (or only whose DNSSEC bits) differ."""
+"""Races: several responses to one query whose answers (or only whose DNSSEC bits) differ.
+
+Rule: responses on one flow (addresses, ports) with one ID and question, within the linger time
+of the exchange, that carry more distinct answers than the client sent copies of the query.
+Answers are compared by rcode and record data, independent of order and TTL.
+
+Normal behaviours it must not fire on (each has a test in ``tests/forgery/test_races.py``):
+
+* server retransmissions and duplicated packets: identical answers (order, TTL decay) are
+  retransmissions, counted;
+* a client that retries or re-asks with the same ID and port (stub resolvers do): each copy
+  may be answered on its own, and a load-balanced or CDN name legitimately gets another
+  answer each time; so *k* copies allow *k* distinct answers (``race_retry_answers``). A
+  bogus answer among them is still reported by validation, only not as a race;
+* a truncated (TC) answer followed by the full one is incomplete, not different.
+"""
 
 from __future__ import annotations
 
@@ -60,6 +75,8 @@ class RaceTracker:
         self._queries: OrderedDict[_RaceKey, _Query] = OrderedDict()
         self.retransmissions = 0
         self.races = 0
+        self.retry_answers = 0
+        """Different answers explained by the client having sent the query several times."""
         self.evicted = 0
 
     def feed(self, summary: ResponseSummary) -> list[Finding]:
@@ -80,6 +97,11 @@ class RaceTracker:
             if variant.first.answer_digest == summary.answer_digest:
                 return self._same_answer(variant, summary)
         entry.variants.append(_Variant(summary, {_bits(summary)}))
+        if len(entry.variants) <= summary.query_copies:
+            # Each copy of a retried query may get its own answer: not a race (RFC 5452 9.1
+            # is about answers to one query; the client asked k times).
+            self.retry_answers += 1
+            return []
         self.races += 1
         return [_race_finding(entry.variants, summary)]
 
@@ -152,10 +174,14 @@ def _race_finding(variants: list[_Variant], latest: ResponseSummary) -> Finding:
         "suspect_frames": [s.frame for s in suspects],
         "conflicting_frames": [s.frame for s in arrival],
     }
+    params["query_copies"] = latest.query_copies
+    asked = ("once" if latest.query_copies == 1
+             else f"{latest.query_copies} times, fewer than the answers")
     return forgery_finding(
         "response_race", params, latest, verdict, [*latest.query_refs, *refs],
         reasoning=f"{len(firsts)} responses on the same flow, ID and question carry different "
-        f"answers (identical repeats would be retransmissions); {why}",
+        f"answers (identical repeats would be retransmissions) and the query was sent "
+        f"{asked}; {why}",
     )
 
 

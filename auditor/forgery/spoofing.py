@@ -4,7 +4,8 @@ Kaminsky-style patterns, and queries whose DNSSEC bits change between two copies
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+import ipaddress
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 import dns.flags
@@ -26,6 +27,13 @@ from auditor.messages import ObservedMessage
 
 _QueryKey = tuple[str, int, int, bytes | None]
 """(client, client port, ID, question)."""
+_PortKey = tuple[str, int, bytes | None]
+"""(client, client port, question): a question asked from one port, any ID."""
+_AnswerKey = tuple[str, int, bytes | None, str]
+"""(client, client port, question, server)."""
+
+MAX_CAPTURES = 1_000
+"""Capture start times remembered (one per capture file or interface)."""
 
 
 @dataclass(slots=True)
@@ -40,25 +48,49 @@ class _Asked:
     ts_ns: int
 
 
+@dataclass(slots=True)
+class _Genuine:
+    """The answers a client accepted (matched to its query) for one question on one port."""
+
+    digests: set[bytes]
+    ts_ns: int
+    ref: FrameRef
+    """The first accepted answer's frame."""
+
+
 class QueryIndex:
-    """Recent queries by (client, port, ID, question), and which clients the capture sees
-    asking at all (an unsolicited response is only meaningful for those)."""
+    """Recent queries by (client, port, ID, question) and by (client, port, question), the
+    answers clients accepted, which clients the capture sees asking at all, and when each
+    capture started: what the unsolicited-response rules weigh a response against."""
 
     def __init__(self, *, keep_ns: int, max_queries: int, max_clients: int) -> None:
         self._keep_ns = keep_ns
         self._max = max_queries
         self._max_clients = max_clients
         self._queries: OrderedDict[_QueryKey, _Asked] = OrderedDict()
+        self._ports: OrderedDict[_PortKey, dict[str, int]] = OrderedDict()
+        self._answers: OrderedDict[_AnswerKey, _Genuine] = OrderedDict()
         self._clients: OrderedDict[str, int] = OrderedDict()
+        self._starts: OrderedDict[str, int] = OrderedDict()
 
     def observe(self, query: ObservedMessage) -> tuple[_Asked, tuple[int, bool]] | None:
         """Record a query; return (earlier copy, new bits) when the same query to the same
         server was seen before with different DNSSEC bits."""
         wire = query.wire
+        self.note_time(wire.capture, wire.ts_ns)
         self._clients[wire.src] = wire.ts_ns
         self._clients.move_to_end(wire.src)
         if len(self._clients) > self._max_clients:
             self._clients.popitem(last=False)
+        port_key = (wire.src, wire.sport, query.question_key)
+        servers = self._ports.get(port_key)
+        if servers is None:
+            servers = self._ports[port_key] = {}
+            if len(self._ports) > self._max:
+                self._ports.popitem(last=False)
+        else:
+            self._ports.move_to_end(port_key)
+        servers[wire.dst] = wire.ts_ns
         key = (wire.src, wire.sport, query.id, query.question_key)
         bits = _query_bits(query)
         asked = self._queries.get(key)
@@ -72,21 +104,69 @@ class QueryIndex:
         asked.servers.setdefault(wire.dst, (wire.capture, wire.frame))
         return (asked, bits) if altered else None
 
+    def note_time(self, capture: str, ts_ns: int) -> None:
+        """Remember when ``capture`` started (its first DNS message)."""
+        if capture not in self._starts:
+            self._starts[capture] = ts_ns
+            if len(self._starts) > MAX_CAPTURES:
+                self._starts.popitem(last=False)
+
+    def capture_age(self, capture: str, ts_ns: int) -> int | None:
+        """How long ``capture`` had been running at ``ts_ns``."""
+        start = self._starts.get(capture)
+        return None if start is None else ts_ns - start
+
+    def note_answer(self, summary: ResponseSummary) -> None:
+        """Record an answer the client accepted (a response matched to its query)."""
+        key = (summary.client, summary.cport, summary.question_key, summary.server)
+        genuine = self._answers.get(key)
+        if genuine is None:
+            self._answers[key] = _Genuine({summary.answer_digest}, summary.ts_ns,
+                                          summary.refs[-1])
+            if len(self._answers) > self._max:
+                self._answers.popitem(last=False)
+            return
+        self._answers.move_to_end(key)
+        genuine.digests.add(summary.answer_digest)
+        genuine.ts_ns = summary.ts_ns
+
     def lookup(self, client: str, cport: int, msg_id: int, question: bytes | None) -> _Asked | None:
         """The query this response claims to answer, if it was seen."""
         return self._queries.get((client, cport, msg_id, question))
+
+    def asked_from_port(self, client: str, cport: int, question: bytes | None,
+                        server: str) -> bool:
+        """Whether the client asked this question from this port to this server (any ID)."""
+        servers = self._ports.get((client, cport, question))
+        return servers is not None and server in servers
+
+    def genuine(self, client: str, cport: int, question: bytes | None,
+                server: str) -> _Genuine | None:
+        """The answers the client accepted for this question on this port from this server."""
+        return self._answers.get((client, cport, question, server))
 
     def knows_client(self, address: str) -> bool:
         """Whether the capture has shown this address sending queries."""
         return address in self._clients
 
     def expire(self, now_ns: int) -> None:
-        """Forget queries older than the keep time."""
+        """Forget queries and accepted answers older than the keep time."""
+        keep = self._keep_ns
         while self._queries:
             key, asked = next(iter(self._queries.items()))
-            if now_ns - asked.ts_ns <= self._keep_ns:
+            if now_ns - asked.ts_ns <= keep:
                 break
             del self._queries[key]
+        while self._ports:
+            port_key, servers = next(iter(self._ports.items()))
+            if now_ns - max(servers.values()) <= keep:
+                break
+            del self._ports[port_key]
+        while self._answers:
+            answer_key, genuine = next(iter(self._answers.items()))
+            if now_ns - genuine.ts_ns <= keep:
+                break
+            del self._answers[answer_key]
 
 
 _QUERY_BITS = int(dns.flags.RD | dns.flags.CD | dns.flags.AD)
@@ -143,18 +223,79 @@ class _Burst:
     items: list[tuple[ResponseSummary, str, _Asked | None]] = field(default_factory=list)
 
 
+_MDNS_PORTS = frozenset({5353, 5355})
+"""mDNS (RFC 6762) and LLMNR (RFC 4795): answers are announced, multicast or unsolicited."""
+
+CAPTURE_LOSS_REASONS = ("tcp_capture_loss", "multicast", "question_mismatch", "one_sided",
+                        "capture_start", "not_targeted", "same_answer", "no_genuine_answer")
+"""Why an unmatched response raised no finding (``stats.json`` forgery.unsolicited_by_reason;
+the other reasons there, ``reported``, ``burst`` and ``unqueried_server``, raised one)."""
+
+
 class UnsolicitedTracker:
-    """Groups unsolicited responses per client port over ``window_ns``: many distinct IDs make
-    one brute-force finding (RFC 5452 4.3), a few are reported one by one."""
+    """Responses that match no captured query: capture loss unless the capture proves
+    otherwise.
+
+    Most unmatched responses answer a query the capture did not record: the capture started
+    after the query, the tap sees one direction only, a TCP stream has a gap, or packets were
+    dropped. A blind spoofer's guesses (RFC 5452 4.3) differ from those in what they aim at:
+    they answer a question the client is asking *from that very port* to that server, with
+    another ID, and carry another answer than the one the client accepts. So:
+
+    * excluded outright, counted under a reason: TCP (a blind spoofer cannot inject into a
+      connection; an unmatched TCP answer means the query's bytes were lost,
+      ``tcp_capture_loss``), mDNS/LLMNR and multicast (``multicast``), a query on the same
+      flow and ID with another question (``question_mismatch``: a broken server or
+      middlebox, a spoofer copies the question), a client never seen asking (``one_sided``),
+      and the first ``warmup_ns`` of a capture, when the query may predate it
+      (``capture_start``);
+    * at the end of a ``window_ns`` window per client port, a response is a candidate only if
+      the client asked the same question from the same port to the same server
+      (``not_targeted`` otherwise) and its answer is not one the client accepted
+      (``same_answer``: a late answer to a lost copy repeats the accepted data);
+    * ``burst_ids`` distinct IDs among the candidates of one window make one
+      ``wrong_id_burst``; fewer are reported one by one as ``unsolicited_response`` only when
+      they contradict an accepted answer (``no_genuine_answer`` otherwise: nothing to
+      contradict). A response with the query's own port, ID and question from another
+      address than the query went to stays ``response_from_unqueried_server``.
+    """
 
     def __init__(self, index: QueryIndex, *, window_ns: int, burst_ids: int,
-                 max_ports: int) -> None:
+                 max_ports: int, warmup_ns: int = 10_000_000_000) -> None:
         self._index = index
         self._window_ns = window_ns
         self._burst_ids = burst_ids
         self._max_ports = max_ports
+        self._warmup_ns = warmup_ns
         self._bursts: OrderedDict[tuple[str, int], _Burst] = OrderedDict()
         self.one_sided = 0
+        self.by_reason: Counter[str] = Counter()
+        """Unmatched responses by what was made of them (``CAPTURE_LOSS_REASONS`` raised
+        nothing; ``reported``, ``burst`` and ``unqueried_server`` raised a finding)."""
+
+    def _excluded(self, summary: ResponseSummary) -> str | None:
+        """The capture-loss reason that rules out an unmatched response at once, if any."""
+        if summary.transport == "tcp":
+            return "tcp_capture_loss"
+        if (summary.sport in _MDNS_PORTS or summary.cport in _MDNS_PORTS
+                or _is_multicast(summary.client)):
+            return "multicast"
+        if summary.question_mismatch:
+            return "question_mismatch"
+        if not self._index.knows_client(summary.client):
+            return "one_sided"
+        age = self._index.capture_age(summary.capture, summary.ts_ns)
+        if age is None or age < self._warmup_ns:
+            return "capture_start"
+        return None
+
+    def is_candidate(self, summary: ResponseSummary) -> bool:
+        """Whether an unmatched response could be a spoofer's guess: not excluded, and
+        aimed at a question the client asked from that port to that server."""
+        if summary.matched or self._excluded(summary) is not None:
+            return False
+        return self._index.asked_from_port(summary.client, summary.cport,
+                                           summary.question_key, summary.server)
 
     def feed(self, summary: ResponseSummary) -> list[Finding]:
         """Take one response without matched query; findings come when its window closes."""
@@ -164,11 +305,13 @@ class UnsolicitedTracker:
                                    summary.question_key)
         if asked is not None and summary.server not in asked.servers:
             reason = "unqueried_server"
-        elif self._index.knows_client(summary.client):
-            reason = "no_query"
         else:
-            self.one_sided += 1  # the capture never shows this client asking: one-sided tap
-            return []
+            excluded = self._excluded(summary)
+            if excluded is not None:
+                self.by_reason[excluded] += 1
+                self.one_sided += excluded == "one_sided"
+                return []
+            reason = "no_query"
         key = (summary.client, summary.cport)
         burst = self._bursts.get(key)
         if burst is None:
@@ -198,13 +341,37 @@ class UnsolicitedTracker:
         return found
 
     def _close(self, key: tuple[str, int], burst: _Burst) -> list[Finding]:
-        ids = {s.msg_id for s, _, _ in burst.items}
+        candidates: list[tuple[ResponseSummary, str, _Asked | None, _Genuine | None]] = []
+        for summary, reason, asked in burst.items:
+            genuine = self._index.genuine(summary.client, summary.cport, summary.question_key,
+                                          summary.server)
+            if reason == "no_query":
+                if not self._index.asked_from_port(summary.client, summary.cport,
+                                                   summary.question_key, summary.server):
+                    self.by_reason["not_targeted"] += 1
+                    continue
+                if genuine is not None and summary.answer_digest in genuine.digests:
+                    self.by_reason["same_answer"] += 1
+                    continue
+            candidates.append((summary, reason, asked, genuine))
+        ids = {s.msg_id for s, _, _, _ in candidates}
         if len(ids) >= self._burst_ids:
-            return [self._burst_finding(key, burst, len(ids))]
-        return [self._single(summary, reason, asked) for summary, reason, asked in burst.items]
+            self.by_reason["burst"] += len(candidates)
+            return [self._burst_finding(key, [s for s, _, _, _ in candidates], len(ids))]
+        found: list[Finding] = []
+        for summary, reason, asked, genuine in candidates:
+            if reason == "unqueried_server" and asked is not None:
+                self.by_reason["unqueried_server"] += 1
+                found.append(_unqueried_finding(summary, asked))
+            elif genuine is not None:
+                self.by_reason["reported"] += 1
+                found.append(_unsolicited_finding(summary, genuine))
+            else:
+                self.by_reason["no_genuine_answer"] += 1
+        return found
 
-    def _burst_finding(self, key: tuple[str, int], burst: _Burst, distinct: int) -> Finding:
-        items = [s for s, _, _ in burst.items]
+    def _burst_finding(self, key: tuple[str, int], items: list[ResponseSummary],
+                       distinct: int) -> Finding:
         last = items[-1]
         span = (last.ts_ns - items[0].ts_ns) // 1_000_000
         params = {
@@ -220,37 +387,56 @@ class UnsolicitedTracker:
             "wrong_id_burst", params, last, ForgeryVerdict.SUSPICIOUS,
             [ref for s in items for ref in s.refs],
             reasoning=f"{len(items)} responses with {distinct} different IDs matched no query "
-            f"from {key[0]}#{key[1]} within {span} ms: a blind attacker guessing the ID sends "
-            "many (RFC 5452 4.3); genuine servers answer the ID they were asked",
+            f"from {key[0]}#{key[1]} within {span} ms, each answering a question that client "
+            "asked from that very port with another ID and carrying another answer than the "
+            "one it accepted, after the capture had covered the flow for a while: a blind "
+            "attacker guessing the ID sends many (RFC 5452 4.3); genuine servers answer the "
+            "ID they were asked",
         )
 
-    @staticmethod
-    def _single(summary: ResponseSummary, reason: str, asked: _Asked | None) -> Finding:
-        common = {
-            "client": summary.client,
-            "cport": summary.cport,
-            "server": summary.server,
-            "id": summary.msg_id,
-            "qname": summary.qname_text,
-            "qtype": summary.qtype_text,
-        }
-        if reason == "unqueried_server" and asked is not None:
-            return forgery_finding(
-                "response_from_unqueried_server",
-                {**common, "asked": ", ".join(sorted(asked.servers))},
-                summary, ForgeryVerdict.SUSPICIOUS,
-                [*asked.servers.values(), *summary.refs],
-                reasoning="the client sent this query (same port, ID and question) only to "
-                "other addresses; a genuine answer comes from the address asked (RFC 5452 9.1)",
-            )
-        return forgery_finding(
-            "unsolicited_response",
-            {**common, "reason": "no query with this port, ID and question was seen from a "
-             "client whose queries are captured"},
-            summary, ForgeryVerdict.SUSPICIOUS, summary.refs,
-            reasoning="the capture shows this client's queries, but none that this response "
-            "answers (same addresses, ports, ID and question, RFC 5452 9.1)",
-        )
+
+def _is_multicast(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_multicast
+    except ValueError:
+        return False
+
+
+def _common(summary: ResponseSummary) -> dict[str, object]:
+    return {
+        "client": summary.client,
+        "cport": summary.cport,
+        "server": summary.server,
+        "id": summary.msg_id,
+        "qname": summary.qname_text,
+        "qtype": summary.qtype_text,
+    }
+
+
+def _unqueried_finding(summary: ResponseSummary, asked: _Asked) -> Finding:
+    return forgery_finding(
+        "response_from_unqueried_server",
+        {**_common(summary), "asked": ", ".join(sorted(asked.servers))},
+        summary, ForgeryVerdict.SUSPICIOUS,
+        [*asked.servers.values(), *summary.refs],
+        reasoning="the client sent this query (same port, ID and question) only to "
+        "other addresses; a genuine answer comes from the address asked (RFC 5452 9.1)",
+    )
+
+
+def _unsolicited_finding(summary: ResponseSummary, genuine: _Genuine) -> Finding:
+    return forgery_finding(
+        "unsolicited_response",
+        {**_common(summary),
+         "reason": "wrong ID for a question the client asked from this port, with another "
+         f"answer than the one it accepted (frame {genuine.ref[1]})",
+         "accepted_frame": genuine.ref[1]},
+        summary, ForgeryVerdict.SUSPICIOUS, [*summary.refs, genuine.ref],
+        reasoning="the capture had covered this client for a while and shows it asking this "
+        "question from this port and accepting another answer; this response carries an ID "
+        "no captured query used and contradicts that answer, as a blind spoofer's guess "
+        "does (RFC 5452 9.1); a late answer to a lost copy would repeat the accepted data",
+    )
 
 
 @dataclass(slots=True)

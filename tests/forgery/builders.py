@@ -82,6 +82,20 @@ class Traffic:
         return first, second
 
 
+WARM_UP_NS = 30 * 1_000_000_000
+"""How long before ``T0_NS`` ``warm_up`` puts its exchange: past the capture warm-up (10 s)
+during which unmatched responses may answer queries sent before the capture began."""
+
+
+def warm_up(traffic: Traffic, *, client: str = CLIENT, server: str = SERVER) -> None:
+    """Start the capture well before ``T0_NS`` with one ordinary exchange of ``client``, so the
+    capture covers the flows the test is about (unmatched responses near a capture's start are
+    capture loss, never a finding)."""
+    q = query("warm-up.example.", msg_id=65000)
+    traffic.exchange(q, answer(q, "warm-up.example. A 192.0.2.200"),
+                     at_ns=T0_NS - WARM_UP_NS, client=client, server=server, port=39999)
+
+
 Judge = Callable[[ResponseEvidence], Verdict]
 
 

@@ -29,6 +29,7 @@ from tests.forgery.builders import (
     query,
     run,
     verdict,
+    warm_up,
 )
 
 
@@ -129,6 +130,7 @@ def test_query_copies_with_different_do_bit_are_flags_altered() -> None:
 
 def test_wrong_id_burst_is_one_finding_and_the_genuine_answer_none() -> None:
     traffic = Traffic()
+    warm_up(traffic)
     q = query("www.example.", msg_id=1000)
     traffic.add(q, CLIENT, SERVER, 40000, 53, T0_NS)
     for n in range(15):
@@ -143,17 +145,24 @@ def test_wrong_id_burst_is_one_finding_and_the_genuine_answer_none() -> None:
     assert genuine not in burst.provenance.frames
 
 
-def test_single_unsolicited_response_is_reported_only_when_the_client_is_seen_asking() -> None:
+def test_single_unsolicited_response_is_reported_only_when_it_contradicts_an_accepted_answer(
+) -> None:
     traffic = Traffic()
-    traffic.exchange(query("a.example.", msg_id=1), answer(query("a.example.", msg_id=1),
-                     "a.example. A 192.0.2.1"), at_ns=T0_NS)
-    stray = traffic.add(answer(query("b.example.", msg_id=77), "b.example. A 6.6.6.6"),
-                        SERVER, CLIENT, 53, 40000, T0_NS + 100 * MS)
-    traffic.add(answer(query("c.example.", msg_id=78), "c.example. A 6.6.6.6"),
+    warm_up(traffic)
+    q = query("a.example.", msg_id=1)
+    traffic.add(q, CLIENT, SERVER, 40000, 53, T0_NS)
+    spoof = traffic.add(answer(query("a.example.", msg_id=77), "a.example. A 6.6.6.6"),
+                        SERVER, CLIENT, 53, 40000, T0_NS + 1 * MS)
+    accepted = traffic.add(answer(q, "a.example. A 192.0.2.1"), SERVER, CLIENT, 53, 40000,
+                           T0_NS + 20 * MS)
+    traffic.add(answer(query("b.example.", msg_id=78), "b.example. A 6.6.6.6"),
+                SERVER, CLIENT, 53, 40000, T0_NS + 30 * MS)  # a question never asked there
+    traffic.add(answer(query("c.example.", msg_id=79), "c.example. A 6.6.6.6"),
                 SERVER, "192.0.2.99", 53, 40001, T0_NS + 200 * MS)  # never seen asking
     found = run(traffic)
     assert codes(found) == ["unsolicited_response"]
-    assert found[0].provenance.frames == (stray,)
+    assert found[0].provenance.frames == (spoof, accepted)
+    assert found[0].params["accepted_frame"] == accepted
 
 
 def test_response_from_an_address_the_query_was_not_sent_to() -> None:
@@ -172,6 +181,7 @@ def test_response_from_an_address_the_query_was_not_sent_to() -> None:
 
 def test_kaminsky_pattern_many_names_same_ns_payload() -> None:
     traffic = Traffic()
+    warm_up(traffic, client=RESOLVER)
     payload = {"authority": ["example. NS ns.attacker.test."],
                "additional": ["ns.attacker.test. A 6.6.6.6"]}
     for n in range(5):

@@ -1,11 +1,27 @@
-"""Hold-on bounds: responses waiting for their server's baseline are capped across servers,
-the server waiting longest loses its responses first, and every drop is counted."""
+"""Hold-on: bounds (responses waiting for their server's baseline are capped across servers,
+the server waiting longest loses its responses first, and every drop is counted), and the
+false-positive guards of the IP TTL and RTT rules, each with an attack twin that still fires."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 from auditor.forgery import ForgeryConfig, ForgeryDetector
 from auditor.pipeline import EvidenceStream
-from tests.forgery.builders import MS, T0_NS, Traffic, answer, codes, insecure, query
+from tests.forgery.builders import (
+    CLIENT,
+    MS,
+    SERVER,
+    T0_NS,
+    Traffic,
+    answer,
+    by_code,
+    codes,
+    insecure,
+    query,
+)
+from tests.forgery.realcaps import detect, realcap
 
 
 def _feed(traffic: Traffic, config: ForgeryConfig) -> tuple[ForgeryDetector, list[str]]:
@@ -58,3 +74,118 @@ def test_a_waiting_response_is_still_judged_once_its_server_has_a_baseline() -> 
     assert found == ["hop_limit_anomaly"]
     _, lost = _feed(traffic, ForgeryConfig(holdon_waiting=1))
     assert lost == []  # with room for one waiting response only, the odd (first) one went
+
+
+# --- IP TTL: a set of stable paths ----------------------------------------------------------
+
+
+def _anycast(odd_ttl: int | None) -> Traffic:
+    """20 answers of one anycast server reaching the tap over two paths (TTL 58 for 13 of
+    them, 55 for 7: a 65/35 split), interleaved; the 15th with ``odd_ttl`` when given."""
+    traffic = Traffic()
+    second_path = {1, 4, 6, 9, 12, 16, 18}
+    for n in range(20):
+        q = query(f"a{n}.example.", msg_id=n + 1)
+        ttl = 55 if n in second_path else 58
+        if n == 14 and odd_ttl is not None:
+            ttl = odd_ttl
+        traffic.exchange(q, answer(q, f"a{n}.example. A 192.0.2.1"),
+                         at_ns=T0_NS + n * 100 * MS, port=46000 + n, ttl=ttl)
+    return traffic
+
+
+def test_anycast_server_with_two_stable_paths_raises_nothing() -> None:
+    assert _feed(_anycast(None), ForgeryConfig())[1] == []
+
+
+def test_ip_ttl_outside_both_anycast_paths_is_flagged() -> None:
+    detector = ForgeryDetector()
+    stream = EvidenceStream(on_query=detector.observe_query)
+    found = [f for e in stream.run(_anycast(50).frames) for f in detector.feed(e, insecure(e))]
+    assert codes(found) == ["hop_limit_anomaly"]
+    assert found[0].params["hop_limit"] == 50
+    assert found[0].params["paths"] == [58, 55]
+
+
+def test_real_stitched_captures_show_one_server_at_two_distances_without_alarm() -> None:
+    # Excerpts taken days apart at the server (TTL 64) and near a client (TTL 60).
+    for relative in ("nDPI/dns_fragmented.pcap", "zeek/dns-edns-ecs.pcap"):
+        _, found = detect(realcap(relative))
+        assert by_code(found, "hop_limit_anomaly") == [] and by_code(found, "rtt_anomaly") == []
+
+
+def test_a_one_off_distance_within_minutes_is_flagged_but_not_across_days() -> None:
+    # The twin of the stitched captures: five answers at TTL 64, then one at 60, minutes apart.
+    traffic = Traffic()
+    for n in range(6):
+        q = query(f"s{n}.example.", msg_id=n + 1)
+        traffic.exchange(q, answer(q, f"s{n}.example. A 192.0.2.1"),
+                         at_ns=T0_NS + n * 60_000 * MS, port=47000 + n,
+                         ttl=64 if n < 5 else 60)
+    assert _feed(traffic, ForgeryConfig())[1] == ["hop_limit_anomaly"]
+    spread = Traffic()
+    spread.frames = [replace(f, ts_ns=f.ts_ns + (86_400_000 * MS if f.number > 10 else 0))
+                     for f in traffic.frames]  # the last one a day later: no baseline then
+    assert _feed(spread, ForgeryConfig())[1] == []
+
+
+# --- RTT: a stable baseline per client-server pair -------------------------------------------
+
+
+def test_real_iodine_tunnel_answers_from_other_code_paths_are_not_rtt_anomalies() -> None:
+    # The iodine server answers after ~13 ms while polling and in ~0.1 ms otherwise.
+    detector, found = detect(realcap("nDPI/dns-tunnel-iodine.pcap"))
+    assert by_code(found, "rtt_anomaly") == []
+
+
+def _pair_traffic(fast_ns: int, usual_ns: Callable[[int], int], *, retried: bool = False,
+                  fast_first: bool = False) -> Traffic:
+    """Ten exchanges of one client with one authoritative server; the third (or first, with
+    ``fast_first``) answered after ``fast_ns``; with ``retried`` its query was sent twice."""
+    traffic = Traffic()
+    fast = 0 if fast_first else 2
+    for n in range(10):
+        q = query(f"p{n}.example.", msg_id=n + 1)
+        at = T0_NS + n * 100 * MS
+        if retried and n == fast:
+            traffic.add(q, CLIENT, SERVER, 48000 + n, 53, at - 50 * MS)
+        traffic.exchange(q, answer(q, f"p{n}.example. A 192.0.2.1"), at_ns=at,
+                         port=48000 + n, rtt_ns=fast_ns if n == fast else usual_ns(n))
+    return traffic
+
+
+def test_a_fast_answer_to_a_retried_query_is_not_an_rtt_anomaly() -> None:
+    detector, found = detect(_pair_traffic(100_000, lambda n: (20 + n) * MS, retried=True).frames)
+    assert by_code(found, "rtt_anomaly") == []
+    assert detector.counters()["rtt_skipped_retried"] == 1
+    _, twin = detect(_pair_traffic(100_000, lambda n: (20 + n) * MS).frames)
+    assert codes(twin) == ["rtt_anomaly"]
+
+
+def test_a_pair_without_a_usual_rtt_is_not_judged() -> None:
+    # RTTs between 2 and 60 ms (a tunnel, a long-polling server): no baseline to be faster than.
+    detector, found = detect(_pair_traffic(100_000, lambda n: (2 if n % 2 else 60) * MS).frames)
+    assert by_code(found, "rtt_anomaly") == []
+    assert detector.counters()["rtt_skipped_unstable"] >= 1
+
+
+def test_a_pair_that_answered_as_fast_before_is_not_flagged() -> None:
+    traffic = _pair_traffic(100_000, lambda n: (20 + n) * MS)
+    q = query("early.example.", msg_id=99)  # the same pair answered in 90 us before
+    traffic.exchange(q, answer(q, "early.example. A 192.0.2.1"), at_ns=T0_NS - 500 * MS,
+                     port=48999, rtt_ns=90_000)
+    _, found = detect(sorted(traffic.frames, key=lambda f: f.ts_ns))
+    assert by_code(found, "rtt_anomaly") == []
+
+
+def test_clients_at_other_distances_from_the_tap_have_their_own_baselines() -> None:
+    # A tap at the server: a nearby client's answers take 0.3 ms, a remote one's 20 ms.
+    traffic = Traffic()
+    for n in range(16):
+        near = n % 2 == 0
+        q = query(f"c{n}.example.", msg_id=n + 1)
+        traffic.exchange(q, answer(q, f"c{n}.example. A 192.0.2.1"),
+                         at_ns=T0_NS + n * 100 * MS, port=49000 + n,
+                         client=CLIENT if near else "198.18.0.9",
+                         rtt_ns=300_000 if near else (20 + n % 3) * MS)
+    assert detect(traffic.frames)[1] == []
