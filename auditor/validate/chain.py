@@ -411,6 +411,17 @@ class ChainResolver:
                 return None
             candidate = candidate.parent()
 
+    def validated_ds(self, zone: dns.name.Name, at_s: int | None = None) -> str | None:
+        """The signer of a DS RRset of ``zone`` seen and validated anywhere in the capture
+        (RFC 4035 5.2: the delegation is secure), else None."""
+        ref = self.at_s if self.at_s is not None else at_s
+        signed = [e for e in self.view.material.ds_rrsets(zone) if e.signatures]
+        for entry in signed:
+            for outcome in self._ds_rrset_outcomes(zone, entry, ref):
+                if outcome.status is Status.SECURE:
+                    return outcome.validated_by
+        return None
+
     def _from_ds_rrsets(
         self, zone: dns.name.Name, entries: Sequence[SignedRRset], ref: int | None
     ) -> ZoneTrust:

@@ -230,6 +230,29 @@ def test_referral_without_proof_from_signed_parent_is_bogus(env: DenialLab) -> N
     assert referral(env, []) is Status.BOGUS
 
 
+def test_referral_without_ds_is_secure_when_the_childs_ds_validates_elsewhere() -> None:
+    # Issue 12 class 4: the referral omits the DS, but the capture holds the child's DS RRset
+    # validated (the resolver asked for it): the delegation is secure (RFC 4035 5.2). The twin
+    # above (no DS anywhere) stays bogus.
+    from tests.validate.signing import Lab, Zone, name
+
+    lab = Lab()
+    child = Zone(name("d.example.test."), 13, slot=3)
+    ds_answer = respond("d.example.test.", "DS", [child.ds(), lab.leaf.sign(child.ds())])
+    ns = rrset("d.example.test.", "NS", "ns1.d.example.test.")
+    glue = rrset("ns1.d.example.test.", "A", "192.0.2.99")
+    verdict = lab.validator([ds_answer]).judge(
+        respond("www.d.example.test.", "A", authority=[ns], additional=[glue]))
+    assert verdict.status is Status.SECURE, verdict
+    assert verdict.zone == "example.test."
+    # Twin: the same DS RRset with a broken signature does not make the delegation secure.
+    broken = respond("d.example.test.", "DS",
+                     [child.ds(), flip_signature(lab.leaf.sign(child.ds()))])
+    verdict = lab.validator([broken]).judge(
+        respond("www.d.example.test.", "A", authority=[ns], additional=[glue]))
+    assert verdict.status is not Status.SECURE
+
+
 # --- DNAME (RFC 6672) -------------------------------------------------------------------------
 
 def dname_response(env: DenialLab, target: str) -> list[dns.rrset.RRset]:
