@@ -180,7 +180,7 @@ def bailiwick_findings(summary: ResponseSummary) -> list[Finding]:
     common = {"server": summary.server, "client": summary.client,
               "qname": summary.qname_text, "qtype": summary.qtype_text}
     found = []
-    discarded = []
+    discarded: list[str] = []
     off_chain = outside_chain(evidence, chain)
     if off_chain and evidence.flags & dns.flags.AA:
         found.append(forgery_finding(
