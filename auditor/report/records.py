@@ -103,9 +103,23 @@ def response_record(evidence: ResponseEvidence) -> dict[str, Any]:
         "response_index": evidence.transaction.response_index,
         "hop_limit": wire.hop_limit,
         "size": len(wire.wire),
-        "answer_count": sum(len(r.rrset) for r in evidence.section(Section.ANSWER)),
+        "answer_count": answer_count(evidence),
         "problems": list(evidence.problems),
     }
+
+
+def answer_count(evidence: ResponseEvidence) -> int:
+    """Every record of the answer section, RRSIGs included, as tshark's ``dns.count.answers``:
+    the header's ANCOUNT (RFC 1035 4.1.1) when the message parsed whole (it also counts
+    duplicate records, which the parser merges); otherwise the records actually read, each
+    RRSIG included (those covering an RRset of the section and those covering none)."""
+    wire = evidence.transaction.response.wire.wire
+    if not evidence.problems and len(wire) >= 8:
+        return int.from_bytes(wire[6:8], "big")
+    paired = sum(len(r.rrset) + (len(r.rrsigs) if r.rrsigs is not None else 0)
+                 for r in evidence.section(Section.ANSWER))
+    return paired + sum(len(r.rrset) for r in evidence.orphan_rrsigs
+                        if r.section is Section.ANSWER)
 
 
 def anomaly_record(anomaly: Anomaly) -> dict[str, Any]:
