@@ -108,6 +108,14 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ("RFC 4035 3.2.3", "RFC 4035 4.3"),
     ),
     FindingSpec(
+        "out_of_zone_answer_records",
+        Severity.LOW,
+        "Authoritative answer with records outside its zone",
+        "{server} answered for zone {zone} with records outside it (a CNAME target's data); "
+        "validating resolvers discard them and ask again, so they were not judged with it",
+        ("RFC 2181 5.4.1", "RFC 1034 4.3.2"),
+    ),
+    FindingSpec(
         "bogus_answer",
         Severity.HIGH,
         "Bogus answer",

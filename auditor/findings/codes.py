@@ -87,6 +87,10 @@ class ValidationCode(StrEnum):
     AD_WITH_OTHER_ANCHOR = ("ad_with_other_anchor", None)
     """AD set on data that fails only at the trust anchor: the resolver validates with another
     trust anchor (a configuration matter, not forgery)."""
+    OUT_OF_ZONE_IGNORED = ("out_of_zone_ignored", None)
+    """An authoritative answer carried records outside the zone it speaks for (a CNAME
+    target's data): a validating resolver discards them and asks again, so they are not
+    judged with this answer (RFC 2181 5.4.1)."""
     TRUST_FROM_CACHE = ("trust_from_cache", None)
     """The zone's keys were trusted from the persistent key cache, not from this capture."""
     INSECURE_DELEGATION = ("insecure_delegation", None)
@@ -133,6 +137,10 @@ class ValidationCode(StrEnum):
     DENIAL_CHILD_SIDE = ("denial_child_side", None)
     """An NSEC/NSEC3 of the child apex (SOA set) offered about the DS: true of the child zone,
     no proof about the parent's delegation (RFC 6840 4.4, RFC 5155 B.6)."""
+    COMPACT_DENIAL_NXNAME = ("compact_denial_nxname", None)
+    """Compact denial: a validated NSEC owned by the name with the NXNAME pseudo-type says the
+    name does not exist, whatever the rcode (NOERROR as signed, NXDOMAIN when restored) (RFC
+    9824 3-4). A note on a secure denial, not a problem."""
     NSEC3_ITERATIONS_TOO_HIGH = ("nsec3_iterations_too_high", 27)
     """NSEC3 iterations above the policy limit: the proof is treated as insecure (RFC 9276
     3.2; EDE 27 Unsupported NSEC3 Iterations Value)."""

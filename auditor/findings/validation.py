@@ -77,6 +77,8 @@ class ValidationFindings:
             self._indeterminate(evidence, verdict)
         if C.AD_ON_INSECURE in codes:
             self._add_response("ad_on_insecure", evidence, verdict)
+        if C.OUT_OF_ZONE_IGNORED in codes:
+            self._add_response("out_of_zone_answer_records", evidence, verdict)
         if C.SERVFAIL_CONTRADICTS_EVIDENCE in codes:
             self._add_response("servfail_contradicts_evidence", evidence, verdict)
         return ()

@@ -411,6 +411,19 @@ class ChainResolver:
                 return None
             candidate = candidate.parent()
 
+    def insecure_cut(
+        self, name: dns.name.Name, zone: dns.name.Name, at_s: int | None = None
+    ) -> ZoneTrust | None:
+        """The insecure delegation, proven anywhere in the capture (a DS NODATA proof, an NSEC3
+        opt-out span), between ``zone`` and ``name``: unsigned data at or below it belongs to
+        the unsigned child zone (RFC 4035 5.2, RFC 5155 6), not to ``zone``. None if none."""
+        ref = self.at_s if self.at_s is not None else at_s
+        for candidate in _ancestors_below(name, zone):
+            proven = self._ds_absence(candidate, ref)
+            if proven is not None and proven.status is Status.INSECURE:
+                return proven
+        return None
+
     def validated_ds(self, zone: dns.name.Name, at_s: int | None = None) -> str | None:
         """The signer of a DS RRset of ``zone`` seen and validated anywhere in the capture
         (RFC 4035 5.2: the delegation is secure), else None."""
@@ -592,3 +605,13 @@ def _dnskey_not_seen(zone: dns.name.Name, supported: Sequence[DS], *,
                     f"not seen" for ds in supported)
     return ZoneTrust(zone, Status.INDETERMINATE, (), (ValidationCode.DNSKEY_MISSING,),
                      missing, missing)
+
+
+def _ancestors_below(name: dns.name.Name, zone: dns.name.Name) -> list[dns.name.Name]:
+    """``name`` and its ancestors strictly below ``zone``, the closest to ``zone`` first."""
+    found: list[dns.name.Name] = []
+    candidate = name
+    while candidate != zone and candidate.is_subdomain(zone) and len(candidate) > 1:
+        found.append(candidate)
+        candidate = candidate.parent()
+    return found[::-1]

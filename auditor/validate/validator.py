@@ -281,6 +281,13 @@ class Validator:
             return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
                                     [ValidationCode.TRUNCATED], [text], at_s), (text,))
         if asked_dnssec:
+            cut = self.chain.insecure_cut(rrset.name, zone, at_s)
+            if cut is not None:
+                # The name lies under a delegation the capture proves unsigned (a CNAME target
+                # in an insecure child, an opt-out span): the child's data is insecure, not the
+                # signed parent's data stripped of its signatures (RFC 4035 5.2).
+                return _Judged(_verdict(item.section, rrset, Status.INSECURE, (), None,
+                                        list(cut.codes), list(cut.detail), at_s), ())
             # RFC 4035 5: data of a signed zone without RRSIG is bogus when DO was set.
             return _Judged(_verdict(item.section, rrset, Status.BOGUS, (), None,
                                     [ValidationCode.RRSIGS_MISSING, ValidationCode.DNSSEC_BOGUS],
@@ -376,6 +383,9 @@ class Validator:
         detail: list[str] = []
         answers = [(item, j) for item, j in zip(evidence.rrsets, judged, strict=True)
                    if item.section is Section.ANSWER]
+        server_zone = _authoritative_zone(evidence, answers)
+        if server_zone is not None:
+            answers = self._drop_out_of_zone(answers, server_zone, codes, detail)
         chain, final, broken = self._answer_chain(evidence, answers)
         for _, j in chain:
             codes.extend(c for c in j.verdict.codes if c not in codes)
@@ -392,7 +402,8 @@ class Validator:
             self._servfail_claims(evidence, at_s, codes, detail)
         elif final is not None:
             status = worst(statuses)
-        elif chain and _leaves_zone(chain[-1][0], chain[-1][1]):
+        elif chain and (_leaves_zone(chain[-1][0], chain[-1][1])
+                        or _target_outside(chain[-1][0], server_zone)):
             # The last CNAME/DNAME points out of its zone: the rest is another zone's answer,
             # which the resolver fetches separately (RFC 1034 3.6.2). Judge the hops present.
             status = worst(statuses)
@@ -452,6 +463,26 @@ class Validator:
         if not enclosing:
             return None
         return name_text(max(enclosing, key=len))
+
+    @staticmethod
+    def _drop_out_of_zone(
+        answers: list[tuple[RRsetEvidence, _Judged]],
+        server_zone: dns.name.Name,
+        codes: list[ValidationCode],
+        detail: list[str],
+    ) -> list[tuple[RRsetEvidence, _Judged]]:
+        """An authoritative server speaks only for its zone: answer records outside it (a
+        CNAME target in another zone, even signed) are discarded by a validating resolver,
+        which asks for them again (Unbound's scrubber; RFC 2181 5.4.1, RFC 1034 4.3.2), so
+        they neither prove nor break this answer."""
+        kept = [(item, j) for item, j in answers if item.rrset.name.is_subdomain(server_zone)]
+        if len(kept) != len(answers):
+            _add(codes, ValidationCode.OUT_OF_ZONE_IGNORED)
+            dropped = [f"{item.rrset.name} {item.rrset.rdtype.name}" for item, _ in answers
+                       if not item.rrset.name.is_subdomain(server_zone)]
+            detail.append(f"records outside {server_zone}, the zone the authoritative answer "
+                          f"speaks for, are not judged with it: {', '.join(dropped)}")
+        return kept
 
     def _answer_chain(
         self,
@@ -783,6 +814,33 @@ def _leaves_zone(item: RRsetEvidence, judged: _Judged) -> bool:
     if signer is None:
         return False
     return not rrset[0].target.is_subdomain(dns.name.from_text(signer))
+
+
+def _authoritative_zone(
+    evidence: ResponseEvidence, answers: list[tuple[RRsetEvidence, _Judged]]
+) -> dns.name.Name | None:
+    """The zone an authoritative answer (AA, RFC 1035 4.1.1) speaks for: the signer of the
+    records at the question name, else an authority SOA/NS owner above it; None for answers
+    of a recursive resolver (AA clear), which legitimately carry a whole chain of zones."""
+    qname = evidence.qname
+    if not evidence.flags & dns.flags.AA or qname is None:
+        return None
+    for item, judged in answers:
+        if item.rrset.name == qname and judged.verdict.signer is not None:
+            signer = dns.name.from_text(judged.verdict.signer)
+            return signer if qname.is_subdomain(signer) else None
+    owners = [item.rrset.name for item in evidence.section(Section.AUTHORITY)
+              if item.rrset.rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS)
+              and qname.is_subdomain(item.rrset.name)]
+    return max(owners, key=len) if owners else None
+
+
+def _target_outside(item: RRsetEvidence, zone: dns.name.Name | None) -> bool:
+    """Whether a CNAME/DNAME hop points outside the authoritative server's zone."""
+    rrset = item.rrset
+    if zone is None or rrset.rdtype not in (dns.rdatatype.CNAME, dns.rdatatype.DNAME):
+        return False
+    return not rrset[0].target.is_subdomain(zone)
 
 
 def _is_referral(evidence: ResponseEvidence) -> bool:

@@ -141,6 +141,7 @@ def respond(
     response_do: bool | None = None,
     ad: bool = False,
     tc: bool = False,
+    aa: bool = False,
     rcode: int = dns.rcode.NOERROR,
     ede: Sequence[int] = (),
     ts: int = WHEN,
@@ -162,6 +163,8 @@ def respond(
         response.flags |= dns.flags.AD
     if tc:
         response.flags |= dns.flags.TC
+    if aa:
+        response.flags |= dns.flags.AA
     matcher = Matcher()
     ts_ns = ts * NS
     if query_do is not None:

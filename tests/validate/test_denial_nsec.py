@@ -282,3 +282,54 @@ def test_nxdomain_after_cname_is_proven_for_the_target(env: DenialLab, chain: Ns
     response = respond("alias2.example.test.", "A", [cname, env.zone.sign(cname)],
                        authority=[*soa(env.zone), *proof], rcode=dns.rcode.NXDOMAIN)
     assert env.judge(response).status is Status.SECURE
+
+
+# --- CNAME chains crossing into an insecure child (issue 12 class 1) --------------------------
+
+def _cname_into_insecure_child(env: DenialLab, capture_holds_proof: bool) -> Status:
+    cname = rrset("alias.example.test.", "CNAME", "x.d.example.test.")
+    target = rrset("x.d.example.test.", "A", "192.0.2.7")
+    earlier = []
+    if capture_holds_proof:  # the resolver's DS query for d.: NODATA with the NSEC at d.
+        earlier.append(env.nodata("d.example.test.", "DS",
+                                  NsecChain(env.zone).record("d.example.test.")))
+    answer = respond("alias.example.test.", "A", [cname, env.zone.sign(cname), target])
+    return env.lab.validator(earlier).judge(answer).status
+
+
+def test_cname_target_under_a_proven_insecure_delegation_is_insecure(env: DenialLab) -> None:
+    # The signed parent's CNAME points into d.example.test., which the capture proves has no
+    # DS: the unsigned target belongs to the insecure child (RFC 4035 5.2), as Unbound says.
+    assert _cname_into_insecure_child(env, capture_holds_proof=True) is Status.INSECURE
+
+
+def test_cname_target_without_proof_of_an_insecure_cut_is_bogus(env: DenialLab) -> None:
+    # Twin: nothing in the capture shows a delegation, so the unsigned target is the signed
+    # parent's own data without RRSIG.
+    assert _cname_into_insecure_child(env, capture_holds_proof=False) is Status.BOGUS
+
+
+def _cname_with_out_of_zone_target(env: DenialLab, *, authoritative: bool) -> object:
+    cname = rrset("alias.example.test.", "CNAME", "www.elsewhere.test.")
+    target = rrset("www.elsewhere.test.", "A", "192.0.2.66")
+    # The target's data, signed by the wrong zone: example.test. cannot speak for it.
+    response = respond("alias.example.test.", "A",
+                       [cname, env.zone.sign(cname), target,
+                        env.zone.sign(target, signer=env.zone.origin)], aa=authoritative)
+    return env.judge(response)
+
+
+def test_out_of_zone_target_records_in_an_authoritative_answer_are_ignored(
+    env: DenialLab,
+) -> None:
+    # Issue 12 class 1: a validating resolver discards data outside the answering server's
+    # zone and asks again (RFC 2181 5.4.1); the CNAME itself validates.
+    verdict = _cname_with_out_of_zone_target(env, authoritative=True)
+    assert verdict.status is Status.SECURE, verdict  # type: ignore[attr-defined]
+    assert C.OUT_OF_ZONE_IGNORED in verdict.codes  # type: ignore[attr-defined]
+
+
+def test_the_same_records_in_a_recursive_answer_are_judged_and_bogus(env: DenialLab) -> None:
+    # Twin: a resolver's answer (AA clear) vouches for the whole chain it returns.
+    verdict = _cname_with_out_of_zone_target(env, authoritative=False)
+    assert verdict.status is Status.BOGUS  # type: ignore[attr-defined]
