@@ -11,6 +11,7 @@ import dns.rdatatype
 import dns.rrset
 
 from auditor.findings.codes import ValidationCode as C
+from auditor.validate.compact import COMPACT_NXNAME_TEXT, is_compact_shape, says_nonexistent
 from auditor.validate.denial_common import (
     NSEC,
     Claim,
@@ -56,7 +57,7 @@ def prove_nsec(
     if not records:
         return failed(C.DENIAL_WRONG_ZONE, f"no NSEC record belongs to zone {zone}")
     if claim is Claim.NXDOMAIN:
-        return _nxdomain(name, zone, records)
+        return _nxdomain(name, rdtype, zone, records)
     if claim is Claim.NODATA:
         return _nodata(name, rdtype, zone, records)
     if claim is Claim.REFERRAL:
@@ -97,8 +98,14 @@ def _cover_problem(name: dns.name.Name, record: _Nsec) -> ProofResult | None:
     return None
 
 
-def _nxdomain(name: dns.name.Name, zone: dns.name.Name, records: list[_Nsec]) -> ProofResult:
-    if _matching(name, records) is not None:
+def _nxdomain(
+    name: dns.name.Name, rdtype: int, zone: dns.name.Name, records: list[_Nsec]
+) -> ProofResult:
+    match = _matching(name, records)
+    if match is not None:
+        if says_nonexistent(match.types):
+            # RFC 9824 4: a resolver restores NXDOMAIN from a compact denial (CO flag).
+            return _compact(name, rdtype, match)
         return failed(C.DENIAL_NAME_EXISTS, f"an NSEC owned by {name} shows it exists")
     cover = _covering(name, records)
     if cover is None:
@@ -166,7 +173,25 @@ def _nodata_match(name: dns.name.Name, rdtype: int, match: _Nsec) -> ProofResult
         return ProofResult(Outcome.PROVEN, (C.DENIAL_CHILD_SIDE,), (match.rrset,),
                            (f"DS NODATA from the child apex {name} (proves nothing about the "
                             f"delegation)",))
+    if says_nonexistent(match.types):
+        return _compact(name, rdtype, match)
     return _proven((match,), f"NSEC at {name} lacks {_type(rdtype)}")
+
+
+def _compact(name: dns.name.Name, rdtype: int, match: _Nsec) -> ProofResult:
+    """RFC 9824 3: the NSEC owned by ``name`` with NXNAME in its bitmap says ``name`` does
+    not exist, whether the rcode is NOERROR (as signed) or NXDOMAIN (restored, RFC 9824 4)."""
+    if not denies_type(match.types, rdtype):
+        # RFC 4035 5.4: a bitmap listing the type (or CNAME) contradicts the denial.
+        return failed(C.DENIAL_BITMAP_HAS_TYPE,
+                      f"compact denial NSEC at {name} lists {_type(rdtype)} or CNAME")
+    if is_delegation_bitmap(match.types) or dns.rdatatype.DNAME in match.types:
+        # RFC 9824 3: NXNAME stands alone with NSEC and RRSIG; NS/DNAME contradict it.
+        return failed(C.DENIAL_BITMAP_HAS_TYPE,
+                      f"compact denial NSEC at {name} also lists NS or DNAME")
+    shape = "" if is_compact_shape(name, match.next) else f" (next name {match.next})"
+    return ProofResult(Outcome.PROVEN, (C.COMPACT_DENIAL_NXNAME,), (match.rrset,),
+                       (f"{COMPACT_NXNAME_TEXT}: NSEC at {name} has NXNAME{shape}",))
 
 
 def _no_ds(name: dns.name.Name, records: list[_Nsec]) -> ProofResult:
