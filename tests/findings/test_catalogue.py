@@ -65,3 +65,14 @@ def test_merger_is_bounded_by_distinct_keys() -> None:
     assert [(f.params["zone"], f.count, f.first_seen_ns, f.last_seen_ns) for f in found] == [
         ("z0.", 3, 0, 2), ("z1.", 3, 10, 12)]
     assert list(merger.flush()) == []
+
+
+def test_every_forgery_and_validation_finding_is_explained_in_the_findings_doc() -> None:
+    from pathlib import Path
+
+    from auditor.findings.catalogue import FORGERY_FINDINGS, VALIDATION_FINDINGS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "FINDINGS.md").read_text()
+    undocumented = [spec.code for spec in (*FORGERY_FINDINGS, *VALIDATION_FINDINGS)
+                    if f"{spec.code}" not in doc]
+    assert not undocumented
