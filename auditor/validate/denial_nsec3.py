@@ -281,8 +281,13 @@ def _wildcard_answer(name: dns.name.Name, encloser: dns.name.Name, ring: _Ring) 
     if cover is None:
         # RFC 5155 8.8: the next closer name must be covered.
         return failed(C.DENIAL_NO_COVER, f"no NSEC3 covers next closer name {closer}")
-    return ProofResult(Outcome.PROVEN, (), (cover.rrset,),
-                       (f"NSEC3 covers next closer {closer} of wildcard *.{encloser}",))
+    text = f"NSEC3 covers next closer {closer} of wildcard *.{encloser}"
+    if cover.opt_out:
+        # RFC 5155 9.2: an opt-out span may hide an unsigned delegation at the next closer
+        # name, so the wildcard expansion is not proven: insecure, never secure.
+        return ProofResult(Outcome.OPT_OUT, (C.NSEC3_OPT_OUT,), (cover.rrset,),
+                           (f"{text}; the span is opt-out",))
+    return ProofResult(Outcome.PROVEN, (), (cover.rrset,), (text,))
 
 
 def _rrsets(records: Sequence[_Nsec3]) -> tuple[dns.rrset.RRset, ...]:

@@ -45,9 +45,22 @@ def denial_records(
     for item in evidence.section(Section.AUTHORITY):
         if item.rrset.rdtype not in _DENIAL_TYPES or not item.rrsigs:
             continue
+        if _wildcard_expanded(item):
+            # An NSEC/NSEC3 synthesised from a wildcard (RRSIG Labels below the owner's, RFC
+            # 4035 5.3.2) was never in the zone's chain: it proves nothing (RFC 4592 4.5).
+            continue
         signers = [rrsig.signer for rrsig in item.rrsigs]
         records.append((item.rrset, zone if zone is not None and zone in signers else signers[0]))
     return records
+
+
+def _wildcard_expanded(item: RRsetEvidence) -> bool:
+    """Whether every RRSIG of the RRset says it was expanded from a wildcard: its Labels field
+    is below the owner's label count (not counting the root or a leading ``*``)."""
+    assert item.rrsigs is not None
+    owner = item.rrset.name
+    labels = len(owner) - 1 - (1 if owner.is_wild() else 0)
+    return all(int(rrsig.labels) < labels for rrsig in item.rrsigs)
 
 
 def referral_point(evidence: ResponseEvidence, name: dns.name.Name) -> dns.name.Name | None:

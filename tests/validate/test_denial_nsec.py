@@ -333,3 +333,31 @@ def test_the_same_records_in_a_recursive_answer_are_judged_and_bogus(env: Denial
     # Twin: a resolver's answer (AA clear) vouches for the whole chain it returns.
     verdict = _cname_with_out_of_zone_target(env, authoritative=False)
     assert verdict.status is Status.BOGUS  # type: ignore[attr-defined]
+
+
+# --- a wildcard-expanded NSEC proves nothing (issue 12 class 3) -----------------------------
+
+def _expanded_nsec(env: DenialLab, owner: str) -> list[dns.rrset.RRset]:
+    """An NSEC at ``owner`` whose RRSIG was made for *.w.example.test. (Labels 3 < 4): what a
+    server synthesising from a wildcard NSEC would send, never a record of the chain."""
+    nsec = rrset("*.w.example.test.", "NSEC", "z.example.test. A RRSIG NSEC")
+    sigs = env.zone.sign(nsec)
+    moved_nsec = rrset(owner, "NSEC", "z.example.test. A RRSIG NSEC")
+    moved = dns.rrset.RRset(moved_nsec.name, sigs.rdclass, sigs.rdtype, sigs.covers)
+    moved.update_ttl(sigs.ttl)
+    for rrsig in sigs:
+        moved.add(rrsig)
+    return [moved_nsec, moved]
+
+
+def test_a_wildcard_expanded_nsec_does_not_prove_nodata(env: DenialLab) -> None:
+    # A NODATA for MX at host.w. "proven" by an NSEC owned by host.w. that is itself a
+    # wildcard expansion: it proves nothing (RFC 4592 4.5), so the signed NODATA is bogus.
+    verdict = env.judge(env.nodata("host.w.example.test.", "MX",
+                                   _expanded_nsec(env, "host.w.example.test.")))
+    assert verdict.status is Status.BOGUS, verdict
+    # Twin: the wildcard's own NSEC (owner *.w., Labels equal) is a valid wildcard NODATA.
+    chain = NsecChain(env.zone)
+    proof = [*chain.record("*.w.example.test."), *chain.record("a.example.test.")]
+    verdict = env.judge(env.nodata("host.w.example.test.", "MX", proof))
+    assert verdict.status is Status.SECURE, verdict

@@ -189,6 +189,19 @@ def test_wildcard_answer_with_next_closer_cover_is_secure(
     assert C.WILDCARD_UNPROVEN in twin.codes
 
 
+def test_wildcard_answer_over_an_opt_out_span_is_insecure(
+    env: DenialLab, opt_out: Nsec3Chain
+) -> None:
+    # Issue 12 class 2: the next closer's covering span has opt-out set, so an unsigned
+    # delegation may hide there: insecure, never secure (RFC 5155 9.2; the non-opt-out twin
+    # above is secure).
+    response = respond("host.w.example.test.", "A", wildcard_answer(env),
+                       authority=opt_out.cover("host.w.example.test."))
+    verdict = env.judge(response)
+    assert verdict.status is Status.INSECURE, verdict
+    assert C.NSEC3_OPT_OUT in verdict.codes
+
+
 # --- referrals --------------------------------------------------------------------------------
 
 def referral(env: DenialLab, child: str, proof: list[dns.rrset.RRset]) -> tuple[Status, tuple]:
