@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -228,9 +229,19 @@ def _garbage_rows(path: Path, lab: Lab) -> None:
     db.close()
 
 
+@pytest.fixture
+def warnings_seen(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+                  ) -> pytest.LogCaptureFixture:
+    """caplog, also after a CLI run in this process stopped the package logger propagating."""
+    monkeypatch.setattr(logging.getLogger("auditor"), "propagate", True)
+    caplog.set_level(logging.WARNING, logger="auditor")
+    return caplog
+
+
 def test_garbage_rows_are_skipped_counted_and_named(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, warnings_seen: pytest.LogCaptureFixture
 ) -> None:
+    caplog = warnings_seen
     lab = Lab()
     path = tmp_path / "garbage.sqlite"
     _garbage_rows(path, lab)
@@ -251,8 +262,11 @@ def test_garbage_rows_are_skipped_counted_and_named(
     assert "garbage.sqlite: 5 key cache rows skipped" in warnings[0]
 
 
-def test_a_clean_cache_skips_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_clean_cache_skips_nothing(
+    tmp_path: Path, warnings_seen: pytest.LogCaptureFixture
+) -> None:
     """Negative twin: the same good row alone is listed and nothing is reported."""
+    caplog = warnings_seen
     lab = Lab()
     with KeyCache(str(tmp_path / "clean.sqlite")) as cache:
         cache.record_validated(name("example.test."), lab.leaf.zsk, validated_by="chain")
