@@ -87,6 +87,9 @@ class ValidationCode(StrEnum):
     AD_WITH_OTHER_ANCHOR = ("ad_with_other_anchor", None)
     """AD set on data that fails only at the trust anchor: the resolver validates with another
     trust anchor (a configuration matter, not forgery)."""
+    RRSIG_ONLY_ANSWER = ("rrsig_only_answer", None)
+    """The answer holds only RRSIG records (a query for type RRSIG): records, so no denial,
+    but covering no RRset of the response; an RRSIG RRset is never signed (RFC 4035 2.2)."""
     OUT_OF_ZONE_IGNORED = ("out_of_zone_ignored", None)
     """An authoritative answer carried records outside the zone it speaks for (a CNAME
     target's data): a validating resolver discards them and asks again, so they are not

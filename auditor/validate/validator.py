@@ -408,6 +408,14 @@ class Validator:
             # which the resolver fetches separately (RFC 1034 3.6.2). Judge the hops present.
             status = worst(statuses)
             detail.append("the CNAME chain leaves the zone; the target is answered elsewhere")
+        elif _rrsig_only_answer(evidence):
+            # The answer to a query for RRSIG (or any answer made only of RRSIG records): the
+            # signatures are records, so this is no denial, but they cover no RRset here and an
+            # RRSIG RRset is never signed itself (RFC 4035 2.2): nothing to validate.
+            status = Status.INDETERMINATE
+            _add(codes, ValidationCode.RRSIG_ONLY_ANSWER)
+            detail.append("the answer holds only RRSIG records, covering no RRset of the "
+                          "response: nothing to validate (RFC 4035 2.2)")
         elif evidence.flags & dns.flags.TC:
             # RFC 2181 9 / RFC 7766 5: a truncated response without the answer is no denial;
             # the client retries over TCP and that response is judged on its own.
@@ -434,7 +442,7 @@ class Validator:
                 _add(codes, ValidationCode.AD_ON_BOGUS)
             elif status is Status.INSECURE:
                 _add(codes, ValidationCode.AD_ON_INSECURE)
-        if not evidence.rrsets:
+        if not evidence.rrsets and not evidence.orphan_rrsigs:
             _add(codes, ValidationCode.NO_RECORDS)
             if not missing and status is Status.INDETERMINATE:
                 missing.append("the response has no records to validate")
@@ -833,6 +841,12 @@ def _authoritative_zone(
               if item.rrset.rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS)
               and qname.is_subdomain(item.rrset.name)]
     return max(owners, key=len) if owners else None
+
+
+def _rrsig_only_answer(evidence: ResponseEvidence) -> bool:
+    """Whether the answer section holds RRSIG records and nothing else."""
+    return (not evidence.section(Section.ANSWER)
+            and any(item.section is Section.ANSWER for item in evidence.orphan_rrsigs))
 
 
 def _target_outside(item: RRsetEvidence, zone: dns.name.Name | None) -> bool:

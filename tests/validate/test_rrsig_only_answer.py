@@ -1,8 +1,5 @@
 """An answer made only of RRSIG records (the answer to a query of type RRSIG) is not a negative
-answer: it has records, none of them an RRset that a signature covers (issue 11, point 9).
-
-Strict xfail until the validator's classification lands (see the change proposed with it:
-``Validator._judge_message`` treats orphan RRSIGs of the answer section as an answer)."""
+answer: it has records, none of them an RRset that a signature covers (issue 11, point 9)."""
 
 from __future__ import annotations
 
@@ -19,8 +16,6 @@ REALCAPS = Path(__file__).resolve().parents[3] / "shared" / "realcaps"
 DQY_RRSIG = REALCAPS / "dqy" / "rrsig.pcap"
 """dqy's test capture of a query for . RRSIG answered with two RRSIG records (NOERROR)."""
 
-PENDING = pytest.mark.xfail(strict=True, reason="validator.py: RRSIG-only answer classified "
-                            "as a negative answer until the proposed change lands")
 
 
 def _negative(detail: tuple[str, ...] | list[str], codes: tuple[str, ...] | list[str]) -> bool:
@@ -29,7 +24,6 @@ def _negative(detail: tuple[str, ...] | list[str], codes: tuple[str, ...] | list
             or any(c.startswith("denial_") or c in ("nsec_missing", "no_records") for c in codes))
 
 
-@PENDING
 def test_rrsig_only_answer_is_judged_as_an_answer_not_a_denial() -> None:
     lab = Lab()
     _, signatures = lab.signed_a()
@@ -48,7 +42,6 @@ def test_the_same_question_with_an_empty_answer_is_a_negative_answer() -> None:
     assert verdict.status is Status.BOGUS  # a signed zone's denial without NSEC/NSEC3
 
 
-@PENDING
 def test_dqy_rrsig_capture_is_not_a_negative_answer(tmp_path: Path) -> None:
     if not DQY_RRSIG.exists():
         pytest.skip(f"real capture {DQY_RRSIG} not found (see {REALCAPS}/README.md)")
