@@ -77,9 +77,17 @@ def root_hints(addresses: ServerAddresses) -> str:
 
 
 def unbound_config(
-    workdir: Path, resolver: ResolverAddresses, trust_anchor_file: Path, hints: Path
+    workdir: Path,
+    resolver: ResolverAddresses,
+    trust_anchor_file: Path,
+    hints: Path,
+    extra: Sequence[str] = (),
 ) -> str:
-    """Return an unbound.conf validating from the private root trust anchor."""
+    """Return an unbound.conf validating from the private root trust anchor.
+
+    *extra* server options (``name: value``) are appended; a repeated option overrides.
+    """
+    extra_lines = "".join(f"    {option}\n" for option in extra)
     interfaces = [resolver.ipv4] + ([resolver.ipv6] if resolver.ipv6 else [])
     interface_lines = "".join(f"    interface: {address}\n" for address in interfaces)
     return f"""server:
@@ -118,7 +126,7 @@ def unbound_config(
     minimal-responses: no
     trust-anchor-signaling: no
     root-key-sentinel: no
-
+{extra_lines}
 remote-control:
     control-enable: yes
     control-use-cert: no

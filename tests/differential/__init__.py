@@ -1,0 +1,1 @@
+"""Differential testing: generated zone trees resolved by Unbound, audited, verdicts compared."""

@@ -1,0 +1,235 @@
+"""Generate seeded, reproducible scenarios: random zone trees, records, probes and faults."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import dns.name
+
+from tests.differential.design import Design, empty_non_terminals, owners, resolve
+from tests.differential.model import (
+    DS_FAULTS,
+    Fault,
+    FaultKind,
+    Nsec3,
+    Probe,
+    ProbeKind,
+    Scenario,
+    Signing,
+    ZonePlan,
+)
+
+TLD = "test."
+"""Every scenario's top zone is delegated from this shared, signed zone."""
+
+CHILD_LABELS = ("sub", "k", "zone2", "dept.corp", "inner", "x9")
+HOSTS = ("www", "mail", "ftp", "a", "b", "host1", "deep.er", "x.y", "m.n.o")
+DATA_TYPES = ("A", "AAAA", "TXT", "MX")
+MAX_ZONES = 7
+
+ALGORITHMS: dict[int, float] = {8: 22, 10: 12, 13: 25, 14: 12, 15: 14, 16: 10, 5: 2.5, 7: 2.5}
+"""Algorithm -> weight (RSASHA1 and NSEC3RSASHA1 now and then)."""
+RSA_ALGORITHMS = frozenset({5, 7, 8, 10})
+NSEC3_CAPABLE = frozenset(ALGORITHMS) - {5}  # RFC 5155 2: algorithm 5 predates NSEC3
+WINDOW_FAULTS = frozenset({FaultKind.EXPIRED, FaultKind.NOT_YET_VALID})
+
+
+def _rdata(rng: random.Random, rdtype: str, host: str) -> str:
+    match rdtype:
+        case "A":
+            return f"192.0.2.{rng.randint(1, 254)}"
+        case "AAAA":
+            return f"2001:db8::{rng.randint(1, 0xFFFF):x}"
+        case "TXT":
+            return f'"t{rng.randint(0, 9999)}"'
+        case _:
+            return f"10 {host}"
+
+
+def _tree(rng: random.Random, top: str) -> list[tuple[str, str]]:
+    """(zone, parent) pairs, parents first; depth 1 to 4 zones below ``test.``."""
+    levels = rng.choices((1, 2, 3, 4), weights=(25, 35, 25, 15))[0]
+    zones, frontier = [(top, TLD)], [top]
+    for _ in range(levels - 1):
+        grown: list[str] = []
+        for parent in frontier:
+            for label in rng.sample(CHILD_LABELS, rng.choice((1, 1, 2))):
+                if len(zones) < MAX_ZONES:
+                    zones.append((f"{label}.{parent}", parent))
+                    grown.append(f"{label}.{parent}")
+        frontier = grown
+    return zones
+
+
+def _signing(rng: random.Random) -> Signing | None:
+    if rng.random() < 0.2:
+        return None
+    algorithm = rng.choices(list(ALGORITHMS), weights=list(ALGORITHMS.values()))[0]
+    bits = rng.choice((1024, 2048)) if algorithm in RSA_ALGORITHMS else None
+    nsec3 = None
+    if algorithm in NSEC3_CAPABLE and rng.random() < 0.5:
+        iterations = rng.choice((0, 0, 0, 1, 10, rng.randint(0, 150), 150))
+        salt = "-" if rng.random() < 0.5 else rng.randbytes(rng.randint(1, 8)).hex()
+        nsec3 = Nsec3(iterations, salt, rng.random() < 0.3)
+    digests = rng.choices(((2,), (4,), (1,), (1, 2)), weights=(75, 10, 5, 10))[0]
+    return Signing(algorithm, bits, nsec3, digests)
+
+
+def _host_records(rng: random.Random) -> list[str]:
+    records = [
+        f"{host} {rdtype} {_rdata(rng, rdtype, host)}"
+        for host in rng.sample(HOSTS, rng.randint(2, 5))
+        for rdtype in rng.sample(DATA_TYPES, rng.randint(1, 2))
+    ]
+    if rng.random() < 0.35:
+        wildcard = rng.choice(("*", "*.wild"))
+        rdtype = rng.choice(("A", "TXT"))
+        records.append(f"{wildcard} {rdtype} {_rdata(rng, rdtype, 'www')}")
+    return records
+
+
+def _alias_target(
+    rng: random.Random, design: Design, zones: Sequence[str], cnames: list[str]
+) -> str:
+    zone = rng.choice(zones)
+    plan = design.zones[dns.name.from_text(zone)]
+    hosts = [owner for owner, _ in owners(design, plan) if "*" not in owner]
+    choice = rng.choices(("host", "nx", "chain", "wild", "apex"), weights=(5, 1, 2, 1, 1))[0]
+    if choice == "host" and hosts:
+        return rng.choice(hosts)
+    if choice == "chain" and cnames:
+        return rng.choice(cnames)  # only earlier CNAMEs: no loops
+    if choice == "wild":
+        return f"w{rng.randint(0, 99)}.wild.{zone}"
+    if choice == "apex":
+        return zone
+    return f"nx{rng.randint(0, 99)}.{zone}"
+
+
+def _add_aliases(rng: random.Random, plans: list[ZonePlan]) -> list[ZonePlan]:
+    """CNAMEs (chains allowed, no loops) and DNAMEs into any zone of the tree."""
+    names = [plan.name for plan in plans]
+    cnames: list[str] = []
+    result = []
+    for plan in plans:
+        design = Design.of(plans)
+        extra = []
+        for index in range(rng.choice((0, 0, 1, 2, 3))):
+            extra.append(f"cn{index} CNAME {_alias_target(rng, design, names, cnames)}")
+            cnames.append(f"cn{index}.{plan.name}")
+        if rng.random() < 0.25:
+            extra.append(f"dn DNAME {rng.choice(names)}")
+        result.append(ZonePlan(plan.name, plan.parent, plan.signing, plan.records + tuple(extra)))
+    return result
+
+
+def _candidates(rng: random.Random, design: Design, plan: ZonePlan) -> list[tuple[str, str]]:
+    zone = plan.name
+    found = [(zone, "SOA"), (zone, "DNSKEY"), (zone, "DS"), (f"nx{rng.randint(0, 99)}.{zone}", "A")]
+    for owner, rdtype in owners(design, plan):
+        if "*" in owner:
+            found += [(f"w{rng.randint(0, 99)}.{owner[2:]}", rdtype), (f"q.{owner[2:]}", "MX")]
+        elif rdtype == "DNAME":
+            found.append((f"{rng.choice(('www', 'a', 'nope'))}.{owner}", "A"))
+        elif rdtype == "CNAME":
+            found += [(owner, rng.choice(("A", "AAAA", "TXT"))), (owner, "A")]
+        else:
+            found += [(owner, rdtype), (owner, rng.choice(("A", "AAAA", "TXT", "SRV")))]
+            found.append((f"nope.{owner}", "A"))
+    found += [(ent, "A") for ent in empty_non_terminals(design, plan)]
+    return found
+
+
+def _probes(rng: random.Random, design: Design) -> tuple[list[Probe], dict[str, tuple[str, ...]]]:
+    pool = sorted({c for plan in design.zones.values() for c in _candidates(rng, design, plan)})
+    chosen = rng.sample(pool, min(len(pool), rng.randint(4, 8)))
+    probes, paths = [], {}
+    for qname, qtype in chosen:
+        resolution = resolve(design, qname, qtype)
+        kind = resolution.kinds[0] if resolution.kinds else ProbeKind.NXDOMAIN
+        probe = Probe(qname, qtype, kind, resolution.chain, cd=rng.random() < 0.15)
+        probes.append(probe)
+        paths[str(probe)] = resolution.zones
+    return probes, paths
+
+
+def _target(
+    rng: random.Random, kind: FaultKind, plan: ZonePlan, design: Design, probes: Sequence[Probe]
+) -> str:
+    zone = dns.name.from_text(plan.name)
+    mine = [p for p in probes if design.zone_of(dns.name.from_text(p.qname)) == zone]
+    if kind is FaultKind.RRSIG_REMOVED or kind is FaultKind.RDATA_ALTERED:
+        types = ("A", "AAAA", "TXT", "MX") if kind is FaultKind.RDATA_ALTERED else ()
+        sets = [f"{o} {t}" for o, t in owners(design, plan, types) if "*" not in o]
+        probed = [f"{p.qname} {p.qtype}" for p in mine if f"{p.qname} {p.qtype}" in sets]
+        if kind is FaultKind.RRSIG_REMOVED:
+            sets += [f"{plan.name} DNSKEY", f"{plan.name} SOA"]
+        return rng.choice(probed if probed and rng.random() < 0.7 else sets)
+    if kind is FaultKind.NSEC_STRIPPED:
+        denied = [
+            p.qname
+            for p in mine
+            if p.kind in (ProbeKind.NXDOMAIN, ProbeKind.NODATA, ProbeKind.WILDCARD, ProbeKind.ENT)
+        ]
+        return rng.choice(denied) if denied else f"nx{rng.randint(0, 99)}.{plan.name}"
+    if kind is FaultKind.CHAIN_BROKEN:
+        hosts = sorted({o for o, _ in owners(design, plan) if "*" not in o})
+        probed = [p.qname for p in mine if p.qname in hosts]
+        return rng.choice(probed or hosts)
+    return ""
+
+
+def _variant(rng: random.Random, kind: FaultKind) -> str:
+    match kind:
+        case FaultKind.DS_WRONG:
+            return rng.choice(("digest", "phantom"))
+        case FaultKind.DS_UNKNOWN_DIGEST:
+            return rng.choice(("alone", "beside-good"))
+        case FaultKind.KEY_REVOKED:
+            return rng.choice(("ksk", "zsk"))
+        case _:
+            return ""
+
+
+def _compatible(kind: FaultKind, zone: str, faults: Sequence[Fault]) -> bool:
+    same = [fault.kind for fault in faults if fault.zone == zone]
+    if kind in same:
+        return False
+    if kind in WINDOW_FAULTS and WINDOW_FAULTS & set(same):
+        return False
+    return not (kind in DS_FAULTS and DS_FAULTS & set(same))
+
+
+def _faults(rng: random.Random, design: Design, probes: Sequence[Probe]) -> list[Fault]:
+    faults: list[Fault] = []
+    plans = list(design.zones.values())
+    for _ in range(rng.choices((0, 1, 2), weights=(20, 50, 30))[0]):
+        plan = rng.choice(plans)
+        kinds = list(FaultKind) if plan.signing else [FaultKind.DS_WRONG]
+        if plan.signing and plan.signing.nsec3 is None:
+            kinds.remove(FaultKind.NSEC_STRIPPED) if rng.random() < 0.3 else None
+        kinds = [k for k in kinds if _compatible(k, plan.name, faults)]
+        if not kinds:
+            continue
+        kind = rng.choice(kinds)
+        variant = (
+            "phantom" if kind is FaultKind.DS_WRONG and not plan.signing else _variant(rng, kind)
+        )
+        faults.append(Fault(kind, plan.name, _target(rng, kind, plan, design, probes), variant))
+    return faults
+
+
+def generate(seed: int, index: int) -> Scenario:
+    """Scenario *index* of the run seeded *seed* (independent of every other index)."""
+    rng = random.Random(f"differential:{seed}:{index}")
+    top = f"s{index:05d}.{TLD}"
+    plans = [
+        ZonePlan(zone, parent, _signing(rng), tuple(_host_records(rng)))
+        for zone, parent in _tree(rng, top)
+    ]
+    plans = _add_aliases(rng, plans)
+    design = Design.of(plans)
+    probes, paths = _probes(rng, design)
+    faults = _faults(rng, design, probes)
+    return Scenario(seed, index, tuple(plans), tuple(faults), tuple(probes), paths)
