@@ -4,6 +4,7 @@ until the key material changes."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -447,7 +448,16 @@ class ChainResolver:
                 secure_ds.extend(outcome.keys)  # type: ignore[arg-type]
         if secure_ds:
             signers = sorted({o.validated_by for o in outcomes if o.status is Status.SECURE})
-            return self._from_ds(zone, secure_ds, ", ".join(signers))
+            found = self._from_ds(zone, secure_ds, ", ".join(signers))
+            if found.status is Status.SECURE and any(
+                    o.from_cache for o in outcomes if o.status is Status.SECURE):
+                # The parent's keys came from the key cache: so does this trust (it is
+                # reported with trust_from_cache and never stored back as validated).
+                found = dataclasses.replace(
+                    found, from_cache=True,
+                    codes=(*found.codes, ValidationCode.TRUST_FROM_CACHE),
+                    validated_by=f"{found.validated_by} (key cache)")
+            return found
         for status in (Status.INSECURE, Status.BOGUS, Status.INDETERMINATE):
             chosen = [o for o in outcomes if o.status is status]
             if chosen:
@@ -480,7 +490,8 @@ class ChainResolver:
                                             parent.keys, signature_times(entry, wire, self.at_s))
                 if result.valid:
                     outcomes.append(ZoneTrust(zone, Status.SECURE, tuple(entry.rrset),
-                                              validated_by=str(signer)))  # type: ignore[arg-type]
+                                              validated_by=str(signer),
+                                              from_cache=parent.from_cache))  # type: ignore[arg-type]
                     break
                 for code, text in zip(result.codes, result.detail, strict=False):
                     collected.add(code, f"DS RRset of {zone}: {text}")

@@ -292,3 +292,32 @@ def test_corrupt_pages_are_a_key_cache_error_naming_the_file(tmp_path: Path) -> 
     corrupt_cache(path)
     with KeyCache(str(path)) as cache, pytest.raises(KeyCacheError, match="corrupt.sqlite"):
         cache.list()
+
+
+def test_a_child_validated_through_cached_parent_keys_carries_the_cache_mark(
+    tmp_path: Path,
+) -> None:
+    # Run 1 trusted test.'s keys. Run 2 holds only the DS of example.test. (signed by test.)
+    # and example.test.'s DNSKEY: the leaf's trust rests on the cache and must say so, and
+    # must not be written back as if this run had validated it from an anchor.
+    lab = Lab()
+    path = str(tmp_path / "keys.sqlite")
+    _run_one(lab, path)
+    material = KeyMaterial()
+    material.observe(lab.dnskey_response(lab.tld))
+    material.observe(lab.dnskey_response(lab.leaf))
+    material.observe(lab.ds_response(lab.leaf, lab.tld))
+    with KeyCache(path) as cache:
+        validator = lab.validator(cache=cache, material=material)
+        verdict = validator.judge(respond("www.example.test.", "A", lab.signed_a()))
+        updates = validator.cache_updates()
+    assert verdict.status is Status.SECURE
+    assert C.TRUST_FROM_CACHE in verdict.rrsets[0].codes or C.TRUST_FROM_CACHE in verdict.codes
+    leaf = [u for u in updates if u.zone == name("example.test.")]
+    assert leaf and all(u.state is not KeyState.TRUSTED for u in leaf)
+    # Twin: with the whole chain in the capture the leaf is validated from the anchor.
+    full = lab.validator()
+    verdict = full.judge(respond("www.example.test.", "A", lab.signed_a()))
+    assert C.TRUST_FROM_CACHE not in verdict.codes
+    assert any(u.zone == name("example.test.") and u.state is KeyState.TRUSTED
+               for u in full.cache_updates())
