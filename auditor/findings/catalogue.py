@@ -249,6 +249,15 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ("RFC 5011 2.1",),
     ),
     FindingSpec(
+        "weak_key",
+        Severity.MEDIUM,
+        "Weak key",
+        "Zone {zone} publishes {algorithm} key {key_tag} of {bits} bits (under {minimum}); "
+        "its signatures still validate, as in Unbound and BIND, but a modulus this short "
+        "can be factored",
+        ("RFC 6781 3.4.2",),
+    ),
+    FindingSpec(
         "cds_no_matching_dnskey",
         Severity.MEDIUM,
         "CDS/CDNSKEY names no published DNSKEY",

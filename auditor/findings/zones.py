@@ -26,7 +26,7 @@ from auditor.findings.merge import FindingMerger
 from auditor.findings.validation import provenance_of
 from auditor.messages import name_text
 from auditor.validate.ds import ds_names_any
-from auditor.validate.signature import rsa_modulus_bits, serial_to_epoch
+from auditor.validate.signature import RSA_ALGORITHMS, rsa_modulus_bits, serial_to_epoch
 from auditor.validate.verdict import Status, Verdict
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,10 @@ MAX_ZONES = 50_000
 MAX_RECORDS_PER_ZONE = 64
 EXPIRY_WARNING_S = 2 * 86_400
 """Signatures with less remaining validity than this when seen are reported."""
+WEAK_RSA_BITS = 1024
+"""RSA moduli shorter than this are reported as ``weak_key`` (RFC 6781 3.4.2; NIST SP 800-131A
+disallows RSA under 2048 bits for new signatures and 512 bits has been factored since 1999).
+Validation does not gate on size: Unbound and BIND accept such keys."""
 
 # RFC 8624 3.1 "DNSSEC Signing" column (kept as the IANA registry's values by RFC 9904).
 SIGNING_STATUS: dict[int, str] = {
@@ -64,7 +68,7 @@ def algorithm_name(number: int) -> str:
 def key_bits(key: DNSKEY) -> int:
     """Key size in bits (RSA modulus or curve size); 0 when unknown."""
     algorithm = int(key.algorithm)
-    if algorithm in (5, 7, 8, 10):
+    if algorithm in RSA_ALGORITHMS:
         return rsa_modulus_bits(key)  # type: ignore[arg-type]
     return _CURVE_BITS.get(algorithm, 0)
 
@@ -360,6 +364,13 @@ class ZoneHealth:
             if key.flags & Flag.REVOKE:  # RFC 5011 2.1
                 self._finding("key_revoked_published", zone, state, "dnskey",
                               {"key_tag": dns.dnssec.key_id(key)}, codes)
+            bits = key_bits(key)
+            # RFC 6781 3.4.2: a short RSA modulus; 0 is a malformed key, not a weak one.
+            if int(key.algorithm) in RSA_ALGORITHMS and 0 < bits < WEAK_RSA_BITS:
+                self._finding("weak_key", zone, state, "dnskey",
+                              {"key_tag": dns.dnssec.key_id(key),
+                               "algorithm": algorithm_name(int(key.algorithm)), "bits": bits,
+                               "minimum": WEAK_RSA_BITS}, codes)
 
     def _ds_findings(self, zone: str, state: _ZoneState, ds_records: list[DS],
                      codes: list[str]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from auditor.errors import ConfigError
 
@@ -17,7 +17,11 @@ _MODERN_ALGORITHMS = frozenset({8, 10, 13, 14, 15, 16})
 class ValidationPolicy:
     """What the validator accepts. Anything outside the sets is 'unsupported': a zone whose
     validated DS RRset lists only unsupported algorithms or digests is insecure, not bogus
-    (RFC 4035 5.2, RFC 6840 5.2)."""
+    (RFC 4035 5.2, RFC 6840 5.2).
+
+    Key size is not part of the policy: Unbound and BIND validate short RSA keys (512 bits
+    and up) like any other, so the verdict does too, and zone health reports the weakness
+    (``weak_key``)."""
 
     name: str
     """Preset name, recorded in reports."""
@@ -29,8 +33,6 @@ class ValidationPolicy:
     """Seconds of tolerance applied to both RRSIG inception and expiration."""
     max_nsec3_iterations: int = 100
     """NSEC3 iteration count above which a proof is treated as insecure (RFC 9276 3.2)."""
-    min_rsa_bits: int = 1024
-    """RSA moduli shorter than this are treated as an unsupported algorithm."""
 
     def supports_algorithm(self, algorithm: int) -> bool:
         """Whether signatures of ``algorithm`` are validated under this policy."""
@@ -67,7 +69,6 @@ PERMISSIVE = ValidationPolicy(
     ds_digests=frozenset({1, 2, 4}),
     clock_skew_s=300,
     max_nsec3_iterations=2500,
-    min_rsa_bits=512,
 )
 """Everything dnspython can verify, with five minutes of clock skew (for lab captures)."""
 
@@ -87,11 +88,4 @@ def policy_from_name(name: str, *, clock_skew_s: int | None = None) -> Validatio
         return policy
     if clock_skew_s < 0:
         raise ConfigError(f"clock skew must not be negative: {clock_skew_s}")
-    return ValidationPolicy(
-        name=policy.name,
-        algorithms=policy.algorithms,
-        ds_digests=policy.ds_digests,
-        clock_skew_s=clock_skew_s,
-        max_nsec3_iterations=policy.max_nsec3_iterations,
-        min_rsa_bits=policy.min_rsa_bits,
-    )
+    return replace(policy, clock_skew_s=clock_skew_s)

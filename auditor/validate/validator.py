@@ -215,9 +215,17 @@ class Validator:
             unsupported = unsupported and result.unsupported
             key_unseen = key_unseen and ValidationCode.DNSKEY_MISSING in result.codes
         if unsupported:
-            # Only algorithms the policy does not support signed it: treat as insecure
-            # (RFC 4035 5.2 last paragraph, RFC 6840 5.2).
-            return Status.INSECURE, None
+            # Only algorithms the policy does not support signed it, but the zone's keys are
+            # trusted through a supported algorithm (its DS or anchor names one): the
+            # insecure rule of RFC 4035 5.2 / RFC 6840 5.2 is for a DS RRset naming no
+            # supported algorithm, so this RRset has no valid signature: bogus, as Unbound
+            # and BIND say. A zone whose DS names only unsupported algorithms never gets here
+            # (ChainResolver calls it insecure).
+            detail.append(f"{rrset.name} {rrset.rdtype.name} is signed only with algorithms "
+                          f"policy {self.policy.name} does not validate, in zone {signer} "
+                          f"whose keys are trusted through a supported algorithm")
+            _add(codes, ValidationCode.DNSSEC_BOGUS)
+            return Status.BOGUS, None
         seen = self.keys.material.dnskey_rrsets(signer)
         if key_unseen and not signed_entries(seen):
             # RFC 4035 5.3.1: the signing key must come from the zone's DNSKEY RRset. Only

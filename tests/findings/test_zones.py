@@ -186,3 +186,27 @@ def test_zone_count_is_bounded(monkeypatch: object) -> None:
     lab = Lab()
     health, rows = _health(lab, [])
     assert len(rows) == 2
+
+
+def test_weak_rsa_key_is_reported_and_the_zone_stays_secure() -> None:
+    # Issue 12 class 5: validators accept 512-bit RSA, so the verdict is secure and the
+    # weakness is a zone-health finding naming the key tag, algorithm and size.
+    lab = Lab(leaf=Zone(name("example.test."), 8, rsa_bits=512))
+    health, rows = _health(lab, [respond("www.example.test.", "A", lab.signed_a())])
+    leaf = rows["example.test."]
+    assert leaf.chain_status == Status.SECURE.value and leaf.bogus == 0
+    weak = [f for f in health.findings  # type: ignore[attr-defined]
+            if f.code == "weak_key" and f.params["zone"] == "example.test."]
+    assert {f.params["key_tag"] for f in weak} == {dns.dnssec.key_id(lab.leaf.ksk),
+                                                 dns.dnssec.key_id(lab.leaf.zsk)}
+    assert {(f.params["bits"], f.params["algorithm"]) for f in weak} == {
+        (512, "RSASHA256 (8)")}
+    assert "weak_key" in leaf.findings
+    assert "512 bits" in weak[0].message
+
+
+def test_1024_bit_rsa_key_is_not_weak() -> None:
+    # The negative twin: at the threshold nothing is reported.
+    lab = Lab(leaf=Zone(name("example.test."), 8, rsa_bits=1024))
+    health, _rows = _health(lab, [respond("www.example.test.", "A", lab.signed_a())])
+    assert "weak_key" not in _codes(health, "example.test.")

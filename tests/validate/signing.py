@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dns.dnssec
 import dns.edns
@@ -17,7 +18,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.DNSKEY
 import dns.rrset
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from auditor.evidence import ResponseEvidence, build_evidence
 from auditor.transactions import Matcher
@@ -33,18 +35,29 @@ NS = 1_000_000_000
 
 PrivateKey = (
     rsa.RSAPrivateKey
+    | dsa.DSAPrivateKey
     | ec.EllipticCurvePrivateKey
     | ed25519.Ed25519PrivateKey
     | ed448.Ed448PrivateKey
 )
 
 
+DATA = Path(__file__).resolve().parents[1] / "data" / "dnssec"
+
+
 @functools.cache
-def private_key(algorithm: int, slot: int = 0) -> PrivateKey:
-    """A key generated once per test session for (algorithm, slot)."""
-    del slot
+def private_key(algorithm: int, slot: int = 0, rsa_bits: int = 2048) -> PrivateKey:
+    """A key generated once per test session for (algorithm, slot, RSA size). RSA keys under
+    1024 bits come from tests/data/dnssec/rsa512_*.pem (cryptography refuses to generate them)."""
     if algorithm in (5, 7, 8, 10):
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if rsa_bits < 1024:
+            pem = DATA / f"rsa512_{'ksk' if slot % 2 == 0 else 'zsk'}.pem"
+            loaded = serialization.load_pem_private_key(pem.read_bytes(), password=None)
+            assert isinstance(loaded, rsa.RSAPrivateKey)
+            return loaded
+        return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+    if algorithm in (3, 6):
+        return dsa.generate_private_key(key_size=1024)
     if algorithm == 13:
         return ec.generate_private_key(ec.SECP256R1())
     if algorithm == 14:
@@ -69,14 +82,16 @@ class Zone:
     algorithm: int = 13
     slot: int = 0
     extra_keys: list[dns.rdtypes.ANY.DNSKEY.DNSKEY] = field(default_factory=list)
+    rsa_bits: int = 2048
+    """RSA modulus size (RSA algorithms only; 512 uses the keys in tests/data/dnssec)."""
 
     @property
     def ksk_private(self) -> PrivateKey:
-        return private_key(self.algorithm, 2 * self.slot)
+        return private_key(self.algorithm, 2 * self.slot, self.rsa_bits)
 
     @property
     def zsk_private(self) -> PrivateKey:
-        return private_key(self.algorithm, 2 * self.slot + 1)
+        return private_key(self.algorithm, 2 * self.slot + 1, self.rsa_bits)
 
     @property
     def ksk(self) -> dns.rdtypes.ANY.DNSKEY.DNSKEY:
