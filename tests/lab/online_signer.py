@@ -1,0 +1,222 @@
+"""A small authoritative server that signs on the fly, as online signers answer: compact denial
+(RFC 9824 "black lies" with NXNAME), NXDOMAIN restored with the compact NSEC, RFC 4470 NSEC
+white lies and NSEC3 white lies (owner H-1, next H+1), plus broken twins of each.
+
+What a non-existent name gets is chosen by its first label's prefix (``bl-``, ``blbad-``, ``nx-``,
+``nxbad-``, ``wl-``, ``wlabs-``, ``wlbad-``), so one zone serves every shape. Existing names get
+a NODATA whose NSEC/NSEC3 spans only the name."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socketserver
+import threading
+import time
+from dataclasses import dataclass, field
+
+import dns.dnssec
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+from cryptography.hazmat.primitives.asymmetric import ec
+
+logger = logging.getLogger(__name__)
+
+TTL = 300
+HASH_SPACE = 1 << 160
+SHAPES = ("bl", "blbad", "nx", "nxbad", "wl", "wlabs", "wlbad")
+"""First-label prefixes of the non-existent names, one per answer shape."""
+
+
+def _rrset(owner: dns.name.Name, rdtype: str, *texts: str) -> dns.rrset.RRset:
+    return dns.rrset.from_text(owner, TTL, "IN", rdtype, *texts)
+
+
+@dataclass
+class OnlineZone:
+    """One zone with a single CSK (ECDSA P-256), NSEC or NSEC3 (0 iterations, no salt)."""
+
+    origin: dns.name.Name
+    address: str
+    nsec3: bool = False
+    key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
+    data: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        o = self.origin
+        ns = dns.name.from_text("ns", o)
+        www = dns.name.from_text("www", o)
+        self.dnskey = dns.dnssec.make_dnskey(self.key.public_key(), 13, flags=257)
+        records = [
+            _rrset(o, "SOA", f"{ns} h.{o} 1 7200 3600 1209600 {TTL}"),
+            _rrset(o, "NS", str(ns)),
+            _rrset(ns, "A", self.address),
+            _rrset(www, "A", "192.0.2.1"),
+            dns.rrset.from_rdata(o, TTL, self.dnskey),
+        ]
+        if self.nsec3:
+            records.append(_rrset(o, "NSEC3PARAM", "1 0 0 -"))
+        self.data = {(r.name, r.rdtype): r for r in records}
+
+    def ds_text(self) -> str:
+        ds = dns.dnssec.make_ds(self.origin, self.dnskey, "SHA256")
+        return f"{self.origin} 3600 IN DS {ds}\n"
+
+    # --- signing ---------------------------------------------------------------------------
+
+    def sign(self, rrset: dns.rrset.RRset) -> dns.rrset.RRset:
+        now = int(time.time())
+        rrsig = dns.dnssec.sign(rrset, self.key, self.origin, self.dnskey,
+                                inception=now - 3600, expiration=now + 86_400)
+        sigs = dns.rrset.RRset(rrset.name, rrset.rdclass, dns.rdatatype.RRSIG, rrset.rdtype)
+        sigs.update_ttl(rrset.ttl)
+        sigs.add(rrsig)
+        return sigs
+
+    def signed(self, *rrsets: dns.rrset.RRset) -> list[dns.rrset.RRset]:
+        return [item for rrset in rrsets for item in (rrset, self.sign(rrset))]
+
+    # --- names -----------------------------------------------------------------------------
+
+    def types_at(self, name: dns.name.Name) -> list[str]:
+        return sorted(dns.rdatatype.to_text(t) for n, t in self.data if n == name)
+
+    def exists(self, name: dns.name.Name) -> bool:
+        return any(n == name for n, _ in self.data)
+
+    def nsec(self, owner: dns.name.Name, following: dns.name.Name,
+             types: list[str]) -> dns.rrset.RRset:
+        return _rrset(owner, "NSEC", f"{following} {' '.join([*types, 'RRSIG', 'NSEC'])}")
+
+    def digest(self, name: dns.name.Name) -> int:
+        return int.from_bytes(base64.b32hexdecode(dns.dnssec.nsec3_hash(name, None, 0, 1)), "big")
+
+    def nsec3_record(self, owner_hash: int, next_hash: int, types: list[str]) -> dns.rrset.RRset:
+        def text(value: int) -> str:
+            return base64.b32hexencode((value % HASH_SPACE).to_bytes(20, "big")).decode()
+        owner = dns.name.from_text(text(owner_hash).lower(), self.origin)
+        bitmap = " ".join([*types, "RRSIG"]) if types else ""
+        return _rrset(owner, "NSEC3", f"1 0 0 - {text(next_hash)} {bitmap}")
+
+    # --- answers ---------------------------------------------------------------------------
+
+    def answer(self, query: dns.message.Message) -> dns.message.Message:
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        question = query.question[0]
+        qname, qtype = question.name, question.rdtype
+        if not qname.is_subdomain(self.origin):
+            response.set_rcode(dns.rcode.REFUSED)
+            return response
+        soa = self.data[(self.origin, dns.rdatatype.SOA)]
+        if (qname, qtype) in self.data:
+            response.answer = self.signed(self.data[(qname, qtype)])
+        elif self.exists(qname):
+            response.authority = self.signed(soa, *self.nodata(qname))
+        else:
+            rcode, proof = self.denial(qname, qtype)
+            response.set_rcode(rcode)
+            response.authority = self.signed(soa, *proof)
+        return response
+
+    def nodata(self, qname: dns.name.Name) -> list[dns.rrset.RRset]:
+        types = self.types_at(qname)
+        if self.nsec3:
+            digest = self.digest(qname)
+            return [self.nsec3_record(digest, digest + 1, types)]
+        return [self.nsec(qname, _successor(qname), types)]
+
+    def denial(self, qname: dns.name.Name, qtype: int) -> tuple[int, list[dns.rrset.RRset]]:
+        shape = qname.labels[0].split(b"-")[0].decode("ascii", "replace")
+        typed = [dns.rdatatype.to_text(qtype)]
+        if self.nsec3:
+            return dns.rcode.NXDOMAIN, self.nsec3_white_lies(qname, 2 if shape == "wlbad" else 0)
+        if shape == "bl":  # RFC 9824 3: black lie, NOERROR, NXNAME
+            return dns.rcode.NOERROR, [self.nsec(qname, _successor(qname), ["NXNAME"])]
+        if shape == "blbad":
+            return dns.rcode.NOERROR, [self.nsec(qname, _successor(qname), [*typed, "NXNAME"])]
+        if shape == "nx":  # RFC 9824 4: NXDOMAIN restored, the same NSEC
+            return dns.rcode.NXDOMAIN, [self.nsec(qname, _successor(qname), ["NXNAME"])]
+        if shape == "nxbad":
+            return dns.rcode.NXDOMAIN, [self.nsec(qname, _successor(qname), [*typed, "NXNAME"])]
+        if shape == "wlabs":  # RFC 4471 absolute method: the next name is \000.qname
+            return dns.rcode.NXDOMAIN, self.white_lies(qname, _successor(qname))
+        if shape == "wlbad":  # the span made for a neighbour that does not cover qname
+            label = qname.labels[0]
+            other = dns.name.Name((label[:-1] + bytes([label[-1] + 1]), *qname.labels[1:]))
+            return dns.rcode.NXDOMAIN, self.white_lies(other)
+        return dns.rcode.NXDOMAIN, self.white_lies(qname)
+
+    def white_lies(self, qname: dns.name.Name,
+                   following: dns.name.Name | None = None) -> list[dns.rrset.RRset]:
+        """RFC 4470 3 with RFC 4471's modified method: predecessor ``(label-1)\\255``,
+        successor ``label\\000``; the wildcard at the apex from ``\\)`` to ``\\000.*``."""
+        label, rest = qname.labels[0], qname.labels[1:]
+        before = dns.name.Name((label[:-1] + bytes([label[-1] - 1]) + b"\xff", *rest))
+        after = following or dns.name.Name((label + b"\x00", *rest))
+        wildcard = dns.name.from_text("*", self.origin)
+        return [self.nsec(before, after, []),
+                self.nsec(dns.name.from_text("\\)", self.origin), _successor(wildcard), [])]
+
+    def nsec3_white_lies(self, qname: dns.name.Name, shift: int) -> list[dns.rrset.RRset]:
+        """RFC 5155 7.2.2 made on the fly: the apex (closest encloser) matched, the next
+        closer and the wildcard covered by spans H-1..H+1 (``shift`` breaks the cover)."""
+        apex = self.digest(self.origin)
+        closer = self.digest(qname) + shift
+        wild = self.digest(dns.name.from_text("*", self.origin))
+        return [self.nsec3_record(apex, apex + 1, self.types_at(self.origin) + ["NSEC3PARAM"]),
+                self.nsec3_record(closer - 1, closer + 1, []),
+                self.nsec3_record(wild - 1, wild + 1, [])]
+
+
+def _successor(name: dns.name.Name) -> dns.name.Name:
+    return dns.name.Name((b"\x00", *name.labels))
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: OnlineServer
+
+    def handle(self) -> None:
+        data, sock = self.request
+        try:
+            query = dns.message.from_wire(data)
+        except Exception:  # a lab server: drop what it cannot parse
+            logger.exception("unparsable query")
+            return
+        zone = self.server.zone_for(query.question[0].name) if query.question else None
+        if zone is None:
+            response = dns.message.make_response(query)
+            response.set_rcode(dns.rcode.REFUSED)
+        else:
+            response = zone.answer(query)
+        sock.sendto(response.to_wire(max_size=65535), self.client_address)
+
+
+class OnlineServer(socketserver.ThreadingUDPServer):
+    """The online signer on one UDP address, port 53, in a background thread."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: str, zones: list[OnlineZone]) -> None:
+        self.zones = zones
+        super().__init__((address, 53), _Handler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def zone_for(self, name: dns.name.Name) -> OnlineZone | None:
+        found = [z for z in self.zones if name.is_subdomain(z.origin)]
+        return max(found, key=lambda z: len(z.origin), default=None)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self.thread.join(timeout=5)
