@@ -25,6 +25,7 @@ from auditor.findings.catalogue import Finding, Provenance
 from auditor.findings.merge import FindingMerger
 from auditor.findings.validation import provenance_of
 from auditor.messages import name_text
+from auditor.validate.compact import is_minimally_covering
 from auditor.validate.ds import ds_names_any
 from auditor.validate.signature import RSA_ALGORITHMS, rsa_modulus_bits, serial_to_epoch
 from auditor.validate.verdict import Status, Verdict
@@ -110,6 +111,8 @@ class _ZoneState:
     ds: dict[bytes, DS] = field(default_factory=dict)
     where: dict[str, Provenance] = field(default_factory=dict)
     nsec: bool = False
+    nsec_chain: bool = False
+    """An NSEC that is not minimally covering was seen (online signers make only those)."""
     nsec3: set[tuple[int, str, bool]] = field(default_factory=set)
     min_remaining_s: int | None = None
     min_remaining_rrset: str = ""
@@ -257,6 +260,9 @@ class ZoneHealth:
             if rdtype == dns.rdatatype.NSEC:
                 state.nsec = True
                 state.where.setdefault("nsec", where)
+                # RFC 4470 / RFC 9824: records made on the fly span only the name asked.
+                state.nsec_chain = state.nsec_chain or any(
+                    not is_minimally_covering(record.next) for record in item.rrset)
             elif rdtype == dns.rdatatype.NSEC3:
                 for record in item.rrset:
                     state.nsec3.add((int(record.iterations), record.salt.hex() or "-",
@@ -381,7 +387,7 @@ class ZoneHealth:
                               {"digest": _digest_name(digest), "status": status}, codes)
 
     def _denial_findings(self, zone: str, state: _ZoneState, codes: list[str]) -> None:
-        if state.nsec:  # RFC 5155 1: NSEC chains enumerate the zone
+        if state.nsec_chain:  # RFC 5155 1: NSEC chains enumerate the zone
             self._finding("nsec_zone_walkable", zone, state, "nsec", {}, codes)
         for iterations, salt, opt_out in sorted(state.nsec3):
             if iterations > 0:  # RFC 9276 3.1: iterations MUST be 0

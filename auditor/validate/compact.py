@@ -35,3 +35,13 @@ def is_compact_shape(owner: dns.name.Name, following: dns.name.Name) -> bool:
     """The NSEC spans only its owner: the next name is the owner's immediate successor
     (RFC 9824 3, RFC 4470 "epsilon" functions of RFC 4471)."""
     return following == successor(owner)
+
+
+def is_minimally_covering(following: dns.name.Name) -> bool:
+    """Whether an NSEC with next name ``following`` was made on the fly around one name
+    rather than taken from a zone's chain: the next name is a successor built for the name
+    asked, ``\\000.<name>`` (RFC 4471 absolute method, RFC 9824 3) or ``<label>\\000.<parent>``
+    (RFC 4471 modified method, RFC 4470 3). Such records cannot be walked to list the zone
+    (RFC 4470 1)."""
+    first = following.labels[0] if following.labels else b""
+    return first.endswith(b"\x00")

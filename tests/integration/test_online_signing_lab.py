@@ -6,6 +6,7 @@ answer and on Unbound's answer to the client must be Unbound's (AD: secure, SERV
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ SHAPES = (
 class OnlineRun:
     answers: dict[Shape, dns.message.Message]
     audit: Audit
+    out: Path
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +76,8 @@ def online_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnlineRun]:
     with online_lab(workdir, pcap) as lab:
         answers = {shape: lab.ask(shape.qname, shape.qtype) for shape in SHAPES}
         anchors = lab.anchors
-    yield OnlineRun(answers, run_audit(pcap, workdir / "audit", Path(anchors)))
+    out = workdir / "audit"
+    yield OnlineRun(answers, run_audit(pcap, out, Path(anchors)), out)
 
 
 def unbound_says(response: dns.message.Message) -> str:
@@ -106,3 +109,11 @@ def test_restored_nxdomain_keeps_its_rcode(online_run: OnlineRun) -> None:
     records = online_run.audit.for_question("nx-q.online.test.", "A")
     assert {r["rcode"] for r in records if r["src"] == SIGNER} == {"NXDOMAIN"}
     assert {r["rcode"] for r in records if r["dst"] == CLIENT} == {"NOERROR"}
+
+
+def test_online_signed_zones_are_not_called_walkable(online_run: OnlineRun) -> None:
+    # RFC 4470 1: minimally covering NSEC records list nothing; only NSEC chains can be walked.
+    lines = (online_run.out / "findings.jsonl").read_text().splitlines()
+    walkable = [f["params"]["zone"] for f in map(json.loads, lines)
+                if f["code"] == "nsec_zone_walkable"]
+    assert walkable == [], walkable

@@ -73,7 +73,7 @@ class OnlineZone:
     def sign(self, rrset: dns.rrset.RRset) -> dns.rrset.RRset:
         now = int(time.time())
         rrsig = dns.dnssec.sign(rrset, self.key, self.origin, self.dnskey,
-                                inception=now - 3600, expiration=now + 86_400)
+                                inception=now - 3600, expiration=now + 30 * 86_400)
         sigs = dns.rrset.RRset(rrset.name, rrset.rdclass, dns.rdatatype.RRSIG, rrset.rdtype)
         sigs.update_ttl(rrset.ttl)
         sigs.add(rrsig)

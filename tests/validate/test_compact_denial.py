@@ -10,7 +10,12 @@ import pytest
 
 from auditor.findings import ValidationCode as C
 from auditor.validate import Status
-from auditor.validate.compact import COMPACT_NXNAME_TEXT, is_compact_shape, successor
+from auditor.validate.compact import (
+    COMPACT_NXNAME_TEXT,
+    is_compact_shape,
+    is_minimally_covering,
+    successor,
+)
 from tests.validate.denial_builders import DenialLab, Nsec3Chain
 from tests.validate.signing import flip_signature, name, rrset
 
@@ -197,3 +202,24 @@ def test_nsec3_white_lie_nodata_listing_the_type_is_bogus(
     verdict = env.judge(env.nodata("a.example.test.", "TXT", proof))
     assert verdict.status is Status.BOGUS
     assert C.DENIAL_BITMAP_HAS_TYPE in verdict.codes
+
+
+def test_nxdomain_with_an_absolute_method_white_lie_is_bogus(env: DenialLab) -> None:
+    # RFC 4471 absolute successor \000.nx as next name: nx. looks like an empty non-terminal;
+    # Unbound 1.17 answers SERVFAIL for it too (tests/integration/test_online_signing_lab.py).
+    proof = [*signed_nsec(env, "nw\\255.example.test.", "\\000.nx.example.test.", "RRSIG NSEC"),
+             *white_lies(env)[2:]]
+    verdict = env.judge(env.nxdomain(QNAME, proof))
+    assert verdict.status is Status.BOGUS
+    assert C.DENIAL_NAME_EXISTS in verdict.codes
+
+
+@pytest.mark.parametrize(("following", "made_on_the_fly"), [
+    ("\\000.nx.example.test.", True),
+    ("nx\\000.example.test.", True),
+    ("\\000.*.example.test.", True),
+    ("z.example.test.", False),
+    ("example.test.", False),
+])
+def test_minimally_covering_next_names(following: str, made_on_the_fly: bool) -> None:
+    assert is_minimally_covering(name(following)) is made_on_the_fly
