@@ -588,9 +588,10 @@ def _judged_one_pass(
 
 def _anchor_text(anchor: TrustAnchor) -> str:
     kind = "DS" if anchor.ds is not None else "DNSKEY"
+    unusable = f"; matches no key: {anchor.problem}" if anchor.problem else ""
     return (
         f"{anchor.zone.to_text()} {kind} key tag {anchor.key_tag} alg {anchor.algorithm} "
-        f"({anchor.source})"
+        f"({anchor.source}{unusable})"
     )
 
 

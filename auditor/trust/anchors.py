@@ -30,6 +30,7 @@ from pathlib import Path
 
 import dns.dnssec
 import dns.exception
+import dns.immutable
 import dns.name
 import dns.rdata
 import dns.rdataclass
@@ -64,6 +65,11 @@ class TrustAnchor:
     """Start of validity (seconds since the epoch), from root-anchors.xml ``validFrom``."""
     valid_until_s: int | None = None
     """End of validity (seconds since the epoch), from root-anchors.xml ``validUntil``."""
+    problem: str = ""
+    """Why the anchor can match no key (a DS digest whose length does not fit its digest
+    type), or empty for a usable anchor. Such an anchor is kept: its zone is then bogus with
+    trust_anchor_mismatch, as a validator holding it would say, unless another anchor of the
+    zone validates it."""
 
     def valid_at(self, at_s: int) -> bool:
         """Whether the anchor may be used at ``at_s`` (RFC 9718 2.2 validity period)."""
@@ -76,7 +82,8 @@ class TrustAnchor:
         period = ""
         if self.valid_from_s is not None or self.valid_until_s is not None:
             period = f", {_day(self.valid_from_s)}..{_day(self.valid_until_s)}"
-        return f"{self.key_tag}/{self.algorithm} ({self.source}{period})"
+        unusable = f"; {self.problem}" if self.problem else ""
+        return f"{self.key_tag}/{self.algorithm} ({self.source}{period}{unusable})"
 
     @property
     def key_tag(self) -> int:
@@ -111,6 +118,11 @@ class TrustAnchors:
         bounds = {a.valid_from_s for a in self._anchors if a.valid_from_s is not None}
         bounds.update(a.valid_until_s + 1 for a in self._anchors if a.valid_until_s is not None)
         self._boundaries = sorted(bounds)
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """``file:line: problem`` for every anchor that can match no key."""
+        return tuple(f"{a.source}: {a.problem}" for a in self._anchors if a.problem)
 
     def __iter__(self) -> Iterator[TrustAnchor]:
         return iter(self._anchors)
@@ -302,13 +314,73 @@ def _make_anchor(
         )
     except (dns.exception.DNSException, ValueError) as exc:
         kind = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype))
-        raise TrustAnchorError(source, f"invalid {kind}: {exc}", line) from exc
+        misfit = _misfit_ds(rdclass, rdtype, rdata_text) if rdtype == dns.rdatatype.DS else None
+        owner_name = _name_or_none(owner)
+        if misfit is None or owner_name is None:
+            raise TrustAnchorError(source, f"invalid {kind}: {exc}", line) from exc
+        # Issue 12 class 7: a validator holding this anchor matches no key with it and calls
+        # the zone bogus; the run goes on, the cause named here and in the verdicts.
+        ds, problem = misfit
+        logger.warning("trust anchor %s for %s: %s; kept as an anchor that matches no key, so "
+                       "%s is bogus unless another anchor validates it", where, owner_name,
+                       problem, owner_name)
+        return TrustAnchor(owner_name, ds, None, where, valid_from_s, valid_until_s, problem)
     if isinstance(rdata, _DS):
         return TrustAnchor(zone, rdata, None, where, valid_from_s, valid_until_s)
     assert isinstance(rdata, _DNSKEY)
     if rdata.protocol != 3:  # RFC 4034 2.1.2
         raise TrustAnchorError(source, f"DNSKEY protocol {rdata.protocol} is not 3", line)
     return TrustAnchor(zone, None, rdata, where, valid_from_s, valid_until_s)
+
+
+# RFC 3658 2.4 (SHA-1), RFC 4509 2.2 (SHA-256), RFC 5933 4 (GOST), RFC 6605 2 (SHA-384).
+_DIGEST_LENGTHS = {1: 20, 2: 32, 3: 32, 4: 48}
+
+
+@dns.immutable.immutable
+class MisfitDS(_DS):
+    """A DS whose digest length does not fit its digest type (a SHA-256 digest of 31 bytes).
+    dnspython refuses to build one; this keeps it as read so it names no key: its digest can
+    never equal one computed for a DNSKEY (RFC 4034 5.1.4)."""
+
+    def __init__(self, rdclass: dns.rdataclass.RdataClass, rdtype: dns.rdatatype.RdataType,
+                 key_tag: int, algorithm: int, digest_type: int, digest: bytes) -> None:
+        dns.rdata.Rdata.__init__(self, rdclass, rdtype)
+        self.key_tag = self._as_uint16(key_tag)
+        self.algorithm = dns.dnssec.Algorithm.make(algorithm)
+        self.digest_type = dns.dnssec.DSDigest.make(self._as_uint8(digest_type))
+        self.digest = self._as_bytes(digest)
+
+
+def _name_or_none(text: str) -> dns.name.Name | None:
+    try:
+        return dns.name.from_text(text)
+    except (dns.exception.DNSException, ValueError):
+        return None
+
+
+def _misfit_ds(rdclass: int, rdtype: int, rdata_text: str) -> tuple[_DS, str] | None:
+    """The DS in ``rdata_text`` and what is wrong with it when its only fault is a digest
+    length that does not fit a known digest type; None for any other fault."""
+    tokens = rdata_text.split()
+    if len(tokens) < 3:
+        return None
+    try:
+        key_tag = int(tokens[0])
+        algorithm = int(dns.dnssec.Algorithm.from_text(tokens[1]))
+        digest_type = int(tokens[2])
+        digest = bytes.fromhex("".join(tokens[3:]))
+        expected = _DIGEST_LENGTHS[digest_type]
+        ds = MisfitDS(dns.rdataclass.RdataClass.make(rdclass),
+                      dns.rdatatype.RdataType.make(rdtype), key_tag, algorithm, digest_type,
+                      digest)
+    except (ValueError, KeyError, dns.exception.DNSException):
+        return None
+    if len(digest) == expected:
+        return None  # the length fits: the fault is elsewhere
+    name = dns.dnssec.DSDigest(digest_type).name
+    return ds, (f"DS digest of {len(digest)} bytes does not fit digest type {digest_type} "
+                f"({name}, {expected} bytes)")
 
 
 # --- BIND --------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ validity periods, and errors naming file and line."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import dns.name
@@ -179,3 +180,47 @@ def test_random_text_never_raises_anything_but_trust_anchor_error(text: str) -> 
         parse_anchor_text(text, "fuzz")
     except TrustAnchorError:
         pass
+
+
+@pytest.mark.parametrize("length", [31, 33, 0])
+def test_ds_digest_length_misfit_is_kept_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+    length: int,
+) -> None:
+    # Issue 12 class 7: a SHA-256 DS of 31 or 33 bytes is not a reason to abort the run.
+    monkeypatch.setattr(logging.getLogger("auditor"), "propagate", True)
+    caplog.set_level(logging.WARNING, logger="auditor")
+    record = f"example.net. IN DS 55648 13 2 {'ab' * length}"
+    path = _write(tmp_path, "short.ds", f"; comment\n{record}\n")
+    (anchor,) = [a for a in load_anchors([path]) if a.zone == dns.name.from_text("example.net.")]
+    assert anchor.ds is not None and len(anchor.ds.digest) == length
+    assert anchor.source == f"{path}:2"
+    assert f"{length} bytes does not fit digest type 2" in anchor.problem
+    assert anchor.problem in anchor.describe()
+    assert [r for r in caplog.records if r.levelno == logging.WARNING
+            and f"{path}:2" in r.getMessage() and "matches no key" in r.getMessage()]
+
+
+def test_ds_digest_length_misfit_in_a_bind_clause() -> None:
+    text = f'trust-anchors {{\n  example.net. static-ds 55648 13 2 "{DIGEST[:-2]}";\n}};\n'
+    (anchor,) = parse_anchor_text(text, "named.conf")
+    assert anchor.source == "named.conf:2" and anchor.problem
+
+
+def test_well_formed_ds_anchor_has_no_problem() -> None:
+    # The negative twin: the right length parses as before, nothing to report.
+    (anchor,) = parse_anchor_text(f"example.net. IN DS 55648 13 2 {DIGEST}\n", "good.ds")
+    assert anchor.problem == "" and "does not fit" not in anchor.describe()
+    assert load_anchors([]).problems == ()
+
+
+@pytest.mark.parametrize("text", [
+    "example.net. IN DS 55648 13 2 zz\n",  # not hex: not a record
+    "example.net. IN DS 55648 13\n",  # no digest type
+    "example.net. IN DS not a record\n",
+])
+def test_other_malformed_ds_lines_stay_errors(tmp_path: Path, text: str) -> None:
+    path = _write(tmp_path, "bad.ds", text)
+    with pytest.raises(TrustAnchorError) as raised:
+        load_anchors([path])
+    assert raised.value.line == 1
