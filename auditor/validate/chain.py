@@ -240,10 +240,13 @@ class ChainResolver:
         """RFC 4035 5 / RFC 9718: the zone's signed DNSKEY RRset holds no key an anchor in
         force names. A validator holding these anchors calls its data bogus; the cause is the
         anchor configuration (a private root, a lab, a network with its own anchor), named."""
+        if any(a.problem for a in anchors):  # a malformed anchor file, not another root
+            hint = "correct the anchor: as written it can match no key"
+        else:
+            hint = f"if this network uses its own anchor for {zone}, pass it with --trust-anchor"
         text = (f"{MISMATCH_PREFIX} the DNSKEY RRset of {zone} holds keys "
                 f"{_key_tags_seen(signed)}, none of them matches the trust anchors in force "
-                f"({', '.join(a.describe() for a in anchors)}); if this network uses its own "
-                f"anchor for {zone}, pass it with --trust-anchor")
+                f"({', '.join(a.describe() for a in anchors)}); {hint}")
         return ZoneTrust(zone, Status.BOGUS, (),
                          (ValidationCode.TRUST_ANCHOR_MISMATCH, ValidationCode.DNSSEC_BOGUS),
                          (), (text,))

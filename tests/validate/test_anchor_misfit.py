@@ -48,6 +48,7 @@ def test_short_digest_anchor_makes_the_zone_bogus_and_names_the_cause(tmp_path: 
     assert C.TRUST_ANCHOR_MISMATCH in root.codes
     text = " ".join(root.detail)
     assert f"{path}:2" in text and "31 bytes does not fit digest type 2" in text
+    assert "correct the anchor" in text and "pass it with --trust-anchor" not in text
     assert verdict.status is Status.BOGUS
     assert C.TRUST_ANCHOR_MISMATCH in verdict.codes
 
