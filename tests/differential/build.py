@@ -21,7 +21,7 @@ from tests.differential import faults as fault_edits
 from tests.differential.generator import TLD
 from tests.differential.keypool import KeyPool, PoolKey, materialize, revoke
 from tests.differential.model import Fault, FaultKind, Scenario, Signing, ZonePlan
-from tests.lab.keys import LabKey, corrupt_ds
+from tests.lab.keys import LabKey
 from tests.lab.tools import LabError, run
 from tests.lab.zones import DAY, SigningWindow
 
@@ -162,6 +162,13 @@ def make_ds(zone: str, key: LabKey, digest: int) -> dns.rdtypes.dsbase.DSBase:
     return dns.dnssec.make_ds(dns.name.from_text(zone), key.dnskey,
                               dns.dnssectypes.DSDigest(digest),
                               policy=dns.dnssec.allow_all_policy)  # fmt: skip
+
+
+def corrupt_ds(ds: dns.rdtypes.dsbase.DSBase) -> dns.rdtypes.dsbase.DSBase:
+    """Same key tag, algorithm and digest type; a digest (of the right length) matching no key."""
+    wrong = ds.replace(digest=bytes(byte ^ 0x5A for byte in ds.digest))
+    assert isinstance(wrong, dns.rdtypes.dsbase.DSBase)
+    return wrong
 
 
 def _ds_text(zone: str, rdata: dns.rdata.Rdata) -> str:
@@ -316,12 +323,17 @@ def build_batch(
     phantom = materialize(pool.get(13, None, True, 3), "phantom.", keydir)
     jobs: list[Job] = []
     tld_delegations: list[str] = []
+    batch = Batch(workdir)
     for scenario in scenarios:
-        scenario_jobs, lines = _scenario_jobs(scenario, pool, keydir, addresses, now, phantom)
+        try:
+            scenario_jobs, lines = _scenario_jobs(scenario, pool, keydir, addresses, now, phantom)
+        except (LabError, ValueError, dns.exception.DNSException, OSError) as exc:
+            logger.exception("scenario %s not built", scenario.id)
+            batch.failed[scenario.id] = f"keys or DS: {exc!r}"[:500]
+            continue
         jobs += scenario_jobs
         tld_delegations += lines
     jobs = _infrastructure(pool, keydir, addresses, now, tld_delegations) + jobs
-    batch = Batch(workdir)
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as executor:
         served = list(executor.map(lambda job: _try_build(job, zonedir, batch), jobs))
     for job, path in zip(jobs, served, strict=True):

@@ -1,0 +1,128 @@
+"""Differential testing against Unbound: the harness's own checks and the fixed-seed CI subset.
+
+The CI subset (``integration``, ``slow``) runs `CI_COUNT` scenarios of `CI_SEED` and fails on
+a disagreement in neither list of ``expectations.toml`` and on a [[known]] entry that no
+disagreement matches any more (it agrees now: remove it). Run thousands on demand with
+``python -m tests.differential --seed 1 --count 2000``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.differential.classify import Entry, Expectations, class_table, report, tally
+from tests.differential.compare import Comparison
+from tests.differential.driver import run
+from tests.differential.fixtures import replay
+from tests.differential.generator import generate
+from tests.differential.model import FaultKind, Probe, ProbeKind
+from tests.lab import lab_unavailable_reason
+
+CI_SEED = 20261206
+CI_COUNT = 200
+FIXTURES = Path(__file__).with_name("fixtures")
+_REQUIRE_LAB_ENV = ("DNSSEC_AUDITOR_REQUIRE_LAB", "CI")
+
+
+def _need_lab() -> None:
+    reason = lab_unavailable_reason()
+    if reason is None:
+        return
+    if any(os.environ.get(name, "").lower() in {"1", "true", "yes"} for name in _REQUIRE_LAB_ENV):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def test_generator_is_reproducible() -> None:
+    assert generate(7, 42) == generate(7, 42)
+    assert generate(7, 42) != generate(7, 43)
+    assert generate(7, 42) != generate(8, 42)
+
+
+def test_generator_covers_the_issue_shapes() -> None:
+    scenarios = [generate(3, index) for index in range(300)]
+    kinds = {fault.kind for s in scenarios for fault in s.faults}
+    assert kinds == set(FaultKind)
+    chains = {probe.chain for s in scenarios for probe in s.probes}
+    assert {"cname>positive", "dname>positive", "wildcard", "ent", "nxdomain"} <= chains
+    algorithms = {z.signing.algorithm for s in scenarios for z in s.zones if z.signing}
+    assert algorithms == {5, 7, 8, 10, 13, 14, 15, 16}
+    depths = {len(s.zones[-1].name.split(".")) - len(s.top.split(".")) for s in scenarios}
+    assert len(depths) >= 3
+    assert any(z.signing and z.signing.nsec3 and z.signing.nsec3.opt_out
+               for s in scenarios for z in s.zones)  # fmt: skip
+
+
+def _comparison(unbound: str, auditor: str, codes: tuple[str, ...] = ()) -> Comparison:
+    probe = Probe("www.s00000.test.", "A", ProbeKind.POSITIVE, "positive")
+    return Comparison("s00000", probe, False, unbound, (), auditor, codes, "none", "alg13/nsec",
+                      (), False)  # fmt: skip
+
+
+def test_tally_sorts_policy_known_and_new() -> None:
+    expectations = Expectations(
+        policy=[Entry("p", {"unbound": "secure", "codes": "*iterations*"}, "RFC 9276")],
+        known=[Entry("k", {"unbound": "insecure", "auditor": "indeterminate"}, ""),
+               Entry("gone", {"unbound": "bogus", "auditor": "secure"}, "")],
+    )  # fmt: skip
+    result = tally([
+        _comparison("secure", "secure"),
+        _comparison("secure", "insecure", ("nsec3_iterations_too_high",)),
+        _comparison("insecure", "indeterminate"),
+        _comparison("bogus", "indeterminate"),
+    ], expectations)  # fmt: skip
+    assert result.agreed == 1
+    assert [len(result.policy["p"]), len(result.known["k"]), len(result.new)] == [1, 1, 1]
+    assert [entry.id for entry in result.stale(expectations)] == ["gone"]
+    assert result.agreement == 1 / 3
+    assert "bogus    indeterminate" in class_table(result.new)
+    assert "known entry matching nothing (remove it?): gone" in report(result, expectations)
+
+
+def test_expectations_file_parses_and_every_entry_explains_itself() -> None:
+    expectations = Expectations.load()
+    for entry in expectations.policy:
+        assert "RFC" in entry.text, entry.id
+    for entry in [*expectations.policy, *expectations.known]:
+        assert entry.patterns and entry.text, entry.id
+    ids = [entry.id for entry in [*expectations.policy, *expectations.known]]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_fixed_seed_subset_agrees_with_unbound(tmp_path: Path) -> None:
+    _need_lab()
+    expectations = Expectations.load()
+    summary = run(CI_SEED, CI_COUNT, batch_size=100, fixtures=tmp_path / "fixtures")
+    result = tally(summary.comparisons, expectations)
+    text = report(result, expectations)
+    assert not summary.skipped, text + f"\nnot built: {summary.skipped}"
+    assert len(result.unjudgeable) <= len(summary.comparisons) // 100, text
+    assert not result.new, f"disagreements in neither list (fixtures: {tmp_path}):\n{text}"
+    stale = [entry.id for entry in result.stale(expectations)]
+    assert not stale, f"known disagreements that agree now, remove them: {stale}\n{text}"
+
+
+def _fixtures() -> list[Path]:
+    return sorted(path for path in FIXTURES.glob("seed*") if path.is_dir())
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("fixture", _fixtures(), ids=lambda path: path.name)
+def test_fixture_replay(fixture: Path, tmp_path: Path) -> None:
+    """A fixture's questions agree with Unbound, except those of a [[known]] entry still listed.
+
+    Removing a [[known]] entry (its fix landed) turns its fixtures into strict regressions.
+    """
+    known = {entry.id for entry in Expectations.load().known}
+    wrong = [
+        f"{q['qname']}/{q['qtype']}{' +cd' if q['cd'] else ''}: Unbound {q['unbound']}, "
+        f"auditor {verdict} (recorded state {q['state']})"
+        for q, verdict in replay(fixture, tmp_path / "audit")
+        if verdict != q["unbound"] and q["state"] not in known
+    ]
+    assert not wrong, "\n".join(wrong)
