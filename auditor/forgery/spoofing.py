@@ -247,7 +247,8 @@ class UnsolicitedTracker:
       ``tcp_capture_loss``), mDNS/LLMNR and multicast (``multicast``), a query on the same
       flow and ID with another question (``question_mismatch``: a broken server or
       middlebox, a spoofer copies the question), a client never seen asking (``one_sided``),
-      and the first ``warmup_ns`` of a capture, when the query may predate it
+      and the first ``warmup_ns`` of a capture, when the query may predate it, unless the
+      client's query for that question from that port to that server is in the capture
       (``capture_start``);
     * at the end of a ``window_ns`` window per client port, a response is a candidate only if
       the client asked the same question from the same port to the same server
@@ -285,7 +286,10 @@ class UnsolicitedTracker:
         if not self._index.knows_client(summary.client):
             return "one_sided"
         age = self._index.capture_age(summary.capture, summary.ts_ns)
-        if age is None or age < self._warmup_ns:
+        if (age is None or age < self._warmup_ns) and not self._index.asked_from_port(
+                summary.client, summary.cport, summary.question_key, summary.server):
+            # Early in a capture a response may answer a query sent before it started; not
+            # when the client's own query for it, from that port to that server, is captured.
             return "capture_start"
         return None
 

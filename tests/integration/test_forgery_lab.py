@@ -209,10 +209,14 @@ def attacked(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     u_q, u_r = float(unsigned.query.time), float(unsigned.response.time)
     attack.inject(_with_payload(unsigned.response, fake, u_q + (u_r - u_q) / 2), "unsigned_race")
 
-    # 6. out-of-bailiwick glue in the test. referral for sec.test.
+    # 6. the test. referral for sec.test. carrying a delegation for an unrelated zone with its
+    # glue (the Kaminsky payload, RFC 5452 6). An unreferenced additional A record alone is
+    # discarded by every resolver (RFC 2181 5.4.1) and is only a low extraneous_records note.
     referral = _find(packets, "www.sec.test.", "A", client, tld)
     poisoned = copy.deepcopy(referral.message)
-    poisoned.additional.append(dns.rrset.from_text("www.bank.example.", 86400, "IN", "A",
+    poisoned.authority.append(dns.rrset.from_text("bank.example.", 86400, "IN", "NS",
+                                                  "ns.bank.example."))
+    poisoned.additional.append(dns.rrset.from_text("ns.bank.example.", 86400, "IN", "A",
                                                    FORGED_A))
     attack.replace(referral.response, _with_payload(referral.response, poisoned,
                                                     float(referral.response.time)), "bailiwick")
