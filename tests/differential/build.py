@@ -134,9 +134,10 @@ def zone_keys(
     ksk = materialize(_pool_key(pool, plan.signing, True, index), plan.name, keydir)
     zsk = materialize(_pool_key(pool, plan.signing, False, index), plan.name, keydir)
     keys = ZoneKeys([ksk, zsk], [ksk, zsk], [ksk])
-    for fault in faults:
+    # A revoked KSK first: a missing ZSK then leaves the revoked KSK alone in the RRset.
+    for fault in sorted(faults, key=lambda fault: fault.kind is not FaultKind.KEY_REVOKED):
         if fault.kind is FaultKind.KEY_MISSING:
-            keys.apex_override = ([ksk], [ksk])
+            keys.apex_override = ([keys.published[0]], [keys.published[0]])
         elif fault.kind is FaultKind.KEY_REVOKED and fault.variant == "zsk":
             keys.apex_override = (
                 [

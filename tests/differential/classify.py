@@ -26,6 +26,8 @@ class Entry:
     """Field -> glob pattern."""
     text: str
     """The reason / note / RFC, for the report."""
+    ci: bool = True
+    """Whether the CI subset exercises it (only those are checked for staleness there)."""
 
     def matches(self, comparison: Comparison) -> bool:
         """Whether every pattern matches the comparison's field."""
@@ -34,15 +36,19 @@ class Entry:
                    for name, pattern in self.patterns.items())  # fmt: skip
 
 
-_TEXT_KEYS = frozenset({"id", "reason", "note", "rfc"})
+_TEXT_KEYS = frozenset({"id", "reason", "note", "rfc", "ci"})
 
 
-def _entries(raw: Iterable[dict[str, str]]) -> list[Entry]:
+def _entries(raw: Iterable[dict[str, object]]) -> list[Entry]:
     return [
-        Entry(item["id"], {k: v for k, v in item.items() if k not in _TEXT_KEYS},
-              " ".join(item.get(k, "") for k in ("rfc", "reason", "note")).strip())
+        Entry(
+            str(item["id"]),
+            {k: str(v) for k, v in item.items() if k not in _TEXT_KEYS},
+            " ".join(str(item.get(k, "")) for k in ("rfc", "reason", "note")).strip(),
+            bool(item.get("ci", True)),
+        )
         for item in raw
-    ]  # fmt: skip
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +89,16 @@ class Tally:
         judged = self.total - policy
         return self.agreed / judged if judged else 1.0
 
-    def stale(self, expectations: Expectations) -> list[Entry]:
-        """Known entries that matched nothing: they agree now and must leave the list."""
-        return [entry for entry in expectations.known if not self.known.get(entry.id)]
+    def stale(self, expectations: Expectations, *, ci_only: bool = False) -> list[Entry]:
+        """Known entries that matched nothing: they agree now and must leave the list.
+
+        With *ci_only*, only entries marked as exercised by the CI subset (``ci``).
+        """
+        return [
+            entry
+            for entry in expectations.known
+            if not self.known.get(entry.id) and (entry.ci or not ci_only)
+        ]
 
 
 def tally(comparisons: Iterable[Comparison], expectations: Expectations) -> Tally:
