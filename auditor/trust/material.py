@@ -102,6 +102,9 @@ class SignedRRset:
     """Capture time of the latest packet carrying it."""
     signatures: dict[bytes, SeenSignature] = field(default_factory=dict)
     """Distinct RRSIGs over this content, keyed by their wire form."""
+    stripped_with_do: bool = False
+    """A copy arrived without RRSIGs in answer to a query that set DO: the signatures RFC 4035
+    3.1.1 requires were missing (a copy fetched with DO clear proves nothing either way)."""
 
     @property
     def key(self) -> RRsetKey:
@@ -169,8 +172,10 @@ class KeyMaterial:
         self.responses += 1
         changed = False
         ts_ns = evidence.ts_ns
+        asked_dnssec = bool(evidence.query_do if evidence.query_do is not None
+                            else evidence.do)
         for item in evidence.rrsets:
-            changed |= self._observe_rrset(item, ts_ns)
+            changed |= self._observe_rrset(item, ts_ns, asked_dnssec)
         changed |= self._observe_dnskey_nodata(evidence)
         if changed:
             self._next_generation()
@@ -239,10 +244,10 @@ class KeyMaterial:
             self._next_generation()
         return changed
 
-    def _observe_rrset(self, item: RRsetEvidence, ts_ns: int) -> bool:
+    def _observe_rrset(self, item: RRsetEvidence, ts_ns: int, asked_dnssec: bool = True) -> bool:
         rdtype = item.rrset.rdtype
         if rdtype in _CHAIN_TYPES:
-            return self._remember_chain(item, ts_ns)
+            return self._remember_chain(item, ts_ns, asked_dnssec)
         if rdtype in _DENIAL_TYPES and item.rrsigs is not None:
             return self._remember_denial(item, ts_ns)
         if item.rrsigs is not None:
@@ -260,7 +265,7 @@ class KeyMaterial:
         if len(self._delegations) > self._max_denial:
             self._delegations.popitem(last=False)
 
-    def _remember_chain(self, item: RRsetEvidence, ts_ns: int) -> bool:
+    def _remember_chain(self, item: RRsetEvidence, ts_ns: int, asked_dnssec: bool) -> bool:
         key = (item.rrset.name, int(item.rrset.rdtype), int(item.rrset.rdclass))
         copies = self._chain.get(key)
         if copies is None:
@@ -281,6 +286,12 @@ class KeyMaterial:
                 del copies[next(iter(copies))]
                 self.evicted["chain_versions"] += 1
             entry.add_signatures(item.rrsigs, ts_ns)
+            entry.stripped_with_do = item.rrsigs is None and asked_dnssec
+            self.key_generation += 1
+            self._changed_now.add(item.rrset.name)
+            return True
+        if item.rrsigs is None and asked_dnssec and not entry.stripped_with_do:
+            entry.stripped_with_do = True
             self.key_generation += 1
             self._changed_now.add(item.rrset.name)
             return True

@@ -314,6 +314,13 @@ class ChainResolver:
             return ZoneTrust(zone, Status.BOGUS, (),
                              (ValidationCode.DNSKEY_MISSING, ValidationCode.DNSSEC_BOGUS),
                              (), (text,))
+        if not entries and any(entry.stripped_with_do for entry in seen):
+            # RFC 4035 3.1.1 / 5.2: asked with DO, the zone's DNSKEY RRset came without the
+            # self-signature the DS chain needs: the keys cannot be trusted, bogus.
+            text = f"DNSKEY RRset of {zone} arrived without RRSIGs although DO was set"
+            return ZoneTrust(zone, Status.BOGUS, (),
+                             (ValidationCode.RRSIGS_MISSING, ValidationCode.DNSSEC_BOGUS),
+                             (), (text,))
         if not entries:
             return _dnskey_not_seen(zone, supported, unsigned_only=bool(seen))
         collected = _Collected()

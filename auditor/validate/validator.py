@@ -227,7 +227,8 @@ class Validator:
             _add(codes, ValidationCode.DNSSEC_BOGUS)
             return Status.BOGUS, None
         seen = self.keys.material.dnskey_rrsets(signer)
-        if key_unseen and not signed_entries(seen):
+        stripped = any(entry.stripped_with_do for entry in seen)
+        if key_unseen and not signed_entries(seen) and not stripped:
             # RFC 4035 5.3.1: the signing key must come from the zone's DNSKEY RRset. Only
             # anchor or cached keys are known and that RRset has not been seen signed (a live
             # capture that started after the resolver fetched it, or a copy fetched with DO

@@ -140,3 +140,19 @@ def test_the_chain_drawing_shows_only_the_anchor_in_force_as_trusted() -> None:
     anchors = {link.text.split()[3]: link.status for link in later if link.kind == "anchor"}
     assert anchors == {old_tag: "not in force", new_tag: "trusted"}
     assert dns.name.root.to_text() in {link.zone for link in links}
+
+
+def test_a_dnskey_rrset_stripped_of_rrsigs_although_do_was_set_is_bogus() -> None:
+    # Twin of the DO=0 case: asked with DO, the RRSIGs RFC 4035 3.1.1 requires are missing
+    # (the lab's stripped.test., as Unbound says SERVFAIL).
+    lab = Lab()
+    material = KeyMaterial()
+    for evidence in [r for r in lab.key_responses()
+                     if r.qname != lab.leaf.origin or r.qtype != 48]:
+        material.observe(evidence)
+    material.observe(respond("example.test.", "DNSKEY", [lab.leaf.dnskey_rrset()],
+                             query_do=True))
+    verdict = Validator(KeyView(lab.anchors(), material), RFC8624).judge(
+        _answer_at(lab, WHEN))
+    assert verdict.status is Status.BOGUS, verdict
+    assert C.RRSIGS_MISSING in verdict.codes
