@@ -221,3 +221,12 @@ def test_evidence_with_anonymize_is_refused_before_anything_is_written(tmp_path:
     alone = CliRunner().invoke(cli, ["audit", str(SAMPLE), "--out", str(out), "-q",
                                      "--evidence", str(tmp_path / "e.pcapng")])
     assert alone.exit_code in (0, 1) and (tmp_path / "e.pcapng").exists()
+
+
+def test_the_command_starts_without_warnings() -> None:
+    # A newcomer's first run printed four CryptographyDeprecationWarnings about DSA, which
+    # the auditor never validates (RFC 8624 3.1).
+    done = subprocess.run([sys.executable, "-W", "error", "-c", "import auditor.cli"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr
