@@ -328,7 +328,7 @@ class ChainResolver:
         used: list[str] = []
         for entry in entries:
             for ds in supported:
-                for key in self._ds_matches(zone, entry, ds, collected):
+                for key in self._ds_matches(zone, entry, ds, collected, bool(anchors)):
                     if self._dnskey_rrset_signed(zone, entry, [key], collected):
                         keys.update((k.to_digestable(), k) for k in _zone_keys(entry))
                         used.append(f"ds {ds.key_tag}/{ds.algorithm}/{ds.digest_type}")
@@ -350,9 +350,12 @@ class ChainResolver:
         entry: SignedRRset,
         ds: DS,
         collected: _Collected,
+        is_anchor: bool,
     ) -> list[DNSKEY]:
         """Keys of ``entry`` matching ``ds`` by tag, algorithm and digest, with the zone bit
-        set and not revoked (RFC 4035 5.2, RFC 4034 2.1.1, RFC 5011 2.1)."""
+        set (RFC 4035 5.2, RFC 4034 2.1.1), and not revoked when ``ds`` is a trust anchor
+        (RFC 5011 2.1 binds trust anchors; a key the parent's DS names is trusted by that DS,
+        REVOKE bit or not, as Unbound and BIND do)."""
         found = []
         candidates = [k for k in entry.rrset
                       if k.algorithm == ds.algorithm and key_tag(k) == ds.key_tag]
@@ -378,7 +381,7 @@ class ChainResolver:
                 collected.add(ValidationCode.KEY_PROTOCOL_INVALID,
                               f"DNSKEY {ds.key_tag} of {zone} protocol {key.protocol}")
                 continue
-            if key.flags & Flag.REVOKE:  # RFC 5011 2.1
+            if key.flags & Flag.REVOKE and is_anchor:  # RFC 5011 2.1
                 collected.add(ValidationCode.KEY_REVOKED,
                               f"DNSKEY {ds.key_tag} of {zone} matches the DS but is revoked")
                 collected.revoked.append(key)
@@ -399,6 +402,12 @@ class ChainResolver:
         if proven is not None:
             return proven
         parent = self._enclosing_known_zone(zone.parent())
+        if parent is not None and parent != zone.parent():
+            # RFC 4035 5.2: below a delegation proven insecure everything is insecure; a
+            # validator never asks those zones for their DS (nor can they have a signed one).
+            cut = self.insecure_cut(zone.parent(), parent, ref)
+            if cut is not None:
+                return _inherit(zone, cut)
         if parent is not None:
             above = self.trust(parent, ref)
             if above.status in (Status.INSECURE, Status.BOGUS):

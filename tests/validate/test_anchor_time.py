@@ -156,3 +156,35 @@ def test_a_dnskey_rrset_stripped_of_rrsigs_although_do_was_set_is_bogus() -> Non
         _answer_at(lab, WHEN))
     assert verdict.status is Status.BOGUS, verdict
     assert C.RRSIGS_MISSING in verdict.codes
+
+
+def test_a_revoked_ksk_named_by_the_parents_ds_still_validates_the_zone() -> None:
+    # Issue 12 (differential class revoked-ksk-matching-ds): RFC 5011 2.1 revocation binds
+    # trust anchors; a key the parent's validated DS names is trusted by that DS, as Unbound
+    # and BIND validate it. Twin: the same revoked key as a trust anchor is refused.
+    import dns.dnssec
+    import dns.rrset
+
+    from tests.validate.signing import EXPIRATION, INCEPTION, private_key
+
+    lab = Lab()
+    private = private_key(13, 40)
+    revoked = dns.dnssec.make_dnskey(private.public_key(), 13, flags=257 | 0x80)
+    keys = dns.rrset.from_rdata(lab.leaf.origin, 3600, revoked, lab.leaf.zsk)
+    sig = dns.dnssec.sign(keys, private, lab.leaf.origin, revoked, inception=INCEPTION,
+                          expiration=EXPIRATION, policy=dns.dnssec.allow_all_policy)
+    signed_keys = [keys, dns.rrset.from_rdata(lab.leaf.origin, 3600, sig)]
+    ds = dns.rrset.from_rdata(lab.leaf.origin, 3600, dns.dnssec.make_ds(
+        lab.leaf.origin, revoked, "SHA256", policy=dns.dnssec.allow_all_policy))
+    material = KeyMaterial()
+    for evidence in (lab.dnskey_response(lab.root), lab.dnskey_response(lab.tld),
+                     lab.ds_response(lab.tld, lab.root),
+                     respond("example.test.", "DS", [ds, lab.tld.sign(ds)]),
+                     respond("example.test.", "DNSKEY", signed_keys)):
+        material.observe(evidence)
+    answer = respond("www.example.test.", "A", lab.signed_a())
+    verdict = Validator(KeyView(lab.anchors(), material), RFC8624).judge(answer)
+    assert verdict.status is Status.SECURE, verdict
+    anchored = TrustAnchors(parse_anchor_text(f"example.test. IN DS {ds[0].to_text()}\n", "a"))
+    verdict = Validator(KeyView(anchored, material), RFC8624).judge(answer)
+    assert verdict.status is Status.BOGUS and C.KEY_REVOKED in verdict.codes

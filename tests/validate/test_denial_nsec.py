@@ -361,3 +361,23 @@ def test_a_wildcard_expanded_nsec_does_not_prove_nodata(env: DenialLab) -> None:
     proof = [*chain.record("*.w.example.test."), *chain.record("a.example.test.")]
     verdict = env.judge(env.nodata("host.w.example.test.", "MX", proof))
     assert verdict.status is Status.SECURE, verdict
+
+
+def test_a_zone_below_a_proven_insecure_delegation_is_insecure() -> None:
+    # Issue 12 (differential class below-insecure-ancestor): sub.d.example.test. is signed, but
+    # d.example.test. is proven to have no DS: everything below is insecure (RFC 4035 5.2),
+    # and a validator never asks sub.d. for its DS.
+    from tests.validate.signing import Lab, Zone, name
+
+    lab = Lab()
+    island = Zone(name("sub.d.example.test."), 13, slot=4)
+    keys = lab.dnskey_response(island)
+    data = rrset("www.sub.d.example.test.", "A", "192.0.2.8")
+    answer = respond("www.sub.d.example.test.", "A", [data, island.sign(data)])
+    proof = DenialLab(lab).nodata("d.example.test.", "DS",
+                                  NsecChain(lab.leaf).record("d.example.test."))
+    assert lab.validator([keys, proof]).judge(answer).status is Status.INSECURE
+    # Twin: without the proof, the missing DS of sub.d. leaves it undecided.
+    verdict = lab.validator([keys]).judge(answer)
+    assert verdict.status is Status.INDETERMINATE
+    assert "DS for sub.d.example.test. not seen" in verdict.missing
