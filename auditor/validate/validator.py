@@ -412,7 +412,8 @@ class Validator:
         elif final is not None:
             status = worst(statuses)
         elif chain and (_leaves_zone(chain[-1][0], chain[-1][1])
-                        or _target_outside(chain[-1][0], server_zone)):
+                        or _target_outside(chain[-1][0], server_zone)) and not (
+                            _carries_target_denial(evidence, chain)):
             # The last CNAME/DNAME points out of its zone: the rest is another zone's answer,
             # which the resolver fetches separately (RFC 1034 3.6.2). Judge the hops present.
             status = worst(statuses)
@@ -850,6 +851,18 @@ def _authoritative_zone(
               if item.rrset.rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS)
               and qname.is_subdomain(item.rrset.name)]
     return max(owners, key=len) if owners else None
+
+
+def _carries_target_denial(
+    evidence: ResponseEvidence, chain: list[tuple[RRsetEvidence, _Judged]]
+) -> bool:
+    """Whether a recursive answer (AA clear) also carries the negative answer for the chain's
+    final target (an SOA of the target's zone in the authority section): then the chain does
+    not end here, it ends in that denial, judged in the target's zone (RFC 1034 3.6.2)."""
+    if evidence.flags & dns.flags.AA or evidence.qname is None:
+        return False
+    target = denied_name(evidence.qname, [item for item, _ in chain])
+    return soa_zone(evidence, target) is not None
 
 
 def _rrsig_only_answer(evidence: ResponseEvidence) -> bool:

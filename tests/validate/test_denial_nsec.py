@@ -381,3 +381,33 @@ def test_a_zone_below_a_proven_insecure_delegation_is_insecure() -> None:
     verdict = lab.validator([keys]).judge(answer)
     assert verdict.status is Status.INDETERMINATE
     assert "DS for sub.d.example.test. not seen" in verdict.missing
+
+
+def _recursive_cname_into_insecure_nodata(env: DenialLab) -> Status:
+    # alias.example.test. (signed) -> x.unsigned.test., another zone, proven unsigned by the
+    # NSEC of test. at unsigned.test. (NS without DS) that the resolver fetched.
+    cname = rrset("alias.example.test.", "CNAME", "x.unsigned.test.")
+    authority = [rrset("unsigned.test.", "SOA", "ns.unsigned.test. h.unsigned.test. "
+                       "1 7200 3600 1209600 300")]
+    nsec = rrset("unsigned.test.", "NSEC", "z.test. NS RRSIG NSEC")
+    proof = respond("unsigned.test.", "DS", authority=[nsec, env.lab.tld.sign(nsec)])
+    answer = respond("alias.example.test.", "A", [cname, env.zone.sign(cname)], authority)
+    return env.lab.validator([proof]).judge(answer).status
+
+
+def test_a_recursive_answer_ending_in_an_insecure_zones_nodata_is_insecure(
+    env: DenialLab,
+) -> None:
+    # Differential class chain-into-insecure-called-secure: the resolver's answer carries the
+    # signed CNAME and the unsigned child's NODATA (its SOA): the chain ends insecure.
+    assert _recursive_cname_into_insecure_nodata(env) is Status.INSECURE
+
+
+def test_a_cname_leaving_its_zone_without_the_targets_answer_is_judged_by_its_hops(
+    env: DenialLab,
+) -> None:
+    # Twin: a CNAME out of the zone with nothing about the target in the response (the
+    # resolver fetches it separately) is as secure as its hop.
+    cname = rrset("alias.example.test.", "CNAME", "www.elsewhere.test.")
+    answer = respond("alias.example.test.", "A", [cname, env.zone.sign(cname)])
+    assert env.judge(answer).status is Status.SECURE
