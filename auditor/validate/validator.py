@@ -261,6 +261,7 @@ class Validator:
                                     [ValidationCode.UNSIGNED_REFERRAL],
                                     ["delegation NS and glue are not signed (RFC 4035 2.2)"],
                                     at_s), ())
+        zone = _deeper_zone_named(evidence, start, zone)
         trust = self.chain.trust(zone, at_s)
         asked_dnssec = evidence.query_do if evidence.query_do is not None else evidence.do
         if trust.status is not Status.SECURE and trust.status is not Status.INSECURE and (
@@ -851,6 +852,20 @@ def _authoritative_zone(
               if item.rrset.rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS)
               and qname.is_subdomain(item.rrset.name)]
     return max(owners, key=len) if owners else None
+
+
+def _deeper_zone_named(
+    evidence: ResponseEvidence, name: dns.name.Name, zone: dns.name.Name
+) -> dns.name.Name:
+    """The zone the response itself names for ``name`` (its authority SOA/NS owner above it)
+    when deeper than the zone the key material knows: a server speaking for a child zone the
+    capture has no DS, DNSKEY or proof for. Its unsigned data then belongs to that child, whose
+    status is unknown, not to the signed parent (no "stripped" verdict without evidence)."""
+    owners = [item.rrset.name for item in evidence.section(Section.AUTHORITY)
+              if item.rrset.rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS)
+              and name.is_subdomain(item.rrset.name) and item.rrset.name.is_subdomain(zone)]
+    deepest = max(owners, key=len, default=zone)
+    return deepest if len(deepest) > len(zone) else zone
 
 
 def _carries_target_denial(

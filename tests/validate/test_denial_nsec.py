@@ -411,3 +411,27 @@ def test_a_cname_leaving_its_zone_without_the_targets_answer_is_judged_by_its_ho
     cname = rrset("alias.example.test.", "CNAME", "www.elsewhere.test.")
     answer = respond("alias.example.test.", "A", [cname, env.zone.sign(cname)])
     assert env.judge(answer).status is Status.SECURE
+
+
+def _unsigned_answer_from_a_child_server(env: DenialLab, *, names_its_zone: bool) -> object:
+    data = rrset("www.sub.example.test.", "A", "192.0.2.9")
+    authority = [rrset("sub.example.test.", "NS", "ns.sub.example.test.")] if (
+        names_its_zone) else []
+    return env.judge(respond("www.sub.example.test.", "A", [data], authority, aa=True))
+
+
+def test_unsigned_data_from_a_server_naming_an_unknown_child_zone_is_indeterminate(
+    env: DenialLab,
+) -> None:
+    # The answering server speaks for sub.example.test. (its authority NS), a zone the capture
+    # has no DS, DNSKEY or proof for: its data's status is unknown, never "stripped".
+    verdict = _unsigned_answer_from_a_child_server(env, names_its_zone=True)
+    assert verdict.status is Status.INDETERMINATE, verdict  # type: ignore[attr-defined]
+    assert "DS for sub.example.test. not seen" in verdict.missing  # type: ignore[attr-defined]
+
+
+def test_unsigned_data_of_a_signed_zone_with_do_is_bogus(env: DenialLab) -> None:
+    # Twin: nothing suggests another zone: example.test.'s data without RRSIG although DO.
+    verdict = _unsigned_answer_from_a_child_server(env, names_its_zone=False)
+    assert verdict.status is Status.BOGUS  # type: ignore[attr-defined]
+    assert C.RRSIGS_MISSING in verdict.codes  # type: ignore[attr-defined]
