@@ -176,7 +176,8 @@ class CrossChecker:
             key = (name_key(rrset.name), int(rrset.rdtype), int(rrset.rdclass))
             text = f"{rrset.name} {rrset.rdtype.name}"
             if item.section is Section.ANSWER:
-                claims.append(_Claim(summary, key, rdata_set_digest(rrset), text, summary.ts_ns))
+                claims.append(_Claim(summary, key, rdata_set_digest(rrset), text, summary.ts_ns,
+                                     frozenset(rrset)))
             elif (item.section is Section.ADDITIONAL and zone is not None
                   and rrset.rdtype in _ADDRESS_TYPES and not rrset.name.is_subdomain(zone)):
                 # RFC 2181 5.4.1: out-of-zone additional data is normal; only a contradiction
@@ -197,9 +198,11 @@ class CrossChecker:
         valid = [c for c in copies if c.valid_at(claim.at_ns)]
         if not valid:
             return None
+        if any(c.rdatas & claim.rdatas for c in valid):
+            # Shares a record with a validated copy: a load balancer's or CDN's rotating subset
+            # (or renumbering), not injection; a forged answer replaces the data.
+            return None
         if claim.bailiwick is not None:
-            if any(c.rdatas & claim.rdatas for c in valid):
-                return None  # shares an address: renumbering or rotation, not injection
             return self._report(claim, valid[-1], "additional_contradicts_validated", {
                 "rrset": claim.rrset_text, "bailiwick": name_text(claim.bailiwick)})
         return self._report(claim, valid[-1], "contradicts_validated", {

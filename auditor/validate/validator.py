@@ -323,6 +323,15 @@ class Validator:
                                         [ValidationCode.UNSIGNED_CROSS_CHECKED],
                                         ["unsigned (query without DO); equal to a validated "
                                          "copy seen in the capture"], at_s), ())
+            if set(copy.rrset) & set(rrset):
+                # A rotating subset of a load-balanced or CDN RRset (or renumbering): it
+                # neither proves nor contradicts anything.
+                text = (f"unsigned (query without DO); shares records with a validated copy "
+                        f"of {rrset.name} {rrset.rdtype.name} but differs (rotation?)")
+                return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
+                                        [ValidationCode.DNSSEC_NOT_REQUESTED,
+                                         ValidationCode.UNSIGNED_NOT_CROSS_CHECKED], [text],
+                                        at_s), (text,))
             differing = True
         if differing:
             return _Judged(_verdict(item.section, rrset, Status.BOGUS, (), None,

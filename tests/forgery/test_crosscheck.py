@@ -80,6 +80,13 @@ def test_contradiction_inside_the_validated_copy_window_is_forged() -> None:
     assert found[0].verdict == "forged"
 
 
+def test_a_rotating_subset_of_a_validated_rrset_is_not_a_contradiction() -> None:
+    # A load balancer or CDN hands out subsets of its addresses: sharing a record with the
+    # validated copy is rotation, not forgery (the disjoint twin above is forged).
+    rotated = _validated_then_client(["www.example. A 192.0.2.1", "www.example. A 192.0.2.2"])
+    assert run(rotated, _judge) == []
+
+
 def test_a_copy_from_years_earlier_proves_nothing() -> None:
     # Twin of the test above: the same contradiction three years after the copy was seen
     # (and with a long TTL on the unsigned answer, which must not stretch the comparison).

@@ -62,3 +62,17 @@ def test_truncated_answer_without_rrsigs_is_indeterminate() -> None:
     assert judged.status is Status.INDETERMINATE
     assert ValidationCode.TRUNCATED in judged.codes
     assert ValidationCode.RRSIGS_MISSING not in judged.rrsets[0].codes
+
+
+def test_a_rotating_subset_of_a_validated_copy_is_neither_secure_nor_bogus() -> None:
+    # Load-balanced or CDN answers share records with the validated copy but differ: not a
+    # contradiction (the disjoint twin at the top of this file is bogus).
+    lab = Lab()
+    data = rrset("www.example.test.", "A", "192.0.2.1")
+    signed = respond("www.example.test.", "A", [data, lab.leaf.sign(data)], ts=WHEN)
+    rotated = respond("www.example.test.", "A",
+                      [rrset("www.example.test.", "A", "192.0.2.1", "192.0.2.2")],
+                      query_do=False, ts=WHEN + 60, sport=40001)
+    judged = lab.validator([signed, rotated]).judge(rotated).rrsets[0]
+    assert judged.status is Status.INDETERMINATE
+    assert ValidationCode.UNSIGNED_CONTRADICTS_VALIDATED not in judged.codes
