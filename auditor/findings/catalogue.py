@@ -116,6 +116,15 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ("RFC 2181 5.4.1", "RFC 1034 4.3.2"),
     ),
     FindingSpec(
+        "validation_budget_exceeded",
+        Severity.HIGH,
+        "Answer exceeds the validation budget (KeyTrap / NSEC3 attack)",
+        "{server} returned answers for zone {zone} whose validation needs more work than "
+        "validators allow ({limits}): the pattern of KeyTrap (CVE-2023-50387) or the NSEC3 "
+        "hash attack (CVE-2023-50868); judged bogus",
+        ("RFC 4035 5.3.1", "RFC 5155 8.3", "RFC 9276 3.2"),
+    ),
+    FindingSpec(
         "bogus_answer",
         Severity.HIGH,
         "Bogus answer",

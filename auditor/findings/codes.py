@@ -151,6 +151,14 @@ class ValidationCode(StrEnum):
     """NSEC3 with additional iterations, against RFC 9276 3.1 guidance (noted only)."""
     NSEC3_SALT_PRESENT = ("nsec3_salt_present", None)
     """NSEC3 with a salt, against RFC 9276 3.1 guidance (noted only)."""
+    NSEC3_MALFORMED = ("nsec3_malformed", None)
+    """An NSEC3 with a known hash algorithm whose Next Hashed Owner Name has another length
+    than that hash (SHA-1: 20 octets, RFC 5155 3.1.7): a malformed record proves nothing, so
+    the proof fails (bogus), never insecure."""
+    VALIDATION_BUDGET_EXCEEDED = ("validation_budget_exceeded", None)
+    """Validating the response needed more work than a validator allows (key-tag collisions,
+    failed signature checks, NSEC3 hashes: KeyTrap CVE-2023-50387, CVE-2023-50868): bogus,
+    and itself a sign of an attack."""
     NSEC3_UNKNOWN_ALGORITHM = ("nsec3_unknown_algorithm", None)
     """Only NSEC3 records with an unknown hash algorithm or flags: ignored (RFC 5155 8.1,
     8.2), the answer cannot be proven and is treated as insecure."""

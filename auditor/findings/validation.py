@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 
@@ -53,6 +54,18 @@ def verdict_zone(verdict: Verdict, evidence: ResponseEvidence) -> str:
     return evidence.qname.to_text() if evidence.qname is not None else "-"
 
 
+def _budget_exceeded(verdict: Verdict) -> bool:
+    return C.VALIDATION_BUDGET_EXCEEDED in verdict.codes or any(
+        C.VALIDATION_BUDGET_EXCEEDED in rrset.codes for rrset in verdict.rrsets)
+
+
+def _details(verdict: Verdict) -> list[str]:
+    texts = list(verdict.detail)
+    for rrset in verdict.rrsets:
+        texts.extend(rrset.detail)
+    return texts
+
+
 def _reasons(codes: Iterable[str]) -> list[str]:
     return [plain(code) for code in codes if code not in _UMBRELLA]
 
@@ -71,6 +84,8 @@ class ValidationFindings:
         """Record what the verdict says; findings are only emitted at ``flush``."""
         status = verdict.status
         codes = set(verdict.codes)
+        if _budget_exceeded(verdict):
+            self._budget_exceeded(evidence, verdict)
         if status is Status.BOGUS:
             self._bogus(evidence, verdict)
         elif status is Status.INDETERMINATE:
@@ -88,7 +103,25 @@ class ValidationFindings:
         if self._merger.dropped:
             logger.warning("%d validation findings not merged: too many distinct zones/servers",
                            self._merger.dropped)
-        return list(self._merger.flush())
+        # Exceeding the budget is a heuristic sign of an attack, not proof of forgery.
+        return [dataclasses.replace(found, verdict="suspicious")
+                if found.code == "validation_budget_exceeded" else found
+                for found in self._merger.flush()]
+
+    def _budget_exceeded(self, evidence: ResponseEvidence, verdict: Verdict) -> None:
+        """KeyTrap / NSEC3 hash attack evidence: the zone, the server, the frames, and which
+        limits ran out."""
+        limits = [text.split("(", 1)[1].split(")", 1)[0] if "budget of" in text else
+                  text.removeprefix("validation budget exceeded: ")
+                  for text in _details(verdict) if "budget" in text]
+        zone = next((r.signer for r in verdict.rrsets
+                     if C.VALIDATION_BUDGET_EXCEEDED in r.codes and r.signer), None)
+        zone = zone or verdict_zone(verdict, evidence)
+        where = provenance_of(evidence)
+        self._merger.add("validation_budget_exceeded", (zone, where.server),
+                         {"zone": zone, "server": where.server}, where,
+                         lists={"limits": limits or ["validation budget"],
+                                "answers": [question_text(evidence)]})
 
     def _add_response(
         self,

@@ -20,6 +20,7 @@ from auditor.findings.codes import ValidationCode
 from auditor.trust.anchors import TrustAnchor
 from auditor.trust.keyview import KeyView
 from auditor.trust.material import SignedRRset
+from auditor.validate.budget import WorkBudget
 from auditor.validate.denial import ProofKind, prove_no_ds
 from auditor.validate.ds import ds_digest, ds_names_any
 from auditor.validate.policy import ValidationPolicy
@@ -130,7 +131,7 @@ class ChainResolver:
                              detail=(f"chain loop at {zone}",))
         self._busy.add(key)
         try:
-            result = self._compute(zone, ref)
+            result = self._within_budget(zone, ref)
         finally:
             self._busy.discard(key)
         if result.status is Status.INDETERMINATE and self.view.cached_keys(zone):
@@ -151,6 +152,21 @@ class ChainResolver:
         self._generation = self.view.generation
 
     # --- computing ---------------------------------------------------------------------------
+
+    def _within_budget(self, zone: dns.name.Name, ref: int | None) -> ZoneTrust:
+        """``_compute`` with a budget of its own: a zone's trust is memoised and shared by
+        every response, so its work (DS matching, DNSKEY self-signatures, DS-absence proofs)
+        is bounded per zone, not charged to whichever response asked first. Keys proven by a
+        valid signature stay trusted; anything else cut short is bogus (KeyTrap
+        CVE-2023-50387, NSEC3 CVE-2023-50868)."""
+        budget = WorkBudget(self.policy.budget)
+        with self.checker.charged_to(budget):
+            result = self._compute(zone, ref)
+        if budget.exhausted is None or result.status is Status.SECURE:
+            return result
+        return ZoneTrust(zone, Status.BOGUS, (),
+                         (ValidationCode.VALIDATION_BUDGET_EXCEEDED, ValidationCode.DNSSEC_BOGUS),
+                         (), (*result.detail, budget.detail(f"the keys of {zone}")))
 
     def _compute(self, zone: dns.name.Name, ref: int | None) -> ZoneTrust:
         held = self.view.anchors.for_zone(zone)
@@ -363,11 +379,20 @@ class ChainResolver:
             collected.add(ValidationCode.DNSKEY_MISSING,
                           f"DNSKEY for {zone} with key tag {ds.key_tag} alg {ds.algorithm} "
                           f"not in a DNSKEY RRset seen")
+        mismatches = 0
+        limit = self.policy.budget.ds_match_failures
         for key in candidates:
+            if mismatches >= limit:
+                # KeyTrap (CVE-2023-50387) with colliding key tags under one DS: Unbound gives
+                # up after MAX_DS_MATCH_FAILURES (4) keys that do not match.
+                self.checker.budget.note(f"{limit} DNSKEYs of {zone} with DS key tag "
+                                         f"{ds.key_tag} fail to match its digest")
+                break
             computed = ds_digest(zone, key, ds.digest_type)
             if computed is None:
                 continue
             if computed != ds.digest:
+                mismatches += 1
                 collected.add(ValidationCode.DS_MISMATCH,
                               f"DS {ds.key_tag}/{ds.algorithm}/{ds.digest_type} digest does not "
                               f"match DNSKEY {ds.key_tag} of {zone}")
@@ -527,7 +552,8 @@ class ChainResolver:
         while True:
             entries = material.denial_rrsets(ancestor)
             if entries:
-                proof = prove_no_ds(zone, ancestor, entries, self.policy)
+                proof = prove_no_ds(zone, ancestor, entries, self.policy,
+                                    budget=self.checker.budget)
                 if proof is not None:
                     return self._judge_proof(zone, proof, ref)
             if ancestor == dns.name.root:

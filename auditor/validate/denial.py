@@ -20,6 +20,7 @@ import dns.rrset
 
 from auditor.findings.codes import ValidationCode
 from auditor.trust.material import SignedRRset
+from auditor.validate.budget import BudgetExceeded, WorkBudget
 from auditor.validate.denial_common import (
     NSEC,
     NSEC3,
@@ -34,6 +35,7 @@ from auditor.validate.denial_common import (
     nsec3_covers,
     nsec3_hash_bytes,
     nsec3_owner_hash,
+    nsec3_well_formed,
 )
 from auditor.validate.denial_nsec import prove_nsec
 from auditor.validate.denial_nsec3 import prove_nsec3
@@ -69,10 +71,12 @@ def prove_denial(
     policy: ValidationPolicy,
     *,
     wildcard_labels: int | None = None,
+    budget: WorkBudget | None = None,
 ) -> ProofResult:
     """Judge a response's NSEC/NSEC3 RRsets, each paired with its RRSIG signer, against
     ``claim`` about ``name``/``rdtype`` in ``zone``. For a wildcard answer,
-    ``wildcard_labels`` is the RRSIG Labels field (RFC 4035 5.3.4)."""
+    ``wildcard_labels`` is the RRSIG Labels field (RFC 4035 5.3.4). NSEC3 hashing is charged
+    to ``budget``."""
     if not records:
         return failed(ValidationCode.NSEC_MISSING, f"no NSEC/NSEC3 record for {name}")
     if not name.is_subdomain(zone):
@@ -85,7 +89,8 @@ def prove_denial(
     if nsec:
         results.append(prove_nsec(claim, name, rdtype, zone, nsec, wildcard_labels))
     if nsec3:
-        results.append(prove_nsec3(claim, name, rdtype, zone, nsec3, policy, wildcard_labels))
+        results.append(prove_nsec3(claim, name, rdtype, zone, nsec3, policy, wildcard_labels,
+                                   budget))
     for result in results:
         if result.outcome is not Outcome.FAILED:
             return result
@@ -131,15 +136,21 @@ def prove_no_ds(
     zone: dns.name.Name,
     entries: Sequence[SignedRRset],
     policy: ValidationPolicy,
+    *,
+    budget: WorkBudget | None = None,
 ) -> DenialProof | None:
     """Find, among NSEC/NSEC3 RRsets signed by ``zone``, a proof that ``delegation`` has no
-    DS RRset; None when there is none."""
+    DS RRset; None when there is none or when ``budget`` runs out while hashing (the budget
+    records it)."""
     if not delegation.is_subdomain(zone) or delegation == zone:
         return None
     nsec = _nsec_no_ds(delegation, zone, entries)
     if nsec is not None:
         return nsec
-    return _nsec3_no_ds(delegation, zone, entries, policy)
+    try:
+        return _nsec3_no_ds(delegation, zone, entries, policy, budget)
+    except BudgetExceeded:  # CVE-2023-50868: no proof within the budget
+        return None
 
 
 def _nsec_no_ds(
@@ -169,11 +180,13 @@ def _nsec3_records(
         if owner_hash is None:
             continue
         # RFC 5155 8.1: unknown hash algorithms are ignored; RFC 9276 3.2: too many
-        # iterations make the proof unusable under this policy.
+        # iterations make the proof unusable under this policy (checked before hashing);
+        # RFC 5155 3.1.7: malformed hash lengths prove nothing.
         records.extend(
             (owner_hash, rdata, entry)
             for rdata in rrset
             if rdata.algorithm == _SHA1 and rdata.iterations <= policy.max_nsec3_iterations
+            and nsec3_well_formed(owner_hash, rdata)
         )
     return records
 
@@ -183,11 +196,12 @@ def _nsec3_no_ds(
     zone: dns.name.Name,
     entries: Sequence[SignedRRset],
     policy: ValidationPolicy,
+    budget: WorkBudget | None,
 ) -> DenialProof | None:
     records = _nsec3_records(zone, entries, policy)
     if not records:
         return None
-    matching = _nsec3_matching(delegation, records)
+    matching = _nsec3_matching(delegation, records, budget)
     if matching is not None:
         _, rdata, entry = matching
         if is_insecure_delegation_bitmap(bitmap_types(rdata)):
@@ -195,14 +209,16 @@ def _nsec3_no_ds(
             return DenialProof(ProofKind.NSEC3, zone, (entry,),
                                f"NSEC3 matching {delegation} has NS without DS or SOA")
         return None
-    return _nsec3_opt_out(delegation, zone, records)
+    return _nsec3_opt_out(delegation, zone, records, budget)
 
 
 def _nsec3_matching(
-    name: dns.name.Name, records: list[tuple[bytes, NSEC3, SignedRRset]]
+    name: dns.name.Name,
+    records: list[tuple[bytes, NSEC3, SignedRRset]],
+    budget: WorkBudget | None,
 ) -> tuple[bytes, NSEC3, SignedRRset] | None:
     for record in records:
-        if nsec3_hash_bytes(name, record[1]) == record[0]:
+        if nsec3_hash_bytes(name, record[1], budget) == record[0]:
             return record
     return None
 
@@ -211,16 +227,17 @@ def _nsec3_opt_out(
     delegation: dns.name.Name,
     zone: dns.name.Name,
     records: list[tuple[bytes, NSEC3, SignedRRset]],
+    budget: WorkBudget | None,
 ) -> DenialProof | None:
     # RFC 5155 8.6 / 7.2.1: closest provable encloser, then an opt-out NSEC3 covering the
     # next closer name.
     next_closer = delegation
     encloser = delegation.parent()
     while encloser.is_subdomain(zone):
-        found = _nsec3_matching(encloser, records)
+        found = _nsec3_matching(encloser, records, budget)
         if found is not None:
             for owner_hash, rdata, entry in records:
-                target = nsec3_hash_bytes(next_closer, rdata)
+                target = nsec3_hash_bytes(next_closer, rdata, budget)
                 if rdata.flags & _OPT_OUT and nsec3_covers(owner_hash, rdata, target):
                     return DenialProof(
                         ProofKind.NSEC3_OPT_OUT, zone, (found[2], entry),

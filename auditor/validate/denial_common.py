@@ -15,13 +15,16 @@ import dns.rdtypes.ANY.NSEC3
 import dns.rrset
 
 from auditor.findings.codes import ValidationCode
+from auditor.validate.budget import WorkBudget
 
 NSEC = dns.rdtypes.ANY.NSEC.NSEC
 NSEC3 = dns.rdtypes.ANY.NSEC3.NSEC3
 OPT_OUT = 0x01
 SHA1 = 1
+SHA1_LENGTH = 20
+"""Octets of a SHA-1 NSEC3 hash (owner label and Next Hashed Owner Name, RFC 5155 3.1.7)."""
 HASH_MEMO_SIZE = 65_536
-"""Bound of the NSEC3 hash LRU (name, salt, iterations)."""
+"""Bound of the NSEC3 hash LRU (name, salt, iterations), shared across responses."""
 
 
 class Claim(StrEnum):
@@ -117,9 +120,21 @@ def nsec3_digest(name: dns.name.Name, salt: bytes, iterations: int) -> bytes:
     return digest
 
 
-def nsec3_hash_bytes(name: dns.name.Name, rdata: NSEC3) -> bytes:
-    """The NSEC3 hash of ``name`` with ``rdata``'s parameters (RFC 5155 5)."""
-    return nsec3_digest(name, bytes(rdata.salt), int(rdata.iterations))
+def nsec3_hash_bytes(
+    name: dns.name.Name, rdata: NSEC3, budget: WorkBudget | None = None
+) -> bytes:
+    """The NSEC3 hash of ``name`` with ``rdata``'s parameters (RFC 5155 5), charged to
+    ``budget`` (CVE-2023-50868; raises BudgetExceeded when it runs out)."""
+    salt, iterations = bytes(rdata.salt), int(rdata.iterations)
+    if budget is not None:
+        budget.charge_hash(name, salt, iterations)
+    return nsec3_digest(name, salt, iterations)
+
+
+def nsec3_well_formed(owner_hash: bytes, rdata: NSEC3) -> bool:
+    """A SHA-1 NSEC3 whose owner hash and Next Hashed Owner Name are both 20 octets (RFC 5155
+    3.1.7); anything else is malformed and proves nothing."""
+    return len(owner_hash) == SHA1_LENGTH and len(rdata.next) == SHA1_LENGTH
 
 
 def nsec3_owner_hash(owner: dns.name.Name) -> bytes | None:

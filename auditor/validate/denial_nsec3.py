@@ -11,6 +11,7 @@ import dns.rdatatype
 import dns.rrset
 
 from auditor.findings.codes import ValidationCode as C
+from auditor.validate.budget import BudgetExceeded, WorkBudget
 from auditor.validate.denial_common import (
     NSEC3,
     OPT_OUT,
@@ -27,8 +28,9 @@ from auditor.validate.denial_common import (
     label_count,
     next_closer,
     nsec3_covers,
-    nsec3_hash_bytes,
+    nsec3_digest,
     nsec3_owner_hash,
+    nsec3_well_formed,
     wildcard_of,
 )
 from auditor.validate.policy import ValidationPolicy
@@ -59,19 +61,41 @@ class _Encloser:
 
 
 class _Ring:
-    """The usable NSEC3 records of one zone, with matching and covering by hash."""
+    """The usable NSEC3 records of one zone, with matching and covering by hash. Records are
+    grouped by parameters (salt, iterations), so a name is hashed once per parameter set,
+    not once per record; each hash is charged to ``budget`` (CVE-2023-50868)."""
 
-    def __init__(self, records: list[_Nsec3]) -> None:
+    def __init__(self, records: list[_Nsec3], budget: WorkBudget | None) -> None:
         self.records = records
+        self._budget = budget
+        groups: dict[tuple[bytes, int], list[_Nsec3]] = {}
+        for record in records:
+            params = (bytes(record.rdata.salt), int(record.rdata.iterations))
+            groups.setdefault(params, []).append(record)
+        self._groups = [(salt, iterations, members,
+                         {r.owner_hash: r for r in reversed(members)})
+                        for (salt, iterations), members in groups.items()]
+
+    def _hash(self, name: dns.name.Name, salt: bytes, iterations: int) -> bytes:
+        if self._budget is not None:
+            self._budget.charge_hash(name, salt, iterations)
+        return nsec3_digest(name, salt, iterations)
 
     def matching(self, name: dns.name.Name) -> _Nsec3 | None:
-        return next((r for r in self.records
-                     if nsec3_hash_bytes(name, r.rdata) == r.owner_hash), None)
+        for salt, iterations, _, by_owner in self._groups:
+            found = by_owner.get(self._hash(name, salt, iterations))
+            if found is not None:
+                return found
+        return None
 
     def covering(self, name: dns.name.Name) -> _Nsec3 | None:
-        return next((r for r in self.records
-                     if nsec3_covers(r.owner_hash, r.rdata, nsec3_hash_bytes(name, r.rdata))),
-                    None)
+        for salt, iterations, members, _ in self._groups:
+            target = self._hash(name, salt, iterations)
+            found = next((r for r in members if nsec3_covers(r.owner_hash, r.rdata, target)),
+                         None)
+            if found is not None:
+                return found
+        return None
 
 
 def prove_nsec3(
@@ -82,21 +106,37 @@ def prove_nsec3(
     rrsets: Sequence[dns.rrset.RRset],
     policy: ValidationPolicy,
     wildcard_labels: int | None = None,
+    budget: WorkBudget | None = None,
 ) -> ProofResult:
-    """Judge NSEC3 RRsets (already restricted to ``zone``'s signer) against ``claim``."""
+    """Judge NSEC3 RRsets (already restricted to ``zone``'s signer) against ``claim``; the
+    hashing is charged to ``budget``."""
     in_zone = [r for r in rrsets if r.name.parent() == zone and nsec3_owner_hash(r.name)]
     if not in_zone:
         # RFC 5155 8.3: NSEC3 owners are one label below the zone apex.
         return failed(C.DENIAL_WRONG_ZONE, f"no NSEC3 record is owned by a hash in {zone}")
+    # RFC 9276 3.2: the iteration limit is checked before any hash is computed.
     notes, unusable = _parameter_notes(in_zone, policy)
     if unusable is not None:
         return unusable
-    ring = _Ring(_usable(in_zone))
+    ring = _Ring(_usable(in_zone), budget)
     if not ring.records:
+        if _malformed(in_zone):
+            # A SHA-1 NSEC3 whose hashes are not 20 octets is malformed, not of an unknown
+            # algorithm: it proves nothing, so the proof fails (bogus, as Unbound says);
+            # calling it insecure would let anyone strip a denial to insecure.
+            return failed(C.NSEC3_MALFORMED, "NSEC3 records with a SHA-1 hash whose owner "
+                          "or next hashed owner is not 20 octets prove nothing (RFC 5155 3.1.7)")
         # RFC 5155 8.1/8.2: records with unknown hash or flags are ignored; none remain.
         return ProofResult(Outcome.UNUSABLE, (*notes, C.NSEC3_UNKNOWN_ALGORITHM),
                            tuple(in_zone), ("no NSEC3 record with a known hash and flags",))
-    result = _dispatch(claim, name, rdtype, zone, ring, wildcard_labels)
+    try:
+        result = _dispatch(claim, name, rdtype, zone, ring, wildcard_labels)
+    except BudgetExceeded as exhausted:
+        # CVE-2023-50868: as Unbound's MAX_NSEC3_CALCULATIONS, the hashing stops; the proof is
+        # not made, so the answer is bogus.
+        return failed(C.VALIDATION_BUDGET_EXCEEDED,
+                      f"validation budget exceeded: NSEC3 proof for {name} needs more than "
+                      f"{exhausted}")
     if result.outcome is Outcome.FAILED:
         return result
     return ProofResult(result.outcome, (*notes, *result.codes), result.used, result.detail)
@@ -107,9 +147,10 @@ def _parameter_notes(
 ) -> tuple[tuple[C, ...], ProofResult | None]:
     notes: list[C] = []
     for rrset in rrsets:
+        owner_hash = nsec3_owner_hash(rrset.name) or b""
         for rdata in rrset:
-            if rdata.algorithm != SHA1:
-                continue
+            if rdata.algorithm != SHA1 or not nsec3_well_formed(owner_hash, rdata):
+                continue  # ignored or malformed records: their parameters say nothing
             if rdata.iterations > policy.max_nsec3_iterations:
                 # RFC 9276 3.2: validators treat responses above their limit as insecure.
                 return (), ProofResult(
@@ -132,11 +173,22 @@ def _usable(rrsets: list[dns.rrset.RRset]) -> list[_Nsec3]:
             _Nsec3(rrset, owner_hash, rdata, bitmap_types(rdata))
             for rdata in rrset
             # RFC 5155 8.1: unknown hash algorithms are ignored; 8.2: flags other than
-            # opt-out are ignored too.
+            # opt-out are ignored too; RFC 5155 3.1.7: a SHA-1 hash is 20 octets.
             if rdata.algorithm == SHA1 and not rdata.flags & ~OPT_OUT
-            and len(rdata.next) == len(owner_hash)
+            and nsec3_well_formed(owner_hash, rdata)
         )
     return records
+
+
+def _malformed(rrsets: list[dns.rrset.RRset]) -> bool:
+    """Whether some SHA-1 NSEC3 with known flags has hashes of the wrong length."""
+    for rrset in rrsets:
+        owner_hash = nsec3_owner_hash(rrset.name)
+        assert owner_hash is not None
+        if any(rdata.algorithm == SHA1 and not rdata.flags & ~OPT_OUT
+               and not nsec3_well_formed(owner_hash, rdata) for rdata in rrset):
+            return True
+    return False
 
 
 def _dispatch(

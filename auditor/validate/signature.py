@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dns.dnssec
@@ -22,6 +23,7 @@ from dns.rdtypes.dnskeybase import Flag
 from auditor.findings.codes import ValidationCode
 from auditor.memo import IdentityMemo
 from auditor.trust.material import rdata_set_digest, rdata_wire
+from auditor.validate.budget import WorkBudget
 from auditor.validate.policy import ValidationPolicy
 
 logger = logging.getLogger(__name__)
@@ -91,10 +93,18 @@ class SignatureResult:
     """The key that validated."""
     wildcard: bool
     """The Labels field is smaller than the owner's label count (RFC 4035 5.3.4)."""
+    failures: int = 0
+    """Cryptographic checks that failed (counted against the per-RRset budget)."""
+
+    @property
+    def budget_exceeded(self) -> bool:
+        """The check stopped because a validation budget ran out."""
+        return ValidationCode.VALIDATION_BUDGET_EXCEEDED in self.codes
 
 
 class SignatureChecker:
-    """Checks RRSIGs; the crypto result of each distinct triple is cached in a bounded LRU."""
+    """Checks RRSIGs; the crypto result of each distinct triple is cached in a bounded LRU.
+    Every check is charged to ``budget`` (the response or zone being judged)."""
 
     def __init__(self, policy: ValidationPolicy, *, memo_size: int = 100_000) -> None:
         self.policy = policy
@@ -102,6 +112,17 @@ class SignatureChecker:
         self._memo_size = memo_size
         self.crypto_calls = 0
         self.memo_hits = 0
+        self.budget = WorkBudget(None)
+        """The budget checks are charged to; unlimited outside a response or zone."""
+
+    @contextmanager
+    def charged_to(self, budget: WorkBudget) -> Iterator[WorkBudget]:
+        """Charge the checks made inside the block to ``budget``."""
+        previous, self.budget = self.budget, budget
+        try:
+            yield budget
+        finally:
+            self.budget = previous
 
     def check(
         self,
@@ -150,20 +171,37 @@ class SignatureChecker:
             return SignatureResult(False, False, (*codes, ValidationCode.DNSKEY_MISSING),
                                    (*detail, f"DNSKEY for {zone} with key tag {tag} alg "
                                     f"{algorithm} not among its trusted keys"), None, wildcard)
-        unsupported = 0
-        for key in candidates:
+        budget = self.budget
+        cap = self.policy.budget.keys_per_signature
+        # KeyTrap (CVE-2023-50387): RFC 4035 5.3.1 would try every key with the tag, and an
+        # attacker publishes hundreds; like Unbound and BIND, only the first few are tried.
+        colliding = len(candidates) > cap
+        unsupported = failures = 0
+        for key in candidates[:cap]:
             problem = self._key_problem(key, rrsig)
             if problem is not None:
                 codes.append(problem[0])
                 detail.append(problem[1])
                 unsupported += problem[0] is ValidationCode.UNSUPPORTED_DNSKEY_ALGORITHM
                 continue
-            if self._verify(rrset, rrsig, key):
-                return SignatureResult(True, False, tuple(codes), tuple(detail), key, wildcard)
+            if not budget.may_check():
+                return _exhausted(codes, detail, wildcard, failures,
+                                  f"{zone}: {budget.exhausted} already spent")
+            valid, computed = self._verify(rrset, rrsig, key)
+            budget.charge_check(failed=not valid, computed=computed)
+            if valid:
+                return SignatureResult(True, False, tuple(codes), tuple(detail), key, wildcard,
+                                       failures)
+            failures += 1
             codes.append(ValidationCode.BAD_SIGNATURE)
             detail.append(f"signature by {zone} key {tag} alg {algorithm} does not verify")
+        if colliding:
+            budget.note(f"more than {cap} DNSKEYs of {zone} share key tag {tag}")
+            return _exhausted(codes, detail, wildcard, failures,
+                              f"{len(candidates)} DNSKEYs of {zone} share key tag {tag} alg "
+                              f"{algorithm}; only {cap} were tried")
         return SignatureResult(False, unsupported == len(candidates), tuple(codes),
-                               tuple(detail), None, wildcard)
+                               tuple(detail), None, wildcard, failures)
 
     def _time_problem(
         self, rrsig: RRSIG, times_s: Sequence[int]
@@ -199,7 +237,8 @@ class SignatureChecker:
         # the weak key (weak_key).
         return None
 
-    def _verify(self, rrset: dns.rrset.RRset, rrsig: RRSIG, key: DNSKEY) -> bool:
+    def _verify(self, rrset: dns.rrset.RRset, rrsig: RRSIG, key: DNSKEY) -> tuple[bool, bool]:
+        """(valid, computed): computed is False when the memo answered."""
         memo_key = hashlib.sha256(
             rdata_set_digest(rrset) + rdata_wire(rrsig) + rdata_wire(key)
         ).digest()
@@ -207,12 +246,12 @@ class SignatureChecker:
         if cached is not None:
             self.memo_hits += 1
             self._memo.move_to_end(memo_key)
-            return cached
+            return cached, False
         result = self._crypto(rrset, rrsig, key)
         self._memo[memo_key] = result
         if len(self._memo) > self._memo_size:
             self._memo.popitem(last=False)
-        return result
+        return result, True
 
     def _crypto(self, rrset: dns.rrset.RRset, rrsig: RRSIG, key: DNSKEY) -> bool:
         """One signature, one key. Times were judged already: pass a time inside the window."""
@@ -236,3 +275,11 @@ class SignatureChecker:
 
 def _fail(code: ValidationCode, text: str, wildcard: bool) -> SignatureResult:
     return SignatureResult(False, False, (code,), (text,), None, wildcard)
+
+
+def _exhausted(
+    codes: list[ValidationCode], detail: list[str], wildcard: bool, failures: int, text: str
+) -> SignatureResult:
+    return SignatureResult(False, False, (*codes, ValidationCode.VALIDATION_BUDGET_EXCEEDED),
+                           (*detail, f"validation budget exceeded: {text}"), None, wildcard,
+                           failures)

@@ -20,6 +20,7 @@ from auditor.messages import name_text
 from auditor.trust.cache import CacheUpdate, KeyState
 from auditor.trust.keyview import KeyView
 from auditor.trust.material import SignedRRset, rdata_set_digest
+from auditor.validate.budget import WorkBudget, ZoneRate
 from auditor.validate.chain import ChainResolver, ZoneTrust, signature_times, signed_entries
 from auditor.validate.denial import Claim, prove_denial
 from auditor.validate.denial_response import (
@@ -63,10 +64,13 @@ class Validator:
         *,
         at_ns: int | None = None,
         signature_memo: int = 100_000,
+        zone_rate: ZoneRate | None = None,
     ) -> None:
         self.keys = keys
         self.policy = policy
         self.at_ns = at_ns
+        self.zone_rate = zone_rate
+        """Live mode: validation work allowed per zone per second of capture time."""
         self.checker = SignatureChecker(policy, memo_size=signature_memo)
         self.chain = ChainResolver(keys, policy, self.checker,
                                    at_s=None if at_ns is None else at_ns // _NS)
@@ -75,13 +79,30 @@ class Validator:
     # --- public ------------------------------------------------------------------------------
 
     def judge(self, evidence: ResponseEvidence) -> Verdict:
-        """The verdict on one response."""
+        """The verdict on one response, within the policy's validation budget."""
         reference_ns = self.at_ns if self.at_ns is not None else evidence.ts_ns
         at_s = reference_ns // _NS
-        judged = [self._judge_rrset(item, evidence, at_s) for item in evidence.rrsets]
-        judged = self._prove_wildcards(evidence, judged)
-        judged = self._check_dname_synthesis(evidence, judged)
-        status, codes, zone, missing, detail = self._response_status(evidence, judged, at_s)
+        rate_zone = self._closest_zone(evidence) if self.zone_rate is not None else None
+        if self.zone_rate is not None and rate_zone is not None:
+            over = self.zone_rate.over(rate_zone, evidence.ts_ns)
+            if over is not None:
+                self.zone_rate.refused += 1
+                return _over_rate(rate_zone, over, reference_ns)
+        budget = WorkBudget(self.policy.budget)
+        with self.checker.charged_to(budget):
+            judged = [self._judge_rrset(item, evidence, at_s) for item in evidence.rrsets]
+            judged = self._prove_wildcards(evidence, judged)
+            judged = self._check_dname_synthesis(evidence, judged)
+            status, codes, zone, missing, detail = self._response_status(evidence, judged, at_s)
+        if self.zone_rate is not None and rate_zone is not None:
+            self.zone_rate.spend(rate_zone, evidence.ts_ns, budget)
+        if budget.exhausted is not None:
+            # KeyTrap (CVE-2023-50387) / NSEC3 (CVE-2023-50868): work was cut short, so the
+            # answer is not proven; validators answer SERVFAIL, the auditor says bogus.
+            status = Status.BOGUS
+            for code in (ValidationCode.VALIDATION_BUDGET_EXCEEDED, ValidationCode.DNSSEC_BOGUS):
+                _add(codes, code)
+            detail.append(budget.detail("this response"))
         verdict = Verdict(
             status=status,
             codes=tuple(codes),
@@ -203,11 +224,27 @@ class Validator:
             return trust.status, None
         unsupported = True
         key_unseen = True
+        failures = 0
+        limit = self.policy.budget.failures_per_rrset
         for rrsig in signatures:
+            if failures >= limit:
+                # KeyTrap (CVE-2023-50387): many RRSIGs, none valid; Unbound stops after
+                # MAX_VALIDATE_RRSIGS (8) failures per RRset.
+                self.checker.budget.note(f"{limit} failed signature checks on one RRset")
+                _add(codes, ValidationCode.VALIDATION_BUDGET_EXCEEDED)
+                _add(codes, ValidationCode.DNSSEC_BOGUS)
+                detail.append(f"validation budget exceeded: {failures} signatures of "
+                              f"{rrset.name} {rrset.rdtype.name} failed, "
+                              f"{len(signatures)} offered")
+                return Status.BOGUS, None
             result = self.checker.check(rrset, rrsig, signer, trust.keys, times_s)
+            failures += result.failures
             for code in result.codes:
                 _add(codes, code)
             detail.extend(result.detail)
+            if result.budget_exceeded:
+                _add(codes, ValidationCode.DNSSEC_BOGUS)
+                return Status.BOGUS, None
             if result.valid:
                 if result.wildcard:
                     _add(codes, ValidationCode.WILDCARD_EXPANDED)
@@ -589,7 +626,8 @@ class Validator:
             zone = dns.name.from_text(j.verdict.signer)
             result = prove_denial(Claim.WILDCARD_ANSWER, item.rrset.name, item.rrset.rdtype,
                                   zone, denial_records(evidence, zone), self.policy,
-                                  wildcard_labels=j.wildcard_labels)
+                                  wildcard_labels=j.wildcard_labels,
+                                  budget=self.checker.budget)
             status, codes, detail = weigh(result, verdicts)
             if status is Status.BOGUS:
                 codes = [ValidationCode.WILDCARD_UNPROVEN, *codes]
@@ -676,7 +714,8 @@ class Validator:
             return worst([*statuses, Status.INDETERMINATE]), zone_text
         claim = Claim.NXDOMAIN if evidence.rcode == dns.rcode.NXDOMAIN else Claim.NODATA
         result = prove_denial(claim, name, evidence.qtype or 0, zone,
-                              denial_records(evidence, zone), self.policy)
+                              denial_records(evidence, zone), self.policy,
+                              budget=self.checker.budget)
         status, found, text = weigh(result, _verdicts_by_rrset(evidence, judged))
         codes.extend(c for c in found if c not in codes)
         detail.extend(text)
@@ -703,7 +742,8 @@ class Validator:
         if not records and not asked_dnssec:
             return None
         result = prove_denial(Claim.REFERRAL, child, dns.rdatatype.DS, parent,
-                              denial_records(evidence, parent), self.policy)
+                              denial_records(evidence, parent), self.policy,
+                              budget=self.checker.budget)
         status, found, text = weigh(result, _verdicts_by_rrset(evidence, judged))
         codes.extend(c for c in found if c not in codes)
         detail.extend(text)
@@ -811,6 +851,21 @@ def _signatures_current_at(copy: SignedRRset, seen_ns: int) -> frozenset[bytes]:
         if starts <= seen_ns <= ends and inception <= seen_s <= expiration:
             current.append(wire)
     return frozenset(current)
+
+
+def _over_rate(zone: str, over: str, reference_ns: int) -> Verdict:
+    """Live mode: a response of a zone that used up its validation work for this second is
+    not validated (one attacker must not stall the tap): bogus, budget exceeded."""
+    return Verdict(
+        status=Status.BOGUS,
+        codes=(ValidationCode.VALIDATION_BUDGET_EXCEEDED, ValidationCode.DNSSEC_BOGUS),
+        zone=zone,
+        rrsets=(),
+        missing=(),
+        reference_time_ns=reference_ns,
+        detail=(f"validation budget exceeded: zone {zone} used its {over} of capture time; "
+                f"not validated (KeyTrap CVE-2023-50387, NSEC3 CVE-2023-50868)",),
+    )
 
 
 def _makes_claims(evidence: ResponseEvidence) -> bool:

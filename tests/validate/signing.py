@@ -170,6 +170,7 @@ def respond(
         dns.edns.EDEOption(dns.edns.EDECode.make(code)) for code in ede
     ]
     response.use_edns(0, dns.flags.DO if do else 0, 1232, options=options)
+    response.request_payload = 65535  # render attack-sized responses too (as over TCP)
     response.answer = list(answer)
     response.authority = list(authority)
     response.additional = list(additional)
