@@ -69,6 +69,7 @@ from auditor.transactions import Matcher
 from auditor.trust import KeyCache, KeyMaterial, KeyView, load_anchors
 from auditor.trust.material import set_digest_memo_size
 from auditor.validate import RFC8624, Status, ValidationPolicy, Validator, Verdict
+from auditor.validate.budget import ZoneRate
 
 logger = logging.getLogger(__name__)
 
@@ -532,8 +533,12 @@ class LiveAuditor:
         self.material = KeyMaterial(max_signed_copies=limits.signed_copies,
                                     max_denial=limits.denial_records,
                                     max_chain_rrsets=limits.chain_rrsets)
+        # KeyTrap / NSEC3 (CVE-2023-50387, CVE-2023-50868): besides the per-response budget,
+        # a zone gets a bounded amount of validation work per second of capture time.
         self.validator = Validator(KeyView(self.anchors, self.material, cache), options.policy,
-                                   signature_memo=limits.signature_memo)
+                                   signature_memo=limits.signature_memo,
+                                   zone_rate=ZoneRate(options.policy.budget,
+                                                      max_zones=limits.zones))
         self.judge = StreamingJudge(self.material, self.validator, limits)
         rotation = options.rotation
         self.responses = RollingJsonLines(out, "responses", rotation)
