@@ -76,6 +76,29 @@ key_tag: IdentityMemo[DNSKEY, int] = IdentityMemo(dns.dnssec.key_id, _KEY_MEMO_S
 """RFC 4034 Appendix B key tag of a DNSKEY, memoised per key object (keys are few and shared
 by every response of their zone)."""
 
+_INDEXED = 8
+"""Key sets larger than this are looked up through an index by (algorithm, key tag)."""
+
+
+def _index_keys(keys: tuple[DNSKEY, ...]) -> dict[tuple[int, int], list[DNSKEY]]:
+    index: dict[tuple[int, int], list[DNSKEY]] = {}
+    for key in keys:
+        index.setdefault((int(key.algorithm), key_tag(key)), []).append(key)
+    return index
+
+
+_key_index: IdentityMemo[tuple[DNSKEY, ...], dict[tuple[int, int], list[DNSKEY]]] = (
+    IdentityMemo(_index_keys, 1_000))
+"""Trusted key sets (``ZoneTrust.keys``, immutable tuples) by (algorithm, tag): a zone that
+publishes hundreds of keys must not cost a scan of them per RRSIG (KeyTrap variants with
+RRSIGs naming absent tags)."""
+
+
+def _candidates(keys: Sequence[DNSKEY], algorithm: int, tag: int) -> list[DNSKEY]:
+    if isinstance(keys, tuple) and len(keys) > _INDEXED:
+        return _key_index(keys).get((algorithm, tag), [])
+    return [k for k in keys if k.algorithm == algorithm and key_tag(k) == tag]
+
 
 @dataclass(frozen=True, slots=True)
 class SignatureResult:
@@ -166,7 +189,7 @@ class SignatureChecker:
         if time_problem is not None:
             return SignatureResult(False, False, (*codes, time_problem[0]),
                                    (*detail, time_problem[1]), None, wildcard)
-        candidates = [k for k in keys if k.algorithm == algorithm and key_tag(k) == tag]
+        candidates = _candidates(keys, algorithm, tag)
         if not candidates:
             return SignatureResult(False, False, (*codes, ValidationCode.DNSKEY_MISSING),
                                    (*detail, f"DNSKEY for {zone} with key tag {tag} alg "

@@ -103,6 +103,20 @@ def test_keytrap_colliding_keys_and_signatures_are_bogus_within_budget() -> None
     assert validator.checker.crypto_calls - before <= RFC8624.budget.failures_per_rrset
 
 
+def test_rrsigs_naming_absent_tags_cost_no_crypto() -> None:
+    # A KeyTrap variant: hundreds of keys, hundreds of RRSIGs naming a tag no key has.
+    lab = keytrap_lab(collisions=20)
+    validator = lab.validator()
+    validator.zone_trust(lab.leaf.origin)
+    data = rrset("www.example.test.", "A", "192.0.2.1")
+    rrsigs = fake_rrsigs(data, lab.leaf, 40, random.Random(9), tag=1)
+    before = validator.checker.crypto_calls
+    verdict = validator.judge(respond("www.example.test.", "A", [data, sigset(data, rrsigs)]))
+    assert verdict.status is Status.BOGUS
+    assert C.DNSKEY_MISSING in verdict.codes
+    assert validator.checker.crypto_calls == before
+
+
 def test_two_keys_sharing_a_tag_still_validate() -> None:
     # Negative twin: a legitimate collision (two keys, one tag) is tried in full.
     lab = keytrap_lab(collisions=1)
