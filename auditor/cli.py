@@ -337,7 +337,12 @@ def report(directory: Path, formats: tuple[str, ...]) -> None:
         click.echo(f"dnssec-auditor: error: {directory} has no responses.jsonl", err=True)
         sys.exit(EXIT_INPUT)
     chosen = [OutputFormat(f) for f in formats] or [OutputFormat.HTML, OutputFormat.MARKDOWN]
-    for path in render_reports(directory, chosen):
+    try:
+        written = render_reports(directory, chosen)
+    except AuditorError as exc:
+        click.echo(f"dnssec-auditor: error: {exc}", err=True)
+        sys.exit(EXIT_INPUT)
+    for path in written:
         click.echo(f"wrote {path}", err=True)
 
 

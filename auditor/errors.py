@@ -32,6 +32,18 @@ class TrustAnchorError(AuditorError):
         super().__init__(f"{source}{where}: {problem}")
 
 
+class ReportInputError(AuditorError):
+    """A saved output file read back (``report DIR``) is unusable: not JSON, cut short, or a
+    record without the fields the reports need; the message names the file and line."""
+
+    def __init__(self, source: str, problem: str, line: int | None = None) -> None:
+        self.source = source
+        self.problem = problem
+        self.line = line
+        where = f":{line}" if line is not None else ""
+        super().__init__(f"{source}{where}: {problem}")
+
+
 class KeyCacheError(AuditorError):
     """The SQLite key cache cannot be opened, read or written."""
 

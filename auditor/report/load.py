@@ -10,9 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from auditor.errors import ReportInputError
 from auditor.findings.catalogue import CATALOGUE, Severity
 from auditor.findings.words import plain
-from auditor.report.tables import read_jsonl, read_zone_table
 
 MAX_ANSWER_ROWS = 500
 """Bogus/forged answers listed in full; the rest are counted."""
@@ -169,15 +169,20 @@ def _add_answer(data: ReportData, row: dict[str, Any]) -> None:
 
 
 def _read_responses(data: ReportData, path: Path) -> None:
+    from auditor.report.tables import RECORD_ERRORS, numbered_jsonl, record_problem
+
     counts: Counter[str] = Counter()
-    for record in read_jsonl(path):
-        verdict = record.get("verdict") or "unjudged"
+    for number, record in numbered_jsonl(path, "responses"):
+        try:
+            verdict = str(record.get("verdict") or "unjudged")
+            _bump(data, record["ts"], 0)
+            if verdict == "bogus":
+                _bump(data, record["ts"], 1)
+                _add_answer(data, _answer_row(record))
+        except RECORD_ERRORS as exc:
+            raise record_problem(path, number, exc) from exc
         counts[verdict] += 1
         data.responses += 1
-        _bump(data, record["ts"], 0)
-        if verdict == "bogus":
-            _bump(data, record["ts"], 1)
-            _add_answer(data, _answer_row(record))
     if not data.verdicts:
         data.verdicts = dict(counts)
 
@@ -189,40 +194,100 @@ def _severity_rank(record: dict[str, Any]) -> tuple[int, int]:
 
 
 def _read_findings(data: ReportData, path: Path) -> None:
+    from auditor.report.tables import RECORD_ERRORS, numbered_jsonl, record_problem
+
     anomalies: Counter[str] = Counter()
     severities: Counter[str] = Counter()
-    for record in read_jsonl(path):
-        if record.get("kind") == "anomaly":
-            anomalies[record["code"]] += 1
-            continue
-        spec = CATALOGUE.get(record["code"])
-        record.setdefault("title", spec.title if spec is not None else record["code"])
-        severities[record.get("severity", "info")] += 1
-        data.findings.append(record)
-        if record.get("verdict") in FORGED_VERDICTS:
-            data.forged += record["verdict"] == "forged"
-            data.suspicious += record["verdict"] == "suspicious"
-            _bump(data, record["ts"], 2)
-            _add_answer(data, _forged_row(record))
+    for number, record in numbered_jsonl(path, "findings"):
+        try:
+            _read_finding(data, record, anomalies, severities)
+        except RECORD_ERRORS as exc:
+            raise record_problem(path, number, exc) from exc
     data.findings.sort(key=_severity_rank)
     data.anomalies = dict(anomalies.most_common())
     data.severities = {s: severities[s] for s in SEVERITY_ORDER if severities[s]}
+
+
+def _read_finding(data: ReportData, record: dict[str, Any], anomalies: Counter[str],
+                  severities: Counter[str]) -> None:
+    for name, kind in (("code", str), ("ts", str), ("severity", str), ("count", int)):
+        if name in record and not isinstance(record[name], kind):
+            raise TypeError(f"field {name!r} is not a {kind.__name__}")
+    if record.get("kind") == "anomaly":
+        anomalies[record["code"]] += 1
+        return
+    spec = CATALOGUE.get(record["code"])
+    record.setdefault("title", spec.title if spec is not None else record["code"])
+    severities[record.get("severity", "info")] += 1
+    data.findings.append(record)
+    if record.get("verdict") in FORGED_VERDICTS:
+        data.forged += record["verdict"] == "forged"
+        data.suspicious += record["verdict"] == "suspicious"
+        _bump(data, record["ts"], 2)
+        _add_answer(data, _forged_row(record))
 
 
 def load_report_data(out_dir: Path) -> ReportData:
     """Read ``stats.json``, ``responses.jsonl``, ``findings.jsonl``, the zone table and
     ``chains.json`` from ``out_dir`` (missing files give empty sections)."""
     stats_path = out_dir / "stats.json"
-    stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.exists() else {}
-    verdicts = dict((stats.get("validation") or {}).get("verdicts") or {})
+    stats = _checked_stats(stats_path, _json_object(stats_path) if stats_path.exists() else {})
+    try:
+        verdicts = {str(k): int(v) for k, v in
+                    dict((stats.get("validation") or {}).get("verdicts") or {}).items()}
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ReportInputError(str(stats_path), f"validation.verdicts is not a table of "
+                               f"counts: {exc}") from exc
     data = ReportData(out_dir, stats, verdicts, 0)
     if (out_dir / "responses.jsonl").exists():
         _read_responses(data, out_dir / "responses.jsonl")
     if (out_dir / "findings.jsonl").exists():
         _read_findings(data, out_dir / "findings.jsonl")
     data.answers.sort(key=lambda row: row["ts"])
+    from auditor.report.tables import read_zone_table  # pandas/pyarrow: only when reporting
+
     data.zones = read_zone_table(out_dir)
     chains_path = out_dir / "chains.json"
     if chains_path.exists():
-        data.chains = json.loads(chains_path.read_text(encoding="utf-8")).get("zones", {})
+        chains = _json_object(chains_path).get("zones", {})
+        if not isinstance(chains, dict) or not all(isinstance(v, list)
+                                                   for v in chains.values()):
+            raise ReportInputError(str(chains_path), "zones is not a table of chain links")
+        data.chains = chains
     return data
+
+
+def _checked_stats(path: Path, stats: dict[str, Any]) -> dict[str, Any]:
+    """``stats.json`` with the parts the reports show checked for shape (a missing file reads
+    as empty)."""
+    stats.setdefault("captures", [])
+    stats.setdefault("tool", "dnssec-auditor")
+    stats.setdefault("version", "?")
+    validation = stats.get("validation")
+    shapes = (("captures", stats["captures"], list), ("validation", validation, dict | None))
+    for name, value, kind in shapes:
+        if not isinstance(value, kind):
+            raise ReportInputError(str(path), f"{name} is a {type(value).__name__}, not a "
+                                   f"{'list' if kind is list else 'table'}")
+    validation = stats["validation"] = {"policy": None, "at": None, "trust_anchors": [],
+                                        **(validation or {})}
+    fields: tuple[tuple[str, type], ...] = (("trust_anchors", list), ("policy", str),
+                                             ("at", str))
+    for name, field_type in fields:
+        value = validation[name]
+        if value is not None and not isinstance(value, field_type):
+            raise ReportInputError(str(path), f"validation.{name} is a {type(value).__name__}")
+    return stats
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding one object, or ``ReportInputError`` naming the file."""
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ReportInputError(str(path), f"cannot be read: {exc.strerror or exc}") from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ReportInputError(str(path), f"not JSON (damaged or cut short): {exc}") from exc
+    if not isinstance(value, dict):
+        raise ReportInputError(str(path), f"a JSON {type(value).__name__}, not an object")
+    return value

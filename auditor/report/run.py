@@ -17,7 +17,6 @@ from auditor.report.files import write_json
 from auditor.report.html import write_html
 from auditor.report.load import FORGED_VERDICTS, ReportData, load_report_data
 from auditor.report.markdown import write_markdown
-from auditor.report.tables import write_flow_tables, write_zone_tables
 from auditor.validate.validator import Validator
 
 logger = logging.getLogger(__name__)
@@ -41,6 +40,8 @@ DEFAULT_FORMATS = frozenset({OutputFormat.HTML, OutputFormat.MARKDOWN, OutputFor
 
 def render_reports(out_dir: Path, formats: Iterable[OutputFormat]) -> list[Path]:
     """Build the requested outputs from the saved files of ``out_dir``; no capture is read."""
+    from auditor.report.tables import write_flow_tables  # pandas/pyarrow: only when writing
+
     wanted = set(formats)
     written: list[Path] = []
     tables = {OutputFormat.PARQUET, OutputFormat.CSV} & wanted
@@ -110,6 +111,8 @@ class RunReporter:
     ) -> list[Path]:
         """Write ``zones.csv``/``zones.parquet``, ``chains.json`` and the requested reports
         (``stats.json``, ``responses.jsonl`` and ``findings.jsonl`` must be written)."""
+        from auditor.report.tables import write_zone_tables  # pandas/pyarrow: only now
+
         written = write_zone_tables(zone_rows, self.out_dir)
         chains = self.out_dir / "chains.json"
         write_json(chains, chains_document(validator, self._chain_zones))

@@ -16,7 +16,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from auditor.errors import ReportInputError
 from auditor.findings.zones import ZoneHealthRow
+from auditor.report import check
 
 logger = logging.getLogger(__name__)
 
@@ -121,22 +123,77 @@ def flow_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a JSON Lines file, one at a time (blank lines skipped)."""
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
+    """The records of a JSON Lines file, one at a time (blank lines skipped); a line that is
+    not a JSON object raises ``ReportInputError`` naming the file and line."""
+    for _, record in numbered_jsonl(path):
+        yield record
 
 
-def _chunks(path: Path, size: int) -> Iterator[list[dict[str, Any]]]:
+def numbered_jsonl(path: Path, kind: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of every record of a JSON Lines file (blank lines skipped);
+    with ``kind`` (``responses``, ``findings``) each record must fit that schema."""
+    rules = check.schema(kind) if kind is not None else None
+    try:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                if raw.strip():
+                    record = _record(path, number, raw)
+                    found = check.problem(rules, record) if rules is not None else None
+                    if found:
+                        raise ReportInputError(str(path), found, number)
+                    yield number, record
+    except OSError as exc:
+        raise ReportInputError(str(path), f"cannot be read: {exc.strerror or exc}") from exc
+
+
+def _record(path: Path, number: int, raw: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ReportInputError(str(path), f"not UTF-8 text: {exc.reason}", number) from exc
+    except ValueError as exc:  # json.JSONDecodeError, RecursionError is not one of these
+        cut = "" if raw.endswith(b"\n") else " (the file is cut short here)"
+        raise ReportInputError(str(path), f"not a JSON record: {exc}{cut}", number) from exc
+    except RecursionError as exc:
+        raise ReportInputError(str(path), "JSON nested too deeply", number) from exc
+    if not isinstance(record, dict):
+        raise ReportInputError(str(path), f"a JSON {type(record).__name__}, not a record "
+                               "(an object)", number)
+    return record
+
+
+def record_problem(path: Path, number: int, exc: Exception) -> ReportInputError:
+    """The error for a record that parsed as JSON but lacks a field, or has one of the wrong
+    type, that the reports need."""
+    if isinstance(exc, KeyError):
+        problem = f"record has no field {exc.args[0]!r}"
+    else:
+        problem = f"record unusable: {type(exc).__name__}: {exc}"
+    return ReportInputError(str(path), problem, number)
+
+
+RECORD_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
+"""What reading a malformed record's fields raises (``record_problem`` turns it into a
+``ReportInputError``)."""
+
+
+def _chunks(path: Path, size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """(first line number, rows) batches of the flow table."""
     batch: list[dict[str, Any]] = []
-    for record in read_jsonl(path):
-        batch.append(flow_row(record))
+    first = 1
+    for number, record in numbered_jsonl(path, "responses"):
+        try:
+            row = flow_row(record)
+        except RECORD_ERRORS as exc:
+            raise record_problem(path, number, exc) from exc
+        if not batch:
+            first = number
+        batch.append(row)
         if len(batch) >= size:
-            yield batch
+            yield first, batch
             batch = []
     if batch:
-        yield batch
+        yield first, batch
 
 
 def write_flow_tables(
@@ -150,10 +207,15 @@ def write_flow_tables(
     if parquet and dataset.exists():
         shutil.rmtree(dataset) if dataset.is_dir() else dataset.unlink()
     written: list[Path] = []
-    for number, batch in enumerate(_chunks(responses, chunk_rows)):
+    for number, (first, batch) in enumerate(_chunks(responses, chunk_rows)):
         frame = pd.DataFrame(batch, columns=FLOW_SCHEMA.names)
         if parquet:
-            _write_partitions(frame, dataset, number)
+            try:
+                _write_partitions(frame, dataset, number)
+            except (pa.ArrowException, *RECORD_ERRORS) as exc:  # a field of the wrong type
+                raise ReportInputError(
+                    str(responses), f"records from line {first} on do not fit the flow "
+                    f"table: {type(exc).__name__}: {exc}", first) from exc
         if csv:
             frame.to_csv(csv_path, mode="w" if number == 0 else "a", header=number == 0,
                          index=False)
@@ -201,11 +263,17 @@ def write_zone_tables(rows: Sequence[ZoneHealthRow], out_dir: Path) -> list[Path
 def read_zone_table(out_dir: Path) -> list[dict[str, Any]]:
     """The saved zone inventory as plain records (Parquet preferred, CSV otherwise)."""
     parquet, csv = out_dir / "zones.parquet", out_dir / "zones.csv"
-    if parquet.exists():
-        frame = pd.read_parquet(parquet)
-    elif csv.exists():
-        frame = pd.read_csv(csv, keep_default_na=False)
-    else:
+    source = parquet if parquet.exists() else csv if csv.exists() else None
+    if source is None:
         return []
+    try:
+        if source is parquet:
+            frame = pd.read_parquet(parquet)
+        else:
+            frame = pd.read_csv(csv, keep_default_na=False)
+    except (OSError, pa.ArrowException, pd.errors.ParserError, pd.errors.EmptyDataError,
+            *RECORD_ERRORS) as exc:
+        raise ReportInputError(str(source), f"not a readable zone table: "
+                               f"{type(exc).__name__}: {exc}") from exc
     frame = frame.astype(object).where(frame.notna(), None)
     return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
