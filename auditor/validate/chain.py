@@ -576,6 +576,8 @@ class ChainResolver:
         codes = [ValidationCode.INSECURE_DELEGATION]
         if proof.kind is ProofKind.NSEC3_OPT_OUT:
             codes.append(ValidationCode.NSEC3_OPT_OUT)
+        elif proof.kind is ProofKind.NSEC3_ITERATIONS:
+            codes.append(ValidationCode.NSEC3_ITERATIONS_TOO_HIGH)
         return ZoneTrust(zone, Status.INSECURE, (), tuple(codes), (),
                          (f"{zone} is an insecure delegation: {proof.detail}",))
 

@@ -115,6 +115,9 @@ class ProofKind(StrEnum):
     NSEC3_OPT_OUT = "nsec3_opt_out"
     """Closest-encloser proof with an opt-out NSEC3 covering the next closer name (RFC 5155
     8.6, 6.)."""
+    NSEC3_ITERATIONS = "nsec3_iterations"
+    """The zone's NSEC3 records use more iterations than the policy allows: its denials
+    cannot be checked and are treated as insecure (RFC 9276 3.2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +151,35 @@ def prove_no_ds(
     if nsec is not None:
         return nsec
     try:
-        return _nsec3_no_ds(delegation, zone, entries, policy, budget)
+        found = _nsec3_no_ds(delegation, zone, entries, policy, budget)
     except BudgetExceeded:  # CVE-2023-50868: no proof within the budget
         return None
+    return found if found is not None else _nsec3_beyond_policy(delegation, zone, entries,
+                                                                policy)
+
+
+def _nsec3_beyond_policy(
+    delegation: dns.name.Name,
+    zone: dns.name.Name,
+    entries: Sequence[SignedRRset],
+    policy: ValidationPolicy,
+) -> DenialProof | None:
+    """RFC 9276 3.2: a zone whose NSEC3 chain uses more iterations than the policy allows has
+    denials a validator does not check and treats as insecure, the absence of a DS included;
+    no hash is computed (checked before any hashing, CVE-2023-50868). Needs the NSEC3 RRsets
+    (validated by the caller) and none usable under the policy."""
+    above = [entry for entry in entries
+             if entry.rrset.rdtype == dns.rdatatype.NSEC3 and entry.rrset.name.parent() == zone
+             and all(rdata.algorithm == _SHA1
+                     and rdata.iterations > policy.max_nsec3_iterations
+                     for rdata in entry.rrset)]
+    if not above:
+        return None
+    iterations = max(rdata.iterations for entry in above for rdata in entry.rrset)
+    return DenialProof(ProofKind.NSEC3_ITERATIONS, zone, (above[0],),
+                       f"the NSEC3 chain of {zone} uses {iterations} iterations, above the "
+                       f"policy's {policy.max_nsec3_iterations}: {delegation} is treated as an "
+                       f"insecure delegation (RFC 9276 3.2)")
 
 
 def _nsec_no_ds(

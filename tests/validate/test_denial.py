@@ -12,7 +12,7 @@ import dns.rrset
 import pytest
 
 from auditor.findings import ValidationCode as C
-from auditor.validate import PERMISSIVE, Status
+from auditor.validate import PERMISSIVE, RFC8624, Status, ValidationPolicy, Verdict
 from auditor.validate.denial import bitmap_types, nsec3_covers
 from tests.validate.signing import Lab, flip_signature, respond, rrset
 
@@ -103,20 +103,28 @@ def test_nsec3_opt_out_proof(lab: Lab) -> None:
     assert _judge_unsigned_child(lab, _opt_out_proof(lab, flags=0)) is Status.INDETERMINATE
 
 
-def test_nsec3_iterations_above_policy_are_not_a_proof(lab: Lab) -> None:
+def test_nsec3_iterations_above_policy_make_the_delegation_insecure(lab: Lab) -> None:
+    # RFC 9276 3.2: the zone's NSEC3 chain uses more iterations than the policy checks, so
+    # its denials (the absence of this DS included) are treated as insecure, unhashed.
     child = _hash(CHILD, 500)
     record = rrset(_nsec3_owner(child), "NSEC3",
                    f"1 0 500 {SALT} {base64.b32hexencode(bytes(20)).decode()} NS")
-    referral = respond("www.insecure.example.test.", "A",
-                       authority=[rrset(CHILD, "NS", "ns1.example.net."), record,
-                                  lab.leaf.sign(record)], sport=43002)
     data = [rrset("www.insecure.example.test.", "A", "192.0.2.80")]
-    strict = lab.validator([referral]).judge(respond("www.insecure.example.test.", "A", data))
-    assert strict.status is Status.INDETERMINATE
-    assert "DS for insecure.example.test. not seen" in strict.missing
+
+    def judge(signature: dns.rrset.RRset, policy: ValidationPolicy = RFC8624) -> Verdict:
+        referral = respond("www.insecure.example.test.", "A",
+                           authority=[rrset(CHILD, "NS", "ns1.example.net."), record,
+                                      signature], sport=43002)
+        return lab.validator([referral], policy=policy).judge(
+            respond("www.insecure.example.test.", "A", data))
+
+    strict = judge(lab.leaf.sign(record))
+    assert strict.status is Status.INSECURE
+    assert C.NSEC3_ITERATIONS_TOO_HIGH in strict.rrsets[0].codes
     # The permissive preset allows 2500 iterations, so the same proof holds there.
-    assert lab.validator([referral], policy=PERMISSIVE).judge(
-        respond("www.insecure.example.test.", "A", data)).status is Status.INSECURE
+    assert judge(lab.leaf.sign(record), PERMISSIVE).status is Status.INSECURE
+    # Twin: the same record with a broken signature proves nothing, insecure least of all.
+    assert judge(flip_signature(lab.leaf.sign(record))).status is Status.BOGUS
 
 
 def test_bitmap_types_decodes_windows() -> None:
