@@ -87,6 +87,9 @@ class ValidationCode(StrEnum):
     AD_WITH_OTHER_ANCHOR = ("ad_with_other_anchor", None)
     """AD set on data that fails only at the trust anchor: the resolver validates with another
     trust anchor (a configuration matter, not forgery)."""
+    NOT_CLASS_IN = ("not_class_in", None)
+    """The question's class is not IN (CHAOS, HESIOD, a reserved class): DNSSEC trust anchors
+    and chains exist for class IN only, so there is nothing to validate (indeterminate)."""
     RRSIG_ONLY_ANSWER = ("rrsig_only_answer", None)
     """The answer holds only RRSIG records (a query for type RRSIG): records, so no denial,
     but covering no RRset of the response; an RRSIG RRset is never signed (RFC 4035 2.2)."""

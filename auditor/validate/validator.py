@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import dns.flags
 import dns.name
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.RRSIG
 import dns.rrset
@@ -82,6 +83,8 @@ class Validator:
         """The verdict on one response, within the policy's validation budget."""
         reference_ns = self.at_ns if self.at_ns is not None else evidence.ts_ns
         at_s = reference_ns // _NS
+        if evidence.qclass is not None and evidence.qclass != dns.rdataclass.IN:
+            return _not_class_in(evidence.qclass, reference_ns)
         rate_zone = self._closest_zone(evidence) if self.zone_rate is not None else None
         if self.zone_rate is not None and rate_zone is not None:
             over = self.zone_rate.over(rate_zone, evidence.ts_ns)
@@ -866,6 +869,17 @@ def _over_rate(zone: str, over: str, reference_ns: int) -> Verdict:
         detail=(f"validation budget exceeded: zone {zone} used its {over} of capture time; "
                 f"not validated (KeyTrap CVE-2023-50387, NSEC3 CVE-2023-50868)",),
     )
+
+
+def _not_class_in(qclass: int, reference_ns: int) -> Verdict:
+    """DNSSEC's trust anchors and chains exist for class IN only (the root's DNSKEY and every
+    DS are IN data, RFC 4035 5): a CHAOS ``version.bind`` or any other class has nothing to
+    validate, so it is indeterminate, never bogus for lacking RRSIGs."""
+    name = dns.rdataclass.to_text(dns.rdataclass.RdataClass.make(qclass))
+    text = f"class {name}: DNSSEC validates class IN only; nothing to validate"
+    return Verdict(Status.INDETERMINATE,
+                   (ValidationCode.NOT_CLASS_IN, ValidationCode.DNSSEC_INDETERMINATE), None, (),
+                   (text,), reference_ns, (text,))
 
 
 def _makes_claims(evidence: ResponseEvidence) -> bool:

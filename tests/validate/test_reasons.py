@@ -6,6 +6,7 @@ what the resolver's AD bit is judged by."""
 from __future__ import annotations
 
 import dns.rcode
+import dns.rrset
 
 from auditor.findings.codes import ValidationCode as C
 from auditor.trust import KeyMaterial, KeyView
@@ -69,3 +70,25 @@ def test_at_moves_the_signature_time_but_not_the_resolvers_ad_claim() -> None:
     verdict = lab.validator().judge(late)
     assert verdict.status is Status.BOGUS and C.AD_ON_BOGUS in verdict.codes
     assert WHEN < EXPIRATION
+
+
+def test_a_chaos_class_answer_is_never_judged_as_stripped_in_data() -> None:
+    # version.bind CH TXT with DO, under a validated root: CHAOS data is never signed, and no
+    # trust anchor exists for it; indeterminate, not bogus for a missing RRSIG.
+    import dns.rdataclass
+
+    lab = Lab()
+    txt = dns.rrset.from_text("version.bind.", 0, "CH", "TXT", '"9.18"')
+    query = respond("version.bind.", "TXT", [txt])
+    chaos = lab.validator().judge(_with_class(query, dns.rdataclass.CH))
+    assert chaos.status is Status.INDETERMINATE and C.NOT_CLASS_IN in chaos.codes
+    # Twin: the same unsigned data in class IN under the signed root is bogus (RRSIG missing).
+    inside = lab.validator().judge(respond("version.bind.", "TXT",
+                                           [rrset("version.bind.", "TXT", '"9.18"')]))
+    assert inside.status is Status.BOGUS
+
+
+def _with_class(evidence, rdclass):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    return dataclasses.replace(evidence, qclass=int(rdclass))
