@@ -7,7 +7,8 @@ time per response and the verdicts and codes:
 - ``keytrap``: the zone publishes 200 DNSKEYs sharing its ZSK's key tag (crafted rdata), and
   each of 50 answers carries 200 RRSIGs naming that tag, none valid.
 - ``keytrap-legit``: negative twin, two keys share a tag, every answer validly signed.
-- ``nsec3-100`` / ``nsec3-2500``: 50 NXDOMAIN answers for 30-label names, each with one
+- ``nsec3-100`` / ``nsec3-2500``: 50 NXDOMAIN answers for 30-label names (no label shared
+  between answers, so no hash is reused), each with one
   validly signed NSEC3 RRset of 400 records with distinct salts at 100 (default policy) or
   2,500 iterations (``--policy permissive``).
 
@@ -188,7 +189,8 @@ def nsec3(responses: int, records: int, iterations: int, depth: int) -> Writer:
     flood = dns.rrset.from_text(owner, 300, "IN", "NSEC3", *texts)
     authority = [soa, zone.sign(soa), flood, zone.sign(flood)]
     for index in range(responses):
-        qname = f"q{index}." + ".".join(f"l{i}" for i in range(depth - 1)) + ".n3."
+        # Every label differs between responses: no hash is reused from an earlier one.
+        qname = ".".join(f"l{i}r{index}" for i in range(depth)) + ".n3."
         writer.exchange(qname, "A", authority=authority, rcode=dns.rcode.NXDOMAIN)
     return writer
 
