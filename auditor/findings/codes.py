@@ -87,6 +87,9 @@ class ValidationCode(StrEnum):
     AD_WITH_OTHER_ANCHOR = ("ad_with_other_anchor", None)
     """AD set on data that fails only at the trust anchor: the resolver validates with another
     trust anchor (a configuration matter, not forgery)."""
+    ZONE_TRANSFER = ("zone_transfer", None)
+    """An AXFR/IXFR response (RFC 5936, RFC 1995): a whole zone between servers, not an answer
+    a resolver validates; not validated (indeterminate)."""
     NOT_CLASS_IN = ("not_class_in", None)
     """The question's class is not IN (CHAOS, HESIOD, a reserved class): DNSSEC trust anchors
     and chains exist for class IN only, so there is nothing to validate (indeterminate)."""

@@ -85,6 +85,8 @@ class Validator:
         at_s = reference_ns // _NS
         if evidence.qclass is not None and evidence.qclass != dns.rdataclass.IN:
             return _not_class_in(evidence.qclass, reference_ns)
+        if evidence.qtype in _ZONE_TRANSFERS:
+            return _zone_transfer(evidence.qtype, reference_ns)
         rate_zone = self._closest_zone(evidence) if self.zone_rate is not None else None
         if self.zone_rate is not None and rate_zone is not None:
             over = self.zone_rate.over(rate_zone, evidence.ts_ns)
@@ -869,6 +871,20 @@ def _over_rate(zone: str, over: str, reference_ns: int) -> Verdict:
         detail=(f"validation budget exceeded: zone {zone} used its {over} of capture time; "
                 f"not validated (KeyTrap CVE-2023-50387, NSEC3 CVE-2023-50868)",),
     )
+
+
+_ZONE_TRANSFERS = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
+
+
+def _zone_transfer(qtype: int, reference_ns: int) -> Verdict:
+    """A zone transfer (RFC 5936, RFC 1995) moves a whole zone between servers; it answers no
+    question a resolver validates, and its thousands of RRsets would only exhaust the
+    validation budget: not validated, indeterminate."""
+    name = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(qtype))
+    text = f"{name} zone transfer: not a resolver's answer; not validated"
+    return Verdict(Status.INDETERMINATE,
+                   (ValidationCode.ZONE_TRANSFER, ValidationCode.DNSSEC_INDETERMINATE), None, (),
+                   (text,), reference_ns, (text,))
 
 
 def _not_class_in(qclass: int, reference_ns: int) -> Verdict:

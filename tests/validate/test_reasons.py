@@ -92,3 +92,19 @@ def _with_class(evidence, rdclass):  # type: ignore[no-untyped-def]
     import dataclasses
 
     return dataclasses.replace(evidence, qclass=int(rdclass))
+
+
+def test_a_zone_transfer_is_not_validated() -> None:
+    # An AXFR carrying more signed RRsets than any answer must not trip the validation budget
+    # (a false KeyTrap alarm): zone transfers are not resolver answers.
+    lab = Lab()
+    records = []
+    for n in range(300):
+        data = rrset(f"h{n}.example.test.", "A", f"192.0.2.{n % 250 + 1}")
+        records.extend([data, lab.leaf.sign(data)])
+    verdict = lab.validator().judge(respond("example.test.", "AXFR", records))
+    assert verdict.status is Status.INDETERMINATE and C.ZONE_TRANSFER in verdict.codes
+    assert C.VALIDATION_BUDGET_EXCEEDED not in verdict.codes
+    # Twin: the same records answering an ordinary question are judged (and validate).
+    answer = lab.validator().judge(respond("h1.example.test.", "A", records[2:4]))
+    assert answer.status is Status.SECURE
