@@ -444,13 +444,15 @@ class ChainResolver:
                          (text,), (text,))
 
     def _enclosing_known_zone(self, name: dns.name.Name) -> dns.name.Name | None:
-        """The deepest ancestor-or-self of ``name`` with DNSKEY material, an anchor, or
-        cached keys."""
+        """The deepest ancestor-or-self of ``name`` with DNSKEY material, an anchor, cached
+        keys, or a signed DS RRset (a zone its parent says is signed: when its keys are
+        missing or broken, everything below inherits that)."""
         material = self.view.material
         candidate = name
         while True:
             if (material.dnskey_rrsets(candidate) or self.view.anchors.for_zone(candidate)
-                    or self.view.cached_keys(candidate)):
+                    or self.view.cached_keys(candidate)
+                    or any(entry.signatures for entry in material.ds_rrsets(candidate))):
                 return candidate
             if candidate == dns.name.root:
                 return None

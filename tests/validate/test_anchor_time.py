@@ -188,3 +188,27 @@ def test_a_revoked_ksk_named_by_the_parents_ds_still_validates_the_zone() -> Non
     anchored = TrustAnchors(parse_anchor_text(f"example.test. IN DS {ds[0].to_text()}\n", "a"))
     verdict = Validator(KeyView(anchored, material), RFC8624).judge(answer)
     assert verdict.status is Status.BOGUS and C.KEY_REVOKED in verdict.codes
+
+
+def test_below_a_zone_whose_validated_ds_names_keys_it_lacks_everything_is_bogus() -> None:
+    # Differential class cd-data-below-insecure-ancestor: test. publishes a DS for
+    # example.test., whose servers answer DNSKEY with no data (the zone is not signed): the
+    # zone is bogus (RFC 4035 5.2), and so is a child zone seen below it.
+    from tests.validate.signing import Zone, name, rrset
+
+    lab = Lab()
+    child = Zone(name("sub.example.test."), 13, slot=6)
+    soa = rrset("example.test.", "SOA", "ns.example.test. h.example.test. 1 7200 3600 86400 300")
+    material = KeyMaterial()
+    for evidence in (lab.dnskey_response(lab.root), lab.dnskey_response(lab.tld),
+                     lab.ds_response(lab.tld, lab.root), lab.ds_response(lab.leaf, lab.tld),
+                     lab.dnskey_response(child)):
+        material.observe(evidence)
+    data = rrset("www.sub.example.test.", "A", "192.0.2.3")
+    answer = respond("www.sub.example.test.", "A", [data, child.sign(data)])
+    without_nodata = Validator(KeyView(lab.anchors(), material), RFC8624).judge(answer)
+    material.observe(respond("example.test.", "DNSKEY", authority=[soa], aa=True))
+    verdict = Validator(KeyView(lab.anchors(), material), RFC8624).judge(answer)
+    assert verdict.status is Status.BOGUS, verdict
+    # Twin: before the DNSKEY NODATA was seen, the missing link is only unknown.
+    assert without_nodata.status is Status.INDETERMINATE
