@@ -347,6 +347,9 @@ class ChainResolver:
                 for key in self._ds_matches(zone, entry, ds, collected, bool(anchors)):
                     if self._dnskey_rrset_signed(zone, entry, [key], collected):
                         keys.update((k.to_digestable(), k) for k in _zone_keys(entry))
+                        # The key the DS names signed the RRset, so it is trusted with it,
+                        # REVOKE bit or not (RFC 5011 binds trust anchors; as Unbound).
+                        keys[key.to_digestable()] = key
                         used.append(f"ds {ds.key_tag}/{ds.algorithm}/{ds.digest_type}")
         if keys:
             how = f"{', '.join(sorted(set(used)))} via {via}"
@@ -466,6 +469,8 @@ class ChainResolver:
         the unsigned child zone (RFC 4035 5.2, RFC 5155 6), not to ``zone``. None if none."""
         ref = self.at_s if self.at_s is not None else at_s
         for candidate in _ancestors_below(name, zone):
+            if any(entry.signatures for entry in self.view.material.ds_rrsets(candidate)):
+                continue  # a signed DS RRset outranks an opt-out span covering the name
             proven = self._ds_absence(candidate, ref)
             if proven is not None and proven.status is Status.INSECURE:
                 return proven

@@ -185,6 +185,10 @@ def test_a_revoked_ksk_named_by_the_parents_ds_still_validates_the_zone() -> Non
     answer = respond("www.example.test.", "A", lab.signed_a())
     verdict = Validator(KeyView(lab.anchors(), material), RFC8624).judge(answer)
     assert verdict.status is Status.SECURE, verdict
+    # The DNSKEY RRset itself, signed only by the revoked KSK, validates too (Unbound: AD).
+    keys_answer = respond("example.test.", "DNSKEY", signed_keys)
+    assert Validator(KeyView(lab.anchors(), material), RFC8624).judge(
+        keys_answer).status is Status.SECURE
     anchored = TrustAnchors(parse_anchor_text(f"example.test. IN DS {ds[0].to_text()}\n", "a"))
     verdict = Validator(KeyView(anchored, material), RFC8624).judge(answer)
     assert verdict.status is Status.BOGUS and C.KEY_REVOKED in verdict.codes
