@@ -142,7 +142,7 @@ def _message_facts(message: dns.message.Message) -> _MessageFacts:
     return _MessageFacts(rrsets=tuple(rrsets), orphans=tuple(orphans))
 
 
-_MEMO: IdentityMemo[dns.message.Message, _MessageFacts] = IdentityMemo(_message_facts, 50_000)
+_MEMO: IdentityMemo[dns.message.Message, _MessageFacts] = IdentityMemo(_message_facts, 8_000)
 """Message facts by the identity of the shared parsed message (the parse stage hands the same
 ``Message`` object to every repeat of a message)."""
 
@@ -150,6 +150,11 @@ _MEMO: IdentityMemo[dns.message.Message, _MessageFacts] = IdentityMemo(_message_
 def set_facts_memo_size(size: int) -> None:
     """Cap the process-wide memo of message facts (live mode sets it from its limits)."""
     _MEMO.resize(size)
+
+
+def clear_facts_memo() -> None:
+    """Forget every memoised message fact (the cap stays)."""
+    _MEMO.clear()
 
 
 _NO_RECORDS = _MessageFacts((), ())

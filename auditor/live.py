@@ -108,19 +108,19 @@ class LiveLimits:
     hold_ns: int = 3 * NS
     """How long an indeterminate response waits for the keys it needs."""
     parse_cache: int = 10_000
-    """Distinct parsed DNS messages kept for reuse (the offline default is 50,000)."""
+    """Distinct parsed DNS messages kept for reuse (offline: 50,000 and 32 MB)."""
     facts_memo: int = 10_000
-    """Parsed messages whose evidence facts are memoised (process-wide; offline 50,000)."""
+    """Parsed messages whose evidence facts are memoised (process-wide; offline 8,000)."""
     record_cache: int = 20_000
     """Question and owner names, name texts, summaries, records and RRsets each that the parse
-    stage shares between messages (process-wide; offline 50,000)."""
+    stage shares between messages (process-wide; offline 20,000)."""
     address_memo: int = 20_000
     """Address texts/values each that the decode stage memoises (process-wide; offline
     65,536)."""
     digest_memo: int = 20_000
-    """RRset digests memoised by the key material (process-wide; offline 100,000)."""
+    """RRset digests memoised by the key material (process-wide; offline 20,000)."""
     signature_memo: int = 20_000
-    """Distinct RRSIG checks whose result the validator memoises (offline 100,000)."""
+    """Distinct RRSIG checks whose result the validator memoises (offline 20,000)."""
     signed_copies: int = 100_000
     """Signed RRset copies kept by the key material for cross-checks."""
     denial_records: int = 50_000

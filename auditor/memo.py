@@ -48,6 +48,10 @@ class IdentityMemo(Generic[Obj, Value]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def clear(self) -> None:
+        """Forget every entry (the cap stays)."""
+        self._entries.clear()
+
     def resize(self, size: int) -> None:
         """Change the cap, dropping the oldest entries over it."""
         self._size = max(1, size)

@@ -197,10 +197,10 @@ def _ede_codes(options: bytes) -> tuple[int, ...]:
     return tuple(codes)
 
 
-_record_cache_size = 50_000
+_record_cache_size = 20_000
 """Bound of each shared table of the parse stage (``set_record_cache_size``)."""
 
-name_text: IdentityMemo[dns.name.Name, str] = IdentityMemo(dns.name.Name.to_text, 50_000)
+name_text: IdentityMemo[dns.name.Name, str] = IdentityMemo(dns.name.Name.to_text, 20_000)
 """``Name.to_text()`` memoised per name object: parsed names are shared by every repeat of a
 message, and every stage downstream writes names as text."""
 
@@ -351,6 +351,14 @@ def set_record_cache_size(size: int) -> None:
             table.clear()
     while len(_rrsets) > _record_cache_size:
         _rrsets.popitem(last=False)
+
+
+def clear_record_caches() -> None:
+    """Empty the parse stage's shared tables (the caps stay); later messages rebuild them."""
+    name_text.clear()
+    for table in (_owner_names, _rdatas, _opt_rrsets, _question_names, _summaries,
+                  _rrset_templates, _rrsets):
+        table.clear()
 
 
 class _Declined(Exception):
@@ -581,6 +589,17 @@ def _walk(wire: bytes) -> dns.message.Message | None:
     return message
 
 
+PARSED_OVERHEAD = 2_048
+"""Bytes a cached message costs besides three times its length (its bytes held twice, as key
+and wire, then its parsed records; the entry, summary and question name), as measured with
+tracemalloc under a flood of distinct answers."""
+
+
+def parsed_cost(key: bytes) -> int:
+    """Accounted bytes of one parse-cache entry, by its key (the message after the ID)."""
+    return 3 * len(key) + PARSED_OVERHEAD
+
+
 class MessageParser:
     """Summarises wire messages, caching by the bytes after the ID so repeats cost a lookup."""
 
@@ -589,16 +608,28 @@ class MessageParser:
         ledger: Ledger,
         *,
         cache_size: int = 50_000,
+        cache_bytes: int = 32 << 20,
         cache: OrderedDict[bytes, ParsedMessage] | None = None,
     ) -> None:
+        """``cache_size`` entries and ``cache_bytes`` (``parsed_cost``) bound the cache; over
+        either, the least recently seen message is dropped (``evicted``)."""
         self._ledger = ledger
         self._cache: OrderedDict[bytes, ParsedMessage] = OrderedDict() if cache is None else cache
         """Distinct messages by their bytes after the ID, least recently seen first; each
         entry is one object (it carries its summary) to keep the collector's work small. A
         cache passed in is shared, e.g. between the key pass and the judging pass of a file."""
         self._cache_size = cache_size
+        self._cache_bytes = cache_bytes
+        self._bytes = sum(parsed_cost(key) for key in self._cache)
         self.parsed = 0
         self.cache_hits = 0
+        self.evicted = 0
+        """Cached messages dropped to stay within the caps."""
+
+    @property
+    def cached_bytes(self) -> int:
+        """Accounted bytes of the cached messages now."""
+        return self._bytes
 
     @property
     def cached(self) -> int:
@@ -620,8 +651,11 @@ class MessageParser:
             parsed = ParsedMessage(data)
             self.parsed += 1
             cache[key] = parsed
-            if len(cache) > self._cache_size:
-                cache.popitem(last=False)
+            self._bytes += parsed_cost(key)
+            while len(cache) > self._cache_size or (self._bytes > self._cache_bytes
+                                                   and len(cache) > 1):
+                self._bytes -= parsed_cost(cache.popitem(last=False)[0])
+                self.evicted += 1
         else:
             self.cache_hits += 1
             cache.move_to_end(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import Counter, OrderedDict, deque
@@ -54,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 EXPIRE_INTERVAL_NS = 1_000_000_000
 """How often (in capture time) reassembly and matching state is expired."""
+SIGNATURE_MEMO = 20_000
+"""Distinct RRSIG checks whose result an audit run memoises (each entry keeps the signed
+data's canonical form: about 1 KB)."""
 
 
 class _RateLimitedLog:
@@ -202,6 +206,9 @@ class EvidenceStream:
     """A parse cache shared with another stream over the same input (the key pass)."""
     chain: DecodeChain = field(init=False)
     matcher: Matcher = field(default_factory=Matcher)
+    state_peaks: dict[str, int] = field(default_factory=dict)
+    """The largest size of each bounded table seen at an expiry tick (``stats.json``
+    ``state``), to hold against its cap."""
     _last_expiry_ns: int = 0
 
     def __post_init__(self) -> None:
@@ -234,10 +241,31 @@ class EvidenceStream:
             now_ns = frame.ts_ns
             if now_ns - self._last_expiry_ns > EXPIRE_INTERVAL_NS:
                 self._last_expiry_ns = now_ns
+                self.note_state()
                 matcher.expire(now_ns)
             if ledger.anomalies:
                 self._drain_anomalies()
         yield from self.finish()
+
+    def state_sizes(self) -> dict[str, int]:
+        """Entries and accounted bytes held now by the decode, parse and matching stages."""
+        chain = self.chain
+        return {
+            "pending_queries": self.matcher.pending,
+            "pending_query_bytes": self.matcher.pending_bytes,
+            "parsed_messages": chain.parser.cached,
+            "parsed_message_bytes": chain.parser.cached_bytes,
+            "fragment_frames_held": chain.defragmenter.held_frames,
+            "fragment_bytes_held": chain.defragmenter.held_bytes,
+            "tcp_flows": chain.tcp.flows,
+            "tcp_bytes_held": chain.tcp.held_bytes,
+        }
+
+    def note_state(self) -> None:
+        """Keep the peak of every ``state_sizes`` figure."""
+        peaks = self.state_peaks
+        for name, size in self.state_sizes().items():
+            peaks[name] = max(size, peaks.get(name, 0))
 
     def feed(self, frame: Frame) -> list[Transaction]:
         """Push interface (live mode): one frame in, the transactions it completes out."""
@@ -280,6 +308,7 @@ class EvidenceStream:
             "messages": {
                 "parsed_distinct": self.chain.parser.parsed,
                 "parse_cache_hits": self.chain.parser.cache_hits,
+                "parse_cache_evicted": self.chain.parser.evicted,
             },
             "matching": self.matcher.stats.as_dict(),
         }
@@ -624,7 +653,8 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
         view = KeyView(anchors, material, cache if cache_use.read else None)
         cache_use.zones_loaded = len(view.cached_zones())
         cache_use.keys_loaded = sum(len(view.cached_keys(z)) for z in view.cached_zones())
-        validator = Validator(view, options.policy, at_ns=options.at_ns)
+        validator = Validator(view, options.policy, at_ns=options.at_ns,
+                              signature_memo=SIGNATURE_MEMO)
         paths = tuple(
             options.out_dir / name for name in ("responses.jsonl", "findings.jsonl", "stats.json")
         )
@@ -700,6 +730,8 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
             "codes": dict(codes.most_common()),
         },
     }
+    stats["state"] = {"peak": dict(stream.state_peaks), "key_material": material.sizes(),
+                      "memos": _memo_sizes()}
     stats["findings"] = reporter.stats()
     stats["anonymized"] = anonymizer is not None
     stats["inputs"] = _input_digests(options.captures)
@@ -708,8 +740,38 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     stats["key_cache"] = cache_use.as_dict()
     write_json(paths[2], stats)
     zone_rows = next((s.rows for s in sources if isinstance(s, ZoneHealth)), [])
+    # The reports read the files back: what judging kept (parsed messages, forgery tables,
+    # signed copies, memos) goes first, so its memory is reused rather than added to.
+    sources.clear()
+    stream.on_query = None
+    parse_cache.clear()
+    material.release_copies()
+    release_memos()
+    gc.collect()
     reports = tuple(reporter.finish(validator, zone_rows))
     return AuditOutcome(stats, paths + reports, problems, dict(stats["validation"]["verdicts"]))
+
+
+def release_memos() -> None:
+    """Empty the process-wide memos (values derived from parsed messages; recomputed on
+    demand), e.g. between judging and report rendering."""
+    from auditor import evidence, messages
+    from auditor.forgery import common
+    from auditor.trust import material
+
+    evidence.clear_facts_memo()
+    messages.clear_record_caches()
+    material.clear_memos()
+    common.clear_memos()
+
+
+def _memo_sizes() -> dict[str, int]:
+    """Entries in the process-wide memos now (each capped)."""
+    from auditor import evidence, messages
+    from auditor.trust import material
+
+    return {"message_facts": len(evidence._MEMO), "name_texts": len(messages.name_text),
+            "record_wires": len(material.rdata_wire)}
 
 
 def relies_on_cache(verdict: Verdict, validator: Validator) -> bool:

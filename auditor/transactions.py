@@ -12,6 +12,10 @@ from auditor.messages import ObservedMessage
 _FlowId = tuple[str, int, str, int, int]
 """(client address, client port, server address, server port, DNS ID)."""
 
+PENDING_OVERHEAD = 1_024
+"""Bytes a pending query costs besides its message bytes (the message, its wire provenance,
+its summary and name, the table entry), as measured with tracemalloc under a query flood."""
+
 
 @dataclass(frozen=True, slots=True)
 class Transaction:
@@ -73,6 +77,7 @@ class MatchStats:
     duplicate_queries: int = 0
     extra_responses: int = 0
     evicted_queries: int = 0
+    evicted_query_bytes: int = 0
     question_mismatch: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
 
@@ -87,6 +92,7 @@ class MatchStats:
             "duplicate_queries": self.duplicate_queries,
             "extra_responses": self.extra_responses,
             "evicted_queries": self.evicted_queries,
+            "evicted_query_bytes": self.evicted_query_bytes,
             "question_mismatch": self.question_mismatch,
         }
 
@@ -109,13 +115,24 @@ class Matcher:
         timeout_ns: int = 30_000_000_000,
         linger_ns: int = 10_000_000_000,
         max_pending: int = 200_000,
+        max_pending_bytes: int = 32 << 20,
     ) -> None:
+        """``max_pending`` and ``max_pending_bytes`` (message bytes plus
+        ``PENDING_OVERHEAD`` per query) bound the queries held; over either, the least
+        recently active flow's queries are evicted (``evicted_queries``)."""
         self._timeout_ns = timeout_ns
         self._linger_ns = linger_ns
         self._max_pending = max_pending
+        self._max_bytes = max_pending_bytes
         self._pending: OrderedDict[_FlowId, list[_Pending]] = OrderedDict()
         self._count = 0
+        self._bytes = 0
         self.stats = MatchStats()
+
+    @property
+    def pending_bytes(self) -> int:
+        """Accounted bytes of the queries held now."""
+        return self._bytes
 
     @property
     def pending(self) -> int:
@@ -150,7 +167,9 @@ class Matcher:
                 return
         waiting.append(_Pending(query, 0, wire.ts_ns))
         self._count += 1
-        if self._count > self._max_pending:
+        self._bytes += _cost(query)
+        while self._pending and (self._count > self._max_pending
+                                 or self._bytes > self._max_bytes):
             self._evict_oldest()
 
     def _answer(self, response: ObservedMessage) -> Transaction:
@@ -207,6 +226,7 @@ class Matcher:
                 if now_ns - only.last_ts_ns <= only.limit_ns(timeout_ns, linger_ns):
                     return
                 self._count -= 1
+                self._bytes -= _cost(only.query)
                 if not only.responses:
                     self.stats.unanswered += 1
                 del pending_flows[key]
@@ -225,16 +245,19 @@ class Matcher:
         if not dropped:
             return
         kept_ids = {id(p) for p in after}
-        self.stats.unanswered += sum(
-            1 for p in before if id(p) not in kept_ids and p.responses == 0
-        )
+        gone = [p for p in before if id(p) not in kept_ids]
+        self.stats.unanswered += sum(1 for p in gone if p.responses == 0)
+        self._bytes -= sum(_cost(p.query) for p in gone)
         self._count -= dropped
 
     def _evict_oldest(self) -> None:
         key, waiting = next(iter(self._pending.items()))
         del self._pending[key]
         self._count -= len(waiting)
+        cost = sum(_cost(p.query) for p in waiting)
+        self._bytes -= cost
         self.stats.evicted_queries += len(waiting)
+        self.stats.evicted_query_bytes += cost
         self.stats.unanswered += sum(1 for p in waiting if p.responses == 0)
 
     def flush(self) -> None:
@@ -243,3 +266,8 @@ class Matcher:
             self.stats.unanswered += sum(1 for p in waiting if p.responses == 0)
         self._pending.clear()
         self._count = 0
+        self._bytes = 0
+
+
+def _cost(query: ObservedMessage) -> int:
+    return len(query.wire.wire) + PENDING_OVERHEAD

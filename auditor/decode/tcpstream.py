@@ -38,6 +38,10 @@ FlowKey = tuple[str, int, str, int]
 """(src, sport, dst, dport): one direction of a TCP connection is one byte stream."""
 
 
+FLOW_OVERHEAD = 1_024
+"""Bytes a tracked flow costs besides its buffered payload (the flow object, its key, its
+table entry), counted against ``max_total_bytes`` so that many small flows are bounded too."""
+
 @dataclass(slots=True, eq=False)
 class _Contribution:
     """One data segment's share of a stream (internal): the bytes it was first to bring.
@@ -106,8 +110,8 @@ class _Flow:
 
     @property
     def memory(self) -> int:
-        """Bytes held in memory, history included."""
-        return len(self.buf) + self.pending_bytes
+        """Accounted bytes: those held in memory, history included, plus ``FLOW_OVERHEAD``."""
+        return len(self.buf) + self.pending_bytes + FLOW_OVERHEAD
 
     def offset(self, seq: int) -> int:
         """The stream offset of ``seq`` nearest the delivery point (RFC 9293 3.4 wraparound)."""
@@ -138,7 +142,7 @@ class TCPReassembler:
         timeout_ns: int = 120_000_000_000,
         max_flows: int = 50_000,
         max_flow_bytes: int = 256 * 1024,
-        max_total_bytes: int = 256 * 1024 * 1024,
+        max_total_bytes: int = 64 * 1024 * 1024,
         resync_limit: int = 80 * 1024,
         history_bytes: int = 16 * 1024,
     ) -> None:

@@ -191,7 +191,19 @@ def _canonical(name: dns.name.Name) -> dns.name.Name:
     return name.canonicalize()
 
 
-_canonical_names: IdentityMemo[dns.name.Name, dns.name.Name] = IdentityMemo(_canonical, 50_000)
+
+SUMMARY_OVERHEAD = 2_048
+"""Bytes a kept ``ResponseSummary`` holds alive besides twice its response's length: its
+evidence, transaction, messages and verdict. The parsed records are shared between repeats of
+an answer in normal traffic; a flood of distinct answers costs about twice this (counted with
+``gc``), which the caps below allow for."""
+
+
+def summary_cost(summary: ResponseSummary) -> int:
+    """Accounted bytes of a response summary kept by a forgery table."""
+    return SUMMARY_OVERHEAD + 2 * len(summary.evidence.transaction.response.wire.wire)
+
+_canonical_names: IdentityMemo[dns.name.Name, dns.name.Name] = IdentityMemo(_canonical, 20_000)
 
 
 def name_key(name: dns.name.Name) -> dns.name.Name:
@@ -208,7 +220,7 @@ def _lineage(name: dns.name.Name) -> tuple[dns.name.Name, ...]:
     return tuple(found)
 
 
-lineage: IdentityMemo[dns.name.Name, tuple[dns.name.Name, ...]] = IdentityMemo(_lineage, 50_000)
+lineage: IdentityMemo[dns.name.Name, tuple[dns.name.Name, ...]] = IdentityMemo(_lineage, 20_000)
 """``name_key`` of a name and of each of its ancestors below the root, nearest first; memoised
 per name object (parsed names are shared by every repeat of a message)."""
 
@@ -253,3 +265,9 @@ def forgery_finding(
         client=deciding.client,
     )
     return make_finding(code, full, provenance, verdict=verdict.value)
+
+
+def clear_memos() -> None:
+    """Empty the process-wide name memos of the forgery stage (the caps stay)."""
+    _canonical_names.clear()
+    lineage.clear()

@@ -34,6 +34,7 @@ from auditor.forgery.common import (
     name_key,
     paired_verdicts,
     rcode_text,
+    summary_cost,
 )
 from auditor.messages import name_text
 from auditor.trust.material import rdata_set_digest
@@ -102,11 +103,17 @@ class CrossChecker:
     and judges unvalidated answers and denials against them; claims with nothing to compare
     yet wait ``defer_ns`` for validated data arriving later (the genuine answer of a race)."""
 
-    def __init__(self, *, defer_ns: int, slack_ns: int, max_keys: int, max_claims: int) -> None:
+    def __init__(self, *, defer_ns: int, slack_ns: int, max_keys: int, max_claims: int,
+                 max_claim_bytes: int = 24 << 20) -> None:
+        """``max_claims`` and ``max_claim_bytes`` (``claim_cost``: a waiting claim keeps its
+        whole response evidence alive) bound the claims waiting; over either the oldest is
+        dropped unjudged (``dropped_claims``)."""
         self._defer_ns = defer_ns
         self._slack_ns = slack_ns
         self._max_keys = max_keys
         self._max_claims = max_claims
+        self._max_claim_bytes = max_claim_bytes
+        self._claim_bytes = 0
         self._copies: OrderedDict[_Key, list[_Validated]] = OrderedDict()
         self._existing: OrderedDict[dns.name.Name, _Validated] = OrderedDict()
         self._claims: deque[_Claim] = deque()
@@ -265,10 +272,17 @@ class CrossChecker:
             return claim.key[0], -1, -1  # an NXDOMAIN waits for any data at or below its name
         return claim.key
 
+    @property
+    def claim_bytes(self) -> int:
+        """Accounted bytes of the claims waiting now."""
+        return self._claim_bytes
+
     def _wait(self, claim: _Claim) -> None:
         self._claims.append(claim)
+        self._claim_bytes += claim_cost(claim)
         self._waiting.setdefault(self._wait_key(claim), []).append(claim)
-        if len(self._claims) > self._max_claims:
+        while len(self._claims) > 1 and (len(self._claims) > self._max_claims
+                                         or self._claim_bytes > self._max_claim_bytes):
             self.dropped_claims += 1
             self._drop(self._claims.popleft())
 
@@ -292,6 +306,7 @@ class CrossChecker:
         return found
 
     def _drop(self, claim: _Claim) -> None:
+        self._claim_bytes -= claim_cost(claim)
         key = self._wait_key(claim)
         claims = self._waiting.get(key, [])
         if claim in claims:
@@ -310,6 +325,13 @@ class CrossChecker:
         """End of input."""
         self._claims.clear()
         self._waiting.clear()
+        self._claim_bytes = 0
+
+
+
+def claim_cost(claim: _Claim) -> int:
+    """Accounted bytes of one waiting claim (it keeps its response's evidence alive)."""
+    return summary_cost(claim.summary)
 
 
 def _validated_here(item: RRsetEvidence, verdict: RRsetVerdict | None) -> bool:

@@ -74,8 +74,17 @@ class ForgeryConfig:
     """How long an unvalidated answer waits for validated data arriving after it."""
     ttl_slack_ns: int = 1 * NS_PER_S
     """Slack added to both ends of TTL windows (race timing, clock granularity)."""
-    max_entries: int = 100_000
-    """Cap of every keyed table (queries, servers, validated RRsets, pending claims)."""
+    max_entries: int = 12_000
+    """Cap of every keyed table (queries, servers, validated RRsets, pending claims): with
+    about 5 KB per query over all tables, about 60 MB under a flood of distinct queries (the
+    tables that keep whole responses are capped in bytes too: ``crosscheck_bytes``,
+    ``races_bytes``)."""
+    crosscheck_bytes: int = 24 << 20
+    """Accounted bytes of the answers waiting for validated data to compare with (each keeps
+    its whole evidence: ``common.summary_cost``)."""
+    races_bytes: int = 32 << 20
+    """Accounted bytes of the answers kept ``race_linger_ns`` to compare later answers to the
+    same query with (each keeps its whole evidence: ``common.summary_cost``)."""
     holdon_waiting: int = 10_000
     """Responses (each with its whole evidence) kept waiting for their server's hold-on
     baseline; over it the server waiting longest loses its waiting responses, unjudged."""
@@ -93,7 +102,8 @@ class ForgeryDetector:
         cap = config.max_entries
         self._queries = QueryIndex(keep_ns=config.query_keep_ns, max_queries=cap,
                                    max_clients=cap)
-        self._races = RaceTracker(linger_ns=config.race_linger_ns, max_queries=cap)
+        self._races = RaceTracker(linger_ns=config.race_linger_ns, max_queries=cap,
+                                  max_bytes=config.races_bytes)
         self._unsolicited = UnsolicitedTracker(self._queries, window_ns=config.burst_window_ns,
                                                burst_ids=config.burst_ids, max_ports=cap,
                                                warmup_ns=config.capture_warmup_ns)
@@ -110,7 +120,8 @@ class ForgeryDetector:
                                      horizon_ns=config.holdon_horizon_ns)
         self._downgrade = DowngradeTracker(keep_ns=config.race_linger_ns, max_entries=cap)
         self._cross = CrossChecker(defer_ns=config.crosscheck_defer_ns,
-                                   slack_ns=config.ttl_slack_ns, max_keys=cap, max_claims=cap)
+                                   slack_ns=config.ttl_slack_ns, max_keys=cap, max_claims=cap,
+                                   max_claim_bytes=config.crosscheck_bytes)
         self._pending_query_findings: list[Finding] = []
         self._last_expiry_ns = 0
         self.responses = 0

@@ -28,6 +28,7 @@ from auditor.forgery.common import (
     FrameRef,
     ResponseSummary,
     forgery_finding,
+    summary_cost,
 )
 from auditor.validate.verdict import Status
 
@@ -53,6 +54,8 @@ class _Query:
 
     variants: list[_Variant]
     last_ts_ns: int
+    cost: int = 0
+    """Accounted bytes of the kept responses (``summary_cost``)."""
 
 
 def _bits(summary: ResponseSummary) -> tuple[int, bool]:
@@ -69,9 +72,13 @@ class RaceTracker:
     """Keeps, per answered query and for ``linger_ns`` of capture time, the distinct answers
     given to it; identical repeats are retransmissions (RFC 5452 9.1 keeps listening)."""
 
-    def __init__(self, *, linger_ns: int, max_queries: int) -> None:
+    def __init__(self, *, linger_ns: int, max_queries: int, max_bytes: int = 32 << 20) -> None:
+        """``max_queries`` and ``max_bytes`` (each kept response keeps its evidence alive)
+        bound the queries remembered; over either the least recently answered goes."""
         self._linger_ns = linger_ns
         self._max = max_queries
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._queries: OrderedDict[_RaceKey, _Query] = OrderedDict()
         self.retransmissions = 0
         self.races = 0
@@ -86,7 +93,8 @@ class RaceTracker:
         key = _key(summary)
         entry = self._queries.get(key)
         if entry is None:
-            self._remember(key, _Query([_Variant(summary, {_bits(summary)})], summary.ts_ns))
+            self._remember(key, _Query([_Variant(summary, {_bits(summary)})], summary.ts_ns,
+                                       summary_cost(summary)))
             return []
         self._queries.move_to_end(key)
         entry.last_ts_ns = summary.ts_ns
@@ -97,6 +105,9 @@ class RaceTracker:
             if variant.first.answer_digest == summary.answer_digest:
                 return self._same_answer(variant, summary)
         entry.variants.append(_Variant(summary, {_bits(summary)}))
+        cost = summary_cost(summary)
+        entry.cost += cost
+        self._bytes += cost
         if len(entry.variants) <= summary.query_copies:
             # Each copy of a retried query may get its own answer: not a race (RFC 5452 9.1
             # is about answers to one query; the client asked k times).
@@ -116,9 +127,16 @@ class RaceTracker:
 
     def _remember(self, key: _RaceKey, entry: _Query) -> None:
         self._queries[key] = entry
-        if len(self._queries) > self._max:
-            self._queries.popitem(last=False)
+        self._bytes += entry.cost
+        while len(self._queries) > 1 and (len(self._queries) > self._max
+                                          or self._bytes > self._max_bytes):
+            self._bytes -= self._queries.popitem(last=False)[1].cost
             self.evicted += 1
+
+    @property
+    def held_bytes(self) -> int:
+        """Accounted bytes of the responses kept now."""
+        return self._bytes
 
     def expire(self, now_ns: int) -> None:
         """Forget queries whose last response is older than the linger time."""
@@ -127,10 +145,12 @@ class RaceTracker:
             if now_ns - entry.last_ts_ns <= self._linger_ns:
                 break
             del self._queries[key]
+            self._bytes -= entry.cost
 
     def flush(self) -> None:
         """End of input."""
         self._queries.clear()
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._queries)

@@ -37,6 +37,12 @@ _CHANGE_LOG = 4096
 """Generations whose changed zones are remembered (``KeyMaterial.changed_zones_since``)."""
 
 
+def clear_memos() -> None:
+    """Empty the process-wide digest and record wire memos (the caps stay)."""
+    _DIGEST_MEMO.clear()
+    rdata_wire.clear()
+
+
 def set_digest_memo_size(size: int) -> None:
     """Cap the process-wide RRset digest and record wire memos (live mode sets it from its
     limits)."""
@@ -65,15 +71,25 @@ def _compute_rdata_set_digest(rrset: dns.rrset.RRset) -> bytes:
 
 
 _DIGEST_MEMO: IdentityMemo[dns.rrset.RRset, bytes] = IdentityMemo(_compute_rdata_set_digest,
-                                                                  100_000)
+                                                                  20_000)
 
 
 def _canonical_rdata(rdata: dns.rdata.Rdata) -> bytes:
     return rdata.to_digestable(dns.name.root)
 
 
-rdata_wire: IdentityMemo[dns.rdata.Rdata, bytes] = IdentityMemo(_canonical_rdata, 100_000)
+rdata_wire: IdentityMemo[dns.rdata.Rdata, bytes] = IdentityMemo(_canonical_rdata, 20_000)
 """Canonical wire form (RFC 4034 6.2) of one record's rdata, memoised per parsed object."""
+
+COPY_OVERHEAD = 3_072
+"""Bytes a signed copy costs besides its records' wire form: the parsed RRset and its RRSIGs
+(shared with the parse stage, but kept alive here), the entry, its signature table and its
+key, as measured with tracemalloc under a flood of distinct signed answers."""
+
+
+def copy_cost(rrset: dns.rrset.RRset) -> int:
+    """Accounted bytes of one signed copy of ``rrset`` (``max_signed_copy_bytes``)."""
+    return COPY_OVERHEAD + 2 * sum(len(rdata_wire(rdata)) for rdata in rrset)
 
 
 @dataclass(slots=True)
@@ -140,6 +156,7 @@ class KeyMaterial:
         self,
         *,
         max_signed_copies: int = 500_000,
+        max_signed_copy_bytes: int = 24 << 20,
         max_denial: int = 200_000,
         max_chain_rrsets: int = 200_000,
         max_copies_per_rrset: int = 32,
@@ -154,6 +171,10 @@ class KeyMaterial:
         self._denial_by_zone: dict[dns.name.Name, dict[bytes, SignedRRset]] = {}
         self._copies: OrderedDict[RRsetKey, dict[bytes, SignedRRset]] = OrderedDict()
         self._max_copies = max_signed_copies
+        self._max_copy_bytes = max_signed_copy_bytes
+        self._copy_bytes: dict[RRsetKey, int] = {}
+        """Accounted bytes (``copy_cost``) of each owner/type's signed copies."""
+        self._copy_total = 0
         self._max_denial = max_denial
         self._delegations: OrderedDict[dns.name.Name, None] = OrderedDict()
         self._dnskey_nodata: OrderedDict[dns.name.Name, int] = OrderedDict()
@@ -228,7 +249,8 @@ class KeyMaterial:
     def sizes(self) -> dict[str, int]:
         """Entries in each capped table now (JSON-ready), to watch against the caps."""
         return {"chain_rrsets": len(self._chain), "denial_records": len(self._denial),
-                "signed_copies": len(self._copies), "delegations": len(self._delegations),
+                "signed_copies": len(self._copies), "signed_copy_bytes": self._copy_total,
+                "delegations": len(self._delegations),
                 "dnskey_nodata": len(self._dnskey_nodata)}
 
     def dnskey_nodata_seen(self, zone: dns.name.Name) -> int | None:
@@ -340,9 +362,6 @@ class KeyMaterial:
         if copies is None:
             copies = {}
             self._copies[key] = copies
-            if len(self._copies) > self._max_copies:
-                self._copies.popitem(last=False)
-                self.evicted["signed_copies"] += 1
         else:
             self._copies.move_to_end(key)
         digest = rdata_set_digest(item.rrset)
@@ -350,7 +369,27 @@ class KeyMaterial:
         if entry is None:
             entry = SignedRRset(item.rrset, digest, ts_ns, ts_ns)
             copies[digest] = entry
+            cost = copy_cost(item.rrset)
+            self._copy_bytes[key] = self._copy_bytes.get(key, 0) + cost
+            self._copy_total += cost
         entry.add_signatures(item.rrsigs, ts_ns)
+        while len(self._copies) > 1 and (len(self._copies) > self._max_copies
+                                         or self._copy_total > self._max_copy_bytes):
+            oldest, _ = self._copies.popitem(last=False)
+            self._copy_total -= self._copy_bytes.pop(oldest, 0)
+            self.evicted["signed_copies"] += 1
+
+    def release_copies(self) -> None:
+        """Forget every signed copy (kept for cross-checks while judging; not needed once
+        every response is judged)."""
+        self._copies.clear()
+        self._copy_bytes.clear()
+        self._copy_total = 0
+
+    @property
+    def signed_copy_bytes(self) -> int:
+        """Accounted bytes of the signed copies kept now."""
+        return self._copy_total
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from auditor.anomaly import AnomalyCode
 from auditor.decode.dissect import IPDatagram
-from auditor.decode.tcpstream import FIN, RST, SYN, TCPReassembler
+from auditor.decode.tcpstream import FIN, FLOW_OVERHEAD, RST, SYN, TCPReassembler
 from auditor.decode.transport import TCPSegment, Transport, WireMessage
 from auditor.ledger import Ledger, Reason
 
@@ -604,14 +604,15 @@ def test_max_flows_evicts_the_least_recently_active() -> None:
 
 
 def test_total_cap_evicts() -> None:
-    h = Harness(max_total_bytes=100, history_bytes=0)
+    cap = 2 * FLOW_OVERHEAD + 100  # each flow also costs FLOW_OVERHEAD
+    h = Harness(max_total_bytes=cap, history_bytes=0)
     partial = framed(response(answers=6))[:60]
     h.send(b"", 0, SYN, sport=1)
     h.send(partial, 1, sport=1)
     h.send(b"", 0, SYN, sport=2)
     h.send(partial, 1, sport=2)
     assert h.ledger.settled[Reason.TCP_EVICTED] == 1
-    assert h.reassembler.held_bytes <= 100
+    assert h.reassembler.held_bytes <= cap
     h.flush()
     h.assert_balanced()
 
