@@ -464,15 +464,17 @@ class ChainResolver:
     def insecure_cut(
         self, name: dns.name.Name, zone: dns.name.Name, at_s: int | None = None
     ) -> ZoneTrust | None:
-        """The insecure delegation, proven anywhere in the capture (a DS NODATA proof, an NSEC3
-        opt-out span), between ``zone`` and ``name``: unsigned data at or below it belongs to
-        the unsigned child zone (RFC 4035 5.2, RFC 5155 6), not to ``zone``. None if none."""
+        """The delegation between ``zone`` and ``name`` that a proof of no DS anywhere in the
+        capture (a DS NODATA proof, an NSEC3 opt-out span) makes insecure: unsigned data at or
+        below it belongs to the unsigned child zone (RFC 4035 5.2, RFC 5155 6), not to
+        ``zone``. When that proof itself fails (its signature does not validate) the result is
+        bogus: the claimed insecure cut is not proven, as a validator finds. None if none."""
         ref = self.at_s if self.at_s is not None else at_s
         for candidate in _ancestors_below(name, zone):
             if any(entry.signatures for entry in self.view.material.ds_rrsets(candidate)):
                 continue  # a signed DS RRset outranks an opt-out span covering the name
             proven = self._ds_absence(candidate, ref)
-            if proven is not None and proven.status is Status.INSECURE:
+            if proven is not None and proven.status in (Status.INSECURE, Status.BOGUS):
                 return proven
         return None
 

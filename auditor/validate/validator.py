@@ -338,7 +338,7 @@ class Validator:
                 # The name lies under a delegation the capture proves unsigned (a CNAME target
                 # in an insecure child, an opt-out span): the child's data is insecure, not the
                 # signed parent's data stripped of its signatures (RFC 4035 5.2).
-                return _Judged(_verdict(item.section, rrset, Status.INSECURE, (), None,
+                return _Judged(_verdict(item.section, rrset, cut.status, (), None,
                                         list(cut.codes), list(cut.detail), at_s), ())
             # RFC 4035 5: data of a signed zone without RRSIG is bogus when DO was set.
             return _Judged(_verdict(item.section, rrset, Status.BOGUS, (), None,

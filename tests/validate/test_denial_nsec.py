@@ -435,3 +435,19 @@ def test_unsigned_data_of_a_signed_zone_with_do_is_bogus(env: DenialLab) -> None
     verdict = _unsigned_answer_from_a_child_server(env, names_its_zone=False)
     assert verdict.status is Status.BOGUS  # type: ignore[attr-defined]
     assert C.RRSIGS_MISSING in verdict.codes  # type: ignore[attr-defined]
+
+
+def test_a_zone_below_a_delegation_whose_no_ds_proof_fails_is_bogus() -> None:
+    # Differential (CD, key-missing): the proof that d.example.test. has no DS does not
+    # validate, so the cut is not proven and a zone below it cannot be trusted (Unbound:
+    # SERVFAIL). The twin with a valid proof is insecure (test above).
+    from tests.validate.signing import Lab, Zone, name
+
+    lab = Lab()
+    island = Zone(name("sub.d.example.test."), 13, slot=4)
+    keys = lab.dnskey_response(island)
+    data = rrset("www.sub.d.example.test.", "A", "192.0.2.8")
+    answer = respond("www.sub.d.example.test.", "A", [data, island.sign(data)])
+    nsec, sig = NsecChain(lab.leaf).record("d.example.test.")
+    proof = DenialLab(lab).nodata("d.example.test.", "DS", [nsec, flip_signature(sig)])
+    assert lab.validator([keys, proof]).judge(answer).status is Status.BOGUS
