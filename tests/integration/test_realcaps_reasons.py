@@ -95,3 +95,62 @@ def _flip_signature_byte(capture: Path, out: Path) -> Path:
                 out.write_bytes(bytes(data))
                 return out
     raise AssertionError("no RRSIG found")
+
+
+def _with_unsigned_copy(capture: Path, out: Path, delay_s: float, address: str) -> Path:
+    """The capture plus an unsigned (DO=0) exchange for fg2.weberlab.de. A answered with
+    ``address``, ``delay_s`` after the last frame that carried the validated copy."""
+    import dns.message
+    import dns.rrset
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import rdpcap, wrpcap
+
+    packets = list(rdpcap(str(capture)))
+    at = float(packets[11].time) + delay_s  # frame 12: the validated fg2.weberlab.de. A
+    query = dns.message.make_query("fg2.weberlab.de.", "A")
+    query.id = 4242
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text("fg2.weberlab.de.", 300, "IN", "A", address))
+    client, server = "198.51.100.7", "193.24.227.238"
+    for src, dst, sport, dport, wire, when in (
+            (client, server, 45000, 53, query.to_wire(), at),
+            (server, client, 53, 45000, response.to_wire(), at + 0.01)):
+        frame = Ether() / IP(src=src, dst=dst, ttl=60) / UDP(sport=sport, dport=dport) / wire
+        frame.time = when
+        packets.append(frame)
+    wrpcap(str(out), packets)
+    return out
+
+
+def test_an_unsigned_answer_contradicting_a_current_validated_copy_is_bogus(
+    tmp_path: Path,
+) -> None:
+    # Issue 11 point 5 on a real capture: nDPI/dns_fragmented.pcap validates fg2.weberlab.de. A
+    # (weberlab.de.'s own KSK as anchor); ten seconds later an unsigned answer with another
+    # address contradicts it within its TTL and signature window.
+    capture = realcap("nDPI/dns_fragmented.pcap")
+    anchor = str(realcap("anchors/weberlab.anchor"))
+    soon = _with_unsigned_copy(capture, tmp_path / "soon.pcap", 10, "6.6.6.6")
+    records = _responses(soon, tmp_path / "soon", "--trust-anchor", anchor)
+    [forged] = [r for r in records if r["id"] == 4242]
+    assert forged["verdict"] == "bogus"
+    assert "unsigned_contradicts_validated" in forged["rrsets"][0]["codes"]
+    lines = (tmp_path / "soon" / "findings.jsonl").read_text().splitlines()
+    assert any(json.loads(line)["code"] == "contradicts_validated" for line in lines)
+
+
+def test_a_validated_copy_from_years_earlier_proves_nothing_on_a_real_capture(
+    tmp_path: Path,
+) -> None:
+    # Twin: the same unsigned answer three years later; the copy's TTL and signatures have long
+    # run out, so it neither confirms nor contradicts: indeterminate, and no forgery finding.
+    capture = realcap("nDPI/dns_fragmented.pcap")
+    anchor = str(realcap("anchors/weberlab.anchor"))
+    later = _with_unsigned_copy(capture, tmp_path / "later.pcap", 3 * 365 * 86400, "6.6.6.6")
+    out = tmp_path / "later"
+    records = _responses(later, out, "--trust-anchor", anchor)
+    [answer] = [r for r in records if r["id"] == 4242]
+    assert answer["verdict"] == "indeterminate"
+    findings = [json.loads(line) for line in (out / "findings.jsonl").read_text().splitlines()]
+    assert not [f for f in findings if f.get("verdict") in ("forged", "suspicious")]
