@@ -1,0 +1,55 @@
+"""Tables capped in accounted bytes evict the oldest entries and count them (issue 13)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dns.message
+
+from auditor.ledger import Ledger
+from auditor.messages import MessageParser, parsed_cost
+from auditor.pipeline import AuditOptions, run_audit
+from auditor.transactions import PENDING_OVERHEAD, Matcher
+from tests.helpers import wire_message
+
+SAMPLE = Path(__file__).resolve().parents[1] / "captures" / "sample-dnssec.pcap"
+
+
+def _query(index: int) -> bytes:
+    return dns.message.make_query(f"n{index}.example.", "A").to_wire()
+
+
+def test_pending_queries_capped_in_bytes() -> None:
+    size = len(_query(0)) + PENDING_OVERHEAD
+    matcher = Matcher(max_pending_bytes=3 * size + 10)
+    parser = MessageParser(Ledger())
+    for index in range(5):
+        observed = parser.feed(wire_message(_query(index), sport=1000 + index))
+        assert observed is not None
+        matcher.feed(observed)
+    assert matcher.pending == 3
+    assert matcher.pending_bytes <= 3 * size + 10
+    assert matcher.stats.evicted_queries == 2
+    assert matcher.stats.evicted_query_bytes == 2 * size
+
+
+def test_parse_cache_capped_in_bytes() -> None:
+    wires = [_query(index) for index in range(6)]
+    cap = 2 * parsed_cost(wires[0][2:]) + 10
+    parser = MessageParser(Ledger(), cache_bytes=cap)
+    for data in wires:
+        parser.feed(wire_message(data))
+    assert parser.cached == 2 and parser.cached_bytes <= cap
+    assert parser.evicted == 4
+
+
+def test_stats_report_state_peaks(tmp_path: Path) -> None:
+    stats = run_audit(AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path,
+                                   report_formats=frozenset())).stats
+    peak = stats["state"]["peak"]
+    assert peak["parsed_messages"] > 0 and peak["parsed_message_bytes"] > 0
+    assert {"pending_queries", "pending_query_bytes", "tcp_bytes_held",
+            "fragment_bytes_held"} <= set(peak)
+    assert "signed_copy_bytes" in stats["state"]["key_material"]
+    assert stats["matching"]["evicted_query_bytes"] == 0
+    assert stats["messages"]["parse_cache_evicted"] == 0
