@@ -26,7 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "captures" / "sample-dnssec.pcap"
 ANCHOR = REPO / "captures" / "sample-dnssec.anchor"
 LIMITS = LiveLimits(fragment_sets=500, fragment_bytes=300_000, tcp_flows=2000,
-                    tcp_bytes=400_000)
+                    tcp_bytes=4_000_000)
+"""Each tracked TCP flow counts 1 KB of overhead besides its bytes (tcpstream.FLOW_OVERHEAD),
+so 4 MB holds the 2,000 flows the flood fills; the flow cap is what this test exercises."""
 
 
 @pytest.fixture
