@@ -32,6 +32,7 @@ from auditor.errors import AuditorError, CaptureError
 from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir, run_audit
 from auditor.report.anonymize import load_or_create_key
 from auditor.report.run import DEFAULT_FORMATS, OutputFormat, render_reports
+from auditor.report.tables import SCHEMA_CHECKS
 from auditor.trust import KeyCache
 from auditor.trust.cache import cache_use_line
 from auditor.validate import PRESETS, policy_from_name
@@ -337,6 +338,7 @@ def report(directory: Path, formats: tuple[str, ...]) -> None:
         click.echo(f"dnssec-auditor: error: {directory} has no responses.jsonl", err=True)
         sys.exit(EXIT_INPUT)
     chosen = [OutputFormat(f) for f in formats] or [OutputFormat.HTML, OutputFormat.MARKDOWN]
+    SCHEMA_CHECKS.set(True)  # files a user hands over: every record checked (exit 3 if not)
     try:
         written = render_reports(directory, chosen)
     except AuditorError as exc:

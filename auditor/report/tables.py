@@ -3,6 +3,7 @@ built from ``responses.jsonl``, and the zone health inventory (``zones.csv``/``.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import logging
@@ -129,10 +130,18 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
         yield record
 
 
+SCHEMA_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("schema_checks",
+                                                                      default=False)
+"""Whether saved records are checked against their JSON Schema when read: on for files a user
+hands over (``report DIR``), off for the files an audit has just written itself (the check
+walks every nested field and would double the time of a large report)."""
+
+
 def numbered_jsonl(path: Path, kind: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) of every record of a JSON Lines file (blank lines skipped);
-    with ``kind`` (``responses``, ``findings``) each record must fit that schema."""
-    rules = check.schema(kind) if kind is not None else None
+    with ``kind`` (``responses``, ``findings``) and ``SCHEMA_CHECKS`` set each record must
+    fit that schema."""
+    rules = check.schema(kind) if kind is not None and SCHEMA_CHECKS.get() else None
     try:
         with path.open("rb") as handle:
             for number, raw in enumerate(handle, 1):
