@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import cli
+from tests.realcaps import REALCAPS
 from tests.trust.test_cache import _garbage_rows, corrupt_cache
 from tests.validate.signing import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "captures" / "sample-dnssec.pcap"
 SAMPLE_ANCHOR = ROOT / "captures" / "sample-dnssec.anchor"
-REALCAPS = ROOT.parent / "shared" / "realcaps"
 ECS = REALCAPS / "zeek" / "dns-edns-ecs.pcap"
 """A 2016 capture of a resolver resolving ripe.net, weberdns.de and weberlab.de names with
 DO=1; the zones' own KSKs in ``anchors/`` make 15 of its answers secure."""

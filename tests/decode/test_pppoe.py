@@ -17,8 +17,8 @@ from auditor.pipeline import AuditOptions, DecodeChain, run_audit
 from tests.decode.packets import dissect_one, ether, frame, udp4, udp6
 from tests.decode.test_dissect import MACS, assert_udp4, assert_udp6
 from tests.decode.test_fastpath import _assert_agrees
+from tests.realcaps import REALCAPS
 
-REALCAPS = Path(__file__).resolve().parents[3] / "shared" / "realcaps"
 NDPI_DNS = REALCAPS / "nDPI" / "dns.pcap"
 """nDPI's tests/cfgs/default/pcap/dns.pcap: three untagged frames, then a query and its
 response in Ethernet / 802.1Q 421 / 802.1Q 785 / PPPoE session / IPv4 / UDP."""

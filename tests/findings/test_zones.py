@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dns.dnssec
 import pytest
 
@@ -12,9 +10,8 @@ from auditor.findings.zones import ZoneHealth, ZoneHealthRow
 from auditor.pipeline import EvidenceStream
 from auditor.validate import Status
 from tests.forgery.builders import verdict
+from tests.realcaps import REALCAPS
 from tests.validate.signing import WHEN, Lab, Zone, name, respond, rrset
-
-REALCAPS = Path(__file__).resolve().parents[2].parent / "shared" / "realcaps"
 
 NSEC3 = "1 1 10 AB12CD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A RRSIG"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,7 @@ from auditor.forgery import ForgeryConfig, ForgeryDetector
 from auditor.pipeline import EvidenceStream
 from auditor.validate.verdict import Verdict
 from tests.forgery.builders import insecure
-
-REALCAPS = Path(__file__).resolve().parents[2].parent / "shared" / "realcaps"
+from tests.realcaps import REALCAPS
 
 
 def realcap(relative: str) -> list[Frame]:

@@ -26,8 +26,8 @@ from tests.forgery.builders import (
     query,
     run,
 )
+from tests.realcaps import REALCAPS
 
-REALCAPS = Path(__file__).resolve().parents[2].parent / "shared" / "realcaps"
 _ALARMS = ("out_of_bailiwick_data", "answer_outside_chain")
 
 

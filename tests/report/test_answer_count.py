@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from auditor.pipeline import AuditOptions, run_audit
-
-REALCAPS = Path(__file__).resolve().parents[3] / "shared" / "realcaps"
+from tests.realcaps import REALCAPS
 
 # Source: tshark -n -r F -Y 'dns.flags.response == 1' -T fields -e frame.number
 #         -e dns.count.answers (tshark 4.x), and the RRSIGs among them.

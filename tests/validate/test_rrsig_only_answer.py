@@ -10,9 +10,9 @@ import pytest
 
 from auditor.pipeline import AuditOptions, run_audit
 from auditor.validate import Status
+from tests.realcaps import REALCAPS
 from tests.validate.signing import Lab, respond
 
-REALCAPS = Path(__file__).resolve().parents[3] / "shared" / "realcaps"
 DQY_RRSIG = REALCAPS / "dqy" / "rrsig.pcap"
 """dqy's test capture of a query for . RRSIG answered with two RRSIG records (NOERROR)."""
 
