@@ -12,14 +12,34 @@ REALCAPS = Path(__file__).resolve().parents[1].parent / "shared" / "realcaps"
 """``../shared/realcaps`` next to the repository."""
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
 def require_realcaps() -> Path:
     """The corpus directory; skips without it, fails in CI (``CI=true``) where it must be."""
     if not (REALCAPS / "README.md").exists():
         reason = f"{REALCAPS} absent (../shared/realcaps is not checked out beside the repo)"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        if _in_ci():
             pytest.fail(reason)
         pytest.skip(reason)
     return REALCAPS
+
+
+def require(path: Path) -> Path:
+    """``path`` inside the corpus; skips when it is absent, fails in CI where it must be."""
+    if not path.exists():
+        reason = f"real capture {path} absent (../shared/realcaps is not checked out)"
+        if _in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+def absent_outside_ci(path: Path) -> bool:
+    """For ``skipif``: the capture is missing and this is not CI (in CI the test runs and
+    fails on the missing file instead of skipping)."""
+    return not path.exists() and not _in_ci()
 
 
 def realcap(relative: str) -> Path:

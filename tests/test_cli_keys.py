@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import cli
-from tests.realcaps import REALCAPS
+from tests.realcaps import REALCAPS, absent_outside_ci
 from tests.trust.test_cache import _garbage_rows, corrupt_cache
 from tests.validate.signing import Lab
 
@@ -39,7 +39,7 @@ def _verdicts(records: list[dict]) -> list[tuple[int, str, list[str]]]:
 
 
 needs_realcaps = pytest.mark.skipif(
-    not ECS.exists(), reason=f"real captures not found at {REALCAPS} (see its README)")
+    absent_outside_ci(ECS), reason=f"real captures not found at {REALCAPS} (see its README)")
 
 
 @needs_realcaps

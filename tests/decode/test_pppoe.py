@@ -17,7 +17,7 @@ from auditor.pipeline import AuditOptions, DecodeChain, run_audit
 from tests.decode.packets import dissect_one, ether, frame, udp4, udp6
 from tests.decode.test_dissect import MACS, assert_udp4, assert_udp6
 from tests.decode.test_fastpath import _assert_agrees
-from tests.realcaps import REALCAPS
+from tests.realcaps import REALCAPS, absent_outside_ci
 
 NDPI_DNS = REALCAPS / "nDPI" / "dns.pcap"
 """nDPI's tests/cfgs/default/pcap/dns.pcap: three untagged frames, then a query and its
@@ -89,7 +89,7 @@ def test_fast_and_general_paths_give_the_same_message(tags: bytes) -> None:
     assert ledger.settled == {Reason.DNS_MESSAGE: 3}
 
 
-@pytest.mark.skipif(not NDPI_DNS.exists(), reason=f"real captures not found at {REALCAPS}")
+@pytest.mark.skipif(absent_outside_ci(NDPI_DNS), reason=f"real captures not found at {REALCAPS}")
 def test_ndpi_vlan_pppoe_capture_gives_the_responses_tshark_finds(tmp_path: Path) -> None:
     """tshark -n -r nDPI/dns.pcap -Y 'dns.flags.response == 1': frames 1, 3 and 5, the last
     from 82.178.158.181 through QinQ and PPPoE (it used to be settled as not_ip)."""

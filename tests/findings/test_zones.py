@@ -10,7 +10,7 @@ from auditor.findings.zones import ZoneHealth, ZoneHealthRow
 from auditor.pipeline import EvidenceStream
 from auditor.validate import Status
 from tests.forgery.builders import verdict
-from tests.realcaps import REALCAPS
+from tests.realcaps import REALCAPS, require
 from tests.validate.signing import WHEN, Lab, Zone, name, respond, rrset
 
 NSEC3 = "1 1 10 AB12CD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A RRSIG"
@@ -162,8 +162,7 @@ def test_cds_without_rrsigs_is_not_judged_for_its_signer() -> None:
 @pytest.mark.parametrize("relative", ["dqy/cds.pcap", "dqy/cdnskey.pcap"])
 def test_real_cds_without_the_zones_dnskey_raises_nothing(relative: str) -> None:
     path = REALCAPS / relative
-    if not path.exists():
-        pytest.skip(f"real capture {path} absent (../shared/realcaps is not checked out)")
+    require(path)
     with CaptureReader(str(path)) as reader:
         frames = list(reader)
     health = ZoneHealth()

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-import pytest
-
 from auditor.capture.frame import Frame
 from auditor.capture.sources import CaptureReader
 from auditor.decode.transport import DNS_PORTS
@@ -17,14 +15,13 @@ from auditor.forgery import ForgeryConfig, ForgeryDetector
 from auditor.pipeline import EvidenceStream
 from auditor.validate.verdict import Verdict
 from tests.forgery.builders import insecure
-from tests.realcaps import REALCAPS
+from tests.realcaps import REALCAPS, require
 
 
 def realcap(relative: str) -> list[Frame]:
     """The frames of one real capture; the test is skipped when the corpus is absent."""
     path = REALCAPS / relative
-    if not path.exists():
-        pytest.skip(f"real capture {path} absent (../shared/realcaps is not checked out)")
+    require(path)
     with CaptureReader(str(path)) as reader:
         return list(reader)
 

@@ -26,7 +26,7 @@ from tests.forgery.builders import (
     query,
     run,
 )
-from tests.realcaps import REALCAPS
+from tests.realcaps import REALCAPS, require
 
 _ALARMS = ("out_of_bailiwick_data", "answer_outside_chain")
 
@@ -34,8 +34,7 @@ _ALARMS = ("out_of_bailiwick_data", "answer_outside_chain")
 def _audit_capture(path: Path) -> list[Finding]:
     """Forgery findings of one real capture (every response judged insecure: the bailiwick
     rules do not depend on the verdict)."""
-    if not path.exists():
-        pytest.skip(f"real capture {path} absent (../shared/realcaps is not checked out)")
+    require(path)
     detector = ForgeryDetector()
     stream = EvidenceStream(on_query=detector.observe_query)
     with CaptureReader(str(path)) as reader:

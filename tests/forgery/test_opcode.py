@@ -12,6 +12,7 @@ import pytest
 from auditor.capture.frame import Frame
 from auditor.pipeline import AuditOptions, run_audit
 from tests.forgery.realcaps import REALCAPS, detect, realcap
+from tests.realcaps import require
 
 _NOT_QUERY = {
     # UPDATE requests and their REFUSED/NOERROR answers (prerequisites in "answer")
@@ -37,8 +38,7 @@ def test_real_notify_and_update_answers_are_accounted_for_not_judged(
     tmp_path: Path, relative: str
 ) -> None:
     path = REALCAPS / relative
-    if not path.exists():
-        pytest.skip(f"real capture {path} absent (../shared/realcaps is not checked out)")
+    require(path)
     responses, stats, found = _audit(tmp_path, path)
     others = [r for r in responses if "not_a_query_answer" in r["codes"]]  # type: ignore[operator]
     assert len(others) == _NOT_QUERY[relative]

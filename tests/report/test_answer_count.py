@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from auditor.pipeline import AuditOptions, run_audit
-from tests.realcaps import REALCAPS
+from tests.realcaps import REALCAPS, require
 
 # Source: tshark -n -r F -Y 'dns.flags.response == 1' -T fields -e frame.number
 #         -e dns.count.answers (tshark 4.x), and the RRSIGs among them.
@@ -32,8 +32,7 @@ def _records(capture: Path, out: Path) -> dict[int, dict]:
 def test_answer_count_equals_tshark(tmp_path: Path, name: str, counts: dict[int, int],
                                     rrsigs: dict[int, int]) -> None:
     capture = REALCAPS / name
-    if not capture.exists():
-        pytest.skip(f"real capture {capture} not found (see {REALCAPS}/README.md)")
+    require(capture)
     records = _records(capture, tmp_path)
     assert {frame: records[frame]["answer_count"] for frame in counts} == counts
     # Negative twin: leaving the RRSIGs out (the old count) disagrees wherever there are any.
@@ -45,8 +44,7 @@ def test_a_damaged_message_counts_the_records_actually_read(tmp_path: Path) -> N
     """zeek/dns-edns-ecs-bad.pcap frame 1: a record runs past the end of the message; the
     header's count is not believed, the records read are counted."""
     capture = REALCAPS / "zeek" / "dns-edns-ecs-bad.pcap"
-    if not capture.exists():
-        pytest.skip(f"real capture {capture} not found (see {REALCAPS}/README.md)")
+    require(capture)
     record = _records(capture, tmp_path)[1]
     assert record["problems"]
     wire_count = 236  # the header's ANCOUNT (tshark: dns.count.answers)

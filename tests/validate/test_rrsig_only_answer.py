@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from auditor.pipeline import AuditOptions, run_audit
 from auditor.validate import Status
-from tests.realcaps import REALCAPS
+from tests.realcaps import REALCAPS, require
 from tests.validate.signing import Lab, respond
 
 DQY_RRSIG = REALCAPS / "dqy" / "rrsig.pcap"
@@ -43,8 +41,7 @@ def test_the_same_question_with_an_empty_answer_is_a_negative_answer() -> None:
 
 
 def test_dqy_rrsig_capture_is_not_a_negative_answer(tmp_path: Path) -> None:
-    if not DQY_RRSIG.exists():
-        pytest.skip(f"real capture {DQY_RRSIG} not found (see {REALCAPS}/README.md)")
+    require(DQY_RRSIG)
     run_audit(AuditOptions(captures=(str(DQY_RRSIG),), out_dir=tmp_path,
                            report_formats=frozenset()))
     (record,) = [json.loads(line)
