@@ -519,14 +519,9 @@ class Validator:
         name = evidence.qname
         if name is None:
             return None
-        found: list[dns.name.Name] = []
-        for item in evidence.rrsets:
-            if item.rrsigs is not None:
-                found.extend(sig.signer for sig in item.rrsigs)
-            if item.section is Section.AUTHORITY and item.rrset.rdtype in (
-                    dns.rdatatype.SOA, dns.rdatatype.NS):
-                found.append(item.rrset.name)
-        enclosing = [zone for zone in found if name.is_subdomain(zone)]
+        signers = [sig.signer for item in evidence.rrsets if item.rrsigs is not None
+                   for sig in item.rrsigs if name.is_subdomain(sig.signer)]
+        enclosing = [*signers, *_authority_zones_above(evidence, name)]
         known = self._enclosing_zone(name)
         if known is not None:
             enclosing.append(known)
@@ -942,10 +937,17 @@ def _authoritative_zone(
         if item.rrset.name == qname and judged.verdict.signer is not None:
             signer = dns.name.from_text(judged.verdict.signer)
             return signer if qname.is_subdomain(signer) else None
-    owners = [item.rrset.name for item in evidence.section(Section.AUTHORITY)
-              if item.rrset.rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS)
-              and qname.is_subdomain(item.rrset.name)]
-    return max(owners, key=len) if owners else None
+    return max(_authority_zones_above(evidence, qname), key=len, default=None)
+
+
+def _authority_zones_above(
+    evidence: ResponseEvidence, name: dns.name.Name
+) -> list[dns.name.Name]:
+    """Owners of the authority section's SOA and NS RRsets at or above ``name``: the zones the
+    response itself says it speaks for (an NS owner below ``name`` is a referral's child)."""
+    return [item.rrset.name for item in evidence.section(Section.AUTHORITY)
+            if item.rrset.rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS)
+            and name.is_subdomain(item.rrset.name)]
 
 
 def _deeper_zone_named(
@@ -955,9 +957,8 @@ def _deeper_zone_named(
     when deeper than the zone the key material knows: a server speaking for a child zone the
     capture has no DS, DNSKEY or proof for. Its unsigned data then belongs to that child, whose
     status is unknown, not to the signed parent (no "stripped" verdict without evidence)."""
-    owners = [item.rrset.name for item in evidence.section(Section.AUTHORITY)
-              if item.rrset.rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS)
-              and name.is_subdomain(item.rrset.name) and item.rrset.name.is_subdomain(zone)]
+    owners = [owner for owner in _authority_zones_above(evidence, name)
+              if owner.is_subdomain(zone)]
     deepest = max(owners, key=len, default=zone)
     return deepest if len(deepest) > len(zone) else zone
 
