@@ -182,6 +182,8 @@ class ForgeryDetector:
             "unsolicited_one_sided": self._unsolicited.one_sided,
             "unsolicited_by_reason": dict(sorted(self._unsolicited.by_reason.items())),
             "race_retry_answers": self._races.retry_answers,
+            "race_retry_bits": self._races.retry_bits,
+            "queries_retried_with_other_bits": self._queries.retried_with_other_bits,
             "not_a_query_answer": self.not_query_answers,
             "race_state_evicted": self._races.evicted,
             "crosscheck_claims_dropped": self._cross.dropped_claims,

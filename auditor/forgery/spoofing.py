@@ -63,10 +63,17 @@ class QueryIndex:
     answers clients accepted, which clients the capture sees asking at all, and when each
     capture started: what the unsolicited-response rules weigh a response against."""
 
-    def __init__(self, *, keep_ns: int, max_queries: int, max_clients: int) -> None:
+    def __init__(self, *, keep_ns: int, max_queries: int, max_clients: int,
+                 retry_gap_ns: int = 50_000_000) -> None:
+        """``retry_gap_ns``: copies of one query further apart than this are the client's
+        own retries (``retried_with_other_bits``), not a copy rewritten in transit."""
         self._keep_ns = keep_ns
         self._max = max_queries
         self._max_clients = max_clients
+        self._retry_gap_ns = retry_gap_ns
+        self.retried_with_other_bits = 0
+        """Query copies whose bits differ from the first one but that came a retry timeout
+        later: the client changed its own query (EDNS fallback, RFC 6891 6.2.2)."""
         self._queries: OrderedDict[_QueryKey, _Asked] = OrderedDict()
         self._ports: OrderedDict[_PortKey, dict[str, int]] = OrderedDict()
         self._answers: OrderedDict[_AnswerKey, _Genuine] = OrderedDict()
@@ -102,6 +109,12 @@ class QueryIndex:
             return None
         altered = wire.dst in asked.servers and bits != asked.bits
         asked.servers.setdefault(wire.dst, (wire.capture, wire.frame))
+        if altered and wire.ts_ns - asked.ts_ns > self._retry_gap_ns:
+            # A copy rewritten by a middlebox on the tap's path follows the original within
+            # milliseconds; one a retry timeout later is the client asking again with other
+            # bits (EDNS/DO fallback after a timeout, RFC 6891 6.2.2; CD after a SERVFAIL).
+            self.retried_with_other_bits += 1
+            return None
         return (asked, bits) if altered else None
 
     def note_time(self, capture: str, ts_ns: int) -> None:

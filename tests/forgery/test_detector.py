@@ -125,6 +125,48 @@ def test_query_copies_with_different_do_bit_are_flags_altered() -> None:
     assert "DO set -> clear" in found[0].message
 
 
+def _run_counting(traffic: Traffic) -> tuple[list, dict[str, object]]:
+    """``run`` with the default judge, also returning the detector's stats counters."""
+    detector = ForgeryDetector()
+    stream = EvidenceStream(on_query=detector.observe_query)
+    found = []
+    for evidence in stream.run(sorted(traffic.frames, key=lambda f: (f.ts_ns, f.number))):
+        found.extend(detector.feed(evidence, verdict(evidence, Status.INSECURE)))
+    found.extend(detector.flush())
+    return found, detector.counters()
+
+
+def test_query_retried_with_other_do_bit_after_a_timeout_is_the_clients_retry() -> None:
+    # Negative twin of the test above: the second copy comes a retry timeout later (EDNS
+    # fallback, RFC 6891 6.2.2), which a middlebox's rewritten copy never does.
+    traffic = Traffic()
+    traffic.add(query("www.example.", msg_id=5, do=True), CLIENT, RESOLVER, 40000, 53, T0_NS)
+    traffic.add(query("www.example.", msg_id=5, do=False), CLIENT, RESOLVER, 40000, 53,
+                T0_NS + 800 * MS)
+    traffic.add(answer(query("www.example.", msg_id=5), "www.example. A 192.0.2.1"),
+                RESOLVER, CLIENT, 53, 40000, T0_NS + 805 * MS)
+    found, counters = _run_counting(traffic)
+    assert by_code(found, "flags_altered") == []
+    assert counters["queries_retried_with_other_bits"] == 1
+
+
+def test_each_copy_of_a_retried_query_may_get_its_own_bits() -> None:
+    # Negative twin of test_same_answer_with_other_dnssec_bits_is_flags_altered: the client
+    # sent the query twice, and each copy got an answer (one with AD, one without, as two
+    # anycast instances of a resolver may give); two bit patterns for two copies.
+    traffic = Traffic()
+    q = query("www.example.", msg_id=4, do=True)
+    traffic.add(q, CLIENT, RESOLVER, 40000, 53, T0_NS)
+    traffic.add(q, CLIENT, RESOLVER, 40000, 53, T0_NS + 1000 * MS)
+    traffic.add(answer(q, "www.example. A 192.0.2.1", flags=dns.flags.RA | dns.flags.AD),
+                RESOLVER, CLIENT, 53, 40000, T0_NS + 1002 * MS)
+    traffic.add(answer(q, "www.example. A 192.0.2.1", flags=dns.flags.RA),
+                RESOLVER, CLIENT, 53, 40000, T0_NS + 1003 * MS)
+    found, counters = _run_counting(traffic)
+    assert by_code(found, "flags_altered") == []
+    assert counters["race_retry_bits"] == 1
+
+
 # --- blind spoofing ------------------------------------------------------------------------
 
 
