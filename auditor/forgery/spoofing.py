@@ -240,7 +240,8 @@ _MDNS_PORTS = frozenset({5353, 5355})
 """mDNS (RFC 6762) and LLMNR (RFC 4795): answers are announced, multicast or unsolicited."""
 
 CAPTURE_LOSS_REASONS = ("tcp_capture_loss", "multicast", "question_mismatch", "one_sided",
-                        "capture_start", "not_targeted", "same_answer", "no_genuine_answer")
+                        "capture_start", "not_targeted", "same_answer", "no_genuine_answer",
+                        "unqueried_server_alone", "unqueried_same_answer")
 """Why an unmatched response raised no finding (``stats.json`` forgery.unsolicited_by_reason;
 the other reasons there, ``reported``, ``burst`` and ``unqueried_server``, raised one)."""
 
@@ -271,7 +272,9 @@ class UnsolicitedTracker:
       ``wrong_id_burst``; fewer are reported one by one as ``unsolicited_response`` only when
       they contradict an accepted answer (``no_genuine_answer`` otherwise: nothing to
       contradict). A response with the query's own port, ID and question from another
-      address than the query went to stays ``response_from_unqueried_server``.
+      address than the query went to is ``response_from_unqueried_server`` when the asked
+      server's own answer is captured and says otherwise (``unqueried_server_alone`` and
+      ``unqueried_same_answer`` otherwise).
     """
 
     def __init__(self, index: QueryIndex, *, window_ns: int, burst_ids: int,
@@ -362,6 +365,11 @@ class UnsolicitedTracker:
         for summary, reason, asked in burst.items:
             genuine = self._index.genuine(summary.client, summary.cport, summary.question_key,
                                           summary.server)
+            if reason == "unqueried_server" and asked is not None:
+                skipped = self._unqueried_explained(summary, asked)
+                if skipped is not None:
+                    self.by_reason[skipped] += 1
+                    continue
             if reason == "no_query":
                 if not self._index.asked_from_port(summary.client, summary.cport,
                                                    summary.question_key, summary.server):
@@ -386,6 +394,22 @@ class UnsolicitedTracker:
             else:
                 self.by_reason["no_genuine_answer"] += 1
         return found
+
+    def _unqueried_explained(self, summary: ResponseSummary, asked: _Asked) -> str | None:
+        """Why an answer from an address the query was not sent to proves nothing, if so.
+
+        The client drops it (RFC 5452 9.1), so it matters only as an attempt beside the real
+        answer. Alone, it is a multi-homed server replying from another address, or a NAT or
+        load balancer on the tap's side (``unqueried_server_alone``); with the data the asked
+        server gave, it is the same answer by another path (``unqueried_same_answer``)."""
+        accepted = [genuine for server in asked.servers
+                    if (genuine := self._index.genuine(summary.client, summary.cport,
+                                                       summary.question_key, server))]
+        if not accepted:
+            return "unqueried_server_alone"
+        if any(summary.answer_digest in genuine.digests for genuine in accepted):
+            return "unqueried_same_answer"
+        return None
 
     def _burst_finding(self, key: tuple[str, int], items: list[ResponseSummary],
                        distinct: int) -> Finding:

@@ -221,6 +221,22 @@ def test_response_from_an_address_the_query_was_not_sent_to() -> None:
     assert spoofed in found[0].provenance.frames
 
 
+def test_answer_only_from_another_address_is_a_multihomed_server_not_a_spoof() -> None:
+    # Negative twin: the asked server never answers from its own address, or the other
+    # address repeats its answer: a multi-homed server or NAT, nothing contradicts anything.
+    alone, same = Traffic(), Traffic()
+    q = query("www.example.", msg_id=55)
+    for traffic in (alone, same):
+        traffic.add(q, CLIENT, SERVER, 40000, 53, T0_NS)
+        traffic.add(answer(q, "www.example. A 192.0.2.1"), OTHER_SERVER, CLIENT, 53, 40000,
+                    T0_NS + 1 * MS)
+    same.add(answer(q, "www.example. A 192.0.2.1"), SERVER, CLIENT, 53, 40000, T0_NS + 20 * MS)
+    for traffic, reason in ((alone, "unqueried_server_alone"), (same, "unqueried_same_answer")):
+        found, counters = _run_counting(traffic)
+        assert by_code(found, "response_from_unqueried_server") == []
+        assert counters["unsolicited_by_reason"] == {reason: 1}  # type: ignore[comparison-overlap]
+
+
 def test_kaminsky_pattern_many_names_same_ns_payload() -> None:
     traffic = Traffic()
     warm_up(traffic, client=RESOLVER)
