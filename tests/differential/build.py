@@ -19,9 +19,17 @@ import dns.zone
 
 from tests.differential import faults as fault_edits
 from tests.differential.generator import TLD
-from tests.differential.keypool import KeyPool, PoolKey, materialize, revoke
-from tests.differential.model import Fault, FaultKind, Scenario, Signing, ZonePlan
+from tests.differential.keypool import KeyPool, PoolKey, load_private, materialize, revoke
+from tests.differential.model import (
+    ANCHOR_FAULTS,
+    Fault,
+    FaultKind,
+    Scenario,
+    Signing,
+    ZonePlan,
+)
 from tests.lab.keys import LabKey
+from tests.lab.online_signer import OnlineZone
 from tests.lab.tools import LabError, run
 from tests.lab.zones import DAY, SigningWindow
 
@@ -45,6 +53,16 @@ class Addresses:
         return f"{self.prefix}.{1 + labels}"
 
     @property
+    def online(self) -> str:
+        """The online signer's address (every online-signed zone of a batch)."""
+        return f"{self.prefix}.200"
+
+    def serving(self, plan: ZonePlan) -> str:
+        """Address of the server of *plan*: the online signer's, or its depth's."""
+        online = plan.signing is not None and plan.signing.online is not None
+        return self.online if online else self.server(plan.labels)
+
+    @property
     def resolver(self) -> str:
         """Unbound listens and sends upstream from here."""
         return f"{self.prefix}.254"
@@ -59,9 +77,13 @@ class Addresses:
         """BPF net expression covering everything."""
         return f"{self.prefix}.0/24"
 
-    def servers(self) -> list[str]:
-        """Every authoritative address."""
+    def depths(self) -> list[str]:
+        """named's addresses, one per depth."""
         return [self.server(labels) for labels in range(self.max_labels + 1)]
+
+    def servers(self) -> list[str]:
+        """Every authoritative address (named's and the online signer's)."""
+        return [*self.depths(), self.online]
 
     def all(self) -> list[str]:
         """Every address to configure on ``lo``."""
@@ -109,6 +131,8 @@ class Batch:
     """Scenario id -> why its zones could not be built."""
     windows: dict[str, SigningWindow] = field(default_factory=dict)
     """Zone name -> signature window."""
+    online: list[OnlineZone] = field(default_factory=list)
+    """Zones the online signer serves (a text of each in ``zones``, none in ``labels``)."""
 
 
 def window_for(faults: Iterable[Fault], now: int) -> SigningWindow:
@@ -131,6 +155,10 @@ def zone_keys(
     """Materialize the zone's KSK and ZSK and shape them for its key faults."""
     if plan.signing is None:
         return None
+    if plan.signing.python_signed:  # no key faults here (the generator's choice)
+        ksk = pool.python(plan.signing.algorithm, plan.signing.bits, True, index)
+        zsk = pool.python(plan.signing.algorithm, plan.signing.bits, False, index)
+        return ZoneKeys([ksk, zsk], [ksk, zsk], [ksk])
     ksk = materialize(_pool_key(pool, plan.signing, True, index), plan.name, keydir)
     zsk = materialize(_pool_key(pool, plan.signing, False, index), plan.name, keydir)
     keys = ZoneKeys([ksk, zsk], [ksk, zsk], [ksk])
@@ -240,6 +268,19 @@ def _with_keys(lines: Sequence[str], zone: str, keys: Iterable[LabKey]) -> str:
     return "\n".join([*lines, *dnskeys]) + "\n"
 
 
+def sign_python(job: Job, keys: ZoneKeys) -> dns.zone.Zone:
+    """Sign the job's zone with dnspython (NSEC; the KSK signs the DNSKEY RRset, the ZSK the
+    rest): RSAMD5, DSA and short RSA keys, which BIND 9.18 neither makes nor signs with."""
+    zone = dns.zone.from_text("\n".join(job.lines) + "\n", origin=job.plan.name,
+                              relativize=False)  # fmt: skip
+    pairs = [(load_private(key.base), key.dnskey) for key in keys.signing]
+    with zone.writer() as txn:
+        dns.dnssec.sign_zone(zone, txn, keys=pairs, dnskey_ttl=300,
+                             inception=job.window.inception, expiration=job.window.expiration,
+                             policy=dns.dnssec.allow_all_policy)  # fmt: skip
+    return zone
+
+
 def build_zone(job: Job, zonedir: Path) -> Path:
     """Write, sign and damage one zone; return the file named serves."""
     slug = job.plan.name.rstrip(".") or "root"
@@ -248,6 +289,12 @@ def build_zone(job: Job, zonedir: Path) -> Path:
     unsigned.write_text(_with_keys(job.lines, job.plan.name, keys.published if keys else ()))
     if keys is None:
         return unsigned
+    if job.plan.signing is not None and job.plan.signing.python_signed:
+        zone = sign_python(job, keys)
+        fault_edits.apply(zone, job.faults)
+        served = unsigned.with_suffix(".served")
+        zone.to_file(str(served), relativize=False)
+        return served
     signed = sign(job, unsigned, keys.published, keys.signing)
     zone = dns.zone.from_file(str(signed), origin=job.plan.name, relativize=False)
     if keys.apex_override is not None:
@@ -263,6 +310,48 @@ def build_zone(job: Job, zonedir: Path) -> Path:
     return served
 
 
+@dataclass(slots=True)
+class ScenarioParts:
+    """What one scenario adds to a batch."""
+
+    jobs: list[Job] = field(default_factory=list)
+    """Zones named serves."""
+    tld_lines: list[str] = field(default_factory=list)
+    """The top zone's delegation in ``test.``."""
+    online: list[OnlineZone] = field(default_factory=list)
+    """Zones the online signer serves."""
+    anchors: list[str] = field(default_factory=list)
+    """Trust anchor lines besides the root's (anchor faults)."""
+
+
+def online_zone(plan: ZonePlan, faults: Sequence[Fault], address: str) -> OnlineZone:
+    """The online signer's zone for *plan*: its records, its mode or the mode's broken twin."""
+    assert plan.signing is not None and plan.signing.online is not None
+    broken = any(fault.kind is FaultKind.ONLINE_BROKEN for fault in faults)
+    mode = plan.signing.online.broken if broken else plan.signing.online.value
+    return OnlineZone(dns.name.from_text(plan.name), address, nsec3=plan.signing.nsec3 is not None,
+                      records=plan.records, mode=mode)  # fmt: skip
+
+
+def online_key(zone: OnlineZone, keydir: Path) -> LabKey:
+    """The online zone's CSK as the DS source (no key files: the signer holds the key)."""
+    return LabKey(base=keydir / f"online-{zone.origin}", dnskey=zone.dnskey, ksk=True)
+
+
+def anchor_lines(plan: ZonePlan, keys: ZoneKeys | None, faults: Sequence[Fault],
+                 phantom: LabKey) -> list[str]:  # fmt: skip
+    """A SHA-256 DS anchor for *plan* over its KSK (the phantom key when unsigned): cut to 20
+    bytes (misfit: the length of no SHA-256 digest) or of the right length matching nothing."""
+    kinds = {fault.kind for fault in faults} & ANCHOR_FAULTS
+    if not kinds:
+        return []
+    good = make_ds(plan.name, keys.ds_keys[0] if keys else phantom, 2)
+    if FaultKind.ANCHOR_MISFIT in kinds:  # as text: dnspython refuses to build it
+        cut = good.digest[:20].hex()
+        return [f"{plan.name} 300 IN DS {good.key_tag} {good.algorithm} 2 {cut}"]
+    return [_ds_text(plan.name, corrupt_ds(good))]
+
+
 def _scenario_jobs(
     scenario: Scenario,
     pool: KeyPool,
@@ -270,28 +359,44 @@ def _scenario_jobs(
     addresses: Addresses,
     now: int,
     phantom: LabKey,
-) -> tuple[list[Job], list[str]]:
-    """Jobs for the scenario's zones and the top zone's delegation lines for ``test.``."""
-    keys = {
-        plan.name: zone_keys(
-            pool, plan, [f for f in scenario.faults if f.zone == plan.name], index, keydir
-        )
-        for index, plan in enumerate(scenario.zones)
-    }
-    ds = {plan.name: ds_lines(plan, keys[plan.name],
-                              [f for f in scenario.faults if f.zone == plan.name], phantom)
-          for plan in scenario.zones}  # fmt: skip
+) -> ScenarioParts:
+    """Jobs and online zones for the scenario's zones, its delegation and its anchors."""
+    parts = ScenarioParts()
+    faults = {plan.name: tuple(f for f in scenario.faults if f.zone == plan.name)
+              for plan in scenario.zones}  # fmt: skip
+    keys: dict[str, ZoneKeys | None] = {}
+    for index, plan in enumerate(scenario.zones):
+        if plan.signing is not None and plan.signing.online is not None:
+            zone = online_zone(plan, faults[plan.name], addresses.online)
+            parts.online.append(zone)
+            key = online_key(zone, keydir)
+            keys[plan.name] = ZoneKeys([key], [], [key])
+        else:
+            keys[plan.name] = zone_keys(pool, plan, faults[plan.name], index, keydir)
+        parts.anchors += anchor_lines(plan, keys[plan.name], faults[plan.name], phantom)
     children: dict[str, list[str]] = {plan.name: [] for plan in scenario.zones}
     children[TLD] = []
     for plan in scenario.zones:
-        children[plan.parent] += delegation(plan.name, addresses.server(plan.labels), ds[plan.name])
-    jobs = []
+        ds = ds_lines(plan, keys[plan.name], faults[plan.name], phantom)
+        children[plan.parent] += delegation(plan.name, addresses.serving(plan), ds)
     for plan in scenario.zones:
-        faults = tuple(f for f in scenario.faults if f.zone == plan.name)
+        if plan.signing is not None and plan.signing.online is not None:
+            continue
         lines = [*header(plan.name, addresses.server(plan.labels)), *plan.records,
                  *children[plan.name]]  # fmt: skip
-        jobs.append(Job(plan, lines, keys[plan.name], window_for(faults, now), faults, scenario.id))
-    return jobs, children[TLD]
+        window = window_for(faults[plan.name], now)
+        parts.jobs.append(Job(plan, lines, keys[plan.name], window, faults[plan.name], scenario.id))
+    parts.tld_lines = children[TLD]
+    return parts
+
+
+def _online_text(zone: OnlineZone, zonedir: Path) -> Path:
+    """A record of what the online signer serves for *zone* (for fixtures; named ignores it)."""
+    path = zonedir / f"{str(zone.origin).rstrip('.')}.online"
+    denial = "nsec3" if zone.nsec3 else "nsec"
+    records = "\n".join(rrset.to_text() for rrset in zone.data.values())
+    path.write_text(f"; online-signed ({denial}, mode {zone.mode}) at {zone.address}\n{records}\n")
+    return path
 
 
 def _infrastructure(
@@ -324,16 +429,19 @@ def build_batch(
     phantom = materialize(pool.get(13, None, True, 3), "phantom.", keydir)
     jobs: list[Job] = []
     tld_delegations: list[str] = []
+    anchors: list[str] = []
     batch = Batch(workdir)
     for scenario in scenarios:
         try:
-            scenario_jobs, lines = _scenario_jobs(scenario, pool, keydir, addresses, now, phantom)
+            parts = _scenario_jobs(scenario, pool, keydir, addresses, now, phantom)
         except (LabError, ValueError, dns.exception.DNSException, OSError) as exc:
             logger.exception("scenario %s not built", scenario.id)
             batch.failed[scenario.id] = f"keys or DS: {exc!r}"[:500]
             continue
-        jobs += scenario_jobs
-        tld_delegations += lines
+        jobs += parts.jobs
+        tld_delegations += parts.tld_lines
+        anchors += parts.anchors
+        batch.online += parts.online
     jobs = _infrastructure(pool, keydir, addresses, now, tld_delegations) + jobs
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as executor:
         served = list(executor.map(lambda job: _try_build(job, zonedir, batch), jobs))
@@ -343,8 +451,11 @@ def build_batch(
         batch.windows[job.plan.name] = job.window
     root = jobs[0].keys
     assert root is not None
+    for zone in batch.online:
+        batch.zones[str(zone.origin)] = _online_text(zone, zonedir)
     batch.anchor = workdir / "root.ds"
-    batch.anchor.write_text("\n".join(ds_lines(jobs[0].plan, root, (), phantom)) + "\n")
+    root_ds = ds_lines(jobs[0].plan, root, (), phantom)
+    batch.anchor.write_text("\n".join([*root_ds, *anchors]) + "\n")
     return batch
 
 

@@ -81,7 +81,8 @@ def run(
             logger.info("batch %d..%d: %s", first, first + size - 1, batch.timings)
         finally:
             if keep is not None:
-                shutil.copytree(workdir, keep / workdir.name, dirs_exist_ok=True)
+                shutil.copytree(workdir, keep / workdir.name, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("*.ctl"))  # a socket
             shutil.rmtree(workdir, ignore_errors=True)
     return summary
 

@@ -9,10 +9,13 @@ import dns.name
 
 from tests.differential.design import Design, empty_non_terminals, owners, resolve
 from tests.differential.model import (
+    ANCHOR_FAULTS,
     DS_FAULTS,
+    KEY_FAULTS,
     Fault,
     FaultKind,
     Nsec3,
+    OnlineMode,
     Probe,
     ProbeKind,
     Scenario,
@@ -33,6 +36,23 @@ ALGORITHMS: dict[int, float] = {8: 22, 10: 12, 13: 25, 14: 12, 15: 14, 16: 10, 5
 RSA_ALGORITHMS = frozenset({5, 7, 8, 10})
 NSEC3_CAPABLE = frozenset(ALGORITHMS) - {5}  # RFC 5155 2: algorithm 5 predates NSEC3
 WINDOW_FAULTS = frozenset({FaultKind.EXPIRED, FaultKind.NOT_YET_VALID})
+BASE_FAULTS = tuple(
+    kind for kind in FaultKind if kind not in ANCHOR_FAULTS and kind is not FaultKind.ONLINE_BROKEN
+)
+"""Faults any signed zone may draw (in the enum's order: the draws stay reproducible)."""
+LOCAL_FAULTS = frozenset(BASE_FAULTS) - DS_FAULTS
+"""Faults in the zone's own data, which an online-signed zone does not take."""
+
+POLICY_SHAPES: dict[tuple[int, int | None], float] = {
+    (8, 512): 25, (8, 768): 10, (5, 512): 10,
+    (3, None): 25, (6, None): 15, (1, 1024): 15,
+}  # fmt: skip
+"""Class 5 shapes signed with dnspython -> weight: weak RSA keys (validated like any other),
+DSA (RFC 8624 3.1: MUST NOT validate) and RSAMD5 (likewise): a zone all of whose keys are
+outside the policy."""
+ONLINE_MODES = {OnlineMode.BLACK_LIES: 45, OnlineMode.NXDOMAIN: 25, OnlineMode.WHITE_LIES: 30}
+EXOTIC_SHARE = (0.12, 0.15, 0.05)
+"""Share of scenarios with a class 5 zone, an online-signed zone, a misfit or wrong anchor."""
 
 
 def _rdata(rng: random.Random, rdtype: str, host: str) -> str:
@@ -206,7 +226,7 @@ def _faults(rng: random.Random, design: Design, probes: Sequence[Probe]) -> list
     plans = list(design.zones.values())
     for _ in range(rng.choices((0, 1, 2), weights=(20, 50, 30))[0]):
         plan = rng.choice(plans)
-        kinds = list(FaultKind) if plan.signing else [FaultKind.DS_WRONG]
+        kinds = list(BASE_FAULTS) if plan.signing else [FaultKind.DS_WRONG]
         if plan.signing and plan.signing.nsec3 is None:
             kinds.remove(FaultKind.NSEC_STRIPPED) if rng.random() < 0.3 else None
         kinds = [k for k in kinds if _compatible(k, plan.name, faults)]
@@ -218,6 +238,76 @@ def _faults(rng: random.Random, design: Design, probes: Sequence[Probe]) -> list
         )
         faults.append(Fault(kind, plan.name, _target(rng, kind, plan, design, probes), variant))
     return faults
+
+
+def _replace_signing(plans: list[ZonePlan], name: str, signing: Signing) -> list[ZonePlan]:
+    return [
+        ZonePlan(plan.name, plan.parent, signing, plan.records) if plan.name == name else plan
+        for plan in plans
+    ]
+
+
+def _policy_zone(rng: random.Random, plans: list[ZonePlan], faults: list[Fault]) -> list[ZonePlan]:
+    """One signed zone re-signed with dnspython in a class 5 shape (NSEC; no key faults)."""
+    keyed = {fault.zone for fault in faults if fault.kind in KEY_FAULTS}
+    eligible = [plan for plan in plans if plan.signing and plan.name not in keyed]
+    if not eligible:
+        return plans
+    plan = rng.choice(eligible)
+    assert plan.signing is not None
+    algorithm, bits = rng.choices(list(POLICY_SHAPES), weights=list(POLICY_SHAPES.values()))[0]
+    signing = Signing(algorithm, bits, None, plan.signing.ds_digests)
+    return _replace_signing(plans, plan.name, signing)
+
+
+def _online_eligible(plan: ZonePlan, plans: list[ZonePlan]) -> bool:
+    """A signed leaf zone without wildcards or DNAMEs (the online signer makes neither)."""
+    leaf = not any(other.parent == plan.name for other in plans)
+    plain = not any("*" in line or " DNAME " in line for line in plan.records)
+    signed = plan.signing is not None and not plan.signing.python_signed
+    return signed and leaf and plain
+
+
+def _online_zone(
+    rng: random.Random, plans: list[ZonePlan], faults: list[Fault]
+) -> tuple[list[ZonePlan], list[Fault]]:
+    """One leaf zone served by the online signer (class 6), its broken twin now and then; the
+    faults of its own data are dropped (the parent's DS faults stay)."""
+    eligible = [plan for plan in plans if _online_eligible(plan, plans)]
+    if not eligible:
+        return plans, faults
+    plan = rng.choice(eligible)
+    assert plan.signing is not None
+    faults = [f for f in faults if f.zone != plan.name or f.kind not in LOCAL_FAULTS]
+    nsec3 = Nsec3(0, "-", False) if plan.signing.nsec3 and rng.random() < 0.5 else None
+    mode = (OnlineMode.WHITE_LIES if nsec3 else
+            rng.choices(list(ONLINE_MODES), weights=list(ONLINE_MODES.values()))[0])  # fmt: skip
+    signing = Signing(13, None, nsec3, plan.signing.ds_digests, online=mode)
+    if rng.random() < 0.4:
+        faults = [*faults, Fault(FaultKind.ONLINE_BROKEN, plan.name, variant=mode.broken)]
+    return _replace_signing(plans, plan.name, signing), faults
+
+
+def _anchor_fault(rng: random.Random, plans: list[ZonePlan]) -> Fault:
+    """A misfit or wrong trust anchor for one zone of the tree (class 7)."""
+    kind = rng.choice((FaultKind.ANCHOR_MISFIT, FaultKind.ANCHOR_WRONG))
+    return Fault(kind, rng.choice(plans).name)
+
+
+def _exotic(
+    seed: int, index: int, plans: list[ZonePlan], faults: list[Fault]
+) -> tuple[list[ZonePlan], list[Fault]]:
+    """Class 5, 6 and 7 shapes, drawn from a generator of their own so every other draw of
+    the scenario stays as it was before they existed."""
+    rng = random.Random(f"differential-exotic:{seed}:{index}")
+    policy, online, anchor = (rng.random() < share for share in EXOTIC_SHARE)
+    if policy:
+        plans = _policy_zone(rng, plans, faults)
+    if online:
+        plans, faults = _online_zone(rng, plans, faults)
+    if anchor:
+        faults = [*faults, _anchor_fault(rng, plans)]
+    return plans, faults
 
 
 def generate(seed: int, index: int) -> Scenario:
@@ -232,4 +322,5 @@ def generate(seed: int, index: int) -> Scenario:
     design = Design.of(plans)
     probes, paths = _probes(rng, design)
     faults = _faults(rng, design, probes)
+    plans, faults = _exotic(seed, index, plans, faults)
     return Scenario(seed, index, tuple(plans), tuple(faults), tuple(probes), paths)

@@ -1,10 +1,16 @@
-"""A cached pool of BIND key pairs per algorithm, copied under any zone's name on demand."""
+"""A cached pool of BIND key pairs per algorithm, copied under any zone's name on demand, and
+of PEM keys for what BIND 9.18 no longer makes (RSAMD5, DSA, RSA under 1024 bits)."""
 
 from __future__ import annotations
 
 import fcntl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import dns.dnssec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
 from tests.lab.keys import LabKey, read_dnskey
 from tests.lab.tools import run
@@ -67,6 +73,46 @@ class KeyPool:
         key = PoolKey(key_file.read_text(), private.read_text(), algorithm, tag, ksk)
         self._loaded[wanted] = key
         return key
+
+    def python(self, algorithm: int, bits: int | None, ksk: bool, index: int) -> LabKey:
+        """A pooled PEM key for dnspython's signer (see `python_key`)."""
+        return python_key(self.cache, algorithm, bits, ksk, index)
+
+
+def _generate_pem(pem: Path, algorithm: int, bits: int | None) -> None:
+    """A private key in PEM: DSA 1024 (RFC 2536), RSA of *bits* (openssl for < 1024 bits:
+    cryptography refuses to generate them)."""
+    if algorithm in (3, 6):
+        key: Any = dsa.generate_private_key(key_size=1024)
+    elif bits is not None and bits < 1024:
+        run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{bits}",
+             "-out", str(pem)], timeout=60)  # fmt: skip
+        return
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits or 1024)
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))  # fmt: skip
+
+
+def python_key(cache: Path, algorithm: int, bits: int | None, ksk: bool, index: int) -> LabKey:
+    """A pooled key dnspython signs with: ``base`` + ``.pem`` holds the private key."""
+    slot = cache / f"py_{algorithm}_{bits}_{'ksk' if ksk else 'zsk'}_{index % POOL_SIZE}"
+    pem = slot / "key.pem"
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not pem.exists():
+            slot.mkdir(parents=True, exist_ok=True)
+            _generate_pem(pem, algorithm, bits)
+    private = load_private(slot / "key")
+    dnskey = dns.dnssec.make_dnskey(private.public_key(), algorithm, flags=257 if ksk else 256)
+    return LabKey(base=slot / "key", dnskey=dnskey, ksk=ksk)
+
+
+def load_private(base: Path) -> Any:
+    """The private key of a `python_key` (DSA or RSA, cryptography's object)."""
+    return serialization.load_pem_private_key(base.with_suffix(".pem").read_bytes(), None)
 
 
 def materialize(key: PoolKey, zone: str, keydir: Path) -> LabKey:

@@ -34,10 +34,43 @@ class FaultKind(enum.StrEnum):
     """The NSEC/NSEC3 covering a name (``target``) removed with its RRSIG."""
     CHAIN_BROKEN = "chain-broken"
     """A name (``target``) deleted after signing: the NSEC/NSEC3 chain still names it."""
+    ONLINE_BROKEN = "online-broken"
+    """An online-signed zone answers non-existent names with the broken twin of its mode
+    (``variant``): a compact NSEC listing the type asked, a white lie missing the name."""
+    ANCHOR_MISFIT = "anchor-misfit"
+    """The resolver and the auditor hold a trust anchor for the zone besides the root's: a
+    SHA-256 DS whose digest is 20 bytes long (issue 12 class 7; it matches no key)."""
+    ANCHOR_WRONG = "anchor-wrong"
+    """Likewise, a DS of the right length that matches no key of the zone."""
 
 
 DS_FAULTS = frozenset({FaultKind.DS_MISSING, FaultKind.DS_WRONG, FaultKind.DS_UNKNOWN_DIGEST})
 """Faults done in the parent zone (its DS RRset for the child)."""
+ANCHOR_FAULTS = frozenset({FaultKind.ANCHOR_MISFIT, FaultKind.ANCHOR_WRONG})
+"""Faults done in the trust anchor file."""
+KEY_FAULTS = frozenset({FaultKind.KEY_REVOKED, FaultKind.KEY_MISSING})
+"""Faults made while signing with BIND's tools (a second signing of the DNSKEY RRset)."""
+
+PYTHON_ALGORITHMS = frozenset({1, 3, 6})
+"""RSAMD5 and DSA: BIND 9.18 no longer makes or signs with them; dnspython does."""
+WEAK_RSA_BITS = 1024
+"""RSA moduli below this size are signed with dnspython (dnssec-keygen refuses them)."""
+
+
+class OnlineMode(enum.StrEnum):
+    """How an online-signed zone denies a name (the online signer's shape prefixes)."""
+
+    BLACK_LIES = "bl"
+    """RFC 9824 3: NOERROR, NSEC owned by the name, next ``\\000.name``, NXNAME."""
+    NXDOMAIN = "nx"
+    """RFC 9824 4: the same compact NSEC under NXDOMAIN (as restored for a CO client)."""
+    WHITE_LIES = "wl"
+    """RFC 4470 minimally covering NSEC records (and RFC 5155 7.2.2 NSEC3 ones)."""
+
+    @property
+    def broken(self) -> str:
+        """The online signer's shape of this mode's broken twin."""
+        return {"bl": "blbad", "nx": "nxbad", "wl": "wlbad"}[self.value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +118,20 @@ class Signing:
     """NSEC3 parameters, ``None`` for NSEC."""
     ds_digests: tuple[int, ...] = (2,)
     """Digest types of the DS records the parent publishes for the KSK."""
+    online: OnlineMode | None = None
+    """Served by the online signer (one ECDSA P-256 CSK) in this mode instead of by named."""
+
+    @property
+    def python_signed(self) -> bool:
+        """Signed with dnspython (RSAMD5, DSA, RSA under 1024 bits), NSEC only."""
+        weak = self.bits is not None and self.bits < WEAK_RSA_BITS
+        return self.online is None and (self.algorithm in PYTHON_ALGORITHMS or weak)
 
     def __str__(self) -> str:
         denial = str(self.nsec3) if self.nsec3 else "nsec"
-        return f"alg{self.algorithm}/{denial}"
+        weak = f"-{self.bits}" if self.bits is not None and self.bits < WEAK_RSA_BITS else ""
+        online = f"online-{self.online.value}/" if self.online else ""
+        return f"{online}alg{self.algorithm}{weak}/{denial}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Run one named (a view per name depth), one validating Unbound and tcpdump for a batch."""
+"""Run one named (a view per name depth), the online signer (if the batch has online-signed
+zones), one validating Unbound and tcpdump for a batch."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import dns.rcode
 from tests.differential.build import Addresses, Batch
 from tests.lab.addresses import LoopbackAddresses
 from tests.lab.capture import CaptureFile, TcpdumpCapture
+from tests.lab.online_signer import OnlineServer
 from tests.lab.process import ManagedProcess, wait_until
 from tests.lab.servers import DNS_PORT, ResolverAddresses, unbound_config
 from tests.lab.tools import LabError, program
@@ -46,7 +48,7 @@ def named_config(batch: Batch, addresses: Addresses) -> str:
         )
         views.append(f'view "d{labels}" {{\n    match-destinations {{ '
                      f'{addresses.server(labels)}; }};\n{blocks}}};\n')  # fmt: skip
-    listen = "; ".join(addresses.servers())
+    listen = "; ".join(addresses.depths())
     workdir = batch.workdir
     return f"""options {{
     directory "{workdir}";
@@ -138,6 +140,10 @@ def running(
         named = stack.enter_context(_start_named(batch, addresses))
         if not named.running():
             raise LabError("named exited")
+        if batch.online:
+            signer = OnlineServer(addresses.online, batch.online)
+            signer.start()
+            stack.callback(signer.stop)
         # Capture from before Unbound's first upstream query: the root and test. keys
         # it fetches once per batch must be in the capture.
         capture = stack.enter_context(TcpdumpCapture(pcap, f"net {addresses.network}"))

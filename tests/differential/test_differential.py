@@ -18,7 +18,14 @@ from tests.differential.compare import Comparison
 from tests.differential.driver import run
 from tests.differential.fixtures import replay
 from tests.differential.generator import generate
-from tests.differential.model import FaultKind, Probe, ProbeKind
+from tests.differential.model import (
+    ANCHOR_FAULTS,
+    DS_FAULTS,
+    FaultKind,
+    OnlineMode,
+    Probe,
+    ProbeKind,
+)
 from tests.lab import lab_unavailable_reason
 
 CI_SEED = 20261206
@@ -49,11 +56,40 @@ def test_generator_covers_the_issue_shapes() -> None:
     chains = {probe.chain for s in scenarios for probe in s.probes}
     assert {"cname>positive", "dname>positive", "wildcard", "ent", "nxdomain"} <= chains
     algorithms = {z.signing.algorithm for s in scenarios for z in s.zones if z.signing}
-    assert algorithms == {5, 7, 8, 10, 13, 14, 15, 16}
+    assert algorithms == {1, 3, 5, 6, 7, 8, 10, 13, 14, 15, 16}
     depths = {len(s.zones[-1].name.split(".")) - len(s.top.split(".")) for s in scenarios}
     assert len(depths) >= 3
     assert any(z.signing and z.signing.nsec3 and z.signing.nsec3.opt_out
                for s in scenarios for z in s.zones)  # fmt: skip
+
+
+def test_generator_covers_classes_5_6_and_7() -> None:
+    scenarios = [generate(3, index) for index in range(300)]
+    signings = [z.signing for s in scenarios for z in s.zones if z.signing]
+    # Class 5: weak RSA keys, DSA (3, 6) and RSAMD5, signed with dnspython.
+    python = {(sig.algorithm, sig.bits) for sig in signings if sig.python_signed}
+    assert {(8, 512), (8, 768), (3, None), (6, None), (1, 1024)} <= python
+    # Class 6: every online mode, NSEC and NSEC3, each with its broken twin.
+    online = {(sig.online, sig.nsec3 is not None) for sig in signings if sig.online}
+    assert {(mode, False) for mode in OnlineMode} | {(OnlineMode.WHITE_LIES, True)} <= online
+    twins = {f.variant for s in scenarios for f in s.faults if f.kind is FaultKind.ONLINE_BROKEN}
+    assert twins == {mode.broken for mode in OnlineMode}
+    # Class 7: misfit and wrong anchors (both kinds in the first assertion of the test above).
+    anchored = [s for s in scenarios if any(f.kind in ANCHOR_FAULTS for f in s.faults)]
+    assert len(anchored) >= 5
+    # The new shapes come from a generator of their own: the rest of a scenario is unchanged.
+    assert all(not sig.python_signed or sig.nsec3 is None for sig in signings)
+
+
+def test_online_zones_are_signed_leaves_without_wildcards() -> None:
+    for scenario in (generate(3, index) for index in range(300)):
+        for zone in scenario.zones:
+            if zone.signing and zone.signing.online:
+                assert not any(other.parent == zone.name for other in scenario.zones)
+                assert not any("*" in line or " DNAME " in line for line in zone.records)
+                assert {f.kind for f in scenario.faults if f.zone == zone.name} <= (
+                    DS_FAULTS | ANCHOR_FAULTS | {FaultKind.ONLINE_BROKEN}
+                )
 
 
 def _comparison(unbound: str, auditor: str, codes: tuple[str, ...] = ()) -> Comparison:

@@ -3,8 +3,10 @@
 white lies and NSEC3 white lies (owner H-1, next H+1), plus broken twins of each.
 
 What a non-existent name gets is chosen by its first label's prefix (``bl-``, ``blbad-``, ``nx-``,
-``nxbad-``, ``wl-``, ``wlabs-``, ``wlbad-``), so one zone serves every shape. Existing names get
-a NODATA whose NSEC/NSEC3 spans only the name."""
+``nxbad-``, ``wl-``, ``wlabs-``, ``wlbad-``), so one zone serves every shape, or by the zone's
+``mode`` (one shape for every name: the differential harness serves generated zones so).
+Existing names (empty non-terminals included) get a NODATA whose NSEC/NSEC3 spans only the name;
+a CNAME is answered for any other type. No wildcards, no DNAMEs, no delegations."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
@@ -47,22 +50,38 @@ class OnlineZone:
     key: ec.EllipticCurvePrivateKey = field(
         default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
     data: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = field(default_factory=dict)
+    records: tuple[str, ...] | None = None
+    """Zone-file lines ``owner TYPE rdata`` (owners relative to the origin) served besides
+    SOA, NS and DNSKEY; ``None``: the lab's ``www A 192.0.2.1``."""
+    mode: str = ""
+    """Shape (one of `SHAPES`) of every non-existent name's answer; empty: by label prefix."""
 
     def __post_init__(self) -> None:
         o = self.origin
         ns = dns.name.from_text("ns", o)
-        www = dns.name.from_text("www", o)
         self.dnskey = dns.dnssec.make_dnskey(self.key.public_key(), 13, flags=257)
         records = [
             _rrset(o, "SOA", f"{ns} h.{o} 1 7200 3600 1209600 {TTL}"),
             _rrset(o, "NS", str(ns)),
             _rrset(ns, "A", self.address),
-            _rrset(www, "A", "192.0.2.1"),
             dns.rrset.from_rdata(o, TTL, self.dnskey),
         ]
         if self.nsec3:
             records.append(_rrset(o, "NSEC3PARAM", "1 0 0 -"))
         self.data = {(r.name, r.rdtype): r for r in records}
+        for line in self.records if self.records is not None else ("www A 192.0.2.1",):
+            self._add(line)
+
+    def _add(self, line: str) -> None:
+        owner, rdtype, rdata = line.split(None, 2)
+        name = dns.name.from_text(owner, self.origin)
+        rdata_value = dns.rdata.from_text("IN", rdtype, rdata, self.origin, False)
+        one = dns.rrset.from_rdata(name, TTL, rdata_value)
+        key = (name, one.rdtype)
+        if key in self.data:
+            self.data[key].union_update(one)
+        else:
+            self.data[key] = one
 
     def ds_text(self) -> str:
         ds = dns.dnssec.make_ds(self.origin, self.dnskey, "SHA256")
@@ -88,7 +107,15 @@ class OnlineZone:
         return sorted(dns.rdatatype.to_text(t) for n, t in self.data if n == name)
 
     def exists(self, name: dns.name.Name) -> bool:
-        return any(n == name for n, _ in self.data)
+        """A node with data or an empty non-terminal above one (RFC 5155 7.1)."""
+        return any(n.is_subdomain(name) for n, _ in self.data)
+
+    def closest_encloser(self, name: dns.name.Name) -> dns.name.Name:
+        """The deepest existing ancestor of a non-existent *name* (RFC 5155 1.3)."""
+        candidate = name.parent()
+        while candidate != self.origin and not self.exists(candidate):
+            candidate = candidate.parent()
+        return candidate
 
     def nsec(self, owner: dns.name.Name, following: dns.name.Name,
              types: list[str]) -> dns.rrset.RRset:
@@ -115,8 +142,11 @@ class OnlineZone:
             response.set_rcode(dns.rcode.REFUSED)
             return response
         soa = self.data[(self.origin, dns.rdatatype.SOA)]
+        cname = self.data.get((qname, dns.rdatatype.CNAME))
         if (qname, qtype) in self.data:
             response.answer = self.signed(self.data[(qname, qtype)])
+        elif cname is not None:
+            response.answer = self.signed(cname)
         elif self.exists(qname):
             response.authority = self.signed(soa, *self.nodata(qname))
         else:
@@ -133,10 +163,11 @@ class OnlineZone:
         return [self.nsec(qname, _successor(qname), types)]
 
     def denial(self, qname: dns.name.Name, qtype: int) -> tuple[int, list[dns.rrset.RRset]]:
-        shape = qname.labels[0].split(b"-")[0].decode("ascii", "replace")
+        shape = self.mode or qname.labels[0].split(b"-")[0].decode("ascii", "replace")
         typed = [dns.rdatatype.to_text(qtype)]
         if self.nsec3:
             return dns.rcode.NXDOMAIN, self.nsec3_white_lies(qname, 2 if shape == "wlbad" else 0)
+        closer = self.next_closer(qname)
         if shape == "bl":  # RFC 9824 3: black lie, NOERROR, NXNAME
             return dns.rcode.NOERROR, [self.nsec(qname, _successor(qname), ["NXNAME"])]
         if shape == "blbad":
@@ -146,31 +177,42 @@ class OnlineZone:
         if shape == "nxbad":
             return dns.rcode.NXDOMAIN, [self.nsec(qname, _successor(qname), [*typed, "NXNAME"])]
         if shape == "wlabs":  # RFC 4471 absolute method: the next name is \000.qname
-            return dns.rcode.NXDOMAIN, self.white_lies(qname, _successor(qname))
+            return dns.rcode.NXDOMAIN, self.white_lies(closer, _successor(closer))
         if shape == "wlbad":  # the span made for a neighbour that does not cover qname
-            label = qname.labels[0]
-            other = dns.name.Name((label[:-1] + bytes([label[-1] + 1]), *qname.labels[1:]))
+            label = closer.labels[0]
+            other = dns.name.Name((label[:-1] + bytes([label[-1] + 1]), *closer.labels[1:]))
             return dns.rcode.NXDOMAIN, self.white_lies(other)
-        return dns.rcode.NXDOMAIN, self.white_lies(qname)
+        return dns.rcode.NXDOMAIN, self.white_lies(closer)
 
-    def white_lies(self, qname: dns.name.Name,
+    def next_closer(self, qname: dns.name.Name) -> dns.name.Name:
+        """The name one label below the closest encloser on the way to *qname* (RFC 5155 1.3)."""
+        closest = self.closest_encloser(qname)
+        return dns.name.Name(qname.labels[-len(closest) - 1 :])
+
+    def white_lies(self, closer: dns.name.Name,
                    following: dns.name.Name | None = None) -> list[dns.rrset.RRset]:
-        """RFC 4470 3 with RFC 4471's modified method: predecessor ``(label-1)\\255``,
-        successor ``label\\000``; the wildcard at the apex from ``\\)`` to ``\\000.*``."""
-        label, rest = qname.labels[0], qname.labels[1:]
+        """RFC 4470 3 with RFC 4471's modified method around the next closer name (which covers
+        every name below it): predecessor ``(label-1)\\255``, successor ``label\\000``; the
+        wildcard at the closest encloser from ``\\)`` to ``\\000.*``."""
+        label, rest = closer.labels[0], closer.labels[1:]
         before = dns.name.Name((label[:-1] + bytes([label[-1] - 1]) + b"\xff", *rest))
         after = following or dns.name.Name((label + b"\x00", *rest))
-        wildcard = dns.name.from_text("*", self.origin)
+        encloser = closer.parent()
+        wildcard = dns.name.from_text("*", encloser)
         return [self.nsec(before, after, []),
-                self.nsec(dns.name.from_text("\\)", self.origin), _successor(wildcard), [])]
+                self.nsec(dns.name.from_text("\\)", encloser), _successor(wildcard), [])]
 
     def nsec3_white_lies(self, qname: dns.name.Name, shift: int) -> list[dns.rrset.RRset]:
-        """RFC 5155 7.2.2 made on the fly: the apex (closest encloser) matched, the next
-        closer and the wildcard covered by spans H-1..H+1 (``shift`` breaks the cover)."""
-        apex = self.digest(self.origin)
-        closer = self.digest(qname) + shift
-        wild = self.digest(dns.name.from_text("*", self.origin))
-        return [self.nsec3_record(apex, apex + 1, self.types_at(self.origin) + ["NSEC3PARAM"]),
+        """RFC 5155 7.2.2 made on the fly: the closest encloser matched, the next closer and
+        the wildcard covered by spans H-1..H+1 (``shift`` breaks the cover)."""
+        closest = self.closest_encloser(qname)
+        encloser = self.digest(closest)
+        closer = self.digest(self.next_closer(qname)) + shift
+        wild = self.digest(dns.name.from_text("*", closest))
+        types = self.types_at(closest)
+        if closest == self.origin and "NSEC3PARAM" not in types:
+            types.append("NSEC3PARAM")
+        return [self.nsec3_record(encloser, encloser + 1, types),
                 self.nsec3_record(closer - 1, closer + 1, []),
                 self.nsec3_record(wild - 1, wild + 1, [])]
 
