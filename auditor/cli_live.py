@@ -44,7 +44,7 @@ def _size(text: str) -> int:
         raise click.BadParameter(f"{text!r} is not a size (e.g. 100M)") from exc
 
 
-_NOT_CAPS = frozenset({"hold_ns"})
+_NOT_CAPS = frozenset({"hold_ns", "burst_window_ns", "alert_interval_ns"})
 """LiveLimits fields that are not entry/byte caps (set by their own options)."""
 
 
@@ -131,8 +131,9 @@ def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int 
               show_default=True, help="Seconds between stats lines on standard error.")
 @click.option("--evidence", is_flag=True,
               help="Keep rolling pcapng files of the frames behind forged/suspicious findings.")
-@click.option("--hold", "hold_s", type=click.FloatRange(min=0), default=3.0, show_default=True,
-              help="Seconds an indeterminate response waits for the keys it needs.")
+@click.option("--hold", "hold_s", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Seconds an indeterminate response waits for the keys it needs; its "
+              "forgery checks and alerts wait with it.")
 @click.option("--max-fragment-sets", type=click.IntRange(min=1), default=None, metavar="N",
               help="IP fragment sets reassembled at once (default 10000).")
 @click.option("--max-tcp-flows", type=click.IntRange(min=1), default=None, metavar="N",

@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 import dns.name
+import dns.rcode
 
 from auditor import __version__
 from auditor.anomaly import Anomaly, AnomalyCode
@@ -31,10 +32,9 @@ from auditor.decode.tcpstream import TCPReassembler
 from auditor.decode.transport import DNS_PORTS
 from auditor.errors import ConfigError
 from auditor.evidence import ResponseEvidence, build_evidence, set_facts_memo_size
-from auditor.findings.catalogue import Finding, make_finding
+from auditor.findings.catalogue import Finding
 from auditor.findings.codes import ValidationCode
-from auditor.findings.validation import provenance_of, verdict_zone
-from auditor.findings.words import plain
+from auditor.findings.validation import ValidationFindings
 from auditor.findings.zones import ZoneHealth
 from auditor.forgery import ForgeryConfig, ForgeryDetector, evidence_refs
 from auditor.forgery.common import lineage, name_key
@@ -48,12 +48,12 @@ from auditor.pipeline import (
     stages_for,
     zone_trust_of,
 )
+from auditor.report.alerts import FindingLog, ResponseFacts, response_facts
 from auditor.report.evidence_pcap import FrameRing
 from auditor.report.files import write_json
 from auditor.report.records import (
     STATS_SCHEMA,
     anomaly_record,
-    finding_record,
     response_record,
     verdict_fields,
 )
@@ -74,9 +74,11 @@ from auditor.validate.budget import ZoneRate
 logger = logging.getLogger(__name__)
 
 NS = 1_000_000_000
-ALERT_VERDICTS = frozenset({"forged", "suspicious"})
-"""Finding verdicts that raise an alert (bogus responses raise one through their verdict)."""
 _UMBRELLA_CODES = frozenset({ValidationCode.DNSSEC_BOGUS, ValidationCode.DNSSEC_INDETERMINATE})
+_VALIDATED_RCODES = frozenset({dns.rcode.NOERROR, dns.rcode.NXDOMAIN})
+"""Response codes whose data a validator judges (RFC 4035 5); any other answer carries none."""
+FACTS_KEPT = 50_000
+"""Responses (by frame) whose facts are kept for the alerts of findings decided later."""
 
 Judged = tuple[ResponseEvidence, Verdict]
 
@@ -105,8 +107,10 @@ class LiveLimits:
     """Responses waiting for late keys."""
     held_bytes: int = 32 << 20
     """DNS message bytes of the responses waiting for late keys."""
-    hold_ns: int = 3 * NS
-    """How long an indeterminate response waits for the keys it needs."""
+    hold_ns: int = 500_000_000
+    """How long an indeterminate response waits for the keys it needs (a resolver fetches
+    them one round trip after the answer; the rest of the audit, forgery checks included,
+    sees the response only once it is released, so this bounds alert latency)."""
     parse_cache: int = 10_000
     """Distinct parsed DNS messages kept for reuse (offline: 50,000 and 32 MB)."""
     facts_memo: int = 10_000
@@ -137,6 +141,15 @@ class LiveLimits:
     rejudge_per_tick: int = 256
     """Held responses re-judged per timer tick after new keys arrived (the rest wait for the
     next ticks), so a large backlog cannot stall capture."""
+    finding_keys: int = 20_000
+    """Findings merge keys (code, zone or question, server, client) counted at once."""
+    burst_window_ns: int = 500_000_000
+    """Window over which wrong-ID responses to one client port are grouped (offline: 2 s). The
+    timer closes it, so a burst's alert comes at most this long plus a tick after its first
+    response: within 1 s of its last."""
+    alert_interval_ns: int = 60 * NS
+    """A finding key is written and alerted again, with its rising count, at most once per
+    this much capture time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +268,8 @@ class StreamingJudge:
         """Held responses released indeterminate after ``hold_ns``."""
         self.evicted = 0
         """Held responses released early because a cap was hit."""
+        self.not_held = 0
+        """Indeterminate responses released at once: an rcode with nothing to validate."""
 
     @property
     def held(self) -> int:
@@ -273,6 +288,10 @@ class StreamingJudge:
         self._material.observe(evidence)
         verdict = self._validator.judge(evidence)
         if verdict.status is not Status.INDETERMINATE:
+            return [(evidence, verdict)]
+        if evidence.rcode not in _VALIDATED_RCODES:
+            # SERVFAIL, REFUSED...: no data to validate, so no key can change the verdict
+            self.not_held += 1
             return [(evidence, verdict)]
         size = len(evidence.transaction.response.wire.wire)
         self._held.append(_Held(evidence, verdict, self._material.generation, size))
@@ -369,7 +388,8 @@ class StreamingJudge:
         """JSON-ready counts."""
         return {"held": self.held, "held_bytes": self.held_bytes, "rejudged": self.rejudged,
                 "rejudge_skipped": self.skipped, "resolved_late": self.resolved,
-                "expired_indeterminate": self.expired, "evicted": self.evicted}
+                "expired_indeterminate": self.expired, "evicted": self.evicted,
+                "not_held": self.not_held}
 
 
 class CaptureClock:
@@ -462,26 +482,6 @@ class AlertSink:
             self._syslog.handlers[:] = []
 
 
-def bogus_findings(evidence: ResponseEvidence, verdict: Verdict) -> list[Finding]:
-    """The per-response catalogue findings behind a bogus verdict (``bogus_answer``, and
-    ``ad_on_bogus`` when the server vouched for it), built as the offline findings are."""
-    where = provenance_of(evidence)
-    zone = verdict_zone(verdict, evidence)
-    codes = [code.value for code in verdict.codes]
-    for rrset in verdict.rrsets:
-        codes.extend(code.value for code in rrset.codes if code.value not in codes)
-    reasons = [plain(code) for code in dict.fromkeys(codes) if code not in _UMBRELLA_CODES]
-    params: dict[str, object] = {
-        "zone": zone, "server": where.server, "reasons": ", ".join(reasons) or "-",
-        "reasons_list": reasons,
-        "qname": evidence.qname.to_text() if evidence.qname is not None else None,
-    }
-    found = [make_finding("bogus_answer", params, where)]
-    if ValidationCode.AD_ON_BOGUS in verdict.codes:
-        found.append(make_finding("ad_on_bogus", params, where))
-    return found
-
-
 class _RateLimitedErrors:
     """Logs the first few internal errors with their frame, then counts silently."""
 
@@ -554,6 +554,9 @@ class LiveAuditor:
         self.sources: list[FindingSource] = finding_sources(
             AuditOptions(captures=tuple(names), out_dir=out), self.validator)
         self.sources = [self._capped(source, limits) for source in self.sources]
+        self._per_response = [s for s in self.sources if isinstance(s, ValidationFindings)]
+        """Stages that merge until ``flush``: flushed after every response, so their findings
+        are written as they are made (``FindingLog`` merges them per key)."""
         for source in self.sources:
             observe = getattr(source, "observe_query", None)
             if observe is not None:
@@ -566,6 +569,12 @@ class LiveAuditor:
         self.source_counters: dict[str, int] = {"received": 0, "dropped": 0}
         self.started_wall = time.time()
         self.started_mono = time.monotonic()
+        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started_wall))
+        """Names this run in frame references (frame numbers restart with each run)."""
+        self.log = FindingLog(write=self.findings.write, alert=self._alert, run_id=self.run_id,
+                              interval_ns=limits.alert_interval_ns,
+                              max_keys=limits.finding_keys)
+        self._facts: OrderedDict[tuple[str, int], ResponseFacts] = OrderedDict()
         self.peak_memory = 0
         self.memory_samples: deque[tuple[float, int]] = deque(maxlen=720)
         self.cache_rows_written = 0
@@ -580,7 +589,8 @@ class LiveAuditor:
         """The live-capped replacement of a finding stage that keeps keyed tables."""
         if isinstance(source, ForgeryDetector):
             return ForgeryDetector(ForgeryConfig(max_entries=limits.forgery_entries,
-                                                 holdon_waiting=limits.holdon_waiting))
+                                                 holdon_waiting=limits.holdon_waiting,
+                                                 burst_window_ns=limits.burst_window_ns))
         if isinstance(source, ZoneHealth):
             return ZoneHealth(zone_trust_of(self.validator), max_zones=limits.zones)
         return source
@@ -639,22 +649,35 @@ class LiveAuditor:
         self._dirty = True
         self.verdicts[verdict.status.value] += 1
         self.codes.update(code.value for code in verdict.codes)
-        if verdict.status is Status.BOGUS:
-            for finding in bogus_findings(evidence, verdict):
-                self._alert(finding)
+        self._remember(response_facts(evidence, verdict), evidence)
         for source in stages_for(self.sources, evidence):
-            for finding in source.feed(evidence, verdict):
-                self._finding(finding)
+            self._findings(source.feed(evidence, verdict))
+            if source in self._per_response:
+                self._findings(source.flush())
 
-    def _finding(self, finding: Finding) -> None:
-        self.findings.write(finding_record(finding))
-        if finding.verdict in ALERT_VERDICTS:
-            self._alert(finding)
+    def _remember(self, facts: ResponseFacts, evidence: ResponseEvidence) -> None:
+        """Keep the facts of a response for the findings that cite its frames (bounded)."""
+        for number in evidence.transaction.response.wire.frames:
+            self._facts[(facts.capture, number)] = facts
+        while len(self._facts) > FACTS_KEPT:
+            self._facts.popitem(last=False)
+
+    def _facts_of(self, finding: Finding) -> ResponseFacts | None:
+        where = finding.provenance
+        for number in reversed(where.frames):
+            facts = self._facts.get((where.capture, number))
+            if facts is not None:
+                return facts
+        return None
+
+    def _findings(self, found: Iterable[Finding]) -> None:
+        for finding in found:
+            self.log.add(finding, self._facts_of(finding))
             self._keep_evidence(finding)
 
-    def _alert(self, finding: Finding) -> None:
-        self.alerts.send(finding_record(finding))
-        self.alert_codes[finding.code] += 1
+    def _alert(self, record: dict[str, Any]) -> None:
+        self.alerts.send(record)
+        self.alert_codes[str(record["code"])] += 1
 
     def _keep_evidence(self, finding: Finding) -> None:
         if self.ring is None or self.evidence is None:
@@ -677,6 +700,10 @@ class LiveAuditor:
         now_ns = self.clock.now_ns(mono_ns)
         if now_ns is not None:
             self._report_all(self.judge.tick(now_ns))
+            for source in self.sources:
+                if isinstance(source, ForgeryDetector):
+                    self._findings(source.expire(now_ns))
+            self.log.tick(now_ns)
         mono = mono_ns / NS
         if self._dirty:
             self.responses.flush()
@@ -736,8 +763,8 @@ class LiveAuditor:
             self._report_all(self.judge.feed(build_evidence(transaction)))
         self._report_all(self.judge.flush())
         for source in self.sources:
-            for finding in source.flush():
-                self._finding(finding)
+            self._findings(source.flush())
+        self.log.flush()
         self.persist_keys()
         for output in self._outputs():
             output.close()

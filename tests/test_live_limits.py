@@ -83,7 +83,7 @@ def test_cli_options_set_the_caps_and_leave_the_rest_default() -> None:
     assert (limits.parse_cache, limits.facts_memo, limits.digest_memo,
             limits.signature_memo) == (7, 7, 7, 7)
     assert limits.hold_ns == 2_000_000_000
-    default = _limits(3.0, max_fragment_sets=None, max_tcp_flows=None, max_pending_queries=None,
+    default = _limits(0.5, max_fragment_sets=None, max_tcp_flows=None, max_pending_queries=None,
                       max_held_responses=None, max_cache_entries=None)
     assert default == LiveLimits()
 

@@ -172,6 +172,12 @@ class ForgeryDetector:
         self._cross.flush()
         return self._count(found)
 
+    def expire(self, now_ns: int) -> list[Finding]:
+        """Timer (live mode): close the windows that ended by capture time ``now_ns`` although
+        no response arrived since, and hand over pending query findings."""
+        self._last_expiry_ns = now_ns
+        return self._count([*self._take_query_findings(), *self._expire_windows(now_ns)])
+
     def counters(self) -> dict[str, object]:
         """JSON-ready counts for ``stats.json``."""
         return {
@@ -200,6 +206,9 @@ class ForgeryDetector:
         if now_ns - self._last_expiry_ns < NS_PER_S // 4:
             return []
         self._last_expiry_ns = now_ns
+        return self._expire_windows(now_ns)
+
+    def _expire_windows(self, now_ns: int) -> list[Finding]:
         self._races.expire(now_ns)
         self._queries.expire(now_ns)
         self._kaminsky.expire(now_ns)
