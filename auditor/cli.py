@@ -19,6 +19,7 @@ import gc
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,7 +125,16 @@ def _print_findings_summary(findings: dict[str, object]) -> None:
 
 
 @cli.command()
-@click.argument("captures", nargs=-1, required=True)
+@click.argument("captures", nargs=-1)
+@click.option(
+    "-r",
+    "--read",
+    "read_captures",
+    multiple=True,
+    metavar="FILE",
+    help="A capture file to audit, as tcpdump/tshark -r takes it (repeatable; the same as "
+    "giving it as an argument).",
+)
 @click.option(
     "--out",
     "out_dir",
@@ -214,6 +224,7 @@ def _print_findings_summary(findings: dict[str, object]) -> None:
 @click.option("--verbose", "-v", count=True, help="More log output (repeat for debug).")
 def audit(
     captures: tuple[str, ...],
+    read_captures: tuple[str, ...],
     out_dir: Path | None,
     ports: tuple[int, ...],
     trust_anchors: tuple[str, ...],
@@ -232,6 +243,10 @@ def audit(
 ) -> None:
     """Audit the DNS responses in CAPTURE files (pcap, pcapng, .gz; '-' for stdin)."""
     _configure_logging(quiet, verbose)
+    captures = (*read_captures, *captures)
+    if not captures:
+        raise click.UsageError("no capture given: name one or more files (or -r FILE, "
+                               "or '-' for stdin)")
     if evidence_path is not None and (anonymize or anonymize_key):
         # The evidence file is the captured frames as they are: addresses in IP headers, in
         # DNS payloads (PTR names, EDNS Client Subnet) and in checksums. Pseudonyms in the
@@ -242,6 +257,7 @@ def audit(
             "--anonymize for the reports you share and once with --evidence for the packets "
             "you keep")
     target = out_dir if out_dir is not None else default_out_dir(captures)
+    _check_writable_dir(target)
     secret = (
         load_or_create_key(target, anonymize_key) if anonymize or anonymize_key else None
     )
@@ -268,11 +284,29 @@ def audit(
     except AuditorError as exc:
         click.echo(f"dnssec-auditor: error: {exc}", err=True)
         sys.exit(EXIT_INPUT)
+    except OSError as exc:
+        # Writing an output failed mid-run (disk full, permissions changed): say which file.
+        where = exc.filename or target
+        click.echo(f"dnssec-auditor: error: cannot write {where}: {exc.strerror or exc}",
+                   err=True)
+        sys.exit(EXIT_INPUT)
     if not quiet:
         _print_summary(outcome, target)
     if _fails(outcome.verdicts, fail_on):
         sys.exit(EXIT_FINDINGS)
     sys.exit(EXIT_PARTIAL if outcome.capture_problems else EXIT_OK)
+
+
+def _check_writable_dir(directory: Path) -> None:
+    """Create the output directory, or end with a usage error naming it (a path under a
+    file, a read-only filesystem, no permission) before any work is done."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write to {directory}: {exc.strerror or exc}",
+                                 param_hint="--out") from exc
 
 
 def _fails(verdicts: dict[str, int], level: str) -> bool:
@@ -369,7 +403,7 @@ _KEYS_OPTION = click.option(
 def keys_list(keys_path: str, as_json: bool) -> None:
     """List the keys in the cache with their state (trusted, seen, revoked) and how each
     trusted key was validated."""
-    with _open_cache(keys_path) as cache:
+    with _open_existing_cache(keys_path) as cache:
         rows = _cache_call(cache.list)
     for row in rows:
         if as_json:
@@ -412,14 +446,29 @@ def keys_import(keys_path: str, trusted: bool, source: str) -> None:
 @click.argument("target", type=click.Path(dir_okay=False, path_type=str))
 def keys_export(keys_path: str, target: str) -> None:
     """Export the cache as JSON (or zone-file text when TARGET ends in .zone, .key or .txt,
-    each key annotated with its trust state so that an import keeps it)."""
-    with _open_cache(keys_path) as cache:
+    each key annotated with its trust state so that an import keeps it); '-' writes JSON to
+    standard output."""
+    with _open_existing_cache(keys_path) as cache:
+        if target == "-":
+            text, count = _cache_call(lambda: cache.export_text(zone_format=False))
+            click.echo(text, nl=False)
+            click.echo(f"exported {count} keys to standard output", err=True)
+            return
         count = _cache_call(lambda: cache.export(target))
     click.echo(f"exported {count} keys to {target}", err=True)
 
 
 def _open_cache(path: str) -> KeyCache:
     return _cache_call(lambda: KeyCache(path))
+
+
+def _open_existing_cache(path: str) -> KeyCache:
+    """A cache to read from: a missing file is an error, not a new empty database."""
+    if not Path(path).is_file():
+        click.echo(f"dnssec-auditor: error: {path}: no key cache there (audit --keys "
+                   f"{path} creates one; keys import fills one)", err=True)
+        sys.exit(EXIT_INPUT)
+    return _open_cache(path)
 
 
 def _cache_call(call: Callable[[], T]) -> T:

@@ -230,3 +230,27 @@ def test_the_command_starts_without_warnings() -> None:
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr
+
+
+def test_an_unwritable_out_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    result = CliRunner().invoke(cli, ["audit", str(SAMPLE), "--out", str(a_file / "sub")])
+    assert result.exit_code == 2, result.output
+    assert f"cannot write to {a_file / 'sub'}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_read_option_takes_captures_as_tcpdump_does(tmp_path: Path) -> None:
+    by_argument, by_read = tmp_path / "arg", tmp_path / "read"
+    for out, args in ((by_argument, [str(SAMPLE)]), (by_read, ["-r", str(SAMPLE)])):
+        result = CliRunner().invoke(cli, ["audit", *args, "--out", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+    assert _frames_and_verdicts(by_argument) == _frames_and_verdicts(by_read)
+    nothing = CliRunner().invoke(cli, ["audit", "-q"])
+    assert nothing.exit_code == 2 and "no capture given" in nothing.output
+
+
+def _frames_and_verdicts(out: Path) -> list[tuple[int, str]]:
+    records = [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
+    return [(r["frame"], r["verdict"]) for r in records]

@@ -148,3 +148,26 @@ def test_keys_import_of_plain_dnskeys_is_seen_unless_trusted(tmp_path: Path) -> 
         assert result.exit_code == 0, result.output
         listed = CliRunner().invoke(cli, ["keys", "list", "--keys", str(keys), "--json"])
         assert [json.loads(line)["state"] for line in listed.output.splitlines()] == [state]
+
+
+def test_keys_list_and_export_of_a_missing_cache_are_errors_not_new_databases(
+        tmp_path: Path) -> None:
+    missing = tmp_path / "typo.sqlite"
+    for command in (["keys", "list", "--keys", str(missing)],
+                    ["keys", "export", "--keys", str(missing), str(tmp_path / "out.json")]):
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 3, result.output
+        assert f"{missing}: no key cache there" in result.output
+        assert not missing.exists()
+
+
+def test_keys_export_dash_writes_json_to_standard_output(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _run(out, SAMPLE, "--keys", str(out / "k.sqlite"), "-q")
+    result = CliRunner().invoke(
+        cli, ["keys", "export", "--keys", str(out / "k.sqlite"), "-"])
+    assert result.exit_code == 0, result.output
+    exported = json.loads(result.stdout)
+    assert exported["format"] == "dnssec-auditor-keycache" and exported["keys"]
+    assert not Path("-").exists()
+    assert f"exported {len(exported['keys'])} keys to standard output" in result.stderr

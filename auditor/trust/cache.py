@@ -280,8 +280,17 @@ class KeyCache:
 
     def export(self, path: str) -> int:
         """Write every row to ``path`` (JSON, or zone-file text for .zone/.key/.txt)."""
+        text, count = self.export_text(zone_format=Path(path).suffix.lower() in _ZONE_SUFFIXES)
+        try:
+            Path(path).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise KeyCacheError(f"{path}: cannot write export: {exc}") from exc
+        return count
+
+    def export_text(self, *, zone_format: bool) -> tuple[str, int]:
+        """Every row as export text (JSON, or annotated zone-file lines) and the row count."""
         rows = self.list()
-        if Path(path).suffix.lower() in _ZONE_SUFFIXES:
+        if zone_format:
             lines = [
                 f"{row.zone} IN DNSKEY {row.dnskey} ; {_ANNOTATION_TAG} state={row.state} "
                 f"validated_by={row.validated_by or '-'}"
@@ -295,11 +304,7 @@ class KeyCache:
                 "keys": [asdict(row) for row in rows],
             }
             text = json.dumps(payload, indent=2) + "\n"
-        try:
-            Path(path).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise KeyCacheError(f"{path}: cannot write export: {exc}") from exc
-        return len(rows)
+        return text, len(rows)
 
     def import_file(self, path: str, *, trusted: bool = False) -> int:
         """Import a JSON export or zone-file DNSKEY text; return the number of keys stored.
