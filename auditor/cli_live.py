@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from auditor.errors import AuditorError, CaptureError
-from auditor.live import LiveLimits, LiveOptions, run_live
+from auditor.live import AlertFormat, LiveLimits, LiveOptions, run_live
 from auditor.report.rolling import Rotation
 from auditor.validate import PRESETS, policy_from_name
 
@@ -119,6 +119,11 @@ def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int 
               "the logrotate / Python RotatingFileHandler way: FILE is renamed FILE.1 (FILE.1 "
               "becomes FILE.2, and so on) and a new FILE is created at once, so 'tail -F' and "
               "Filebeat follow it. At most --keep-files numbered pieces are kept (0: all).")
+@click.option("--format", "alert_format", type=click.Choice([f.value for f in AlertFormat]),
+              default=AlertFormat.JSON.value, show_default=True,
+              help="Alert output: 'json' (one dnssec-auditor/findings/2 record per line) or "
+              "'eve' (Suricata EVE events: an 'alert' event per alert and a 'dns' event per "
+              "judged response, for pipelines built on eve.json).")
 @click.option("--syslog", "syslog_socket", metavar="SOCKET",
               help="Also send every alert to syslog through this unix socket (e.g. /dev/log).")
 @click.option("--rotate-seconds", type=click.FloatRange(min=0), default=3600.0,
@@ -153,7 +158,8 @@ def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int 
 def live(
     interfaces: tuple[str, ...], read: str | None, bpf: str | None, ports: tuple[int, ...],
     trust_anchors: tuple[str, ...], keys_path: Path | None, out_dir: Path, policy: str,
-    clock_skew: int | None, alerts_path: Path | None, syslog_socket: str | None,
+    clock_skew: int | None, alerts_path: Path | None, alert_format: str,
+    syslog_socket: str | None,
     rotate_seconds: float, rotate_size: str, keep_files: int, stats_interval: float,
     evidence: bool, hold_s: float, max_fragment_sets: int | None, max_tcp_flows: int | None,
     max_pending_queries: int | None, max_held_responses: int | None,
@@ -174,7 +180,7 @@ def live(
         out_dir=out_dir, interfaces=interfaces, read=read, bpf=bpf,
         ports=frozenset({53, *ports}), trust_anchors=trust_anchors, keys_path=keys_path,
         policy=policy_from_name(policy, clock_skew_s=clock_skew), alerts_path=alerts_path,
-        syslog_socket=syslog_socket,
+        syslog_socket=syslog_socket, alert_format=AlertFormat(alert_format),
         rotation=Rotation(rotate_seconds, _size(rotate_size), keep_files),
         evidence=evidence, stats_interval_s=stats_interval,
         limits=_limits(hold_s, max_fragment_sets=max_fragment_sets, max_tcp_flows=max_tcp_flows,

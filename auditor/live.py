@@ -15,6 +15,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -49,6 +50,7 @@ from auditor.pipeline import (
     zone_trust_of,
 )
 from auditor.report.alerts import FindingLog, ResponseFacts, response_facts
+from auditor.report.eve import eve_alert, eve_dns
 from auditor.report.evidence_pcap import FrameRing
 from auditor.report.files import write_json
 from auditor.report.records import (
@@ -152,6 +154,15 @@ class LiveLimits:
     this much capture time."""
 
 
+class AlertFormat(StrEnum):
+    """The form of the alert output."""
+
+    JSON = "json"
+    """One ``dnssec-auditor/findings/2`` record per line."""
+    EVE = "eve"
+    """Suricata EVE events: ``alert`` per alert, ``dns`` per judged response."""
+
+
 @dataclass(frozen=True, slots=True)
 class LiveOptions:
     """Everything one ``live`` run needs, as given on the command line."""
@@ -194,6 +205,9 @@ class LiveOptions:
     """Longest wait for frames before the loop runs its timer work."""
     limits: LiveLimits = field(default_factory=LiveLimits)
     """State caps."""
+    alert_format: AlertFormat = AlertFormat.JSON
+    """How alerts are written: our records, or Suricata EVE events (with a ``dns`` event for
+    every judged response)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,6 +435,8 @@ class AlertSink:
                  syslog_socket: str | None = None) -> None:
         self._stream = stream
         self.count = 0
+        self.events = 0
+        """Lines written: alerts plus, in EVE form, ``dns`` events."""
         self.failed = 0
         """Alerts that could not be written to the stream (closed pipe, full disk)."""
         self._syslog: logging.Logger | None = None
@@ -434,17 +450,18 @@ class AlertSink:
             self._syslog.setLevel(logging.INFO)
             self._syslog.propagate = False
 
-    def send(self, record: dict[str, Any]) -> None:
-        """Write one alert now."""
+    def send(self, record: dict[str, Any], *, alert: bool = True) -> None:
+        """Write one alert (or, ``alert=False``, another event of the alert stream) now."""
         line = json.dumps(record, separators=(",", ":"), default=str)
-        self.count += 1
+        self.count += alert
+        self.events += 1
         try:
             self._write(line)
         except (OSError, ValueError) as exc:  # a closed pipe must not stop the audit
             self.failed += 1
             if self.failed == 1:
                 logger.error("cannot write alerts (%s); they are still in findings files", exc)
-        if self._syslog is not None:
+        if self._syslog is not None and alert:
             self._syslog.warning("%s", line)
 
     def _write(self, line: str) -> None:
@@ -649,7 +666,10 @@ class LiveAuditor:
         self._dirty = True
         self.verdicts[verdict.status.value] += 1
         self.codes.update(code.value for code in verdict.codes)
-        self._remember(response_facts(evidence, verdict), evidence)
+        facts = response_facts(evidence, verdict)
+        self._remember(facts, evidence)
+        if self.options.alert_format is AlertFormat.EVE:
+            self.alerts.send(eve_dns(evidence, verdict, facts), alert=False)
         for source in stages_for(self.sources, evidence):
             self._findings(source.feed(evidence, verdict))
             if source in self._per_response:
@@ -676,7 +696,8 @@ class LiveAuditor:
             self._keep_evidence(finding)
 
     def _alert(self, record: dict[str, Any]) -> None:
-        self.alerts.send(record)
+        self.alerts.send(eve_alert(record) if self.options.alert_format is AlertFormat.EVE
+                         else record)
         self.alert_codes[str(record["code"])] += 1
 
     def _keep_evidence(self, finding: Finding) -> None:

@@ -15,9 +15,11 @@ from auditor.findings.catalogue import Finding, Provenance, make_finding
 from auditor.live import NS, AlertSink, LiveAuditor, LiveLimits, LiveOptions, StreamingJudge
 from auditor.pipeline import EvidenceStream
 from auditor.report.alerts import FindingLog, finding_key
+from auditor.report.eve import eve_alert
 from auditor.trust import KeyCache, KeyMaterial, KeyView, load_anchors
 from auditor.validate import RFC8624, Status, Validator
 from tests.forgery.builders import CLIENT, MS, SERVER, T0_NS, Traffic, answer, query
+from tests.test_live_siem import _validator
 
 REPO = Path(__file__).resolve().parent.parent
 ANCHOR = REPO / "captures" / "sample-dnssec.anchor"
@@ -81,6 +83,8 @@ def test_a_wrong_id_burst_is_alerted_by_the_timer_with_no_later_traffic(tmp_path
         assert burst["id.orig_h"] == CLIENT and burst["id.orig_p"] == 40000
         assert burst["id.resp_h"] == SERVER and burst["id.resp_p"] == 53
         assert burst["community_id"].startswith("1:")
+        _validator("findings-2.json").validate(burst)
+        _validator("eve-1.json").validate(eve_alert(burst))
         assert last - start < limits.burst_window_ns
     finally:
         run.close()
