@@ -275,7 +275,7 @@ def test_nsec3_at_2500_iterations_with_a_shallow_name_validates_when_permitted()
 def test_iterations_above_the_policy_are_insecure_before_any_hashing() -> None:
     env = DenialLab()
     deep = ".".join(f"m{i}" for i in range(30)) + "." + ZONE
-    response = env.nxdomain(deep, _nsec3_flood(env.zone, params=60, iterations=150))
+    response = env.nxdomain(deep, _nsec3_flood(env.zone, params=60, iterations=151))
     before = nsec3_digest.cache_info()
     verdict = env.judge(response)
     after = nsec3_digest.cache_info()

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditor.findings import ValidationCode as C
-from auditor.validate import PERMISSIVE, Status
+from auditor.validate import PERMISSIVE, RFC9904, Status
 from auditor.validate.denial_common import nsec3_digest
 from tests.validate.denial_builders import DenialLab, Nsec3Chain
 from tests.validate.signing import flip_signature, respond, rrset
@@ -230,8 +230,24 @@ def test_referral_opt_out_is_insecure_and_needs_opt_out(
 
 # --- parameters (RFC 5155 8.1, RFC 9276) ------------------------------------------------------
 
+def test_iterations_at_the_default_limit_are_checked(env: DenialLab) -> None:
+    # RFC 9276 3.2: the default policy checks proofs up to 150 iterations, the limit Unbound
+    # 1.17 and BIND 9.18 apply, so such a proof is secure (with the guidance noted) ...
+    proof = flat(nxdomain_proof(Nsec3Chain(env.zone, iterations=150)))
+    verdict = env.judge(env.nxdomain("nx.example.test.", proof))
+    assert verdict.status is Status.SECURE
+    assert C.NSEC3_ITERATIONS_NONZERO in verdict.codes
+    # ... and the strict preset keeps the lower limit of 100.
+    strict = env.judge(env.nxdomain("nx.example.test.", proof), policy=RFC9904)
+    assert strict.status is Status.INSECURE
+    assert C.NSEC3_ITERATIONS_TOO_HIGH in strict.codes
+    # Twin: below the limit the proof is checked, so a broken one is bogus.
+    broken = [proof[0], flip_signature(proof[1]), *proof[2:]]
+    assert env.judge(env.nxdomain("nx.example.test.", broken)).status is Status.BOGUS
+
+
 def test_iterations_above_policy_are_insecure(env: DenialLab) -> None:
-    heavy = Nsec3Chain(env.zone, iterations=150)
+    heavy = Nsec3Chain(env.zone, iterations=151)
     proof = flat(nxdomain_proof(heavy))
     verdict = env.judge(env.nxdomain("nx.example.test.", proof))
     assert verdict.status is Status.INSECURE
