@@ -31,6 +31,7 @@ from auditor.validate.denial_common import (
     ProofResult,
     bitmap_types,
     failed,
+    is_delegation_bitmap,
     is_insecure_delegation_bitmap,
     nsec3_covers,
     nsec3_hash_bytes,
@@ -265,6 +266,11 @@ def _nsec3_opt_out(
     while encloser.is_subdomain(zone):
         found = _nsec3_matching(encloser, records, budget)
         if found is not None:
+            if encloser != zone and _cut_or_dname(found[1]):
+                # RFC 6840 4.1 / RFC 5155 8.3: an NSEC3 at a zone cut (or a DNAME) is the
+                # parent's view of the cut; it proves nothing about names below it, so no
+                # opt-out span can make a delegation under another zone's cut insecure.
+                return None
             for owner_hash, rdata, entry in records:
                 target = nsec3_hash_bytes(next_closer, rdata, budget)
                 if rdata.flags & _OPT_OUT and nsec3_covers(owner_hash, rdata, target):
@@ -279,3 +285,9 @@ def _nsec3_opt_out(
         next_closer = encloser
         encloser = encloser.parent()
     return None
+
+
+def _cut_or_dname(rdata: NSEC3) -> bool:
+    """Whether the NSEC3 was made at a zone cut (NS without SOA) or at a DNAME."""
+    types = bitmap_types(rdata)
+    return is_delegation_bitmap(types) or dns.rdatatype.DNAME in types

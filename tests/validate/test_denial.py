@@ -103,6 +103,40 @@ def test_nsec3_opt_out_proof(lab: Lab) -> None:
     assert _judge_unsigned_child(lab, _opt_out_proof(lab, flags=0)) is Status.INDETERMINATE
 
 
+GRANDCHILD = "inner.insecure.example.test."
+
+
+def _judge_below(lab: Lab, encloser_types: str) -> Status:
+    """An unsigned answer of GRANDCHILD, whose DS absence is claimed in example.test. by the
+    NSEC3 matching CHILD (bitmap ``encloser_types``) and an opt-out NSEC3 covering
+    GRANDCHILD as the next closer name."""
+    child = _hash(CHILD)
+    encloser = _nsec3(child, (int.from_bytes(child, "big") + 1).to_bytes(20, "big"),
+                      encloser_types)
+    below = int.from_bytes(_hash(GRANDCHILD), "big")
+    cover = _nsec3((below - 1).to_bytes(20, "big"), (below + 1).to_bytes(20, "big"), "", 1)
+    proof = [encloser, lab.leaf.sign(encloser), cover, lab.leaf.sign(cover)]
+    referral = respond("www." + GRANDCHILD, "A",
+                       authority=[rrset(GRANDCHILD, "NS", "ns1.example.net."), *proof],
+                       sport=43003)
+    data = rrset("www." + GRANDCHILD, "A", "192.0.2.81")
+    return lab.validator([referral]).judge(respond("www." + GRANDCHILD, "A", [data])).status
+
+
+def test_opt_out_below_an_empty_non_terminal_makes_the_delegation_insecure(lab: Lab) -> None:
+    # RFC 5155 8.6 / 6: CHILD is an empty non-terminal of example.test., the closest
+    # encloser; the opt-out span covering the next closer name GRANDCHILD proves its DS absent.
+    assert _judge_below(lab, "") is Status.INSECURE
+
+
+@pytest.mark.parametrize("types", ["NS DS RRSIG", "DNAME RRSIG"])
+def test_opt_out_below_a_zone_cut_proves_nothing(lab: Lab, types: str) -> None:
+    # RFC 6840 4.1 / RFC 5155 8.3: the NSEC3 matching CHILD was made at a zone cut (or a
+    # DNAME); example.test. does not speak for names below it, so its opt-out span says
+    # nothing of GRANDCHILD's DS: the chain to it is unknown, never insecure.
+    assert _judge_below(lab, types) is Status.INDETERMINATE
+
+
 def test_nsec3_iterations_above_policy_make_the_delegation_insecure(lab: Lab) -> None:
     # RFC 9276 3.2: the zone's NSEC3 chain uses more iterations than the policy checks, so
     # its denials (the absence of this DS included) are treated as insecure, unhashed.
