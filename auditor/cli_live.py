@@ -91,6 +91,15 @@ def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int 
     return LiveLimits(**caps)
 
 
+def _at_ns(text: str | None) -> int | None:
+    """``--at`` in nanoseconds, parsed as ``audit --at`` is."""
+    if text is None:
+        return None
+    from auditor.cli import _parse_time  # auditor.cli imports this module
+
+    return _parse_time(text)
+
+
 @click.command()
 @click.option("--interface", "-i", "interfaces", multiple=True, metavar="IFACE",
               help="Capture on this interface (repeatable: several interfaces in one run).")
@@ -108,6 +117,11 @@ def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int 
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("reports/live"), show_default=True,
               help="Directory of the rolling outputs and stats.json.")
+@click.option("--at", "at_time", metavar="TIME",
+              help="Judge every signature at this time (ISO 8601 or Unix seconds), e.g. when "
+              "an incident capture is replayed onto the tap; default: each packet's capture "
+              "time (with --read, the stream's own timestamps, so an old capture is judged "
+              "as it was).")
 @click.option("--policy", type=click.Choice(sorted(PRESETS)), default="rfc8624",
               show_default=True, help="Algorithm and digest policy preset.")
 @click.option("--clock-skew", type=click.IntRange(min=0), default=None, metavar="SECONDS",
@@ -157,7 +171,8 @@ def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int 
 @click.option("--verbose", "-v", count=True, help="More log output (repeat for debug).")
 def live(
     interfaces: tuple[str, ...], read: str | None, bpf: str | None, ports: tuple[int, ...],
-    trust_anchors: tuple[str, ...], keys_path: Path | None, out_dir: Path, policy: str,
+    trust_anchors: tuple[str, ...], keys_path: Path | None, out_dir: Path,
+    at_time: str | None, policy: str,
     clock_skew: int | None, alerts_path: Path | None, alert_format: str,
     syslog_socket: str | None,
     rotate_seconds: float, rotate_size: str, keep_files: int, stats_interval: float,
@@ -181,6 +196,7 @@ def live(
         ports=frozenset({53, *ports}), trust_anchors=trust_anchors, keys_path=keys_path,
         policy=policy_from_name(policy, clock_skew_s=clock_skew), alerts_path=alerts_path,
         syslog_socket=syslog_socket, alert_format=AlertFormat(alert_format),
+        at_ns=_at_ns(at_time),
         rotation=Rotation(rotate_seconds, _size(rotate_size), keep_files),
         evidence=evidence, stats_interval_s=stats_interval,
         limits=_limits(hold_s, max_fragment_sets=max_fragment_sets, max_tcp_flows=max_tcp_flows,

@@ -205,6 +205,9 @@ class LiveOptions:
     """Longest wait for frames before the loop runs its timer work."""
     limits: LiveLimits = field(default_factory=LiveLimits)
     """State caps."""
+    at_ns: int | None = None
+    """Judge every signature at this time (replaying an incident onto a tap); None judges
+    each at its packet's capture time (for ``read``, the stream's own timestamps)."""
     alert_format: AlertFormat = AlertFormat.JSON
     """How alerts are written: our records, or Suricata EVE events (with a ``dns`` event for
     every judged response)."""
@@ -553,7 +556,7 @@ class LiveAuditor:
         # KeyTrap / NSEC3 (CVE-2023-50387, CVE-2023-50868): besides the per-response budget,
         # a zone gets a bounded amount of validation work per second of capture time.
         self.validator = Validator(KeyView(self.anchors, self.material, cache), options.policy,
-                                   signature_memo=limits.signature_memo,
+                                   at_ns=options.at_ns, signature_memo=limits.signature_memo,
                                    zone_rate=ZoneRate(options.policy.budget,
                                                       max_zones=limits.zones))
         self.judge = StreamingJudge(self.material, self.validator, limits)
@@ -746,6 +749,30 @@ class LiveAuditor:
             self._next_stats = mono + self.options.stats_interval_s
             self.write_stats(final=False)
 
+    def describe(self) -> str:
+        """The run's set-up in one line: what is captured, how it is judged, where it goes."""
+        options = self.options
+        source = (f"capturing on {', '.join(options.interfaces)} (filter "
+                  f"{options.bpf or default_filter(options.ports)!r})" if options.interfaces
+                  else f"capturing on stream {options.read}")
+        anchors = ", ".join(options.trust_anchors) or "IANA root (built in)"
+        alerts = str(options.alerts_path) if options.alerts_path else "standard output"
+        return (f"{source}; trust anchors {anchors}; key cache "
+                f"{options.keys_path or options.out_dir / 'keys.sqlite'}; reference time "
+                f"{_reference_text(options.at_ns).replace('_', ' ')}; policy "
+                f"{options.policy.name}; hold {options.limits.hold_ns / NS:g}s; outputs "
+                f"{options.out_dir}/; alerts {alerts} ({options.alert_format.value})")
+
+    def announce(self, event: str) -> None:
+        """Say what the run is doing and its set-up (start, SIGHUP, stop) on the stats stream
+        (standard error from the command line), as tcpdump's "listening on" line."""
+        line = f"dnssec-auditor: {event}: {self.describe()}"
+        if self.stats_stream is not None:
+            self.stats_stream.write(line + "\n")
+            self.stats_stream.flush()
+        else:
+            logger.info("%s", line)
+
     def _outputs(self) -> list[RollingJsonLines | RollingParquet | RollingPcapng]:
         outputs: list[RollingJsonLines | RollingParquet | RollingPcapng] = [
             self.responses, self.table, self.findings]
@@ -842,7 +869,7 @@ class LiveAuditor:
             "state": self._state_sizes(),
             "validation": {
                 "mode": "streaming",
-                "reference_time": "capture_time",
+                "reference_time": _reference_text(self.options.at_ns),
                 "policy": self.options.policy.name,
                 "key_cache": str(self.options.keys_path or
                                  self.options.out_dir / "keys.sqlite"),
@@ -905,6 +932,12 @@ class LiveAuditor:
         return stats
 
 
+def _reference_text(at_ns: int | None) -> str:
+    """``capture_time``, or the fixed ``--at`` time in ISO 8601."""
+    return "capture_time" if at_ns is None else time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(at_ns // NS))
+
+
 def stats_line(stats: dict[str, Any]) -> str:
     """One human line: packets, DNS messages, verdicts, drops, memory."""
     verdicts = stats["validation"]["verdicts"]
@@ -928,9 +961,12 @@ class _Signals:
     def __init__(self) -> None:
         self.stop = False
         self.rotate = False
+        self.stop_signal: str | None = None
+        """Name of the signal that asked to stop (None: the stream ended)."""
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop = True
+        self.stop_signal = signal.Signals(signum).name
 
     def _on_hup(self, signum: int, frame: FrameType | None) -> None:
         self.rotate = True
@@ -976,8 +1012,10 @@ def run_live(options: LiveOptions, source: FrameSource | None = None,
         with KeyCache(str(keys_path)) as cache, _Signals().installed() as signals:
             auditor = LiveAuditor(options, cache, AlertSink(alert_stream, options.syslog_socket),
                                   stats_stream)
-            logger.info("capturing on %s", ", ".join(options.interfaces) or options.read)
+            auditor.announce("started")
             _loop(auditor, capture, signals)
+            auditor.announce(f"stopping on {signals.stop_signal}" if signals.stop_signal
+                             else "end of stream, stopping")
             _drain(auditor, capture)
             auditor.set_source_counters(capture.counters())
             capture.close()
@@ -1008,6 +1046,7 @@ def _loop(auditor: LiveAuditor, capture: FrameSource, signals: _Signals) -> None
         if signals.rotate:
             signals.rotate = False
             auditor.rotate()
+            auditor.announce("SIGHUP, outputs rotated")
         now = time.monotonic()
         if now >= next_counters:
             next_counters = now + 1.0

@@ -325,4 +325,12 @@ def test_live_read_stdin_streams_alerts_before_eof_and_obeys_signals(tmp_path: P
     assert stats["final"] and stats["outputs"]["responses.jsonl"]["records"] == 63
     written = sum(len(p.read_text().splitlines()) for p in out.glob("responses-*.jsonl"))
     assert written == 63 and len(before) == 1
-    assert b"stats: packets" in (process.stderr.read() if process.stderr else b"")
+    stderr = (process.stderr.read() if process.stderr else b"").decode()
+    assert "stats: packets" in stderr
+    # the set-up line at start, on SIGHUP and on SIGTERM, as tcpdump's "listening on"
+    setup = (f"capturing on stream -; trust anchors {ANCHOR}; key cache {out}/keys.sqlite; "
+             f"reference time capture time; policy rfc8624; hold 0.5s; outputs {out}/; "
+             "alerts standard output (json)")
+    lines = [line for line in stderr.splitlines() if line.endswith(setup)]
+    assert [line.split(": ")[1] for line in lines] == [
+        "started", "SIGHUP, outputs rotated", "stopping on SIGTERM"], stderr
