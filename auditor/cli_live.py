@@ -168,6 +168,12 @@ def _at_ns(text: str | None) -> int | None:
               help="Set any state cap by name (repeatable), e.g. --limit zones=5000 --limit "
               "signed_copies=20000; names: " + ", ".join(_limit_names()) + ". Applied after "
               "the --max-* options.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="N",
+              help="Serve Prometheus metrics at http://ADDRESS:N/metrics (frames read and "
+              "dropped, responses by verdict, findings by code and severity, held responses, "
+              "table sizes and evictions, capture lag).")
+@click.option("--metrics-address", default="127.0.0.1", show_default=True, metavar="ADDRESS",
+              help="Address the metrics endpoint listens on.")
 @click.option("--verbose", "-v", count=True, help="More log output (repeat for debug).")
 def live(
     interfaces: tuple[str, ...], read: str | None, bpf: str | None, ports: tuple[int, ...],
@@ -178,7 +184,8 @@ def live(
     rotate_seconds: float, rotate_size: str, keep_files: int, stats_interval: float,
     evidence: bool, hold_s: float, max_fragment_sets: int | None, max_tcp_flows: int | None,
     max_pending_queries: int | None, max_held_responses: int | None,
-    max_cache_entries: int | None, limit_items: tuple[str, ...], verbose: int,
+    max_cache_entries: int | None, limit_items: tuple[str, ...], metrics_port: int | None,
+    metrics_address: str, verbose: int,
 ) -> None:
     """Audit DNS traffic as it happens, on interfaces or a pcap stream, until SIGINT/SIGTERM.
 
@@ -196,7 +203,7 @@ def live(
         ports=frozenset({53, *ports}), trust_anchors=trust_anchors, keys_path=keys_path,
         policy=policy_from_name(policy, clock_skew_s=clock_skew), alerts_path=alerts_path,
         syslog_socket=syslog_socket, alert_format=AlertFormat(alert_format),
-        at_ns=_at_ns(at_time),
+        at_ns=_at_ns(at_time), metrics_port=metrics_port, metrics_address=metrics_address,
         rotation=Rotation(rotate_seconds, _size(rotate_size), keep_files),
         evidence=evidence, stats_interval_s=stats_interval,
         limits=_limits(hold_s, max_fragment_sets=max_fragment_sets, max_tcp_flows=max_tcp_flows,

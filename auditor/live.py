@@ -49,10 +49,11 @@ from auditor.pipeline import (
     stages_for,
     zone_trust_of,
 )
-from auditor.report.alerts import FindingLog, ResponseFacts, response_facts
+from auditor.report.alerts import FindingLog, ResponseFacts, live_severity, response_facts
 from auditor.report.eve import eve_alert, eve_dns
 from auditor.report.evidence_pcap import FrameRing
 from auditor.report.files import write_json
+from auditor.report.metrics import MetricsServer, MetricsSnapshot
 from auditor.report.records import (
     STATS_SCHEMA,
     anomaly_record,
@@ -208,6 +209,10 @@ class LiveOptions:
     at_ns: int | None = None
     """Judge every signature at this time (replaying an incident onto a tap); None judges
     each at its packet's capture time (for ``read``, the stream's own timestamps)."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this TCP port (0: any free port); None serves none."""
+    metrics_address: str = "127.0.0.1"
+    """Address the metrics endpoint listens on (loopback unless the operator opens it)."""
     alert_format: AlertFormat = AlertFormat.JSON
     """How alerts are written: our records, or Suricata EVE events (with a ``dns`` event for
     every judged response)."""
@@ -595,6 +600,13 @@ class LiveAuditor:
                               interval_ns=limits.alert_interval_ns,
                               max_keys=limits.finding_keys)
         self._facts: OrderedDict[tuple[str, int], ResponseFacts] = OrderedDict()
+        self.finding_counts: Counter[tuple[str, str]] = Counter()
+        """Finding occurrences by (code, severity as reported)."""
+        self.metrics: MetricsServer | None = None
+        """The Prometheus endpoint, fed a snapshot once a second by ``tick``."""
+        self.lag_s = 0.0
+        """Wall time minus the capture time of the last frame judged, when it was judged."""
+        self._next_metrics = 0.0
         self.peak_memory = 0
         self.memory_samples: deque[tuple[float, int]] = deque(maxlen=720)
         self.cache_rows_written = 0
@@ -695,7 +707,9 @@ class LiveAuditor:
 
     def _findings(self, found: Iterable[Finding]) -> None:
         for finding in found:
-            self.log.add(finding, self._facts_of(finding))
+            facts = self._facts_of(finding)
+            self.finding_counts[(finding.code, live_severity(finding, facts).value)] += 1
+            self.log.add(finding, facts)
             self._keep_evidence(finding)
 
     def _alert(self, record: dict[str, Any]) -> None:
@@ -748,6 +762,19 @@ class LiveAuditor:
         if mono >= self._next_stats:
             self._next_stats = mono + self.options.stats_interval_s
             self.write_stats(final=False)
+        if self.metrics is not None and mono >= self._next_metrics:
+            self._next_metrics = mono + 1.0
+            self.metrics.collector.update(self.metrics_snapshot())
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        """The counters the metrics endpoint serves, as of now."""
+        counters = self.stream.counters()
+        return MetricsSnapshot(
+            frames_read=int(counters["frames_read"]), kernel=dict(self.source_counters),
+            internal_drops=self._internal_drops(counters), verdicts=dict(self.verdicts),
+            findings=dict(self.finding_counts), alerts=self.alerts.count,
+            held=self.judge.held, state=self._state_sizes(), evictions=self._evictions(),
+            lag_s=self.lag_s, rss_bytes=memory_bytes(), started_s=self.started_wall)
 
     def describe(self) -> str:
         """The run's set-up in one line: what is captured, how it is judged, where it goes."""
@@ -761,7 +788,8 @@ class LiveAuditor:
                 f"{options.keys_path or options.out_dir / 'keys.sqlite'}; reference time "
                 f"{_reference_text(options.at_ns).replace('_', ' ')}; policy "
                 f"{options.policy.name}; hold {options.limits.hold_ns / NS:g}s; outputs "
-                f"{options.out_dir}/; alerts {alerts} ({options.alert_format.value})")
+                f"{options.out_dir}/; alerts {alerts} ({options.alert_format.value}); "
+                f"metrics {self.metrics.url if self.metrics is not None else 'off'}")
 
     def announce(self, event: str) -> None:
         """Say what the run is doing and its set-up (start, SIGHUP, stop) on the stats stream
@@ -837,15 +865,7 @@ class LiveAuditor:
         self.peak_memory = max(self.peak_memory, memory)
         self.memory_samples.append((round(time.monotonic() - self.started_mono, 1), memory))
         counters = self.stream.counters()
-        frames = counters["frames"]
-        internal_drops = {
-            "fragment_evicted": frames.get("fragment_evicted", 0),
-            "fragment_incomplete": frames.get("fragment_incomplete", 0),
-            "tcp_evicted": frames.get("tcp_evicted", 0),
-            "queries_evicted": counters["matching"].get("evicted_queries", 0),
-            "held_responses_evicted": self.judge.evicted,
-            "internal_errors": self.errors.count,
-        }
+        internal_drops = self._internal_drops(counters)
         return {
             "schema": STATS_SCHEMA,
             "tool": "dnssec-auditor",
@@ -890,6 +910,17 @@ class LiveAuditor:
                     "current": str(output.current) if output.current else None}
                 for output in self._outputs()
             },
+        }
+
+    def _internal_drops(self, counters: dict[str, Any]) -> dict[str, int]:
+        frames = counters["frames"]
+        return {
+            "fragment_evicted": frames.get("fragment_evicted", 0),
+            "fragment_incomplete": frames.get("fragment_incomplete", 0),
+            "tcp_evicted": frames.get("tcp_evicted", 0),
+            "queries_evicted": counters["matching"].get("evicted_queries", 0),
+            "held_responses_evicted": self.judge.evicted,
+            "internal_errors": self.errors.count,
         }
 
     def _evictions(self) -> dict[str, int]:
@@ -991,6 +1022,16 @@ def open_source(options: LiveOptions) -> FrameSource:
     return LiveCapture(options.interfaces, options.bpf or default_filter(options.ports))
 
 
+def _open_metrics(options: LiveOptions) -> MetricsServer | None:
+    if options.metrics_port is None:
+        return None
+    try:
+        return MetricsServer(options.metrics_port, options.metrics_address)
+    except OSError as exc:
+        raise ConfigError(f"--metrics-port {options.metrics_port}: cannot listen on "
+                          f"{options.metrics_address} ({exc.strerror or exc})") from exc
+
+
 def _open_alerts(path: Path, rotation: Rotation) -> NumberedJsonLines:
     try:
         return NumberedJsonLines(path, rotation)
@@ -1012,6 +1053,7 @@ def run_live(options: LiveOptions, source: FrameSource | None = None,
         with KeyCache(str(keys_path)) as cache, _Signals().installed() as signals:
             auditor = LiveAuditor(options, cache, AlertSink(alert_stream, options.syslog_socket),
                                   stats_stream)
+            metrics = auditor.metrics = _open_metrics(options)
             auditor.announce("started")
             _loop(auditor, capture, signals)
             auditor.announce(f"stopping on {signals.stop_signal}" if signals.stop_signal
@@ -1019,7 +1061,11 @@ def run_live(options: LiveOptions, source: FrameSource | None = None,
             _drain(auditor, capture)
             auditor.set_source_counters(capture.counters())
             capture.close()
-            return auditor.finish()
+            outcome = auditor.finish()
+            if metrics is not None:
+                metrics.collector.update(auditor.metrics_snapshot())
+                metrics.close()
+            return outcome
     finally:
         capture.close()
         if alert_stream is not sys.stdout:
@@ -1041,8 +1087,11 @@ def _loop(auditor: LiveAuditor, capture: FrameSource, signals: _Signals) -> None
     tick_s = auditor.options.tick_s
     next_counters = 0.0
     while not signals.stop and not capture.exhausted:
-        for frame in capture.poll(tick_s):
+        frames = capture.poll(tick_s)
+        for frame in frames:
             auditor.feed(frame)
+        if frames:
+            auditor.lag_s = time.time() - frames[-1].ts_ns / NS
         if signals.rotate:
             signals.rotate = False
             auditor.rotate()

@@ -330,7 +330,7 @@ def test_live_read_stdin_streams_alerts_before_eof_and_obeys_signals(tmp_path: P
     # the set-up line at start, on SIGHUP and on SIGTERM, as tcpdump's "listening on"
     setup = (f"capturing on stream -; trust anchors {ANCHOR}; key cache {out}/keys.sqlite; "
              f"reference time capture time; policy rfc8624; hold 0.5s; outputs {out}/; "
-             "alerts standard output (json)")
+             "alerts standard output (json); metrics off")
     lines = [line for line in stderr.splitlines() if line.endswith(setup)]
     assert [line.split(": ")[1] for line in lines] == [
         "started", "SIGHUP, outputs rotated", "stopping on SIGTERM"], stderr
