@@ -607,6 +607,7 @@ class LiveAuditor:
         self.lag_s = 0.0
         """Wall time minus the capture time of the last frame judged, when it was judged."""
         self._next_metrics = 0.0
+        self._next_log = 0.0
         self.peak_memory = 0
         self.memory_samples: deque[tuple[float, int]] = deque(maxlen=720)
         self.cache_rows_written = 0
@@ -741,8 +742,10 @@ class LiveAuditor:
             for source in self.sources:
                 if isinstance(source, ForgeryDetector):
                     self._findings(source.expire(now_ns))
-            self.log.tick(now_ns)
         mono = mono_ns / NS
+        if now_ns is not None and mono >= self._next_log:
+            self._next_log = mono + 1.0  # repeats are due once a minute: a second is plenty
+            self.log.tick(now_ns)
         if self._dirty:
             self.responses.flush()
             self.findings.flush()
@@ -884,6 +887,9 @@ class LiveAuditor:
             "alerts_rotations": self.alerts.rotations,
             "alerts_rotation_failures": self.alerts.rotation_failures,
             "alerts_by_code": dict(self.alert_codes.most_common()),
+            "alert_format": self.options.alert_format.value,
+            "findings_merged": {"keys": len(self.log), "repeats_deferred": self.log.suppressed,
+                                "keys_evicted": self.log.evicted},
             "internal_drops": internal_drops,
             "evictions": self._evictions(),
             "state": self._state_sizes(),
