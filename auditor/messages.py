@@ -68,10 +68,11 @@ class Summary:
 class ParsedMessage:
     """The full dnspython parse of one distinct message, done on first use and shared."""
 
-    __slots__ = ("_done", "_message", "_problems", "_wire", "summary")
+    __slots__ = ("_done", "_message", "_problems", "_ttl_free", "_wire", "summary")
 
     def __init__(self, wire: bytes, summary: Summary | None = None) -> None:
         self._wire = wire
+        self._ttl_free: bytes | None = None
         self.summary = summary if summary is not None else summarise(wire)
         """The message's header, question and EDNS summary (``summarise``)."""
         self._message: dns.message.Message | None = None
@@ -116,6 +117,13 @@ class ParsedMessage:
         if not self._done:
             self._parse()
         return self._problems
+
+    def ttl_free_key(self, wire: bytes) -> bytes:
+        """``ttl_free(wire)`` of this message (``wire``: any copy of it, ID included),
+        computed once and shared by every repeat."""
+        if self._ttl_free is None:
+            self._ttl_free = ttl_free(wire)
+        return self._ttl_free
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +190,35 @@ def _skip_name(wire: bytes, offset: int) -> int:
         if length == 0:
             return offset
     raise ValueError("name with too many labels")
+
+
+def ttl_free(wire: bytes) -> bytes:
+    """The message after its ID with the TTL of every record zeroed (RFC 1035 4.1.3), the
+    OPT record's excepted (its TTL field holds the extended RCODE and the DO bit, RFC 6891
+    6.1.3): copies of one answer that differ only in how long a cache had held them give
+    the same key. A message whose records cannot be walked is returned whole (after the ID):
+    it then only equals itself."""
+    try:
+        return _ttl_free(wire)
+    except (IndexError, ValueError, struct.error):
+        return wire[2:]
+
+
+def _ttl_free(wire: bytes) -> bytes:
+    qdcount, ancount, nscount, arcount = struct.unpack_from("!HHHH", wire, 4)
+    offset = _HEADER.size
+    for _ in range(qdcount):
+        offset = _skip_name(wire, offset) + _QUESTION_TAIL.size
+    masked = bytearray(wire)
+    for _ in range(ancount + nscount + arcount):
+        offset = _skip_name(wire, offset)
+        rdtype, _, _, rdlength = _RR_TAIL.unpack_from(wire, offset)
+        if rdtype != _OPT:
+            masked[offset + 4 : offset + 8] = b"\0\0\0\0"
+        offset += _RR_TAIL.size + rdlength
+    if offset > len(wire):
+        raise IndexError("record data cut short")
+    return bytes(masked[2:])
 
 
 def _ede_codes(options: bytes) -> tuple[int, ...]:

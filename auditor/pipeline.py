@@ -8,6 +8,7 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,6 +34,7 @@ from auditor.findings.catalogue import Finding
 from auditor.findings.codes import ValidationCode
 from auditor.forgery import ForgeryDetector
 from auditor.ledger import Ledger, Reason
+from auditor.memo import IdentityMemo
 from auditor.messages import MessageParser, ObservedMessage, ParsedMessage
 from auditor.report.anonymize import PrefixPreservingAnonymizer, RecordAnonymizer
 from auditor.report.evidence_pcap import (
@@ -42,11 +44,13 @@ from auditor.report.evidence_pcap import (
     sha256_file,
     write_evidence,
 )
-from auditor.report.records import iso_time
+from auditor.report.records import iso_time, verdict_fields
 from auditor.transactions import Matcher, Transaction
 from auditor.trust import KeyCache, KeyMaterial, KeyView, TrustAnchor, load_anchors
 from auditor.trust.cache import CacheUse
 from auditor.validate import RFC8624, Status, ValidationPolicy, Validator, Verdict
+from auditor.validate.reuse import VerdictCache
+from auditor.validate.verdict import ALWAYS
 
 if TYPE_CHECKING:
     from auditor.report.run import OutputFormat
@@ -371,6 +375,9 @@ class AuditOptions:
     evidence_path: Path | None = None
     """Where to write the frames behind forged/suspicious findings as pcapng (``--evidence``);
     None writes no evidence file."""
+    verdict_cache: bool = True
+    """Judge each distinct answer once (``VerdictCache``); off, every response is judged
+    afresh: the outputs are the same, only slower."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +414,53 @@ def _with_progress(frames: Iterable[Frame], source: Any, enabled: bool) -> Itera
 
 
 Judged = tuple[ResponseEvidence, Verdict]
+Rendered = tuple[ResponseEvidence, Verdict, dict[str, Any]]
+"""A judged response with the ``responses.jsonl`` fields of its verdict."""
+
+
+class RunJudge:
+    """A run's judge: through the verdict cache when it has one, rendering the fields of
+    each stored verdict once (a hit only gets its reference time stamped)."""
+
+    def __init__(self, validator: Validator, cache: VerdictCache | None,
+                 rendered: int = 4_096) -> None:
+        self.validator = validator
+        self.cache = cache
+        self._fields: IdentityMemo[Verdict, dict[str, Any]] = IdentityMemo(
+            verdict_fields, rendered)
+
+    def judge(self, evidence: ResponseEvidence) -> Verdict:
+        """The verdict alone (single-pass judging, which renders later)."""
+        if self.cache is None:
+            return judge_response(self.validator, evidence)
+        return self.cache.judge(evidence)[0]
+
+    def rendered(self, evidence: ResponseEvidence) -> tuple[Verdict, dict[str, Any]]:
+        """The verdict and its ``responses.jsonl`` fields (shared: read-only)."""
+        if self.cache is None:
+            verdict = judge_response(self.validator, evidence)
+            return verdict, verdict_fields(verdict)
+        verdict, stored = self.cache.judge(evidence)
+        fields = self._fields(stored)
+        if verdict is not stored:
+            fields = {**fields, "reference_time": iso_time(verdict.reference_time_ns)}
+        return verdict, fields
+
+    def counters(self) -> dict[str, int] | None:
+        """The cache's counts for ``stats.json`` (None when off)."""
+        return None if self.cache is None else self.cache.stats.as_dict()
+
+    def release(self) -> None:
+        """Forget stored verdicts and renderings (before the reports are rendered)."""
+        self._fields.clear()
+        if self.cache is not None:
+            self.cache.clear()
+
+
+def run_judge(validator: Validator, enabled: bool) -> RunJudge:
+    """The judge of an audit run, with a verdict cache unless ``enabled`` is False."""
+    cache = VerdictCache(validator, partial(judge_response, validator)) if enabled else None
+    return RunJudge(validator, cache)
 
 
 def judge_response(validator: Validator, evidence: ResponseEvidence) -> Verdict:
@@ -427,6 +481,7 @@ def judge_response(validator: Validator, evidence: ResponseEvidence) -> Verdict:
         missing=(),
         reference_time_ns=validator.at_ns if validator.at_ns is not None else evidence.ts_ns,
         detail=(f"opcode {name}: not an answer to a query, not validated",),
+        valid_ns=ALWAYS,
     )
 
 
@@ -541,9 +596,11 @@ class OrderedJudge:
         *,
         hold_ns: int,
         max_held: int = 20_000,
+        judge: Callable[[ResponseEvidence], Verdict] | None = None,
     ) -> None:
         self._material = material
         self._validator = validator
+        self._judge = judge if judge is not None else partial(judge_response, validator)
         self._hold_ns = hold_ns
         self._max_held = max_held
         self._held: deque[tuple[ResponseEvidence, Verdict, int]] = deque()
@@ -551,7 +608,7 @@ class OrderedJudge:
     def feed(self, evidence: ResponseEvidence) -> list[Judged]:
         """Observe and judge one response; return the responses now ready, in order."""
         observe_answer_keys(self._material, evidence)
-        verdict = judge_response(self._validator, evidence)
+        verdict = self._judge(evidence)
         self._held.append((evidence, verdict, self._material.generation))
         return self._release(evidence.ts_ns)
 
@@ -577,7 +634,7 @@ class OrderedJudge:
     def _final(self, item: tuple[ResponseEvidence, Verdict, int]) -> Judged:
         evidence, verdict, generation = item
         if verdict.status is Status.INDETERMINATE and generation != self._material.generation:
-            verdict = judge_response(self._validator, evidence)
+            verdict = self._judge(evidence)
         return evidence, verdict
 
 
@@ -601,18 +658,21 @@ def _observe_keys(
 
 
 def _judged_two_pass(
-    stream: EvidenceStream, frames: Iterable[Frame], validator: Validator
-) -> Iterator[Judged]:
+    stream: EvidenceStream, frames: Iterable[Frame], judge: RunJudge
+) -> Iterator[Rendered]:
+    rendered = judge.rendered
     for evidence in stream.run(frames):
-        yield evidence, judge_response(validator, evidence)
+        yield (evidence, *rendered(evidence))
 
 
 def _judged_one_pass(
     stream: EvidenceStream, frames: Iterable[Frame], judge: OrderedJudge
-) -> Iterator[Judged]:
+) -> Iterator[Rendered]:
     for evidence in stream.run(frames):
-        yield from judge.feed(evidence)
-    yield from judge.flush()
+        for item in judge.feed(evidence):
+            yield (*item, verdict_fields(item[1]))
+    for item in judge.flush():
+        yield (*item, verdict_fields(item[1]))
 
 
 def _anchor_text(anchor: TrustAnchor) -> str:
@@ -634,7 +694,6 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
         anomaly_record,
         finding_record,
         response_record,
-        verdict_fields,
     )
 
     started = time.monotonic()
@@ -655,6 +714,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
         cache_use.keys_loaded = sum(len(view.cached_keys(z)) for z in view.cached_zones())
         validator = Validator(view, options.policy, at_ns=options.at_ns,
                               signature_memo=SIGNATURE_MEMO)
+        judge = run_judge(validator, options.verdict_cache)
         paths = tuple(
             options.out_dir / name for name in ("responses.jsonl", "findings.jsonl", "stats.json")
         )
@@ -682,15 +742,16 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
             collector = EvidenceCollector(ring)
             judged = (
                 _judged_one_pass(
-                    stream, frames, OrderedJudge(material, validator, hold_ns=options.hold_ns)
+                    stream, frames, OrderedJudge(material, validator, hold_ns=options.hold_ns,
+                                                 judge=judge.judge)
                 )
                 if single_pass
-                else _judged_two_pass(stream, frames, validator)
+                else _judged_two_pass(stream, frames, judge)
             )
             sources = finding_sources(options, validator)
             stream.on_query = _query_observer(sources)
-            for evidence, verdict in judged:
-                responses.write({**response_record(evidence), **verdict_fields(verdict)})
+            for evidence, verdict, fields in judged:
+                responses.write({**response_record(evidence), **fields})
                 verdicts[verdict.status.value] += 1
                 codes.update(code.value for code in verdict.codes)
                 if cache_use.keys_loaded and relies_on_cache(verdict, validator):
@@ -728,6 +789,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
             "key_material_evicted": dict(material.evicted),
             "verdicts": {status.value: verdicts.get(status.value, 0) for status in Status},
             "codes": dict(codes.most_common()),
+            "verdict_cache": judge.counters(),
         },
     }
     stats["state"] = {"peak": dict(stream.state_peaks), "key_material": material.sizes(),
@@ -745,6 +807,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     sources.clear()
     stream.on_query = None
     parse_cache.clear()
+    judge.release()
     material.release_copies()
     release_memos()
     gc.collect()

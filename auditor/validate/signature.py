@@ -25,6 +25,7 @@ from auditor.memo import IdentityMemo
 from auditor.trust.material import rdata_set_digest, rdata_wire
 from auditor.validate.budget import WorkBudget
 from auditor.validate.policy import ValidationPolicy
+from auditor.validate.verdict import TimeWindow
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +138,8 @@ class SignatureChecker:
         self.memo_hits = 0
         self.budget = WorkBudget(None)
         """The budget checks are charged to; unlimited outside a response or zone."""
+        self.window: TimeWindow | None = None
+        """Narrowed by every validity-period check while a response is judged (``windowed``)."""
 
     @contextmanager
     def charged_to(self, budget: WorkBudget) -> Iterator[WorkBudget]:
@@ -226,7 +229,27 @@ class SignatureChecker:
         return SignatureResult(False, unsupported == len(candidates), tuple(codes),
                                tuple(detail), None, wildcard, failures)
 
+    @contextmanager
+    def windowed(self, window: TimeWindow | None) -> Iterator[TimeWindow | None]:
+        """Narrow ``window`` by every validity-period check made inside the block."""
+        previous, self.window = self.window, window
+        try:
+            yield window
+        finally:
+            self.window = previous
+
     def _time_problem(
+        self, rrsig: RRSIG, times_s: Sequence[int]
+    ) -> tuple[ValidationCode, str] | None:
+        problem = self._period_problem(rrsig, times_s)
+        if self.window is not None:
+            skew = self.policy.clock_skew_s
+            self.window.note_period((rrsig.inception - skew) % _SERIAL,
+                                    (rrsig.expiration + skew) % _SERIAL,
+                                    tuple(times_s), problem is None)
+        return problem
+
+    def _period_problem(
         self, rrsig: RRSIG, times_s: Sequence[int]
     ) -> tuple[ValidationCode, str] | None:
         skew = self.policy.clock_skew_s

@@ -35,7 +35,7 @@ from auditor.validate.denial_response import (
 )
 from auditor.validate.policy import ValidationPolicy
 from auditor.validate.signature import SignatureChecker, serial_to_epoch
-from auditor.validate.verdict import RRsetVerdict, Status, Verdict, worst
+from auditor.validate.verdict import RRsetVerdict, Status, TimeWindow, Verdict, worst
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,9 @@ class Validator:
                 self.zone_rate.refused += 1
                 return _over_rate(rate_zone, over, reference_ns)
         budget = WorkBudget(self.policy.budget)
-        with self.checker.charged_to(budget):
+        # The capture times this verdict holds for (a verdict cache reuses it within them).
+        window = TimeWindow(at_s if self.at_ns is None else None)
+        with self.checker.charged_to(budget), self.checker.windowed(window):
             judged = [self._judge_rrset(item, evidence, at_s) for item in evidence.rrsets]
             judged = self._prove_wildcards(evidence, judged)
             judged = self._check_dname_synthesis(evidence, judged)
@@ -116,9 +118,12 @@ class Validator:
             missing=tuple(missing),
             reference_time_ns=reference_ns,
             detail=tuple(detail),
+            valid_ns=window.bounds(),
         )
         if self.at_ns is not None and _makes_claims(evidence):
-            verdict = _claims_at_capture_time(verdict, self._at_capture_time().judge(evidence))
+            at_capture = self._at_capture_time().judge(evidence)
+            verdict = replace(_claims_at_capture_time(verdict, at_capture),
+                              valid_ns=_overlap(window.bounds(), at_capture.valid_ns))
         return verdict
 
     def _at_capture_time(self) -> Validator:
@@ -352,6 +357,8 @@ class Validator:
         and were current when this answer was captured (``seen_ns``, never ``--at``: the
         comparison is about what was true on the wire then)."""
         rrset = item.rrset
+        if self.checker.window is not None:  # which copies are current depends on seen_ns
+            self.checker.window.narrow_ns(seen_ns, seen_ns)
         digest = rdata_set_digest(rrset)
         differing = False
         for copy in self.keys.material.signed_copies(
@@ -896,6 +903,13 @@ def _not_class_in(qclass: int, reference_ns: int) -> Verdict:
 def _makes_claims(evidence: ResponseEvidence) -> bool:
     """A response with AD set or a SERVFAIL says something about validation itself."""
     return bool(evidence.flags & dns.flags.AD) or evidence.rcode == dns.rcode.SERVFAIL
+
+
+def _overlap(window: tuple[int, int], other: tuple[int, int] | None) -> tuple[int, int] | None:
+    """Capture times in both windows; None when ``other`` is unknown."""
+    if other is None:
+        return None
+    return max(window[0], other[0]), min(window[1], other[1])
 
 
 def _claims_at_capture_time(verdict: Verdict, at_capture: Verdict) -> Verdict:

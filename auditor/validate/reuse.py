@@ -1,0 +1,169 @@
+"""Judging each distinct answer once: a bounded cache of verdicts by response body."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import dns.flags
+
+from auditor.evidence import ResponseEvidence
+from auditor.validate.validator import Validator
+from auditor.validate.verdict import Verdict
+
+_NS = 1_000_000_000
+ENTRY_OVERHEAD = 1024
+"""Accounted bytes per entry besides its key: the key tuple, the shared verdict's share."""
+
+VerdictKey = tuple[bytes, tuple[int, ...], bool | None, bool, int | None, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    verdict: Verdict
+    """The verdict as first judged (the one its rendering is memoised by)."""
+    low_ns: int
+    high_ns: int
+    """Capture times (ns, inclusive) at which the same body gets the same verdict."""
+
+
+@dataclass(slots=True)
+class VerdictCacheStats:
+    """Counts for ``stats.json``."""
+
+    hits: int = 0
+    misses: int = 0
+    outside_window: int = 0
+    """Lookups that found the body judged, but for capture times that exclude this one."""
+    not_reusable: int = 0
+    """Verdicts that named no window (``Verdict.valid_ns`` None): never stored."""
+    evicted: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "outside_window": self.outside_window,
+            "not_reusable": self.not_reusable,
+            "evicted": self.evicted,
+        }
+
+
+class VerdictCache:
+    """Verdicts by everything a verdict depends on but time: the response body after its ID
+    with TTLs masked (``messages.ttl_free``) plus the TTLs that exceed an RRSIG's Original
+    TTL (the only way a TTL changes a verdict, RFC 4035 5.3.3), the DO and CD bits of the
+    query, the trust-anchor epoch and the key material's generation. An entry is reused
+    while the capture time stays inside the window its verdict relied on
+    (``Verdict.valid_ns``), with the reference time set to the response's own.
+
+    Not for live mode's per-zone rate limit: a hit would not spend the zone's budget.
+    """
+
+    def __init__(
+        self,
+        validator: Validator,
+        judge: Callable[[ResponseEvidence], Verdict],
+        *,
+        max_entries: int = 50_000,
+        max_bytes: int = 24 << 20,
+    ) -> None:
+        if validator.zone_rate is not None:
+            raise ValueError("a verdict cache cannot honour a per-zone validation rate")
+        self._validator = validator
+        self._judge = judge
+        self._entries: OrderedDict[VerdictKey, _Entry] = OrderedDict()
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self.stats = VerdictCacheStats()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def cached_bytes(self) -> int:
+        """Accounted bytes held now."""
+        return self._bytes
+
+    def judge(self, evidence: ResponseEvidence) -> tuple[Verdict, Verdict]:
+        """(this response's verdict, the stored verdict it was derived from: the same object
+        when judged now)."""
+        key = self._key(evidence)
+        ts_ns = evidence.ts_ns
+        entry = self._entries.get(key)
+        if entry is not None:
+            if entry.low_ns <= ts_ns <= entry.high_ns:
+                self.stats.hits += 1
+                self._entries.move_to_end(key)
+                return self._restamped(entry.verdict, evidence), entry.verdict
+            self.stats.outside_window += 1
+        else:
+            self.stats.misses += 1
+        verdict = self._judge(evidence)
+        self._store(key, verdict, entry)
+        return verdict, verdict
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._entries.clear()
+        self._bytes = 0
+
+    def _restamped(self, verdict: Verdict, evidence: ResponseEvidence) -> Verdict:
+        at_ns = self._validator.at_ns
+        reference_ns = at_ns if at_ns is not None else evidence.ts_ns
+        if verdict.reference_time_ns == reference_ns:
+            return verdict
+        return replace(verdict, reference_time_ns=reference_ns)
+
+    def _key(self, evidence: ResponseEvidence) -> VerdictKey:
+        response = evidence.transaction.response
+        query = evidence.transaction.query
+        body = response.parsed.ttl_free_key(response.wire.wire)
+        validator = self._validator
+        at_ns = validator.at_ns if validator.at_ns is not None else evidence.ts_ns
+        epoch = validator.keys.anchors.epoch_of(at_ns // _NS)
+        query_cd = query is not None and bool(query.flags & dns.flags.CD)
+        return (
+            body,
+            _ttls_over_original(evidence),
+            evidence.query_do,
+            query_cd,
+            epoch,
+            validator.keys.generation,
+        )
+
+    def _store(self, key: VerdictKey, verdict: Verdict, replaced: _Entry | None) -> None:
+        if replaced is not None:
+            del self._entries[key]
+            self._bytes -= _cost(key)
+        if verdict.valid_ns is None:
+            self.stats.not_reusable += 1
+            return
+        low_ns, high_ns = verdict.valid_ns
+        self._entries[key] = _Entry(verdict, low_ns, high_ns)
+        self._bytes += _cost(key)
+        while len(self._entries) > self._max_entries or (
+            self._bytes > self._max_bytes and len(self._entries) > 1
+        ):
+            old_key, _ = self._entries.popitem(last=False)
+            self._bytes -= _cost(old_key)
+            self.stats.evicted += 1
+
+
+def _ttls_over_original(evidence: ResponseEvidence) -> tuple[int, ...]:
+    """Position and TTL of every signed RRset whose TTL exceeds one of its RRSIGs' Original
+    TTL (a verdict notes it, with the TTL: RFC 4035 5.3.3), flat; usually empty."""
+    over: list[int] = []
+    for index, item in enumerate(evidence.rrsets):
+        rrsigs = item.rrsigs
+        if rrsigs is not None:
+            ttl = item.rrset.ttl
+            if any(ttl > sig.original_ttl for sig in rrsigs):
+                over += (index, ttl)
+    return tuple(over)
+
+
+def _cost(key: VerdictKey) -> int:
+    return len(key[0]) + ENTRY_OVERHEAD

@@ -1,0 +1,167 @@
+"""The verdict cache's key (TTL-free bodies, TTLs over Original TTL) and time windows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rrset
+
+from auditor.messages import ttl_free
+from auditor.validate.reuse import VerdictCache
+from auditor.validate.verdict import ALWAYS, Status, TimeWindow, Verdict
+
+NS = 1_000_000_000
+
+
+def _response(ttl: int, *, edns_do: bool = True) -> bytes:
+    query = dns.message.make_query("www.example.", "A", want_dnssec=edns_do)
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text("www.example.", ttl, "IN", "A", "192.0.2.1"))
+    response.authority.append(dns.rrset.from_text("example.", ttl, "IN", "NS", "ns.example."))
+    return response.to_wire()
+
+
+def test_ttl_free_ignores_ttls_and_id() -> None:
+    first, second = _response(300), _response(17)
+    assert first != second
+    assert ttl_free(first) == ttl_free(b"\x12\x34" + second[2:])
+
+
+def test_ttl_free_keeps_everything_else() -> None:
+    assert ttl_free(_response(300)) != ttl_free(
+        _response(300).replace(b"\xc0\x00\x02\x01", b"\xc0\x00\x02\x02")
+    )
+
+
+def test_ttl_free_keeps_the_opt_ttl_field() -> None:
+    # RFC 6891 6.1.3: the OPT "TTL" holds the extended RCODE and the DO bit.
+    assert ttl_free(_response(300, edns_do=True)) != ttl_free(_response(300, edns_do=False))
+
+
+def test_ttl_free_of_a_cut_message_is_the_message_after_its_id() -> None:
+    wire = _response(300)[:-5]
+    assert ttl_free(wire) == wire[2:]
+
+
+def test_window_narrows_to_the_signature_period_at_the_reference_time() -> None:
+    window = TimeWindow(1_000)
+    window.note_period(900, 1_500, (1_000,), True)
+    window.note_period(0, 2_000, (5,), True)  # a stored signature's own times: no effect
+    assert window.bounds() == (900 * NS, 1_500 * NS + NS - 1)
+
+
+def test_a_failed_check_holds_for_its_second_only() -> None:
+    window = TimeWindow(1_000)
+    window.note_period(1_100, 1_500, (1_000,), False)
+    assert window.bounds() == (1_000 * NS, 1_000 * NS + NS - 1)
+
+
+def test_fixed_reference_time_ignores_periods() -> None:
+    window = TimeWindow(None)
+    window.note_period(1_100, 1_500, (1_000,), False)
+    assert window.bounds() == ALWAYS
+    window.narrow_ns(7, 7)
+    assert window.bounds() == (7, 7)
+
+
+@dataclass
+class _Wire:
+    wire: bytes
+    ts_ns: int
+
+
+class _Parsed:
+    def ttl_free_key(self, wire: bytes) -> bytes:
+        return ttl_free(wire)
+
+
+@dataclass
+class _Message:
+    wire: _Wire
+    flags: int = 0
+    parsed: _Parsed = field(default_factory=_Parsed)
+
+
+@dataclass
+class _Transaction:
+    response: _Message
+    query: _Message | None
+
+
+@dataclass
+class _Evidence:
+    transaction: _Transaction
+    query_do: bool | None = True
+    rrsets: tuple[object, ...] = ()
+
+    @property
+    def ts_ns(self) -> int:
+        return self.transaction.response.wire.ts_ns
+
+
+class _Anchors:
+    def epoch_of(self, at_s: int | None) -> int | None:
+        return 0
+
+
+class _Keys:
+    anchors = _Anchors()
+    generation = 1
+
+
+class _Validator:
+    at_ns = None
+    zone_rate = None
+    keys = _Keys()
+
+
+def _evidence(ts_ns: int, ttl: int = 300, query_flags: int = 0) -> _Evidence:
+    wire = _Wire(_response(ttl), ts_ns)
+    return _Evidence(_Transaction(_Message(wire), _Message(_Wire(b"", ts_ns), query_flags)))
+
+
+def _cache(window: tuple[int, int] | None) -> tuple[VerdictCache, list[int]]:
+    judged: list[int] = []
+
+    def judge(evidence: object) -> Verdict:
+        ts_ns = evidence.ts_ns  # type: ignore[attr-defined]
+        judged.append(ts_ns)
+        return Verdict(Status.SECURE, (), "example.", (), (), ts_ns, (), valid_ns=window)
+
+    return VerdictCache(_Validator(), judge), judged  # type: ignore[arg-type]
+
+
+def test_a_repeat_inside_the_window_is_not_judged_again() -> None:
+    cache, judged = _cache((0, 10 * NS))
+    first, _ = cache.judge(_evidence(NS))  # type: ignore[arg-type]
+    again, stored = cache.judge(_evidence(2 * NS, ttl=17))  # type: ignore[arg-type]
+    assert judged == [NS]
+    assert stored is first and again.reference_time_ns == 2 * NS
+    assert again == Verdict(Status.SECURE, (), "example.", (), (), 2 * NS, ())
+    assert cache.stats.hits == 1
+
+
+def test_a_repeat_outside_the_window_is_judged_again() -> None:
+    cache, judged = _cache((0, 10 * NS))
+    cache.judge(_evidence(NS))  # type: ignore[arg-type]
+    cache.judge(_evidence(11 * NS))  # type: ignore[arg-type]
+    assert judged == [NS, 11 * NS]
+    assert cache.stats.outside_window == 1
+
+
+def test_query_bits_are_part_of_the_key() -> None:
+    cache, judged = _cache(ALWAYS)
+    cache.judge(_evidence(NS))  # type: ignore[arg-type]
+    cache.judge(_evidence(NS, query_flags=dns.flags.CD))  # type: ignore[arg-type]
+    assert judged == [NS, NS]
+
+
+def test_a_verdict_without_window_is_never_reused() -> None:
+    cache, judged = _cache(None)
+    cache.judge(_evidence(NS))  # type: ignore[arg-type]
+    cache.judge(_evidence(NS))  # type: ignore[arg-type]
+    assert judged == [NS, NS]
+    assert cache.stats.not_reusable == 2
