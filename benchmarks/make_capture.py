@@ -599,6 +599,14 @@ class TrafficGenerator:
 
     # -- packet emission ---------------------------------------------------------------------
 
+    def anchor_text(self) -> str:
+        """A trust anchor file for every zone (each zone's KSK as a DNSKEY), so an audit of
+        the capture validates (``--trust-anchor OUT.anchor``) instead of calling every answer
+        indeterminate: the zones have no signed parent."""
+        ksk = self.catalog.zones[0].keys.dnskey_texts[0]
+        return "".join(f"{zone.origin.to_text()} {DNSKEY_TTL} IN DNSKEY {ksk}\n"
+                       for zone in self.catalog.zones)
+
     def _push(self, ts_ns: int, frame: bytes, tags: tuple[str, ...]) -> None:
         self.sequence += 1
         heapq.heappush(self.heap, (int(ts_ns), self.sequence, frame, tags))
@@ -949,11 +957,14 @@ class TrafficGenerator:
 
 def write_capture(path: Path, packets: int = DEFAULT_PACKETS, seed: int = 1, *,
                   ttl_decay: bool = False) -> CaptureSummary:
-    """Write a capture of exactly ``packets`` frames to ``path``; same inputs, same bytes."""
+    """Write a capture of exactly ``packets`` frames to ``path``, and the zones' trust anchors
+    to ``path`` with suffix ``.anchor``; same inputs, same bytes."""
     generator = TrafficGenerator(seed, packets)
     generator.ttl_decay = ttl_decay
     with path.open("wb") as out:
-        return generator.run(out)
+        summary = generator.run(out)
+    path.with_suffix(".anchor").write_text(generator.anchor_text())
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -963,8 +974,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packets", type=int, default=DEFAULT_PACKETS, help="frames to write")
     parser.add_argument("--seed", type=int, default=1, help="random seed (keys, names, traffic)")
     parser.add_argument("--churn", action="store_true",
-                        help="ever-new names, zones, clients and servers (churn_capture.py); "
-                        "the anchor for every zone goes to OUT.anchor")
+                        help="ever-new names, zones, clients and servers (churn_capture.py)")
     parser.add_argument("--ttl-decay", action="store_true",
                         help="the resolver counts TTLs down in the answers it serves from its "
                         "cache, as real resolvers do (fewer byte-identical repeats)")

@@ -1,0 +1,303 @@
+"""Measures the whole ``audit`` command against tshark's DNS field extraction, one core.
+
+Usage: ``bench_audit.py [--packets N] [--kind standard|ttl-decay|churn] [--repo DIR ...]
+[--profile]``. Without ``--capture`` it first writes a ``make_capture.py`` capture (and its
+trust anchor) of the chosen kind, or reuses one already in ``benchmarks/out/``. Every
+measurement runs in its own child process pinned to one CPU (``taskset -c``), in the same run,
+so the ratio is what counts on a shared machine; peak RSS comes from ``wait4``. ``--repo`` runs
+the audit of other checkouts too (a before/after pair in one run) and checks that their
+``responses.jsonl`` and ``findings.jsonl`` are byte-identical to the first one's. ``--profile``
+runs our audit once more under cProfile and prints where the time goes per stage, in
+microseconds per frame (scaled to the unprofiled wall time). The exit status is 0 whatever the
+ratio and 1 only if an audit failed or the outputs differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import filecmp
+import json
+import os
+import pstats
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+OUT_DIR = BENCH_DIR / "out"
+if str(BENCH_DIR) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR))
+
+import make_capture  # noqa: E402  (sibling script, found through BENCH_DIR)
+from bench_decode import measure_tshark, pinned, run_child  # noqa: E402
+
+KINDS = ("standard", "ttl-decay", "churn")
+COMPARED = ("responses.jsonl", "findings.jsonl")
+"""Outputs that must be byte-identical between checkouts (neither holds a run id or time)."""
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("capture+decode", ("auditor/capture/", "auditor/decode/", "auditor/ledger.py")),
+    (
+        "parse",
+        (
+            "auditor/messages.py",
+            "dns/message.py",
+            "dns/rdata",
+            "dns/name.py",
+            "dns/rrset.py",
+            "dns/rdataset.py",
+            "dns/wire.py",
+            "dns/set.py",
+        ),
+    ),
+    ("match", ("auditor/transactions.py",)),
+    ("evidence+keys", ("auditor/evidence.py", "auditor/trust/", "auditor/memo.py")),
+    ("validate", ("auditor/validate/", "dns/dnssec", "cryptography/")),
+    ("findings", ("auditor/findings/",)),
+    ("forgery", ("auditor/forgery/",)),
+    ("write+reports", ("auditor/report/", "json/", "orjson", "pyarrow/", "pandas/", "jinja2/")),
+    ("pipeline", ("auditor/pipeline.py",)),
+)
+"""Stages of the per-stage breakdown: own time of the functions in these files (first match
+wins; everything else, interpreter and imports included, is ``other``)."""
+
+
+@dataclass(slots=True)
+class AuditRun:
+    """One audit child's figures."""
+
+    repo: str
+    wall_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    responses: int | None = None
+    verdicts: dict[str, int] = field(default_factory=dict)
+    identical: bool | None = None
+    """Outputs byte-identical to the first checkout's (None for the first)."""
+    error: str | None = None
+
+
+def capture_for(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The capture and its anchor: given, already in benchmarks/out/, or written now."""
+    if args.capture is not None:
+        return args.capture, args.anchor
+    OUT_DIR.mkdir(exist_ok=True)
+    path = OUT_DIR / f"audit-{args.kind}-{args.packets}-seed{args.seed}.pcap"
+    anchor = path.with_suffix(".anchor")
+    if not path.exists() or not anchor.exists():
+        print(f"writing {path} ...", file=sys.stderr)
+        if args.kind == "churn":
+            from churn_capture import write_churn_capture
+
+            _, generator = write_churn_capture(path, args.packets, args.seed)
+            anchor.write_text(generator.anchor_text())
+        else:
+            make_capture.write_capture(
+                path, args.packets, args.seed, ttl_decay=args.kind == "ttl-decay"
+            )
+    return path, anchor
+
+
+def audit_command(capture: Path, anchor: Path | None, out: Path, extra: list[str]) -> list[str]:
+    """``python -m auditor audit`` with every default output, quiet."""
+    command = [sys.executable, "-m", "auditor", "audit", str(capture), "--out", str(out), "-q"]
+    if anchor is not None:
+        command += ["--trust-anchor", str(anchor)]
+    return command + extra
+
+
+def run_audit_child(repo: Path, command: list[str], cpu: int | None) -> tuple[int, float, float]:
+    """Run one audit with ``repo`` first on the import path (its own ``auditor`` package)."""
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(repo) + (os.pathsep + previous if previous else "")
+    cwd = Path.cwd()
+    try:
+        os.chdir(repo)
+        return run_child(pinned(command, cpu))
+    finally:
+        os.chdir(cwd)
+        if previous is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = previous
+
+
+def measure_audit(
+    repo: Path, capture: Path, anchor: Path | None, out: Path, args: argparse.Namespace
+) -> AuditRun:
+    """One pinned audit; its verdict counts read back from ``stats.json``."""
+    run = AuditRun(str(repo))
+    status, run.wall_s, run.peak_rss_mb = run_audit_child(
+        repo, audit_command(capture, anchor, out, args.audit_arg), args.cpu
+    )
+    stats_path = out / "stats.json"
+    if status != 0 or not stats_path.exists():
+        run.error = f"audit exited with status {status}"
+        return run
+    stats = json.loads(stats_path.read_text())
+    run.responses = stats.get("responses_written")
+    run.verdicts = stats.get("validation", {}).get("verdicts", {})
+    return run
+
+
+def same_outputs(first: Path, other: Path) -> bool:
+    """Whether the compared outputs of two audits are byte-identical."""
+    return all(filecmp.cmp(first / name, other / name, shallow=False) for name in COMPARED)
+
+
+def stage_of(filename: str) -> str:
+    """The breakdown stage a profiled function's file belongs to."""
+    for stage, parts in STAGES:
+        if any(part in filename for part in parts):
+            return stage
+    return "other"
+
+
+def profile_stages(
+    capture: Path, anchor: Path | None, out: Path, extra: list[str]
+) -> dict[str, float]:
+    """Own time per stage (seconds, profiled) of one in-process audit of this checkout."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from auditor.cli import cli, tune_garbage_collector
+
+    argv = audit_command(capture, anchor, out, extra)[3:]
+    tune_garbage_collector()
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(cli, argv, standalone_mode=True)
+    except SystemExit:
+        pass
+    totals: dict[str, float] = {}
+    stats: Any = pstats.Stats(profiler)
+    for (filename, _, _), (_, _, own, _, _) in stats.stats.items():
+        stage = stage_of(filename)
+        totals[stage] = totals.get(stage, 0.0) + own
+    return totals
+
+
+def print_breakdown(totals: dict[str, float], wall_s: float, frames: int) -> None:
+    """Per-stage µs/frame, the profiled shares scaled to the unprofiled wall time."""
+    profiled = sum(totals.values()) or 1.0
+    print("\nper-stage breakdown (cProfile own time, scaled to the unprofiled wall time):")
+    print(f"| {'stage':<16} | {'share':>6} | {'µs/frame':>9} |")
+    print(f"|{'-' * 18}|{'-' * 8}:|{'-' * 11}:|")
+    for stage, seconds in sorted(totals.items(), key=lambda item: -item[1]):
+        share = seconds / profiled
+        print(f"| {stage:<16} | {share:6.1%} | {share * wall_s / frames * 1e6:9.1f} |")
+
+
+def print_table(tshark: Any, runs: list[AuditRun], frames: int) -> None:
+    """One row per measurement: wall s, frames/s, peak RSS, ratio to tshark."""
+    print(
+        f"| {'measurement':<40} | {'wall s':>7} | {'frames/s':>9} | {'peak MB':>7} | "
+        f"{'vs tshark':>9} |"
+    )
+    print(f"|{'-' * 42}|{'-' * 8}:|{'-' * 10}:|{'-' * 8}:|{'-' * 10}:|")
+    if tshark is not None:
+        print(
+            f"| {'tshark -T fields -Y dns':<40} | {tshark.wall_s:7.2f} | "
+            f"{frames / tshark.wall_s:9,.0f} | {tshark.peak_rss_mb:7.0f} | {'1.00x':>9} |"
+        )
+    for run in runs:
+        if run.error:
+            print(f"| {'audit ' + run.repo:<40} | {run.error}")
+            continue
+        ratio = f"{tshark.wall_s / run.wall_s:.2f}x" if tshark is not None else "-"
+        print(
+            f"| {'audit ' + run.repo[-34:]:<40} | {run.wall_s:7.2f} | "
+            f"{frames / run.wall_s:9,.0f} | {run.peak_rss_mb:7.0f} | {ratio:>9} |"
+        )
+    for run in runs:
+        same = "" if run.identical is None else f", outputs identical: {run.identical}"
+        print(f"  {run.repo}: {run.responses} responses {run.verdicts}{same}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--packets", type=int, default=200_000, help="frames to generate")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="standard",
+        help="make_capture.py traffic: plain, --ttl-decay or --churn",
+    )
+    parser.add_argument("--capture", type=Path, help="audit this capture instead")
+    parser.add_argument("--anchor", type=Path, help="trust anchor file for --capture")
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        action="append",
+        default=[],
+        help="checkout whose audit to measure (repeatable; default: this one)",
+    )
+    parser.add_argument("--cpu", type=int, default=0, help="CPU to pin every child to")
+    parser.add_argument("--no-pin", dest="cpu", action="store_const", const=None)
+    parser.add_argument("--no-tshark", action="store_true")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile this checkout's audit for a per-stage breakdown",
+    )
+    parser.add_argument(
+        "--audit-arg",
+        action="append",
+        default=[],
+        help="extra argument for every audit (repeatable)",
+    )
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    capture, anchor = capture_for(args)
+    frames = sum(1 for _ in _frames(capture))
+    repos = [path.resolve() for path in args.repo] or [REPO_ROOT]
+    with tempfile.TemporaryDirectory(prefix="bench-audit-") as temporary:
+        work = Path(temporary)
+        tshark = None if args.no_tshark else measure_tshark(capture, frames, work, args.cpu)
+        runs = []
+        for index, repo in enumerate(repos):
+            out = work / f"audit-{index}"
+            runs.append(measure_audit(repo, capture, anchor, out, args))
+            if index and not runs[-1].error and not runs[0].error:
+                runs[-1].identical = same_outputs(work / "audit-0", out)
+        print(f"\n{capture} ({frames:,} frames, kind {args.kind}); pinned to CPU {args.cpu}")
+        print_table(tshark, runs, frames)
+        totals = {}
+        if args.profile:
+            totals = profile_stages(capture, anchor, work / "profiled", args.audit_arg)
+            print_breakdown(totals, runs[-1].wall_s, frames)
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "capture": str(capture),
+                    "frames": frames,
+                    "kind": args.kind,
+                    "tshark": None
+                    if tshark is None
+                    else {"wall_s": tshark.wall_s, "peak_rss_mb": tshark.peak_rss_mb},
+                    "audits": [asdict(run) for run in runs],
+                    "profile_s": totals,
+                },
+                indent=2,
+            )
+        )
+    failed = any(run.error or run.identical is False for run in runs)
+    return 1 if failed else 0
+
+
+def _frames(capture: Path) -> Any:
+    sys.path.insert(0, str(REPO_ROOT))
+    from auditor.capture.sources import CaptureSet
+
+    with CaptureSet([str(capture)]) as source:
+        yield from source
+
+
+if __name__ == "__main__":
+    sys.exit(main())
