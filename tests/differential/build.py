@@ -24,6 +24,7 @@ from tests.differential.model import (
     ANCHOR_FAULTS,
     Fault,
     FaultKind,
+    OnlineMode,
     Scenario,
     Signing,
     ZonePlan,
@@ -57,10 +58,17 @@ class Addresses:
         """The online signer's address (every online-signed zone of a batch)."""
         return f"{self.prefix}.200"
 
+    @property
+    def knot(self) -> str:
+        """knotd's address (every zone of a batch signed by Knot's mod-onlinesign)."""
+        return f"{self.prefix}.201"
+
     def serving(self, plan: ZonePlan) -> str:
-        """Address of the server of *plan*: the online signer's, or its depth's."""
-        online = plan.signing is not None and plan.signing.online is not None
-        return self.online if online else self.server(plan.labels)
+        """Address of the server of *plan*: knotd's, the online signer's, or its depth's."""
+        online = plan.signing.online if plan.signing is not None else None
+        if online is None:
+            return self.server(plan.labels)
+        return self.knot if online is OnlineMode.KNOT else self.online
 
     @property
     def resolver(self) -> str:
@@ -82,8 +90,8 @@ class Addresses:
         return [self.server(labels) for labels in range(self.max_labels + 1)]
 
     def servers(self) -> list[str]:
-        """Every authoritative address (named's and the online signer's)."""
-        return [*self.depths(), self.online]
+        """Every authoritative address (named's, the online signer's and knotd's)."""
+        return [*self.depths(), self.online, self.knot]
 
     def all(self) -> list[str]:
         """Every address to configure on ``lo``."""
@@ -116,6 +124,17 @@ class Job:
     scenario: str
 
 
+@dataclass(frozen=True, slots=True)
+class KnotZone:
+    """A zone knotd signs on the fly (mod-onlinesign) with keys imported from the pool."""
+
+    name: str
+    lines: tuple[str, ...]
+    """The unsigned zone text (no DNSKEY: Knot adds its keys)."""
+    keys: tuple[LabKey, ...]
+    """KSK and ZSK, imported with ``keymgr import-bind``."""
+
+
 @dataclass(slots=True)
 class Batch:
     """A batch built on disk."""
@@ -133,6 +152,8 @@ class Batch:
     """Zone name -> signature window."""
     online: list[OnlineZone] = field(default_factory=list)
     """Zones the online signer serves (a text of each in ``zones``, none in ``labels``)."""
+    knot: list[KnotZone] = field(default_factory=list)
+    """Zones knotd serves (their unsigned files in ``zones``, none in ``labels``)."""
 
 
 def window_for(faults: Iterable[Fault], now: int) -> SigningWindow:
@@ -320,6 +341,8 @@ class ScenarioParts:
     """The top zone's delegation in ``test.``."""
     online: list[OnlineZone] = field(default_factory=list)
     """Zones the online signer serves."""
+    knot: list[KnotZone] = field(default_factory=list)
+    """Zones knotd serves."""
     anchors: list[str] = field(default_factory=list)
     """Trust anchor lines besides the root's (anchor faults)."""
 
@@ -366,7 +389,14 @@ def _scenario_jobs(
               for plan in scenario.zones}  # fmt: skip
     keys: dict[str, ZoneKeys | None] = {}
     for index, plan in enumerate(scenario.zones):
-        if plan.signing is not None and plan.signing.online is not None:
+        online = plan.signing.online if plan.signing is not None else None
+        if online is OnlineMode.KNOT:
+            knot_keys = zone_keys(pool, plan, (), index, keydir)
+            assert knot_keys is not None
+            keys[plan.name] = knot_keys
+            lines = (*header(plan.name, addresses.knot), *plan.records)
+            parts.knot.append(KnotZone(plan.name, lines, tuple(knot_keys.published)))
+        elif online is not None:
             zone = online_zone(plan, faults[plan.name], addresses.online)
             parts.online.append(zone)
             key = online_key(zone, keydir)
@@ -442,6 +472,7 @@ def build_batch(
         tld_delegations += parts.tld_lines
         anchors += parts.anchors
         batch.online += parts.online
+        batch.knot += parts.knot
     jobs = _infrastructure(pool, keydir, addresses, now, tld_delegations) + jobs
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as executor:
         served = list(executor.map(lambda job: _try_build(job, zonedir, batch), jobs))
@@ -453,6 +484,9 @@ def build_batch(
     assert root is not None
     for zone in batch.online:
         batch.zones[str(zone.origin)] = _online_text(zone, zonedir)
+    for knot in batch.knot:
+        batch.zones[knot.name] = zonedir / f"{knot.name.rstrip('.')}.knot"
+        batch.zones[knot.name].write_text("\n".join(knot.lines) + "\n")
     batch.anchor = workdir / "root.ds"
     root_ds = ds_lines(jobs[0].plan, root, (), phantom)
     batch.anchor.write_text("\n".join([*root_ds, *anchors]) + "\n")

@@ -50,7 +50,8 @@ POLICY_SHAPES: dict[tuple[int, int | None], float] = {
 """Class 5 shapes signed with dnspython -> weight: weak RSA keys (validated like any other),
 DSA (RFC 8624 3.1: MUST NOT validate) and RSAMD5 (likewise): a zone all of whose keys are
 outside the policy."""
-ONLINE_MODES = {OnlineMode.BLACK_LIES: 45, OnlineMode.NXDOMAIN: 25, OnlineMode.WHITE_LIES: 30}
+ONLINE_MODES = {OnlineMode.BLACK_LIES: 35, OnlineMode.NXDOMAIN: 20, OnlineMode.WHITE_LIES: 25,
+                OnlineMode.KNOT: 20}  # fmt: skip
 EXOTIC_SHARE = (0.12, 0.15, 0.05)
 """Share of scenarios with a class 5 zone, an online-signed zone, a misfit or wrong anchor."""
 
@@ -283,7 +284,7 @@ def _online_zone(
     mode = (OnlineMode.WHITE_LIES if nsec3 else
             rng.choices(list(ONLINE_MODES), weights=list(ONLINE_MODES.values()))[0])  # fmt: skip
     signing = Signing(13, None, nsec3, plan.signing.ds_digests, online=mode)
-    if rng.random() < 0.4:
+    if mode.broken and rng.random() < 0.4:
         faults = [*faults, Fault(FaultKind.ONLINE_BROKEN, plan.name, variant=mode.broken)]
     return _replace_signing(plans, plan.name, signing), faults
 

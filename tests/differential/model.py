@@ -66,11 +66,14 @@ class OnlineMode(enum.StrEnum):
     """RFC 9824 4: the same compact NSEC under NXDOMAIN (as restored for a CO client)."""
     WHITE_LIES = "wl"
     """RFC 4470 minimally covering NSEC records (and RFC 5155 7.2.2 NSEC3 ones)."""
+    KNOT = "knot"
+    """Knot's mod-onlinesign (3.2): NOERROR, NSEC at the name, next ``\\000.name``, a bitmap of
+    every type but the one asked (no NXNAME); served by knotd, NSEC only, no broken twin."""
 
     @property
     def broken(self) -> str:
-        """The online signer's shape of this mode's broken twin."""
-        return {"bl": "blbad", "nx": "nxbad", "wl": "wlbad"}[self.value]
+        """The online signer's shape of this mode's broken twin (empty: none)."""
+        return {"bl": "blbad", "nx": "nxbad", "wl": "wlbad"}.get(self.value, "")
 
 
 @dataclass(frozen=True, slots=True)

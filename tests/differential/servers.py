@@ -1,5 +1,5 @@
-"""Run one named (a view per name depth), the online signer (if the batch has online-signed
-zones), one validating Unbound and tcpdump for a batch."""
+"""Run one named (a view per name depth), the online signer and knotd (if the batch has
+online-signed zones), one validating Unbound and tcpdump for a batch."""
 
 from __future__ import annotations
 
@@ -125,6 +125,49 @@ def _start_unbound(batch: Batch, addresses: Addresses) -> ManagedProcess:
     return process
 
 
+def knot_config(batch: Batch, addresses: Addresses) -> str:
+    """knotd on its own address, every zone signed on the fly with the keys imported from the
+    pool (``manual``: Knot generates none)."""
+    rundir = batch.workdir / "knot"
+    zones = "".join(f"  - domain: {zone.name}\n    file: {batch.zones[zone.name]}\n"
+                    for zone in batch.knot)  # fmt: skip
+    return f"""server:
+    listen: {addresses.knot}@{DNS_PORT}
+    rundir: {rundir}
+log:
+  - target: stderr
+    any: warning
+policy:
+  - id: manual
+    manual: on
+mod-onlinesign:
+  - id: signer
+    policy: manual
+template:
+  - id: default
+    storage: {rundir}
+    module: mod-onlinesign/signer
+zone:
+{zones}"""
+
+
+def _start_knot(batch: Batch, addresses: Addresses) -> ManagedProcess:
+    """Import the Knot zones' keys into its KASP database, then start knotd."""
+    rundir = batch.workdir / "knot"
+    rundir.mkdir(exist_ok=True)
+    conf = rundir / "knot.conf"
+    conf.write_text(knot_config(batch, addresses))
+    for zone in batch.knot:
+        for key in zone.keys:
+            argv = [program("keymgr"), "-c", str(conf), zone.name, "import-bind",
+                    f"{key.base}.private"]  # fmt: skip
+            subprocess.run(argv, capture_output=True, timeout=30, check=True)
+    process = ManagedProcess("knotd", ["knotd", "-c", str(conf)], rundir / "knotd.log")
+    first = batch.knot[0].name
+    process.start(lambda: _soa_answered(first, addresses.knot, addresses.client), timeout=60)
+    return process
+
+
 def _not_loaded(batch: Batch) -> frozenset[str]:
     text = (batch.workdir / "named.log").read_text(errors="replace")
     return frozenset(match.group(1) for match in _NOT_LOADED.finditer(text))
@@ -144,6 +187,8 @@ def running(
             signer = OnlineServer(addresses.online, batch.online)
             signer.start()
             stack.callback(signer.stop)
+        if batch.knot:
+            stack.enter_context(_start_knot(batch, addresses))
         # Capture from before Unbound's first upstream query: the root and test. keys
         # it fetches once per batch must be in the capture.
         capture = stack.enter_context(TcpdumpCapture(pcap, f"net {addresses.network}"))
