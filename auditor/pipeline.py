@@ -726,7 +726,9 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
         anonymizer = _record_anonymizer(options.anonymize_secret)
         with (
             source,
-            JsonLinesWriter(paths[0], anonymizer.response if anonymizer else None) as responses,
+            JsonLinesWriter(
+                paths[0], anonymizer.response if anonymizer else None, floats=False
+            ) as responses,
             JsonLinesWriter(paths[1], anonymizer.finding if anonymizer else None) as found,
         ):
             stream = EvidenceStream(

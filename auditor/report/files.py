@@ -24,21 +24,24 @@ _ORJSON_OPTIONS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
 """Dataclasses and datetimes go through ``_default`` (their ``str``), as with ``json``."""
 
 
-_FLOAT_SPELLING = re.compile(rb"[0-9][eE]|0\.0000")
-"""Where orjson and ``json`` may spell a float differently (exponents, tiny values): every
-difference found over 180,000 random floats from 1e-30 to 1e30 matches it."""
+_FLOAT_SPELLING = re.compile(rb"[:,\[]-?(?:0\.0000|[0-9.]+[eE])")
+"""A number token (compact output puts each right after ``:``, ``,`` or ``[``) that orjson
+and ``json`` may spell differently (an exponent, a tiny value): every difference found over
+180,000 random floats from 1e-30 to 1e30 matches it; times in strings (``00.000000Z``) do
+not."""
 
 
-def json_line(record: dict[str, Any]) -> bytes:
+def json_line(record: dict[str, Any], *, floats: bool = True) -> bytes:
     """One compact JSON line, byte for byte what ``json.dumps(record, separators=(",", ":"),
     default=_default)`` writes: orjson (several times faster) when its output is ASCII (the
-    standard library escapes everything else as ``\\uXXXX``) and holds nothing that may be a
-    float orjson spells otherwise (``1e-05``, ``0.0001``), else the standard library."""
+    standard library escapes everything else as ``\\uXXXX``) and, unless the caller knows
+    the record holds no float (``floats=False``), no number token orjson may spell otherwise
+    (``1e-05`` vs ``0.00001``); else the standard library."""
     try:
         line = orjson.dumps(record, default=_default, option=_ORJSON_OPTIONS)
     except (TypeError, orjson.JSONEncodeError):
         line = b""
-    if not line or not line.isascii() or _FLOAT_SPELLING.search(line):
+    if not line or not line.isascii() or (floats and _FLOAT_SPELLING.search(line)):
         line = json.dumps(record, separators=(",", ":"), default=_default).encode()
     return line + b"\n"
 
@@ -50,17 +53,22 @@ class JsonLinesWriter:
         self,
         path: Path,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        *,
+        floats: bool = True,
     ) -> None:
+        """``floats=False``: the records never hold a float (``responses.jsonl``: integers,
+        strings, booleans and lists of them), so lines skip the float-spelling check."""
         self.path = path
         self.count = 0
         self._transform = transform
+        self._floats = floats
         self._handle: IO[bytes] = path.open("wb")
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record (rewritten by ``transform`` first, e.g. anonymised)."""
         if self._transform is not None:
             record = self._transform(record)
-        self._handle.write(json_line(record))
+        self._handle.write(json_line(record, floats=self._floats))
         self.count += 1
 
     def flush(self) -> None:
