@@ -4,11 +4,13 @@ of PEM keys for what BIND 9.18 no longer makes (RSAMD5, DSA, RSA under 1024 bits
 from __future__ import annotations
 
 import fcntl
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dns.dnssec
+from cryptography.exceptions import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
@@ -83,7 +85,9 @@ def _generate_pem(pem: Path, algorithm: int, bits: int | None) -> None:
     """A private key in PEM: DSA 1024 (RFC 2536), RSA of *bits* (openssl for < 1024 bits:
     cryptography refuses to generate them)."""
     if algorithm in (3, 6):
-        key: Any = dsa.generate_private_key(key_size=1024)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)  # DSA, on purpose
+            key: Any = dsa.generate_private_key(key_size=1024)
     elif bits is not None and bits < 1024:
         run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{bits}",
              "-out", str(pem)], timeout=60)  # fmt: skip
@@ -112,7 +116,9 @@ def python_key(cache: Path, algorithm: int, bits: int | None, ksk: bool, index: 
 
 def load_private(base: Path) -> Any:
     """The private key of a `python_key` (DSA or RSA, cryptography's object)."""
-    return serialization.load_pem_private_key(base.with_suffix(".pem").read_bytes(), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)  # DSA, on purpose
+        return serialization.load_pem_private_key(base.with_suffix(".pem").read_bytes(), None)
 
 
 def materialize(key: PoolKey, zone: str, keydir: Path) -> LabKey:
