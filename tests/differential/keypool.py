@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import dns.dnssec
-from cryptography.exceptions import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 
 from tests.lab.keys import LabKey, read_dnskey
 from tests.lab.tools import run
