@@ -34,7 +34,6 @@ from auditor.decode.transport import DNS_PORTS
 from auditor.errors import ConfigError
 from auditor.evidence import ResponseEvidence, build_evidence, set_facts_memo_size
 from auditor.findings.catalogue import Finding
-from auditor.findings.codes import ValidationCode
 from auditor.findings.validation import ValidationFindings
 from auditor.findings.zones import ZoneHealth
 from auditor.forgery import ForgeryConfig, ForgeryDetector, evidence_refs
@@ -77,7 +76,6 @@ from auditor.validate.budget import ZoneRate
 logger = logging.getLogger(__name__)
 
 NS = 1_000_000_000
-_UMBRELLA_CODES = frozenset({ValidationCode.DNSSEC_BOGUS, ValidationCode.DNSSEC_INDETERMINATE})
 _VALIDATED_RCODES = frozenset({dns.rcode.NOERROR, dns.rcode.NXDOMAIN})
 """Response codes whose data a validator judges (RFC 4035 5); any other answer carries none."""
 FACTS_KEPT = 50_000
@@ -682,7 +680,7 @@ class LiveAuditor:
         self._dirty = True
         self.verdicts[verdict.status.value] += 1
         self.codes.update(code.value for code in verdict.codes)
-        facts = response_facts(evidence, verdict)
+        facts = response_facts(record)
         self._remember(facts, evidence)
         if self.options.alert_format is AlertFormat.EVE:
             self.alerts.send(eve_dns(evidence, verdict, facts), alert=False)

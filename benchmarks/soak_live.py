@@ -148,14 +148,16 @@ def write_anchors(capture: Path, target: Path, frames: int = 50_000) -> Path:
     return target
 
 
-def start_auditor(out: Path, hold: float, anchors: Path | None) -> subprocess.Popen[str]:
+def start_auditor(out: Path, hold: float, anchors: Path | None,
+                  metrics_port: int | None = None) -> subprocess.Popen[str]:
     # The capture's signatures are valid in mid-2025 and live judges at capture (= now)
     # time: a clock skew of ~3 years keeps them valid, as on a live network.
     trust = ["--trust-anchor", str(anchors), "--clock-skew", "100000000"] if anchors else []
+    metrics = ["--metrics-port", str(metrics_port)] if metrics_port is not None else []
     process = subprocess.Popen(
         [sys.executable, "-m", "auditor", "live", "-i", OUR_END, "--out", str(out),
          "--alerts", str(out / "alerts.jsonl"), "--stats-interval", "1", "--hold", str(hold),
-         *trust, "-v"],
+         *trust, *metrics, "-v"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     for line in process.stderr:
@@ -196,6 +198,45 @@ def paced_send(capture: Path, rate: int, count: int) -> None:
     sock.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (``/proc/PID/stat`` utime + stime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Scraper(threading.Thread):
+    """Scrapes the metrics endpoint every ``interval`` seconds, as Prometheus would (its
+    default is 15 s: every second is the harder case)."""
+
+    def __init__(self, port: int, interval: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.interval = interval
+        self.scrapes = 0
+        self.failures = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import urllib.request
+
+        while not self.stop.wait(self.interval):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as response:
+                    response.read()
+                self.scrapes += 1
+            except OSError:
+                self.failures += 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def read_stats(out: Path) -> dict:
     try:
         return json.loads((out / "stats.json").read_text())
@@ -219,15 +260,23 @@ def wait_caught_up(out: Path, timeout: float) -> float:
 
 
 def one_rate(capture: Path, rate: int, seconds: float, hold: float,
-             anchors: Path | None) -> dict:
+             anchors: Path | None, *, metrics: bool = False) -> dict:
     count = int(rate * seconds)
     with tempfile.TemporaryDirectory(prefix="soak-") as directory:
         out = Path(directory)
-        process = start_auditor(out, hold, anchors)
+        port = free_port() if metrics else None
+        process = start_auditor(out, hold, anchors, port)
+        scraper = Scraper(port) if port is not None else None
+        if scraper is not None:
+            scraper.start()
         sampler = Sampler(process.pid)
         sampler.start()
+        cpu_before = cpu_seconds(process.pid)
         sent_s = replay(capture, rate, count)
         drain_s = wait_caught_up(out, timeout=120)
+        cpu_s = cpu_seconds(process.pid) - cpu_before
+        if scraper is not None:
+            scraper.stop.set()
         process.send_signal(signal.SIGTERM)
         code = process.wait(120)
         sampler.stop.set()
@@ -244,7 +293,32 @@ def one_rate(capture: Path, rate: int, seconds: float, hold: float,
         "verdicts": stats.get("validation", {}).get("verdicts"),
         "internal_drops": drops, "drain_s": round(drain_s, 1), "exit_code": code,
         "peak_rss_mib": sampler.peak_mib(), "rss_mib_over_time": sampler.over_time_mib(),
+        "cpu_s": round(cpu_s, 2), "metrics": metrics,
+        "scrapes": scraper.scrapes if scraper is not None else None,
+        "scrape_failures": scraper.failures if scraper is not None else None,
     }
+
+
+def metrics_cost(capture: Path, args: argparse.Namespace, anchors: Path | None) -> dict:
+    """At each rate, ``--repeat`` pairs of runs without and with ``--metrics-port`` (scraped
+    every second), alternating so machine load hits both alike: zero-drop, drain time and the
+    auditor's CPU seconds for the same frames."""
+    pairs = []
+    for rate in args.rates:
+        for _ in range(args.repeat):
+            pair = {}
+            for metrics in (False, True):
+                result = one_rate(capture, rate, args.seconds, args.hold, anchors,
+                                  metrics=metrics)
+                result["zero_drop"] = ours_clean(result)
+                pair["with" if metrics else "without"] = without_series(result)
+            print(json.dumps(pair), flush=True)
+            pairs.append(pair)
+    cpu = {side: [pair[side]["cpu_s"] for pair in pairs] for side in ("without", "with")}
+    return {"pairs": pairs, "cpu_s": cpu,
+            "cpu_ratio_median": sorted(w / o for w, o in zip(cpu["with"], cpu["without"],
+                                                              strict=True) if o)[len(pairs) // 2]
+            if pairs else None}
 
 
 def tshark_command() -> list[str]:
@@ -479,6 +553,11 @@ def parse_args() -> argparse.Namespace:
                            help="skip the tshark reference run at each rate")
     reference.add_argument("--reference-only", action="store_true",
                            help="run tshark alone (no auditor, no soak): to check the reference")
+    parser.add_argument("--metrics-cost", action="store_true",
+                        help="only compare runs without and with --metrics-port (scraped "
+                        "every second) at each of --rates; no tshark, no soak")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="pairs of runs per rate for --metrics-cost")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "out" /
                         "soak-live.json")
     return parser.parse_args()
@@ -496,7 +575,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("soak_live.py needs root (veth pair, packet sockets)", file=sys.stderr)
         return 2
-    if not args.no_reference and not which("tshark"):
+    if not args.no_reference and not args.metrics_cost and not which("tshark"):
         print("the reference needs tshark (apt-get install -y tshark), or pass --no-reference",
               file=sys.stderr)
         return 2
@@ -504,6 +583,17 @@ def main() -> int:
     anchors = None if args.no_anchors or args.reference_only else write_anchors(
         capture, Path(tempfile.mkdtemp(prefix="soak-anchors-")) / "anchors.txt")
     make_veth()
+    if args.metrics_cost:
+        try:
+            cost = metrics_cost(capture, args, anchors)
+        finally:
+            remove_veth()
+        target = args.json.with_name("soak-live-metrics.json")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(cost, indent=2) + "\n")
+        print(f"metrics cost: CPU with/without median {cost['cpu_ratio_median']}; "
+              f"report in {target}")
+        return 0
     try:
         results, best, tshark_best = sweep(capture, args, anchors)
         soak = None

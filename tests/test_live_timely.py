@@ -129,6 +129,8 @@ def test_servfail_and_refused_are_released_at_once() -> None:
         [(released, verdict)] = judge.feed(evidence)
         assert released is evidence and verdict.status is Status.INDETERMINATE
         assert judge.held == 0 and judge.counters()["not_held"] == 1
+        # the verdict says there is nothing to validate, not that keys are missing
+        assert verdict.missing == ("the response has no records to validate",)
 
 
 def test_an_indeterminate_noerror_answer_still_waits_for_keys() -> None:

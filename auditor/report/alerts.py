@@ -7,17 +7,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import communityid
-import dns.flags
 
-from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding, Severity
-from auditor.report.records import finding_record, rcode_text, type_text
-from auditor.validate.verdict import Verdict
+from auditor.report.records import finding_record
 
 LIVE_FINDINGS_SCHEMA = "dnssec-auditor/findings/2"
 """Schema of live ``findings-*.jsonl`` records and alerts: every field of ``findings/1`` plus
@@ -63,18 +60,16 @@ class ResponseFacts:
     """The answer came from a recursive resolver (RA set, AA clear): it reached a client."""
 
 
-def response_facts(evidence: ResponseEvidence, verdict: Verdict) -> ResponseFacts:
-    """The facts an alert cites about one judged response."""
-    wire = evidence.transaction.response.wire
-    flags = evidence.flags
+def response_facts(record: Mapping[str, Any]) -> ResponseFacts:
+    """The facts an alert cites about one judged response, from its ``responses.jsonl``
+    record (already rendered: nothing is computed twice per response)."""
+    flags = record["flags"]
     return ResponseFacts(
-        capture=wire.capture, frame=wire.frame, transport=wire.transport.value,
-        server=wire.src, sport=wire.sport, client=wire.dst, cport=wire.dport,
-        msg_id=evidence.transaction.response.id,
-        qname=evidence.qname.to_text() if evidence.qname is not None else None,
-        qtype=type_text(evidence.qtype), rcode=rcode_text(evidence.rcode),
-        verdict=verdict.status.value, codes=tuple(code.value for code in verdict.codes),
-        to_client=bool(flags & dns.flags.RA) and not flags & dns.flags.AA,
+        capture=record["capture"], frame=record["frame"], transport=record["transport"],
+        server=record["src"], sport=record["sport"], client=record["dst"],
+        cport=record["dport"], msg_id=record["id"], qname=record["qname"],
+        qtype=record["qtype"], rcode=record["rcode"], verdict=record["verdict"],
+        codes=tuple(record["codes"]), to_client="RA" in flags and "AA" not in flags,
     )
 
 
