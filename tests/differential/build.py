@@ -291,7 +291,7 @@ def _with_keys(lines: Sequence[str], zone: str, keys: Iterable[LabKey]) -> str:
 
 def sign_python(job: Job, keys: ZoneKeys) -> dns.zone.Zone:
     """Sign the job's zone with dnspython (NSEC; the KSK signs the DNSKEY RRset, the ZSK the
-    rest): RSAMD5, DSA and short RSA keys, which BIND 9.18 neither makes nor signs with."""
+    rest): RSAMD5, DSA and short RSA keys, for which BIND 9.18 makes no keys."""
     zone = dns.zone.from_text("\n".join(job.lines) + "\n", origin=job.plan.name,
                               relativize=False)  # fmt: skip
     pairs = [(load_private(key.base), key.dnskey) for key in keys.signing]

@@ -52,7 +52,7 @@ KEY_FAULTS = frozenset({FaultKind.KEY_REVOKED, FaultKind.KEY_MISSING})
 """Faults made while signing with BIND's tools (a second signing of the DNSKEY RRset)."""
 
 PYTHON_ALGORITHMS = frozenset({1, 3, 6})
-"""RSAMD5 and DSA: BIND 9.18 no longer makes or signs with them; dnspython does."""
+"""RSAMD5 and DSA: BIND 9.18 makes no such keys ("unsupported algorithm"); dnspython signs."""
 WEAK_RSA_BITS = 1024
 """RSA moduli below this size are signed with dnspython (dnssec-keygen refuses them)."""
 
