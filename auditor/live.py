@@ -78,8 +78,6 @@ logger = logging.getLogger(__name__)
 NS = 1_000_000_000
 _VALIDATED_RCODES = frozenset({dns.rcode.NOERROR, dns.rcode.NXDOMAIN})
 """Response codes whose data a validator judges (RFC 4035 5); any other answer carries none."""
-FACTS_KEPT = 50_000
-"""Responses (by frame) whose facts are kept for the alerts of findings decided later."""
 
 Judged = tuple[ResponseEvidence, Verdict]
 
@@ -144,6 +142,9 @@ class LiveLimits:
     next ticks), so a large backlog cannot stall capture."""
     finding_keys: int = 20_000
     """Findings merge keys (code, zone or question, server, client) counted at once."""
+    alert_facts: int = 50_000
+    """Frames whose response facts (flow, question, verdict; about 300 bytes each) are kept
+    for findings decided after the response was judged (bursts, races, hold-on)."""
     burst_window_ns: int = 500_000_000
     """Window over which wrong-ID responses to one client port are grouped (offline: 2 s). The
     timer closes it, so a burst's alert comes at most this long plus a tick after its first
@@ -693,7 +694,7 @@ class LiveAuditor:
         """Keep the facts of a response for the findings that cite its frames (bounded)."""
         for number in evidence.transaction.response.wire.frames:
             self._facts[(facts.capture, number)] = facts
-        while len(self._facts) > FACTS_KEPT:
+        while len(self._facts) > self.options.limits.alert_facts:
             self._facts.popitem(last=False)
 
     def _facts_of(self, finding: Finding) -> ResponseFacts | None:
@@ -954,6 +955,8 @@ class LiveAuditor:
             "parsed_messages": self.stream.chain.parser.cached if self.stream.chain.parser
             else 0,
             "zones": sum(len(s) for s in self.sources if isinstance(s, ZoneHealth)),
+            "finding_keys": len(self.log),
+            "alert_facts": len(self._facts),
             **{f"key_material_{name}": size for name, size in self.material.sizes().items()},
         }
 
