@@ -394,8 +394,8 @@ def _scenario_jobs(
             knot_keys = zone_keys(pool, plan, (), index, keydir)
             assert knot_keys is not None
             keys[plan.name] = knot_keys
-            lines = (*header(plan.name, addresses.knot), *plan.records)
-            parts.knot.append(KnotZone(plan.name, lines, tuple(knot_keys.published)))
+            text = (*header(plan.name, addresses.knot), *plan.records)
+            parts.knot.append(KnotZone(plan.name, text, tuple(knot_keys.published)))
         elif online is not None:
             zone = online_zone(plan, faults[plan.name], addresses.online)
             parts.online.append(zone)

@@ -11,6 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import dns.dnssec
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
 import pytest
 
 from tests.differential.classify import Entry, Expectations, class_table, report, tally
@@ -27,6 +33,7 @@ from tests.differential.model import (
     ProbeKind,
 )
 from tests.lab import lab_unavailable_reason
+from tests.lab.online_signer import OnlineZone
 
 CI_SEED = 20261206
 CI_COUNT = 200
@@ -171,3 +178,44 @@ def test_fixture_replay(fixture: Path, tmp_path: Path) -> None:
         and not any(entry.matches(_replayed(q, verdict)) for entry in entries)
     ]
     assert not wrong, "\n".join(wrong)
+
+
+def _denial(zone: OnlineZone, qname: str) -> dns.message.Message:
+    return zone.answer(dns.message.make_query(qname, "A", want_dnssec=True))
+
+
+def _covers(nsec: dns.rrset.RRset, name: dns.name.Name) -> bool:
+    return bool(nsec.name < name < nsec[0].next)
+
+
+def _online(mode: str, *, nsec3: bool = False) -> OnlineZone:
+    return OnlineZone(dns.name.from_text("z.test."), "127.0.0.1", nsec3=nsec3, mode=mode,
+                      records=("www A 192.0.2.1", "deep.er TXT \"x\""))  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["wl", "wlbad"])
+def test_online_white_lies_deny_below_the_closest_encloser(mode: str) -> None:
+    # nope.www.z.test.: the closest encloser is www (RFC 5155 1.3), so the wildcard denied is
+    # *.www and the span covers the next closer name; the broken twin misses it.
+    response = _denial(_online(mode), "nope.www.z.test.")
+    nsecs = [r for r in response.authority if r.rdtype == dns.rdatatype.NSEC]
+    qname, wildcard = (dns.name.from_text(n) for n in ("nope.www.z.test.", "*.www.z.test."))
+    assert any(_covers(nsec, wildcard) for nsec in nsecs)
+    assert any(_covers(nsec, qname) for nsec in nsecs) is (mode == "wl")
+
+
+def test_online_nsec3_white_lies_match_the_closest_encloser() -> None:
+    zone = _online("wl", nsec3=True)
+    response = _denial(zone, "a.b.er.z.test.")  # closest encloser: the empty non-terminal er
+    owners = {r.name.labels[0].decode().upper() for r in response.authority
+              if r.rdtype == dns.rdatatype.NSEC3}  # fmt: skip
+    encloser = dns.dnssec.nsec3_hash(dns.name.from_text("er.z.test."), None, 0, 1)
+    assert encloser in owners
+    assert response.rcode() == dns.rcode.NXDOMAIN
+
+
+def test_online_black_lie_is_owned_by_the_name() -> None:
+    response = _denial(_online("bl"), "nope.www.z.test.")
+    (nsec,) = [r for r in response.authority if r.rdtype == dns.rdatatype.NSEC]
+    assert nsec.name == dns.name.from_text("nope.www.z.test.")
+    assert "NXNAME" in nsec[0].to_text() and response.rcode() == dns.rcode.NOERROR
