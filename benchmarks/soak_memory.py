@@ -39,7 +39,7 @@ SMALL_LIMITS = {"fragment_sets": 500, "tcp_flows": 500, "pending_queries": 2000,
                 "record_cache": 2000, "digest_memo": 2000, "signature_memo": 2000,
                 "signed_copies": 5000, "denial_records": 5000, "chain_rrsets": 5000,
                 "zones": 1000, "forgery_entries": 2000, "holdon_waiting": 500,
-                "address_memo": 2000}
+                "address_memo": 2000, "finding_keys": 2000, "alert_facts": 5000}
 """With ``--all-small-caps``: every ``LiveLimits`` cap small, through ``live --limit``, so that
 the soak shows each table bounded by its cap within hours."""
 PLATEAU_TOLERANCE = 0.10
