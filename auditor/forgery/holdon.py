@@ -47,6 +47,19 @@ class _Profile:
     """Recent (capture time, IP TTL) samples."""
     waiting: list[ResponseSummary] = field(default_factory=list)
     """Responses seen before the profile had enough samples; judged once it has."""
+    counts: Counter[int] = field(default_factory=Counter)
+    """IP TTLs of ``hops`` counted, kept with it (a lookup instead of a scan per response)."""
+    ordered: bool = True
+    """Whether ``hops`` arrived in capture-time order (then its ends bound every sample)."""
+
+    def add_hop(self, ts_ns: int, hop_limit: int) -> None:
+        hops = self.hops
+        if len(hops) == hops.maxlen:
+            self.counts[hops[0][1]] -= 1
+        if hops and ts_ns < hops[-1][0]:
+            self.ordered = False
+        hops.append((ts_ns, hop_limit))
+        self.counts[hop_limit] += 1
 
 
 @dataclass(slots=True)
@@ -138,7 +151,7 @@ class HoldOnTracker:
             self.skipped_unmatched += 1
             return []
         profile = self._profile(summary.server)
-        profile.hops.append((summary.ts_ns, summary.hop_limit))
+        profile.add_hop(summary.ts_ns, summary.hop_limit)
         rtt = summary.rtt_ns
         if rtt is not None and summary.query_copies == 1:
             self._pair(summary.client, summary.server).add(summary.ts_ns, rtt)
@@ -213,10 +226,15 @@ class HoldOnTracker:
             Counter[int], dict[int, int], int]:
         """The counts of IP TTLs among the server's *other* recent responses (a response never
         vouches for itself), the stable paths among them, and how many others there are."""
-        recent = self._recent(profile.hops, summary.ts_ns)
-        counts = Counter(recent)
+        hops, ts_ns, horizon = profile.hops, summary.ts_ns, self._horizon
+        if profile.ordered and ts_ns - hops[0][0] <= horizon and hops[-1][0] - ts_ns <= horizon:
+            counts = +profile.counts  # every sample is recent (the usual case)
+            others = len(hops) - 1
+        else:
+            recent = self._recent(hops, ts_ns)
+            counts = Counter(recent)
+            others = len(recent) - 1
         counts[summary.hop_limit] -= 1
-        others = len(recent) - 1
         floor = min(self._path_count, self._path_share * others)
         return counts, {value: seen for value, seen in counts.items()
                         if seen > 0 and seen >= floor}, others
