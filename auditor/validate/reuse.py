@@ -13,6 +13,7 @@ from auditor.validate.validator import Validator
 from auditor.validate.verdict import Verdict
 
 _NS = 1_000_000_000
+_CD = int(dns.flags.CD)
 ENTRY_OVERHEAD = 1024
 """Accounted bytes per entry besides its key: the key tuple, the shared verdict's share."""
 
@@ -124,7 +125,7 @@ class VerdictCache:
         validator = self._validator
         at_ns = validator.at_ns if validator.at_ns is not None else evidence.ts_ns
         epoch = validator.keys.anchors.epoch_of(at_ns // _NS)
-        query_cd = query is not None and bool(query.flags & dns.flags.CD)
+        query_cd = query is not None and bool(query.flags & _CD)
         return (
             body,
             _ttls_over_original(evidence),
