@@ -45,6 +45,8 @@ from auditor.report.evidence_pcap import (
     write_evidence,
 )
 from auditor.report.records import iso_time, verdict_fields
+from auditor.report.resolution import resolution_record
+from auditor.resolution import ResolutionLinker
 from auditor.transactions import Matcher, Transaction
 from auditor.trust import KeyCache, KeyMaterial, KeyView, TrustAnchor, load_anchors
 from auditor.trust.cache import CacheUse
@@ -530,6 +532,19 @@ def _query_observer(sources: list[FindingSource]) -> Callable[[ObservedMessage],
     return detector.observe_query if detector is not None else None
 
 
+def _both(first: Callable[[ObservedMessage], None] | None,
+          second: Callable[[ObservedMessage], None]) -> Callable[[ObservedMessage], None]:
+    """One query hook calling two (the forgery stage's and the resolution linker's)."""
+    if first is None:
+        return second
+
+    def both(message: ObservedMessage) -> None:
+        first(message)
+        second(message)
+
+    return both
+
+
 def _forgery_counters(sources: list[FindingSource]) -> dict[str, object]:
     detector = next((s for s in sources if isinstance(s, ForgeryDetector)), None)
     return detector.counters() if detector is not None else {}
@@ -751,9 +766,11 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
                 else _judged_two_pass(stream, frames, judge)
             )
             sources = finding_sources(options, validator)
-            stream.on_query = _query_observer(sources)
+            linker = ResolutionLinker()
+            stream.on_query = _both(_query_observer(sources), linker.observe_query)
             for evidence, verdict, fields in judged:
-                responses.write({**response_record(evidence), **fields})
+                linked = resolution_record(linker.feed(evidence, verdict))
+                responses.write({**response_record(evidence), **fields, "resolution": linked})
                 verdicts[verdict.status.value] += 1
                 codes.update(code.value for code in verdict.codes)
                 if cache_use.keys_loaded and relies_on_cache(verdict, validator):
@@ -800,6 +817,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     stats["anonymized"] = anonymizer is not None
     stats["inputs"] = _input_digests(options.captures)
     stats["forgery"] = _forgery_counters(sources)
+    stats["resolution"] = linker.stats.as_dict()
     stats["evidence"] = _write_evidence(options, collector)
     stats["key_cache"] = cache_use.as_dict()
     write_json(paths[2], stats)
@@ -807,6 +825,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     # The reports read the files back: what judging kept (parsed messages, forgery tables,
     # signed copies, memos) goes first, so its memory is reused rather than added to.
     sources.clear()
+    linker.flush()
     stream.on_query = None
     parse_cache.clear()
     judge.release()

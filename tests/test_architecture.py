@@ -29,7 +29,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("auditor.evidence",),
     ("auditor.trust",),
     ("auditor.validate",),
-    ("auditor.findings", "auditor.forgery"),
+    ("auditor.findings", "auditor.forgery", "auditor.resolution"),
     ("auditor.report",),
     ("auditor.pipeline", "auditor.live"),
     ("auditor.cli", "auditor.cli_live", "auditor.__main__"),

@@ -19,13 +19,31 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+LATEST: dict[str, int] = {"responses": 2}
+"""The current version of each schema not at version 1."""
+
+
 @functools.cache
-def schema(name: str) -> dict[str, Any]:
-    """The packaged schema ``schemas/<name>-1.json`` (``responses``, ``findings``)."""
+def schema(name: str, version: int | None = None) -> dict[str, Any]:
+    """The packaged schema ``schemas/<name>-<version>.json`` (``responses``, ``findings``),
+    the latest version by default."""
+    version = version if version is not None else LATEST.get(name, 1)
     text = importlib.resources.files("auditor.report").joinpath(
-        f"schemas/{name}-1.json").read_text(encoding="utf-8")
+        f"schemas/{name}-{version}.json").read_text(encoding="utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
+
+
+def schema_of(name: str, record: object) -> dict[str, Any]:
+    """The schema a saved record declares in its ``schema`` field (``.../responses/1`` of an
+    older run), the latest of ``name`` when it declares none we know."""
+    declared = record.get("schema") if isinstance(record, dict) else None
+    prefix = f"dnssec-auditor/{name}/"
+    if isinstance(declared, str) and declared.startswith(prefix):
+        version = declared.removeprefix(prefix)
+        if version.isdigit() and 1 <= int(version) <= LATEST.get(name, 1):
+            return schema(name, int(version))
+    return schema(name)
 
 
 def problem(root: dict[str, Any], value: object, node: dict[str, Any] | None = None,

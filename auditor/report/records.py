@@ -17,8 +17,9 @@ from auditor.findings.catalogue import CATALOGUE, Finding
 from auditor.messages import name_text
 from auditor.validate.verdict import Verdict
 
-RESPONSES_SCHEMA = "dnssec-auditor/responses/1"
-"""Schema identifier written in every ``responses.jsonl`` record; bumped on breaking changes."""
+RESPONSES_SCHEMA = "dnssec-auditor/responses/2"
+"""Schema identifier written in every ``responses.jsonl`` record; bumped when fields are added
+(2: ``resolution``) or changed."""
 FINDINGS_SCHEMA = "dnssec-auditor/findings/1"
 """Schema identifier written in every ``findings.jsonl`` record."""
 STATS_SCHEMA = "dnssec-auditor/stats/1"

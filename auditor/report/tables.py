@@ -141,13 +141,14 @@ def numbered_jsonl(path: Path, kind: str | None = None) -> Iterator[tuple[int, d
     """(line number, record) of every record of a JSON Lines file (blank lines skipped);
     with ``kind`` (``responses``, ``findings``) and ``SCHEMA_CHECKS`` set each record must
     fit that schema."""
-    rules = check.schema(kind) if kind is not None and SCHEMA_CHECKS.get() else None
+    checked = kind is not None and SCHEMA_CHECKS.get()
     try:
         with path.open("rb") as handle:
             for number, raw in enumerate(handle, 1):
                 if raw.strip():
                     record = _record(path, number, raw)
-                    found = check.problem(rules, record) if rules is not None else None
+                    found = (check.problem(check.schema_of(kind, record), record)
+                             if checked and kind is not None else None)
                     if found:
                         raise ReportInputError(str(path), found, number)
                     yield number, record

@@ -41,7 +41,7 @@ def _lines(path: Path) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize(("name", "schema"), [("responses.jsonl", "responses-1.json"),
+@pytest.mark.parametrize(("name", "schema"), [("responses.jsonl", "responses-2.json"),
                                               ("findings.jsonl", "findings-1.json")])
 def test_json_lines_follow_their_published_schema(out: Path, name: str, schema: str) -> None:
     document = json.loads((SCHEMAS / schema).read_text())
