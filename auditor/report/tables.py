@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -157,6 +158,12 @@ def numbered_jsonl(path: Path, kind: str | None = None) -> Iterator[tuple[int, d
 
 
 def _record(path: Path, number: int, raw: bytes) -> dict[str, Any]:
+    try:
+        fast = orjson.loads(raw)  # several times faster; anything it refuses goes below
+    except orjson.JSONDecodeError:
+        fast = None
+    if isinstance(fast, dict):
+        return fast
     try:
         record = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
