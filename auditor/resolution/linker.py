@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import dns.name
 import dns.rcode
@@ -61,11 +62,56 @@ class _Exchange:
         return self.answer_ts_ns is not None and self.answer_ts_ns <= ts_ns
 
 
+_V = TypeVar("_V")
+_MAX_NAMES = 10_000
+"""Per resolver: CNAME owners and DS zones remembered (oldest forgotten first)."""
+
+
 @dataclass(slots=True)
 class _Resolver:
     exchanges: deque[_Exchange] = field(default_factory=deque)
-    ds_zones: set[dns.name.Name] = field(default_factory=set)
-    """Zones whose DS RRset an upstream answer carried (a DNSKEY is then required)."""
+    ds_zones: OrderedDict[dns.name.Name, None] = field(default_factory=OrderedDict)
+    """Zones whose DS RRset an upstream answer or referral carried: signed zones (RFC 4035
+    5.2), whose keys and signatures the resolver must find."""
+    aliases: OrderedDict[dns.name.Name, tuple[dns.name.Name, ...]] = field(
+        default_factory=OrderedDict)
+    """CNAME owner -> targets from upstream answers: the path of an answer from cache."""
+
+    def note(self, evidence: ResponseEvidence) -> None:
+        """Remember the DS zones and CNAMEs an upstream answer carries."""
+        for item in evidence.rrsets:
+            rdtype = int(item.rrset.rdtype)
+            if rdtype == dns.rdatatype.DS:
+                _bounded_put(self.ds_zones, item.rrset.name, None)
+            elif rdtype == dns.rdatatype.CNAME and item.section is Section.ANSWER:
+                _bounded_put(self.aliases, item.rrset.name,
+                             tuple(r.target for r in item.rrset))  # type: ignore[attr-defined]
+
+    def signed_zone_of(self, name: dns.name.Name) -> dns.name.Name | None:
+        """The deepest zone with a DS at or above ``name``."""
+        for depth in range(len(name)):
+            zone = name.split(len(name) - depth)[1] if depth else name
+            if zone in self.ds_zones:
+                return zone
+        return None
+
+    def path(self, names: set[dns.name.Name]) -> set[dns.name.Name]:
+        """``names`` with the CNAME targets remembered for them, followed to the end."""
+        todo = list(names)
+        while todo:
+            for target in self.aliases.get(todo.pop(), ()):
+                if target not in names and len(names) < 32:
+                    names.add(target)
+                    todo.append(target)
+        return names
+
+
+def _bounded_put(table: OrderedDict[dns.name.Name, _V], key: dns.name.Name,
+                 value: _V) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > _MAX_NAMES:
+        table.popitem(last=False)
 
 
 @dataclass(slots=True)
@@ -149,10 +195,10 @@ class ResolutionLinker:
         exchange.answer_ts_ns = wire.ts_ns
         exchange.targets = _targets(evidence)
         resolver = self._resolvers.get(wire.dst)
-        if resolver is not None and _carries(evidence, dns.rdatatype.DS):
-            resolver.ds_zones.add(exchange.qname)
+        if resolver is not None:
+            resolver.note(evidence)
         exchange.failure = _failure(evidence, verdict, resolver)
-        exchange.answer = _upstream_answer(exchange, evidence, verdict)
+        exchange.answer = _upstream_answer(exchange, evidence, verdict, resolver)
 
     # -- client answers ----------------------------------------------------------------
 
@@ -164,7 +210,7 @@ class ResolutionLinker:
         start = query.wire.ts_ns if query is not None else wire.ts_ns - _NO_QUERY_WINDOW_NS
         during = [e for e in resolver.exchanges if start <= e.query_ts_ns <= wire.ts_ns]
         assert evidence.qname is not None
-        names = {evidence.qname, *_targets(evidence)}
+        names = resolver.path({evidence.qname, *_targets(evidence)})
         linked = _on_path(during, names)
         frames = sorted({f for e in linked for f in _frames(e, wire.ts_ns)})
         failed = (evidence.rcode == dns.rcode.SERVFAIL or verdict.status is Status.BOGUS
@@ -250,7 +296,7 @@ def _cause(linked: list[_Exchange], until_ns: int,
            names: set[dns.name.Name]) -> tuple[Cause | None, tuple[UpstreamAnswer, ...]]:
     """The most telling failure among the linked exchanges: bad data first, then errors,
     then silence; answers about the data names before answers about zones above them."""
-    answered = [e for e in linked if e.answered_by(until_ns)]
+    answered = [e for e in linked if e.answered_by(until_ns) and not _followed(e, linked)]
     for cause in (Cause.BOGUS_UPSTREAM, Cause.DNSKEY_MISSING, Cause.UPSTREAM_ERROR):
         found = [e for e in answered if e.failure is cause]
         if found:
@@ -260,6 +306,23 @@ def _cause(linked: list[_Exchange], until_ns: int,
     if silent:
         return Cause.UPSTREAM_TIMEOUT, tuple(_no_answer(e) for e in silent[:5])
     return None, ()
+
+
+def _followed(exchange: _Exchange, linked: list[_Exchange]) -> bool:
+    """Whether the resolver went on to ask for a name the answer led to (its CNAME target or
+    a nameserver of its referral, or a minimised query towards one): it accepted the answer,
+    so that answer is not why it failed, whatever the auditor thinks of it."""
+    done = exchange.answer_ts_ns
+    if done is None or not exchange.targets:
+        return False
+    for later in linked:
+        if later.query_ts_ns < done:
+            continue
+        for target in exchange.targets:
+            if later.qname == target or (target.is_subdomain(later.qname)
+                                         and not exchange.qname.is_subdomain(later.qname)):
+                return True
+    return False
 
 
 def _no_answer(exchange: _Exchange) -> UpstreamAnswer:
@@ -294,17 +357,42 @@ def _failure(evidence: ResponseEvidence, verdict: Verdict,
     if evidence.rcode in _ERROR_RCODES:
         return Cause.UPSTREAM_ERROR
     qname = evidence.qname
-    if (evidence.qtype == dns.rdatatype.DNSKEY and qname is not None and resolver is not None
-            and qname in resolver.ds_zones and not _carries(evidence, dns.rdatatype.DNSKEY)):
+    if qname is None or resolver is None or verdict.status is Status.SECURE:
+        return None
+    if (evidence.qtype == dns.rdatatype.DNSKEY and qname in resolver.ds_zones
+            and not _carries(evidence, dns.rdatatype.DNSKEY)):
         return Cause.DNSKEY_MISSING  # RFC 4035 5.2: a DS with no DNSKEY to match it
+    if _unsigned_from_signed_zone(evidence, resolver) is not None:
+        return Cause.BOGUS_UPSTREAM  # RFC 4035 3.1.1, 5.2: a signed zone's data carry RRSIGs
     return None
 
 
-def _upstream_answer(exchange: _Exchange, evidence: ResponseEvidence,
-                     verdict: Verdict) -> UpstreamAnswer:
+def _unsigned_from_signed_zone(evidence: ResponseEvidence,
+                               resolver: _Resolver) -> dns.name.Name | None:
+    """The signed zone (one with a DS) whose authoritative answer to a DO query carries
+    records without any RRSIG; None when it is not such an answer."""
+    if not evidence.do or not evidence.flags & 0x0400:  # DO (RFC 3225), AA
+        return None
+    answer = evidence.section(Section.ANSWER)
+    if not answer or any(item.rrsigs for item in answer):
+        return None
+    assert evidence.qname is not None
+    return resolver.signed_zone_of(evidence.qname)
+
+
+def _upstream_answer(exchange: _Exchange, evidence: ResponseEvidence, verdict: Verdict,
+                     exchange_resolver: _Resolver | None) -> UpstreamAnswer:
     wire = evidence.transaction.response.wire
     failure = exchange.failure
-    if failure is Cause.BOGUS_UPSTREAM:
+    resolver = exchange_resolver
+    unsigned = (_unsigned_from_signed_zone(evidence, resolver)
+                if resolver is not None and verdict.status is not Status.BOGUS else None)
+    codes: tuple[str, ...]
+    if unsigned is not None:
+        codes = ("rrsigs_missing",)
+        reason = (f"the answer carries no signatures although {unsigned} is signed (its "
+                  "parent publishes a DS for it)")
+    elif failure is Cause.BOGUS_UPSTREAM:
         codes, reason = failure_codes(verdict), failure_reason(verdict)
     elif failure is Cause.UPSTREAM_ERROR:
         rcode = dns.rcode.to_text(evidence.rcode)  # type: ignore[arg-type]
@@ -318,6 +406,8 @@ def _upstream_answer(exchange: _Exchange, evidence: ResponseEvidence,
     zone = verdict.zone
     if failure is Cause.DNSKEY_MISSING:
         zone = exchange.qname.to_text()
+    elif unsigned is not None:
+        zone = unsigned.to_text()
     elif zone is None:
         zone = next((r.signer for r in verdict.rrsets if r.signer), None)
     return UpstreamAnswer(

@@ -77,16 +77,21 @@ def failure_codes(verdict: Verdict) -> tuple[str, ...]:
     return tuple(specific + [c for c in found if c in _GENERIC])
 
 
+def _dated(code: str, rrset: RRsetVerdict | None) -> str:
+    """A code's words, with the date a validity-period failure turns on (RFC 4034 3.1.5)."""
+    if rrset is not None and code == "signature_expired" and rrset.expiration is not None:
+        return f"its signature expired at {iso_seconds(rrset.expiration)}"
+    if rrset is not None and code == "signature_not_yet_valid" and rrset.inception is not None:
+        return f"its signature is valid only from {iso_seconds(rrset.inception)}"
+    return plain(code)
+
+
 def failure_reason(verdict: Verdict) -> str:
     """What is wrong with a bogus upstream answer, in words, with the dates that matter."""
     codes = failure_codes(verdict)
     rrset = _worst_rrset(verdict)
-    words = [plain(c) for c in codes if c not in _GENERIC][:2] or ["validation failed"]
+    words = [_dated(c, rrset) for c in codes if c not in _GENERIC][:2] or ["validation failed"]
     text = " and ".join(words)
-    if rrset is not None and "signature_expired" in codes and rrset.expiration is not None:
-        text += f" (expired {iso_seconds(rrset.expiration)})"
-    elif rrset is not None and "signature_not_yet_valid" in codes and rrset.inception:
-        text += f" (valid from {iso_seconds(rrset.inception)})"
     if rrset is not None:
         text += f" on {rrset.name} {rrset.rdtype}"
     return text

@@ -67,16 +67,18 @@ class Wire:
 
     def answer(self, src: str, dst: str, qname: str, rdtype: str, ts_ms: int,
                verdict: Verdict, *, rcode: int = dns.rcode.NOERROR,
-               records: tuple[str, ...] = (), ede: tuple[int, ...] = ()) -> Resolution | None:
+               records: tuple[str, ...] = (), authority: tuple[str, ...] = (),
+               ede: tuple[int, ...] = (), aa: bool = False) -> Resolution | None:
         query = self.queries[(dst, qname + rdtype)]
         response = dns.message.make_response(query)
         response.set_rcode(rcode)
-        for text in records:
-            name, ttl, rdtype, rdata = text.split(" ", 3)
-            response.answer.append(dns.rrset.from_text(name, int(ttl), "IN", rdtype, rdata))
-        if ede:
-            response.use_edns(0, dns.flags.DO, options=[
-                dns.edns.EDEOption(code) for code in ede])
+        for section, texts in ((response.answer, records), (response.authority, authority)):
+            for text in texts:
+                name, ttl, rdtype, rdata = text.split(" ", 3)
+                section.append(dns.rrset.from_text(name, int(ttl), "IN", rdtype, rdata))
+        if aa:
+            response.flags |= dns.flags.AA
+        response.use_edns(0, dns.flags.DO, options=[dns.edns.EDEOption(code) for code in ede])
         evidence = self._observe(response, src, dst, 53, query.sport,  # type: ignore[attr-defined]
                                  ts_ms)
         assert evidence is not None
@@ -112,7 +114,7 @@ def test_servfail_is_explained_by_the_cname_targets_expired_signature() -> None:
     text = resolution.explanation or ""
     assert text.startswith("SERVFAIL for to.chain.example. A: its CNAME target "
                            "www.expired.example.")
-    assert "signature had expired (expired 2023-11-03T08:26:40Z)" in text
+    assert "its signature expired at 2023-11-03T08:26:40Z on www.expired.example. A" in text
     assert "upstream answer frame 5 from 198.51.100.1" in text
 
 
@@ -186,3 +188,67 @@ def test_authoritative_answers_and_one_sided_captures_are_not_linked() -> None:
     wire = Wire()
     wire.ask(CLIENT, AUTH, "www.example.", "A", 0)  # a stub asking a server directly
     assert wire.answer(AUTH, CLIENT, "www.example.", "A", 1, SECURE) is None
+
+
+def test_an_answer_the_resolver_followed_is_not_why_it_failed() -> None:
+    """BIND follows a CNAME into a delegation to a dead server: whatever the auditor thinks
+    of the CNAME answer, the resolver went on to ask its target, so the timeout explains."""
+    wire = Wire()
+    wire.ask(CLIENT, RESOLVER, "todead.chain.example.", "A", 0)
+    wire.ask(RESOLVER, AUTH, "todead.chain.example.", "A", 1)
+    wire.answer(AUTH, RESOLVER, "todead.chain.example.", "A", 2, EXPIRED,
+                records=("todead.chain.example. 300 CNAME www.dead.chain.example.",))
+    wire.ask(RESOLVER, "198.51.100.9", "www.dead.chain.example.", "A", 3)
+    resolution = wire.answer(RESOLVER, CLIENT, "todead.chain.example.", "A", 900, NOTHING,
+                             rcode=dns.rcode.SERVFAIL)
+    assert resolution is not None and resolution.cause is Cause.UPSTREAM_TIMEOUT
+    assert [a.qname for a in resolution.causing] == ["www.dead.chain.example."]
+
+
+DS = "unsigned.example. 300 DS 12345 13 2 " + "ab" * 32
+
+
+def test_unsigned_data_from_a_zone_whose_parent_has_a_ds() -> None:
+    wire = Wire()
+    wire.ask(CLIENT, RESOLVER, "www.unsigned.example.", "A", 0)
+    wire.ask(RESOLVER, AUTH, "unsigned.example.", "NS", 1)
+    wire.answer(AUTH, RESOLVER, "unsigned.example.", "NS", 2, SECURE,
+                authority=("unsigned.example. 300 NS ns.example.", DS))
+    wire.ask(RESOLVER, AUTH, "www.unsigned.example.", "A", 3)
+    wire.answer(AUTH, RESOLVER, "www.unsigned.example.", "A", 4, NOTHING, aa=True,
+                records=("www.unsigned.example. 300 A 192.0.2.1",))
+    resolution = wire.answer(RESOLVER, CLIENT, "www.unsigned.example.", "A", 5, NOTHING,
+                             rcode=dns.rcode.SERVFAIL)
+    assert resolution is not None and resolution.cause is Cause.BOGUS_UPSTREAM
+    (causing,) = resolution.causing
+    assert (causing.zone, causing.codes) == ("unsigned.example.", ("rrsigs_missing",))
+
+
+def test_a_dnskey_query_answered_without_keys_under_a_ds() -> None:
+    wire = Wire()
+    wire.ask(CLIENT, RESOLVER, "www.unsigned.example.", "A", 0)
+    wire.ask(RESOLVER, AUTH, "unsigned.example.", "DS", 1)
+    wire.answer(AUTH, RESOLVER, "unsigned.example.", "DS", 2, SECURE, records=(DS,))
+    wire.ask(RESOLVER, AUTH, "unsigned.example.", "DNSKEY", 3)
+    wire.answer(AUTH, RESOLVER, "unsigned.example.", "DNSKEY", 4, NOTHING, aa=True)
+    resolution = wire.answer(RESOLVER, CLIENT, "www.unsigned.example.", "A", 5, NOTHING,
+                             rcode=dns.rcode.SERVFAIL, ede=(9,))
+    assert resolution is not None and resolution.cause is Cause.DNSKEY_MISSING
+    assert "the keys (DNSKEY) of unsigned.example." in (resolution.explanation or "")
+    assert resolution.ede_check is not None and resolution.ede_check.agrees is True
+
+
+def test_a_cached_cname_leads_to_the_target_fetched_again() -> None:
+    """BIND keeps the CNAME but fetches the bogus target again: linked through the CNAME
+    remembered from the first resolution."""
+    wire = Wire()
+    _cname_into_expired(wire)
+    wire.matcher = Matcher()
+    wire.ask(CLIENT, RESOLVER, "to.chain.example.", "A", 1000)
+    wire.ask(RESOLVER, AUTH, "www.expired.example.", "A", 1001)
+    wire.answer(AUTH, RESOLVER, "www.expired.example.", "A", 1002, EXPIRED)
+    again = wire.answer(RESOLVER, CLIENT, "to.chain.example.", "A", 1003, NOTHING,
+                        rcode=dns.rcode.SERVFAIL)
+    assert again is not None and not again.from_cache
+    assert again.cause is Cause.BOGUS_UPSTREAM
+    assert again.causing[0].frame == 9
