@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import dns.flags
 
@@ -118,7 +118,10 @@ class VerdictCache:
         reference_ns = at_ns if at_ns is not None else evidence.ts_ns
         if verdict.reference_time_ns == reference_ns:
             return verdict
-        return replace(verdict, reference_time_ns=reference_ns)
+        # dataclasses.replace, spelled out (it inspects the fields on every call).
+        return Verdict(verdict.status, verdict.codes, verdict.zone, verdict.rrsets,
+                       verdict.missing, reference_ns, verdict.detail, verdict.claims_status,
+                       verdict.valid_ns)
 
     def _key(self, evidence: ResponseEvidence) -> VerdictKey:
         response = evidence.transaction.response

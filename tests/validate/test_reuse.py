@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import dns.edns
@@ -165,3 +166,16 @@ def test_a_verdict_without_window_is_never_reused() -> None:
     cache.judge(_evidence(NS))  # type: ignore[arg-type]
     assert judged == [NS, NS]
     assert cache.stats.not_reusable == 2
+
+
+def test_a_hit_copies_every_field_but_the_reference_time() -> None:
+    # _restamped spells dataclasses.replace out: a field added to Verdict must be copied too.
+    stored = Verdict(
+        Status.BOGUS, (), "example.", (), ("m",), NS, ("d",), Status.SECURE, (0, 10 * NS)
+    )
+    cache, _ = _cache(None)
+    again = cache._restamped(stored, _evidence(2 * NS))  # type: ignore[arg-type]
+    expected = dataclasses.replace(stored, reference_time_ns=2 * NS)
+    assert [getattr(again, f.name) for f in dataclasses.fields(Verdict)] == [
+        getattr(expected, f.name) for f in dataclasses.fields(Verdict)
+    ]
