@@ -219,3 +219,15 @@ def test_online_black_lie_is_owned_by_the_name() -> None:
     (nsec,) = [r for r in response.authority if r.rdtype == dns.rdatatype.NSEC]
     assert nsec.name == dns.name.from_text("nope.www.z.test.")
     assert "NXNAME" in nsec[0].to_text() and response.rcode() == dns.rcode.NOERROR
+
+
+def test_online_signer_follows_cnames_inside_its_zone() -> None:
+    # RFC 1034 4.3.2: the target's denial travels with the CNAME (Unbound otherwise takes the
+    # answer for a NODATA of the target without proof: bogus, seed 1 s01258).
+    zone = OnlineZone(dns.name.from_text("z.test."), "127.0.0.1", mode="wl",
+                      records=("cn0 CNAME nx4.z.test.", "cn1 CNAME out.other.test."))  # fmt: skip
+    inside = _denial(zone, "cn0.z.test.")
+    assert inside.rcode() == dns.rcode.NXDOMAIN
+    assert any(r.rdtype == dns.rdatatype.NSEC for r in inside.authority)
+    outside = _denial(zone, "cn1.z.test.")
+    assert outside.rcode() == dns.rcode.NOERROR and not outside.authority

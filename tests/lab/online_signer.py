@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 logger = logging.getLogger(__name__)
 
 TTL = 300
+_MAX_CHASE = 8
+"""CNAME steps followed inside one zone (the generator makes no loops)."""
 HASH_SPACE = 1 << 160
 SHAPES = ("bl", "blbad", "nx", "nxbad", "wl", "wlabs", "wlbad")
 """First-label prefixes of the non-existent names, one per answer shape."""
@@ -137,23 +139,36 @@ class OnlineZone:
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
         question = query.question[0]
-        qname, qtype = question.name, question.rdtype
-        if not qname.is_subdomain(self.origin):
+        if not question.name.is_subdomain(self.origin):
             response.set_rcode(dns.rcode.REFUSED)
             return response
-        soa = self.data[(self.origin, dns.rdatatype.SOA)]
-        cname = self.data.get((qname, dns.rdatatype.CNAME))
-        if (qname, qtype) in self.data:
-            response.answer = self.signed(self.data[(qname, qtype)])
-        elif cname is not None:
-            response.answer = self.signed(cname)
-        elif self.exists(qname):
-            response.authority = self.signed(soa, *self.nodata(qname))
-        else:
-            rcode, proof = self.denial(qname, qtype)
-            response.set_rcode(rcode)
-            response.authority = self.signed(soa, *proof)
+        answer, rcode, authority = self.lookup(question.name, question.rdtype)
+        response.answer, response.authority = answer, authority
+        response.set_rcode(rcode)
         return response
+
+    def lookup(
+        self, qname: dns.name.Name, qtype: int
+    ) -> tuple[list[dns.rrset.RRset], int, list[dns.rrset.RRset]]:
+        """(answer, rcode, authority) for *qname*/*qtype*, CNAMEs followed inside the zone as
+        an authoritative server does (RFC 1034 4.3.2 step 3a): a validator treats a CNAME
+        answer whose in-zone target is left out as a NODATA for the target, without proof."""
+        soa = self.data[(self.origin, dns.rdatatype.SOA)]
+        answer: list[dns.rrset.RRset] = []
+        for _ in range(_MAX_CHASE):
+            if not qname.is_subdomain(self.origin):
+                break
+            cname = self.data.get((qname, dns.rdatatype.CNAME))
+            if (qname, qtype) in self.data:
+                return answer + self.signed(self.data[(qname, qtype)]), dns.rcode.NOERROR, []
+            if cname is None:
+                if self.exists(qname):
+                    return answer, dns.rcode.NOERROR, self.signed(soa, *self.nodata(qname))
+                rcode, proof = self.denial(qname, qtype)
+                return answer, rcode, self.signed(soa, *proof)
+            answer += self.signed(cname)
+            qname = cname[0].target
+        return answer, dns.rcode.NOERROR, []
 
     def nodata(self, qname: dns.name.Name) -> list[dns.rrset.RRset]:
         types = self.types_at(qname)
