@@ -13,6 +13,7 @@ from typing import Any
 from auditor.errors import ReportInputError
 from auditor.findings.catalogue import CATALOGUE, Severity
 from auditor.findings.words import plain
+from auditor.report.resolution import WhyClientsFailed
 
 MAX_ANSWER_ROWS = 500
 """Bogus/forged answers listed in full; the rest are counted."""
@@ -86,6 +87,8 @@ class ReportData:
     """The zone inventory."""
     chains: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Zone -> drawn chain links."""
+    why: WhyClientsFailed = field(default_factory=WhyClientsFailed)
+    """Failed client answers grouped by the upstream cause (resolution reconstruction)."""
 
     @property
     def capture_name(self) -> str:
@@ -176,6 +179,7 @@ def _read_responses(data: ReportData, path: Path) -> None:
         try:
             verdict = str(record.get("verdict") or "unjudged")
             _bump(data, record["ts"], 0)
+            data.why.add(record)
             if verdict == "bogus":
                 _bump(data, record["ts"], 1)
                 _add_answer(data, _answer_row(record))

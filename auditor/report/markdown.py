@@ -50,6 +50,22 @@ def _answers(data: ReportData) -> list[str]:
     return [*lines, ""]
 
 
+def _why(data: ReportData) -> list[str]:
+    groups = data.why.ordered()
+    if not groups:
+        return []
+    lines = [f"## Why clients failed ({data.why.failed})", "",
+             "| cause | zone | what is wrong | client answers | first | last | upstream frames |",
+             "|---|---|---|---|---|---|---|"]
+    lines.extend(_row((g.title, g.zone or "-", g.reason or "-", g.count, g.first_ts, g.last_ts,
+                       ", ".join(str(f) for f in g.upstream_frames) or "-"))
+                 for g in groups[:MAX_ROWS])
+    lines.append("")
+    lines.extend(f"- {g.examples[0]['explanation']}" for g in groups[:MAX_ROWS]
+                 if g.examples and g.examples[0].get("explanation"))
+    return [*lines, ""]
+
+
 def _findings(data: ReportData) -> list[str]:
     if not data.findings:
         return []
@@ -66,7 +82,8 @@ def _findings(data: ReportData) -> list[str]:
 
 def render_markdown(data: ReportData) -> str:
     """The Markdown summary of ``data``."""
-    return "\n".join([*_headline(data), *_answers(data), *_findings(data)]).rstrip() + "\n"
+    return "\n".join([*_headline(data), *_why(data), *_answers(data),
+                      *_findings(data)]).rstrip() + "\n"
 
 
 def write_markdown(data: ReportData, path: Path) -> Path:
