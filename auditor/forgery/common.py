@@ -192,16 +192,57 @@ def _canonical(name: dns.name.Name) -> dns.name.Name:
 
 
 
-SUMMARY_OVERHEAD = 2_048
-"""Bytes a kept ``ResponseSummary`` holds alive besides twice its response's length: its
-evidence, transaction, messages and verdict. The parsed records are shared between repeats of
-an answer in normal traffic; a flood of distinct answers costs about twice this (counted with
-``gc``), which the caps below allow for."""
+@dataclass(frozen=True, slots=True)
+class ResponseNote:
+    """What a table that compares later responses with an earlier one keeps of it: the fields
+    its findings cite, without the evidence (which keeps the parsed message, its records and
+    the wire alive: several KB per distinct answer under a flood of distinct names)."""
+
+    capture: str
+    """Capture of the frame that completed the response."""
+    refs: tuple[FrameRef, ...]
+    """Frames of the response itself."""
+    query_refs: tuple[FrameRef, ...]
+    """Frames of the matched query (empty when unmatched)."""
+    ts_ns: int
+    """Capture time of the response."""
+    frame: int
+    """Number of the frame that completed the response."""
+    server: str
+    """Source address of the response."""
+    client: str
+    """Destination address."""
+    qname_text: str
+    """Question name (``-`` when absent)."""
+    qtype_text: str
+    """Question type mnemonic (``-`` when absent)."""
+    flags: int
+    """Header flags."""
+    do: bool
+    """EDNS DO bit of the response."""
+    rcode: int
+    """Response code (extended rcode included)."""
+    answer_digest: bytes
+    """``ResponseSummary.answer_digest``."""
+    status: Status
+    """Response-level validation status."""
+    hop_limit: int
+    """IP TTL / hop limit of the packet that completed the response."""
+
+    @classmethod
+    def of(cls, summary: ResponseSummary) -> ResponseNote:
+        """The note of a judged response."""
+        evidence = summary.evidence
+        return cls(summary.capture, summary.refs, summary.query_refs, summary.ts_ns,
+                   summary.frame, summary.server, summary.client, summary.qname_text,
+                   summary.qtype_text, evidence.flags, evidence.do, evidence.rcode,
+                   summary.answer_digest, summary.status, summary.hop_limit)
 
 
-def summary_cost(summary: ResponseSummary) -> int:
-    """Accounted bytes of a response summary kept by a forgery table."""
-    return SUMMARY_OVERHEAD + 2 * len(summary.evidence.transaction.response.wire.wire)
+NOTE_COST = 1_024
+"""Accounted bytes of a kept ``ResponseNote`` and its table entry (measured with ``gc`` under
+the distinct-names flood: about 700 bytes for the note, its frame references and texts, plus
+the entry that holds it)."""
 
 _canonical_names: IdentityMemo[dns.name.Name, dns.name.Name] = IdentityMemo(_canonical, 20_000)
 
@@ -243,7 +284,7 @@ def type_text(rdtype: int | None) -> str:
 def forgery_finding(
     code: str,
     params: Mapping[str, object],
-    deciding: ResponseSummary,
+    deciding: ResponseSummary | ResponseNote,
     verdict: ForgeryVerdict,
     refs: Iterable[FrameRef],
     *,

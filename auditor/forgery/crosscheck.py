@@ -25,16 +25,17 @@ from auditor.findings.catalogue import Finding
 from auditor.findings.codes import ValidationCode
 from auditor.forgery.bailiwick import audited, response_zone
 from auditor.forgery.common import (
+    NOTE_COST,
     NS_PER_S,
     ForgeryVerdict,
     FrameRef,
+    ResponseNote,
     ResponseSummary,
     forgery_finding,
     lineage,
     name_key,
     paired_verdicts,
     rcode_text,
-    summary_cost,
 )
 from auditor.messages import name_text
 from auditor.trust.material import rdata_set_digest
@@ -69,7 +70,9 @@ class _Claim:
     """A non-validated answer or denial waiting for validated data to compare with
     (compared by identity)."""
 
-    summary: ResponseSummary
+    summary: ResponseNote
+    """What the finding cites of the response (not its evidence: a flood of distinct
+    unvalidated answers would keep every parsed message alive)."""
     key: _Key
     digest: bytes | None
     """Answer digest, or None for a denial."""
@@ -176,6 +179,7 @@ class CrossChecker:
             return []  # a truncated answer (RFC 2181 9) asserts nothing about what is missing
         claims = []
         zone = response_zone(evidence) if audited(evidence) else None
+        note = ResponseNote.of(summary)
         for item, verdict in paired_verdicts(evidence, summary.verdict):
             if verdict is not None and verdict.status is Status.SECURE:
                 continue
@@ -183,17 +187,17 @@ class CrossChecker:
             key = (name_key(rrset.name), int(rrset.rdtype), int(rrset.rdclass))
             text = f"{rrset.name} {rrset.rdtype.name}"
             if item.section is Section.ANSWER:
-                claims.append(_Claim(summary, key, rdata_set_digest(rrset), text, summary.ts_ns,
+                claims.append(_Claim(note, key, rdata_set_digest(rrset), text, summary.ts_ns,
                                      frozenset(rrset)))
             elif (item.section is Section.ADDITIONAL and zone is not None
                   and rrset.rdtype in _ADDRESS_TYPES and not rrset.name.is_subdomain(zone)):
                 # RFC 2181 5.4.1: out-of-zone additional data is normal; only a contradiction
                 # with validated data makes it suspicious.
-                claims.append(_Claim(summary, key, rdata_set_digest(rrset), text,
+                claims.append(_Claim(note, key, rdata_set_digest(rrset), text,
                                      summary.ts_ns, frozenset(rrset), zone))
         if not evidence.section(Section.ANSWER) and _is_denial(summary):
             key = (name_key(evidence.qname), evidence.qtype, evidence.qclass or 1)
-            claims.append(_Claim(summary, key, None, "", summary.ts_ns))
+            claims.append(_Claim(note, key, None, "", summary.ts_ns))
         return claims
 
     def _judge(self, claim: _Claim) -> Finding | None:
@@ -217,7 +221,7 @@ class CrossChecker:
 
     def _judge_denial(self, claim: _Claim) -> Finding | None:
         summary = claim.summary
-        nxdomain = summary.evidence.rcode == dns.rcode.NXDOMAIN
+        nxdomain = summary.rcode == dns.rcode.NXDOMAIN
         if nxdomain:
             copy = self._existing.get(claim.key[0])
         else:
@@ -226,7 +230,7 @@ class CrossChecker:
         if copy is None or not copy.valid_at(claim.at_ns):
             return None
         return self._report(claim, copy, "denial_contradicts_validated", {
-            "rcode": rcode_text(summary.evidence.rcode), "rrset": copy.text})
+            "rcode": rcode_text(summary.rcode), "rrset": copy.text})
 
     def _report(self, claim: _Claim, copy: _Validated, code: str,
                 extra: dict[str, object]) -> Finding | None:
@@ -262,13 +266,13 @@ class CrossChecker:
     # --- waiting -----------------------------------------------------------------------------
 
     def _has_any_copy(self, claim: _Claim) -> bool:
-        if claim.digest is None and claim.summary.evidence.rcode == dns.rcode.NXDOMAIN:
+        if claim.digest is None and claim.summary.rcode == dns.rcode.NXDOMAIN:
             return False
         return claim.key in self._copies
 
     @staticmethod
     def _wait_key(claim: _Claim) -> _Key:
-        if claim.digest is None and claim.summary.evidence.rcode == dns.rcode.NXDOMAIN:
+        if claim.digest is None and claim.summary.rcode == dns.rcode.NXDOMAIN:
             return claim.key[0], -1, -1  # an NXDOMAIN waits for any data at or below its name
         return claim.key
 
@@ -329,9 +333,14 @@ class CrossChecker:
 
 
 
+CLAIM_RDATA_COST = 160
+"""Accounted bytes of one record a claim keeps (its ``rdatas``) once its message is gone."""
+
+
 def claim_cost(claim: _Claim) -> int:
-    """Accounted bytes of one waiting claim (it keeps its response's evidence alive)."""
-    return summary_cost(claim.summary)
+    """Accounted bytes of one waiting claim: its response's note, its RRset text and the
+    records it compares (each claim of a response counts the shared note again)."""
+    return NOTE_COST + len(claim.rrset_text) + CLAIM_RDATA_COST * len(claim.rdatas)
 
 
 def _validated_here(item: RRsetEvidence, verdict: RRsetVerdict | None) -> bool:

@@ -81,10 +81,10 @@ class ForgeryConfig:
     ``races_bytes``)."""
     crosscheck_bytes: int = 24 << 20
     """Accounted bytes of the answers waiting for validated data to compare with (each keeps
-    its whole evidence: ``common.summary_cost``)."""
+    a ``common.ResponseNote`` and the records it compares: ``crosscheck.claim_cost``)."""
     races_bytes: int = 32 << 20
     """Accounted bytes of the answers kept ``race_linger_ns`` to compare later answers to the
-    same query with (each keeps its whole evidence: ``common.summary_cost``)."""
+    same query with (a ``common.ResponseNote`` each, ``common.NOTE_COST``)."""
     holdon_waiting: int = 10_000
     """Responses (each with its whole evidence) kept waiting for their server's hold-on
     baseline; over it the server waiting longest loses its waiting responses, unjudged."""

@@ -33,6 +33,7 @@ Rules and the normal behaviours they must not fire on (each has a test in
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from auditor.findings.catalogue import Finding
@@ -66,13 +67,20 @@ class _Profile:
 class _Pair:
     """Round-trip times of one (client, server) pair."""
 
-    rtts: deque[tuple[int, int]]
-    """Recent (capture time, RTT) samples (a bounded window)."""
+    window: int
+    """Samples kept."""
+    rtts: list[tuple[int, int]] = field(default_factory=list)
+    """Recent (capture time, RTT) samples, at most ``window`` (a list, not a ``deque``: an
+    empty deque allocates a 64-slot block, ~600 bytes for each of the thousands of pairs a
+    flood of new clients brings, most of which see one sample)."""
     fastest: list[int] = field(default_factory=list)
     """The two smallest RTTs ever seen for the pair, ascending."""
 
     def add(self, ts_ns: int, rtt: int) -> None:
-        self.rtts.append((ts_ns, rtt))
+        rtts = self.rtts
+        rtts.append((ts_ns, rtt))
+        if len(rtts) > self.window:
+            del rtts[0]
         fastest = self.fastest
         if len(fastest) < 2 or rtt < fastest[-1]:
             fastest.append(rtt)
@@ -198,7 +206,7 @@ class HoldOnTracker:
         key = (client, server)
         pair = self._pairs.get(key)
         if pair is None:
-            pair = self._pairs[key] = _Pair(deque(maxlen=self._window))
+            pair = self._pairs[key] = _Pair(self._window)
             if len(self._pairs) > self._max:
                 self._pairs.popitem(last=False)
                 self.pairs_evicted += 1
@@ -216,7 +224,7 @@ class HoldOnTracker:
             found.append(rtt)
         return found
 
-    def _recent(self, samples: deque[tuple[int, int]], ts_ns: int) -> list[int]:
+    def _recent(self, samples: Sequence[tuple[int, int]], ts_ns: int) -> list[int]:
         """The values of the samples within the horizon of ``ts_ns`` (either side: responses
         waiting for a baseline are judged against samples that came after them)."""
         horizon = self._horizon

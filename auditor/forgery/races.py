@@ -24,11 +24,12 @@ import dns.flags
 
 from auditor.findings.catalogue import Finding
 from auditor.forgery.common import (
+    NOTE_COST,
     ForgeryVerdict,
     FrameRef,
+    ResponseNote,
     ResponseSummary,
     forgery_finding,
-    summary_cost,
 )
 from auditor.validate.verdict import Status
 
@@ -42,8 +43,8 @@ _BITS = (("AD", dns.flags.AD), ("CD", dns.flags.CD), ("RD", dns.flags.RD), ("AA"
 class _Variant:
     """One distinct answer given to a query."""
 
-    first: ResponseSummary
-    """The first response carrying it."""
+    first: ResponseNote
+    """The first response carrying it (what the findings cite of it)."""
     bits: set[tuple[int, bool]] = field(default_factory=set)
     """Every (DNSSEC-relevant flag bits, DO) combination seen with this answer."""
 
@@ -55,12 +56,18 @@ class _Query:
     variants: list[_Variant]
     last_ts_ns: int
     cost: int = 0
-    """Accounted bytes of the kept responses (``summary_cost``)."""
+    """Accounted bytes of the kept responses (``NOTE_COST`` each)."""
 
 
-def _bits(summary: ResponseSummary) -> tuple[int, bool]:
-    mask = dns.flags.AD | dns.flags.CD | dns.flags.RD | dns.flags.AA
-    return summary.flags & mask, summary.evidence.do
+_MASK = dns.flags.AD | dns.flags.CD | dns.flags.RD | dns.flags.AA
+
+
+def _bits(note: ResponseNote) -> tuple[int, bool]:
+    return note.flags & _MASK, note.do
+
+
+def _summary_bits(summary: ResponseSummary) -> tuple[int, bool]:
+    return summary.flags & _MASK, summary.evidence.do
 
 
 def _key(summary: ResponseSummary) -> _RaceKey:
@@ -73,8 +80,9 @@ class RaceTracker:
     given to it; identical repeats are retransmissions (RFC 5452 9.1 keeps listening)."""
 
     def __init__(self, *, linger_ns: int, max_queries: int, max_bytes: int = 32 << 20) -> None:
-        """``max_queries`` and ``max_bytes`` (each kept response keeps its evidence alive)
-        bound the queries remembered; over either the least recently answered goes."""
+        """``max_queries`` and ``max_bytes`` (``NOTE_COST`` per kept response: a note, not
+        its evidence) bound the queries remembered; over either the least recently answered
+        goes."""
         self._linger_ns = linger_ns
         self._max = max_queries
         self._max_bytes = max_bytes
@@ -95,8 +103,9 @@ class RaceTracker:
         key = _key(summary)
         entry = self._queries.get(key)
         if entry is None:
-            self._remember(key, _Query([_Variant(summary, {_bits(summary)})], summary.ts_ns,
-                                       summary_cost(summary)))
+            note = ResponseNote.of(summary)
+            self._remember(key, _Query([_Variant(note, {_bits(note)})], summary.ts_ns,
+                                       NOTE_COST))
             return []
         self._queries.move_to_end(key)
         entry.last_ts_ns = summary.ts_ns
@@ -106,10 +115,10 @@ class RaceTracker:
         for variant in entry.variants:
             if variant.first.answer_digest == summary.answer_digest:
                 return self._same_answer(variant, summary)
-        entry.variants.append(_Variant(summary, {_bits(summary)}))
-        cost = summary_cost(summary)
-        entry.cost += cost
-        self._bytes += cost
+        note = ResponseNote.of(summary)
+        entry.variants.append(_Variant(note, {_bits(note)}))
+        entry.cost += NOTE_COST
+        self._bytes += NOTE_COST
         if len(entry.variants) <= summary.query_copies:
             # Each copy of a retried query may get its own answer: not a race (RFC 5452 9.1
             # is about answers to one query; the client asked k times).
@@ -119,7 +128,7 @@ class RaceTracker:
         return [_race_finding(entry.variants, summary)]
 
     def _same_answer(self, variant: _Variant, summary: ResponseSummary) -> list[Finding]:
-        bits = _bits(summary)
+        bits = _summary_bits(summary)
         if bits in variant.bits:
             self.retransmissions += 1
             return []
@@ -195,7 +204,7 @@ def _race_finding(variants: list[_Variant], latest: ResponseSummary) -> Finding:
         "validating": ", ".join(f"frame {s.frame}" for s in secure) or "none",
         "responses": [
             {"frame": s.frame, "ts_ns": s.ts_ns, "verdict": s.status.value,
-             "rcode": s.evidence.rcode, "hop_limit": s.hop_limit,
+             "rcode": s.rcode, "hop_limit": s.hop_limit,
              "suspect": s in suspects}
             for s in arrival
         ],
@@ -214,7 +223,7 @@ def _race_finding(variants: list[_Variant], latest: ResponseSummary) -> Finding:
 
 
 def _bits_finding(
-    first: ResponseSummary, later: ResponseSummary, before: tuple[int, bool],
+    first: ResponseNote, later: ResponseSummary, before: tuple[int, bool],
     after: tuple[int, bool],
 ) -> Finding:
     changes = [f"{name} {'set' if before[0] & bit else 'clear'} -> "
