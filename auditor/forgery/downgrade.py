@@ -144,9 +144,10 @@ class DowngradeTracker:
     def _ad_cleared(self, summary: ResponseSummary, common: dict[str, object],
                     refs: list[FrameRef]) -> list[Finding]:
         query = summary.evidence.transaction.query
-        if (query is None or query.message is None
-                or summary.verdict.status_for_claims is not Status.SECURE
-                or not summary.recursive or summary.server not in self._validating):
+        # The query's records are parsed (query.message) only when everything else holds.
+        if (query is None or summary.verdict.status_for_claims is not Status.SECURE
+                or not summary.recursive or summary.server not in self._validating
+                or query.message is None):
             return []
         flags = int(query.message.flags)
         asked_do = bool(summary.evidence.query_do)
