@@ -4,6 +4,7 @@ on damaged caches and imports (issue 11, point 8)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,24 @@ def test_keys_list_on_a_corrupt_cache_is_exit_3_naming_it(tmp_path: Path) -> Non
     result = CliRunner().invoke(cli, ["keys", "list", "--keys", str(path)])
     assert result.exit_code == 3, result.output
     assert f"error: {path}: cannot read key cache" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [["list"], ["export", "-"]])
+@pytest.mark.parametrize("damage", ["not_sqlite", "foreign_keys_table"])
+def test_keys_commands_on_a_file_that_is_no_key_cache_are_exit_3(
+        tmp_path: Path, command: list[str], damage: str) -> None:
+    path = tmp_path / "cache.sqlite"
+    if damage == "not_sqlite":
+        path.write_bytes(b"garbage, not an SQLite file\n" * 40)
+    else:  # an SQLite file whose ``keys`` table is someone else's
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE keys (a, b)")
+            db.execute("INSERT INTO keys VALUES (1, 2)")
+        db.close()
+    result = CliRunner().invoke(cli, ["keys", *command, "--keys", str(path)])
+    assert result.exit_code == 3, result.output
+    assert str(path) in result.output and "key cache" in result.output
     assert "Traceback" not in result.output
 
 
