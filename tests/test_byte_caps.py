@@ -6,10 +6,15 @@ from pathlib import Path
 
 import dns.message
 
+from auditor.forgery.common import NOTE_COST, ResponseNote
+from auditor.forgery.crosscheck import CLAIM_RDATA_COST
+from auditor.forgery.detector import ForgeryConfig, ForgeryDetector
 from auditor.ledger import Ledger
 from auditor.messages import MessageParser, parsed_cost
-from auditor.pipeline import AuditOptions, run_audit
+from auditor.pipeline import AuditOptions, EvidenceStream, run_audit
 from auditor.transactions import PENDING_OVERHEAD, Matcher
+from tests.forgery import builders
+from tests.forgery.builders import MS, T0_NS, Traffic
 from tests.helpers import wire_message
 
 SAMPLE = Path(__file__).resolve().parents[1] / "captures" / "sample-dnssec.pcap"
@@ -53,3 +58,38 @@ def test_stats_report_state_peaks(tmp_path: Path) -> None:
     assert "signed_copy_bytes" in stats["state"]["key_material"]
     assert stats["matching"]["evicted_query_bytes"] == 0
     assert stats["messages"]["parse_cache_evicted"] == 0
+
+
+def _distinct_answers(count: int) -> Traffic:
+    traffic = Traffic()
+    for index in range(count):
+        q = builders.query(f"n{index}.example.", msg_id=index + 1)
+        traffic.exchange(q, builders.answer(q, f"n{index}.example. A 192.0.2.{index + 1}"),
+                         at_ns=T0_NS + index * MS, port=40000 + index)
+    return traffic
+
+
+def _detect(traffic: Traffic, config: ForgeryConfig) -> ForgeryDetector:
+    detector = ForgeryDetector(config)
+    stream = EvidenceStream(on_query=detector.observe_query)
+    for evidence in stream.run(traffic.frames):
+        detector.feed(evidence, builders.insecure(evidence))
+    return detector
+
+
+def test_race_state_keeps_notes_capped_in_bytes() -> None:
+    detector = _detect(_distinct_answers(5), ForgeryConfig(races_bytes=3 * NOTE_COST))
+    races = detector._races
+    assert len(races) == 3 and races.held_bytes == 3 * NOTE_COST
+    assert races.evicted == 2
+    kept = [variant.first for entry in races._queries.values() for variant in entry.variants]
+    assert all(isinstance(note, ResponseNote) for note in kept)  # not the whole evidence
+
+
+def test_crosscheck_claims_keep_notes_capped_in_bytes() -> None:
+    text = "n0.example. A"
+    cost = NOTE_COST + len(text) + CLAIM_RDATA_COST
+    detector = _detect(_distinct_answers(5), ForgeryConfig(crosscheck_bytes=3 * cost))
+    cross = detector._cross
+    assert cross.claim_bytes == 3 * cost and cross.dropped_claims == 2
+    assert all(isinstance(claim.summary, ResponseNote) for claim in cross._claims)
