@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -103,12 +103,41 @@ def _print_summary(outcome: AuditOutcome, out_dir: Path) -> None:
         err=True,
     )
     _print_findings_summary(stats.get("findings") or {})
+    _print_problems(stats)
     if isinstance(stats.get("key_cache"), dict):
         click.echo(f"  {cache_use_line(stats['key_cache'])}", err=True)
     click.echo(f"  reports in {out_dir}/", err=True)
     report = out_dir / "report.html"
     if report.exists():
         click.echo(f"  open {report} for the bogus/forged answers and why", err=True)
+
+
+TOP_SHOWN = 5
+"""Problems the stderr summary lists in words."""
+
+
+def _print_problems(stats: dict[str, Any]) -> None:
+    """The top problems in words: why clients failed, then the most severe findings with
+    what to do about each (zone, what is wrong, how many, first frame)."""
+    found = stats.get("resolution")
+    resolution: dict[str, Any] = found if isinstance(found, dict) else {}
+    causes = list(resolution.get("top") or [])
+    if causes:
+        click.echo(f"  why clients failed ({resolution.get('failed', 0)} answers):", err=True)
+        for group in causes[:3]:
+            click.echo(f"    {group.get('count')}x {group.get('explanation')} (first client "
+                       f"answer: frame {group.get('first_frame')})", err=True)
+    findings = stats.get("findings") if isinstance(stats.get("findings"), dict) else {}
+    top = list((findings or {}).get("top") or [])
+    if not top:
+        return
+    click.echo("  top problems:", err=True)
+    for number, row in enumerate(top[:TOP_SHOWN], 1):
+        times = f"{row.get('count')} time{'s' if row.get('count') != 1 else ''}"
+        click.echo(f"    {number}. [{row.get('severity')}] {row.get('message')} ({times}, "
+                   f"first frame {row.get('first_frame')} of {row.get('capture')})", err=True)
+        if row.get("remediation"):
+            click.echo(f"       what to do: {row['remediation']}", err=True)
 
 
 def _print_findings_summary(findings: dict[str, object]) -> None:
@@ -290,9 +319,14 @@ def audit(
         click.echo(f"dnssec-auditor: error: cannot write {where}: {exc.strerror or exc}",
                    err=True)
         sys.exit(EXIT_INPUT)
+    failed = _fails(outcome.verdicts, fail_on)
     if not quiet:
         _print_summary(outcome, target)
-    if _fails(outcome.verdicts, fail_on):
+    elif failed:  # -q stays quiet unless the run fails: then say why
+        click.echo(f"dnssec-auditor: responses at --fail-on {fail_on} or worse; reports in "
+                   f"{target}/", err=True)
+        _print_problems(outcome.stats)
+    if failed:
         sys.exit(EXIT_FINDINGS)
     sys.exit(EXIT_PARTIAL if outcome.capture_problems else EXIT_OK)
 

@@ -48,6 +48,9 @@ class FindingSpec:
     """``str.format`` template of the message; every field is a required parameter."""
     rfcs: tuple[str, ...]
     """Section-level references, e.g. ``("RFC 4035 5.3.1",)``."""
+    remediation: str = ""
+    """``str.format`` template of what to do about it, in words, using only the message's
+    parameters (so it renders whenever the message does)."""
 
     @property
     def params(self) -> frozenset[str]:
@@ -63,6 +66,13 @@ class FindingSpec:
             raise KeyError(f"finding {self.code} needs parameters {sorted(missing)}")
         return self.template.format(**params)
 
+    def render_remediation(self, params: Mapping[str, object]) -> str:
+        """What to do about a finding with ``params`` ("" when the entry has none)."""
+        try:
+            return self.remediation.format(**params)
+        except (KeyError, IndexError, ValueError):
+            return self.remediation
+
 
 DECODE_FINDINGS: tuple[FindingSpec, ...] = (
     FindingSpec(
@@ -71,6 +81,10 @@ DECODE_FINDINGS: tuple[FindingSpec, ...] = (
         "Unsupported link type",
         "{capture}: link type {linktype} on {interface} is not decoded",
         (),
+        remediation=(
+            "Capture on an Ethernet, Linux cooked (SLL/SLL2), raw IP or loopback interface, "
+            "or convert {capture} with editcap."
+        ),
     ),
     FindingSpec(
         "fragment_overlap_conflict",
@@ -78,6 +92,10 @@ DECODE_FINDINGS: tuple[FindingSpec, ...] = (
         "Conflicting overlapping IP fragments",
         "IP fragments of datagram {ident} from {src} to {dst} overlap with different bytes",
         ("RFC 5722 3", "RFC 5452 4"),
+        remediation=(
+            "Treat {src} -> {dst} as under attack: check the path for an off-path spoofer; "
+            "validating resolvers and RFC 5722 reassembly drop such datagrams."
+        ),
     ),
 )
 """Decode-level anomalies (``auditor.anomaly.AnomalyCode``) that deserve a catalogue entry."""
@@ -90,6 +108,11 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         "Resolver claimed secure on bogus data",
         "{server} set the AD bit (claimed secure) on bogus data from zone {zone}: {reasons}",
         ("RFC 4035 3.2.3", "RFC 4035 4.3", "RFC 6840 5.8"),
+        remediation=(
+            "Check {server}'s validation: it must answer SERVFAIL for bogus data (enable "
+            "DNSSEC validation, check its trust anchor); ask the operator of {zone} to fix "
+            "the zone."
+        ),
     ),
     FindingSpec(
         "trust_anchor_mismatch",
@@ -97,6 +120,10 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         "Chain ends at a trust anchor the auditor does not hold",
         "Answers for zone {zone} fail only at the trust anchor of {anchored}: {detail}",
         ("RFC 4035 4.3", "RFC 4035 5", "RFC 9718 2.2"),
+        remediation=(
+            "Give the auditor the trust anchor the resolvers use for {anchored} "
+            "(--trust-anchor), or check whether the resolvers use a stale one."
+        ),
     ),
     FindingSpec(
         "resolver_other_trust_anchor",
@@ -106,6 +133,10 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         "auditor does not hold: it validates with another trust anchor (a configuration "
         "difference, not a false claim)",
         ("RFC 4035 3.2.3", "RFC 4035 4.3"),
+        remediation=(
+            "Compare {server}'s trust anchors with the auditor's (--trust-anchor); no "
+            "action if the private anchor is intended."
+        ),
     ),
     FindingSpec(
         "out_of_zone_answer_records",
@@ -114,6 +145,10 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         "{server} answered for zone {zone} with records outside it (a CNAME target's data); "
         "validating resolvers discard them and ask again, so they were not judged with it",
         ("RFC 2181 5.4.1", "RFC 1034 4.3.2"),
+        remediation=(
+            "Nothing to fix in {zone}; if the answers matter, audit the zone of the CNAME "
+            "target separately."
+        ),
     ),
     FindingSpec(
         "validation_budget_exceeded",
@@ -123,6 +158,10 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         "validators allow ({limits}): the pattern of KeyTrap (CVE-2023-50387) or the NSEC3 "
         "hash attack (CVE-2023-50868); judged bogus",
         ("RFC 4035 5.3.1", "RFC 5155 8.3", "RFC 9276 3.2"),
+        remediation=(
+            "Block or rate-limit {server} for {zone} and keep resolvers patched against "
+            "CVE-2023-50387/50868."
+        ),
     ),
     FindingSpec(
         "bogus_answer",
@@ -130,6 +169,10 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         "Bogus answer",
         "{server} returned answers for zone {zone} that fail validation: {reasons}",
         ("RFC 4033 5", "RFC 4035 4.3", "RFC 4035 5.5"),
+        remediation=(
+            "Fix zone {zone} on {server} ({reasons}): re-sign it, or repair its keys and "
+            "the parent's DS; until then validating resolvers answer SERVFAIL."
+        ),
     ),
     FindingSpec(
         "signature_expired",
@@ -137,6 +180,10 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         "Expired signature",
         "{server} served signatures of zone {zone} past their expiration ({rrsets})",
         ("RFC 4035 5.3.1", "RFC 4034 3.1.5"),
+        remediation=(
+            "Re-sign zone {zone} on {server} (the RRSIGs of {rrsets} have expired) and "
+            "check that its signer's refresh job runs."
+        ),
     ),
     FindingSpec(
         "signature_not_yet_valid",
@@ -144,6 +191,10 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         "Signature not yet valid",
         "{server} served signatures of zone {zone} before their inception ({rrsets})",
         ("RFC 4035 5.3.1", "RFC 4034 3.1.5"),
+        remediation=(
+            "Check the clock of zone {zone}'s signer and of {server}: its RRSIGs ({rrsets}) "
+            "are not valid yet; re-sign with an inception in the past."
+        ),
     ),
     FindingSpec(
         "bad_signature",
@@ -151,6 +202,10 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         "Signature does not verify",
         "{server} served signatures of zone {zone} that do not verify ({rrsets})",
         ("RFC 4035 5.3.3", "RFC 4034 3.1.8.1"),
+        remediation=(
+            "Re-sign zone {zone} and find what altered the data or signatures of {rrsets} "
+            "after signing (a hand edit, a broken transfer, a middlebox)."
+        ),
     ),
     FindingSpec(
         "ds_mismatch",
@@ -158,6 +213,10 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         "DS does not match any DNSKEY",
         "No DNSKEY of zone {zone} matches the DS digest its parent publishes",
         ("RFC 4035 5.2", "RFC 4034 5.1.4"),
+        remediation=(
+            "Publish a DS at the parent that matches a key of {zone} (or publish the key "
+            "the DS names): compare dnssec-dsfromkey output with the parent's DS."
+        ),
     ),
     FindingSpec(
         "ad_on_insecure",
@@ -165,6 +224,10 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         "AD bit on insecure data",
         "{server} set the AD bit on insecure data from zone {zone}",
         ("RFC 4035 3.2.3",),
+        remediation=(
+            "Check {server}'s validator: AD on insecure data from {zone} is a resolver bug "
+            "or a forwarder passing AD through."
+        ),
     ),
     FindingSpec(
         "servfail_contradicts_evidence",
@@ -173,6 +236,10 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         "{server} answered SERVFAIL with a DNSSEC reason although the capture holds validated "
         "copies for zone {zone}",
         ("RFC 8914 4", "RFC 4035 5.5"),
+        remediation=(
+            "Check {server}'s trust anchors, clock and cache for zone {zone}: the capture "
+            "validates what it refused."
+        ),
     ),
     FindingSpec(
         "indeterminate_answers",
@@ -180,6 +247,10 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         "Answers that could not be validated",
         "Answers for zone {zone} could not be validated: {reasons}",
         ("RFC 4033 5", "RFC 4035 5"),
+        remediation=(
+            "Capture the key material for {zone} too (the resolver's DNSKEY/DS queries), or "
+            "pass --keys from an earlier run: {reasons}."
+        ),
     ),
 )
 """Validation findings: verdicts turned into catalogue entries, merged per zone and server."""
@@ -192,6 +263,9 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "Signing algorithm not recommended",
         "Zone {zone} signs with {algorithm} ({status} for signing)",
         ("RFC 8624 3.1", "RFC 9904"),
+        remediation=(
+            "Roll zone {zone} to ECDSAP256SHA256 (13) or ED25519 (15) (RFC 8624, RFC 9904)."
+        ),
     ),
     FindingSpec(
         "ds_digest_not_recommended",
@@ -199,6 +273,9 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "DS digest type not recommended",
         "The DS of zone {zone} uses digest {digest} ({status})",
         ("RFC 8624 3.3", "RFC 9904"),
+        remediation=(
+            "Replace the DS of zone {zone} by one with digest SHA-256 (2) at the parent."
+        ),
     ),
     FindingSpec(
         "nsec3_iterations",
@@ -206,6 +283,10 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "NSEC3 additional iterations",
         "Zone {zone} uses NSEC3 with {iterations} additional iterations; RFC 9276 asks for 0",
         ("RFC 9276 3.1", "RFC 9276 3.2"),
+        remediation=(
+            "Re-sign zone {zone} with NSEC3 iterations 0 (RFC 9276 3.1); resolvers may "
+            "treat high counts as insecure."
+        ),
     ),
     FindingSpec(
         "nsec3_salt",
@@ -213,6 +294,9 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "NSEC3 salt",
         "Zone {zone} uses an NSEC3 salt ({salt}); RFC 9276 recommends none",
         ("RFC 9276 3.1",),
+        remediation=(
+            "Re-sign zone {zone} without an NSEC3 salt (salt '-', RFC 9276 3.1)."
+        ),
     ),
     FindingSpec(
         "nsec3_opt_out",
@@ -220,6 +304,10 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "NSEC3 opt-out",
         "Zone {zone} uses NSEC3 opt-out",
         ("RFC 5155 6", "RFC 9276 3.1"),
+        remediation=(
+            "Use opt-out in {zone} only if it has many unsigned delegations (RFC 9276 3.2); "
+            "otherwise re-sign without it."
+        ),
     ),
     FindingSpec(
         "nsec_zone_walkable",
@@ -227,6 +315,10 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "Zone walkable (NSEC)",
         "Zone {zone} uses NSEC: its names can be listed by walking the chain",
         ("RFC 4034 4", "RFC 5155 1"),
+        remediation=(
+            "If listing the names of {zone} matters, use NSEC3 or online signing with "
+            "minimal denial; otherwise nothing to do."
+        ),
     ),
     FindingSpec(
         "signature_expiring_soon",
@@ -234,6 +326,10 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "Signature about to expire",
         "A signature of zone {zone} ({rrset}) had only {remaining} left when seen",
         ("RFC 6781 4.4.2", "RFC 4034 3.1.5"),
+        remediation=(
+            "Re-sign zone {zone} now: the signature of {rrset} had only {remaining} left; "
+            "check the signer's refresh interval."
+        ),
     ),
     FindingSpec(
         "ttl_exceeds_signature_validity",
@@ -241,6 +337,10 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "TTL outlives the signature",
         "{rrset} in zone {zone} has TTL {ttl}s but its signature expires in {remaining}",
         ("RFC 4035 5.3.3", "RFC 6781 4.4.2.1"),
+        remediation=(
+            "Lower the TTL of {rrset} in zone {zone} below the signature lifetime, or "
+            "re-sign more often."
+        ),
     ),
     FindingSpec(
         "ksk_rollover_in_progress",
@@ -249,6 +349,10 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "Zone {zone} publishes several key-signing keys ({key_tags}): a KSK rollover looks "
         "in progress",
         ("RFC 6781 4.1.2", "RFC 7583 3.3"),
+        remediation=(
+            "Finish the KSK rollover of {zone} (update the parent's DS, then withdraw the "
+            "old key), or remove the stray key."
+        ),
     ),
     FindingSpec(
         "key_revoked_published",
@@ -256,6 +360,10 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "Revoked key published",
         "Zone {zone} publishes revoked key {key_tag}",
         ("RFC 5011 2.1",),
+        remediation=(
+            "Withdraw revoked key {key_tag} from {zone} once the RFC 5011 hold-down has "
+            "passed."
+        ),
     ),
     FindingSpec(
         "weak_key",
@@ -265,6 +373,10 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "its signatures still validate, as in Unbound and BIND, but a modulus this short "
         "can be factored",
         ("RFC 6781 3.4.2",),
+        remediation=(
+            "Replace the {bits}-bit {algorithm} key {key_tag} of {zone} by a key of at "
+            "least {minimum} bits, or roll to ECDSA/EdDSA."
+        ),
     ),
     FindingSpec(
         "cds_no_matching_dnskey",
@@ -272,6 +384,10 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "CDS/CDNSKEY names no published DNSKEY",
         "Zone {zone} publishes {rrtype} {record} that matches none of its DNSKEYs",
         ("RFC 7344 4.1", "RFC 7344 5"),
+        remediation=(
+            "Fix or remove the {rrtype} of {zone}: it names no published DNSKEY, and a "
+            "parent acting on it would break the zone."
+        ),
     ),
     FindingSpec(
         "cds_not_signed_by_ds_key",
@@ -279,6 +395,10 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "CDS/CDNSKEY not signed by a DS-named key",
         "The {rrtype} RRset of zone {zone} is not signed by a key its parent's DS names",
         ("RFC 7344 4.1", "RFC 8078 3"),
+        remediation=(
+            "Sign the {rrtype} RRset of {zone} with a key its parent's DS names (RFC 7344 "
+            "4.1), or the parent will ignore it."
+        ),
     ),
     FindingSpec(
         "cds_delete_requested",
@@ -286,6 +406,10 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "CDS/CDNSKEY asks to remove the DS",
         "Zone {zone} publishes a {rrtype} delete request: the parent should remove its DS",
         ("RFC 8078 4",),
+        remediation=(
+            "Confirm that {zone} should go insecure; if not, remove the {rrtype} delete "
+            "record."
+        ),
     ),
     FindingSpec(
         "cds_algorithm_roll",
@@ -293,6 +417,10 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         "CDS/CDNSKEY asks for an algorithm roll",
         "Zone {zone} publishes {rrtype} for algorithm(s) {new} while its DS uses {old}",
         ("RFC 7344 4.1", "RFC 6781 4.1.4"),
+        remediation=(
+            "Complete the algorithm roll of {zone} from {old} to {new}: keep both "
+            "algorithms signed until the parent's DS changes."
+        ),
     ),
 )
 """Zone health and policy findings, from the zone inventory at the end of a run."""
@@ -306,6 +434,11 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "{count} different answers to one query for {qname} {qtype} ({client}#{cport} -> "
         "{server}, ID {id}): frame {first_frame} arrived first; validating: {validating}",
         ("RFC 5452 9.1", "RFC 5452 4"),
+        remediation=(
+            "Investigate a spoofing attempt on {client} for {qname}: compare the answers in "
+            "frame {first_frame} and after; enable DNSSEC validation and source port "
+            "randomisation."
+        ),
     ),
     FindingSpec(
         "wrong_id_burst",
@@ -314,6 +447,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "{count} responses with {distinct_ids} different IDs that match no query reached "
         "{client}#{cport} within {span_ms} ms (ID brute force)",
         ("RFC 5452 4.3", "RFC 5452 9.1"),
+        remediation=(
+            "Investigate a spoofing attempt on {client}#{cport}: rate-limit the source, "
+            "check source port randomisation (RFC 5452)."
+        ),
     ),
     FindingSpec(
         "unsolicited_response",
@@ -322,6 +459,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "Response from {server} to {client}#{cport} ID {id} for {qname} {qtype} matches no "
         "captured query ({reason})",
         ("RFC 5452 9.1",),
+        remediation=(
+            "Check whether the capture missed the query ({reason}); if not, investigate "
+            "{server} sending unsolicited answers to {client}."
+        ),
     ),
     FindingSpec(
         "response_from_unqueried_server",
@@ -330,6 +471,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "Response for {qname} {qtype} to {client}#{cport} ID {id} came from {server}, but the "
         "query was sent to {asked}",
         ("RFC 5452 9.1",),
+        remediation=(
+            "Investigate {server}: the query for {qname} went to {asked}; an answer from "
+            "elsewhere is spoofed or sent by an anycast/NAT box."
+        ),
     ),
     FindingSpec(
         "kaminsky_pattern",
@@ -339,6 +484,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "authority/additional data ({payload}), {spoofed} of them by responses with spoofing "
         "signs",
         ("RFC 5452 4", "RFC 5452 6"),
+        remediation=(
+            "Investigate a cache poisoning attempt on {client} under {zone}; validate "
+            "DNSSEC and check source port randomisation."
+        ),
     ),
     FindingSpec(
         "hop_limit_anomaly",
@@ -347,6 +496,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "Response from {server} arrived with IP TTL {hop_limit}; {usual} in {share}% of its "
         "{samples} responses in this capture",
         ("RFC 5452 4",),
+        remediation=(
+            "Check the path from {server}: an IP TTL of {hop_limit} instead of {usual} "
+            "suggests another sender (spoofing) or a route change."
+        ),
     ),
     FindingSpec(
         "rtt_anomaly",
@@ -355,6 +508,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "Response from {server} arrived {rtt_us} us after the query; its usual fastest "
         "(20th percentile of {samples}) is {usual_us} us",
         ("RFC 5452 4",),
+        remediation=(
+            "Check whether the answer from {server} came from an on-path box: it arrived "
+            "faster than the server can answer."
+        ),
     ),
     FindingSpec(
         "out_of_bailiwick_data",
@@ -363,6 +520,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "Response from {server} for {qname} {qtype} carries records outside its bailiwick "
         "{bailiwick}: {records}",
         ("RFC 5452 6", "RFC 2181 5.4.1"),
+        remediation=(
+            "Resolvers should ignore these records; check {server} for a misconfiguration "
+            "or poisoning attempt ({records})."
+        ),
     ),
     FindingSpec(
         "answer_outside_chain",
@@ -371,6 +532,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "Response from {server} for {qname} {qtype} answers with {records}, which no "
         "CNAME/DNAME chain from the question leads to",
         ("RFC 1034 4.3.2", "RFC 2181 5.4.1", "RFC 6672 3"),
+        remediation=(
+            "Check {server}: its answer for {qname} carries {records}, which a resolver "
+            "must ignore; possible poisoning attempt."
+        ),
     ),
     FindingSpec(
         "extraneous_records",
@@ -379,6 +544,9 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "Response from {server} for {qname} {qtype} carries records nothing in it justifies "
         "(resolvers discard them): {records}",
         ("RFC 2181 5.4.1", "RFC 1034 4.3.2"),
+        remediation=(
+            "Check {server}'s configuration for {qname}: resolvers discard {records}."
+        ),
     ),
     FindingSpec(
         "additional_contradicts_validated",
@@ -388,6 +556,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "{bailiwick} with none of the addresses validated in frame {validated_frame} while "
         "that copy was within its TTL",
         ("RFC 2181 5.4.1", "RFC 5452 6", "RFC 4035 5"),
+        remediation=(
+            "Investigate {server}: its additional data for {qname} contradicts validated "
+            "addresses (frame {validated_frame}); possible poisoning."
+        ),
     ),
     FindingSpec(
         "rrsigs_stripped",
@@ -396,6 +568,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "{rrsets} of signed zone {zone} reached {client} from {server} without RRSIGs although "
         "the query set DO",
         ("RFC 4035 3.1.1", "RFC 4035 5"),
+        remediation=(
+            "Find what strips RRSIGs between {server} and {client} (a middlebox, a "
+            "non-DNSSEC forwarder) for zone {zone}."
+        ),
     ),
     FindingSpec(
         "opt_stripped",
@@ -404,6 +580,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "Response from {server} for {qname} {qtype} of signed zone {zone} has no OPT record "
         "(and so no RRSIGs) although the query set DO",
         ("RFC 3225 3", "RFC 6891 7", "RFC 4035 3.1"),
+        remediation=(
+            "Find what strips EDNS between {server} and the client (a middlebox or old "
+            "forwarder) for {qname} in zone {zone}."
+        ),
     ),
     FindingSpec(
         "key_material_stripped",
@@ -412,6 +592,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "{qtype} answer for {qname} from {server} was stripped ({how}) although validated "
         "DNSSEC material exists for it",
         ("RFC 4035 3.1.1", "RFC 4035 5.2"),
+        remediation=(
+            "Find what stripped the {qtype} answer for {qname} from {server} ({how}): a "
+            "middlebox or a downgrade attack."
+        ),
     ),
     FindingSpec(
         "ad_on_unvalidated",
@@ -419,6 +603,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "AD bit on data that does not validate",
         "{server} set AD for {qname} {qtype} to {client} but the data is {status} ({reasons})",
         ("RFC 4035 3.2.3", "RFC 6840 5.8"),
+        remediation=(
+            "Check {server}: it claims AD for {qname} {qtype} although the data is "
+            "{status}; do not trust its AD bit."
+        ),
     ),
     FindingSpec(
         "ad_cleared",
@@ -427,6 +615,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "Validating resolver {server} answered {qname} {qtype} to {client} without AD although "
         "the data validates and the query asked for it ({asked})",
         ("RFC 4035 3.2.3", "RFC 6840 5.7"),
+        remediation=(
+            "Check {server} for a validation failure or a middlebox clearing AD on {qname} "
+            "{qtype} ({asked})."
+        ),
     ),
     FindingSpec(
         "flags_altered",
@@ -435,6 +627,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "Two copies of one {kind} for {qname} {qtype} ({client}#{cport} <-> {server}, ID {id}) "
         "differ only in their bits: {changes}",
         ("RFC 4035 3.2", "RFC 3225 3", "RFC 6840 5.9"),
+        remediation=(
+            "Find what alters header bits between {client} and {server} ({changes}): a "
+            "middlebox or an on-path attacker."
+        ),
     ),
     FindingSpec(
         "contradicts_validated",
@@ -443,6 +639,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "{rrset} given to {client} by {server} differs from the validated copy seen in frame "
         "{validated_frame} while both were within their TTL",
         ("RFC 4033 3", "RFC 4035 5"),
+        remediation=(
+            "Treat the answer from {server} to {client} as forged: it contradicts the "
+            "validated copy in frame {validated_frame}."
+        ),
     ),
     FindingSpec(
         "denial_contradicts_validated",
@@ -451,6 +651,10 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         "{rcode} for {qname} {qtype} given to {client} by {server} although frame "
         "{validated_frame} validated {rrset} within its TTL",
         ("RFC 4035 3.1.3", "RFC 8020 2"),
+        remediation=(
+            "Treat the {rcode} from {server} to {client} for {qname} as forged: frame "
+            "{validated_frame} validated {rrset}."
+        ),
     ),
 )
 """Forgery signals (``auditor.forgery``): races, blind spoofing, Hold-On consistency,

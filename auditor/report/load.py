@@ -222,6 +222,9 @@ def _read_finding(data: ReportData, record: dict[str, Any], anomalies: Counter[s
         return
     spec = CATALOGUE.get(record["code"])
     record.setdefault("title", spec.title if spec is not None else record["code"])
+    params = record.get("params")
+    record.setdefault("remediation", spec.render_remediation(
+        params if isinstance(params, dict) else {}) if spec else "")
     severities[record.get("severity", "info")] += 1
     data.findings.append(record)
     if record.get("verdict") in FORGED_VERDICTS:

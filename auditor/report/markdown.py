@@ -69,10 +69,11 @@ def _why(data: ReportData) -> list[str]:
 def _findings(data: ReportData) -> list[str]:
     if not data.findings:
         return []
-    lines = ["## Findings", "", "| severity | finding | count | RFC | first frames |",
-             "|---|---|---|---|---|"]
-    lines.extend(_row((f["severity"], f["message"], f.get("count", 1),
-                       ", ".join(f.get("rfcs", [])),
+    lines = ["## Findings", "",
+             "| severity | finding | what to do | count | RFC | first frames |",
+             "|---|---|---|---|---|---|"]
+    lines.extend(_row((f["severity"], f["message"], f.get("remediation") or "-",
+                       f.get("count", 1), ", ".join(f.get("rfcs", [])),
                        ", ".join(str(n) for n in f.get("frames", [])[:5])))
                  for f in data.findings[:MAX_ROWS])
     if len(data.findings) > MAX_ROWS:

@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import assert_never
 
-from auditor.findings.catalogue import Finding, Severity
+from auditor.findings.catalogue import CATALOGUE, Finding, Severity
 from auditor.findings.zones import ZoneHealthRow
 from auditor.report.chains import chains_document
 from auditor.report.files import write_json
@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 _CHAIN_CODES = frozenset({"bogus_answer", "ad_on_bogus", "ds_mismatch"})
 _MAX_CHAIN_ZONES = 1000
+TOP_PROBLEMS = 10
+"""Findings listed as the run's top problems (``stats.json`` ``findings.top``)."""
 
 
 class OutputFormat(StrEnum):
@@ -77,6 +79,8 @@ class RunReporter:
         self.severities: Counter[str] = Counter()
         self.verdicts: Counter[str] = Counter()
         self._anchor_mismatches: list[dict[str, object]] = []
+        self._top: list[tuple[int, int, int, dict[str, object]]] = []
+        """The most severe, most frequent findings: (severity rank, -count, order, row)."""
         self._chain_zones: dict[str, int] = {}
         """Zone -> capture time (s) of the first finding naming it: its chain is drawn with
         the trust anchors in force then."""
@@ -84,6 +88,7 @@ class RunReporter:
     def note(self, finding: Finding) -> None:
         """Count one finding written to ``findings.jsonl``."""
         self.severities[finding.severity.value] += 1
+        self._note_top(finding)
         if finding.code == "trust_anchor_mismatch":
             self._anchor_mismatches.append({"anchored": finding.params.get("anchored"),
                                             "answers": finding.count,
@@ -96,6 +101,29 @@ class RunReporter:
                 and len(self._chain_zones) < _MAX_CHAIN_ZONES):
             self._chain_zones[zone] = finding.first_seen_ns // 1_000_000_000
 
+    def _note_top(self, finding: Finding) -> None:
+        """Keep the finding among the top problems if it is severe enough (bounded)."""
+        rank = list(Severity).index(finding.severity)
+        if finding.severity in (Severity.LOW, Severity.INFO):
+            return
+        spec = CATALOGUE.get(finding.code)
+        where = finding.provenance
+        zone = finding.params.get("zone") or finding.params.get("qname")
+        row: dict[str, object] = {
+            "severity": finding.severity.value, "code": finding.code,
+            "message": finding.message, "count": finding.count,
+            "zone": zone if isinstance(zone, str) else None,
+            "first_frame": where.frames[0] if where.frames else None, "capture": where.capture,
+            "remediation": spec.render_remediation(finding.params) if spec else ""}
+        self._top.append((rank, -finding.count, len(self._top), row))
+        if len(self._top) > 4 * TOP_PROBLEMS:
+            self._top.sort(key=lambda item: item[:3])
+            del self._top[TOP_PROBLEMS:]
+
+    def top_problems(self) -> list[dict[str, object]]:
+        """The ``TOP_PROBLEMS`` most severe findings, most answers first within a severity."""
+        return [row for *_, row in sorted(self._top, key=lambda item: item[:3])[:TOP_PROBLEMS]]
+
     def stats(self) -> dict[str, object]:
         """The ``findings`` block of ``stats.json``."""
         ordered = {s.value: self.severities[s.value] for s in Severity if self.severities[s.value]}
@@ -104,6 +132,7 @@ class RunReporter:
                                     "suspicious": self.verdicts.get("suspicious", 0)}
         if self._anchor_mismatches:
             found["trust_anchor_mismatch"] = self._anchor_mismatches
+        found["top"] = self.top_problems()
         return found
 
     def finish(

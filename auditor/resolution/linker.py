@@ -38,6 +38,8 @@ _NS = 1_000_000_000
 _FlowKey = tuple[str, int, str, int, int, bytes | None]
 """(resolver address, its port, server, server port, DNS ID, question)."""
 _ERROR_RCODES = frozenset({dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.NOTAUTH})
+_MAX_GROUPS = 1_000
+_TOP_CAUSES = 5
 _NO_QUERY_WINDOW_NS = 5 * _NS
 """How far back a client answer whose query was not captured looks for upstream work."""
 
@@ -123,12 +125,33 @@ class LinkStats:
     explained: int = 0
     evicted: int = 0
     by_cause: dict[str, int] = field(default_factory=dict)
+    groups: dict[tuple[str, str, str], dict[str, object]] = field(default_factory=dict)
+    """(cause, zone, reason) -> count, first client frame, an explanation (bounded)."""
+
+    def note(self, resolution: Resolution, frame: int) -> None:
+        """Count one failed client answer under its cause and upstream place."""
+        assert resolution.cause is not None
+        first = resolution.causing[0] if resolution.causing else None
+        zone = (first.zone or first.qname) if first is not None else ""
+        reason = first.reason if first is not None else ""
+        if resolution.cause is Cause.UPSTREAM_TIMEOUT and first is not None:
+            reason = f"no answer from {first.server}"
+        key = (resolution.cause.value, zone, reason)
+        group = self.groups.get(key)
+        if group is None:
+            if len(self.groups) >= _MAX_GROUPS:
+                return
+            group = self.groups[key] = {"cause": key[0], "zone": zone, "reason": reason,
+                                        "count": 0, "first_frame": frame,
+                                        "explanation": resolution.explanation}
+        group["count"] = int(str(group["count"])) + 1
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready counts."""
+        """JSON-ready counts, with the most frequent causes."""
+        top = sorted(self.groups.values(), key=lambda g: -int(str(g["count"])))[:_TOP_CAUSES]
         return {"client_answers": self.client_answers, "failed": self.failed,
                 "explained": self.explained, "evicted_exchanges": self.evicted,
-                "by_cause": dict(self.by_cause)}
+                "by_cause": dict(self.by_cause), "top": top}
 
 
 class ResolutionLinker:
@@ -228,6 +251,7 @@ class ResolutionLinker:
             explain(evidence, cause, causing, names),
             ede_check(evidence.ede, cause, causing, from_cache=False))
         self._count(cause)
+        self.stats.note(resolution, wire.frame)
         if causing:
             self._remember(memory_key, resolution)
         return resolution
@@ -248,9 +272,11 @@ class ResolutionLinker:
                     "no earlier failure for this question is in the capture")
         self._count(cause)
         underlying = earlier.cause if earlier is not None else cause
-        return Resolution(evidence.transaction.response.wire.src, tuple(frames), True, True,
-                          cause, causing, text,
-                          ede_check(evidence.ede, underlying, causing, from_cache=True))
+        wire = evidence.transaction.response.wire
+        resolution = Resolution(wire.src, tuple(frames), True, True, cause, causing, text,
+                                ede_check(evidence.ede, underlying, causing, from_cache=True))
+        self.stats.note(resolution, wire.frame)
+        return resolution
 
     def _remember(self, key: tuple[str, str, int], resolution: Resolution) -> None:
         self._remembered[key] = resolution

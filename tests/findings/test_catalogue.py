@@ -76,3 +76,16 @@ def test_every_forgery_and_validation_finding_is_explained_in_the_findings_doc()
     undocumented = [spec.code for spec in (*FORGERY_FINDINGS, *VALIDATION_FINDINGS)
                     if f"{spec.code}" not in doc]
     assert not undocumented
+
+
+def test_every_entry_says_what_to_do_with_its_own_parameters() -> None:
+    import string
+
+    from auditor.findings.catalogue import CATALOGUE
+
+    for code, spec in CATALOGUE.items():
+        assert spec.remediation.strip(), f"{code} has no remediation line"
+        fields = {f for _, f, _, _ in string.Formatter().parse(spec.remediation) if f}
+        assert fields <= spec.params, f"{code}: remediation needs {fields - spec.params}"
+        rendered = spec.render_remediation({name: f"<{name}>" for name in spec.params})
+        assert "{" not in rendered and rendered.endswith("."), (code, rendered)
