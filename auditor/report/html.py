@@ -44,8 +44,10 @@ class TimelineBar:
 
 
 def _clock(ts_ns: int) -> str:
-    moment = datetime.fromtimestamp(ts_ns / 1_000_000_000, tz=UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    """ISO 8601 UTC with milliseconds (``2026-11-25T03:37:33.482Z``)."""
+    moment = datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=UTC)
+    millis = ts_ns // 1_000_000 % 1000
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
 
 
 def timeline(data: ReportData, bins: int = TIMELINE_BINS) -> dict[str, Any]:

@@ -4,9 +4,10 @@ streaming ``responses.jsonl`` so memory does not grow with the capture."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ from auditor.findings.words import plain
 from auditor.report.resolution import WhyClientsFailed
 
 MAX_ANSWER_ROWS = 500
-"""Bogus/forged answers listed in full; the rest are counted."""
+"""Bogus/forged answer rows listed (retries folded into their first row); the rest are
+counted."""
+MAX_FRAMES_LISTED = 10
+"""Frames listed on one answer row."""
 MAX_CHAIN_GROUPS = 60
 """Distinct (zone, signature) chains drawn."""
 SEVERITY_ORDER = tuple(s.value for s in Severity)
@@ -71,6 +75,8 @@ class ReportData:
     """Bogus and forged/suspicious answers (at most ``MAX_ANSWER_ROWS``), in capture order."""
     answers_total: int = 0
     """All bogus and forged/suspicious answers, listed or not."""
+    answer_rows: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    """(client, server, question, verdict, codes) -> index of its row in ``answers``."""
     forged: int = 0
     """Findings with verdict ``forged``."""
     suspicious: int = 0
@@ -129,7 +135,8 @@ def _signature_link(record: dict[str, Any]) -> dict[str, Any] | None:
         "text": f"RRSIG over {chosen['name']} {chosen['type']} by {chosen.get('signer') or '?'}"
                 f" key {tags}, valid {chosen.get('inception') or '?'} to "
                 f"{chosen.get('expiration') or '?'}",
-        "detail": [*(plain(c) for c in chosen.get("codes", [])), *chosen.get("detail", [])],
+        "detail": [*(plain(c) for c in chosen.get("codes", [])),
+                   *(iso_epochs(d) for d in chosen.get("detail", []))],
     }
 
 
@@ -166,9 +173,37 @@ def _bump(data: ReportData, ts: str, column: int) -> None:
 
 
 def _add_answer(data: ReportData, row: dict[str, Any]) -> None:
+    """List a bogus/forged answer; a retry of one question to one server with the same
+    verdict and reasons is counted on the row of its first copy (count, first, last)."""
     data.answers_total += 1
+    key = (row["client"], row["server"], row["question"], row["verdict"], tuple(row["codes"]))
+    index = data.answer_rows.get(key)
+    if index is not None:
+        seen = data.answers[index]
+        seen["count"] += 1
+        seen["first"], seen["last"] = min(seen["first"], row["ts"]), max(seen["last"], row["ts"])
+        if len(seen["frames"]) < MAX_FRAMES_LISTED:
+            seen["frames"] = [*seen["frames"], *row["frames"]][:MAX_FRAMES_LISTED]
+        return
     if len(data.answers) < MAX_ANSWER_ROWS:
-        data.answers.append(row)
+        data.answer_rows[key] = len(data.answers)
+        data.answers.append({**row, "count": 1, "first": row["ts"], "last": row["ts"]})
+
+
+_EPOCH_AFTER_WORD = re.compile(r"\b(at|from|until|before|after|expired|expires|incepted) "
+                               r"(\d{9,10})\b")
+
+
+def iso_epochs(text: str) -> str:
+    """``RRSIG expired at 1795405049`` -> ``RRSIG expired at 2026-11-23T03:37:29Z``: Unix
+    seconds in explanation texts shown as ISO 8601.
+
+    >>> iso_epochs("RRSIG expired at 1795405049, judged at 1795577853")
+    'RRSIG expired at 2026-11-23T03:37:29Z, judged at 2026-11-25T03:37:33Z'
+    """
+    return _EPOCH_AFTER_WORD.sub(
+        lambda m: f"{m.group(1)} "
+                  f"{datetime.fromtimestamp(int(m.group(2)), tz=UTC):%Y-%m-%dT%H:%M:%SZ}", text)
 
 
 def _read_responses(data: ReportData, path: Path) -> None:
@@ -226,6 +261,8 @@ def _read_finding(data: ReportData, record: dict[str, Any], anomalies: Counter[s
     record.setdefault("remediation", spec.render_remediation(
         params if isinstance(params, dict) else {}) if spec else "")
     severities[record.get("severity", "info")] += 1
+    if isinstance(record.get("message"), str):
+        record["message"] = iso_epochs(record["message"])
     data.findings.append(record)
     if record.get("verdict") in FORGED_VERDICTS:
         data.forged += record["verdict"] == "forged"
@@ -260,8 +297,19 @@ def load_report_data(out_dir: Path) -> ReportData:
         if not isinstance(chains, dict) or not all(isinstance(v, list)
                                                    for v in chains.values()):
             raise ReportInputError(str(chains_path), "zones is not a table of chain links")
-        data.chains = chains
+        data.chains = {zone: [_iso_link(link) for link in links]
+                       for zone, links in chains.items()}
     return data
+
+
+def _iso_link(link: Any) -> Any:
+    """A drawn chain link with Unix seconds in its texts shown as ISO 8601."""
+    if not isinstance(link, dict):
+        return link
+    detail = link.get("detail")
+    return {**link, "text": iso_epochs(str(link.get("text", ""))),
+            "detail": [iso_epochs(str(d)) for d in detail] if isinstance(detail, list)
+            else detail}
 
 
 def _checked_stats(path: Path, stats: dict[str, Any]) -> dict[str, Any]:

@@ -39,14 +39,17 @@ def _answers(data: ReportData) -> list[str]:
     if not data.answers:
         return ["No bogus or forged answers.", ""]
     lines = [f"## Bogus and forged answers ({data.answers_total})", "",
-             "| time (UTC) | client | server | question | verdict | why | frames |",
-             "|---|---|---|---|---|---|---|"]
-    lines.extend(_row((a["ts"], a["client"] or "-", a["server"] or "-", a["question"],
+             "| first seen (UTC) | last seen (UTC) | times | client | server | question "
+             "| verdict | why | frames |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines.extend(_row((a["first"], a["last"] if a["count"] > 1 else "", a["count"],
+                       a["client"] or "-", a["server"] or "-", a["question"],
                        a["verdict"], "; ".join(a["reasons"]),
                        ", ".join(str(f) for f in a["frames"])))
                  for a in data.answers[:MAX_ROWS])
-    if data.answers_total > MAX_ROWS:
-        lines.append(f"\n…and {data.answers_total - MAX_ROWS} more (see report.html).")
+    listed = sum(a["count"] for a in data.answers[:MAX_ROWS])
+    if data.answers_total > listed:
+        lines.append(f"\n…and {data.answers_total - listed} more (see report.html).")
     return [*lines, ""]
 
 
@@ -70,7 +73,7 @@ def _findings(data: ReportData) -> list[str]:
     if not data.findings:
         return []
     lines = ["## Findings", "",
-             "| severity | finding | what to do | count | RFC | first frames |",
+             "| severity | finding | what to do | times | RFC sections | first frames |",
              "|---|---|---|---|---|---|"]
     lines.extend(_row((f["severity"], f["message"], f.get("remediation") or "-",
                        f.get("count", 1), ", ".join(f.get("rfcs", [])),
