@@ -43,34 +43,35 @@ FLOW_SCHEMA = pa.schema([
     ("qtype", pa.string()),
     ("qclass", pa.string()),
     ("rcode", pa.string()),
-    ("flags", pa.string()),
+    ("flags", pa.list_(pa.string())),
     ("ad", pa.bool_()),
     ("do", pa.bool_()),
-    ("ede", pa.string()),
+    ("ede", pa.list_(pa.int32())),
     ("size", pa.int32()),
     ("hop_limit", pa.int32()),
     ("answer_count", pa.int32()),
     ("query_frame", pa.int64()),
     ("verdict", pa.string()),
-    ("codes", pa.string()),
+    ("codes", pa.list_(pa.string())),
     ("zone", pa.string()),
     ("signer", pa.string()),
-    ("key_tags", pa.string()),
-    ("algorithms", pa.string()),
+    ("key_tags", pa.list_(pa.int32())),
+    ("algorithms", pa.list_(pa.int32())),
     ("inception", pa.timestamp("us", tz="UTC")),
     ("expiration", pa.timestamp("us", tz="UTC")),
     ("remaining_validity_s", pa.int64()),
     ("reference_time", pa.timestamp("us", tz="UTC")),
 ])
-"""Columns of ``responses.parquet`` (plus the ``date`` partition) and ``responses.csv``."""
+"""Columns of ``responses.parquet`` (plus the ``date`` partition) and ``responses.csv``.
+``flags``, ``ede``, ``codes``, ``key_tags`` and ``algorithms`` are list columns, so DuckDB,
+Spark and pandas query them without parsing (``list_contains(codes, 'signature_expired')``);
+the CSV joins them with commas (flags with spaces)."""
+LIST_COLUMNS = ("flags", "ede", "codes", "key_tags", "algorithms")
+"""Flow-table columns holding lists."""
 
 
 def _time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _joined(values: Sequence[object]) -> str:
-    return ",".join(str(v) for v in values)
 
 
 def _primary_rrset(record: dict[str, Any]) -> dict[str, Any] | None:
@@ -105,20 +106,20 @@ def flow_row(record: dict[str, Any]) -> dict[str, Any]:
         "qtype": record.get("qtype"),
         "qclass": record.get("qclass"),
         "rcode": record.get("rcode"),
-        "flags": " ".join(record.get("flags", [])),
+        "flags": list(record.get("flags", [])),
         "ad": "AD" in record.get("flags", []),
         "do": record.get("do"),
-        "ede": _joined(record.get("ede", [])),
+        "ede": list(record.get("ede", [])),
         "size": record.get("size"),
         "hop_limit": record.get("hop_limit"),
         "answer_count": record.get("answer_count"),
         "query_frame": record.get("query_frame"),
         "verdict": record.get("verdict"),
-        "codes": _joined(record.get("codes", [])),
+        "codes": list(record.get("codes", [])),
         "zone": record.get("zone"),
         "signer": primary.get("signer") if primary else None,
-        "key_tags": _joined(primary.get("key_tags", [])) if primary else None,
-        "algorithms": _joined(primary.get("algorithms", [])) if primary else None,
+        "key_tags": list(primary.get("key_tags", [])) if primary else [],
+        "algorithms": list(primary.get("algorithms", [])) if primary else [],
         "inception": _time(primary.get("inception")) if primary else None,
         "expiration": expiration,
         "remaining_validity_s": remaining,
@@ -236,8 +237,8 @@ def write_flow_tables(
                     str(responses), f"records from line {first} on do not fit the flow "
                     f"table: {type(exc).__name__}: {exc}", first) from exc
         if csv:
-            frame.to_csv(csv_path, mode="w" if number == 0 else "a", header=number == 0,
-                         index=False)
+            _flat(frame).to_csv(csv_path, mode="w" if number == 0 else "a",
+                                header=number == 0, index=False)
     if parquet:
         dataset.mkdir(exist_ok=True)
         written.append(dataset)
@@ -246,6 +247,16 @@ def write_flow_tables(
             pd.DataFrame(columns=FLOW_SCHEMA.names).to_csv(csv_path, index=False)
         written.append(csv_path)
     return written
+
+
+def _flat(frame: pd.DataFrame) -> pd.DataFrame:
+    """The flow table for CSV: list columns joined as text (flags with spaces, the rest with
+    commas, as in earlier versions)."""
+    flat = frame.copy()
+    for column in LIST_COLUMNS:
+        glue = " " if column == "flags" else ","
+        flat[column] = flat[column].map(lambda values, g=glue: g.join(str(v) for v in values))
+    return flat
 
 
 def _write_partitions(frame: pd.DataFrame, dataset: Path, number: int) -> None:
