@@ -12,6 +12,7 @@ from auditor.forgery.detector import ForgeryConfig, ForgeryDetector
 from auditor.ledger import Ledger
 from auditor.messages import MessageParser, parsed_cost
 from auditor.pipeline import AuditOptions, EvidenceStream, run_audit
+from auditor.resolution import ResolutionLinker
 from auditor.transactions import PENDING_OVERHEAD, Matcher
 from tests.forgery import builders
 from tests.forgery.builders import MS, T0_NS, Traffic
@@ -93,3 +94,17 @@ def test_crosscheck_claims_keep_notes_capped_in_bytes() -> None:
     cross = detector._cross
     assert cross.claim_bytes == 3 * cost and cross.dropped_claims == 2
     assert all(isinstance(claim.summary, ResponseNote) for claim in cross._claims)
+
+
+def test_resolution_linker_bounds_query_senders_and_their_exchanges() -> None:
+    linker = ResolutionLinker(max_resolvers=3, max_exchanges=4)
+    parser = MessageParser(Ledger())
+    for index in range(6):  # six stubs, one query each, then one stub asking twice more
+        source = f"198.18.0.{index + 1}" if index < 4 else "198.18.0.4"
+        observed = parser.feed(wire_message(_query(index), src=source, sport=1000 + index))
+        assert observed is not None
+        linker.observe_query(observed)
+    assert len(linker._resolvers) <= 3 and linker._held <= 4
+    # Two flows over max_exchanges pending, two exchanges with their senders.
+    assert linker.stats.evicted_resolvers == 2 and linker.stats.evicted == 4
+    assert linker.stats.as_dict()["evicted_resolvers"] == 2

@@ -124,6 +124,10 @@ class LinkStats:
     failed: int = 0
     explained: int = 0
     evicted: int = 0
+    evicted_resolvers: int = 0
+    """Query senders forgotten, least recently active first, over ``max_resolvers`` or when
+    the exchanges held over all of them passed ``max_exchanges`` (their exchanges are counted
+    in ``evicted``)."""
     by_cause: dict[str, int] = field(default_factory=dict)
     groups: dict[tuple[str, str, str], dict[str, object]] = field(default_factory=dict)
     """(cause, zone, reason) -> count, first client frame, an explanation (bounded)."""
@@ -151,6 +155,7 @@ class LinkStats:
         top = sorted(self.groups.values(), key=lambda g: -int(str(g["count"])))[:_TOP_CAUSES]
         return {"client_answers": self.client_answers, "failed": self.failed,
                 "explained": self.explained, "evicted_exchanges": self.evicted,
+                "evicted_resolvers": self.evicted_resolvers,
                 "by_cause": dict(self.by_cause), "top": top}
 
 
@@ -158,11 +163,18 @@ class ResolutionLinker:
     """Resolution reconstruction over one capture (or one live tap)."""
 
     def __init__(self, *, window_ns: int = 30 * _NS, max_exchanges: int = 50_000,
-                 max_remembered: int = 10_000) -> None:
+                 max_remembered: int = 10_000, max_resolvers: int = 5_000) -> None:
+        """``max_exchanges`` bounds the exchanges held over all query senders, and
+        ``max_resolvers`` the senders (a flood of queries from ever new addresses would
+        otherwise keep one ``_Resolver`` and its exchanges per address)."""
         self._window_ns = window_ns
         self._max_exchanges = max_exchanges
         self._max_remembered = max_remembered
-        self._resolvers: dict[str, _Resolver] = {}
+        self._max_resolvers = max_resolvers
+        self._resolvers: OrderedDict[str, _Resolver] = OrderedDict()
+        """By address, least recently active first."""
+        self._held = 0
+        """Exchanges held over all senders."""
         self._pending: OrderedDict[_FlowKey, _Exchange] = OrderedDict()
         self._remembered: OrderedDict[tuple[str, str, int], Resolution] = OrderedDict()
         """(resolver, name, type) -> the last explained failure: what a cached answer
@@ -179,11 +191,15 @@ class ResolutionLinker:
         key = (wire.src, wire.sport, wire.dst, wire.dport, message.id, message.question_key)
         if key in self._pending:  # a retransmitted copy: the same exchange
             return
-        resolver = self._resolvers.setdefault(wire.src, _Resolver())
+        resolver = self._active(wire.src)
         exchange = _Exchange(wire.frame, wire.ts_ns, wire.dst, message.qname, message.qtype)
         resolver.exchanges.append(exchange)
+        self._held += 1
         self._pending[key] = exchange
         self._expire(resolver, wire.ts_ns)
+        while (len(self._resolvers) > self._max_resolvers
+               or (self._held > self._max_exchanges and len(self._resolvers) > 1)):
+            self._forget_resolver()
         while len(self._pending) > self._max_exchanges:
             self._pending.popitem(last=False)
             self.stats.evicted += 1
@@ -201,6 +217,7 @@ class ResolutionLinker:
     def flush(self) -> None:
         """End of input: forget everything."""
         self._resolvers.clear()
+        self._held = 0
         self._pending.clear()
         self._remembered.clear()
 
@@ -295,6 +312,21 @@ class ResolutionLinker:
         while exchanges and (now_ns - exchanges[0].query_ts_ns > self._window_ns
                              or len(exchanges) > self._max_exchanges):
             exchanges.popleft()
+            self._held -= 1
+
+    def _active(self, address: str) -> _Resolver:
+        resolver = self._resolvers.get(address)
+        if resolver is None:
+            resolver = self._resolvers[address] = _Resolver()
+        else:
+            self._resolvers.move_to_end(address)
+        return resolver
+
+    def _forget_resolver(self) -> None:
+        _, resolver = self._resolvers.popitem(last=False)
+        self._held -= len(resolver.exchanges)
+        self.stats.evicted += len(resolver.exchanges)
+        self.stats.evicted_resolvers += 1
 
 
 def _frames(exchange: _Exchange, until_ns: int) -> tuple[int, ...]:
