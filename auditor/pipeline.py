@@ -658,8 +658,9 @@ def _observe_keys(
     ports: frozenset[int],
     material: KeyMaterial,
     parse_cache: OrderedDict[bytes, ParsedMessage],
-) -> None:
-    """First pass over files: gather every DNSKEY, DS and denial RRset the traffic carries.
+) -> int:
+    """First pass over files: gather every DNSKEY, DS and denial RRset the traffic carries;
+    return how many distinct messages it parsed.
 
     The parse cache is kept for the judging pass, so each distinct message is parsed once per
     run; checksums are counted by the judging pass only.
@@ -670,6 +671,7 @@ def _observe_keys(
         stream = EvidenceStream(ports=ports, verify_checksums=False, parse_cache=parse_cache)
         for evidence in stream.run(source):
             observe_answer_keys(material, evidence)
+    return stream.chain.parser.parsed
 
 
 def _judged_two_pass(
@@ -719,8 +721,9 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     material = KeyMaterial()
     single_pass = "-" in options.captures
     parse_cache: OrderedDict[bytes, ParsedMessage] = OrderedDict()
+    parsed_before = 0
     if not single_pass:
-        _observe_keys(options.captures, options.ports, material, parse_cache)
+        parsed_before = _observe_keys(options.captures, options.ports, material, parse_cache)
     with KeyCache(str(keys_path)) as cache:
         # Only a cache the user named is read: see CacheUse.
         cache_use = CacheUse(str(keys_path), options.keys_path is not None, cache.state_counts())
@@ -818,6 +821,8 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     stats["inputs"] = _input_digests(options.captures)
     stats["forgery"] = _forgery_counters(sources)
     stats["resolution"] = linker.stats.as_dict()
+    # Files: the key pass parsed the distinct messages the judging pass then finds cached.
+    stats["messages"]["parsed_distinct"] += parsed_before
     stats["evidence"] = _write_evidence(options, collector)
     stats["key_cache"] = cache_use.as_dict()
     write_json(paths[2], stats)
