@@ -320,6 +320,8 @@ def audit(
                    err=True)
         sys.exit(EXIT_INPUT)
     failed = _fails(outcome.verdicts, fail_on)
+    if not outcome.stats["frames"].get("dns_message"):
+        _say_nothing_audited(captures, options.ports, outcome.stats)
     if not quiet:
         _print_summary(outcome, target)
     elif failed:  # -q stays quiet unless the run fails: then say why
@@ -329,6 +331,36 @@ def audit(
     if failed:
         sys.exit(EXIT_FINDINGS)
     sys.exit(EXIT_PARTIAL if outcome.capture_problems else EXIT_OK)
+
+
+def _say_nothing_audited(captures: tuple[str, ...], ports: frozenset[int],
+                         stats: dict[str, Any]) -> None:
+    """No DNS message on the DNS ports: say so (even with -q), and name the other UDP/TCP
+    ports whose payloads look like DNS, as --port options."""
+    from auditor.capture.sources import CaptureSet
+    from auditor.decode.census import dns_like_ports
+
+    listed = ", ".join(str(p) for p in sorted(ports))
+    click.echo(f"dnssec-auditor: nothing was audited: no DNS message on port(s) {listed} "
+               f"among {stats['frames_read']} frames", err=True)
+    if "-" in captures:
+        return  # standard input cannot be read again
+    try:
+        with CaptureSet(list(captures)) as again:
+            found = dns_like_ports(again, ports)
+    except (AuditorError, OSError):
+        return
+    # A server port counts in queries and answers alike; a client's ephemeral port only in
+    # its own few exchanges: keep the ports near the busiest.
+    top = max(found.values(), default=0)
+    common = [(key, n) for key, n in found.most_common(5) if n >= max(3, top // 10)]
+    if not common:
+        click.echo("  no other UDP/TCP port carries DNS-looking payloads either", err=True)
+        return
+    carried = ", ".join(f"{name.upper()} port {port} ({n} DNS-looking payloads)"
+                        for (name, port), n in common)
+    options = " ".join(f"--port {port}" for port in dict.fromkeys(p for (_, p), _ in common))
+    click.echo(f"  DNS seems to run on other ports: {carried}; try {options}", err=True)
 
 
 def _check_writable_dir(directory: Path) -> None:
