@@ -43,6 +43,7 @@ from auditor.pipeline import (
     AuditOptions,
     EvidenceStream,
     FindingSource,
+    both_hooks,
     finding_sources,
     judge_response,
     stages_for,
@@ -59,6 +60,7 @@ from auditor.report.records import (
     response_record,
     verdict_fields,
 )
+from auditor.report.resolution import resolution_record
 from auditor.report.rolling import (
     NumberedJsonLines,
     RollingJsonLines,
@@ -67,6 +69,7 @@ from auditor.report.rolling import (
     Rotation,
 )
 from auditor.report.tables import FLOW_SCHEMA, flow_row
+from auditor.resolution import ResolutionLinker
 from auditor.transactions import Matcher
 from auditor.trust import KeyCache, KeyMaterial, KeyView, load_anchors
 from auditor.trust.material import set_digest_memo_size
@@ -585,6 +588,9 @@ class LiveAuditor:
             observe = getattr(source, "observe_query", None)
             if observe is not None:
                 self.stream.on_query = observe
+        self.linker = ResolutionLinker()
+        """Links each resolver's answer to a client to its upstream exchanges (bounded)."""
+        self.stream.on_query = both_hooks(self.stream.on_query, self.linker.observe_query)
         self.clock = CaptureClock()
         self.verdicts: Counter[str] = Counter()
         self.codes: Counter[str] = Counter()
@@ -675,7 +681,8 @@ class LiveAuditor:
             self._report(evidence, verdict)
 
     def _report(self, evidence: ResponseEvidence, verdict: Verdict) -> None:
-        record = {**response_record(evidence), **verdict_fields(verdict)}
+        record = {**response_record(evidence), **verdict_fields(verdict),
+                  "resolution": resolution_record(self.linker.feed(evidence, verdict))}
         self.responses.write(record)
         self.table.write(flow_row(record))
         self._dirty = True

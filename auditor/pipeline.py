@@ -532,7 +532,7 @@ def _query_observer(sources: list[FindingSource]) -> Callable[[ObservedMessage],
     return detector.observe_query if detector is not None else None
 
 
-def _both(first: Callable[[ObservedMessage], None] | None,
+def both_hooks(first: Callable[[ObservedMessage], None] | None,
           second: Callable[[ObservedMessage], None]) -> Callable[[ObservedMessage], None]:
     """One query hook calling two (the forgery stage's and the resolution linker's)."""
     if first is None:
@@ -770,7 +770,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
             )
             sources = finding_sources(options, validator)
             linker = ResolutionLinker()
-            stream.on_query = _both(_query_observer(sources), linker.observe_query)
+            stream.on_query = both_hooks(_query_observer(sources), linker.observe_query)
             for evidence, verdict, fields in judged:
                 linked = resolution_record(linker.feed(evidence, verdict))
                 responses.write({**response_record(evidence), **fields, "resolution": linked})

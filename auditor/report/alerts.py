@@ -58,6 +58,9 @@ class ResponseFacts:
     """The verdict's codes."""
     to_client: bool
     """The answer came from a recursive resolver (RA set, AA clear): it reached a client."""
+    cause: str | None = None
+    """Why the client's answer failed, from resolution reconstruction (the upstream answer
+    or silence behind it); None when it did not fail or nothing explains it."""
 
 
 def response_facts(record: Mapping[str, Any]) -> ResponseFacts:
@@ -70,7 +73,18 @@ def response_facts(record: Mapping[str, Any]) -> ResponseFacts:
         cport=record["dport"], msg_id=record["id"], qname=record["qname"],
         qtype=record["qtype"], rcode=record["rcode"], verdict=record["verdict"],
         codes=tuple(record["codes"]), to_client="RA" in flags and "AA" not in flags,
+        cause=_cause(record.get("resolution")),
     )
+
+
+def _cause(resolution: object) -> str | None:
+    """The explanation of a failed client answer in a record's ``resolution`` field."""
+    if not isinstance(resolution, dict) or not resolution.get("failed"):
+        return None
+    if resolution.get("cause") in (None, "unexplained", "from_cache"):
+        return None
+    explanation = resolution.get("explanation")
+    return explanation if isinstance(explanation, str) else None
 
 
 def community_id(facts: ResponseFacts) -> str | None:
@@ -139,7 +153,7 @@ def live_record(finding: Finding, facts: ResponseFacts | None, *, run_id: str,
                                      "proto", "community_id", "rcode"), None))
         record.update({"qname": finding.params.get("qname"),
                        "qtype": finding.params.get("qtype"), "id": finding.params.get("id"),
-                       "codes": []})
+                       "codes": [], "cause": None})
         return record
     if record["verdict"] is None:
         record["verdict"] = facts.verdict
@@ -148,6 +162,7 @@ def live_record(finding: Finding, facts: ResponseFacts | None, *, run_id: str,
         "id.resp_h": facts.server, "id.resp_p": facts.sport, "proto": facts.transport,
         "community_id": community_id(facts), "qname": facts.qname, "qtype": facts.qtype,
         "id": facts.msg_id, "rcode": facts.rcode, "codes": list(facts.codes),
+        "cause": facts.cause,
     })
     return record
 
