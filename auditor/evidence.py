@@ -142,7 +142,7 @@ def _message_facts(message: dns.message.Message) -> _MessageFacts:
     return _MessageFacts(rrsets=tuple(rrsets), orphans=tuple(orphans))
 
 
-_MEMO: IdentityMemo[dns.message.Message, _MessageFacts] = IdentityMemo(_message_facts, 8_000)
+_MEMO: IdentityMemo[dns.message.Message, _MessageFacts] = IdentityMemo(_message_facts, 4_000)
 """Message facts by the identity of the shared parsed message (the parse stage hands the same
 ``Message`` object to every repeat of a message)."""
 

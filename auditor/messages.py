@@ -234,10 +234,10 @@ def _ede_codes(options: bytes) -> tuple[int, ...]:
     return tuple(codes)
 
 
-_record_cache_size = 20_000
+_record_cache_size = 10_000
 """Bound of each shared table of the parse stage (``set_record_cache_size``)."""
 
-name_text: IdentityMemo[dns.name.Name, str] = IdentityMemo(dns.name.Name.to_text, 20_000)
+name_text: IdentityMemo[dns.name.Name, str] = IdentityMemo(dns.name.Name.to_text, 10_000)
 """``Name.to_text()`` memoised per name object: parsed names are shared by every repeat of a
 message, and every stage downstream writes names as text."""
 

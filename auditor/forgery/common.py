@@ -244,7 +244,7 @@ NOTE_COST = 1_024
 the distinct-names flood: about 700 bytes for the note, its frame references and texts, plus
 the entry that holds it)."""
 
-_canonical_names: IdentityMemo[dns.name.Name, dns.name.Name] = IdentityMemo(_canonical, 20_000)
+_canonical_names: IdentityMemo[dns.name.Name, dns.name.Name] = IdentityMemo(_canonical, 10_000)
 
 
 def name_key(name: dns.name.Name) -> dns.name.Name:
@@ -261,7 +261,7 @@ def _lineage(name: dns.name.Name) -> tuple[dns.name.Name, ...]:
     return tuple(found)
 
 
-lineage: IdentityMemo[dns.name.Name, tuple[dns.name.Name, ...]] = IdentityMemo(_lineage, 20_000)
+lineage: IdentityMemo[dns.name.Name, tuple[dns.name.Name, ...]] = IdentityMemo(_lineage, 10_000)
 """``name_key`` of a name and of each of its ancestors below the root, nearest first; memoised
 per name object (parsed names are shared by every repeat of a message)."""
 

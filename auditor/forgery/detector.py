@@ -74,9 +74,9 @@ class ForgeryConfig:
     """How long an unvalidated answer waits for validated data arriving after it."""
     ttl_slack_ns: int = 1 * NS_PER_S
     """Slack added to both ends of TTL windows (race timing, clock granularity)."""
-    max_entries: int = 12_000
+    max_entries: int = 8_000
     """Cap of every keyed table (queries, servers, validated RRsets, pending claims): with
-    about 5 KB per query over all tables, about 60 MB under a flood of distinct queries (the
+    about 5 KB per query over all tables, about 40 MB under a flood of distinct queries (the
     tables that keep whole responses are capped in bytes too: ``crosscheck_bytes``,
     ``races_bytes``)."""
     crosscheck_bytes: int = 24 << 20

@@ -162,9 +162,10 @@ class LinkStats:
 class ResolutionLinker:
     """Resolution reconstruction over one capture (or one live tap)."""
 
-    def __init__(self, *, window_ns: int = 30 * _NS, max_exchanges: int = 50_000,
+    def __init__(self, *, window_ns: int = 30 * _NS, max_exchanges: int = 20_000,
                  max_remembered: int = 10_000, max_resolvers: int = 5_000) -> None:
-        """``max_exchanges`` bounds the exchanges held over all query senders, and
+        """``max_exchanges`` bounds the exchanges held over all query senders (each about
+        1 KB with its question name and flow key: 20 MB under a flood of distinct queries), and
         ``max_resolvers`` the senders (a flood of queries from ever new addresses would
         otherwise keep one ``_Resolver`` and its exchanges per address)."""
         self._window_ns = window_ns

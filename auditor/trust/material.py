@@ -71,14 +71,14 @@ def _compute_rdata_set_digest(rrset: dns.rrset.RRset) -> bytes:
 
 
 _DIGEST_MEMO: IdentityMemo[dns.rrset.RRset, bytes] = IdentityMemo(_compute_rdata_set_digest,
-                                                                  20_000)
+                                                                  10_000)
 
 
 def _canonical_rdata(rdata: dns.rdata.Rdata) -> bytes:
     return rdata.to_digestable(dns.name.root)
 
 
-rdata_wire: IdentityMemo[dns.rdata.Rdata, bytes] = IdentityMemo(_canonical_rdata, 20_000)
+rdata_wire: IdentityMemo[dns.rdata.Rdata, bytes] = IdentityMemo(_canonical_rdata, 10_000)
 """Canonical wire form (RFC 4034 6.2) of one record's rdata, memoised per parsed object."""
 
 COPY_OVERHEAD = 3_072
