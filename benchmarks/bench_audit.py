@@ -62,6 +62,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("validate", ("auditor/validate/", "dns/dnssec", "cryptography/")),
     ("findings", ("auditor/findings/",)),
     ("forgery", ("auditor/forgery/",)),
+    ("resolution", ("auditor/resolution/",)),
     ("write+reports", ("auditor/report/", "json/", "orjson", "pyarrow/", "pandas/", "jinja2/")),
     ("pipeline", ("auditor/pipeline.py",)),
 )
