@@ -179,7 +179,10 @@ def zone_keys(
     if plan.signing.python_signed:  # no key faults here (the generator's choice)
         ksk = pool.python(plan.signing.algorithm, plan.signing.bits, True, index)
         zsk = pool.python(plan.signing.algorithm, plan.signing.bits, False, index)
-        return ZoneKeys([ksk, zsk], [ksk, zsk], [ksk])
+        if plan.signing.extra_algorithm is None:
+            return ZoneKeys([ksk, zsk], [ksk, zsk], [ksk])
+        extra = pool.python(plan.signing.extra_algorithm, None, False, index)  # a second ZSK
+        return ZoneKeys([ksk, zsk, extra], [ksk, zsk, extra], [ksk, extra])
     ksk = materialize(_pool_key(pool, plan.signing, True, index), plan.name, keydir)
     zsk = materialize(_pool_key(pool, plan.signing, False, index), plan.name, keydir)
     keys = ZoneKeys([ksk, zsk], [ksk, zsk], [ksk])

@@ -86,6 +86,25 @@ def _break_chain(zone: dns.zone.Zone, name: dns.name.Name) -> None:
         zone.delete_node(name)
 
 
+_UNSUPPORTED = frozenset({1, 3, 6})
+"""RSAMD5 and DSA: RFC 8624 3.1 MUST NOT validate."""
+
+
+def _keep_only_unsupported(
+    zone: dns.zone.Zone, owner: dns.name.Name, rdtype: dns.rdatatype.RdataType
+) -> None:
+    """Leave only the RRSIGs of an unsupported algorithm over *owner*/*rdtype*."""
+    node = zone.get_node(owner)
+    sigs = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype) if node else None
+    if node is None or sigs is None:
+        return
+    kept = [sig for sig in sigs if sig.algorithm in _UNSUPPORTED]
+    node.delete_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype)
+    if kept:
+        replacement = dns.rdataset.from_rdata_list(sigs.ttl, kept)
+        node.replace_rdataset(replacement)
+
+
 def _target(fault: Fault, origin: dns.name.Name) -> tuple[dns.name.Name, dns.rdatatype.RdataType]:
     owner, _, rdtype = fault.target.partition(" ")
     name = dns.name.from_text(owner, origin=origin)
@@ -105,6 +124,8 @@ def apply(zone: dns.zone.Zone, faults: Iterable[Fault]) -> None:
                 _strip_denial(zone, name)
             case FaultKind.CHAIN_BROKEN:
                 _break_chain(zone, name)
+            case FaultKind.UNSUPPORTED_ONLY:
+                _keep_only_unsupported(zone, name, rdtype)
             case _:
                 pass  # signing-time and parent-side faults
 

@@ -9,8 +9,8 @@ import dns.name
 
 from tests.differential.design import Design, empty_non_terminals, owners, resolve
 from tests.differential.model import (
-    ANCHOR_FAULTS,
     DS_FAULTS,
+    EXOTIC_FAULTS,
     KEY_FAULTS,
     Fault,
     FaultKind,
@@ -36,9 +36,7 @@ ALGORITHMS: dict[int, float] = {8: 22, 10: 12, 13: 25, 14: 12, 15: 14, 16: 10, 5
 RSA_ALGORITHMS = frozenset({5, 7, 8, 10})
 NSEC3_CAPABLE = frozenset(ALGORITHMS) - {5}  # RFC 5155 2: algorithm 5 predates NSEC3
 WINDOW_FAULTS = frozenset({FaultKind.EXPIRED, FaultKind.NOT_YET_VALID})
-BASE_FAULTS = tuple(
-    kind for kind in FaultKind if kind not in ANCHOR_FAULTS and kind is not FaultKind.ONLINE_BROKEN
-)
+BASE_FAULTS = tuple(kind for kind in FaultKind if kind not in EXOTIC_FAULTS)
 """Faults any signed zone may draw (in the enum's order: the draws stay reproducible)."""
 LOCAL_FAULTS = frozenset(BASE_FAULTS) - DS_FAULTS
 """Faults in the zone's own data, which an online-signed zone does not take."""
@@ -50,6 +48,8 @@ POLICY_SHAPES: dict[tuple[int, int | None], float] = {
 """Class 5 shapes signed with dnspython -> weight: weak RSA keys (validated like any other),
 DSA (RFC 8624 3.1: MUST NOT validate) and RSAMD5 (likewise): a zone all of whose keys are
 outside the policy."""
+MIXED_SHARE = 0.25
+"""Share of the class 5 zones signed with ECDSA P-256 and DSA (the DS names both)."""
 ONLINE_MODES = {OnlineMode.BLACK_LIES: 35, OnlineMode.NXDOMAIN: 20, OnlineMode.WHITE_LIES: 25,
                 OnlineMode.KNOT: 20}  # fmt: skip
 EXOTIC_SHARE = (0.12, 0.15, 0.05)
@@ -248,17 +248,27 @@ def _replace_signing(plans: list[ZonePlan], name: str, signing: Signing) -> list
     ]
 
 
-def _policy_zone(rng: random.Random, plans: list[ZonePlan], faults: list[Fault]) -> list[ZonePlan]:
-    """One signed zone re-signed with dnspython in a class 5 shape (NSEC; no key faults)."""
+def _policy_zone(
+    rng: random.Random, design: Design, probes: Sequence[Probe], faults: list[Fault]
+) -> tuple[list[ZonePlan], list[Fault]]:
+    """One signed zone re-signed with dnspython in a class 5 shape (NSEC; no key faults): a
+    weak or unsupported algorithm, or now and then ECDSA plus DSA, one RRset signed by DSA
+    alone in half of those."""
+    plans = list(design.zones.values())
     keyed = {fault.zone for fault in faults if fault.kind in KEY_FAULTS}
     eligible = [plan for plan in plans if plan.signing and plan.name not in keyed]
     if not eligible:
-        return plans
+        return plans, faults
     plan = rng.choice(eligible)
     assert plan.signing is not None
     algorithm, bits = rng.choices(list(POLICY_SHAPES), weights=list(POLICY_SHAPES.values()))[0]
     signing = Signing(algorithm, bits, None, plan.signing.ds_digests)
-    return _replace_signing(plans, plan.name, signing)
+    if rng.random() < MIXED_SHARE:
+        signing = Signing(13, None, None, plan.signing.ds_digests, extra_algorithm=3)
+        if rng.random() < 0.5:
+            target = _target(rng, FaultKind.RDATA_ALTERED, plan, design, probes)
+            faults = [*faults, Fault(FaultKind.UNSUPPORTED_ONLY, plan.name, target)]
+    return _replace_signing(plans, plan.name, signing), faults
 
 
 def _online_eligible(plan: ZonePlan, plans: list[ZonePlan]) -> bool:
@@ -296,14 +306,15 @@ def _anchor_fault(rng: random.Random, plans: list[ZonePlan]) -> Fault:
 
 
 def _exotic(
-    seed: int, index: int, plans: list[ZonePlan], faults: list[Fault]
+    seed: int, index: int, design: Design, probes: Sequence[Probe], faults: list[Fault]
 ) -> tuple[list[ZonePlan], list[Fault]]:
     """Class 5, 6 and 7 shapes, drawn from a generator of their own so every other draw of
     the scenario stays as it was before they existed."""
     rng = random.Random(f"differential-exotic:{seed}:{index}")
     policy, online, anchor = (rng.random() < share for share in EXOTIC_SHARE)
+    plans = list(design.zones.values())
     if policy:
-        plans = _policy_zone(rng, plans, faults)
+        plans, faults = _policy_zone(rng, design, probes, faults)
     if online:
         plans, faults = _online_zone(rng, plans, faults)
     if anchor:
@@ -323,5 +334,5 @@ def generate(seed: int, index: int) -> Scenario:
     design = Design.of(plans)
     probes, paths = _probes(rng, design)
     faults = _faults(rng, design, probes)
-    plans, faults = _exotic(seed, index, plans, faults)
+    plans, faults = _exotic(seed, index, design, probes, faults)
     return Scenario(seed, index, tuple(plans), tuple(faults), tuple(probes), paths)

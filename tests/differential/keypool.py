@@ -11,7 +11,7 @@ from typing import Any
 
 import dns.dnssec
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 
 from tests.lab.keys import LabKey, read_dnskey
@@ -82,12 +82,14 @@ class KeyPool:
 
 
 def _generate_pem(pem: Path, algorithm: int, bits: int | None) -> None:
-    """A private key in PEM: DSA 1024 (RFC 2536), RSA of *bits* (openssl for < 1024 bits:
-    cryptography refuses to generate them)."""
+    """A private key in PEM: DSA 1024 (RFC 2536), ECDSA P-256, RSA of *bits* (openssl for
+    < 1024 bits: cryptography refuses to generate them)."""
     if algorithm in (3, 6):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)  # DSA, on purpose
             key: Any = dsa.generate_private_key(key_size=1024)
+    elif algorithm == 13:
+        key = ec.generate_private_key(ec.SECP256R1())
     elif bits is not None and bits < 1024:
         run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{bits}",
              "-out", str(pem)], timeout=60)  # fmt: skip

@@ -42,12 +42,18 @@ class FaultKind(enum.StrEnum):
     SHA-256 DS whose digest is 20 bytes long (issue 12 class 7; it matches no key)."""
     ANCHOR_WRONG = "anchor-wrong"
     """Likewise, a DS of the right length that matches no key of the zone."""
+    UNSUPPORTED_ONLY = "unsupported-only"
+    """In a zone signed with a second, unsupported algorithm (``Signing.extra_algorithm``),
+    one RRset (``target``) keeps only that algorithm's RRSIG: no signature a validator may use,
+    while the DS RRset names a supported algorithm (RFC 4035 5.2, RFC 6840 5.11)."""
 
 
 DS_FAULTS = frozenset({FaultKind.DS_MISSING, FaultKind.DS_WRONG, FaultKind.DS_UNKNOWN_DIGEST})
 """Faults done in the parent zone (its DS RRset for the child)."""
 ANCHOR_FAULTS = frozenset({FaultKind.ANCHOR_MISFIT, FaultKind.ANCHOR_WRONG})
 """Faults done in the trust anchor file."""
+EXOTIC_FAULTS = ANCHOR_FAULTS | {FaultKind.ONLINE_BROKEN, FaultKind.UNSUPPORTED_ONLY}
+"""Faults of the class 5-7 shapes, drawn by their own generator (never by the base draws)."""
 KEY_FAULTS = frozenset({FaultKind.KEY_REVOKED, FaultKind.KEY_MISSING})
 """Faults made while signing with BIND's tools (a second signing of the DNSKEY RRset)."""
 
@@ -123,18 +129,23 @@ class Signing:
     """Digest types of the DS records the parent publishes for the KSK."""
     online: OnlineMode | None = None
     """Served by the online signer (one ECDSA P-256 CSK) in this mode instead of by named."""
+    extra_algorithm: int | None = None
+    """A second key of this (unsupported) algorithm, named by a DS too, signs every RRset but
+    the DNSKEY RRset beside the zone's own ZSK (class 5: not all keys outside the policy)."""
 
     @property
     def python_signed(self) -> bool:
-        """Signed with dnspython (RSAMD5, DSA, RSA under 1024 bits), NSEC only."""
+        """Signed with dnspython (RSAMD5, DSA, RSA under 1024 bits, two algorithms), NSEC."""
         weak = self.bits is not None and self.bits < WEAK_RSA_BITS
-        return self.online is None and (self.algorithm in PYTHON_ALGORITHMS or weak)
+        odd = self.algorithm in PYTHON_ALGORITHMS or self.extra_algorithm is not None
+        return self.online is None and (odd or weak)
 
     def __str__(self) -> str:
         denial = str(self.nsec3) if self.nsec3 else "nsec"
         weak = f"-{self.bits}" if self.bits is not None and self.bits < WEAK_RSA_BITS else ""
+        extra = f"+{self.extra_algorithm}" if self.extra_algorithm is not None else ""
         online = f"online-{self.online.value}/" if self.online else ""
-        return f"{online}alg{self.algorithm}{weak}/{denial}"
+        return f"{online}alg{self.algorithm}{weak}{extra}/{denial}"
 
 
 @dataclass(frozen=True, slots=True)

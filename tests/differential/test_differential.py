@@ -76,6 +76,7 @@ def test_generator_covers_classes_5_6_and_7() -> None:
     # Class 5: weak RSA keys, DSA (3, 6) and RSAMD5, signed with dnspython.
     python = {(sig.algorithm, sig.bits) for sig in signings if sig.python_signed}
     assert {(8, 512), (8, 768), (3, None), (6, None), (1, 1024)} <= python
+    assert any(sig.extra_algorithm == 3 for sig in signings)  # ECDSA plus DSA
     # Class 6: every online mode, NSEC and NSEC3, each with its broken twin.
     online = {(sig.online, sig.nsec3 is not None) for sig in signings if sig.online}
     assert {(mode, False) for mode in OnlineMode} | {(OnlineMode.WHITE_LIES, True)} <= online
