@@ -249,7 +249,7 @@ class ResolutionLinker:
         wire = evidence.transaction.response.wire
         query = evidence.transaction.query
         start = query.wire.ts_ns if query is not None else wire.ts_ns - _NO_QUERY_WINDOW_NS
-        during = [e for e in resolver.exchanges if start <= e.query_ts_ns <= wire.ts_ns]
+        during = _between(resolver.exchanges, start, wire.ts_ns)
         assert evidence.qname is not None
         names = resolver.path({evidence.qname, *_targets(evidence)})
         linked = _on_path(during, names)
@@ -336,19 +336,30 @@ def _frames(exchange: _Exchange, until_ns: int) -> tuple[int, ...]:
     return (exchange.query_frame,)
 
 
+def _between(exchanges: deque[_Exchange], start_ns: int, end_ns: int) -> list[_Exchange]:
+    """The exchanges whose query was sent from ``start_ns`` to ``end_ns``, in order: read
+    from the newest back (they are kept in capture order), so a client answer costs the
+    exchanges made while it waited, not the whole window."""
+    found: list[_Exchange] = []
+    for exchange in reversed(exchanges):
+        if exchange.query_ts_ns < start_ns:
+            break
+        if exchange.query_ts_ns <= end_ns:
+            found.append(exchange)
+    found.reverse()
+    return found
+
+
 def _on_path(exchanges: list[_Exchange], names: set[dns.name.Name]) -> list[_Exchange]:
     """The exchanges about the names (or the zones above them), growing the names with the
     CNAME/DNAME targets and nameserver names the linked answers lead to."""
-    linked: list[_Exchange] = []
+    chosen = [False] * len(exchanges)
     for _ in range(2):  # a second pass catches exchanges made relevant by later targets
-        for exchange in exchanges:
-            if exchange in linked:
-                continue
-            if any(name.is_subdomain(exchange.qname) for name in names):
-                linked.append(exchange)
+        for index, exchange in enumerate(exchanges):
+            if not chosen[index] and any(name.is_subdomain(exchange.qname) for name in names):
+                chosen[index] = True
                 names.update(exchange.targets)
-    linked.sort(key=lambda e: e.query_ts_ns)
-    return linked
+    return [e for e, on in zip(exchanges, chosen, strict=True) if on]
 
 
 def _cause(linked: list[_Exchange], until_ns: int,
