@@ -708,9 +708,9 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     from auditor.report.files import JsonLinesWriter, write_json
     from auditor.report.records import (
         STATS_SCHEMA,
+        ResponseRecords,
         anomaly_record,
         finding_record,
-        response_record,
     )
 
     started = time.monotonic()
@@ -771,9 +771,10 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
             sources = finding_sources(options, validator)
             linker = ResolutionLinker()
             stream.on_query = both_hooks(_query_observer(sources), linker.observe_query)
+            records = ResponseRecords()
             for evidence, verdict, fields in judged:
                 linked = resolution_record(linker.feed(evidence, verdict))
-                responses.write({**response_record(evidence), **fields, "resolution": linked})
+                responses.write({**records.render(evidence), **fields, "resolution": linked})
                 verdicts[verdict.status.value] += 1
                 codes.update(code.value for code in verdict.codes)
                 if cache_use.keys_loaded and relies_on_cache(verdict, validator):
@@ -834,6 +835,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     stream.on_query = None
     parse_cache.clear()
     judge.release()
+    records.clear()
     material.release_copies()
     release_memos()
     gc.collect()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,6 +108,63 @@ def response_record(evidence: ResponseEvidence) -> dict[str, Any]:
         "answer_count": answer_count(evidence),
         "problems": list(evidence.problems),
     }
+
+
+_HEAD = ("qname", "qtype", "qclass", "rcode", "flags", "do", "ede")
+_TAIL = ("size", "answer_count", "problems")
+
+
+class ResponseRecords:
+    """``response_record`` with the fields that depend only on the message body (question,
+    rcode, flags, EDNS, size, counts, problems) rendered once per distinct parsed message
+    and shared by its repeats (read-only lists); the per-packet fields are filled in."""
+
+    def __init__(self, size: int = 4_096) -> None:
+        self._bodies: OrderedDict[int, tuple[object, dict[str, Any], dict[str, Any]]] = (
+            OrderedDict())
+        self._size = max(1, size)
+
+    def render(self, evidence: ResponseEvidence) -> dict[str, Any]:
+        """The same record as ``response_record(evidence)``, key order included."""
+        response = evidence.transaction.response
+        query = evidence.transaction.query
+        wire = response.wire
+        head, tail = self._body(evidence)
+        return {
+            "schema": RESPONSES_SCHEMA,
+            "ts": iso_time(wire.ts_ns),
+            "capture": wire.capture,
+            "frame": wire.frame,
+            "frames": list(wire.frames),
+            "transport": wire.transport.value,
+            "src": wire.src,
+            "sport": wire.sport,
+            "dst": wire.dst,
+            "dport": wire.dport,
+            "id": response.id,
+            **head,
+            "query_frame": query.wire.frame if query is not None else None,
+            "response_index": evidence.transaction.response_index,
+            "hop_limit": wire.hop_limit,
+            **tail,
+        }
+
+    def clear(self) -> None:
+        """Forget every rendered body."""
+        self._bodies.clear()
+
+    def _body(self, evidence: ResponseEvidence) -> tuple[dict[str, Any], dict[str, Any]]:
+        parsed = evidence.transaction.response.parsed
+        entry = self._bodies.get(id(parsed))
+        if entry is not None and entry[0] is parsed:
+            return entry[1], entry[2]
+        whole = response_record(evidence)
+        head = {name: whole[name] for name in _HEAD}
+        tail = {name: whole[name] for name in _TAIL}
+        self._bodies[id(parsed)] = (parsed, head, tail)
+        if len(self._bodies) > self._size:
+            self._bodies.popitem(last=False)
+        return head, tail
 
 
 def answer_count(evidence: ResponseEvidence) -> int:
