@@ -307,7 +307,9 @@ class StreamingJudge:
 
     def feed(self, evidence: ResponseEvidence) -> list[Judged]:
         """Observe and judge one response; return it unless it waits, plus any evicted."""
-        if not evidence.transaction.answers_query:  # NOTIFY, UPDATE: nothing to wait for
+        transaction = evidence.transaction
+        if not transaction.answers_query or transaction.response.wire.cut:
+            # NOTIFY, UPDATE, an answer the snapshot length cut: nothing to wait for
             return [(evidence, judge_response(self._validator, evidence))]
         self._material.observe(evidence)
         verdict = self._validator.judge(evidence)

@@ -18,6 +18,7 @@ import dns.opcode
 from auditor import __version__
 from auditor.anomaly import Anomaly, AnomalyCode
 from auditor.capture.frame import Frame
+from auditor.decode.cut import cut_udp_message
 from auditor.decode.defrag import Defragmenter
 from auditor.decode.dissect import dissect
 from auditor.decode.fastpath import fast_udp_message
@@ -137,7 +138,9 @@ class DecodeChain:
     def _decode(self, frame: Frame) -> list[WireMessage]:
         datagram = dissect(frame, self.ledger)
         if datagram is None:
-            return []
+            # A DNS answer the snapshot length cut is still listed (settled as cut above).
+            cut = cut_udp_message(frame, self.ports) if frame.wirelen > len(frame.data) else None
+            return [cut] if cut is not None else []
         if datagram.fragment is not None:
             datagram = self.defragmenter.feed(datagram)
             if datagram is None:
@@ -467,7 +470,10 @@ def run_judge(validator: Validator, enabled: bool) -> RunJudge:
 
 def judge_response(validator: Validator, evidence: ResponseEvidence) -> Verdict:
     """The validator's verdict on a query answer; for a response with another opcode (NOTIFY,
-    UPDATE: RFC 1996, RFC 2136) an indeterminate verdict saying it answers no question."""
+    UPDATE: RFC 1996, RFC 2136) an indeterminate verdict saying it answers no question, and
+    for an answer the capture's snapshot length cut one saying so (``truncated_capture``)."""
+    if evidence.transaction.response.wire.cut:
+        return _cut_verdict(validator, evidence)
     if evidence.transaction.answers_query:
         return validator.judge(evidence)
     opcode = evidence.transaction.opcode
@@ -487,9 +493,26 @@ def judge_response(validator: Validator, evidence: ResponseEvidence) -> Verdict:
     )
 
 
+def _cut_verdict(validator: Validator, evidence: ResponseEvidence) -> Verdict:
+    """Indeterminate: the capture holds only the start of the answer."""
+    captured = len(evidence.transaction.response.wire.wire)
+    return Verdict(
+        status=Status.INDETERMINATE,
+        codes=(ValidationCode.TRUNCATED_CAPTURE,),
+        zone=None,
+        rrsets=(),
+        missing=(),
+        reference_time_ns=validator.at_ns if validator.at_ns is not None else evidence.ts_ns,
+        detail=(f"the capture's snapshot length cut the answer after {captured} bytes of DNS "
+                "message: not validated",),
+        valid_ns=ALWAYS,
+    )
+
+
 def observe_answer_keys(material: KeyMaterial, evidence: ResponseEvidence) -> None:
-    """Gather the key material of a query answer (NOTIFY/UPDATE sections are not answers)."""
-    if evidence.transaction.answers_query:
+    """Gather the key material of a query answer (NOTIFY/UPDATE sections are not answers, a
+    cut answer's records are incomplete)."""
+    if evidence.transaction.answers_query and not evidence.transaction.response.wire.cut:
         material.observe(evidence)
 
 
@@ -520,7 +543,10 @@ def finding_sources(
 def stages_for(sources: list[FindingSource], evidence: ResponseEvidence) -> list[FindingSource]:
     """The finding stages that see a response: all of them for a query answer; for a NOTIFY
     or UPDATE answer only the forgery stage, which counts it (no validation or zone finding
-    treats it as an answer)."""
+    treats it as an answer); none for an answer the snapshot length cut (only its start
+    was captured: no finding may rest on it)."""
+    if evidence.transaction.response.wire.cut:
+        return []
     if evidence.transaction.answers_query:
         return sources
     return [s for s in sources if isinstance(s, ForgeryDetector)]

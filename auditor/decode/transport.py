@@ -76,6 +76,8 @@ class WireMessage:
     owned_frames: int
     """How many frames the DNS stage settles with this message (a TCP segment that carries
     the end of one message and the start of the next is owned by the later one)."""
+    cut: bool = False
+    """The capture's snapshot length cut the message: only its start is here (``cut.py``)."""
 
 
 _UDP_HEADER = struct.Struct("!HHHH")

@@ -185,6 +185,9 @@ class ValidationCode(StrEnum):
     the proof that no DS exists (RFC 4035 5.2)."""
     TRUNCATED = ("truncated", None)
     """The TC bit is set: the answer is incomplete and is judged only as far as it goes."""
+    TRUNCATED_CAPTURE = ("truncated_capture", None)
+    """The capture's snapshot length cut the answer: header and question listed, the rest
+    was never captured, so nothing is validated (as tshark marks it malformed)."""
     NOT_A_QUERY_ANSWER = ("not_a_query_answer", None)
     """The response's opcode is not QUERY (NOTIFY, UPDATE, ...; RFC 1996, RFC 2136): its
     sections are not an answer to a question, so it is not validated as one and no forgery

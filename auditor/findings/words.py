@@ -43,6 +43,7 @@ PLAIN_WORDS: dict[str, str] = {
     C.UNSIGNED_ADDITIONAL: "unsigned additional-section data",
     C.REFERRAL: "referral",
     C.TRUNCATED: "truncated (TC) answer",
+    C.TRUNCATED_CAPTURE: "answer cut by the capture's snapshot length (not validated)",
     "denial_no_cover": "no NSEC/NSEC3 record covers the name",
     "denial_no_closest_encloser": "NSEC3 proof lacks the closest encloser",
     "denial_wildcard_not_excluded": "denial does not exclude a wildcard",
