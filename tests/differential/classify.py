@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.differential.compare import Comparison
+from tests.differential.compare import CAPTURE_LOST, SERVER_FAILURE, Comparison
 
 EXPECTATIONS = Path(__file__).with_name("expectations.toml")
 """The one data file of policy differences and known disagreements (edit it by hand)."""
@@ -75,6 +75,10 @@ class Tally:
     new: list[Comparison] = field(default_factory=list)
     unjudgeable: list[Comparison] = field(default_factory=list)
     """Questions Unbound did not answer (timeout, other rcodes)."""
+    lost: list[Comparison] = field(default_factory=list)
+    """Questions whose capture lost packets: neither agreement nor disagreement."""
+    server_failures: int = 0
+    """Agreements of Unbound's SERVFAIL with an upstream SERVFAIL/REFUSED (in ``agreed``)."""
 
     @property
     def total(self) -> int:
@@ -107,8 +111,11 @@ def tally(comparisons: Iterable[Comparison], expectations: Expectations) -> Tall
     for comparison in comparisons:
         if comparison.unbound not in ("secure", "insecure", "bogus"):
             result.unjudgeable.append(comparison)
+        elif comparison.auditor == CAPTURE_LOST:
+            result.lost.append(comparison)
         elif comparison.agrees:
             result.agreed += 1
+            result.server_failures += comparison.auditor == SERVER_FAILURE
         elif entry := next((e for e in expectations.policy if e.matches(comparison)), None):
             result.policy.setdefault(entry.id, []).append(comparison)
         elif entry := next((e for e in expectations.known if e.matches(comparison)), None):
@@ -156,9 +163,11 @@ def report(result: Tally, expectations: Expectations) -> str:
     policy = sum(map(len, result.policy.values()))
     known = sum(map(len, result.known.values()))
     lines = [
-        f"questions compared: {result.total} (unanswered: {len(result.unjudgeable)})",
+        f"questions compared: {result.total} (unanswered: {len(result.unjudgeable)}, "
+        f"capture lost, not compared: {len(result.lost)})",
         f"agreement: {result.agreed}/{result.total - policy} = {100 * result.agreement:.2f}% "
-        f"(policy differences counted apart: {policy})",
+        f"(policy differences counted apart: {policy}; SERVFAIL paired with an upstream "
+        f"server failure: {result.server_failures})",
         f"known disagreements: {known}; new (in neither list): {len(result.new)}",
     ]
     for title, groups in (("policy", result.policy), ("known", result.known)):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,36 @@ def _epoch(ts: str) -> float:
     return datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
+SERVER_FAILURE = "server-failure"
+"""Auditor verdict of a SERVFAIL whose resolution met an authoritative SERVFAIL or REFUSED
+and nothing bogus: the upstream had nothing to validate (paired with Unbound's SERVFAIL)."""
+CAPTURE_LOST = "capture-lost"
+"""Auditor verdict when the capture cannot be trusted for the question: tcpdump reported
+packets dropped by the kernel, or Unbound's answer to the client is not in the capture."""
+_FAILING = frozenset({"SERVFAIL", "REFUSED"})
+_ZONE_DATA = frozenset({"DNSKEY", "DS", "NS"})
+
+
+def _frame(record: Record, key: str = "frame") -> int:
+    value = record.get(key)
+    return int(value if value is not None else record["frame"])
+
+
+def _ancestors(name: str) -> Iterator[str]:
+    """*name* (absolute) and every name above it, up to the root."""
+    name = name.lower()
+    while True:
+        yield name
+        if name == ".":
+            return
+        name = name.split(".", 1)[1] or "."
+
+
+def _answer_names(record: Record) -> set[str]:
+    return {rrset["name"].lower() for rrset in record.get("rrsets", ())
+            if rrset.get("section") == "answer"}  # fmt: skip
+
+
 @dataclass(slots=True)
 class AuditIndex:
     """The audit's responses, indexed for the comparison."""
@@ -57,9 +88,11 @@ class AuditIndex:
     addresses: Addresses
     client: dict[tuple[str, str, bool], list[Record]] = field(default_factory=dict)
     """(qname, qtype, cd) -> Unbound's complete answers to the client."""
-    upstream: list[tuple[float, Record]] = field(default_factory=list)
-    """(capture time, record) of every authoritative answer to Unbound, in time order."""
-    upstream_by_question: dict[tuple[str, str], list[Record]] = field(default_factory=dict)
+    upstream: list[Record] = field(default_factory=list)
+    """Every authoritative answer to Unbound, in order of Unbound's query frame."""
+    upstream_by_name: dict[str, list[Record]] = field(default_factory=dict)
+    """Lower-cased qname -> its authoritative answers, in answer-frame order."""
+    _starts: list[int] = field(default_factory=list)
 
     @classmethod
     def of(cls, records: Iterable[Record], addresses: Addresses) -> AuditIndex:
@@ -67,20 +100,85 @@ class AuditIndex:
         index = cls(addresses)
         servers = set(addresses.servers())
         for record in records:
-            question = (record["qname"], record["qtype"])
             if record["src"] == addresses.resolver and record["dst"] == addresses.client:
                 if "TC" not in record["flags"]:
-                    key = (*question, "CD" in record["flags"])
+                    key = (record["qname"], record["qtype"], "CD" in record["flags"])
                     index.client.setdefault(key, []).append(record)
             elif record["src"] in servers and record["dst"] == addresses.resolver:
-                index.upstream.append((_epoch(record["ts"]), record))
-                index.upstream_by_question.setdefault(question, []).append(record)
-        index.upstream.sort(key=lambda entry: entry[0])
+                index.upstream.append(record)
+                index.upstream_by_name.setdefault(record["qname"].lower(), []).append(record)
+        index.upstream.sort(key=lambda record: _frame(record, "query_frame"))
+        index._starts = [_frame(record, "query_frame") for record in index.upstream]
+        for answers in index.upstream_by_name.values():
+            answers.sort(key=_frame)
         return index
 
-    def window(self, started: float, ended: float) -> list[Record]:
-        """Upstream answers captured while Unbound worked on one client question."""
-        return [record for ts, record in self.upstream if started - 0.01 <= ts <= ended + 0.01]
+    def answer_to(self, asked: Asked) -> Record | None:
+        """Unbound's answer to *asked* in the capture (``None``: not captured)."""
+        candidates = self.client.get((asked.probe.qname, asked.probe.qtype, asked.cd), [])
+        timed = [(_epoch(record["ts"]), record) for record in candidates]
+        inside = [(ts, record) for ts, record in timed
+                  if asked.started - 0.005 <= ts <= asked.ended + 0.005]  # fmt: skip
+        return max(inside, key=lambda entry: entry[0])[1] if inside else None
+
+    def exchanges(self, answer: Record) -> list[Record]:
+        """Upstream exchanges Unbound made between the client's question and its answer.
+
+        The client asks one question at a time, so they are Unbound's work on that question.
+        """
+        first, last = _frame(answer, "query_frame"), _frame(answer)
+        start = bisect.bisect_right(self._starts, first)
+        return [record for record in self.upstream[start:bisect.bisect_left(self._starts, last)]
+                if _frame(record) < last]  # fmt: skip
+
+    def latest(self, name: str, before: int) -> list[Record]:
+        """The most recent authoritative answer per type for *name* before frame *before*."""
+        newest: dict[str, Record] = {}
+        for record in self.upstream_by_name.get(name, ()):
+            if _frame(record) < before:
+                newest[record["qtype"]] = record
+        return list(newest.values())
+
+
+def resolution(index: AuditIndex, answer: Record, probe: Probe,
+               zones: Sequence[str] = ()) -> list[Record]:  # fmt: skip
+    """The upstream answers that belong to the resolution Unbound answered with *answer*.
+
+    Its exchanges between the client's question and the answer, restricted to names on the
+    question's path: the qname and the CNAME/DNAME targets its answers led to (any type),
+    and the names above them and above the path's *zones* (the NS, DS and DNSKEY queries of
+    the zones up there, and the minimised queries when Unbound made them meanwhile). Answered
+    from cache (no exchange meanwhile): the most recent answers for those names instead (only
+    NS/DS/DNSKEY above the chain).
+    """
+    window = index.exchanges(answer)
+    cached = not window
+    before = _frame(answer)
+    if cached:
+        window = [record for name in _ancestors(probe.qname)
+                  for record in index.latest(name, before)]  # fmt: skip
+    chain = {probe.qname.lower()}
+    while True:
+        grown = chain.union(*(_answer_names(r) for r in window if r["qname"].lower() in chain))
+        if grown == chain:
+            break
+        if cached:
+            window += [record for name in grown - chain for record in index.latest(name, before)]
+        chain = grown
+    above = {a for name in [*chain, *zones] for a in _ancestors(name)} - chain
+    if cached:
+        window += [record for name in set(zones) - chain for record in index.latest(name, before)]
+        window += [record for name in above for record in index.latest(name, before)
+                   if record["qtype"] in _ZONE_DATA]  # fmt: skip
+    seen: set[int] = set()
+    result = []
+    for record in window:
+        name = record["qname"].lower()
+        on_path = name in chain or (name in above and (not cached or record["qtype"] in _ZONE_DATA))
+        if on_path and id(record) not in seen:
+            seen.add(id(record))
+            result.append(record)
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +202,14 @@ class Comparison:
     records: tuple[Record, ...]
     """The responses the verdict came from."""
     upstream_bogus: bool
-    """Some upstream answer in the question's window was judged bogus."""
+    """Some upstream answer of the question's resolution was judged bogus."""
 
     @property
     def agrees(self) -> bool:
-        """Same verdict."""
-        return self.unbound == self.auditor
+        """Same verdict; Unbound's SERVFAIL also pairs with an upstream server failure."""
+        return self.unbound == self.auditor or (
+            self.unbound == "bogus" and self.auditor == SERVER_FAILURE
+        )
 
     def fields(self) -> dict[str, str]:
         """The fields policy and known-disagreement patterns match on."""
@@ -127,21 +227,26 @@ def _verdict_of(records: Sequence[Record]) -> str:
     return verdicts[0] if len(verdicts) == 1 else "mixed:" + "+".join(verdicts)
 
 
-def auditor_verdict(index: AuditIndex, asked: Asked, outcome: str) -> tuple[str, list[Record]]:
+def auditor_verdict(
+    index: AuditIndex, asked: Asked, outcome: str, zones: Sequence[str] = ()
+) -> tuple[str, list[Record]]:
     """Unbound answered: the verdict of that answer to the client (RRSIGs and proofs in it).
 
-    SERVFAIL: bogus if any authoritative answer Unbound received while working on the
-    question is bogus (else those answers' verdicts); without upstream traffic (the failure
-    came from its cache) every upstream answer to the same question in the capture.
+    SERVFAIL: bogus if an authoritative answer of the question's resolution (`resolution`)
+    is bogus; else `SERVER_FAILURE` if an authoritative server answered it SERVFAIL or
+    REFUSED; else those answers' verdicts (``none`` without any). `CAPTURE_LOST` when
+    Unbound's answer is not in the capture.
     """
+    answer = index.answer_to(asked)
+    if answer is None:
+        return CAPTURE_LOST, []
     if outcome == "bogus" and not asked.cd:
-        records = index.window(asked.started, asked.ended)
-        if not any(record["verdict"] == "bogus" for record in records):
-            question = (asked.probe.qname, asked.probe.qtype)
-            records = records + index.upstream_by_question.get(question, [])
-        return _verdict_of(records), records
-    records = index.client.get((asked.probe.qname, asked.probe.qtype, asked.cd), [])
-    return _verdict_of(records[-1:]), records[-1:]
+        records = resolution(index, answer, asked.probe, zones)
+        verdict = _verdict_of(records)
+        if verdict != "bogus" and any(record["rcode"] in _FAILING for record in records):
+            verdict = SERVER_FAILURE
+        return verdict, records
+    return _verdict_of([answer]), [answer]
 
 
 def _path_text(scenario: Scenario, probe: Probe) -> tuple[str, str]:
@@ -150,8 +255,13 @@ def _path_text(scenario: Scenario, probe: Probe) -> tuple[str, str]:
     return ",".join(faults) or "none", ";".join(shapes)
 
 
-def compare(scenario: Scenario, asked: Sequence[Asked], index: AuditIndex) -> list[Comparison]:
-    """Compare every question of *scenario* (a CD question takes the plain one's outcome)."""
+def compare(
+    scenario: Scenario, asked: Sequence[Asked], index: AuditIndex, *, lost: bool = False
+) -> list[Comparison]:
+    """Compare every question of *scenario* (a CD question takes the plain one's outcome).
+
+    *lost*: the batch's capture dropped packets; every answered question is `CAPTURE_LOST`.
+    """
     plain: dict[str, str] = {}
     result = []
     for one in asked:
@@ -159,9 +269,12 @@ def compare(scenario: Scenario, asked: Sequence[Asked], index: AuditIndex) -> li
         outcome = outcome or unbound_class(one)
         if not one.cd:
             plain[str(one.probe)] = outcome
-        verdict, records = auditor_verdict(index, one, outcome)
+        zones = scenario.path_zones.get(str(one.probe), ())
+        if lost:
+            verdict, records = CAPTURE_LOST, []
+        else:
+            verdict, records = auditor_verdict(index, one, outcome, zones)
         codes = sorted(set().union(*(set(r["codes"]) for r in records))) if records else []
-        window = index.window(one.started, one.ended)
         faults, shapes = _path_text(scenario, one.probe)
         result.append(
             Comparison(
@@ -175,7 +288,7 @@ def compare(scenario: Scenario, asked: Sequence[Asked], index: AuditIndex) -> li
                 faults,
                 shapes,
                 tuple(records),
-                any(r["verdict"] == "bogus" for r in window),
+                outcome == "bogus" and any(r["verdict"] == "bogus" for r in records),
             )
         )
     return result

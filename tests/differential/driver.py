@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.differential.classify import Expectations, Tally, tally
-from tests.differential.compare import Comparison
+from tests.differential.compare import CAPTURE_LOST, Comparison
 from tests.differential.fixtures import FixtureSource, write_fixture
 from tests.differential.run import DEFAULT_KEY_CACHE, BatchResult, run_batch, scenarios_for
 
@@ -27,11 +27,15 @@ class RunSummary:
     fixtures: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     scenarios: int = 0
+    dropped: dict[int, list[int]] = field(default_factory=dict)
+    """First index of a batch whose capture dropped packets -> drops per attempt."""
 
 
 def _state(comparison: Comparison, result: Tally) -> str:
     if comparison.agrees:
         return "agrees"
+    if comparison.auditor == CAPTURE_LOST:
+        return CAPTURE_LOST
     for entry_id, members in [*result.policy.items(), *result.known.items()]:
         if any(member is comparison for member in members):
             return entry_id
@@ -46,7 +50,7 @@ def _write_fixtures(batch: BatchResult, expectations: Expectations, directory: P
     for scenario in batch.scenarios:
         mine = [c for c in batch.comparisons if c.scenario == scenario.id]
         states = [_state(c, result) for c in mine]
-        if all(state == "agrees" or state in result.policy for state in states):
+        if all(state in ("agrees", CAPTURE_LOST) or state in result.policy for state in states):
             continue
         asked = batch.asked[scenario.id]
         written.append(write_fixture(directory, scenario, mine, asked, states, source))
@@ -74,6 +78,8 @@ def run(
                               key_cache=DEFAULT_KEY_CACHE)  # fmt: skip
             summary.comparisons += batch.comparisons
             summary.skipped.update(batch.skipped)
+            if any(batch.dropped):
+                summary.dropped[first] = batch.dropped
             for name, seconds in batch.timings.items():
                 summary.timings[name] = summary.timings.get(name, 0.0) + seconds
             if fixtures is not None:
@@ -107,6 +113,9 @@ def summarize(
             "skipped: "
             + "; ".join(f"{k}: {v[:120]}" for k, v in sorted(summary.skipped.items())[:10])
         )
+    if summary.dropped:
+        lines.append("capture drops (batch start: packets dropped per attempt): " + "; ".join(
+            f"{first}: {drops}" for first, drops in sorted(summary.dropped.items())))
     if summary.fixtures:
         lines.append(
             f"fixtures written: {len(summary.fixtures)} under {summary.fixtures[0].parent}"

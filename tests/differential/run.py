@@ -72,6 +72,13 @@ class BatchResult:
     asked: dict[str, list[Asked]] = field(default_factory=dict)
     audit_records: list[dict[str, object]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    dropped: list[int] = field(default_factory=list)
+    """Packets tcpdump reported dropped by the kernel, per attempt (re-run once on a loss)."""
+
+    @property
+    def lost(self) -> bool:
+        """The last attempt's capture dropped packets: its comparisons are capture-lost."""
+        return bool(self.dropped and self.dropped[-1])
 
 
 def _skipped(batch: Batch, scenario: Scenario, not_loaded: frozenset[str]) -> str | None:
@@ -87,8 +94,14 @@ def run_batch(
     *,
     key_cache: Path = DEFAULT_KEY_CACHE,
     addresses: Addresses | None = None,
+    attempts: int = 2,
 ) -> BatchResult:
-    """Build *scenarios* into one named, resolve every probe, audit the capture, compare."""
+    """Build *scenarios* into one named, resolve every probe, audit the capture, compare.
+
+    A capture that dropped packets (tcpdump's "N packets dropped by kernel") is made again
+    with fresh servers, up to *attempts* times; if the last one still lost packets, every
+    question of the batch is compared as capture-lost (counted apart).
+    """
     addresses = addresses or Addresses()
     result = BatchResult(list(scenarios))
     clock = time.monotonic()
@@ -97,17 +110,24 @@ def run_batch(
     result.timings["build"] = time.monotonic() - clock
     with LOCK.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        clock = time.monotonic()
-        with running(batch, addresses, result.pcap) as (servers, _capture):
-            result.timings["start"] = time.monotonic() - clock
+        for attempt in range(attempts):
+            result.asked, result.skipped = {}, {}
             clock = time.monotonic()
-            for scenario in scenarios:
-                reason = _skipped(batch, scenario, servers.not_loaded)
-                if reason is not None:
-                    result.skipped[scenario.id] = reason
-                    continue
-                result.asked[scenario.id] = ask_all(addresses, scenario)
-            result.timings["resolve"] = time.monotonic() - clock
+            with running(batch, addresses, result.pcap) as (servers, capture):
+                result.timings["start"] = time.monotonic() - clock
+                clock = time.monotonic()
+                for scenario in scenarios:
+                    reason = _skipped(batch, scenario, servers.not_loaded)
+                    if reason is not None:
+                        result.skipped[scenario.id] = reason
+                        continue
+                    result.asked[scenario.id] = ask_all(addresses, scenario)
+                result.timings["resolve"] = time.monotonic() - clock
+            result.dropped.append(capture.dropped or 0)  # set when tcpdump stopped
+            if not result.lost:
+                break
+            logger.warning("batch of %s: tcpdump dropped %d packets (attempt %d of %d)",
+                           scenarios[0].id, capture.dropped, attempt + 1, attempts)  # fmt: skip
     clock = time.monotonic()
     audit = run_audit(result.pcap, workdir / "audit", batch.anchor)
     result.timings["audit"] = time.monotonic() - clock
@@ -115,7 +135,8 @@ def run_batch(
     index = AuditIndex.of(audit.records, addresses)
     for scenario in scenarios:
         if scenario.id in result.asked:
-            result.comparisons += compare(scenario, result.asked[scenario.id], index)
+            result.comparisons += compare(scenario, result.asked[scenario.id], index,
+                                          lost=result.lost)
     return result
 
 
