@@ -8,6 +8,7 @@ disagreement matches any more (it agrees now: remove it). Run thousands on deman
 
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 
@@ -19,8 +20,16 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from tests.differential.build import Addresses
 from tests.differential.classify import Entry, Expectations, class_table, report, tally
-from tests.differential.compare import Comparison
+from tests.differential.compare import (
+    CAPTURE_LOST,
+    SERVER_FAILURE,
+    Asked,
+    AuditIndex,
+    Comparison,
+    auditor_verdict,
+)
 from tests.differential.driver import run
 from tests.differential.fixtures import replay
 from tests.differential.generator import generate
@@ -124,6 +133,97 @@ def test_tally_sorts_policy_known_and_new() -> None:
     assert result.agreement == 1 / 3
     assert "bogus    indeterminate" in class_table(result.new)
     assert "known entry matching nothing (remove it?): gone" in report(result, expectations)
+
+
+_T0 = 1_800_000_000.0
+
+
+def _record(src: str, dst: str, qname: str, qtype: str, frames: tuple[int, int], *,
+            verdict: str = "secure", rcode: str = "NOERROR", answer: tuple[str, ...] = (),
+            flags: tuple[str, ...] = ("QR",)) -> dict[str, object]:  # fmt: skip
+    """A responses.jsonl record: *frames* = (query frame, answer frame), 1 ms per frame."""
+    stamp = datetime.datetime.fromtimestamp(_T0 + frames[1] / 1000, datetime.UTC)
+    return {"src": src, "dst": dst, "qname": qname, "qtype": qtype, "query_frame": frames[0],
+            "frame": frames[1], "ts": stamp.isoformat().replace("+00:00", "Z"),
+            "verdict": verdict, "rcode": rcode, "flags": list(flags), "codes": [verdict],
+            "rrsets": [{"section": "answer", "name": name} for name in answer]}  # fmt: skip
+
+
+def _up(qname: str, qtype: str, frames: tuple[int, int], **extra: object) -> dict[str, object]:
+    return _record(Addresses().server(qname.count(".")), Addresses().resolver, qname, qtype,
+                   frames, **extra)  # type: ignore[arg-type]  # fmt: skip
+
+
+def _servfail(upstream: list[dict[str, object]], *, answer: tuple[int, int] | None = (10, 20),
+              qname: str = "host1.s1.test.") -> tuple[str, list[dict[str, object]]]:  # fmt: skip
+    """The auditor's verdict for a SERVFAIL to ``qname TXT`` asked at frame 10, answered at 20."""
+    addresses = Addresses()
+    records = list(upstream)
+    if answer is not None:
+        records.append(_record(addresses.resolver, addresses.client, qname, "TXT", answer,
+                               verdict="none", rcode="SERVFAIL"))  # fmt: skip
+    probe = Probe(qname, "TXT", ProbeKind.POSITIVE, "positive")
+    asked = Asked("s1", probe, False, "SERVFAIL", False, (), _T0 + 0.0095, _T0 + 0.0205)
+    return auditor_verdict(AuditIndex.of(records, addresses), asked, "bogus", ("s1.test.",))
+
+
+def test_servfail_takes_only_its_own_resolution() -> None:
+    """Seed 1 s01499: the next question's bogus ``b TXT`` answer, 2 ms later, does not count."""
+    verdict, records = _servfail([
+        _up("host1.s1.test.", "TXT", (11, 12)),
+        _up("s1.test.", "DNSKEY", (13, 14)),
+        _up("other.s1.test.", "A", (15, 16), verdict="bogus"),  # off the path
+        _up("b.s1.test.", "TXT", (21, 22), verdict="bogus"),  # the next question's
+    ])  # fmt: skip
+    assert verdict == "secure"
+    assert [(r["qname"], r["qtype"]) for r in records] == [("host1.s1.test.", "TXT"),
+                                                          ("s1.test.", "DNSKEY")]  # fmt: skip
+
+
+def test_servfail_follows_cname_targets_and_zones_above() -> None:
+    target = _servfail([
+        _up("host1.s1.test.", "TXT", (11, 12), answer=("host1.s1.test.", "t.s2.test.")),
+        _up("t.s2.test.", "TXT", (13, 14), verdict="bogus"),
+    ])  # fmt: skip
+    above = _servfail([_up("host1.s1.test.", "TXT", (11, 12)),
+                       _up("test.", "DS", (13, 14), verdict="bogus")])  # fmt: skip
+    assert (target[0], above[0]) == ("bogus", "bogus")
+
+
+def test_servfail_from_cache_takes_the_latest_answers_on_its_path() -> None:
+    verdict, records = _servfail([
+        _up("host1.s1.test.", "TXT", (1, 2)),
+        _up("host1.s1.test.", "TXT", (3, 4), verdict="bogus"),
+        _up("s1.test.", "A", (5, 6), verdict="bogus"),  # above the name: only NS/DS/DNSKEY
+        _up("s1.test.", "DNSKEY", (7, 8)),
+        _up("b.s1.test.", "TXT", (8, 9), verdict="bogus"),  # another name of the zone
+        _up("host1.s1.test.", "TXT", (21, 22)),  # after the answer
+    ])  # fmt: skip
+    assert verdict == "bogus"
+    assert [r["query_frame"] for r in records] == [3, 7]
+
+
+def test_upstream_server_failure_pairs_with_unbound_servfail() -> None:
+    """BIND refusing a NODATA whose NSEC was stripped: nothing to validate, SERVFAIL agrees."""
+    verdict, _ = _servfail([_up("host1.s1.test.", "TXT", (11, 12), verdict="indeterminate",
+                                rcode="SERVFAIL")])  # fmt: skip
+    bogus, _ = _servfail([_up("host1.s1.test.", "TXT", (11, 12), rcode="REFUSED"),
+                          _up("s1.test.", "DNSKEY", (13, 14), verdict="bogus")])  # fmt: skip
+    assert (verdict, bogus) == (SERVER_FAILURE, "bogus")
+    assert _comparison("bogus", SERVER_FAILURE).agrees
+    assert not _comparison("secure", SERVER_FAILURE).agrees
+    result = tally([_comparison("bogus", SERVER_FAILURE)], Expectations([], []))
+    assert (result.agreed, result.server_failures) == (1, 1)
+
+
+def test_lost_capture_is_counted_apart() -> None:
+    verdict, _ = _servfail([_up("host1.s1.test.", "TXT", (11, 12), verdict="bogus")],
+                           answer=None)  # fmt: skip
+    assert verdict == CAPTURE_LOST
+    result = tally([_comparison("bogus", CAPTURE_LOST), _comparison("secure", "secure")],
+                   Expectations([], []))  # fmt: skip
+    assert (result.agreed, len(result.lost), len(result.new), result.total) == (1, 1, 0, 1)
+    assert "capture lost, not compared: 1" in report(result, Expectations([], []))
 
 
 def test_expectations_file_parses_and_every_entry_explains_itself() -> None:
