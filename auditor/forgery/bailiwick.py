@@ -30,6 +30,7 @@ Normal behaviour that must not fire:
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import dns.flags
 import dns.name
@@ -170,18 +171,56 @@ def extraneous(evidence: ResponseEvidence, chain: list[dns.name.Name]) -> list[s
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class BailiwickFacts:
+    """What the bailiwick rules find in a response body (the same for every repeat of it)."""
+
+    chain: tuple[dns.name.Name, ...]
+    """``chain_names``."""
+    off_chain: tuple[str, ...]
+    """``outside_chain``."""
+    unrelated: tuple[str, ...]
+    """``unrelated_delegations``."""
+    zone: dns.name.Name | None
+    """``response_zone`` when there are unrelated delegations (else None)."""
+    extraneous: tuple[str, ...]
+    """``extraneous``."""
+
+
+def bailiwick_facts(evidence: ResponseEvidence) -> BailiwickFacts | None:
+    """The bailiwick rules' view of one response body; None when they do not apply."""
+    if not audited(evidence):
+        return None
+    chain = chain_names(evidence)
+    unrelated = unrelated_delegations(evidence, chain)
+    return BailiwickFacts(
+        chain=tuple(chain),
+        off_chain=tuple(outside_chain(evidence, chain)),
+        unrelated=tuple(unrelated),
+        zone=response_zone(evidence) if unrelated else None,
+        extraneous=tuple(extraneous(evidence, chain)),
+    )
+
+
 def bailiwick_findings(summary: ResponseSummary) -> list[Finding]:
     """Findings for records the question cannot justify (see the module docstring)."""
-    evidence = summary.evidence
-    if not audited(evidence):
+    return findings_from(summary, bailiwick_facts(summary.evidence))
+
+
+def findings_from(summary: ResponseSummary, facts: BailiwickFacts | None) -> list[Finding]:
+    """``bailiwick_findings`` with the response's ``bailiwick_facts`` already known."""
+    if facts is None:
         return []
-    chain = chain_names(evidence)
+    if not (facts.off_chain or facts.unrelated or facts.extraneous):
+        return []
+    evidence = summary.evidence
+    chain = facts.chain
     refs = [*summary.query_refs, *summary.refs]
     common = {"server": summary.server, "client": summary.client,
               "qname": summary.qname_text, "qtype": summary.qtype_text}
     found = []
     discarded: list[str] = []
-    off_chain = outside_chain(evidence, chain)
+    off_chain = facts.off_chain
     if off_chain and evidence.flags & dns.flags.AA:
         found.append(forgery_finding(
             "answer_outside_chain", {**common, "records": "; ".join(off_chain)},
@@ -192,9 +231,9 @@ def bailiwick_findings(summary: ResponseSummary) -> list[Finding]:
         ))
     else:
         discarded.extend(f"answer {record}" for record in off_chain)
-    unrelated = unrelated_delegations(evidence, chain)
+    unrelated = facts.unrelated
     if unrelated:
-        zone = response_zone(evidence)
+        zone = facts.zone
         found.append(forgery_finding(
             "out_of_bailiwick_data",
             {**common, "records": "; ".join(unrelated),
@@ -204,7 +243,7 @@ def bailiwick_findings(summary: ResponseSummary) -> list[Finding]:
             "about has no place in this response (RFC 2181 5.4.1, RFC 5452 6); it is the "
             "payload that poisons a resolver accepting it for an unrelated zone",
         ))
-    discarded.extend(extraneous(evidence, chain))
+    discarded.extend(facts.extraneous)
     if discarded:
         noted = forgery_finding(
             "extraneous_records", {**common, "records": "; ".join(discarded)},

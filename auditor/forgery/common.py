@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 import dns.flags
 import dns.name
@@ -120,8 +122,73 @@ class ResponseSummary:
         return bool(self.flags & dns.flags.RA)
 
 
-def summarize(evidence: ResponseEvidence, verdict: Verdict) -> ResponseSummary:
-    """Build the summary of one judged response."""
+Facts = TypeVar("Facts")
+
+
+def body_key(evidence: ResponseEvidence) -> bytes:
+    """The response after its ID with TTLs masked (the verdict cache's body key): equal keys
+    mean equal header, question and records, whatever the ID, addresses, time or TTLs."""
+    response = evidence.transaction.response
+    return response.parsed.ttl_free_key(response.wire.wire)
+
+
+class BodyMemo(Generic[Facts]):
+    """Values derived from a response's body alone (no TTL, address, time or verdict),
+    computed once per distinct body (``body_key``), most recently used kept."""
+
+    __slots__ = ("_compute", "_entries", "_size")
+
+    def __init__(self, compute: Callable[[ResponseEvidence], Facts], size: int) -> None:
+        self._compute = compute
+        self._entries: OrderedDict[bytes, Facts] = OrderedDict()
+        self._size = max(1, size)
+
+    def __call__(self, evidence: ResponseEvidence) -> Facts:
+        key = body_key(evidence)
+        entries = self._entries
+        if key in entries:
+            entries.move_to_end(key)
+            return entries[key]
+        facts = entries[key] = self._compute(evidence)
+        if len(entries) > self._size:
+            entries.popitem(last=False)
+        return facts
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._entries.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class BodyFacts:
+    """The summary fields that depend on the response body alone."""
+
+    qname_text: str
+    qtype_text: str
+    answer_digest: bytes
+
+
+def body_facts(evidence: ResponseEvidence) -> BodyFacts:
+    """``BodyFacts`` of one response."""
+    return BodyFacts(
+        qname_text=name_text(evidence.qname) if evidence.qname is not None else "-",
+        qtype_text=type_text(evidence.qtype),
+        answer_digest=answer_digest(evidence),
+    )
+
+
+BODY_MEMO_SIZE = 4_000
+"""Distinct bodies whose forgery facts are kept (like the message facts memo)."""
+
+
+def summarize(evidence: ResponseEvidence, verdict: Verdict,
+              facts: BodyFacts | None = None) -> ResponseSummary:
+    """Build the summary of one judged response (``facts``: its ``body_facts``, if known)."""
+    if facts is None:
+        facts = body_facts(evidence)
     transaction = evidence.transaction
     wire = transaction.response.wire
     query = transaction.query
@@ -139,9 +206,9 @@ def summarize(evidence: ResponseEvidence, verdict: Verdict) -> ResponseSummary:
         cport=wire.dport,
         msg_id=transaction.response.id,
         question_key=transaction.response.question_key,
-        qname_text=name_text(evidence.qname) if evidence.qname is not None else "-",
-        qtype_text=type_text(evidence.qtype),
-        answer_digest=answer_digest(evidence),
+        qname_text=facts.qname_text,
+        qtype_text=facts.qtype_text,
+        answer_digest=facts.answer_digest,
         matched=query is not None,
         response_index=transaction.response_index,
         query_copies=transaction.query_copies,

@@ -37,6 +37,7 @@ from auditor.forgery.common import (
     paired_verdicts,
     rcode_text,
 )
+from auditor.memo import IdentityMemo
 from auditor.messages import name_text
 from auditor.trust.material import rdata_set_digest
 from auditor.validate.verdict import RRsetVerdict, Status
@@ -45,6 +46,17 @@ _Key = tuple[dns.name.Name, int, int]
 """(canonical owner, type, class)."""
 _MAX_COPIES = 8
 _ADDRESS_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA})
+_RECORD_SET_MEMO = 2_000
+"""RRsets whose record sets are kept (the recent ones: popular answers repeat)."""
+
+
+def _digestable(name: dns.name.Name) -> bytes:
+    return name.to_digestable()
+
+
+def _ancestry(owner: dns.name.Name) -> tuple[bytes, ...]:
+    """Canonical wire form of ``lineage(owner)`` (equal exactly when the names are equal)."""
+    return tuple(name.to_digestable() for name in lineage(owner))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +130,19 @@ class CrossChecker:
         self._max_claim_bytes = max_claim_bytes
         self._claim_bytes = 0
         self._copies: OrderedDict[_Key, list[_Validated]] = OrderedDict()
-        self._existing: OrderedDict[dns.name.Name, _Validated] = OrderedDict()
+        self._existing: OrderedDict[bytes, _Validated] = OrderedDict()
+        """Names known to exist, by canonical wire form (``_ancestry``): a bytes key keeps its
+        hash, a ``dns.name.Name`` computes it on every lookup."""
         self._claims: deque[_Claim] = deque()
         self._waiting: dict[_Key, list[_Claim]] = {}
         self._reported: set[tuple[FrameRef, str]] = set()
+        self._record_sets: IdentityMemo[dns.rrset.RRset, frozenset[object]] = IdentityMemo(
+            frozenset, _RECORD_SET_MEMO)
+        """The records of an RRset as a set (hashing a record renders it), per shared RRset."""
+        self._name_wire: IdentityMemo[dns.name.Name, bytes] = IdentityMemo(
+            _digestable, _RECORD_SET_MEMO)
+        self._ancestry: IdentityMemo[dns.name.Name, tuple[bytes, ...]] = IdentityMemo(
+            _ancestry, _RECORD_SET_MEMO)
         self.dropped_claims = 0
 
     def feed(self, summary: ResponseSummary) -> list[Finding]:
@@ -150,7 +171,8 @@ class CrossChecker:
                                max(self._defer_ns, self._slack_ns), self._slack_ns)
         copy = _Validated(rdata_set_digest(rrset), start, end, summary.refs, summary.frame,
                           f"{name_text(rrset.name)} {rrset.rdtype.name}",
-                          frozenset(rrset) if rrset.rdtype in _ADDRESS_TYPES else frozenset())
+                          self._record_sets(rrset) if rrset.rdtype in _ADDRESS_TYPES
+                          else frozenset())
         copies = self._copies.setdefault(key, [])
         self._copies.move_to_end(key)
         copies.append(copy)
@@ -164,9 +186,9 @@ class CrossChecker:
     def _add_existing(self, owner: dns.name.Name, copy: _Validated) -> None:
         # RFC 8020 2: a name that owns data exists, and so does every ancestor of it.
         existing = self._existing
-        for name in lineage(owner):
-            existing[name] = copy
-            existing.move_to_end(name)
+        for key in self._ancestry(owner):
+            existing[key] = copy
+            existing.move_to_end(key)
         while len(self._existing) > self._max_keys:
             self._existing.popitem(last=False)
 
@@ -188,13 +210,13 @@ class CrossChecker:
             text = f"{rrset.name} {rrset.rdtype.name}"
             if item.section is Section.ANSWER:
                 claims.append(_Claim(note, key, rdata_set_digest(rrset), text, summary.ts_ns,
-                                     frozenset(rrset)))
+                                     self._record_sets(rrset)))
             elif (item.section is Section.ADDITIONAL and zone is not None
                   and rrset.rdtype in _ADDRESS_TYPES and not rrset.name.is_subdomain(zone)):
                 # RFC 2181 5.4.1: out-of-zone additional data is normal; only a contradiction
                 # with validated data makes it suspicious.
                 claims.append(_Claim(note, key, rdata_set_digest(rrset), text,
-                                     summary.ts_ns, frozenset(rrset), zone))
+                                     summary.ts_ns, self._record_sets(rrset), zone))
         if not evidence.section(Section.ANSWER) and _is_denial(summary):
             key = (name_key(evidence.qname), evidence.qtype, evidence.qclass or 1)
             claims.append(_Claim(note, key, None, "", summary.ts_ns))
@@ -223,7 +245,7 @@ class CrossChecker:
         summary = claim.summary
         nxdomain = summary.rcode == dns.rcode.NXDOMAIN
         if nxdomain:
-            copy = self._existing.get(claim.key[0])
+            copy = self._existing.get(self._name_wire(claim.key[0]))
         else:
             copies = self._copies.get(claim.key, [])
             copy = copies[-1] if copies else None

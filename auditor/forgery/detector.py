@@ -11,8 +11,16 @@ import dns.opcode
 
 from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding
-from auditor.forgery.bailiwick import bailiwick_findings
-from auditor.forgery.common import NS_PER_S, ForgeryVerdict, ResponseSummary, summarize
+from auditor.forgery.bailiwick import BailiwickFacts, bailiwick_facts, findings_from
+from auditor.forgery.common import (
+    BODY_MEMO_SIZE,
+    NS_PER_S,
+    BodyMemo,
+    ForgeryVerdict,
+    ResponseSummary,
+    body_facts,
+    summarize,
+)
 from auditor.forgery.crosscheck import CrossChecker
 from auditor.forgery.downgrade import DowngradeTracker
 from auditor.forgery.holdon import HoldOnTracker
@@ -122,6 +130,10 @@ class ForgeryDetector:
         self._cross = CrossChecker(defer_ns=config.crosscheck_defer_ns,
                                    slack_ns=config.ttl_slack_ns, max_keys=cap, max_claims=cap,
                                    max_claim_bytes=config.crosscheck_bytes)
+        self._body_facts = BodyMemo(body_facts, BODY_MEMO_SIZE)
+        self._bailiwick: BodyMemo[BailiwickFacts | None] = BodyMemo(bailiwick_facts,
+                                                                    BODY_MEMO_SIZE)
+        """What the summary and the bailiwick rules read of a body, once per distinct body."""
         self._pending_query_findings: list[Finding] = []
         self._last_expiry_ns = 0
         self.responses = 0
@@ -147,7 +159,7 @@ class ForgeryDetector:
             # answer to a question, so races, bailiwick, cross-checks... do not apply.
             self.not_query_answers += 1
             return self._count(found)
-        summary = summarize(evidence, verdict)
+        summary = summarize(evidence, verdict, self._body_facts(evidence))
         self._queries.note_time(summary.capture, summary.ts_ns)
         if summary.matched:
             self._queries.note_answer(summary)
@@ -159,7 +171,7 @@ class ForgeryDetector:
         found.extend(self._unsolicited.feed(summary))
         found.extend(self._kaminsky.feed(summary, spoof_signs))
         found.extend(self._holdon.feed(summary))
-        found.extend(bailiwick_findings(summary))
+        found.extend(findings_from(summary, self._bailiwick(evidence)))
         found.extend(self._downgrade.feed(summary))
         found.extend(self._cross.feed(summary))
         return self._count(found)

@@ -33,7 +33,7 @@ Rules and the normal behaviours they must not fire on (each has a test in
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from auditor.findings.catalogue import Finding
@@ -231,26 +231,33 @@ class HoldOnTracker:
         return [value for at, value in samples if abs(at - ts_ns) <= horizon]
 
     def _stable_paths(self, profile: _Profile, summary: ResponseSummary) -> tuple[
-            Counter[int], dict[int, int], int]:
-        """The counts of IP TTLs among the server's *other* recent responses (a response never
-        vouches for itself), the stable paths among them, and how many others there are."""
+            int, dict[int, int], int]:
+        """How many of the server's *other* recent responses (a response never vouches for
+        itself) came with this one's IP TTL, the stable paths among them, and how many others
+        there are."""
         hops, ts_ns, horizon = profile.hops, summary.ts_ns, self._horizon
+        counts: Mapping[int, int]
         if profile.ordered and ts_ns - hops[0][0] <= horizon and hops[-1][0] - ts_ns <= horizon:
-            counts = +profile.counts  # every sample is recent (the usual case)
+            counts = profile.counts  # every sample is recent (the usual case); read only
             others = len(hops) - 1
         else:
             recent = self._recent(hops, ts_ns)
             counts = Counter(recent)
             others = len(recent) - 1
-        counts[summary.hop_limit] -= 1
+        hop = summary.hop_limit
         floor = min(self._path_count, self._path_share * others)
-        return counts, {value: seen for value, seen in counts.items()
-                        if seen > 0 and seen >= floor}, others
+        stable = {}
+        for value, seen in counts.items():
+            if value == hop:
+                seen -= 1  # this response's own sample
+            if seen > 0 and seen >= floor:
+                stable[value] = seen
+        return counts.get(hop, 0) - 1, stable, others
 
     def _hop_finding(self, profile: _Profile, summary: ResponseSummary) -> Finding | None:
         hop = summary.hop_limit
-        counts, stable, others = self._stable_paths(profile, summary)
-        if counts[hop] > 0 or not stable or others < self._min - 1:
+        same_way, stable, others = self._stable_paths(profile, summary)
+        if same_way > 0 or not stable or others < self._min - 1:
             return None  # another answer came the same way: a path, if a rare one
         covered = sum(stable.values()) / others
         if covered < self._share:
