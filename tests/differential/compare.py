@@ -140,42 +140,77 @@ class AuditIndex:
         return list(newest.values())
 
 
+def designed_chain(scenario: Scenario, probe: Probe, limit: int = 16) -> tuple[str, ...]:
+    """The CNAME/DNAME targets the design leads *probe*'s qname through (lower-cased)."""
+    cnames: dict[str, str] = {}
+    dnames: dict[str, str] = {}
+    for zone in scenario.zones:
+        for line in zone.records:
+            tokens = line.split()
+            for kind, table in (("CNAME", cnames), ("DNAME", dnames)):
+                if kind in tokens[1:-1] and tokens[-1].endswith("."):
+                    owner = tokens[0]
+                    owner = zone.name if owner == "@" else (
+                        owner if owner.endswith(".") else f"{owner}.{zone.name}")
+                    table[owner.lower()] = tokens[-1].lower()
+    name, result = probe.qname.lower(), []
+    for _ in range(limit):
+        if name in cnames:
+            name = cnames[name]
+        else:
+            owner = next((a for a in _ancestors(name) if a != name and a in dnames), None)
+            if owner is None:
+                break
+            name = name[: len(name) - len(owner)] + dnames[owner]
+        if name in result:
+            break
+        result.append(name)
+    return tuple(result)
+
+
 def resolution(index: AuditIndex, answer: Record, probe: Probe,
-               zones: Sequence[str] = ()) -> list[Record]:  # fmt: skip
+               zones: Sequence[str] = (), aliases: Sequence[str] = ()) -> list[Record]:  # fmt: skip
     """The upstream answers that belong to the resolution Unbound answered with *answer*.
 
     Its exchanges between the client's question and the answer, restricted to names on the
     question's path: the qname and the CNAME/DNAME targets its answers led to (any type),
-    and the names above them and above the path's *zones* (the NS, DS and DNSKEY queries of
-    the zones up there, and the minimised queries when Unbound made them meanwhile). Answered
-    from cache (no exchange meanwhile): the most recent answers for those names instead (only
-    NS/DS/DNSKEY above the chain).
+    and the names above them and above the path's *zones* (their NS, DS and DNSKEY, and the
+    minimised queries Unbound made meanwhile). A name of the path Unbound did not ask about
+    meanwhile came from its cache: the most recent answers for it before the client's answer
+    count instead (of the question's type on the chain, NS/DS/DNSKEY above it).
+
+    The answers carry no rdata, so the CNAME/DNAME targets come from the design (*aliases*,
+    `designed_chain`) as well as from the answers' owner names; inside the exchanges, any
+    name at or under a zone of the path counts too (the targets the design names in them).
     """
     window = index.exchanges(answer)
-    cached = not window
     before = _frame(answer)
-    if cached:
-        window = [record for name in _ancestors(probe.qname)
-                  for record in index.latest(name, before)]  # fmt: skip
-    chain = {probe.qname.lower()}
+    asked = {record["qname"].lower() for record in window}
+
+    def cached(name: str, types: frozenset[str]) -> list[Record]:
+        if name in asked:
+            return []
+        return [r for r in index.latest(name, before) if r["qtype"] in types]
+
+    chain_types = frozenset({probe.qtype})
+    chain = {probe.qname.lower(), *(name.lower() for name in aliases)}
+    pool = window + [record for name in sorted(chain) for record in cached(name, chain_types)]
+    inside = {zone.lower() for zone in zones}
+    exchanged = {id(record) for record in window}
     while True:
-        grown = chain.union(*(_answer_names(r) for r in window if r["qname"].lower() in chain))
+        grown = chain.union(*(_answer_names(r) for r in pool if r["qname"].lower() in chain))
         if grown == chain:
             break
-        if cached:
-            window += [record for name in grown - chain for record in index.latest(name, before)]
+        pool += [record for name in grown - chain for record in cached(name, chain_types)]
         chain = grown
-    above = {a for name in [*chain, *zones] for a in _ancestors(name)} - chain
-    if cached:
-        window += [record for name in set(zones) - chain for record in index.latest(name, before)]
-        window += [record for name in above for record in index.latest(name, before)
-                   if record["qtype"] in _ZONE_DATA]  # fmt: skip
+    above = {a for name in [*chain, *zones] for a in _ancestors(name.lower())} - chain
+    pool += [record for name in sorted(above) for record in cached(name, _ZONE_DATA)]
     seen: set[int] = set()
     result = []
-    for record in window:
+    for record in pool:
         name = record["qname"].lower()
-        on_path = name in chain or (name in above and (not cached or record["qtype"] in _ZONE_DATA))
-        if on_path and id(record) not in seen:
+        in_zone = id(record) in exchanged and any(a in inside for a in _ancestors(name))
+        if (name in chain or name in above or in_zone) and id(record) not in seen:
             seen.add(id(record))
             result.append(record)
     return result
@@ -228,7 +263,11 @@ def _verdict_of(records: Sequence[Record]) -> str:
 
 
 def auditor_verdict(
-    index: AuditIndex, asked: Asked, outcome: str, zones: Sequence[str] = ()
+    index: AuditIndex,
+    asked: Asked,
+    outcome: str,
+    zones: Sequence[str] = (),
+    aliases: Sequence[str] = (),
 ) -> tuple[str, list[Record]]:
     """Unbound answered: the verdict of that answer to the client (RRSIGs and proofs in it).
 
@@ -241,7 +280,7 @@ def auditor_verdict(
     if answer is None:
         return CAPTURE_LOST, []
     if outcome == "bogus" and not asked.cd:
-        records = resolution(index, answer, asked.probe, zones)
+        records = resolution(index, answer, asked.probe, zones, aliases)
         verdict = _verdict_of(records)
         if verdict != "bogus" and any(record["rcode"] in _FAILING for record in records):
             verdict = SERVER_FAILURE
@@ -273,7 +312,8 @@ def compare(
         if lost:
             verdict, records = CAPTURE_LOST, []
         else:
-            verdict, records = auditor_verdict(index, one, outcome, zones)
+            aliases = designed_chain(scenario, one.probe)
+            verdict, records = auditor_verdict(index, one, outcome, zones, aliases)
         codes = sorted(set().union(*(set(r["codes"]) for r in records))) if records else []
         faults, shapes = _path_text(scenario, one.probe)
         result.append(

@@ -172,7 +172,7 @@ def test_servfail_takes_only_its_own_resolution() -> None:
     verdict, records = _servfail([
         _up("host1.s1.test.", "TXT", (11, 12)),
         _up("s1.test.", "DNSKEY", (13, 14)),
-        _up("other.s1.test.", "A", (15, 16), verdict="bogus"),  # off the path
+        _up("other.s9.test.", "A", (15, 16), verdict="bogus"),  # off the path
         _up("b.s1.test.", "TXT", (21, 22), verdict="bogus"),  # the next question's
     ])  # fmt: skip
     assert verdict == "secure"
@@ -181,6 +181,17 @@ def test_servfail_takes_only_its_own_resolution() -> None:
 
 
 def test_servfail_follows_cname_targets_and_zones_above() -> None:
+    """Targets named by the answers, by the design (``aliases``), and zones above."""
+    addresses = Addresses()
+    records = [_up("host1.s1.test.", "TXT", (11, 12)),
+               _up("t.s7.test.", "TXT", (3, 4), verdict="bogus"),  # cached, designed target
+               _record(addresses.resolver, addresses.client, "host1.s1.test.", "TXT", (10, 20),
+                       verdict="none", rcode="SERVFAIL")]  # fmt: skip
+    probe = Probe("host1.s1.test.", "TXT", ProbeKind.CNAME, "cname>positive")
+    asked = Asked("s1", probe, False, "SERVFAIL", False, (), _T0 + 0.0095, _T0 + 0.0205)
+    index = AuditIndex.of(records, addresses)
+    assert auditor_verdict(index, asked, "bogus", ("s1.test.",))[0] == "secure"
+    assert auditor_verdict(index, asked, "bogus", ("s1.test.",), ("t.s7.test.",))[0] == "bogus"
     target = _servfail([
         _up("host1.s1.test.", "TXT", (11, 12), answer=("host1.s1.test.", "t.s2.test.")),
         _up("t.s2.test.", "TXT", (13, 14), verdict="bogus"),
