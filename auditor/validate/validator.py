@@ -492,6 +492,15 @@ class Validator:
             detail.append("truncated (TC) response without the answer: not a denial")
         elif not chain and _is_referral(evidence):
             status, zone = self._referral(evidence, judged, codes, missing, detail)
+        elif chain and (cut := _delegation_of_target(evidence, chain)) is not None:
+            # RFC 1034 4.3.2 step 3b: the chain's target lies below a delegation of the
+            # server's zone, so the server ends the answer with a referral to the child, which
+            # answers the target (the resolver asks it next). The hops are this zone's; the
+            # target is as secure as the delegation (RFC 4035 5.2): a DS, or a proof of none.
+            status, zone = self._referral(evidence, judged, codes, missing, detail, child=cut)
+            status = worst([*statuses, status])
+            detail.append(f"the CNAME chain's target lies below the delegation to {cut}, "
+                          "which answers it")
         else:
             status, zone = self._negative(evidence, judged, chain, statuses, codes, missing,
                                           detail)
@@ -767,12 +776,16 @@ class Validator:
         codes: list[ValidationCode],
         missing: list[str],
         detail: list[str],
+        *,
+        child: dns.name.Name | None = None,
     ) -> tuple[Status, str | None]:
         """A referral is as secure as its delegation: a validated DS RRset makes it secure, a
-        validated proof of no DS insecure (RFC 4035 5.2); the NS and glue are never signed."""
+        validated proof of no DS insecure (RFC 4035 5.2); the NS and glue are never signed.
+        ``child``: the delegation judged (default: the first NS owner of the authority)."""
         _add(codes, ValidationCode.REFERRAL)
-        child = next(item.rrset.name for item in evidence.section(Section.AUTHORITY)
-                     if item.rrset.rdtype == dns.rdatatype.NS)
+        if child is None:
+            child = next(item.rrset.name for item in evidence.section(Section.AUTHORITY)
+                         if item.rrset.rdtype == dns.rdatatype.NS)
         ds = [(item, j) for item, j in zip(evidence.rrsets, judged, strict=True)
               if item.section is Section.AUTHORITY and item.rrset.rdtype == dns.rdatatype.DS
               and item.rrset.name == child]
@@ -987,6 +1000,30 @@ def _carries_target_denial(
         return False
     target = denied_name(evidence.qname, [item for item, _ in chain])
     return soa_zone(evidence, target) is not None
+
+
+def _delegation_of_target(
+    evidence: ResponseEvidence, chain: list[tuple[RRsetEvidence, _Judged]]
+) -> dns.name.Name | None:
+    """The delegation an answer refers its CNAME/DNAME chain's target to, if it ends so: a
+    NOERROR with no SOA in the authority section and an NS RRset there owned by a proper
+    subdomain of the zone that signed the last hop, at or above the target (RFC 1034 4.3.2
+    step 3b: the chain led out of the server's authoritative data). An NS RRset at the
+    zone's own apex is no delegation."""
+    if evidence.rcode != dns.rcode.NOERROR or evidence.qname is None:
+        return None
+    signer = chain[-1][1].verdict.signer
+    if signer is None:
+        return None
+    zone = dns.name.from_text(signer)
+    authority = evidence.section(Section.AUTHORITY)
+    if any(item.rrset.rdtype == dns.rdatatype.SOA for item in authority):
+        return None
+    target = denied_name(evidence.qname, [item for item, _ in chain])
+    cuts = [item.rrset.name for item in authority
+            if item.rrset.rdtype == dns.rdatatype.NS and item.rrset.name != zone
+            and item.rrset.name.is_subdomain(zone) and target.is_subdomain(item.rrset.name)]
+    return max(cuts, key=len) if cuts else None
 
 
 def _rrsig_only_answer(evidence: ResponseEvidence) -> bool:

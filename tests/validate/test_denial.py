@@ -172,3 +172,40 @@ def test_nsec3_covers_wraps_around_the_ring() -> None:
     assert nsec3_covers(b"\xf0" * 20, record, b"\x01" * 20)
     assert not nsec3_covers(b"\xf0" * 20, record, b"\x80" * 20)
     assert dns.rdatatype.NSEC3 == record.rdtype
+
+
+def _cname_into_child(lab: Lab, nsec_sigs: dns.rrset.RRset | None = None,
+                      ns_owner: str = CHILD) -> Verdict:
+    """An authoritative answer of example.test.: a signed CNAME whose target lies below the
+    delegation to insecure.example.test., ended by the referral (NS + NSEC proving no DS),
+    as BIND serves it (RFC 1034 4.3.2 step 3b)."""
+    cname = rrset("alias.example.test.", "CNAME", "www.insecure.example.test.")
+    nsec = rrset(CHILD, "NSEC", "z.example.test. NS RRSIG NSEC")
+    sigs = nsec_sigs if nsec_sigs is not None else lab.leaf.sign(nsec)
+    answer = respond("alias.example.test.", "A", [cname, lab.leaf.sign(cname)],
+                     authority=[rrset(ns_owner, "NS", "ns1.insecure.example.test."), nsec, sigs],
+                     aa=True, sport=43002)
+    return lab.validator().judge(answer)
+
+
+def test_cname_into_an_insecure_delegation_of_the_same_zone_is_insecure(lab: Lab) -> None:
+    # Was bogus (denial_parent_side): the delegation NSEC was taken as a denial of the target.
+    verdict = _cname_into_child(lab)
+    assert verdict.status is Status.INSECURE, verdict.detail
+    assert C.INSECURE_DELEGATION in verdict.codes
+    assert C.DENIAL_PARENT_SIDE not in verdict.codes
+
+
+def test_cname_into_a_delegation_with_a_broken_proof_is_bogus(lab: Lab) -> None:
+    # Negative twin: the proof of no DS does not validate, so the delegation is not insecure.
+    nsec = rrset(CHILD, "NSEC", "z.example.test. NS RRSIG NSEC")
+    verdict = _cname_into_child(lab, flip_signature(lab.leaf.sign(nsec)))
+    assert verdict.status is Status.BOGUS, verdict.detail
+
+
+def test_the_zones_own_apex_ns_is_no_delegation_of_the_target(lab: Lab) -> None:
+    # Negative twin: an NS RRset at the zone's apex beside the CNAME refers nowhere; the
+    # answer is then a CNAME whose target's data is missing, as before (never insecure).
+    verdict = _cname_into_child(lab, ns_owner="example.test.")
+    assert verdict.status is not Status.INSECURE
+    assert C.INSECURE_DELEGATION not in verdict.codes
