@@ -34,6 +34,7 @@ import heapq
 import logging
 import multiprocessing
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -134,6 +135,8 @@ def _worker(runs: int, deadline: float, seed: int, results: multiprocessing.Queu
         run_mutate(tally, runs, deadline, seed)
     except KeyboardInterrupt:
         pass
+    finally:
+        shutil.rmtree(tally.workdir, ignore_errors=True)
     # Execution numbers of this worker: seed * 10**9 + its own count.
     tally.crashes = {k: (seed * 10**9 + n, d, t) for k, (n, d, t) in tally.crashes.items()}
     tally.slowest = [(e, seed * 10**9 + n, d) for e, n, d in tally.slowest]
@@ -212,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.engine == "mutate":
             tally.report(time.monotonic() - started)
+        shutil.rmtree(tally.workdir, ignore_errors=True)
     return 1 if tally.crash_count else 0
 
 
