@@ -79,6 +79,32 @@ def class_text(rdclass: int | None) -> str | None:
 
 def response_record(evidence: ResponseEvidence) -> dict[str, Any]:
     """The capture-level fields of one response (issue #2 contract), without the verdict."""
+    return _assemble(evidence, *body_fields(evidence))
+
+
+def body_fields(evidence: ResponseEvidence) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields of a response record that depend only on the message body: those before
+    and those after the per-packet ``query_frame``/``response_index``/``hop_limit``."""
+    head = {
+        "qname": name_text(evidence.qname) if evidence.qname is not None else None,
+        "qtype": type_text(evidence.qtype),
+        "qclass": class_text(evidence.qclass),
+        "rcode": rcode_text(evidence.rcode),
+        "flags": flag_names(evidence.flags),
+        "do": evidence.do,
+        "ede": list(evidence.ede),
+    }
+    tail = {
+        "size": len(evidence.transaction.response.wire.wire),
+        "answer_count": answer_count(evidence),
+        "problems": list(evidence.problems),
+    }
+    return head, tail
+
+
+def _assemble(evidence: ResponseEvidence, head: dict[str, Any],
+              tail: dict[str, Any]) -> dict[str, Any]:
+    """A response record: the per-packet fields around the body's ``head`` and ``tail``."""
     response = evidence.transaction.response
     query = evidence.transaction.query
     wire = response.wire
@@ -94,24 +120,12 @@ def response_record(evidence: ResponseEvidence) -> dict[str, Any]:
         "dst": wire.dst,
         "dport": wire.dport,
         "id": response.id,
-        "qname": name_text(evidence.qname) if evidence.qname is not None else None,
-        "qtype": type_text(evidence.qtype),
-        "qclass": class_text(evidence.qclass),
-        "rcode": rcode_text(evidence.rcode),
-        "flags": flag_names(evidence.flags),
-        "do": evidence.do,
-        "ede": list(evidence.ede),
+        **head,
         "query_frame": query.wire.frame if query is not None else None,
         "response_index": evidence.transaction.response_index,
         "hop_limit": wire.hop_limit,
-        "size": len(wire.wire),
-        "answer_count": answer_count(evidence),
-        "problems": list(evidence.problems),
+        **tail,
     }
-
-
-_HEAD = ("qname", "qtype", "qclass", "rcode", "flags", "do", "ede")
-_TAIL = ("size", "answer_count", "problems")
 
 
 class ResponseRecords:
@@ -126,28 +140,7 @@ class ResponseRecords:
 
     def render(self, evidence: ResponseEvidence) -> dict[str, Any]:
         """The same record as ``response_record(evidence)``, key order included."""
-        response = evidence.transaction.response
-        query = evidence.transaction.query
-        wire = response.wire
-        head, tail = self._body(evidence)
-        return {
-            "schema": RESPONSES_SCHEMA,
-            "ts": iso_time(wire.ts_ns),
-            "capture": wire.capture,
-            "frame": wire.frame,
-            "frames": list(wire.frames),
-            "transport": wire.transport.value,
-            "src": wire.src,
-            "sport": wire.sport,
-            "dst": wire.dst,
-            "dport": wire.dport,
-            "id": response.id,
-            **head,
-            "query_frame": query.wire.frame if query is not None else None,
-            "response_index": evidence.transaction.response_index,
-            "hop_limit": wire.hop_limit,
-            **tail,
-        }
+        return _assemble(evidence, *self._body(evidence))
 
     def clear(self) -> None:
         """Forget every rendered body."""
@@ -158,9 +151,7 @@ class ResponseRecords:
         entry = self._bodies.get(id(parsed))
         if entry is not None and entry[0] is parsed:
             return entry[1], entry[2]
-        whole = response_record(evidence)
-        head = {name: whole[name] for name in _HEAD}
-        tail = {name: whole[name] for name in _TAIL}
+        head, tail = body_fields(evidence)
         self._bodies[id(parsed)] = (parsed, head, tail)
         if len(self._bodies) > self._size:
             self._bodies.popitem(last=False)
