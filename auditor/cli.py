@@ -178,6 +178,13 @@ def _print_findings_summary(findings: dict[str, object]) -> None:
     help="Treat this port as DNS too (repeatable; 53 is always included).",
 )
 @click.option(
+    "--filter",
+    "bpf_filter",
+    metavar="EXPR",
+    help="Audit only the frames matching this BPF expression (tcpdump syntax, e.g. "
+    "'host 192.0.2.53'); the others are counted as filtered_out, frame numbers unchanged.",
+)
+@click.option(
     "--trust-anchor",
     "trust_anchors",
     type=click.Path(dir_okay=False, path_type=str),
@@ -256,6 +263,7 @@ def audit(
     read_captures: tuple[str, ...],
     out_dir: Path | None,
     ports: tuple[int, ...],
+    bpf_filter: str | None,
     trust_anchors: tuple[str, ...],
     keys_path: Path | None,
     at_time: str | None,
@@ -304,6 +312,7 @@ def audit(
         anonymize_secret=secret,
         report_formats=formats,
         evidence_path=evidence_path,
+        frame_filter=bpf_filter,
     )
     try:
         outcome = run_audit(options)

@@ -15,6 +15,8 @@ class Reason(StrEnum):
     """The frame completed (or was the last part of) a DNS message that parsed, maybe leniently."""
     DNS_PARSE_ERROR = "dns_parse_error"
     """The frame completed a message on a DNS port that dnspython could not parse at all."""
+    FILTERED_OUT = "filtered_out"
+    """The frame did not match the user's BPF ``--filter`` expression (tcpdump's semantics)."""
     UNSUPPORTED_LINKTYPE = "unsupported_linktype"
     """The interface's link type is not one we decode."""
     NOT_IP = "not_ip"

@@ -17,6 +17,7 @@ import dns.opcode
 
 from auditor import __version__
 from auditor.anomaly import Anomaly, AnomalyCode
+from auditor.capture.bpf import FrameFilter
 from auditor.capture.frame import Frame
 from auditor.decode.cut import cut_udp_message
 from auditor.decode.defrag import Defragmenter
@@ -92,10 +93,13 @@ class DecodeChain:
         *,
         verify_checksums: bool = True,
         parse_cache: OrderedDict[bytes, ParsedMessage] | None = None,
+        frame_filter: Callable[[Frame], bool] | None = None,
     ) -> None:
+        """``frame_filter``: frames it rejects are settled as ``filtered_out`` undecoded."""
         self.ledger = ledger
         self.ports = ports
         self.verify_checksums = verify_checksums
+        self.frame_filter = frame_filter
         self._owned = 1
         self.defragmenter = Defragmenter(ledger)
         self.tcp = TCPReassembler(ledger)
@@ -107,6 +111,9 @@ class DecodeChain:
         """Decode one frame; return the DNS messages it completes (usually zero or one)."""
         ledger = self.ledger
         ledger.frames_read += 1  # Ledger.read(), without the call on the hot path
+        if self.frame_filter is not None and not self.frame_filter(frame):
+            ledger.settle(Reason.FILTERED_OUT)
+            return []
         next_expiry_ns = self._next_expiry_ns
         if next_expiry_ns is not None and frame.ts_ns < next_expiry_ns:
             # Plain UDP datagrams skip the general stages: same outcome, fewer objects.
@@ -213,6 +220,8 @@ class EvidenceStream:
     """Verify (and count bad) UDP/TCP checksums; never a reason to drop a packet."""
     parse_cache: OrderedDict[bytes, ParsedMessage] | None = None
     """A parse cache shared with another stream over the same input (the key pass)."""
+    frame_filter: Callable[[Frame], bool] | None = None
+    """Frames it rejects are settled as ``filtered_out`` (``audit --filter``)."""
     chain: DecodeChain = field(init=False)
     matcher: Matcher = field(default_factory=Matcher)
     state_peaks: dict[str, int] = field(default_factory=dict)
@@ -226,6 +235,7 @@ class EvidenceStream:
             self.ports,
             verify_checksums=self.verify_checksums,
             parse_cache=self.parse_cache,
+            frame_filter=self.frame_filter,
         )
 
     def run(self, frames: Iterable[Frame]) -> Iterator[ResponseEvidence]:
@@ -380,6 +390,9 @@ class AuditOptions:
     evidence_path: Path | None = None
     """Where to write the frames behind forged/suspicious findings as pcapng (``--evidence``);
     None writes no evidence file."""
+    frame_filter: str | None = None
+    """A BPF expression (tcpdump syntax, ``--filter``): only matching frames are audited; the
+    others are counted as ``filtered_out`` with their frame numbers kept."""
     verdict_cache: bool = True
     """Judge each distinct answer once (``VerdictCache``); off, every response is judged
     afresh: the outputs are the same, only slower."""
@@ -684,6 +697,7 @@ def _observe_keys(
     ports: frozenset[int],
     material: KeyMaterial,
     parse_cache: OrderedDict[bytes, ParsedMessage],
+    frame_filter: Callable[[Frame], bool] | None = None,
 ) -> int:
     """First pass over files: gather every DNSKEY, DS and denial RRset the traffic carries;
     return how many distinct messages it parsed.
@@ -694,7 +708,8 @@ def _observe_keys(
     from auditor.capture.sources import CaptureSet
 
     with CaptureSet(list(captures)) as source:
-        stream = EvidenceStream(ports=ports, verify_checksums=False, parse_cache=parse_cache)
+        stream = EvidenceStream(ports=ports, verify_checksums=False, parse_cache=parse_cache,
+                                frame_filter=frame_filter)
         for evidence in stream.run(source):
             observe_answer_keys(material, evidence)
     return stream.chain.parser.parsed
@@ -741,6 +756,8 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
 
     started = time.monotonic()
     anchors = load_anchors(list(options.trust_anchors))
+    frame_filter = (FrameFilter(options.frame_filter).matches
+                    if options.frame_filter is not None else None)
     source = CaptureSet(list(options.captures))
     options.out_dir.mkdir(parents=True, exist_ok=True)
     keys_path = options.keys_path or options.out_dir / "keys.sqlite"
@@ -749,7 +766,8 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     parse_cache: OrderedDict[bytes, ParsedMessage] = OrderedDict()
     parsed_before = 0
     if not single_pass:
-        parsed_before = _observe_keys(options.captures, options.ports, material, parse_cache)
+        parsed_before = _observe_keys(options.captures, options.ports, material, parse_cache,
+                                      frame_filter)
     with KeyCache(str(keys_path)) as cache:
         # Only a cache the user named is read: see CacheUse.
         cache_use = CacheUse(str(keys_path), options.keys_path is not None, cache.state_counts())
@@ -780,6 +798,7 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
                 on_anomaly=lambda anomaly: found.write(anomaly_record(anomaly)),
                 verify_checksums=options.verify_checksums,
                 parse_cache=parse_cache,
+                frame_filter=frame_filter,
             )
             frames = _with_progress(source, source, options.progress)
             ring = FrameRing() if single_pass and options.evidence_path is not None else None

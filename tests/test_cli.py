@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -254,3 +255,32 @@ def test_read_option_takes_captures_as_tcpdump_does(tmp_path: Path) -> None:
 def _frames_and_verdicts(out: Path) -> list[tuple[int, str]]:
     records = [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
     return [(r["frame"], r["verdict"]) for r in records]
+
+
+def test_filter_keeps_what_tcpdump_keeps_with_the_capture_frame_numbers(tmp_path: Path) -> None:
+    expression = "src host 127.53.0.3 or dst host 127.53.0.3"
+    whole, filtered = tmp_path / "whole", tmp_path / "filtered"
+    for out, extra in ((whole, []), (filtered, ["--filter", expression])):
+        result = CliRunner().invoke(cli, ["audit", str(SAMPLE), "--out", str(out), "-q",
+                                          "--trust-anchor", str(ANCHOR), *extra])
+        assert result.exit_code == 0, result.output
+    stats = json.loads((filtered / "stats.json").read_text())
+    if shutil.which("tcpdump"):
+        kept = subprocess.run(["tcpdump", "-nr", str(SAMPLE), expression], capture_output=True,
+                              text=True, check=True).stdout.count("\n")
+        assert stats["frames"]["filtered_out"] == stats["frames_read"] - kept
+    assert stats["frames"]["filtered_out"] > 0
+    # The same responses keep their frame numbers: those of the server the filter names.
+    expected = [r["frame"] for r in _records(whole) if "127.53.0.3" in (r["src"], r["dst"])]
+    assert expected and [r["frame"] for r in _records(filtered)] == expected
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
+
+
+def test_a_filter_that_does_not_compile_is_exit_3_naming_it(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["audit", str(SAMPLE), "--out", str(tmp_path / "o"),
+                                      "--filter", "port banana"])
+    assert result.exit_code == 3
+    assert "--filter: cannot compile BPF 'port banana'" in result.output
