@@ -409,6 +409,11 @@ class KeyMaterial:
         """Every zone that signed NSEC/NSEC3 records seen."""
         return frozenset(zone for zone, entries in self._denial_by_zone.items() if entries)
 
+    def signed_denial(self, zone: dns.name.Name) -> bool:
+        """Whether ``zone`` signed NSEC/NSEC3 records seen (``zone in denial_signers()``
+        without building the set: asked for every label of every judged name)."""
+        return bool(self._denial_by_zone.get(zone))
+
     def signed_copies(self, key: RRsetKey) -> tuple[SignedRRset, ...]:
         """Every distinct signed copy of the RRset (owner, type, class) seen."""
         if key[1] in _CHAIN_TYPES:

@@ -413,11 +413,11 @@ class Validator:
     def _enclosing_zone(self, name: dns.name.Name) -> dns.name.Name | None:
         """The deepest zone we know of that contains ``name``."""
         view = self.keys
-        signers = view.material.denial_signers()
+        signed_denial = view.material.signed_denial
         candidate = name
         while True:
             if (view.material.dnskey_rrsets(candidate) or view.anchors.for_zone(candidate)
-                    or view.cached_keys(candidate) or candidate in signers
+                    or view.cached_keys(candidate) or signed_denial(candidate)
                     or view.material.ds_rrsets(candidate)
                     or view.material.is_delegation(candidate)):
                 return candidate

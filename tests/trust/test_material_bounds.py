@@ -66,6 +66,9 @@ def test_denial_records_of_ever_new_zones_stay_within_the_cap_and_are_counted() 
                                          for n in range(35, 40)}
     assert material.evicted["denial_records"] == 35
     assert material.evicted["denial_zones"] == 35
+    # The per-name question the validator asks agrees with the set, evicted zones included.
+    assert [n for n in range(40) if material.signed_denial(dns.name.from_text(f"z{n}.example."))
+            ] == list(range(35, 40))
 
 
 def test_signed_copies_of_ever_new_names_stay_within_the_cap_and_are_counted() -> None:
