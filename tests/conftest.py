@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,11 +13,10 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
-from tests.lab import Lab, TcpdumpCapture, build_lab, lab_unavailable_reason  # noqa: E402
+from tests.lab import Lab, TcpdumpCapture, build_lab, skip_unless_lab  # noqa: E402
 
 _LAB_FIXTURES = frozenset({"lab", "capture"})
 _LAB_LOCK = Path("/tmp/dnssec-auditor-lab.lock")
-_REQUIRE_LAB_ENV = ("DNSSEC_AUDITOR_REQUIRE_LAB", "CI")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -28,12 +26,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
-def _lab_required() -> bool:
-    return any(
-        os.environ.get(name, "").lower() in {"1", "true", "yes"} for name in _REQUIRE_LAB_ENV
-    )
-
-
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Lab]:
     """Signed private hierarchy served by named, validated by Unbound; stopped at session end.
@@ -41,11 +33,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
     Skips when not root or a program is missing; fails instead when CI (or
     DNSSEC_AUDITOR_REQUIRE_LAB) is set, so CI can never silently skip the lab.
     """
-    reason = lab_unavailable_reason()
-    if reason is not None:
-        if _lab_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    skip_unless_lab()
     cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
     key_cache = cache.mkdir("dnssec-lab-keys") if cache is not None else None
     built = build_lab(tmp_path_factory.mktemp("lab"), key_cache=key_cache)

@@ -9,7 +9,6 @@ disagreement matches any more (it agrees now: remove it). Run thousands on deman
 from __future__ import annotations
 
 import datetime
-import os
 from pathlib import Path
 
 import dns.dnssec
@@ -41,22 +40,12 @@ from tests.differential.model import (
     Probe,
     ProbeKind,
 )
-from tests.lab import lab_unavailable_reason
+from tests.lab import skip_unless_lab
 from tests.lab.online_signer import OnlineZone
 
 CI_SEED = 20261206
 CI_COUNT = 200
 FIXTURES = Path(__file__).with_name("fixtures")
-_REQUIRE_LAB_ENV = ("DNSSEC_AUDITOR_REQUIRE_LAB", "CI")
-
-
-def _need_lab() -> None:
-    reason = lab_unavailable_reason()
-    if reason is None:
-        return
-    if any(os.environ.get(name, "").lower() in {"1", "true", "yes"} for name in _REQUIRE_LAB_ENV):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def test_generator_is_reproducible() -> None:
@@ -250,7 +239,7 @@ def test_expectations_file_parses_and_every_entry_explains_itself() -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_fixed_seed_subset_agrees_with_unbound(tmp_path: Path) -> None:
-    _need_lab()
+    skip_unless_lab()
     expectations = Expectations.load()
     summary = run(CI_SEED, CI_COUNT, batch_size=100, fixtures=tmp_path / "fixtures")
     result = tally(summary.comparisons, expectations)

@@ -121,13 +121,19 @@ def insecure(evidence: ResponseEvidence) -> Verdict:
 def run(traffic: Traffic, judge: Judge = insecure,
         config: ForgeryConfig | None = None) -> list[Finding]:
     """Decode, match, judge with ``judge`` and detect; every finding of the run."""
+    return run_counting(traffic, judge, config)[0]
+
+
+def run_counting(traffic: Traffic, judge: Judge = insecure, config: ForgeryConfig | None = None
+                 ) -> tuple[list[Finding], dict[str, object]]:
+    """``run``, also returning the detector's ``stats.json`` counters."""
     detector = ForgeryDetector(config)
     stream = EvidenceStream(on_query=detector.observe_query)
     found: list[Finding] = []
     for evidence in stream.run(sorted(traffic.frames, key=lambda f: (f.ts_ns, f.number))):
         found.extend(detector.feed(evidence, judge(evidence)))
     found.extend(detector.flush())
-    return found
+    return found, detector.counters()
 
 
 def codes(found: list[Finding]) -> list[str]:

@@ -28,6 +28,7 @@ from tests.forgery.builders import (
     codes,
     query,
     run,
+    run_counting,
     verdict,
     warm_up,
 )
@@ -125,17 +126,6 @@ def test_query_copies_with_different_do_bit_are_flags_altered() -> None:
     assert "DO set -> clear" in found[0].message
 
 
-def _run_counting(traffic: Traffic) -> tuple[list, dict[str, object]]:
-    """``run`` with the default judge, also returning the detector's stats counters."""
-    detector = ForgeryDetector()
-    stream = EvidenceStream(on_query=detector.observe_query)
-    found = []
-    for evidence in stream.run(sorted(traffic.frames, key=lambda f: (f.ts_ns, f.number))):
-        found.extend(detector.feed(evidence, verdict(evidence, Status.INSECURE)))
-    found.extend(detector.flush())
-    return found, detector.counters()
-
-
 def test_query_retried_with_other_do_bit_after_a_timeout_is_the_clients_retry() -> None:
     # Negative twin of the test above: the second copy comes a retry timeout later (EDNS
     # fallback, RFC 6891 6.2.2), which a middlebox's rewritten copy never does.
@@ -145,7 +135,7 @@ def test_query_retried_with_other_do_bit_after_a_timeout_is_the_clients_retry() 
                 T0_NS + 800 * MS)
     traffic.add(answer(query("www.example.", msg_id=5), "www.example. A 192.0.2.1"),
                 RESOLVER, CLIENT, 53, 40000, T0_NS + 805 * MS)
-    found, counters = _run_counting(traffic)
+    found, counters = run_counting(traffic)
     assert by_code(found, "flags_altered") == []
     assert counters["queries_retried_with_other_bits"] == 1
 
@@ -162,7 +152,7 @@ def test_each_copy_of_a_retried_query_may_get_its_own_bits() -> None:
                 RESOLVER, CLIENT, 53, 40000, T0_NS + 1002 * MS)
     traffic.add(answer(q, "www.example. A 192.0.2.1", flags=dns.flags.RA),
                 RESOLVER, CLIENT, 53, 40000, T0_NS + 1003 * MS)
-    found, counters = _run_counting(traffic)
+    found, counters = run_counting(traffic)
     assert by_code(found, "flags_altered") == []
     assert counters["race_retry_bits"] == 1
 
@@ -232,7 +222,7 @@ def test_answer_only_from_another_address_is_a_multihomed_server_not_a_spoof() -
                     T0_NS + 1 * MS)
     same.add(answer(q, "www.example. A 192.0.2.1"), SERVER, CLIENT, 53, 40000, T0_NS + 20 * MS)
     for traffic, reason in ((alone, "unqueried_server_alone"), (same, "unqueried_same_answer")):
-        found, counters = _run_counting(traffic)
+        found, counters = run_counting(traffic)
         assert by_code(found, "response_from_unqueried_server") == []
         assert counters["unsolicited_by_reason"] == {reason: 1}  # type: ignore[comparison-overlap]
 

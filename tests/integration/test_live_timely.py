@@ -25,6 +25,7 @@ import pytest
 
 from auditor.capture.sources import CaptureSet
 from tests.forgery.builders import CLIENT, MS, SERVER, T0_NS, Traffic, answer, query
+from tests.lab import skip_unless_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,10 +41,7 @@ for shutdown."""
 @pytest.fixture
 def veth() -> Iterator[tuple[str, str]]:
     if os.geteuid() != 0:  # as the lab: skipped on a workstation, a failure in CI
-        if any(os.environ.get(name, "").lower() in {"1", "true", "yes"}
-               for name in ("DNSSEC_AUDITOR_REQUIRE_LAB", "CI")):
-            pytest.fail("needs root for a veth pair")
-        pytest.skip("needs root for a veth pair")
+        skip_unless_lab("needs root for a veth pair")
     ours, peer = f"dta{os.getpid() % 100000}", f"dtb{os.getpid() % 100000}"
     subprocess.run(["ip", "link", "add", ours, "type", "veth", "peer", "name", peer],
                    check=True)

@@ -27,7 +27,7 @@ from tests.lab import (
     LabAddresses,
     LoopbackAddresses,
     ZoneSpec,
-    lab_unavailable_reason,
+    skip_unless_lab,
 )
 from tests.lab.lab import Lab
 from tests.lab.process import ManagedProcess
@@ -145,9 +145,7 @@ REPEATED = ("toexpired.chain.test.", "www.sec.test.")
 @pytest.fixture(scope="module")
 def resolution_lab(tmp_path_factory: pytest.TempPathFactory,
                    request: pytest.FixtureRequest) -> Iterator[Lab]:
-    reason = lab_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    skip_unless_lab()
     workdir = tmp_path_factory.mktemp("resolution-lab")
     cache = getattr(request.config, "cache", None)
     key_cache = cache.mkdir("dnssec-lab-keys") if cache is not None else None

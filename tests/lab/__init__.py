@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from tests.lab.addresses import LAB_NETWORK, LoopbackAddresses
 from tests.lab.capture import CaptureFile, TcpdumpCapture
 from tests.lab.lab import DEFAULT_ADDRESSES, Lab, LabAddresses, build_lab
@@ -44,7 +46,9 @@ __all__ = [
     "Validity",
     "ZoneSpec",
     "build_lab",
+    "lab_required",
     "lab_unavailable_reason",
+    "skip_unless_lab",
     "missing_programs",
     "query",
 ]
@@ -58,3 +62,25 @@ def lab_unavailable_reason() -> str | None:
     if missing:
         return f"lab programs not installed: {', '.join(missing)}"
     return None
+
+
+_REQUIRE_LAB_ENV = ("DNSSEC_AUDITOR_REQUIRE_LAB", "CI")
+
+
+def lab_required() -> bool:
+    """Whether a lab test must run here (CI or DNSSEC_AUDITOR_REQUIRE_LAB set): it then fails
+    instead of skipping, so CI never silently checks nothing."""
+    return any(
+        os.environ.get(name, "").lower() in {"1", "true", "yes"} for name in _REQUIRE_LAB_ENV
+    )
+
+
+def skip_unless_lab(reason: str | None = None) -> None:
+    """Skip (on a workstation) or fail (in CI) when the lab cannot run here; ``reason``
+    overrides ``lab_unavailable_reason()`` for tests with needs of their own."""
+    reason = reason if reason is not None else lab_unavailable_reason()
+    if reason is None:
+        return
+    if lab_required():
+        pytest.fail(reason)
+    pytest.skip(reason)
