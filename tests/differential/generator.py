@@ -272,9 +272,10 @@ def _policy_zone(
 
 
 def _online_eligible(plan: ZonePlan, plans: list[ZonePlan]) -> bool:
-    """A signed leaf zone without wildcards or DNAMEs (the online signer makes neither)."""
+    """A signed leaf zone without DNAMEs (the online signer makes none; it expands
+    wildcards)."""
     leaf = not any(other.parent == plan.name for other in plans)
-    plain = not any("*" in line or " DNAME " in line for line in plan.records)
+    plain = not any(" DNAME " in line for line in plan.records)
     signed = plan.signing is not None and not plan.signing.python_signed
     return signed and leaf and plain
 

@@ -8,6 +8,7 @@ disagreement matches any more (it agrees now: remove it). Run thousands on deman
 
 from __future__ import annotations
 
+import base64
 import datetime
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import dns.dnssec
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
 import dns.rdatatype
 import dns.rrset
 import pytest
@@ -87,15 +89,18 @@ def test_generator_covers_classes_5_6_and_7() -> None:
     assert all(not sig.python_signed or sig.nsec3 is None for sig in signings)
 
 
-def test_online_zones_are_signed_leaves_without_wildcards() -> None:
+def test_online_zones_are_signed_leaves_without_dnames_some_with_wildcards() -> None:
+    wildcards = 0
     for scenario in (generate(3, index) for index in range(300)):
         for zone in scenario.zones:
             if zone.signing and zone.signing.online:
                 assert not any(other.parent == zone.name for other in scenario.zones)
-                assert not any("*" in line or " DNAME " in line for line in zone.records)
+                assert not any(" DNAME " in line for line in zone.records)
+                wildcards += any(line.startswith("*") for line in zone.records)
                 assert {f.kind for f in scenario.faults if f.zone == zone.name} <= (
                     DS_FAULTS | ANCHOR_FAULTS | {FaultKind.ONLINE_BROKEN}
                 )
+    assert wildcards  # the online signer expands wildcards (RFC 4592), so they are drawn
 
 
 def _comparison(unbound: str, auditor: str, codes: tuple[str, ...] = ()) -> Comparison:
@@ -332,3 +337,51 @@ def test_online_signer_follows_cnames_inside_its_zone() -> None:
     assert any(r.rdtype == dns.rdatatype.NSEC for r in inside.authority)
     outside = _denial(zone, "cn1.z.test.")
     assert outside.rcode() == dns.rcode.NOERROR and not outside.authority
+
+
+def _wild(mode: str, *, nsec3: bool = False) -> OnlineZone:
+    return OnlineZone(dns.name.from_text("z.test."), "127.0.0.1", nsec3=nsec3, mode=mode,
+                      records=("www A 192.0.2.1", "* TXT \"w\"", "*.wild A 192.0.2.9",
+                               "cn CNAME x.wild.z.test."))  # fmt: skip
+
+
+def _sigs(response: dns.message.Message, rdtype: int) -> list[dns.rdata.Rdata]:
+    return [sig for rrset in response.answer if rrset.rdtype == dns.rdatatype.RRSIG
+            and rrset.covers == rdtype for sig in rrset]  # fmt: skip
+
+
+@pytest.mark.parametrize("nsec3", [False, True])
+@pytest.mark.parametrize("mode", ["wl", "wlbad"])
+def test_online_wildcard_answer_carries_the_wildcard_labels_and_the_closer_proof(
+    mode: str, nsec3: bool
+) -> None:
+    # RFC 4035 5.3.4 / RFC 5155 7.2.6: the RRSIG's labels field names the wildcard, and a span
+    # covers the next closer name (a.wild... -> next closer "a.wild" below the encloser
+    # "wild"); the broken twin's span misses it.
+    zone = _wild(mode, nsec3=nsec3)
+    response = zone.answer(dns.message.make_query("a.b.wild.z.test.", "A", want_dnssec=True))
+    assert response.rcode() == dns.rcode.NOERROR
+    (sig,) = _sigs(response, dns.rdatatype.A)
+    assert sig.labels == 3  # *.wild.z.test.
+    assert response.answer[0].name == dns.name.from_text("a.b.wild.z.test.")
+    closer = dns.name.from_text("b.wild.z.test.")
+    if nsec3:
+        digest = zone.digest(closer)
+        spans = [r for r in response.authority if r.rdtype == dns.rdatatype.NSEC3]
+        owner = int.from_bytes(base64.b32hexdecode(spans[0].name.labels[0].upper()), "big")
+        assert (owner < digest < owner + 2) is (mode == "wl")
+    else:
+        nsecs = [r for r in response.authority if r.rdtype == dns.rdatatype.NSEC]
+        assert len(nsecs) == 1 and _covers(nsecs[0], closer) is (mode == "wl")
+
+
+def test_online_wildcard_nodata_and_compact_expansion() -> None:
+    proper = _wild("wl").answer(dns.message.make_query("q.z.test.", "MX", want_dnssec=True))
+    owners = {r.name.to_text() for r in proper.authority if r.rdtype == dns.rdatatype.NSEC}
+    assert "*.z.test." in owners and proper.rcode() == dns.rcode.NOERROR and not proper.answer
+    compact = _wild("bl").answer(dns.message.make_query("q.z.test.", "TXT", want_dnssec=True))
+    (sig,) = _sigs(compact, dns.rdatatype.TXT)
+    assert sig.labels == 3 and not compact.authority  # signed as q.z.test. itself
+    chased = _wild("wl").answer(dns.message.make_query("cn.z.test.", "A", want_dnssec=True))
+    assert [r.rdtype for r in chased.answer if r.rdtype != dns.rdatatype.RRSIG] == [
+        dns.rdatatype.CNAME, dns.rdatatype.A]

@@ -56,6 +56,18 @@ SHAPES = (
     Shape("wl-q.nsec3.test.", "A", "secure"),
     Shape("wlbad-q.nsec3.test.", "A", "bogus", "denial_no_cover"),
     Shape("www.nsec3.test.", "TXT", "secure"),
+    # Wildcards (RFC 4592) signed on the fly: the RRSIG labels of *.w and a white lie covering
+    # the next closer name (RFC 4035 5.3.4, RFC 5155 7.2.6); the twin's span misses it.
+    # Wildcard NODATA (RFC 4035 3.1.3.4, RFC 5155 7.2.5). Compact signers sign the expanded
+    # name as its own (black lies); the twin's NSEC lists the type asked.
+    Shape("wl-q.w.online.test.", "A", "secure", "wildcard_expanded"),
+    Shape("wlbad-q.w.online.test.", "A", "bogus"),
+    Shape("wl-q.w.online.test.", "TXT", "secure"),
+    Shape("bl-q.w.online.test.", "A", "secure"),
+    Shape("blbad-q.w.online.test.", "TXT", "bogus", "denial_bitmap_has_type"),
+    Shape("wl-q.w.nsec3.test.", "A", "secure", "wildcard_expanded"),
+    Shape("wlbad-q.w.nsec3.test.", "A", "bogus"),
+    Shape("wl-q.w.nsec3.test.", "TXT", "secure"),
 )
 
 

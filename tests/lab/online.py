@@ -42,6 +42,9 @@ LOCK = Path("/tmp/dnssec-auditor-online-lab.lock")
 """Sessions using the 127.55.0.x addresses take turns on this lock."""
 
 PROGRAMS = ("knotd", "unbound", "tcpdump")
+RECORDS = ("www A 192.0.2.1", "*.w A 192.0.2.7")
+"""The online signer's zones: a host, and a wildcard below ``w`` that names such as
+``wl-q.w.<zone>`` are synthesised from in the shape their first label names."""
 
 
 def unavailable_reason() -> str | None:
@@ -160,8 +163,9 @@ def online_lab(workdir: Path, pcap: Path) -> Iterator[OnlineLab]:
                                   workdir / "knotd.log")
             knot.start(lambda: _answers(KNOT, KNOT_ZONE, "DNSKEY"))
             stack.callback(knot.stop)
-            zones = [OnlineZone(dns.name.from_text(NSEC_ZONE), SIGNER),
-                     OnlineZone(dns.name.from_text(NSEC3_ZONE), SIGNER, nsec3=True)]
+            zones = [OnlineZone(dns.name.from_text(NSEC_ZONE), SIGNER, records=RECORDS),
+                     OnlineZone(dns.name.from_text(NSEC3_ZONE), SIGNER, nsec3=True,
+                                records=RECORDS)]
             signer = OnlineServer(SIGNER, zones)
             signer.start()
             stack.callback(signer.stop)

@@ -6,7 +6,9 @@ What a non-existent name gets is chosen by its first label's prefix (``bl-``, ``
 ``nxbad-``, ``wl-``, ``wlabs-``, ``wlbad-``), so one zone serves every shape, or by the zone's
 ``mode`` (one shape for every name: the differential harness serves generated zones so).
 Existing names (empty non-terminals included) get a NODATA whose NSEC/NSEC3 spans only the name;
-a CNAME is answered for any other type. No wildcards, no DNAMEs, no delegations."""
+a CNAME is answered for any other type. Wildcards are expanded: with the wildcard's RRSIG labels
+and a white lie covering the next closer name in the white-lie shapes (``wlbad``: a span that
+misses it), signed as the name itself in the compact ones. No DNAMEs, no delegations."""
 
 from __future__ import annotations
 
@@ -152,23 +154,102 @@ class OnlineZone:
     ) -> tuple[list[dns.rrset.RRset], int, list[dns.rrset.RRset]]:
         """(answer, rcode, authority) for *qname*/*qtype*, CNAMEs followed inside the zone as
         an authoritative server does (RFC 1034 4.3.2 step 3a): a validator treats a CNAME
-        answer whose in-zone target is left out as a NODATA for the target, without proof."""
+        answer whose in-zone target is left out as a NODATA for the target, without proof.
+        A name that does not exist below a closest encloser with a wildcard is synthesised
+        from it (RFC 4592 3.3.1), with the proof that no closer name exists (RFC 4035 3.1.3.3,
+        RFC 5155 7.2.6) in the white-lie shapes, or signed as if the name owned it (what
+        compact-denial signers do) in the others."""
         soa = self.data[(self.origin, dns.rdatatype.SOA)]
         answer: list[dns.rrset.RRset] = []
+        proofs: list[dns.rrset.RRset] = []
         for _ in range(_MAX_CHASE):
             if not qname.is_subdomain(self.origin):
                 break
-            cname = self.data.get((qname, dns.rdatatype.CNAME))
-            if (qname, qtype) in self.data:
-                return answer + self.signed(self.data[(qname, qtype)]), dns.rcode.NOERROR, []
+            wildcard = self.wildcard_for(qname)
+            source = wildcard or qname
+            if wildcard is not None and self.proper_wildcards(qname):
+                proofs += self.signed(*self.no_closer_match(qname))
+            cname = self.data.get((source, dns.rdatatype.CNAME))
+            if (source, qtype) in self.data:
+                answer += self.synthesised(self.data[(source, qtype)], qname)
+                return answer, dns.rcode.NOERROR, proofs
             if cname is None:
+                if wildcard is not None:
+                    nodata = self.wildcard_nodata(qname, wildcard, qtype)
+                    return answer, dns.rcode.NOERROR, [*proofs, *self.signed(soa, *nodata)]
                 if self.exists(qname):
                     return answer, dns.rcode.NOERROR, self.signed(soa, *self.nodata(qname))
                 rcode, proof = self.denial(qname, qtype)
-                return answer, rcode, self.signed(soa, *proof)
-            answer += self.signed(cname)
+                return answer, rcode, [*proofs, *self.signed(soa, *proof)]
+            answer += self.synthesised(cname, qname)
             qname = cname[0].target
-        return answer, dns.rcode.NOERROR, []
+        return answer, dns.rcode.NOERROR, proofs
+
+    # --- wildcards (RFC 4592) --------------------------------------------------------------
+
+    def wildcard_for(self, qname: dns.name.Name) -> dns.name.Name | None:
+        """The wildcard ``*.<closest encloser>`` that *qname* is synthesised from, if any."""
+        if self.exists(qname) or qname == self.origin:
+            return None
+        wildcard = dns.name.from_text("*", self.closest_encloser(qname))
+        return wildcard if self.types_at(wildcard) else None
+
+    def shape(self, qname: dns.name.Name) -> str:
+        return self.mode or qname.labels[0].split(b"-")[0].decode("ascii", "replace")
+
+    def proper_wildcards(self, qname: dns.name.Name) -> bool:
+        """White-lie shapes expand wildcards as RFC 4035 5.3.4 expects (RRSIG labels of the
+        wildcard, a proof of no closer match); compact shapes sign the name directly."""
+        return self.nsec3 or self.shape(qname) in ("wl", "wlabs", "wlbad")
+
+    def synthesised(self, rrset: dns.rrset.RRset, qname: dns.name.Name) -> list[dns.rrset.RRset]:
+        """*rrset* and its RRSIG at *qname* (the RRset itself when *qname* owns it)."""
+        if rrset.name == qname:
+            return self.signed(rrset)
+        copy = dns.rrset.RRset(qname, rrset.rdclass, rrset.rdtype)
+        copy.update(rrset)
+        copy.update_ttl(rrset.ttl)
+        if not self.proper_wildcards(qname):
+            return self.signed(copy)
+        sigs = self.sign(rrset)  # labels: the wildcard's owner minus "*" (RFC 4034 3.1.3)
+        moved = dns.rrset.RRset(qname, sigs.rdclass, sigs.rdtype, sigs.covers)
+        moved.update(sigs)
+        moved.update_ttl(sigs.ttl)
+        return [copy, moved]
+
+    def no_closer_match(self, qname: dns.name.Name) -> list[dns.rrset.RRset]:
+        """The span covering the next closer name (``wlbad``: a neighbour's, missing it)."""
+        closer = self.next_closer(qname)
+        broken = self.shape(qname) == "wlbad"
+        if self.nsec3:
+            digest = self.digest(closer) + (2 if broken else 0)
+            return [self.nsec3_record(digest - 1, digest + 1, [])]
+        if broken:
+            closer = self.neighbour(closer)
+        following = _successor(closer) if self.shape(qname) == "wlabs" else None
+        return self.white_lies(closer, following)[:1]
+
+    def wildcard_nodata(self, qname: dns.name.Name, wildcard: dns.name.Name,
+                        qtype: int) -> list[dns.rrset.RRset]:
+        """NODATA at a wildcard-synthesised name: RFC 4035 3.1.3.4 / RFC 5155 7.2.5 for the
+        white-lie shapes (the no-closer-match span is added by ``lookup``), a black-lie NSEC
+        owned by the name with the wildcard's types for the compact ones (``*bad``: the type
+        asked listed too)."""
+        types = self.types_at(wildcard)
+        if self.nsec3:
+            closest = wildcard.parent()
+            match = self.digest(closest)
+            wild = self.digest(wildcard)
+            at_closest = self.types_at(closest)
+            if closest == self.origin and "NSEC3PARAM" not in at_closest:
+                at_closest.append("NSEC3PARAM")
+            return [self.nsec3_record(match, match + 1, at_closest),
+                    self.nsec3_record(wild, wild + 1, types)]
+        if self.proper_wildcards(qname):
+            return [self.nsec(wildcard, _successor(wildcard), types)]
+        if self.shape(qname).endswith("bad"):
+            types = [*types, dns.rdatatype.to_text(qtype)]
+        return [self.nsec(qname, _successor(qname), types)]
 
     def nodata(self, qname: dns.name.Name) -> list[dns.rrset.RRset]:
         types = self.types_at(qname)
@@ -178,7 +259,7 @@ class OnlineZone:
         return [self.nsec(qname, _successor(qname), types)]
 
     def denial(self, qname: dns.name.Name, qtype: int) -> tuple[int, list[dns.rrset.RRset]]:
-        shape = self.mode or qname.labels[0].split(b"-")[0].decode("ascii", "replace")
+        shape = self.shape(qname)
         typed = [dns.rdatatype.to_text(qtype)]
         if self.nsec3:
             return dns.rcode.NXDOMAIN, self.nsec3_white_lies(qname, 2 if shape == "wlbad" else 0)
@@ -194,10 +275,15 @@ class OnlineZone:
         if shape == "wlabs":  # RFC 4471 absolute method: the next name is \000.qname
             return dns.rcode.NXDOMAIN, self.white_lies(closer, _successor(closer))
         if shape == "wlbad":  # the span made for a neighbour that does not cover qname
-            label = closer.labels[0]
-            other = dns.name.Name((label[:-1] + bytes([label[-1] + 1]), *closer.labels[1:]))
-            return dns.rcode.NXDOMAIN, self.white_lies(other)
+            return dns.rcode.NXDOMAIN, self.white_lies(self.neighbour(closer))
         return dns.rcode.NXDOMAIN, self.white_lies(closer)
+
+    @staticmethod
+    def neighbour(name: dns.name.Name) -> dns.name.Name:
+        """*name* with the last octet of its first label raised by one (a span made for it
+        misses *name*)."""
+        label = name.labels[0]
+        return dns.name.Name((label[:-1] + bytes([label[-1] + 1]), *name.labels[1:]))
 
     def next_closer(self, qname: dns.name.Name) -> dns.name.Name:
         """The name one label below the closest encloser on the way to *qname* (RFC 5155 1.3)."""
