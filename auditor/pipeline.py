@@ -94,12 +94,16 @@ class DecodeChain:
         verify_checksums: bool = True,
         parse_cache: OrderedDict[bytes, ParsedMessage] | None = None,
         frame_filter: Callable[[Frame], bool] | None = None,
+        shard: Callable[[Frame], bool] | None = None,
     ) -> None:
-        """``frame_filter``: frames it rejects are settled as ``filtered_out`` undecoded."""
+        """``frame_filter``: frames it rejects are settled as ``filtered_out`` undecoded.
+        ``shard``: frames it rejects belong to another shard (``audit --jobs``): neither
+        counted nor decoded here, their capture time only drives expiry (``pass_over``)."""
         self.ledger = ledger
         self.ports = ports
         self.verify_checksums = verify_checksums
         self.frame_filter = frame_filter
+        self.shard = shard
         self._owned = 1
         self.defragmenter = Defragmenter(ledger)
         self.tcp = TCPReassembler(ledger)
@@ -109,6 +113,8 @@ class DecodeChain:
 
     def feed(self, frame: Frame) -> list[ObservedMessage]:
         """Decode one frame; return the DNS messages it completes (usually zero or one)."""
+        if self.shard is not None and not self.shard(frame):
+            return self.pass_over(frame)
         ledger = self.ledger
         ledger.frames_read += 1  # Ledger.read(), without the call on the hot path
         if self.frame_filter is not None and not self.frame_filter(frame):
@@ -129,6 +135,14 @@ class DecodeChain:
             if found:
                 return []
         return self._feed_general(frame)
+
+    def pass_over(self, frame: Frame) -> list[ObservedMessage]:
+        """A frame another shard decodes: expire reassembly state when one process would have
+        at this frame (the first frame, of any flow, past the deadline), so each shard closes
+        its flows at the same capture times as a single process."""
+        if self.frame_filter is not None and not self.frame_filter(frame):
+            return []
+        return self._parse_all(self._expire_if_due(frame.ts_ns))
 
     def _feed_general(self, frame: Frame) -> list[ObservedMessage]:
         """Expire reassembly state when due, then decode the frame through every stage."""
@@ -222,6 +236,8 @@ class EvidenceStream:
     """A parse cache shared with another stream over the same input (the key pass)."""
     frame_filter: Callable[[Frame], bool] | None = None
     """Frames it rejects are settled as ``filtered_out`` (``audit --filter``)."""
+    shard: Callable[[Frame], bool] | None = None
+    """Frames it rejects belong to another shard (``audit --jobs``): not counted here."""
     chain: DecodeChain = field(init=False)
     matcher: Matcher = field(default_factory=Matcher)
     state_peaks: dict[str, int] = field(default_factory=dict)
@@ -236,6 +252,7 @@ class EvidenceStream:
             verify_checksums=self.verify_checksums,
             parse_cache=self.parse_cache,
             frame_filter=self.frame_filter,
+            shard=self.shard,
         )
 
     def run(self, frames: Iterable[Frame]) -> Iterator[ResponseEvidence]:
@@ -742,8 +759,25 @@ def _anchor_text(anchor: TrustAnchor) -> str:
     )
 
 
-def run_audit(options: AuditOptions) -> AuditOutcome:
-    """Read the captures, judge every response, write the reports and update the key cache."""
+class JudgedElsewhere(Protocol):
+    """Responses judged outside this process (``audit --jobs``, Dask: flow shards judged by
+    workers), handed to this run's finding stages, reports and key cache in capture order."""
+
+    def key_material(self) -> tuple[KeyMaterial, int]:
+        """The key material of every capture, merged, and the distinct messages parsed for it."""
+        ...
+
+    def judged(self, source: Any, stream: EvidenceStream, judge: RunJudge) -> Iterator[Rendered]:
+        """Every judged response in capture order; queries go to ``stream.on_query`` and
+        anomalies to ``stream.on_anomaly`` where one process would have met them; once done,
+        the workers' counters are merged into ``stream``, ``judge`` and ``source``."""
+        ...
+
+
+def run_audit(options: AuditOptions,
+              elsewhere: JudgedElsewhere | None = None) -> AuditOutcome:
+    """Read the captures, judge every response, write the reports and update the key cache
+    (``elsewhere``: the judging is done by workers; this process merges and reports)."""
     from auditor.capture.sources import CaptureSet
     from auditor.findings.zones import ZoneHealth
     from auditor.report.files import JsonLinesWriter, write_json
@@ -765,7 +799,9 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
     single_pass = "-" in options.captures
     parse_cache: OrderedDict[bytes, ParsedMessage] = OrderedDict()
     parsed_before = 0
-    if not single_pass:
+    if elsewhere is not None:
+        material, parsed_before = elsewhere.key_material()
+    elif not single_pass:
         parsed_before = _observe_keys(options.captures, options.ports, material, parse_cache,
                                       frame_filter)
     with KeyCache(str(keys_path)) as cache:
@@ -806,7 +842,8 @@ def run_audit(options: AuditOptions) -> AuditOutcome:
                 frames = ring.watch(frames)
             collector = EvidenceCollector(ring)
             judged = (
-                _judged_one_pass(
+                elsewhere.judged(source, stream, judge) if elsewhere is not None
+                else _judged_one_pass(
                     stream, frames, OrderedJudge(material, validator, hold_ns=options.hold_ns,
                                                  judge=judge.judge)
                 )
