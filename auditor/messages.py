@@ -97,10 +97,12 @@ class ParsedMessage:
             self._problems = (f"{type(exc).__name__}: {exc}",)
         else:
             self._message = message
-            self._problems = tuple(
+            # dnspython may record one failure twice (the section, then the message): the
+            # same text is reported once.
+            self._problems = tuple(dict.fromkeys(
                 f"{type(err.exception).__name__} at offset {err.offset}: {err.exception}"
                 for err in getattr(message, "errors", ())
-            )
+            ))
         self._wire = b""
         self._done = True
 

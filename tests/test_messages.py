@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditor.ledger import Ledger, Reason
-from auditor.messages import MessageParser, summarise
+from auditor.messages import MessageParser, ParsedMessage, summarise
 from tests.helpers import query_and_response, wire_message
 
 
@@ -179,3 +179,12 @@ def test_cached_message_carries_its_summary() -> None:
     assert first is not None and second is not None
     assert second.parsed is first.parsed and second.summary is first.parsed.summary
     assert first.summary == summarise(query.to_wire())
+
+
+def test_a_cut_message_reports_each_parse_problem_once() -> None:
+    # dnspython's lenient parse records the failure of a record cut short twice.
+    response = dns.message.make_response(dns.message.make_query("www.example.", "A"))
+    response.answer.append(
+        dns.rrset.from_text("www.example.", 300, "IN", "A", "192.0.2.1", "192.0.2.2"))
+    problems = ParsedMessage(response.to_wire()[:-3]).problems
+    assert len(problems) == 1 and problems[0].startswith("FormError at offset")
