@@ -10,7 +10,7 @@ the code of their designed breakage.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -93,44 +93,6 @@ def _designed(lab: Lab, probe: Probe) -> str | None:
     return expectation.value if probe.qtype == "A" and expectation is not None else None
 
 
-# Auditor bugs found by this test (see the lead's report); shown with the failure so a
-# red run says where to look. Remove an entry once its bug is fixed.
-DIAGNOSES = {
-    "www.unsigned.test./A": (
-        "auditor bug: the DS for unsigned.test. validates and the zone's server answered "
-        "'unsigned.test. DNSKEY' with an unsigned NODATA, yet chain.py ChainResolver._from_ds "
-        "returns INDETERMINATE ('DNSKEY ... not seen') because no DNSKEY RRset is in the "
-        "material; a secure DS with no DNSKEY (RFC 4035 5.2) and DO-answers without RRSIG "
-        "(RFC 4035 5) are bogus, as Unbound says ('No DNSKEY record')."
-    ),
-    "insecure.test./SOA": (
-        "auditor bug: validator.py Validator._enclosing_zone skips the delegation check for "
-        "the owner name itself, so the apex SOA of insecure.test. is attributed to test. "
-        "(secure) and called rrsigs_missing; an SOA owner is its zone's apex."
-    ),
-    "big.test./DNSKEY": (
-        "auditor bug: a TC=1 response with empty sections (big.test. DNSKEY over UDP) is "
-        "routed by validator.py Validator._response_status into _negative and called bogus "
-        "nsec_missing; a truncated message is incomplete (RFC 2181 9) and must be "
-        "indeterminate/truncated, never a failed denial."
-    ),
-    "missing.insecure.test./A": (
-        "auditor bug: same as insecure.test./SOA: the unsigned SOA in the NXDOMAIN is "
-        "attributed to test. by Validator._enclosing_zone, so _negative reports bogus "
-        "instead of insecure."
-    ),
-}
-
-
-def _diagnosis(probe: Probe) -> str:
-    known = DIAGNOSES.get(str(probe))
-    return f"\n{known}" if known else ""
-
-
-def _diagnoses(records: Iterable[Record]) -> str:
-    return "".join(sorted({_diagnosis(Probe(r["qname"], r["qtype"])) for r in records}))
-
-
 def _in_zone(qname: str, zone: str) -> bool:
     return zone == "." or qname == zone or qname.endswith("." + zone)
 
@@ -147,7 +109,7 @@ def test_auditor_agrees_with_unbound(lab: Lab, positive_run: Run, probe: Probe) 
         positive_run.audit, lab.addresses, probe, positive_run.results[probe], _designed(lab, probe)
     )
     if problem is not None:
-        pytest.fail(problem + _diagnosis(probe))
+        pytest.fail(problem)
 
 
 def test_every_piece_of_a_secure_resolution_is_secure(lab: Lab, positive_run: Run) -> None:
@@ -182,9 +144,7 @@ def test_dnskey_over_tcp_after_truncation(lab: Lab, positive_run: Run) -> None:
     upstream = upstream_answers(audit, lab.addresses, Probe("big.test.", "DNSKEY"))
     by_transport = {(r["transport"], "TC" in r["flags"]): r for r in upstream}
     assert set(by_transport) == {("udp", True), ("tcp", False)}, describe(upstream)
-    assert by_transport["udp", True]["verdict"] != "bogus", describe(upstream) + _diagnoses(
-        upstream
-    )
+    assert by_transport["udp", True]["verdict"] != "bogus", describe(upstream)
     over_tcp = by_transport["tcp", False]
     assert over_tcp["verdict"] == "secure", describe([over_tcp])
     (dnskeys,) = [s for s in over_tcp["rrsets"] if s["type"] == "DNSKEY"]
@@ -201,7 +161,7 @@ def test_nothing_in_a_secure_zone_is_called_bogus(positive_run: Run) -> None:
         r for r in positive_run.audit.records
         if r["verdict"] == "bogus" and not any(_in_zone(r["qname"], zone) for zone in broken)
     ]  # fmt: skip
-    assert not stray, describe(stray) + _diagnoses(stray)
+    assert not stray, describe(stray)
 
 
 def test_clean_secure_capture_has_no_bogus_verdict(lab: Lab, tmp_path: Path) -> None:
@@ -211,7 +171,7 @@ def test_clean_secure_capture_has_no_bogus_verdict(lab: Lab, tmp_path: Path) -> 
     counts = audit.verdict_counts()
     assert counts == {v: audit.stats["validation"]["verdicts"].get(v, 0) for v in counts}
     bogus = [r for r in audit.records if r["verdict"] == "bogus"]
-    assert counts["bogus"] == 0, describe(bogus) + _diagnoses(bogus)
+    assert counts["bogus"] == 0, describe(bogus)
     assert counts["secure"] >= 3 * len(SECURE_PROBES), counts  # referral, DNSKEY, answer...
     elsewhere = [
         r for r in audit.records
@@ -246,7 +206,7 @@ def test_bogus_data_passed_with_checking_disabled_is_still_bogus(
         pytest.fail(
             f"{probe} with +cd: Unbound passed bogus data (NOERROR, no AD); auditor -> "
             f"{answer['verdict']} {answer['codes']}, want bogus with one of "
-            f"{sorted(probe.codes)}\n{describe(answers)}{_diagnosis(probe)}"
+            f"{sorted(probe.codes)}\n{describe(answers)}"
         )
 
 
@@ -331,7 +291,7 @@ def test_auditor_agrees_with_unbound_on_denials_and_wildcards(
         _designed(lab, probe),
     )
     if problem is not None:
-        pytest.fail(problem + _diagnosis(probe))
+        pytest.fail(problem)
 
 
 def _record(src: str, dst: str, verdict: str, codes: list[str]) -> Record:
