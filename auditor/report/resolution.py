@@ -18,6 +18,7 @@ CAUSE_TITLES: dict[str, str] = {
     "bogus_upstream": "An upstream answer failed validation",
     "dnskey_missing": "A zone has a DS but publishes no DNSKEY",
     "upstream_error": "An authoritative server answered with an error",
+    "validator_interop": "A valid upstream answer of a shape the resolver rejects",
     "upstream_timeout": "Upstream queries got no answer (timeout)",
     "cached_failure": "Answered from cache: an earlier failure was repeated",
     "from_cache": "Answered from cache, no earlier failure in the capture",

@@ -24,6 +24,7 @@ import dns.rdatatype
 
 from auditor.evidence import ResponseEvidence, Section
 from auditor.messages import ObservedMessage
+from auditor.resolution.interop import wildcard_next_name
 from auditor.resolution.model import Cause, EdeCheck, Resolution, UpstreamAnswer
 from auditor.resolution.words import (
     CACHED_ERROR,
@@ -259,7 +260,7 @@ class ResolutionLinker:
         if not failed:
             return Resolution(wire.src, tuple(frames), not linked, False, None, (), None, None)
         self.stats.failed += 1
-        cause, causing = _cause(linked, wire.ts_ns, names)
+        cause, causing = _cause(linked, wire.ts_ns, names, evidence.qname)
         memory_key = (wire.src, evidence.qname.to_text().lower(), evidence.qtype or 0)
         if cause is None and not linked:
             return self._from_cache(evidence, frames, memory_key)
@@ -362,13 +363,16 @@ def _on_path(exchanges: list[_Exchange], names: set[dns.name.Name]) -> list[_Exc
     return [e for e, on in zip(exchanges, chosen, strict=True) if on]
 
 
-def _cause(linked: list[_Exchange], until_ns: int,
-           names: set[dns.name.Name]) -> tuple[Cause | None, tuple[UpstreamAnswer, ...]]:
+def _cause(linked: list[_Exchange], until_ns: int, names: set[dns.name.Name],
+           client: dns.name.Name) -> tuple[Cause | None, tuple[UpstreamAnswer, ...]]:
     """The most telling failure among the linked exchanges: bad data first, then errors,
     then silence; answers about the data names before answers about zones above them."""
     answered = [e for e in linked if e.answered_by(until_ns) and not _followed(e, linked)]
-    for cause in (Cause.BOGUS_UPSTREAM, Cause.DNSKEY_MISSING, Cause.UPSTREAM_ERROR):
+    for cause in (Cause.BOGUS_UPSTREAM, Cause.DNSKEY_MISSING, Cause.UPSTREAM_ERROR,
+                  Cause.VALIDATOR_INTEROP):
         found = [e for e in answered if e.failure is cause]
+        if cause is Cause.VALIDATOR_INTEROP:  # only behind a CNAME (see interop.py)
+            found = [e for e in found if e.qname != client or e.targets]
         if found:
             found.sort(key=lambda e: (e.qname not in names, e.query_ts_ns))
             return cause, tuple(e.answer for e in found[:3] if e.answer is not None)
@@ -427,6 +431,8 @@ def _failure(evidence: ResponseEvidence, verdict: Verdict,
     if evidence.rcode in _ERROR_RCODES:
         return Cause.UPSTREAM_ERROR
     qname = evidence.qname
+    if verdict.status is Status.SECURE and wildcard_next_name(evidence) is not None:
+        return Cause.VALIDATOR_INTEROP
     if qname is None or resolver is None or verdict.status is Status.SECURE:
         return None
     if (evidence.qtype == dns.rdatatype.DNSKEY and qname in resolver.ds_zones
@@ -467,6 +473,9 @@ def _upstream_answer(exchange: _Exchange, evidence: ResponseEvidence, verdict: V
     elif failure is Cause.UPSTREAM_ERROR:
         rcode = dns.rcode.to_text(evidence.rcode)  # type: ignore[arg-type]
         codes, reason = (f"rcode_{rcode.lower()}",), f"the server answered {rcode}"
+    elif failure is Cause.VALIDATOR_INTEROP and (
+            shape := wildcard_next_name(evidence)) is not None:
+        codes, reason = ("white_lie_wildcard_next_name",), shape.reason()
     elif failure is Cause.DNSKEY_MISSING:
         codes = ("dnskey_missing",)
         reason = (f"{exchange.qname} publishes no DNSKEY although its parent has a DS for "
@@ -528,7 +537,8 @@ def explain(evidence: ResponseEvidence, cause: Cause, causing: tuple[UpstreamAns
     relation = _relation(first, evidence.qname, names)
     where = f"upstream answer frame {first.frame} from {first.server}"
     zone = f" in zone {first.zone}" if first.zone else ""
-    more = f"; {len(causing) - 1} more upstream answer(s) fail too" if len(causing) > 1 else ""
+    again = "show the same shape" if cause is Cause.VALIDATOR_INTEROP else "fail too"
+    more = f"; {len(causing) - 1} more upstream answer(s) {again}" if len(causing) > 1 else ""
     return f"{head}: {relation}{zone}: {first.reason} ({where}){more}"
 
 

@@ -17,6 +17,10 @@ class Cause(StrEnum):
     publishes a DS (RFC 4035 5.2)."""
     UPSTREAM_ERROR = "upstream_error"
     """An authoritative server on the path answered SERVFAIL, REFUSED or NOTAUTH."""
+    VALIDATOR_INTEROP = "validator_interop"
+    """An upstream answer on the path is valid, but has a shape a validating resolver is
+    known to reject (the reason names the shape and the resolver), e.g. the RFC 4470
+    white lie covering a wildcard behind a CNAME that Unbound refuses."""
     UPSTREAM_TIMEOUT = "upstream_timeout"
     """Queries on the path got no answer before the resolver gave up."""
     CACHED_FAILURE = "cached_failure"

@@ -29,7 +29,8 @@ _DS_KEYS = frozenset({"ds_mismatch", "dnskey_missing", "no_zone_key_bit"})
 EDE_MEANS: dict[int, tuple[frozenset[Cause], frozenset[str]]] = {
     1: (_BOGUS, frozenset({"unsupported_dnskey_algorithm"})),  # RFC 8914 4.2
     2: (_BOGUS, frozenset({"unsupported_ds_digest"})),  # RFC 8914 4.3
-    6: (_BOGUS, frozenset()),  # RFC 8914 4.7: any validation failure
+    # RFC 8914 4.7: any validation failure (the resolver's, for an interoperability shape)
+    6: (_BOGUS | {Cause.VALIDATOR_INTEROP}, frozenset()),
     7: (_BOGUS, frozenset({"signature_expired"})),  # RFC 8914 4.8
     8: (_BOGUS, frozenset({"signature_not_yet_valid"})),  # RFC 8914 4.9
     # RFC 8914 4.10: no DNSKEY matching the DS (Unbound also sends it for a DS mismatch)

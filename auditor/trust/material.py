@@ -180,6 +180,9 @@ class KeyMaterial:
         self._dnskey_nodata: OrderedDict[dns.name.Name, int] = OrderedDict()
         self.generation = 0
         self.key_generation = 0
+        self.delegation_generation = 0
+        """Changes whenever the delegations seen (unsigned authority NS owners) change: they
+        change no chain ``generation``, yet ``is_delegation`` is read by the validator."""
         self.responses = 0
         self._denial_signers: dict[bytes, set[dns.name.Name]] = {}
         self._changed_now: set[dns.name.Name] = set()
@@ -284,6 +287,7 @@ class KeyMaterial:
             self._delegations.move_to_end(name)
             return
         self._delegations[name] = None
+        self.delegation_generation += 1
         if len(self._delegations) > self._max_denial:
             self._delegations.popitem(last=False)
 

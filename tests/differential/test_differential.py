@@ -42,6 +42,7 @@ from tests.differential.model import (
     Probe,
     ProbeKind,
 )
+from tests.integration.agreement import run_audit
 from tests.lab import skip_unless_lab
 from tests.lab.online_signer import OnlineZone
 
@@ -385,3 +386,14 @@ def test_online_wildcard_nodata_and_compact_expansion() -> None:
     chased = _wild("wl").answer(dns.message.make_query("cn.z.test.", "A", want_dnssec=True))
     assert [r.rdtype for r in chased.answer if r.rdtype != dns.rdatatype.RRSIG] == [
         dns.rdatatype.CNAME, dns.rdatatype.A]
+
+
+def test_unbounds_servfail_on_white_lies_behind_a_cname_is_explained(tmp_path: Path) -> None:
+    # The policy difference cname-into-white-lies-unbound-bogus, captured from a real Unbound:
+    # its SERVFAIL to the client is explained as the shape it rejects, not left unexplained.
+    fixture = FIXTURES / "seed1-s01258"
+    audit = run_audit(fixture / "capture.pcap", tmp_path / "audit", fixture / "root.ds")
+    failed = [r["resolution"] for r in audit.records
+              if r["qname"] == "cn0.s01258.test." and r["rcode"] == "SERVFAIL"]
+    assert failed and {f["cause"] for f in failed} == {"validator_interop"}
+    assert all("\\000.*.s01258.test." in f["explanation"] for f in failed)

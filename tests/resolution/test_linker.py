@@ -252,3 +252,44 @@ def test_a_cached_cname_leads_to_the_target_fetched_again() -> None:
     assert again is not None and not again.from_cache
     assert again.cause is Cause.BOGUS_UPSTREAM
     assert again.causing[0].frame == 9
+
+
+# --- a valid answer Unbound rejects: RFC 4470 white lies behind a CNAME ------------------------
+
+_WHITE_LIES = ("nx3\\255.wl.example. 300 NSEC nx4\\000.wl.example. RRSIG NSEC",)
+
+
+def _into_white_lies(wire: Wire, wildcard_next: str, *, client_asks: str = "cn0.wl.example."
+                     ) -> Resolution | None:
+    wire.ask(CLIENT, RESOLVER, client_asks, "A", 0)
+    if client_asks != "nx4.wl.example.":
+        wire.ask(RESOLVER, AUTH, client_asks, "A", 1)
+        wire.answer(AUTH, RESOLVER, client_asks, "A", 2, SECURE,
+                    records=(f"{client_asks} 300 CNAME nx4.wl.example.",))
+    wire.ask(RESOLVER, AUTH, "nx4.wl.example.", "A", 3)
+    wire.answer(AUTH, RESOLVER, "nx4.wl.example.", "A", 4, SECURE, rcode=dns.rcode.NXDOMAIN,
+                authority=(*_WHITE_LIES, f"\\).wl.example. 300 NSEC {wildcard_next} RRSIG NSEC"))
+    return wire.answer(RESOLVER, CLIENT, client_asks, "A", 5, NOTHING,
+                       rcode=dns.rcode.SERVFAIL, ede=(6,))
+
+
+def test_white_lies_behind_a_cname_name_the_shape_unbound_rejects() -> None:
+    # RFC 4470 3's own example: \) NSEC \000.*.Z covers the wildcard; Unbound's CNAME path
+    # reads the next name as proof that *.Z exists (an empty non-terminal) and SERVFAILs.
+    resolution = _into_white_lies(Wire(), "\\000.*.wl.example.")
+    assert resolution is not None and resolution.cause is Cause.VALIDATOR_INTEROP
+    (causing,) = resolution.causing
+    assert causing.codes == ("white_lie_wildcard_next_name",)
+    assert "*\\000.wl.example." in causing.reason  # the next name that avoids it
+    assert resolution.ede_check is not None and resolution.ede_check.agrees is True
+
+
+def test_white_lies_whose_next_name_is_not_below_the_wildcard_explain_nothing() -> None:
+    resolution = _into_white_lies(Wire(), "*\\000.wl.example.")  # covers *.Z, not below it
+    assert resolution is not None and resolution.cause is Cause.UNEXPLAINED
+
+
+def test_the_same_white_lies_asked_for_directly_are_not_the_cause() -> None:
+    # Without a CNAME Unbound accepts the proof: a failure then has another cause.
+    resolution = _into_white_lies(Wire(), "\\000.*.wl.example.", client_asks="nx4.wl.example.")
+    assert resolution is not None and resolution.cause is Cause.UNEXPLAINED
