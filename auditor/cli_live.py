@@ -85,7 +85,8 @@ def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int 
     caps.update({name: value for name, value in given.items() if value is not None})
     if max_cache_entries is not None:
         caps.update(dict.fromkeys(
-            ("parse_cache", "facts_memo", "record_cache", "digest_memo", "signature_memo"),
+            ("parse_cache", "facts_memo", "record_cache", "digest_memo", "signature_memo",
+             "verdict_cache"),
             max_cache_entries))
     caps.update(extra or {})
     return LiveLimits(**caps)
@@ -163,7 +164,7 @@ def _at_ns(text: str | None) -> int | None:
               help="Responses waiting for late keys (default 10000).")
 @click.option("--max-cache-entries", type=click.IntRange(min=1), default=None, metavar="N",
               help="Entries of each memo: parsed messages, message facts, RRset digests, "
-              "signature checks (default 10000-20000 each).")
+              "signature checks, verdicts (default 10000-20000 each).")
 @click.option("--limit", "limit_items", multiple=True, metavar="NAME=N",
               help="Set any state cap by name (repeatable), e.g. --limit zones=5000 --limit "
               "signed_copies=20000; names: " + ", ".join(_limit_names()) + ". Applied after "
@@ -174,6 +175,9 @@ def _at_ns(text: str | None) -> int | None:
               "table sizes and evictions, capture lag).")
 @click.option("--metrics-address", default="127.0.0.1", show_default=True, metavar="ADDRESS",
               help="Address the metrics endpoint listens on.")
+@click.option("--verdict-cache/--no-verdict-cache", default=True, show_default=True,
+              help="Judge each distinct answer once while its verdict holds (same key "
+              "material, signatures still valid); --no-verdict-cache judges every response.")
 @click.option("--verbose", "-v", count=True, help="More log output (repeat for debug).")
 def live(
     interfaces: tuple[str, ...], read: str | None, bpf: str | None, ports: tuple[int, ...],
@@ -185,7 +189,7 @@ def live(
     evidence: bool, hold_s: float, max_fragment_sets: int | None, max_tcp_flows: int | None,
     max_pending_queries: int | None, max_held_responses: int | None,
     max_cache_entries: int | None, limit_items: tuple[str, ...], metrics_port: int | None,
-    metrics_address: str, verbose: int,
+    metrics_address: str, verdict_cache: bool, verbose: int,
 ) -> None:
     """Audit DNS traffic as it happens, on interfaces or a pcap stream, until SIGINT/SIGTERM.
 
@@ -205,7 +209,7 @@ def live(
         syslog_socket=syslog_socket, alert_format=AlertFormat(alert_format),
         at_ns=_at_ns(at_time), metrics_port=metrics_port, metrics_address=metrics_address,
         rotation=Rotation(rotate_seconds, _size(rotate_size), keep_files),
-        evidence=evidence, stats_interval_s=stats_interval,
+        evidence=evidence, stats_interval_s=stats_interval, verdict_cache=verdict_cache,
         limits=_limits(hold_s, max_fragment_sets=max_fragment_sets, max_tcp_flows=max_tcp_flows,
                        max_pending_queries=max_pending_queries,
                        max_held_responses=max_held_responses,

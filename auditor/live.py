@@ -3,7 +3,6 @@ keep every piece of state bounded, and shut down without losing anything judged.
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.handlers
 import os
@@ -16,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -52,7 +52,7 @@ from auditor.pipeline import (
 from auditor.report.alerts import FindingLog, ResponseFacts, live_severity, response_facts
 from auditor.report.eve import eve_alert, eve_dns
 from auditor.report.evidence_pcap import FrameRing
-from auditor.report.files import write_json
+from auditor.report.files import json_text, write_json
 from auditor.report.metrics import MetricsServer, MetricsSnapshot
 from auditor.report.records import (
     STATS_SCHEMA,
@@ -75,6 +75,7 @@ from auditor.trust import KeyCache, KeyMaterial, KeyView, load_anchors
 from auditor.trust.material import set_digest_memo_size
 from auditor.validate import RFC8624, Status, ValidationPolicy, Validator, Verdict
 from auditor.validate.budget import ZoneRate
+from auditor.validate.reuse import VerdictCache
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,11 @@ class LiveLimits:
     """RRset digests memoised by the key material (process-wide; offline 20,000)."""
     signature_memo: int = 20_000
     """Distinct RRSIG checks whose result the validator memoises (offline 20,000)."""
+    verdict_cache: int = 20_000
+    """Distinct answers whose verdict is reused while its window and the key material's
+    generation hold (``VerdictCache``; offline 50,000 and 24 MB)."""
+    verdict_cache_bytes: int = 16 << 20
+    """Accounted bytes of the verdict cache (its keys hold the answer bodies)."""
     signed_copies: int = 100_000
     """Signed RRset copies kept by the key material for cross-checks."""
     denial_records: int = 50_000
@@ -218,6 +224,9 @@ class LiveOptions:
     alert_format: AlertFormat = AlertFormat.JSON
     """How alerts are written: our records, or Suricata EVE events (with a ``dns`` event for
     every judged response)."""
+    verdict_cache: bool = True
+    """Judge each distinct answer once while its verdict holds (``VerdictCache``); off,
+    every response is judged afresh (as before issue 14)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +272,16 @@ def _ancestry(evidence: ResponseEvidence) -> frozenset[dns.name.Name]:
     return frozenset(found)
 
 
+def untouched_since(material: KeyMaterial, evidence: ResponseEvidence, generation: int) -> bool:
+    """Whether no material that arrived after ``generation`` is about a zone at or above the
+    response's question or any owner or signer in it (``_ancestry``): then its verdict is
+    still the one judged then (the verdict cache's test; ``StreamingJudge._concerned``'s)."""
+    changed = material.changed_zones_since(generation)
+    if changed is None:
+        return False
+    return not changed or frozenset(map(name_key, changed)).isdisjoint(_ancestry(evidence))
+
+
 class StreamingJudge:
     """Judges each response at once; an ``indeterminate`` one waits up to ``hold_ns`` (capture
     time) for new key material and is re-judged when material arrived for a zone at or above
@@ -275,9 +294,13 @@ class StreamingJudge:
     it stands and counted in ``evicted``.
     """
 
-    def __init__(self, material: KeyMaterial, validator: Validator, limits: LiveLimits) -> None:
+    def __init__(self, material: KeyMaterial, validator: Validator, limits: LiveLimits,
+                 cache: VerdictCache | None = None) -> None:
+        """``cache``: judge through it (each distinct answer once while the key material's
+        generation and the verdict's window hold); None judges every response afresh."""
         self._material = material
         self._validator = validator
+        self._judge = validator.judge if cache is None else cache.verdict
         self._limits = limits
         self._held: deque[_Held] = deque()
         self._held_bytes = 0
@@ -312,7 +335,7 @@ class StreamingJudge:
             # NOTIFY, UPDATE, an answer the snapshot length cut: nothing to wait for
             return [(evidence, judge_response(self._validator, evidence))]
         self._material.observe(evidence)
-        verdict = self._validator.judge(evidence)
+        verdict = self._judge(evidence)
         if verdict.status is not Status.INDETERMINATE:
             return [(evidence, verdict)]
         if evidence.rcode not in _VALIDATED_RCODES:
@@ -362,7 +385,7 @@ class StreamingJudge:
                 self.skipped += 1
             else:
                 left -= 1
-                held.verdict = self._validator.judge(held.evidence)
+                held.verdict = self._judge(held.evidence)
                 self.rejudged += 1
                 if held.verdict.status is not Status.INDETERMINATE:
                     self.resolved += 1
@@ -404,7 +427,7 @@ class StreamingJudge:
         self._held_bytes -= held.size
         verdict = held.verdict
         if held.seen != self._material.generation and self._concerned(held):
-            verdict = self._validator.judge(held.evidence)
+            verdict = self._judge(held.evidence)
             self.rejudged += 1
             if verdict.status is not Status.INDETERMINATE:
                 self.resolved += 1
@@ -464,7 +487,7 @@ class AlertSink:
 
     def send(self, record: dict[str, Any], *, alert: bool = True) -> None:
         """Write one alert (or, ``alert=False``, another event of the alert stream) now."""
-        line = json.dumps(record, separators=(",", ":"), default=str)
+        line = json_text(record, default=str)
         self.count += alert
         self.events += 1
         try:
@@ -568,7 +591,14 @@ class LiveAuditor:
                                    at_ns=options.at_ns, signature_memo=limits.signature_memo,
                                    zone_rate=ZoneRate(options.policy.budget,
                                                       max_zones=limits.zones))
-        self.judge = StreamingJudge(self.material, self.validator, limits)
+        # A hit costs no validation work, so it spends none of its zone's rate; verdicts the
+        # rate or a budget cut short are never stored (VerdictCache).
+        self.verdict_cache = (
+            VerdictCache(self.validator, self.validator.judge, max_entries=limits.verdict_cache,
+                         max_bytes=limits.verdict_cache_bytes, growing_material=True,
+                         untouched=partial(untouched_since, self.material))
+            if options.verdict_cache else None)
+        self.judge = StreamingJudge(self.material, self.validator, limits, self.verdict_cache)
         rotation = options.rotation
         self.responses = RollingJsonLines(out, "responses", rotation)
         self.table = RollingParquet(out, "responses", rotation, FLOW_SCHEMA)
@@ -913,6 +943,8 @@ class LiveAuditor:
                              for status in Status},
                 "codes": dict(self.codes.most_common()),
                 "judge": self.judge.counters(),
+                "verdict_cache": (None if self.verdict_cache is None
+                                  else self.verdict_cache.stats.as_dict()),
             },
             "memory": {"rss_bytes": memory, "peak_rss_bytes": self.peak_memory,
                        "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -949,6 +981,8 @@ class LiveAuditor:
                     "holdon_servers_evicted", "holdon_waiting_evicted")})
             if isinstance(source, ZoneHealth):
                 counts["zones_evicted"] = source.evicted
+        if self.verdict_cache is not None:
+            counts["verdict_cache_evicted"] = self.verdict_cache.stats.evicted
         return counts
 
     def _state_sizes(self) -> dict[str, int]:
@@ -966,6 +1000,9 @@ class LiveAuditor:
             "zones": sum(len(s) for s in self.sources if isinstance(s, ZoneHealth)),
             "finding_keys": len(self.log),
             "alert_facts": len(self._facts),
+            "verdict_cache": len(self.verdict_cache) if self.verdict_cache is not None else 0,
+            "verdict_cache_bytes": (self.verdict_cache.cached_bytes
+                                    if self.verdict_cache is not None else 0),
             **{f"key_material_{name}": size for name, size in self.material.sizes().items()},
         }
 

@@ -31,19 +31,30 @@ and ``json`` may spell differently (an exponent, a tiny value): every difference
 not."""
 
 
-def json_line(record: dict[str, Any], *, floats: bool = True) -> bytes:
+def json_line(record: dict[str, Any], *, floats: bool = True,
+              default: Callable[[Any], Any] = _default) -> bytes:
     """One compact JSON line, byte for byte what ``json.dumps(record, separators=(",", ":"),
-    default=_default)`` writes: orjson (several times faster) when its output is ASCII (the
+    default=default)`` writes: orjson (several times faster) when its output is ASCII (the
     standard library escapes everything else as ``\\uXXXX``) and, unless the caller knows
     the record holds no float (``floats=False``), no number token orjson may spell otherwise
     (``1e-05`` vs ``0.00001``); else the standard library."""
+    return _compact(record, floats, default) + b"\n"
+
+
+def json_text(record: dict[str, Any], *, floats: bool = True,
+              default: Callable[[Any], Any] = _default) -> str:
+    """``json_line`` as text without the newline (live mode's rolling files and alerts)."""
+    return _compact(record, floats, default).decode("ascii")
+
+
+def _compact(record: dict[str, Any], floats: bool, default: Callable[[Any], Any]) -> bytes:
     try:
-        line = orjson.dumps(record, default=_default, option=_ORJSON_OPTIONS)
+        line = orjson.dumps(record, default=default, option=_ORJSON_OPTIONS)
     except (TypeError, orjson.JSONEncodeError):
         line = b""
     if not line or not line.isascii() or (floats and _FLOAT_SPELLING.search(line)):
-        line = json.dumps(record, separators=(",", ":"), default=_default).encode()
-    return line + b"\n"
+        line = json.dumps(record, separators=(",", ":"), default=default).encode()
+    return line
 
 
 class JsonLinesWriter:

@@ -4,7 +4,6 @@ deleted beyond a retention count."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -20,6 +19,7 @@ import pyarrow.parquet as pq
 
 from auditor.capture.frame import Frame
 from auditor.report.evidence_pcap import EvidencePcapng
+from auditor.report.files import json_text
 
 logger = logging.getLogger(__name__)
 
@@ -127,12 +127,6 @@ class RollingFile(ABC):
         """Finish and close the current piece."""
 
 
-def _default(value: object) -> object:
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return str(value)
-
-
 class RollingJsonLines(RollingFile):
     """One compact JSON object per line."""
 
@@ -145,7 +139,7 @@ class RollingJsonLines(RollingFile):
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record, rotating first if the piece is due."""
-        self.write_line(json.dumps(record, separators=(",", ":"), default=_default))
+        self.write_line(json_text(record))
 
     def write_line(self, line: str) -> None:
         """Append one already encoded record (ASCII JSON, no newline), rotating first if the

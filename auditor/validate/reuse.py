@@ -7,8 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.flags
+import dns.rcode
 
 from auditor.evidence import ResponseEvidence
+from auditor.findings.codes import ValidationCode
 from auditor.validate.validator import Validator
 from auditor.validate.verdict import Verdict
 
@@ -19,7 +21,10 @@ ENTRY_OVERHEAD = 2_560
 the pipeline memoises for it (2.8 KB an entry in all, keys included, measured with
 tracemalloc over the 5,006 entries of a 20,000-frame make_capture audit)."""
 
-VerdictKey = tuple[bytes, tuple[int, ...], bool | None, bool, int | None, int]
+_BUDGET = ValidationCode.VALIDATION_BUDGET_EXCEEDED
+_SERVFAIL = dns.rcode.SERVFAIL
+
+VerdictKey = tuple[bytes, tuple[int, ...], bool | None, bool, int | None, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,9 @@ class _Entry:
     low_ns: int
     high_ns: int
     """Capture times (ns, inclusive) at which the same body gets the same verdict."""
+    generation: int = 0
+    """The key material's generation the verdict holds for (``untouched``: the key then
+    leaves the generation out)."""
 
 
 @dataclass(slots=True)
@@ -41,6 +49,15 @@ class VerdictCacheStats:
     """Lookups that found the body judged, but for capture times that exclude this one."""
     not_reusable: int = 0
     """Verdicts that named no window (``Verdict.valid_ns`` None): never stored."""
+    budget_shaped: int = 0
+    """Verdicts a validation budget or a zone's rate cut short (``validation_budget_exceeded``):
+    never stored, since the same body judged with budget to spare may get another verdict."""
+    growing_material: int = 0
+    """Live mode: verdicts that read material which changes without a new generation (signed
+    copies: the unsigned cross-check, a SERVFAIL's claims): never stored."""
+    material_changed: int = 0
+    """Lookups (``untouched``) that found the body judged, but material about one of its
+    zones arrived since."""
     evicted: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -49,6 +66,9 @@ class VerdictCacheStats:
             "misses": self.misses,
             "outside_window": self.outside_window,
             "not_reusable": self.not_reusable,
+            "budget_shaped": self.budget_shaped,
+            "growing_material": self.growing_material,
+            "material_changed": self.material_changed,
             "evicted": self.evicted,
         }
 
@@ -61,7 +81,21 @@ class VerdictCache:
     while the capture time stays inside the window its verdict relied on
     (``Verdict.valid_ns``), with the reference time set to the response's own.
 
-    Not for live mode's per-zone rate limit: a hit would not spend the zone's budget.
+    A verdict a budget shaped (``validation_budget_exceeded``: the per-response work budget,
+    live mode's per-zone rate) is never stored: it says the work was cut short, not what the
+    body proves. A hit costs no validation work, so it spends none of its zone's rate.
+
+    ``growing_material`` (live mode: material keeps arriving while verdicts are reused) also
+    keys on the delegations seen (``KeyMaterial.delegation_generation``: unsigned referral NS
+    change no chain generation) and stores no verdict that read signed copies (their times
+    move with every packet): one pinned to an instant (the unsigned cross-check) or a SERVFAIL
+    (its claims are held against copies). With the whole capture's material gathered first
+    (files) neither can change between two lookups. ``untouched(evidence, generation)`` (live
+    mode) says whether no material that arrived after ``generation`` concerns a zone the
+    response's verdict can depend on (``live.StreamingJudge`` uses the same test before it
+    judges a held response again); with it the key leaves the generation out and an entry of
+    an older generation is reused when untouched, so material about other zones does not
+    empty the cache.
     """
 
     def __init__(
@@ -71,10 +105,12 @@ class VerdictCache:
         *,
         max_entries: int = 50_000,
         max_bytes: int = 24 << 20,
+        growing_material: bool = False,
+        untouched: Callable[[ResponseEvidence, int], bool] | None = None,
     ) -> None:
-        if validator.zone_rate is not None:
-            raise ValueError("a verdict cache cannot honour a per-zone validation rate")
         self._validator = validator
+        self._growing = growing_material
+        self._untouched = untouched
         self._judge = judge
         self._entries: OrderedDict[VerdictKey, _Entry] = OrderedDict()
         self._max_entries = max_entries
@@ -98,15 +134,35 @@ class VerdictCache:
         entry = self._entries.get(key)
         if entry is not None:
             if entry.low_ns <= ts_ns <= entry.high_ns:
-                self.stats.hits += 1
-                self._entries.move_to_end(key)
-                return self._restamped(entry.verdict, evidence), entry.verdict
-            self.stats.outside_window += 1
+                if self._untouched is not None and not self._still_holds(key, entry, evidence):
+                    self.stats.material_changed += 1
+                else:
+                    self.stats.hits += 1
+                    self._entries.move_to_end(key)
+                    return self._restamped(entry.verdict, evidence), entry.verdict
+            else:
+                self.stats.outside_window += 1
         else:
             self.stats.misses += 1
         verdict = self._judge(evidence)
-        self._store(key, verdict, entry)
+        self._store(key, verdict, entry, evidence)
         return verdict, verdict
+
+    def _still_holds(self, key: VerdictKey, entry: _Entry, evidence: ResponseEvidence) -> bool:
+        """Whether no material about the response's zones arrived since ``entry`` was stored
+        (then the entry is moved to the current generation)."""
+        generation = self._validator.keys.generation
+        if entry.generation == generation:
+            return True
+        assert self._untouched is not None
+        if not self._untouched(evidence, entry.generation):
+            return False
+        self._entries[key] = _Entry(entry.verdict, entry.low_ns, entry.high_ns, generation)
+        return True
+
+    def verdict(self, evidence: ResponseEvidence) -> Verdict:
+        """This response's verdict alone (``judge``'s first item)."""
+        return self.judge(evidence)[0]
 
     def clear(self) -> None:
         """Forget every entry."""
@@ -137,18 +193,26 @@ class VerdictCache:
             evidence.query_do,
             query_cd,
             epoch,
-            validator.keys.generation,
+            validator.keys.generation if self._untouched is None else 0,
+            validator.keys.material.delegation_generation if self._growing else 0,
         )
 
-    def _store(self, key: VerdictKey, verdict: Verdict, replaced: _Entry | None) -> None:
+    def _store(self, key: VerdictKey, verdict: Verdict, replaced: _Entry | None,
+               evidence: ResponseEvidence) -> None:
         if replaced is not None:
             del self._entries[key]
             self._bytes -= _cost(key)
         if verdict.valid_ns is None:
             self.stats.not_reusable += 1
             return
+        if _BUDGET in verdict.codes:
+            self.stats.budget_shaped += 1
+            return
         low_ns, high_ns = verdict.valid_ns
-        self._entries[key] = _Entry(verdict, low_ns, high_ns)
+        if self._growing and (low_ns == high_ns or evidence.rcode == _SERVFAIL):
+            self.stats.growing_material += 1
+            return
+        self._entries[key] = _Entry(verdict, low_ns, high_ns, self._validator.keys.generation)
         self._bytes += _cost(key)
         while len(self._entries) > self._max_entries or (
             self._bytes > self._max_bytes and len(self._entries) > 1

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 import dns.edns
 import dns.flags
 import dns.message
+import dns.rcode
 import dns.rrset
 
+from auditor.findings.codes import ValidationCode
 from auditor.messages import ttl_free
 from auditor.validate.reuse import VerdictCache
 from auditor.validate.verdict import ALWAYS, Status, TimeWindow, Verdict
@@ -97,6 +99,7 @@ class _Evidence:
     transaction: _Transaction
     query_do: bool | None = True
     rrsets: tuple[object, ...] = ()
+    rcode: int = 0
 
     @property
     def ts_ns(self) -> int:
@@ -108,15 +111,23 @@ class _Anchors:
         return 0
 
 
+@dataclass
+class _Material:
+    delegation_generation: int = 0
+
+
+@dataclass
 class _Keys:
-    anchors = _Anchors()
-    generation = 1
+    anchors: _Anchors = field(default_factory=_Anchors)
+    generation: int = 1
+    material: _Material = field(default_factory=_Material)
 
 
+@dataclass
 class _Validator:
-    at_ns = None
-    zone_rate = None
-    keys = _Keys()
+    at_ns: int | None = None
+    zone_rate: object = None
+    keys: _Keys = field(default_factory=_Keys)
 
 
 def _evidence(ts_ns: int, ttl: int = 300, query_flags: int = 0) -> _Evidence:
@@ -124,15 +135,23 @@ def _evidence(ts_ns: int, ttl: int = 300, query_flags: int = 0) -> _Evidence:
     return _Evidence(_Transaction(_Message(wire), _Message(_Wire(b"", ts_ns), query_flags)))
 
 
-def _cache(window: tuple[int, int] | None) -> tuple[VerdictCache, list[int]]:
+def _cache(
+    window: tuple[int, int] | None,
+    codes: tuple[ValidationCode, ...] = (),
+    *,
+    growing: bool = False,
+    validator: _Validator | None = None,
+) -> tuple[VerdictCache, list[int]]:
     judged: list[int] = []
 
     def judge(evidence: object) -> Verdict:
         ts_ns = evidence.ts_ns  # type: ignore[attr-defined]
         judged.append(ts_ns)
-        return Verdict(Status.SECURE, (), "example.", (), (), ts_ns, (), valid_ns=window)
+        return Verdict(Status.SECURE, codes, "example.", (), (), ts_ns, (), valid_ns=window)
 
-    return VerdictCache(_Validator(), judge), judged  # type: ignore[arg-type]
+    cache = VerdictCache(validator or _Validator(), judge,  # type: ignore[arg-type]
+                         growing_material=growing)
+    return cache, judged
 
 
 def test_a_repeat_inside_the_window_is_not_judged_again() -> None:
@@ -179,3 +198,93 @@ def test_a_hit_copies_every_field_but_the_reference_time() -> None:
     assert [getattr(again, f.name) for f in dataclasses.fields(Verdict)] == [
         getattr(expected, f.name) for f in dataclasses.fields(Verdict)
     ]
+
+
+def test_a_verdict_a_budget_cut_short_is_never_reused() -> None:
+    # The per-response budget or live mode's per-zone rate: the work was cut short, so the
+    # same body judged with budget to spare may get another verdict.
+    shaped = (ValidationCode.VALIDATION_BUDGET_EXCEEDED, ValidationCode.DNSSEC_BOGUS)
+    cache, judged = _cache(ALWAYS, shaped)
+    cache.judge(_evidence(NS))  # type: ignore[arg-type]
+    cache.judge(_evidence(NS))  # type: ignore[arg-type]
+    assert judged == [NS, NS]
+    assert cache.stats.budget_shaped == 2 and len(cache) == 0
+
+
+def test_a_zone_rate_is_allowed() -> None:
+    # Live mode: a hit costs no validation work, so it needs none of the zone's rate.
+    cache, judged = _cache(ALWAYS, validator=_Validator(zone_rate=object()))
+    cache.judge(_evidence(NS))  # type: ignore[arg-type]
+    cache.judge(_evidence(2 * NS))  # type: ignore[arg-type]
+    assert judged == [NS]
+
+
+def test_growing_material_keys_on_the_delegations_seen() -> None:
+    validator = _Validator()
+    cache, judged = _cache(ALWAYS, growing=True, validator=validator)
+    cache.judge(_evidence(NS))  # type: ignore[arg-type]
+    cache.judge(_evidence(2 * NS))  # type: ignore[arg-type]
+    validator.keys.material.delegation_generation += 1
+    cache.judge(_evidence(3 * NS))  # type: ignore[arg-type]
+    assert judged == [NS, 3 * NS]
+
+
+def test_files_ignore_the_delegations_seen() -> None:
+    # With the whole capture's material gathered first, delegations cannot change meanwhile.
+    validator = _Validator()
+    cache, judged = _cache(ALWAYS, validator=validator)
+    cache.judge(_evidence(NS))  # type: ignore[arg-type]
+    validator.keys.material.delegation_generation += 1
+    cache.judge(_evidence(2 * NS))  # type: ignore[arg-type]
+    assert judged == [NS]
+
+
+def test_growing_material_stores_nothing_that_read_signed_copies() -> None:
+    # An unsigned cross-check pins its verdict to one instant; a SERVFAIL's claims are held
+    # against copies: with copies still arriving, neither is stored.
+    pinned, judged = _cache((NS, NS), growing=True)
+    pinned.judge(_evidence(NS))  # type: ignore[arg-type]
+    pinned.judge(_evidence(NS))  # type: ignore[arg-type]
+    assert judged == [NS, NS] and pinned.stats.growing_material == 2
+    servfail, judged = _cache(ALWAYS, growing=True)
+    for _ in range(2):
+        evidence = _evidence(NS)
+        evidence.rcode = dns.rcode.SERVFAIL
+        servfail.judge(evidence)  # type: ignore[arg-type]
+    assert judged == [NS, NS] and servfail.stats.growing_material == 2
+    files, judged = _cache((NS, NS))
+    files.judge(_evidence(NS))  # type: ignore[arg-type]
+    files.judge(_evidence(NS))  # type: ignore[arg-type]
+    assert judged == [NS]
+
+
+def test_untouched_material_keeps_an_older_generation_s_verdict() -> None:
+    # Live mode: material about other zones must not empty the cache; material about one of
+    # the response's zones must.
+    validator = _Validator()
+    asked: list[int] = []
+    touched = {"now": False}
+
+    def untouched(evidence: object, generation: int) -> bool:
+        asked.append(generation)
+        return not touched["now"]
+
+    judged: list[int] = []
+
+    def judge(evidence: object) -> Verdict:
+        ts_ns = evidence.ts_ns  # type: ignore[attr-defined]
+        judged.append(ts_ns)
+        return Verdict(Status.SECURE, (), "example.", (), (), ts_ns, (), valid_ns=ALWAYS)
+
+    cache = VerdictCache(validator, judge, growing_material=True,  # type: ignore[arg-type]
+                         untouched=untouched)
+    cache.judge(_evidence(NS))  # type: ignore[arg-type]
+    validator.keys.generation = 2
+    cache.judge(_evidence(2 * NS))  # type: ignore[arg-type]
+    cache.judge(_evidence(3 * NS))  # type: ignore[arg-type]  (moved to generation 2)
+    assert judged == [NS] and asked == [1]
+    validator.keys.generation = 3
+    touched["now"] = True
+    cache.judge(_evidence(4 * NS))  # type: ignore[arg-type]
+    assert judged == [NS, 4 * NS] and asked == [1, 2]
+    assert cache.stats.material_changed == 1 and cache.stats.hits == 2
