@@ -30,7 +30,7 @@ import click
 from auditor import __version__
 from auditor.cli_live import live as live_command
 from auditor.errors import AuditorError, CaptureError
-from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir, run_audit
+from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir
 from auditor.report.anonymize import load_or_create_key
 from auditor.report.run import DEFAULT_FORMATS, OutputFormat, render_reports
 from auditor.report.tables import SCHEMA_CHECKS
@@ -256,6 +256,22 @@ def _print_findings_summary(findings: dict[str, object]) -> None:
     is_flag=True,
     help="Do not verify UDP/TCP checksums (faster; bad ones are then not counted).",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default: every core the process may use; captures under "
+    "8 MB in all, and standard input, are audited in one process). The outputs are those "
+    "of --jobs 1, in the same order.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Run on a Dask cluster: a scheduler address (tcp://host:8786) or local:N for a "
+    "local cluster of N worker processes. Captures may be fsspec URLs or globs; Parquet "
+    "and JSON Lines are also written partitioned by capture date and file.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary; errors only.")
 @click.option("--verbose", "-v", count=True, help="More log output (repeat for debug).")
 def audit(
@@ -275,6 +291,8 @@ def audit(
     with_csv: bool,
     evidence_path: Path | None,
     no_checksums: bool,
+    jobs: int | None,
+    scheduler: str | None,
     quiet: bool,
     verbose: int,
 ) -> None:
@@ -315,7 +333,7 @@ def audit(
         frame_filter=bpf_filter,
     )
     try:
-        outcome = run_audit(options)
+        outcome = _run(options, jobs, scheduler)
     except CaptureError as exc:
         click.echo(f"dnssec-auditor: error: {exc}", err=True)
         sys.exit(EXIT_INPUT)
@@ -340,6 +358,17 @@ def audit(
     if failed:
         sys.exit(EXIT_FINDINGS)
     sys.exit(EXIT_PARTIAL if outcome.capture_problems else EXIT_OK)
+
+
+def _run(options: AuditOptions, jobs: int | None, scheduler: str | None) -> AuditOutcome:
+    """The audit on one process, on ``jobs`` processes, or on a Dask cluster."""
+    if scheduler is not None:
+        from auditor.scale.dask import run_on_dask
+
+        return run_on_dask(options, scheduler)
+    from auditor.scale.jobs import jobs_for, run_jobs
+
+    return run_jobs(options, jobs if jobs is not None else jobs_for(options.captures))
 
 
 def _say_nothing_audited(captures: tuple[str, ...], ports: frozenset[int],

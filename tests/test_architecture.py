@@ -31,7 +31,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("auditor.validate",),
     ("auditor.findings", "auditor.forgery", "auditor.resolution"),
     ("auditor.report",),
-    ("auditor.pipeline", "auditor.live"),
+    ("auditor.pipeline", "auditor.live", "auditor.scale"),
     ("auditor.cli", "auditor.cli_live", "auditor.__main__"),
 )
 """Stages in pipeline order; a module may import its own stage, upstream stages and leaves."""

@@ -11,8 +11,9 @@ import hashlib
 import logging
 import struct
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import dns.flags
 import dns.name
@@ -437,3 +438,227 @@ class KeyMaterial:
         for (_, rdtype, _), copies in self._chain.items():
             if rdtype == dns.rdatatype.DNSKEY:
                 yield from copies.values()
+
+    # --- snapshot and merge (audit --jobs, Dask) ----------------------------------------------
+
+    def snapshot(self) -> MaterialSnapshot:
+        """Everything gathered, as a picklable value another process can ``merge``."""
+        return MaterialSnapshot(
+            chain={key: tuple(copies.values()) for key, copies in self._chain.items()},
+            denial=tuple((entry, frozenset(self._denial_signers.get(digest, ())))
+                         for digest, entry in self._denial.items()),
+            denial_by_zone={zone: tuple(entries) for zone, entries
+                            in self._denial_by_zone.items()},
+            copies={key: tuple(copies.values()) for key, copies in self._copies.items()},
+            delegations=tuple(self._delegations),
+            dnskey_nodata=dict(self._dnskey_nodata),
+            generation=self.generation,
+            key_generation=self.key_generation,
+            responses=self.responses,
+            evicted=dict(self.evicted),
+        )
+
+    def merge(self, other: MaterialSnapshot) -> None:
+        """Add what another collector gathered (over other flows of the same captures).
+
+        Every table ends as if one collector had observed both inputs in capture order: an
+        entry's times are the earliest and latest of both and its kept RRset the first
+        received; least-recently-seen orders (which decide evictions) follow the latest
+        capture times, insertion orders (versions, signatures, a zone's denial records) the
+        first ones; entries seen at the same capture time keep the order of the collector
+        that saw them (one response's records). Only entries two collectors saw at the same
+        nanosecond may come out in another order. The change log restarts
+        (``changed_zones_since`` answers None: anything may have changed)."""
+        chain_rank = _ranks(((k, tuple(v.values())) for k, v in self._chain.items()),
+                            other.chain.items(), _last_of)
+        for key, entries in other.chain.items():
+            copies = self._chain.setdefault(key, {})
+            _merge_versions(copies, entries, self._max_versions, self.evicted, "chain_versions")
+        denial_rank = _ranks(self._denial.items(),
+                             ((entry.digest, entry) for entry, _ in other.denial),
+                             lambda entry: entry.last_seen_ns)
+        for entry, signers in other.denial:
+            mine = self._denial.get(entry.digest)
+            held = {} if mine is None else {entry.digest: mine}
+            _merge_entry(held, entry)
+            self._denial[entry.digest] = held[entry.digest]
+            known = self._denial_signers.setdefault(entry.digest, set())
+            for signer in signers:
+                if signer in known or len(known) < _MAX_SIGNATURES_PER_RRSET:
+                    known.add(signer)
+        by_zone = {zone: tuple(entries) for zone, entries in self._denial_by_zone.items()}
+        for zone, digests in other.denial_by_zone.items():
+            by_zone[zone] = self._zone_order(zone, by_zone.get(zone, ()), digests)
+        copy_rank = _ranks(((k, tuple(v.values())) for k, v in self._copies.items()),
+                           other.copies.items(), _last_of)
+        for key, entries in other.copies.items():
+            copies = self._copies.setdefault(key, {})
+            _merge_versions(copies, entries, None, self.evicted, "")
+        for name in other.delegations:
+            self._delegations[name] = None
+        for zone, ts_ns in other.dnskey_nodata.items():
+            self._dnskey_nodata[zone] = min(ts_ns, self._dnskey_nodata.get(zone, ts_ns))
+        self.evicted.update(other.evicted)
+        self.responses += other.responses
+        self.generation += other.generation + 1
+        self.key_generation += other.key_generation + 1
+        self.delegation_generation += 1
+        self._changes.clear()
+        self._changed_now.clear()
+        self._chain = OrderedDict(sorted(self._chain.items(),
+                                         key=lambda kv: chain_rank[kv[0]]))
+        self._denial = OrderedDict(sorted(self._denial.items(),
+                                          key=lambda kv: denial_rank[kv[0]]))
+        self._denial_by_zone = {
+            zone: {digest: self._denial[digest] for digest in digests}
+            for zone, digests in sorted(by_zone.items(), key=lambda kv: min(
+                (_signed_first(self._denial[d], kv[0]) for d in kv[1]), default=0))}
+        self._copies = OrderedDict(sorted(self._copies.items(),
+                                          key=lambda kv: copy_rank[kv[0]]))
+        self._copy_bytes = {key: sum(copy_cost(e.rrset) for e in copies.values())
+                            for key, copies in self._copies.items()}
+        self._copy_total = sum(self._copy_bytes.values())
+        self._dnskey_nodata = OrderedDict(sorted(self._dnskey_nodata.items(),
+                                                 key=lambda kv: kv[1]))
+        self._enforce_caps()
+
+    def _zone_order(self, zone: dns.name.Name, mine: tuple[bytes, ...],
+                    theirs: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        """A signer's denial digests in the order one collector would have met them."""
+        def first(digest: bytes) -> int:
+            return _signed_first(self._denial[digest], zone)
+
+        ranks = _ranks(((d, None) for d in mine), ((d, None) for d in theirs),
+                       lambda _: 0, first=first)
+        return tuple(sorted(ranks, key=ranks.__getitem__))
+
+    def _enforce_caps(self) -> None:
+        """The caps hold after a merge as after an observation: the least recently seen go."""
+        while len(self._chain) > self._max_chain:
+            self._chain.popitem(last=False)
+            self.evicted["chain_rrsets"] += 1
+        while len(self._denial) > self._max_denial:
+            self._forget_denial(self._denial.popitem(last=False)[1])
+            self.evicted["denial_records"] += 1
+        while len(self._copies) > 1 and (len(self._copies) > self._max_copies
+                                         or self._copy_total > self._max_copy_bytes):
+            oldest, _ = self._copies.popitem(last=False)
+            self._copy_total -= self._copy_bytes.pop(oldest, 0)
+            self.evicted["signed_copies"] += 1
+        while len(self._delegations) > self._max_denial:
+            self._delegations.popitem(last=False)
+        while len(self._dnskey_nodata) > self._max_denial:
+            self._dnskey_nodata.popitem(last=False)
+            self.evicted["dnskey_nodata"] += 1
+
+    @classmethod
+    def merged(cls, snapshots: Iterable[MaterialSnapshot]) -> KeyMaterial:
+        """One collector holding every snapshot (default caps)."""
+        material = cls()
+        for snapshot in snapshots:
+            material.merge(snapshot)
+        return material
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialSnapshot:
+    """A picklable copy of a ``KeyMaterial``'s tables (``KeyMaterial.snapshot``), for a worker
+    to hand its harvest to the process that merges them."""
+
+    chain: dict[RRsetKey, tuple[SignedRRset, ...]]
+    """DNSKEY/DS RRsets: every distinct version per (owner, type, class)."""
+    denial: tuple[tuple[SignedRRset, frozenset[dns.name.Name]], ...]
+    """Signed NSEC/NSEC3 RRsets with the signers their RRSIGs name."""
+    denial_by_zone: dict[dns.name.Name, tuple[bytes, ...]]
+    """Per signer, the digests of its denial RRsets in the order they were first seen."""
+    copies: dict[RRsetKey, tuple[SignedRRset, ...]]
+    """Signed copies of every other RRset, for the unsigned cross-check."""
+    delegations: tuple[dns.name.Name, ...]
+    """Owners of unsigned authority NS RRsets."""
+    dnskey_nodata: dict[dns.name.Name, int]
+    """Zones shown without DNSKEY by an authoritative answer, with the first capture time."""
+    generation: int
+    """The collector's ``generation``."""
+    key_generation: int
+    """The collector's ``key_generation``."""
+    responses: int
+    """Responses observed."""
+    evicted: dict[str, int]
+    """Evictions per table."""
+
+
+Rank = tuple[int, int, int]
+"""(capture time, 0 for this collector / 1 for the merged one, position in its table)."""
+
+
+def _ranks(mine: Iterable[tuple[Any, Any]], theirs: Iterable[tuple[Any, Any]],
+           last: Callable[[Any], int], first: Callable[[Any], int] | None = None
+           ) -> dict[Any, Rank]:
+    """Where each key of two ordered tables goes in the merged one: by its latest capture time
+    (``last`` of its value), or its earliest (``first`` of the key), ties in table order."""
+    ranks: dict[Any, Rank] = {}
+    for source, table in enumerate((mine, theirs)):
+        for position, (key, value) in enumerate(table):
+            if first is not None:
+                rank = (first(key), source, position)
+                ranks[key] = min(rank, ranks.get(key, rank))
+            else:
+                rank = (last(value), source, position)
+                ranks[key] = max(rank, ranks.get(key, rank))
+    return ranks
+
+
+def _last_of(entries: Iterable[SignedRRset]) -> int:
+    """The latest capture time of any version."""
+    return max((entry.last_seen_ns for entry in entries), default=0)
+
+
+def _merge_versions(copies: dict[bytes, SignedRRset], entries: Iterable[SignedRRset],
+                    cap: int | None, evicted: Counter[str], table: str) -> None:
+    """Fold another collector's versions of one RRset into ``copies``: in order of first
+    capture time (ties: ours first); over ``cap`` the earliest go."""
+    ranks = _ranks(((d, e) for d, e in copies.items()),
+                   ((e.digest, e) for e in entries), lambda _: 0,
+                   first=lambda digest: 0)
+    for entry in entries:
+        _merge_entry(copies, entry)
+    ordered = sorted(copies.items(),
+                     key=lambda kv: (kv[1].first_seen_ns, ranks[kv[0]]))
+    if cap is not None and len(ordered) > cap:
+        evicted[table] += len(ordered) - cap
+        ordered = ordered[len(ordered) - cap:]
+    copies.clear()
+    copies.update(ordered)
+
+
+def _merge_entry(copies: dict[bytes, SignedRRset], entry: SignedRRset) -> None:
+    """Fold one distinct RRset content into ``copies`` (its versions keyed by digest)."""
+    mine = copies.get(entry.digest)
+    if mine is None:
+        signatures = {wire: SeenSignature(seen.rrsig, seen.first_seen_ns, seen.last_seen_ns)
+                      for wire, seen in entry.signatures.items()}
+        copies[entry.digest] = SignedRRset(entry.rrset, entry.digest, entry.first_seen_ns,
+                                           entry.last_seen_ns, signatures,
+                                           entry.stripped_with_do)
+        return
+    if entry.first_seen_ns < mine.first_seen_ns:
+        mine.rrset = entry.rrset  # the first copy received keeps its TTL
+    mine.first_seen_ns = min(mine.first_seen_ns, entry.first_seen_ns)
+    mine.last_seen_ns = max(mine.last_seen_ns, entry.last_seen_ns)
+    mine.stripped_with_do |= entry.stripped_with_do
+    for wire, seen in entry.signatures.items():
+        have = mine.signatures.get(wire)
+        if have is not None:
+            have.first_seen_ns = min(have.first_seen_ns, seen.first_seen_ns)
+            have.last_seen_ns = max(have.last_seen_ns, seen.last_seen_ns)
+        else:
+            mine.signatures[wire] = SeenSignature(seen.rrsig, seen.first_seen_ns,
+                                                  seen.last_seen_ns)
+    ordered = sorted(mine.signatures.items(), key=lambda kv: kv[1].first_seen_ns)
+    mine.signatures = dict(ordered[:_MAX_SIGNATURES_PER_RRSET])
+
+
+def _signed_first(entry: SignedRRset, signer: dns.name.Name) -> int:
+    """When ``entry`` was first seen signed by ``signer``."""
+    return min((seen.first_seen_ns for seen in entry.signatures.values()
+                if seen.rrsig.signer == signer), default=entry.first_seen_ns)

@@ -1,0 +1,128 @@
+"""``audit --scheduler``: the file audit on a Dask cluster.
+
+The same two phases as ``--jobs``, as Dask tasks: every worker harvests the key material of one
+flow shard of all the captures, the client merges it, every worker judges its shard with the
+merged material, and the client merges the judged items in capture order, runs the finding
+stages, writes the reports, the partitioned dataset and the key cache (once, here). Shards
+are flows, not files: rotated pieces cut TCP streams and query/answer pairs at their
+boundaries, which a per-file task would judge differently from one process.
+
+Captures are read through fsspec: local paths and globs as they are; other URLs
+(``s3://...``, ``gs://...``, with the filesystem package installed) are copied once per host
+into a local cache keeping their base names (the names the reports cite).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from typing import Any, TypeVar
+
+from auditor.errors import CaptureError
+from auditor.pipeline import AuditOptions, AuditOutcome, run_audit
+from auditor.report.partitioned import write_partitioned
+from auditor.scale.jobs import ShardedJudging
+from auditor.scale.work import ShardSpec
+
+T = TypeVar("T")
+
+LOCAL_PREFIX = "local:"
+"""``--scheduler local:N``: a LocalCluster of N single-threaded worker processes."""
+SHARDS_PER_WORKER = 1
+"""Flow shards per worker thread (each shard reads every frame, so more shards cost reading)."""
+
+
+def expand_captures(captures: Sequence[str]) -> tuple[str, ...]:
+    """Every capture a path, URL or glob names, globs sorted, in the order given; a name that
+    matches nothing is kept, so the audit reports it as missing."""
+    import fsspec.core
+
+    found: list[str] = []
+    for given in captures:
+        if not any(sign in given for sign in "*?["):
+            found.append(given)
+            continue
+        fs, _, paths = fsspec.core.get_fs_token_paths(given)
+        if not paths:
+            found.append(given)
+            continue
+        local = "file" in _protocols(fs)
+        found.extend(sorted(path if local else fs.unstrip_protocol(path) for path in paths))
+    return tuple(found)
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def is_remote(path: str) -> bool:
+    """Whether ``path`` is an fsspec URL of a filesystem other than the local one."""
+    return "://" in path and not path.startswith("file://")
+
+
+def localised(captures: Sequence[str], cache_dir: str) -> tuple[str, ...]:
+    """Local paths of the captures: remote URLs are fetched once into ``cache_dir`` (their
+    base names kept), local paths stay as given."""
+    import fsspec
+
+    paths = []
+    for capture in captures:
+        if not is_remote(capture):
+            paths.append(capture.removeprefix("file://"))
+            continue
+        try:
+            paths.append(fsspec.open_local(f"filecache::{capture}", filecache={
+                "cache_storage": cache_dir, "same_names": True}))
+        except (OSError, ValueError) as exc:
+            raise CaptureError(capture, f"cannot fetch: {exc}") from exc
+    return tuple(paths)
+
+
+def _on_worker(task: Callable[[ShardSpec], T]) -> Callable[[ShardSpec], T]:
+    """``task`` with the spec's remote captures fetched to the worker's local cache first."""
+    def run(spec: ShardSpec) -> T:
+        captures = spec.options.captures
+        if any(is_remote(path) for path in captures):
+            cache = os.path.join(tempfile.gettempdir(), "dnssec-auditor-captures")
+            options = dataclasses.replace(spec.options, captures=localised(captures, cache))
+            spec = dataclasses.replace(spec, options=options)
+        return task(spec)
+
+    return run
+
+
+def run_on_dask(options: AuditOptions, scheduler: str) -> AuditOutcome:
+    """Audit on the cluster at ``scheduler`` (or ``local:N``); write the partitioned dataset
+    besides the usual outputs."""
+    from distributed import Client, LocalCluster
+
+    captures = expand_captures(options.captures)
+    if "-" in captures:
+        raise CaptureError("-", "standard input cannot be audited on a cluster")
+    with ExitStack() as stack:
+        if scheduler.startswith(LOCAL_PREFIX):
+            workers = int(scheduler.removeprefix(LOCAL_PREFIX) or "1")
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True,
+                dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(Client(scheduler))
+        threads = sum(client.nthreads().values()) or 1
+        cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="auditor-fetch-"))
+        local = dataclasses.replace(options, captures=localised(captures, cache))
+        remote = dataclasses.replace(options, captures=captures)
+
+        def mapper(task: Callable[[ShardSpec], T], specs: Sequence[ShardSpec]) -> list[T]:
+            specs = [dataclasses.replace(spec, options=remote) for spec in specs]
+            futures = client.map(_on_worker(task), specs, pure=False)
+            return list(client.gather(futures))
+
+        outcome = run_audit(local, ShardedJudging(local, threads * SHARDS_PER_WORKER,
+                                                  mapper, None))
+    partitions = write_partitioned(options.out_dir)
+    return dataclasses.replace(outcome, files=outcome.files + tuple(partitions))

@@ -1,0 +1,70 @@
+"""Which flow shard a frame belongs to: the unordered (source, destination) address pair.
+
+Fragments of a datagram, both directions of a TCP stream, a query and its answer, and races or
+spoofed answers forged with the server's address all share the pair, so a shard holds every
+flow whole. Frames without an IP pair (non-IP, too short, unknown link types) belong to shard
+0, so each is counted once.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+from auditor.capture.frame import Frame
+from auditor.decode.dissect import _LINK_DECODERS  # the link-header table dissect() uses
+
+_BY_NIBBLE = 0
+"""``_LINK_DECODERS``' answer for raw IP: the version nibble decides."""
+_ADDRESSES = {4: (12, 4), 6: (8, 16)}
+"""IP version -> (offset of the source address in the header, address length); the
+destination follows the source (RFC 791 3.1, RFC 8200 3)."""
+
+
+def address_pair(frame: Frame) -> bytes | None:
+    """The frame's two IP addresses, smaller first (so both directions give the same bytes);
+    None when the frame carries no whole IPv4/IPv6 address pair."""
+    link = _LINK_DECODERS.get(frame.linktype)
+    if link is None:
+        return None
+    data = frame.data
+    try:
+        version, offset = link(data)
+    except (IndexError, ValueError):
+        return None
+    if version == _BY_NIBBLE:
+        if not data:
+            return None
+        version = data[0] >> 4
+    where = _ADDRESSES.get(version)
+    if where is None:
+        return None
+    start, size = where
+    at = offset + start
+    if len(data) < at + 2 * size:
+        return None
+    first, second = data[at:at + size], data[at + size:at + 2 * size]
+    return first + second if first <= second else second + first
+
+
+def shard_of(frame: Frame, count: int) -> int:
+    """The shard (0..count-1) that decodes ``frame``."""
+    pair = address_pair(frame)
+    return 0 if pair is None else zlib.crc32(pair) % count
+
+
+@dataclass(slots=True)
+class FlowShard:
+    """A ``DecodeChain`` shard predicate: True for the frames shard ``index`` of ``count``
+    decodes. ``own`` tells whether the last frame asked about was one of them."""
+
+    index: int
+    """This shard, 0-based."""
+    count: int
+    """Number of shards."""
+    own: bool = field(default=False)
+    """Whether the last frame asked about belongs to this shard."""
+
+    def __call__(self, frame: Frame) -> bool:
+        self.own = shard_of(frame, self.count) == self.index
+        return self.own

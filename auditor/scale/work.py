@@ -1,0 +1,288 @@
+"""The two tasks a worker runs over one flow shard of the captures: harvest its key material,
+then judge its responses with the merged material. Pure functions of picklable values, so a
+process pool and a Dask cluster run them alike."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, BinaryIO
+
+from auditor.anomaly import Anomaly
+from auditor.capture.bpf import FrameFilter
+from auditor.capture.frame import Frame
+from auditor.evidence import ResponseEvidence
+from auditor.messages import ObservedMessage
+from auditor.pipeline import (
+    SIGNATURE_MEMO,
+    AuditOptions,
+    EvidenceStream,
+    observe_answer_keys,
+    run_judge,
+)
+from auditor.scale.shard import FlowShard
+from auditor.transactions import MatchStats
+from auditor.trust import KeyCache, KeyMaterial, KeyView, load_anchors
+from auditor.trust.material import MaterialSnapshot
+from auditor.validate import Validator, Verdict
+from auditor.validate.reuse import VerdictCacheStats
+
+BATCH = 512
+"""Items per pickled batch in a shard's spool."""
+SHARED_BATCHES = 64
+"""Batches pickled by one pickler before it forgets what it wrote: within them an object
+the responses share (a repeated answer's parsed records) is written once and read back as one
+object, so the identity memos of the merging process still hit; then the memo restarts, so
+neither side keeps every object alive."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSpec:
+    """One worker's share of an audit."""
+
+    options: AuditOptions
+    """The run's options (captures, ports, anchors, policy, reference time, filter)."""
+    index: int
+    """This shard, 0-based."""
+    count: int
+    """Number of shards."""
+    spool_dir: str | None = None
+    """Where the judged items are written (a directory every process can read); None returns
+    them in the result instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Harvest:
+    """Phase 1 result: one shard's key material."""
+
+    material: MaterialSnapshot
+    """What the shard's responses carried."""
+    parsed: int
+    """Distinct messages the shard parsed."""
+
+
+class ItemKind(IntEnum):
+    """What a judged item carries."""
+
+    QUERY = 0
+    """An ``ObservedMessage`` query (QR=0) the finding stages and the linker observe."""
+    RESPONSE = 1
+    """A judged response: ``(ResponseEvidence, Verdict, responses.jsonl verdict fields)``."""
+    ANOMALY = 2
+    """An ``Anomaly`` (a traffic problem written to findings.jsonl)."""
+
+
+OrderKey = tuple[int, int, int, int]
+"""(frame position in the merged input, phase, shard, sequence in the shard): sorting every
+shard's items by it gives the order one process meets them in. Phase 0: items a frame of
+another shard released (reassembly state expired at that frame); 1: the frame's own items;
+2: anomalies, drained after the frame's items (3: those of the frame's own shard)."""
+Item = tuple[OrderKey, ItemKind, Any]
+
+
+@dataclass(slots=True)
+class ShardCounters:
+    """A shard's counters, merged by the driver into the reporting process's stages."""
+
+    frames_read: int = 0
+    settled: dict[str, int] = field(default_factory=dict)
+    observed: dict[str, int] = field(default_factory=dict)
+    parsed: int = 0
+    parse_cache_hits: int = 0
+    parse_cache_evicted: int = 0
+    matching: MatchStats = field(default_factory=MatchStats)
+    state_peaks: dict[str, int] = field(default_factory=dict)
+    verdict_cache: VerdictCacheStats | None = None
+    capture_problems: list[tuple[int, str, str, int | None]] = field(default_factory=list)
+    """(reader index, source, problem, offset) of every non-fatal capture problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """Phase 2 result: one shard's judged items (spooled or inline) and its counters."""
+
+    index: int
+    """The shard."""
+    counters: ShardCounters
+    """Its counters."""
+    spool: str | None
+    """The spool file of pickled item batches, when written to one."""
+    inline: bytes = b""
+    """The pickled item batches, when not spooled."""
+
+    def items(self) -> Iterator[Item]:
+        """The shard's items in its own order."""
+        if self.spool is None:
+            yield from _unpickled(io.BytesIO(self.inline))
+            return
+        with open(self.spool, "rb") as spool:
+            yield from _unpickled(spool)
+
+    def discard(self) -> None:
+        """Remove the spool file."""
+        if self.spool is not None and os.path.exists(self.spool):
+            os.unlink(self.spool)
+
+
+def _frame_filter(options: AuditOptions) -> FrameFilter | None:
+    return FrameFilter(options.frame_filter) if options.frame_filter is not None else None
+
+
+def harvest(spec: ShardSpec) -> Harvest:
+    """Phase 1: gather the key material of the shard's responses (the key pass of one
+    process, over this shard's flows)."""
+    from auditor.capture.sources import CaptureSet
+
+    options = spec.options
+    material = KeyMaterial()
+    found = _frame_filter(options)
+    with CaptureSet(list(options.captures)) as source:
+        stream = EvidenceStream(ports=options.ports, verify_checksums=False,
+                                frame_filter=found.matches if found else None,
+                                shard=FlowShard(spec.index, spec.count))
+        for evidence in stream.run(source):
+            observe_answer_keys(material, evidence)
+    return Harvest(material.snapshot(), stream.chain.parser.parsed)
+
+
+class _Positions:
+    """Numbers the frames of the merged input as a stage pulls them."""
+
+    def __init__(self, frames: Iterable[Frame]) -> None:
+        self._frames = frames
+        self.position = -1
+
+    def __iter__(self) -> Iterator[Frame]:
+        for self.position, frame in enumerate(self._frames):  # noqa: B020
+            yield frame
+        self.position += 1  # end of input: what the final flush releases comes last
+
+
+def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
+    """Phase 2: decode and judge the shard's flows with the merged key material; return every
+    query, judged response and anomaly with the key that orders it among all shards'."""
+    from auditor.capture.sources import CaptureSet
+
+    options = spec.options
+    merged = KeyMaterial()
+    merged.merge(material)
+    anchors = load_anchors(list(options.trust_anchors))
+    found = _frame_filter(options)
+    shard = FlowShard(spec.index, spec.count)
+    sink = _Sink(spec)
+    keys_path = options.keys_path
+    cache = KeyCache(str(keys_path)) if keys_path is not None else None  # read only if named
+    try:
+        view = KeyView(anchors, merged, cache)
+        validator = Validator(view, options.policy, at_ns=options.at_ns,
+                              signature_memo=SIGNATURE_MEMO)
+        judge = run_judge(validator, options.verdict_cache)
+        with CaptureSet(list(options.captures)) as source:
+            frames = _Positions(source)
+
+            def key(phase: int) -> OrderKey:
+                sink.seq += 1
+                own = shard.own and frames.position >= 0
+                return (frames.position, phase + own, spec.index, sink.seq)
+
+            def on_query(message: ObservedMessage) -> None:
+                sink.add((key(0), ItemKind.QUERY, message))
+
+            def on_anomaly(anomaly: Anomaly) -> None:
+                sink.add((key(2), ItemKind.ANOMALY, anomaly))
+
+            stream = EvidenceStream(ports=options.ports, on_anomaly=on_anomaly,
+                                    on_query=on_query,
+                                    verify_checksums=options.verify_checksums,
+                                    frame_filter=found.matches if found else None, shard=shard)
+            for evidence in stream.run(frames):
+                sink.add((key(0), ItemKind.RESPONSE, _judged(judge.rendered, evidence)))
+            shard.own = False  # the final flush belongs to no frame
+            counters = _counters(stream, judge.counters(), source)
+    finally:
+        if cache is not None:
+            cache.close()
+    return sink.finish(counters)
+
+
+def _judged(rendered: Any, evidence: ResponseEvidence) -> tuple[ResponseEvidence, Verdict,
+                                                                 dict[str, Any]]:
+    verdict, fields = rendered(evidence)
+    return evidence, verdict, dict(fields)
+
+
+def _counters(stream: EvidenceStream, verdict_cache: dict[str, int] | None,
+              source: Any) -> ShardCounters:
+    ledger = stream.ledger
+    parser = stream.chain.parser
+    problems = [(number, problem.source, problem.problem, problem.offset)
+                for number, reader in enumerate(source.readers)
+                for problem in reader.problems]
+    return ShardCounters(
+        frames_read=ledger.frames_read,
+        settled={str(reason): count for reason, count in ledger.settled.items()},
+        observed=dict(ledger.observed),
+        parsed=parser.parsed,
+        parse_cache_hits=parser.cache_hits,
+        parse_cache_evicted=parser.evicted,
+        matching=stream.matcher.stats,
+        state_peaks=dict(stream.state_peaks),
+        verdict_cache=None if verdict_cache is None else VerdictCacheStats(**verdict_cache),
+        capture_problems=problems,
+    )
+
+
+def _unpickled(stream: BinaryIO) -> Iterator[Item]:
+    """Every batch one ``_Sink`` pickled to ``stream``, with its shared objects."""
+    unpickler = pickle.Unpickler(stream)
+    while True:
+        try:
+            batch = unpickler.load()
+        except EOFError:
+            return
+        yield from batch
+
+
+class _Sink:
+    """Collects items into pickled batches, spooled to a file or kept in memory."""
+
+    def __init__(self, spec: ShardSpec) -> None:
+        self.spec = spec
+        self.seq = 0
+        self._batch: list[Item] = []
+        self._written = 0
+        self._path: str | None = None
+        self._file: BinaryIO
+        if spec.spool_dir is not None:
+            handle, self._path = tempfile.mkstemp(prefix=f"shard{spec.index}-", suffix=".pkl",
+                                                  dir=spec.spool_dir)
+            self._file = os.fdopen(handle, "wb")
+        else:
+            self._file = io.BytesIO()
+        self._pickler = pickle.Pickler(self._file, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def add(self, item: Item) -> None:
+        self._batch.append(item)
+        if len(self._batch) >= BATCH:
+            self._write()
+
+    def _write(self) -> None:
+        if not self._batch:
+            return
+        self._pickler.dump(self._batch)
+        self._batch = []
+        self._written += 1
+        if self._written % SHARED_BATCHES == 0:
+            self._pickler.clear_memo()
+
+    def finish(self, counters: ShardCounters) -> Judged:
+        self._write()
+        if isinstance(self._file, io.BytesIO):
+            return Judged(self.spec.index, counters, None, self._file.getvalue())
+        self._file.close()
+        return Judged(self.spec.index, counters, self._path)

@@ -1,0 +1,56 @@
+"""Shared checks of the scale tests: one process against workers, output by output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from auditor.capture.frame import Frame
+from tests.capture.builders import pcap_header, pcap_record
+
+PERFORMANCE_COUNTERS = (
+    ("elapsed_s",),
+    ("key_cache", "path"),
+    ("validation", "key_cache"),
+    ("messages",),  # each worker has its own parse cache
+    ("state",),  # peaks and memo sizes are per process
+    ("validation", "verdict_cache"),  # each worker has its own verdict cache
+)
+"""stats.json fields that count work done or memory held, not what the traffic holds: they
+differ between one process and several (auditor/scale/merge.py says how)."""
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    """A JSON Lines file as parsed records."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def stats_without_performance(path: Path) -> dict[str, Any]:
+    """stats.json with ``PERFORMANCE_COUNTERS`` removed."""
+    stats = json.loads(path.read_text())
+    for keys in PERFORMANCE_COUNTERS:
+        holder = stats
+        for key in keys[:-1]:
+            holder = holder[key]
+        holder.pop(keys[-1], None)
+    return stats
+
+
+def assert_same_outputs(one: Path, many: Path) -> None:
+    """Responses and findings equal record by record, in the same order; stats equal but for
+    performance counters."""
+    for name in ("responses.jsonl", "findings.jsonl"):
+        assert lines(one / name) == lines(many / name), name
+    assert stats_without_performance(one / "stats.json") == stats_without_performance(
+        many / "stats.json")
+
+
+def write_pcap(path: Path, frames: list[Frame]) -> Path:
+    """A classic pcap (nanosecond timestamps) of ``frames`` in the order given."""
+    data = bytearray(pcap_header(nano=True, linktype_field=frames[0].linktype))
+    for frame in frames:
+        sec, nsec = divmod(frame.ts_ns, 1_000_000_000)
+        data += pcap_record("<", sec, nsec, frame.data, frame.wirelen)
+    path.write_bytes(bytes(data))
+    return path

@@ -1,0 +1,68 @@
+"""``audit --scheduler local:2``: a LocalCluster of two worker processes over eight rotated
+pieces of a lab capture judges as one process over the whole capture (issue 15)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from auditor.cli import cli
+from auditor.pipeline import AuditOptions, run_audit
+from tests.scale.helpers import lines
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "captures" / "sample-dnssec.pcap"
+ANCHOR = ROOT / "captures" / "sample-dnssec.anchor"
+FRAME_NUMBERS = {"frame", "frames", "query_frame", "capture", "upstream_frames"}
+"""Fields that number frames within each piece (or name the piece): they differ from the
+whole capture's by construction."""
+FRAME_IN_TEXT = re.compile(r"frames? [0-9][0-9, -]*")
+
+
+def _without_frame_numbers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_frame_numbers(v) for k, v in value.items()
+                if k not in FRAME_NUMBERS}
+    if isinstance(value, list):
+        return [_without_frame_numbers(v) for v in value]
+    if isinstance(value, str):
+        return FRAME_IN_TEXT.sub("frame N", value)  # explanations cite frames too
+    return value
+
+
+@pytest.mark.slow
+def test_local_cluster_over_rotated_pieces_equals_one_process(tmp_path: Path) -> None:
+    pieces = tmp_path / "pieces"
+    pieces.mkdir()
+    # 155 frames in 8 pieces of 20: queries and their answers, TCP streams cut at boundaries.
+    subprocess.run(["editcap", "-c", "20", str(SAMPLE), str(pieces / "sample.pcap")],
+                   check=True)
+    assert len(list(pieces.glob("*.pcap"))) == 8
+    run_audit(AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path / "one",
+                           trust_anchors=(str(ANCHOR),), report_formats=frozenset()))
+    result = CliRunner().invoke(cli, [
+        "audit", str(pieces / "*.pcap"), "--scheduler", "local:2", "--trust-anchor",
+        str(ANCHOR), "--out", str(tmp_path / "cluster"), "-q"])
+    assert result.exit_code == 0, result.output
+    for name in ("responses.jsonl", "findings.jsonl"):
+        one = lines(tmp_path / "one" / name)
+        cluster = lines(tmp_path / "cluster" / name)
+        assert [_without_frame_numbers(r) for r in cluster] == [
+            _without_frame_numbers(r) for r in one], name
+    verdicts = [r["verdict"] for r in lines(tmp_path / "one" / "responses.jsonl")]
+    assert {"secure", "bogus", "indeterminate"} <= set(verdicts)
+    # One table over every partition (capture date and piece), as DuckDB reads it.
+    dataset = tmp_path / "cluster" / "dataset" / "responses"
+    assert len(list(dataset.glob("date=*/capture=*/*.parquet"))) == 8
+    table = duckdb.sql(
+        f"SELECT verdict, count(*) AS n, count(DISTINCT capture) AS pieces FROM read_parquet("
+        f"'{dataset}/*/*/*.parquet', hive_partitioning = true) GROUP BY verdict").fetchall()
+    assert sum(n for _, n, _ in table) == len(verdicts)
+    assert {verdict for verdict, _, _ in table} == set(verdicts)
+    assert len(list(dataset.glob("date=*/capture=*/responses.jsonl"))) == 8

@@ -1,0 +1,102 @@
+"""``audit --jobs 2`` gives the outputs of ``--jobs 1``, in the same order (issue 15)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from auditor.capture.sources import CaptureSet
+from auditor.cli import cli
+from auditor.pipeline import AuditOptions, run_audit
+from auditor.scale.jobs import jobs_for, run_jobs
+from auditor.scale.shard import shard_of
+from tests.scale.helpers import assert_same_outputs, lines, write_pcap
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "captures" / "sample-dnssec.pcap"
+ANCHOR = ROOT / "captures" / "sample-dnssec.anchor"
+FIXTURES = ROOT / "tests" / "differential" / "fixtures"
+
+
+def _both(capture: Path, anchor: Path, tmp_path: Path, **extra: object) -> tuple[Path, Path]:
+    """Outputs of one process and of two workers over ``capture``."""
+    options = AuditOptions(captures=(str(capture),), out_dir=tmp_path / "one",
+                           trust_anchors=(str(anchor),), report_formats=frozenset(),
+                           **extra)  # type: ignore[arg-type]
+    run_audit(options)
+    run_jobs(dataclasses.replace(options, out_dir=tmp_path / "two"), 2)
+    return tmp_path / "one", tmp_path / "two"
+
+
+def test_two_jobs_equal_one_on_the_sample_capture(tmp_path: Path) -> None:
+    one, two = _both(SAMPLE, ANCHOR, tmp_path)
+    assert_same_outputs(one, two)
+    assert {r["verdict"] for r in lines(one / "responses.jsonl")} >= {"secure", "bogus"}
+
+
+def test_two_jobs_equal_one_with_a_filter_and_fixed_time(tmp_path: Path) -> None:
+    one, two = _both(SAMPLE, ANCHOR, tmp_path, frame_filter="not host 127.53.0.1",
+                     at_ns=1_764_041_853_000_000_000)
+    assert_same_outputs(one, two)
+
+
+@pytest.mark.parametrize("fixture", ["seed1-s00033", "seed1-s01258"])
+def test_two_jobs_equal_one_on_lab_resolver_captures(tmp_path: Path, fixture: str) -> None:
+    one, two = _both(FIXTURES / fixture / "capture.pcap", FIXTURES / fixture / "root.ds",
+                     tmp_path)
+    assert_same_outputs(one, two)
+
+
+def test_keys_in_another_shard_and_after_the_answers(tmp_path: Path) -> None:
+    """Every DNSKEY answer moved after the last frame: the resolver's answers to the client
+    (one address pair) are judged by one worker, the keys (other pairs) harvested by the
+    other, later in the capture."""
+    one = tmp_path / "sample"
+    run_audit(AuditOptions(captures=(str(SAMPLE),), out_dir=one,
+                           trust_anchors=(str(ANCHOR),), report_formats=frozenset()))
+    key_answers = [r for r in lines(one / "responses.jsonl") if r["qtype"] == "DNSKEY"]
+    key_frames = {frame for r in key_answers for frame in r["frames"]}
+    with CaptureSet([str(SAMPLE)]) as source:
+        frames = list(source)
+    shards = {f.number: shard_of(f, 2) for f in frames}  # the pair decides: any numbering
+    last = frames[-1].ts_ns
+    moved = [dataclasses.replace(f, ts_ns=last + n * 1_000_000)
+             for n, f in enumerate((f for f in frames if f.number in key_frames), 1)]
+    built = write_pcap(tmp_path / "keys-last.pcap",
+                       [f for f in frames if f.number not in key_frames] + moved)
+    one, two = _both(built, ANCHOR, tmp_path)
+    assert_same_outputs(one, two)
+    key_shards: dict[str, set[int]] = {}
+    for answer in key_answers:
+        key_shards.setdefault(answer["qname"], set()).update(
+            shards[frame] for frame in answer["frames"])
+    with CaptureSet([str(built)]) as source:
+        built_shards = {f.number: shard_of(f, 2) for f in source}
+    elsewhere = [r for r in lines(two / "responses.jsonl")
+                 if r["verdict"] == "secure" and r["qtype"] != "DNSKEY"
+                 and built_shards[r["frames"][0]] not in key_shards.get(r["zone"], set())]
+    assert elsewhere  # secure answers whose zone's keys another worker harvested, later
+    assert lines(two / "responses.jsonl")[-1]["qtype"] == "DNSKEY"  # the keys come last
+
+
+def test_cli_jobs(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for jobs in ("1", "2"):
+        result = runner.invoke(cli, ["audit", str(SAMPLE), "--trust-anchor", str(ANCHOR),
+                                     "--jobs", jobs, "--out", str(tmp_path / jobs), "-q"])
+        assert result.exit_code == 0, result.output
+    assert_same_outputs(tmp_path / "1", tmp_path / "2")
+    stdin = runner.invoke(cli, ["audit", "-", "--jobs", "2", "--out", str(tmp_path / "in"),
+                                "-q"], input=SAMPLE.read_bytes())
+    assert stdin.exit_code == 0, stdin.output
+    stats = json.loads((tmp_path / "in" / "stats.json").read_text())
+    assert stats["validation"]["mode"] == "single_pass"  # standard input: one process
+
+
+def test_default_jobs_leave_small_captures_to_one_process() -> None:
+    assert jobs_for((str(SAMPLE),)) == 1
+    assert jobs_for(("-",)) == 1
