@@ -96,6 +96,9 @@ class ForgeryConfig:
     holdon_waiting: int = 10_000
     """Responses (each with its whole evidence) kept waiting for their server's hold-on
     baseline; over it the server waiting longest loses its waiting responses, unjudged."""
+    holdon_waiting_bytes: int = 8 << 20
+    """Accounted bytes of those waiting responses (``holdon.waiting_cost``); over it, as
+    over ``holdon_waiting``, counted in ``holdon_waiting_evicted``."""
 
 
 class ForgeryDetector:
@@ -122,6 +125,7 @@ class ForgeryDetector:
                                      rtt_factor=config.rtt_factor, max_servers=cap,
                                      min_rtt_gap_ns=config.min_rtt_gap_ns,
                                      max_waiting=config.holdon_waiting,
+                                     max_waiting_bytes=config.holdon_waiting_bytes,
                                      hop_path_share=config.hop_path_share,
                                      hop_path_count=config.hop_path_count,
                                      rtt_spread=config.rtt_spread,
@@ -207,6 +211,7 @@ class ForgeryDetector:
             "crosscheck_claims_dropped": self._cross.dropped_claims,
             "holdon_servers_evicted": self._holdon.servers_evicted,
             "holdon_waiting_evicted": self._holdon.waiting_evicted,
+            "holdon_waiting_evicted_bytes": self._holdon.waiting_evicted_bytes,
             "rtt_skipped_recursive": self._holdon.rtt_skipped_recursive,
             "rtt_skipped_retried": self._holdon.rtt_skipped_retried,
             "rtt_skipped_unstable": self._holdon.rtt_skipped_unstable,

@@ -39,6 +39,16 @@ from dataclasses import dataclass, field
 from auditor.findings.catalogue import Finding
 from auditor.forgery.common import ForgeryVerdict, ResponseSummary, forgery_finding
 
+WAITING_OVERHEAD = 3_072
+"""Bytes a waiting response costs besides three times its message length: it keeps the whole
+response (evidence, parsed message, records, summary), estimated like a parse-cache entry
+(``messages.parsed_cost``) plus the evidence and summary."""
+
+
+def waiting_cost(summary: ResponseSummary) -> int:
+    """Accounted bytes of one response waiting for its server's baseline."""
+    return 3 * len(summary.evidence.transaction.response.wire.wire) + WAITING_OVERHEAD
+
 
 @dataclass(slots=True)
 class _Profile:
@@ -107,7 +117,8 @@ class HoldOnTracker:
 
     def __init__(self, *, min_samples: int, window: int, hop_share: float, rtt_factor: float,
                  max_servers: int, min_rtt_gap_ns: int = 1_000_000,
-                 max_waiting: int = 10_000, hop_path_share: float = 0.2,
+                 max_waiting: int = 10_000, max_waiting_bytes: int = 8 << 20,
+                 hop_path_share: float = 0.2,
                  hop_path_count: int = 3, rtt_spread: float = 3.0,
                  horizon_ns: int = 600_000_000_000) -> None:
         self._min = min_samples
@@ -121,6 +132,8 @@ class HoldOnTracker:
         self._horizon = horizon_ns
         self._max = max_servers
         self._max_waiting = max(1, max_waiting)
+        self._max_waiting_bytes = max_waiting_bytes
+        self._waiting_bytes = 0
         self._profiles: OrderedDict[str, _Profile] = OrderedDict()
         self._pairs: OrderedDict[tuple[str, str], _Pair] = OrderedDict()
         self._waiting_servers: OrderedDict[str, None] = OrderedDict()
@@ -142,13 +155,21 @@ class HoldOnTracker:
         """Server profiles dropped (least recently seen first) over ``max_servers``."""
         self.waiting_evicted = 0
         """Responses dropped unjudged while waiting for their server's baseline, because
-        ``max_waiting`` responses were waiting (the server waiting longest loses its oldest
-        first) or their server's profile was dropped."""
+        ``max_waiting`` responses or ``max_waiting_bytes`` accounted bytes (``waiting_cost``)
+        were waiting (the server waiting longest loses its oldest first) or their server's
+        profile was dropped."""
+        self.waiting_evicted_bytes = 0
+        """Accounted bytes of the responses counted in ``waiting_evicted``."""
 
     @property
     def waiting(self) -> int:
         """Responses waiting for their server's baseline now (each holds its evidence)."""
         return self._waiting_total
+
+    @property
+    def waiting_bytes(self) -> int:
+        """Accounted bytes (``waiting_cost``) of the responses waiting now."""
+        return self._waiting_bytes
 
     def __len__(self) -> int:
         return len(self._profiles)
@@ -174,20 +195,28 @@ class HoldOnTracker:
     def _hold(self, server: str, profile: _Profile, summary: ResponseSummary) -> None:
         profile.waiting.append(summary)
         self._waiting_total += 1
+        self._waiting_bytes += waiting_cost(summary)
         self._waiting_servers[server] = None  # keeps its place if already waiting
-        while self._waiting_total > self._max_waiting:  # oldest response of the longest wait
-            oldest = next(iter(self._waiting_servers))
+        while self._waiting_total > self._max_waiting or (
+                self._waiting_bytes > self._max_waiting_bytes and self._waiting_total > 1):
+            oldest = next(iter(self._waiting_servers))  # oldest response of the longest wait
             waiting = self._profiles[oldest].waiting
-            del waiting[0]
+            cost = waiting_cost(waiting.pop(0))
             self._waiting_total -= 1
+            self._waiting_bytes -= cost
             self.waiting_evicted += 1
+            self.waiting_evicted_bytes += cost
             if not waiting:
                 del self._waiting_servers[oldest]
 
-    def _release(self, server: str, profile: _Profile) -> None:
+    def _release(self, server: str, profile: _Profile) -> int:
+        """Stop holding a profile's waiting responses; return their accounted bytes."""
+        cost = sum(waiting_cost(summary) for summary in profile.waiting)
         self._waiting_total -= len(profile.waiting)
+        self._waiting_bytes -= cost
         profile.waiting = []
         self._waiting_servers.pop(server, None)
+        return cost
 
     def _profile(self, server: str) -> _Profile:
         profile = self._profiles.get(server)
@@ -197,7 +226,7 @@ class HoldOnTracker:
                 oldest, dropped = self._profiles.popitem(last=False)
                 self.servers_evicted += 1
                 self.waiting_evicted += len(dropped.waiting)
-                self._release(oldest, dropped)
+                self.waiting_evicted_bytes += self._release(oldest, dropped)
         else:
             self._profiles.move_to_end(server)
         return profile

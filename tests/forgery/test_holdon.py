@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from auditor.forgery import ForgeryConfig, ForgeryDetector
+from auditor.forgery.common import summarize
+from auditor.forgery.holdon import waiting_cost
 from auditor.pipeline import EvidenceStream
 from tests.forgery.builders import (
     CLIENT,
@@ -52,6 +54,43 @@ def test_responses_of_ever_new_servers_wait_within_the_cap_and_drops_are_counted
     assert len(holdon) == 200 and holdon.servers_evicted == 0
     newest = {f"198.51.100.{n % 250 + 1}" for n in range(190, 200)}
     assert {s for s, p in holdon._profiles.items() if p.waiting} == newest  # oldest went first
+
+
+def test_waiting_responses_are_capped_in_bytes_and_the_drops_counted_with_their_bytes() -> None:
+    traffic = Traffic()
+    _one_response_each(traffic, 200)
+    costs = _waiting_costs(traffic)
+    budget = sum(costs[-10:])  # room for the ten newest answers
+    detector, _ = _feed(traffic, ForgeryConfig(max_entries=1_000, holdon_waiting=10_000,
+                                               holdon_waiting_bytes=budget))
+    holdon = detector._holdon
+    assert holdon.waiting == 10 and holdon.waiting_bytes == budget
+    assert holdon.waiting_evicted == 190
+    counters = detector.counters()
+    assert counters["holdon_waiting_evicted"] == 190
+    assert counters["holdon_waiting_evicted_bytes"] == sum(costs[:190])
+    newest = {f"198.51.100.{n % 250 + 1}" for n in range(190, 200)}
+    assert {s for s, p in holdon._profiles.items() if p.waiting} == newest  # oldest went first
+
+
+def test_a_server_reaching_its_baseline_after_byte_evictions_is_still_judged() -> None:
+    traffic = Traffic()
+    _one_response_each(traffic, 50)
+    for n in range(8):  # then a server with a baseline: the odd IP TTL is still found
+        q = query(f"h{n}.example.", msg_id=n + 1)
+        traffic.exchange(q, answer(q, f"h{n}.example. A 192.0.2.1"),
+                         at_ns=T0_NS + (100 + n) * 50 * MS, port=41000 + n,
+                         ttl=50 if n == 7 else 58)
+    detector, found = _feed(traffic, ForgeryConfig(holdon_waiting_bytes=1))
+    assert found == ["hop_limit_anomaly"]
+    # Over the budget only the newest response waits: 49 of the 50 servers' answers and the
+    # first 5 of the last server's go unjudged (counted); its baseline then judges the rest.
+    assert detector._holdon.waiting_evicted == 49 + 5 and detector._holdon.waiting == 0
+
+
+def _waiting_costs(traffic: Traffic) -> list[int]:
+    """The accounted bytes (``waiting_cost``) of every answer of ``traffic``, in order."""
+    return [waiting_cost(summarize(e, insecure(e))) for e in EvidenceStream().run(traffic.frames)]
 
 
 def test_dropping_a_server_profile_drops_its_waiting_responses_and_counts_both() -> None:
