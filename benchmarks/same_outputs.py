@@ -4,12 +4,12 @@ verdict).
 Usage: ``same_outputs.py --before DIR [--after DIR] [CAPTURE ...] [--realcaps N] [--jobs N]``.
 Each capture is audited by ``python -m auditor audit`` of each checkout (``--repo`` of
 ``bench_audit.py``: that checkout first on the import path), with the capture's own anchor
-(``X.anchor`` beside ``X.pcap``) or, for the real captures of ``../shared/realcaps``, every
-anchor of ``realcaps/anchors``. ``responses.jsonl`` and ``findings.jsonl`` must be byte-identical;
-``stats.json`` must be equal once the figures listed in ``VOLATILE`` (times, cache and memo
-counters, paths of the run) are set aside. Without captures it audits ``captures/*.pcap*`` and the
-first ``--realcaps`` real captures carrying DNSSEC (default 12). Exit status 1 if anything
-differs.
+(``X.anchor`` beside ``X.pcap``, ``root.ds`` beside a lab fixture) or, for the real captures
+of ``../shared/realcaps``, every anchor of ``realcaps/anchors``. ``responses.jsonl`` and
+``findings.jsonl`` must be byte-identical; ``stats.json`` must be equal once the figures
+listed in ``VOLATILE`` (times, cache and memo counters, paths of the run) are set aside.
+Without captures it audits ``captures/*.pcap*`` and the first ``--realcaps`` real captures
+carrying DNSSEC (default 12). Exit status 1 if anything differs.
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ def anchors_for(capture: Path) -> list[Path]:
         own = capture.with_suffix("").with_suffix(".anchor")
     if own.exists():
         return [own]
+    if (capture.parent / "root.ds").exists():  # the lab-made differential fixtures
+        return [capture.parent / "root.ds"]
     if REALCAPS in capture.resolve().parents:
         return sorted((REALCAPS / "anchors").glob("*.anchor"))
     return []
