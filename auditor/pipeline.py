@@ -606,6 +606,16 @@ def _forgery_counters(sources: list[FindingSource]) -> dict[str, object]:
     return detector.counters() if detector is not None else {}
 
 
+def _finding_state(sources: list[FindingSource]) -> dict[str, dict[str, int]]:
+    """Sizes and evictions of the zone inventory and the findings mergers (``stats.json``)."""
+    found: dict[str, dict[str, int]] = {}
+    for source in sources:
+        counters = getattr(source, "counters", None)
+        if counters is not None and not isinstance(source, ForgeryDetector):
+            found[type(source).__name__] = counters()
+    return found
+
+
 def _input_digests(captures: tuple[str, ...]) -> list[dict[str, str | None]]:
     """SHA-256 of every input capture as stored, so evidence can be cited against it."""
     from auditor.capture.sources import STDIN, unique_names
@@ -903,6 +913,7 @@ def run_audit(options: AuditOptions,
     stats["anonymized"] = anonymizer is not None
     stats["inputs"] = _input_digests(options.captures)
     stats["forgery"] = _forgery_counters(sources)
+    stats["state"]["findings"] = _finding_state(sources)
     stats["resolution"] = linker.stats.as_dict()
     # Files: the key pass parsed the distinct messages the judging pass then finds cached.
     stats["messages"]["parsed_distinct"] += parsed_before

@@ -59,6 +59,10 @@ def test_stats_report_state_peaks(tmp_path: Path) -> None:
     assert "signed_copy_bytes" in stats["state"]["key_material"]
     assert stats["matching"]["evicted_query_bytes"] == 0
     assert stats["messages"]["parse_cache_evicted"] == 0
+    zones = stats["state"]["findings"]["ZoneHealth"]
+    assert zones["zones"] > 0 and zones["zone_bytes"] > 0 and zones["zones_evicted"] == 0
+    assert stats["state"]["findings"]["ValidationFindings"]["findings_not_merged"] == 0
+    assert stats["forgery"]["holdon_waiting_evicted_bytes"] == 0
 
 
 def _distinct_answers(count: int) -> Traffic:

@@ -11,6 +11,11 @@ MAX_FRAMES = 20
 """Frame numbers kept per merged finding (the first ones seen)."""
 MAX_LISTED = 10
 """Distinct values kept per list-valued parameter (e.g. example query names)."""
+MAX_BYTES = 16 << 20
+"""Accounted bytes (``KEY_OVERHEAD`` per key plus its texts) of the keys a merger holds."""
+KEY_OVERHEAD = 2_048
+"""Bytes a merge key costs besides the texts of its key, parameters and listed values (the
+occurrence record, its provenance, parameter dict and frame list of up to ``MAX_FRAMES``)."""
 
 
 @dataclass(slots=True)
@@ -51,11 +56,24 @@ class FindingMerger:
     '192.0.2.53 returned answers for zone example. that fail validation: expired, bad signature'
     """
 
-    def __init__(self, max_keys: int = 100_000) -> None:
+    def __init__(self, max_keys: int = 100_000, max_bytes: int = MAX_BYTES) -> None:
+        """Over ``max_keys`` distinct keys or ``max_bytes`` accounted bytes (``KEY_OVERHEAD``
+        per key plus the length of its key, parameter and listed texts) an occurrence of a
+        new key is not merged (``dropped``); the keys held go on counting."""
         self._by_key: dict[tuple[str, Hashable], _Occurrences] = {}
         self._max_keys = max_keys
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self.dropped = 0
-        """Occurrences not merged because ``max_keys`` distinct keys were already held."""
+        """Occurrences not merged because ``max_keys`` distinct keys or ``max_bytes`` were
+        already held."""
+        self.peak_bytes = 0
+        """The most accounted bytes held at once."""
+
+    @property
+    def held_bytes(self) -> int:
+        """Accounted bytes of the keys held now."""
+        return self._bytes
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -74,12 +92,16 @@ class FindingMerger:
         slot = (code, key)
         held = self._by_key.get(slot)
         if held is None:
-            if len(self._by_key) >= self._max_keys:
+            cost = KEY_OVERHEAD + len(repr(key)) + sum(len(str(v)) for v in params.values())
+            if len(self._by_key) >= self._max_keys or (self._bytes + cost > self._max_bytes
+                                                       and self._by_key):
                 self.dropped += 1
                 return
             held = _Occurrences(code, provenance, dict(params), {}, severity,
                                 last_ts_ns=provenance.ts_ns)
             self._by_key[slot] = held
+            self._bytes += cost
+            self.peak_bytes = max(self.peak_bytes, self._bytes)
         held.count += 1
         if provenance.ts_ns < held.first.ts_ns:
             held.first = provenance
@@ -92,10 +114,13 @@ class FindingMerger:
             for value in values:
                 if value not in kept and len(kept) < MAX_LISTED:
                     kept.append(value)
+                    self._bytes += len(value) + 64
+                    self.peak_bytes = max(self.peak_bytes, self._bytes)
 
     def flush(self) -> Iterator[Finding]:
         """One rendered finding per key, in the order keys were first added; then forget."""
         held, self._by_key = self._by_key, {}
+        self._bytes = 0
         for occurrences in held.values():
             yield _render(occurrences)
 

@@ -74,11 +74,18 @@ class ValidationFindings:
     """FindingSource: bogus answers, AD on bogus/insecure data, signature and DS problems, and
     indeterminate answers summarised per zone; merged findings are emitted at ``flush``.
 
-    Memory is bounded by the number of distinct (code, zone, server) keys.
+    Memory is bounded by the number and accounted bytes of distinct (code, zone, server)
+    keys (``FindingMerger``).
     """
 
     def __init__(self, max_keys: int = 100_000) -> None:
         self._merger = FindingMerger(max_keys)
+
+    def counters(self) -> dict[str, int]:
+        """JSON-ready counts for ``stats.json``: the merger's peak accounted bytes and the
+        occurrences it did not merge over its caps."""
+        return {"merge_peak_bytes": self._merger.peak_bytes,
+                "findings_not_merged": self._merger.dropped}
 
     def feed(self, evidence: ResponseEvidence, verdict: Verdict) -> Iterable[Finding]:
         """Record what the verdict says; findings are only emitted at ``flush``."""

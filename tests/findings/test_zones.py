@@ -184,6 +184,44 @@ def test_zone_count_is_bounded(monkeypatch: object) -> None:
     assert len(rows) == 2
 
 
+def test_zones_are_capped_in_bytes_evictions_counted_and_the_rest_still_reported() -> None:
+    lab = Lab()
+    whole, rows = _health(lab, [respond("www.example.test.", "A", lab.signed_a())])
+    assert len(rows) == 3 and whole.evicted == 0
+    assert whole.held_bytes == sum(s.cost for s in whole._zones.values())
+    leaf_cost = whole._zones["example.test."].cost
+    validator = lab.validator([])
+    small = ZoneHealth(lambda zone: (validator.zone_trust(zone).status.value, ""),
+                       max_bytes=leaf_cost)
+    for evidence in [*lab.key_responses(), respond("www.example.test.", "A", lab.signed_a())]:
+        small.feed(evidence, validator.judge(evidence))
+    small.flush()
+    # The zone seen last is kept (and still counted); the others went, least recent first.
+    assert [row.zone for row in small.rows] == ["example.test."]
+    assert small.rows[0].secure == rows["example.test."].secure - 1  # its DNSKEY answer went
+    counters = small.counters()
+    assert counters["zones"] == 1 and counters["zone_bytes"] <= leaf_cost
+    assert counters["zone_bytes"] == small._zones["example.test."].cost
+    assert counters["zones_evicted"] >= 2 and counters["zone_evicted_bytes"] > 0
+
+
+def test_nsec3_parameter_sets_per_zone_are_capped(monkeypatch: object) -> None:
+    import auditor.findings.zones as zones
+
+    lab = Lab()
+    responses = []
+    for n, salt in enumerate(("AB12CD", "EF34", "0102")):  # a new salt in every answer
+        nsec3 = rrset("2t7b4g4vsa5smi47k61mv5bv1a22bojr.example.test.", "NSEC3",
+                      f"1 1 10 {salt} 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A RRSIG")
+        responses.append(respond(f"x{n}.example.test.", "A",
+                                 authority=[nsec3, lab.leaf.sign(nsec3)]))
+    _, rows = _health(lab, responses)
+    assert rows["example.test."].nsec3_salt == "0102,ab12cd,ef34"
+    monkeypatch.setattr(zones, "MAX_RECORDS_PER_ZONE", 2)  # type: ignore[attr-defined]
+    _, rows = _health(lab, responses)
+    assert rows["example.test."].nsec3_salt == "ab12cd,ef34"  # the first ones seen
+
+
 def test_weak_rsa_key_is_reported_and_the_zone_stays_secure() -> None:
     # Issue 12 class 5: validators accept 512-bit RSA, so the verdict is secure and the
     # weakness is a zone-health finding naming the key tag, algorithm and size.
