@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from auditor.errors import CaptureError
 from auditor.pipeline import AuditOptions, AuditOutcome, run_audit
 from auditor.report.partitioned import write_partitioned
-from auditor.scale.jobs import ShardedJudging
+from auditor.scale.jobs import Pending, ShardedJudging
 from auditor.scale.work import ShardSpec
 
 T = TypeVar("T")
@@ -117,12 +117,12 @@ def run_on_dask(options: AuditOptions, scheduler: str) -> AuditOutcome:
         local = dataclasses.replace(options, captures=localised(captures, cache))
         remote = dataclasses.replace(options, captures=captures)
 
-        def mapper(task: Callable[[ShardSpec], T], specs: Sequence[ShardSpec]) -> list[T]:
-            specs = [dataclasses.replace(spec, options=remote) for spec in specs]
-            futures = client.map(_on_worker(task), specs, pure=False)
-            return list(client.gather(futures))
+        def submit(task: Callable[[ShardSpec], Any], spec: ShardSpec) -> Pending:
+            remote_spec = dataclasses.replace(spec, options=remote)
+            future: Pending = client.submit(_on_worker(task), remote_spec, pure=False)
+            return future
 
         outcome = run_audit(local, ShardedJudging(local, threads * SHARDS_PER_WORKER,
-                                                  mapper, None))
+                                                  submit, None))
     partitions = write_partitioned(options.out_dir)
     return dataclasses.replace(outcome, files=outcome.files + tuple(partitions))

@@ -9,11 +9,13 @@ that compare flows: spoofing, races, hold-on, cross-checks, zone health, resolut
 from __future__ import annotations
 
 import functools
+import io
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
 from auditor.pipeline import (
     AuditOptions,
@@ -24,14 +26,25 @@ from auditor.pipeline import (
     run_audit,
 )
 from auditor.scale.merge import replay
-from auditor.scale.work import Harvest, Judged, ShardSpec, harvest, judge_shard
+from auditor.scale.work import Harvest, Item, ShardSpec, harvest, judge_shard, spooled_items
 from auditor.trust import KeyMaterial
 from auditor.trust.material import MaterialSnapshot
 
-T = TypeVar("T")
-Mapper = Callable[[Callable[[ShardSpec], T], Sequence[ShardSpec]], list[T]]
-"""Runs a task over every shard and returns the results in shard order (a process pool's or
-a Dask client's ``map``)."""
+
+class Pending(Protocol):
+    """A task's future result (``concurrent.futures.Future``, ``distributed.Future``)."""
+
+    def result(self) -> Any:
+        """Wait for the result; raise the task's exception if it failed."""
+        ...
+
+    def done(self) -> bool:
+        """Whether the task has ended."""
+        ...
+
+
+Submit = Callable[[Callable[[ShardSpec], Any], ShardSpec], Pending]
+"""Starts a task on one shard (a process pool's or a Dask client's ``submit``)."""
 
 
 def default_jobs() -> int:
@@ -43,33 +56,94 @@ def default_jobs() -> int:
 
 
 class ShardedJudging:
-    """``JudgedElsewhere`` for ``run_audit``: both phases over ``shards`` flow shards, run by
-    ``mapper``."""
+    """``JudgedElsewhere`` for ``run_audit``: both phases over ``shards`` flow shards, started
+    by ``submit``. With a ``spool_dir`` the merge reads each shard's items as the worker
+    writes them, so merging overlaps judging."""
 
-    def __init__(self, options: AuditOptions, shards: int, mapper: Mapper[Any],
+    def __init__(self, options: AuditOptions, shards: int, submit: Submit,
                  spool_dir: str | None) -> None:
         self.specs = [ShardSpec(options, index, shards, spool_dir) for index in range(shards)]
-        self._map = mapper
+        self._submit = submit
         self._material: MaterialSnapshot | None = None
-        self.results: list[Judged] = []
 
     def key_material(self) -> tuple[KeyMaterial, int]:
         """Phase 1 and the merge of its snapshots."""
-        harvests: list[Harvest] = self._map(harvest, self.specs)
+        pending = [self._submit(harvest, spec) for spec in self.specs]
+        harvests: list[Harvest] = [task.result() for task in pending]
         material = KeyMaterial.merged(found.material for found in harvests)
         self._material = material.snapshot()
         return material, sum(found.parsed for found in harvests)
 
     def judged(self, source: Any, stream: EvidenceStream, judge: RunJudge) -> Iterator[Rendered]:
-        """Phase 2, then the merge."""
+        """Phase 2 and the merge."""
         assert self._material is not None, "key_material() first"
         task = functools.partial(judge_shard, material=self._material)
-        self.results = self._map(task, self.specs)
+        pending = [self._submit(task, spec) for spec in self.specs]
+        streams = [_following(spec.spool, job) if spec.spool is not None else _after(job)
+                   for spec, job in zip(self.specs, pending, strict=True)]
         try:
-            yield from replay(self.results, source, stream, judge)
+            yield from replay(streams, lambda: [job.result() for job in pending], source,
+                              stream, judge)
         finally:
-            for result in self.results:
-                result.discard()
+            for job in pending:
+                if job.done() and not _failed(job):
+                    job.result().discard()
+
+
+def _failed(job: Pending) -> bool:
+    try:
+        job.result()
+    except Exception:  # reported where the result was first asked for
+        return True
+    return False
+
+
+def _after(job: Pending) -> Iterator[Item]:
+    """A shard's items once its task has ended."""
+    yield from job.result().items()
+
+
+def _following(path: str, job: Pending) -> Iterator[Item]:
+    """A shard's items as its worker writes them to ``path``."""
+    with io.BufferedReader(_Growing(path, job), 1 << 20) as spool:
+        yield from spooled_items(spool)
+
+
+class _Growing(io.RawIOBase):
+    """A spool file being written: a read waits for more bytes until the worker has ended
+    (then the end of the file is the end), and raises the worker's exception if it failed."""
+
+    POLL_S = 0.002
+
+    def __init__(self, path: str, job: Pending) -> None:
+        super().__init__()
+        self._path = path
+        self._job = job
+        self._file: io.FileIO | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            ended = self._job.done()
+            if self._file is None and os.path.exists(self._path):
+                self._file = io.FileIO(self._path, "rb")
+            if self._file is not None:
+                count = self._file.readinto(buffer)
+                if count:
+                    return count
+            if ended:
+                self._job.result()  # the worker's exception, if it failed
+                if self._file is None:
+                    return 0
+                return self._file.readinto(buffer) or 0
+            time.sleep(self.POLL_S)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        super().close()
 
 
 def run_jobs(options: AuditOptions, jobs: int) -> AuditOutcome:
@@ -79,10 +153,7 @@ def run_jobs(options: AuditOptions, jobs: int) -> AuditOutcome:
         return run_audit(options)
     with (ProcessPoolExecutor(max_workers=jobs) as pool,
           tempfile.TemporaryDirectory(prefix="auditor-shards-") as spool):
-        def mapper(task: Callable[[ShardSpec], T], specs: Sequence[ShardSpec]) -> list[T]:
-            return list(pool.map(task, specs))
-
-        return run_audit(options, ShardedJudging(options, jobs, mapper, spool))
+        return run_audit(options, ShardedJudging(options, jobs, pool.submit, spool))
 
 
 SMALL_INPUT = 8 << 20

@@ -5,28 +5,27 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from auditor.errors import CaptureError
 from auditor.ledger import Reason
 from auditor.pipeline import EvidenceStream, Rendered, RunJudge
-from auditor.scale.work import ItemKind, Judged, ShardCounters
+from auditor.scale.work import Item, ItemKind, Judged, ShardCounters
 
 
-def merged_items(results: Sequence[Judged]) -> Iterator[tuple[ItemKind, Any]]:
+def merged_items(streams: Sequence[Iterable[Item]]) -> Iterator[tuple[ItemKind, Any]]:
     """Every shard's items sorted by their order keys (each shard's are already sorted)."""
-    for _, kind, payload in heapq.merge(*(result.items() for result in results),
-                                        key=lambda item: item[0]):
+    for _, kind, payload in heapq.merge(*streams, key=lambda item: item[0]):
         yield kind, payload
 
 
-def replay(results: Sequence[Judged], source: Any, stream: EvidenceStream,
-           judge: RunJudge) -> Iterator[Rendered]:
+def replay(streams: Sequence[Iterable[Item]], finished: Callable[[], Sequence[Judged]],
+           source: Any, stream: EvidenceStream, judge: RunJudge) -> Iterator[Rendered]:
     """Hand the shards' items to the run as its own stream would have: queries to
     ``stream.on_query``, anomalies to ``stream.on_anomaly``, judged responses yielded; then
-    fold the counters in."""
-    for kind, payload in merged_items(results):
+    fold the counters of the ``finished`` shards in."""
+    for kind, payload in merged_items(streams):
         if kind is ItemKind.RESPONSE:
             yield payload
         elif kind is ItemKind.QUERY:
@@ -34,6 +33,7 @@ def replay(results: Sequence[Judged], source: Any, stream: EvidenceStream,
                 stream.on_query(payload)
         elif stream.on_anomaly is not None:
             stream.on_anomaly(payload)
+    results = finished()
     for result in results:
         merge_counters(result.counters, stream, judge)
     if results:  # every shard read every frame: the capture problems are the same in each
