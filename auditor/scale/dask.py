@@ -2,8 +2,10 @@
 
 The same two phases as ``--jobs``, as Dask tasks: every worker harvests the key material of one
 flow shard of all the captures, the client merges it, every worker judges its shard with the
-merged material, and the client merges the judged items in capture order, runs the finding
-stages, writes the reports, the partitioned dataset and the key cache (once, here). Shards
+merged material, spooling what it judged into the output directory (which every worker must
+reach: a shared store), and the client merges those spools in capture order as they grow,
+runs the finding stages, writes the reports, the partitioned dataset and the key cache (once,
+here). Shards
 are flows, not files: rotated pieces cut TCP streams and query/answer pairs at their
 boundaries, which a per-file task would judge differently from one process.
 
@@ -103,6 +105,7 @@ def run_on_dask(options: AuditOptions, scheduler: str) -> AuditOutcome:
     captures = expand_captures(options.captures)
     if "-" in captures:
         raise CaptureError("-", "standard input cannot be audited on a cluster")
+    options.out_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         if scheduler.startswith(LOCAL_PREFIX):
             workers = int(scheduler.removeprefix(LOCAL_PREFIX) or "1")
@@ -122,7 +125,11 @@ def run_on_dask(options: AuditOptions, scheduler: str) -> AuditOutcome:
             future: Pending = client.submit(_on_worker(task), remote_spec, pure=False)
             return future
 
+        # The workers spool their items into the output directory, which the client reads
+        # as they grow: nothing of the size of the traffic passes through the scheduler.
+        spool = stack.enter_context(tempfile.TemporaryDirectory(
+            prefix=".shards-", dir=options.out_dir))
         outcome = run_audit(local, ShardedJudging(local, threads * SHARDS_PER_WORKER,
-                                                  submit, None))
+                                                  submit, spool))
     partitions = write_partitioned(options.out_dir)
     return dataclasses.replace(outcome, files=outcome.files + tuple(partitions))

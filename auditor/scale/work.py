@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 from auditor.anomaly import Anomaly
 from auditor.capture.bpf import FrameFilter
 from auditor.capture.frame import Frame
+from auditor.errors import AuditorError
 from auditor.evidence import ResponseEvidence
 from auditor.messages import ObservedMessage
 from auditor.pipeline import (
@@ -182,6 +183,10 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
     shard = FlowShard(spec.index, spec.count)
     sink = _Sink(spec)
     keys_path = options.keys_path
+    if keys_path is not None and not os.path.exists(keys_path):
+        # A worker on another host must see the cache the client reads (a shared store);
+        # an empty one would silently change the verdicts that rely on it.
+        raise AuditorError(f"key cache {keys_path} is not readable on this worker")
     cache = KeyCache(str(keys_path)) if keys_path is not None else None  # read only if named
     try:
         view = KeyView(anchors, merged, cache)

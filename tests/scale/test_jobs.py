@@ -51,6 +51,36 @@ def test_two_jobs_equal_one_on_lab_resolver_captures(tmp_path: Path, fixture: st
     assert_same_outputs(one, two)
 
 
+def test_two_jobs_equal_one_over_several_captures(tmp_path: Path) -> None:
+    """Two captures read as one stream merged by timestamp."""
+    lab = FIXTURES / "seed1-s00033"
+    options = AuditOptions(captures=(str(lab / "capture.pcap"), str(SAMPLE)),
+                           out_dir=tmp_path / "one", trust_anchors=(str(lab / "root.ds"),),
+                           report_formats=frozenset())
+    run_audit(options)
+    run_jobs(dataclasses.replace(options, out_dir=tmp_path / "two"), 2)
+    assert_same_outputs(tmp_path / "one", tmp_path / "two")
+
+
+def test_two_jobs_equal_one_with_a_key_cache(tmp_path: Path) -> None:
+    """The root server's traffic filtered out: the chain comes from the key cache."""
+    first = tmp_path / "first"
+    run_audit(AuditOptions(captures=(str(SAMPLE),), out_dir=first,
+                           trust_anchors=(str(ANCHOR),), report_formats=frozenset()))
+    outputs = []
+    for label, jobs in (("one", 1), ("two", 2)):
+        keys = tmp_path / f"{label}.sqlite"
+        keys.write_bytes((first / "keys.sqlite").read_bytes())
+        run_jobs(AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path / label,
+                              keys_path=keys, trust_anchors=(str(ANCHOR),),
+                              frame_filter="not host 127.53.0.1",
+                              report_formats=frozenset()), jobs)
+        outputs.append(tmp_path / label)
+    assert_same_outputs(*outputs)
+    stats = json.loads((outputs[1] / "stats.json").read_text())
+    assert stats["key_cache"]["verdicts_using_cache"] > 0
+
+
 def test_keys_in_another_shard_and_after_the_answers(tmp_path: Path) -> None:
     """Every DNSKEY answer moved after the last frame: the resolver's answers to the client
     (one address pair) are judged by one worker, the keys (other pairs) harvested by the
