@@ -248,6 +248,11 @@ def _counters(stream: EvidenceStream, verdict_cache: dict[str, int] | None,
     )
 
 
+_SEGMENT_END = None
+"""Written after ``SHARED_BATCHES`` batches: the next batch is read with a fresh memo, as the
+pickler that wrote it started one (memo indices restart from zero)."""
+
+
 def _unpickled(stream: BinaryIO) -> Iterator[Item]:
     """Every batch one ``_Sink`` pickled to ``stream``, with its shared objects."""
     unpickler = pickle.Unpickler(stream)
@@ -256,6 +261,9 @@ def _unpickled(stream: BinaryIO) -> Iterator[Item]:
             batch = unpickler.load()
         except EOFError:
             return
+        if batch is _SEGMENT_END:
+            unpickler = pickle.Unpickler(stream)
+            continue
         yield from batch
 
 
@@ -327,7 +335,8 @@ class _Sink:
         self._batch = []
         self._written += 1
         if self._written % SHARED_BATCHES == 0:
-            self._pickler.clear_memo()
+            self._pickler.dump(_SEGMENT_END)
+            self._pickler = _Pickler(self._file, protocol=pickle.HIGHEST_PROTOCOL)
 
     def finish(self, counters: ShardCounters) -> Judged:
         self._write()

@@ -130,3 +130,34 @@ def test_cli_jobs(tmp_path: Path) -> None:
 def test_default_jobs_leave_small_captures_to_one_process() -> None:
     assert jobs_for((str(SAMPLE),)) == 1
     assert jobs_for(("-",)) == 1
+
+
+class _Done:
+    """A task run in this process, already ended."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def result(self) -> object:
+        return self.value
+
+    def done(self) -> bool:
+        return True
+
+
+def test_spools_of_many_small_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of 4 items, a fresh pickler memo every 2 batches: what is read back is what
+    was written (shared objects within a segment, none across)."""
+    from auditor.scale import work
+    from auditor.scale.jobs import ShardedJudging
+
+    monkeypatch.setattr(work, "BATCH", 4)
+    monkeypatch.setattr(work, "SHARED_BATCHES", 2)
+    options = AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path / "one",
+                           trust_anchors=(str(ANCHOR),), report_formats=frozenset())
+    run_audit(options)
+    for label, spool in (("spooled", tmp_path), ("inline", None)):
+        many = dataclasses.replace(options, out_dir=tmp_path / label)
+        run_audit(many, ShardedJudging(many, 3, lambda task, spec: _Done(task(spec)),
+                                       None if spool is None else str(spool)))
+        assert_same_outputs(tmp_path / "one", tmp_path / label)
