@@ -1,7 +1,9 @@
-"""Bounded memo of a pure function of an object, keyed by the object's identity."""
+"""Bounded memory: a memo of a pure function of an object, keyed by the object's identity,
+and handing the heap that released state freed back to the operating system."""
 
 from __future__ import annotations
 
+import ctypes
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -57,3 +59,19 @@ class IdentityMemo(Generic[Obj, Value]):
         self._size = max(1, size)
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
+
+
+def release_heap() -> bool:
+    """Return the C heap's free pages to the operating system (glibc ``malloc_trim(0)``);
+    False where the C library has no such call (musl, macOS, Windows).
+
+    Freed Python objects larger than 512 bytes (message bytes, dict tables) go back to the C
+    heap, which keeps their pages: after the judging state is released the process still
+    holds them, and what the reports allocate next (Arrow buffers, pandas) comes on top
+    (a 100,000-frame names flood: 227 -> 213 MB after release).
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(trim(0))

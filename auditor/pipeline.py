@@ -36,7 +36,7 @@ from auditor.findings.catalogue import Finding
 from auditor.findings.codes import ValidationCode
 from auditor.forgery import ForgeryDetector
 from auditor.ledger import Ledger, Reason
-from auditor.memo import IdentityMemo
+from auditor.memo import IdentityMemo, release_heap
 from auditor.messages import MessageParser, ObservedMessage, ParsedMessage
 from auditor.report.anonymize import PrefixPreservingAnonymizer, RecordAnonymizer
 from auditor.report.evidence_pcap import (
@@ -932,6 +932,7 @@ def run_audit(options: AuditOptions,
     material.release_copies()
     release_memos()
     gc.collect()
+    release_heap()
     reports = tuple(reporter.finish(validator, zone_rows))
     return AuditOutcome(stats, paths + reports, problems, dict(stats["validation"]["verdicts"]))
 
