@@ -208,9 +208,10 @@ def _rss(pid: int) -> int:
 
 
 def run_measured(command: list[str], stdout: BinaryIO | int = subprocess.DEVNULL
-                 ) -> tuple[int, float, int, int, str]:
+                 ) -> tuple[int, float, int, int, str, float]:
     """Run ``command``; return (exit status, wall s, peak RSS bytes from wait4, highest sampled
-    VmRSS, stderr tail)."""
+    VmRSS, stderr tail, CPU s from wait4: user + system, which other load on a shared machine
+    moves far less than wall time)."""
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, cwd=REPO)
     sampler = RssSampler(process.pid)
@@ -227,14 +228,15 @@ def run_measured(command: list[str], stdout: BinaryIO | int = subprocess.DEVNULL
     process.returncode = os.waitstatus_to_exitcode(status)
     sampled = max((rss for _, rss in sampler.samples), default=0)
     tail = b"".join(stderr_chunks).decode(errors="replace").strip().splitlines()[-3:]
-    return process.returncode, wall, usage.ru_maxrss * 1024, sampled, "\n".join(tail)
+    return (process.returncode, wall, usage.ru_maxrss * 1024, sampled, "\n".join(tail),
+            usage.ru_utime + usage.ru_stime)
 
 
 def audit(capture: Path, out_dir: Path) -> dict[str, object]:
     command = [sys.executable, "-m", "auditor", "audit", str(capture),
                "--out", str(out_dir), "-q"]
-    status, wall, peak, sampled, tail = run_measured(command)
-    row: dict[str, object] = {"status": status, "wall_s": round(wall, 2),
+    status, wall, peak, sampled, tail, cpu = run_measured(command)
+    row: dict[str, object] = {"status": status, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                               "peak_rss_mb": round(peak / 2**20, 1),
                               "sampled_rss_mb": round(sampled / 2**20, 1)}
     stats_path = out_dir / "stats.json"
@@ -258,7 +260,7 @@ def tshark(capture: Path, out: Path) -> dict[str, object] | None:
     for name in TSHARK_FIELDS:
         command += ["-e", name]
     with out.open("wb") as sink:
-        status, wall, peak, _, _ = run_measured(command, stdout=sink)
+        status, wall, peak, _, _, _ = run_measured(command, stdout=sink)
     with out.open("rb") as rows:
         count = sum(1 for _ in rows)
     return {"status": status, "wall_s": round(wall, 2), "peak_rss_mb": round(peak / 2**20, 1),
@@ -284,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, object]] = []
     failed = False
-    print(f"{'kind':<10} {'frames':>9} {'MB':>6} {'ours s':>7} {'us/fr':>6} {'peak MB':>8} "
+    print(f"{'kind':<10} {'frames':>9} {'MB':>6} {'ours s':>7} {'cpu s':>7} {'us/fr':>6} "
+          f"{'cpu us/fr':>9} {'peak MB':>8} "
           f"{'tshark s':>8} {'ts MB':>6} {'ratio':>6} {'settled':>9}  state")
     try:
         for kind in kinds:
@@ -303,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
                 state = ours.get("state") or {}
                 big = {k: v for k, v in state.items() if v} if isinstance(state, dict) else {}
                 print(f"{kind:<10} {frames:>9,} {size / 2**20:>6.0f} {ours['wall_s']:>7} "
+                      f"{ours['cpu_s']:>7} "
                       f"{1e6 * ours['wall_s'] / frames:>6.1f} "  # type: ignore[operator]
+                      f"{1e6 * ours['cpu_s'] / frames:>9.1f} "  # type: ignore[operator]
                       f"{ours['peak_rss_mb']:>8} "
                       f"{theirs['wall_s'] if theirs else '-':>8} "
                       f"{theirs['peak_rss_mb'] if theirs else '-':>6} {ratio:>6} "
