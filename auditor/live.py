@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -272,14 +271,48 @@ def _ancestry(evidence: ResponseEvidence) -> frozenset[dns.name.Name]:
     return frozenset(found)
 
 
-def untouched_since(material: KeyMaterial, evidence: ResponseEvidence, generation: int) -> bool:
-    """Whether no material that arrived after ``generation`` is about a zone at or above the
-    response's question or any owner or signer in it (``_ancestry``): then its verdict is
-    still the one judged then (the verdict cache's test; ``StreamingJudge._concerned``'s)."""
-    changed = material.changed_zones_since(generation)
-    if changed is None:
-        return False
-    return not changed or frozenset(map(name_key, changed)).isdisjoint(_ancestry(evidence))
+class ZoneChanges:
+    """The key material's generation at which each zone's chain material last changed (from
+    ``KeyMaterial.changed_zones_since``, canonical names), so the verdict cache can ask
+    whether a response's zones are untouched since a generation in a few lookups. Bounded:
+    over ``max_zones`` the least recently changed zone is forgotten, and from then on a
+    generation older than its change is answered "touched" (never a wrong reuse)."""
+
+    def __init__(self, material: KeyMaterial, max_zones: int) -> None:
+        self._material = material
+        self._max_zones = max_zones
+        self._read = material.generation
+        self._floor = material.generation
+        """Generations below this cannot be answered (forgotten zones, a lost change log)."""
+        self._changed: OrderedDict[dns.name.Name, int] = OrderedDict()
+
+    def _catch_up(self) -> None:
+        generation = self._material.generation
+        if generation == self._read:
+            return
+        changed = self._material.changed_zones_since(self._read)
+        self._read = generation
+        if changed is None:  # the change log no longer reaches back: anything may have changed
+            self._changed.clear()
+            self._floor = generation
+            return
+        table = self._changed
+        for zone in changed:  # stamped with the newest generation: never earlier than true
+            key = name_key(zone)
+            table[key] = generation
+            table.move_to_end(key)
+        while len(table) > self._max_zones:
+            self._floor = max(self._floor, table.popitem(last=False)[1])
+
+    def untouched(self, evidence: ResponseEvidence, generation: int) -> bool:
+        """Whether no material that arrived after ``generation`` is about a zone at or above
+        the response's question or any owner or signer in it (``_ancestry``): then its verdict
+        is still the one judged then (``StreamingJudge._concerned``'s test)."""
+        self._catch_up()
+        if generation < self._floor:
+            return False
+        changed = self._changed
+        return all(changed.get(zone, -1) <= generation for zone in _ancestry(evidence))
 
 
 class StreamingJudge:
@@ -596,7 +629,7 @@ class LiveAuditor:
         self.verdict_cache = (
             VerdictCache(self.validator, self.validator.judge, max_entries=limits.verdict_cache,
                          max_bytes=limits.verdict_cache_bytes, growing_material=True,
-                         untouched=partial(untouched_since, self.material))
+                         untouched=ZoneChanges(self.material, limits.zones).untouched)
             if options.verdict_cache else None)
         self.judge = StreamingJudge(self.material, self.validator, limits, self.verdict_cache)
         rotation = options.rotation

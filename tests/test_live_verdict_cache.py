@@ -6,16 +6,21 @@ may release held responses and merged findings in another order)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
+import dns.name
+import dns.rrset
 import pytest
 
-from auditor.live import LiveOptions, LiveOutcome, run_live
+from auditor.live import LiveOptions, LiveOutcome, ZoneChanges, run_live
+from auditor.trust import KeyMaterial
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "captures" / "sample-dnssec.pcap"
 FIXTURES = ROOT / "tests" / "differential" / "fixtures"
 _RUN_ID = re.compile(r"/\d{8}T\d{6}Z/")
+NS = 1_000_000_000
 
 
 def _live(capture: Path, anchor: Path, out: Path, *, cache: bool) -> LiveOutcome:
@@ -52,3 +57,38 @@ def test_lab_captures_live_identical_with_and_without_cache(
 ) -> None:
     directory = FIXTURES / fixture
     _assert_same(directory / "capture.pcap", directory / "root.ds", tmp_path)
+
+
+@dataclass
+class _Question:
+    qname: dns.name.Name
+    rrsets: tuple[object, ...] = ()
+
+
+def _dnskey(zone: str) -> dns.rrset.RRset:
+    return dns.rrset.from_text(zone, 300, "IN", "DNSKEY",
+                               "257 3 13 mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+"
+                               "KkxLbxILfDLUT0rAK9iUzy1L53eKGQ==")
+
+
+def test_zone_changes_tell_a_response_s_zones_from_others() -> None:
+    material = KeyMaterial()
+    changes = ZoneChanges(material, max_zones=10)
+    question = _Question(dns.name.from_text("www.b.example."))
+    before = material.generation
+    material.add_rrset(_dnskey("a.example."), None, NS)
+    assert changes.untouched(question, before)  # type: ignore[arg-type]
+    material.add_rrset(_dnskey("B.example."), None, NS)  # case does not matter
+    assert not changes.untouched(question, before)  # type: ignore[arg-type]
+    assert changes.untouched(question, material.generation)  # type: ignore[arg-type]
+
+
+def test_zone_changes_forget_conservatively() -> None:
+    material = KeyMaterial()
+    changes = ZoneChanges(material, max_zones=1)
+    question = _Question(dns.name.from_text("www.b.example."))
+    before = material.generation
+    material.add_rrset(_dnskey("a.example."), None, NS)
+    changes.untouched(question, before)  # type: ignore[arg-type]
+    material.add_rrset(_dnskey("c.example."), None, NS)  # a.example. is forgotten
+    assert not changes.untouched(question, before)  # type: ignore[arg-type]
