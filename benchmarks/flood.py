@@ -12,9 +12,9 @@ timeout expires anything and only the caps bound the state):
 - ``tcp``: TCP streams that never complete: SYN, a segment with a length prefix announcing a
   large message and part of it, then a segment past a gap (held out of order).
 
-For each kind and size it writes the capture, runs ``dnssec-auditor audit`` on it, samples the
-child's RSS from ``/proc/PID/status`` (and its exact peak from ``wait4``), and times tshark's
-DNS field extraction on the same file as the reference. Usage::
+For each kind and size it writes the capture, runs ``dnssec-auditor audit --jobs 1`` on it,
+samples the child's RSS from ``/proc/PID/status`` (and its exact peak from ``wait4``), and
+times tshark's DNS field extraction on the same file as the reference. Usage::
 
     .venv/bin/python benchmarks/flood.py                       # 250k, 500k, 1M of each kind
     .venv/bin/python benchmarks/flood.py --kinds names --frames 100000 --keep
@@ -233,8 +233,10 @@ def run_measured(command: list[str], stdout: BinaryIO | int = subprocess.DEVNULL
 
 
 def audit(capture: Path, out_dir: Path) -> dict[str, object]:
+    # One process (--jobs 1): the figure is the peak of the process that holds every table
+    # (with --jobs N each worker holds its shard's, and wait4 gives the largest, not the sum).
     command = [sys.executable, "-m", "auditor", "audit", str(capture),
-               "--out", str(out_dir), "-q"]
+               "--out", str(out_dir), "-q", "--jobs", "1"]
     status, wall, peak, sampled, tail, cpu = run_measured(command)
     row: dict[str, object] = {"status": status, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                               "peak_rss_mb": round(peak / 2**20, 1),
