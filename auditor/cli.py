@@ -30,10 +30,10 @@ import click
 from auditor import __version__
 from auditor.cli_live import live as live_command
 from auditor.errors import AuditorError, CaptureError
-from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir
+from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir, run_audit
 from auditor.report.anonymize import load_or_create_key
+from auditor.report.check import SCHEMA_CHECKS
 from auditor.report.run import DEFAULT_FORMATS, OutputFormat, render_reports
-from auditor.report.tables import SCHEMA_CHECKS
 from auditor.trust import KeyCache
 from auditor.trust.cache import cache_use_line
 from auditor.validate import PRESETS, policy_from_name
@@ -259,11 +259,12 @@ def _print_findings_summary(findings: dict[str, object]) -> None:
 @click.option(
     "--jobs",
     "-j",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker processes (default: every core the process may use; captures under "
-    "8 MB in all, and standard input, are audited in one process). The outputs are those "
-    "of --jobs 1, in the same order.",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Worker processes judging flow shards (0: every core this process may use); the "
+    "outputs are those of --jobs 1, in the same order. Standard input is always audited in "
+    "one process. On 2 cores it costs more than it saves today: see the README.",
 )
 @click.option(
     "--scheduler",
@@ -291,7 +292,7 @@ def audit(
     with_csv: bool,
     evidence_path: Path | None,
     no_checksums: bool,
-    jobs: int | None,
+    jobs: int,
     scheduler: str | None,
     quiet: bool,
     verbose: int,
@@ -360,15 +361,18 @@ def audit(
     sys.exit(EXIT_PARTIAL if outcome.capture_problems else EXIT_OK)
 
 
-def _run(options: AuditOptions, jobs: int | None, scheduler: str | None) -> AuditOutcome:
-    """The audit on one process, on ``jobs`` processes, or on a Dask cluster."""
+def _run(options: AuditOptions, jobs: int, scheduler: str | None) -> AuditOutcome:
+    """The audit on one process, on ``jobs`` processes (0: every core), or on a Dask
+    cluster."""
     if scheduler is not None:
         from auditor.scale.dask import run_on_dask
 
         return run_on_dask(options, scheduler)
-    from auditor.scale.jobs import jobs_for, run_jobs
+    if jobs == 1:
+        return run_audit(options)
+    from auditor.scale.jobs import default_jobs, run_jobs
 
-    return run_jobs(options, jobs if jobs is not None else jobs_for(options.captures))
+    return run_jobs(options, jobs or default_jobs())
 
 
 def _say_nothing_audited(captures: tuple[str, ...], ports: frozenset[int],

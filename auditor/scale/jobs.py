@@ -154,19 +154,3 @@ def run_jobs(options: AuditOptions, jobs: int) -> AuditOutcome:
     with (ProcessPoolExecutor(max_workers=jobs) as pool,
           tempfile.TemporaryDirectory(prefix="auditor-shards-") as spool):
         return run_audit(options, ShardedJudging(options, jobs, pool.submit, spool))
-
-
-SMALL_INPUT = 8 << 20
-"""Below this many bytes of capture (about 40,000 frames) worker start-up and the merge cost
-more than a second core saves: the default ``--jobs`` audits them in one process."""
-
-
-def jobs_for(captures: tuple[str, ...]) -> int:
-    """The default ``--jobs``: every core, one for small inputs and standard input."""
-    if "-" in captures:
-        return 1
-    try:
-        size = sum(os.path.getsize(path) for path in captures)
-    except OSError:
-        return 1  # a missing file: one process reports it as it always has
-    return default_jobs() if size >= SMALL_INPUT else 1

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from auditor.capture.sources import CaptureSet
 from auditor.cli import cli
 from auditor.pipeline import AuditOptions, run_audit
-from auditor.scale.jobs import jobs_for, run_jobs
+from auditor.scale.jobs import run_jobs
 from auditor.scale.shard import shard_of
 from tests.scale.helpers import assert_same_outputs, lines, write_pcap
 
@@ -115,21 +115,17 @@ def test_keys_in_another_shard_and_after_the_answers(tmp_path: Path) -> None:
 
 def test_cli_jobs(tmp_path: Path) -> None:
     runner = CliRunner()
-    for jobs in ("1", "2"):
+    for jobs in ("1", "2", "0"):
         result = runner.invoke(cli, ["audit", str(SAMPLE), "--trust-anchor", str(ANCHOR),
                                      "--jobs", jobs, "--out", str(tmp_path / jobs), "-q"])
         assert result.exit_code == 0, result.output
     assert_same_outputs(tmp_path / "1", tmp_path / "2")
+    assert_same_outputs(tmp_path / "1", tmp_path / "0")  # every core
     stdin = runner.invoke(cli, ["audit", "-", "--jobs", "2", "--out", str(tmp_path / "in"),
                                 "-q"], input=SAMPLE.read_bytes())
     assert stdin.exit_code == 0, stdin.output
     stats = json.loads((tmp_path / "in" / "stats.json").read_text())
     assert stats["validation"]["mode"] == "single_pass"  # standard input: one process
-
-
-def test_default_jobs_leave_small_captures_to_one_process() -> None:
-    assert jobs_for((str(SAMPLE),)) == 1
-    assert jobs_for(("-",)) == 1
 
 
 class _Done:
