@@ -67,7 +67,6 @@ from auditor.report.rolling import (
     RollingPcapng,
     Rotation,
 )
-from auditor.report.tables import FLOW_SCHEMA, flow_row
 from auditor.resolution import ResolutionLinker
 from auditor.transactions import Matcher
 from auditor.trust import KeyCache, KeyMaterial, KeyView, load_anchors
@@ -633,6 +632,10 @@ class LiveAuditor:
             if options.verdict_cache else None)
         self.judge = StreamingJudge(self.material, self.validator, limits, self.verdict_cache)
         rotation = options.rotation
+        # pandas/pyarrow (about 85 MB) only when a live run starts, not for every command.
+        from auditor.report.tables import FLOW_SCHEMA, flow_row
+
+        self._flow_row = flow_row
         self.responses = RollingJsonLines(out, "responses", rotation)
         self.table = RollingParquet(out, "responses", rotation, FLOW_SCHEMA)
         self.findings = RollingJsonLines(out, "findings", rotation)
@@ -749,7 +752,7 @@ class LiveAuditor:
         record = {**response_record(evidence), **verdict_fields(verdict),
                   "resolution": resolution_record(self.linker.feed(evidence, verdict))}
         self.responses.write(record)
-        self.table.write(flow_row(record))
+        self.table.write(self._flow_row(record))
         self._dirty = True
         self.verdicts[verdict.status.value] += 1
         self.codes.update(code.value for code in verdict.codes)

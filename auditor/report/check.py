@@ -7,6 +7,7 @@ ignored. jsonschema is a test dependency only; this keeps ``report DIR`` free of
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib.resources
 import json
@@ -18,6 +19,14 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "array": (list,), "object": (dict,), "null": (type(None),),
 }
 
+
+SCHEMA_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("schema_checks",
+                                                                      default=False)
+"""Whether saved records are checked against their JSON Schema when read: on for files a user
+hands over (``report DIR``), off for the files an audit has just written itself (the check
+walks every nested field and would double the time of a large report). Here, not in
+``tables`` (pandas, pyarrow), so the command line can set it without loading those (about 85
+MB) before an audit."""
 
 LATEST: dict[str, int] = {"responses": 2}
 """The current version of each schema not at version 1."""

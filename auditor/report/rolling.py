@@ -12,14 +12,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import IO, TYPE_CHECKING, Any
 
 from auditor.capture.frame import Frame
 from auditor.report.evidence_pcap import EvidencePcapng
 from auditor.report.files import json_text
+
+if TYPE_CHECKING:  # pyarrow (and the pandas it loads) only when a Parquet piece is written
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 logger = logging.getLogger(__name__)
 
@@ -285,6 +286,12 @@ class NumberedJsonLines(RollingJsonLines):
         log("%s %s: %s (further failures are counted, not logged)", action, self.path, exc)
 
 
+def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
 class RollingParquet(RollingFile):
     """Rows buffered and written as row groups, one ``pyarrow.parquet.ParquetWriter`` per piece;
     ``flush`` writes what is buffered (the loop calls it every few seconds)."""
@@ -314,7 +321,7 @@ class RollingParquet(RollingFile):
         self._ensure_open()
         assert self._writer is not None and self.current is not None
         rows, self._rows = self._rows, []
-        self._writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+        self._writer.write_table(_table(rows, self.schema))
         self.piece_bytes = _size(self.current)
 
     def rotate(self) -> None:
@@ -322,7 +329,7 @@ class RollingParquet(RollingFile):
         if self._rows and self.current is not None:
             rows, self._rows = self._rows, []
             assert self._writer is not None
-            self._writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+            self._writer.write_table(_table(rows, self.schema))
         super().rotate()
 
     def close(self) -> None:
@@ -331,6 +338,8 @@ class RollingParquet(RollingFile):
         super().close()
 
     def _open(self, path: Path) -> None:
+        import pyarrow.parquet as pq
+
         self._writer = pq.ParquetWriter(str(path), self.schema)
 
     def _close(self) -> None:

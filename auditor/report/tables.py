@@ -3,7 +3,6 @@ built from ``responses.jsonl``, and the zone health inventory (``zones.csv``/``.
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import json
 import logging
@@ -21,6 +20,7 @@ import pyarrow.parquet as pq
 from auditor.errors import ReportInputError
 from auditor.findings.zones import ZoneHealthRow
 from auditor.report import check
+from auditor.report.check import SCHEMA_CHECKS
 
 logger = logging.getLogger(__name__)
 
@@ -132,13 +132,6 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     not a JSON object raises ``ReportInputError`` naming the file and line."""
     for _, record in numbered_jsonl(path):
         yield record
-
-
-SCHEMA_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("schema_checks",
-                                                                      default=False)
-"""Whether saved records are checked against their JSON Schema when read: on for files a user
-hands over (``report DIR``), off for the files an audit has just written itself (the check
-walks every nested field and would double the time of a large report)."""
 
 
 def numbered_jsonl(path: Path, kind: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
