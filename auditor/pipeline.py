@@ -941,9 +941,11 @@ def release_memos() -> None:
     """Empty the process-wide memos (values derived from parsed messages; recomputed on
     demand), e.g. between judging and report rendering."""
     from auditor import evidence, messages
+    from auditor.decode import dissect
     from auditor.forgery import common
     from auditor.trust import material
 
+    dissect.clear_address_memos()
     evidence.clear_facts_memo()
     messages.clear_record_caches()
     material.clear_memos()

@@ -7,7 +7,7 @@ import socket
 import struct
 
 from auditor.capture.frame import Frame, LinkType
-from auditor.decode.dissect import EtherType, address_memo_full
+from auditor.decode.dissect import EtherType, address_memo, address_memo_full
 from auditor.decode.transport import Transport, WireMessage
 from auditor.ledger import Ledger, Reason
 
@@ -43,9 +43,9 @@ _ntop = socket.inet_ntop
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 
-_ipv4_texts: dict[int, str] = {}
+_ipv4_texts: dict[int, str] = address_memo()
 """Memo of IPv4 address value -> presentation text."""
-_ipv6_addresses: dict[bytes, tuple[str, int]] = {}
+_ipv6_addresses: dict[bytes, tuple[str, int]] = address_memo()
 """Memo of IPv6 address bytes -> (presentation text, integer value for the checksum)."""
 
 

@@ -7,7 +7,7 @@ import struct
 from dataclasses import dataclass
 from enum import StrEnum
 
-from auditor.decode.dissect import IPDatagram, IPProtocol, address_memo_full
+from auditor.decode.dissect import IPDatagram, IPProtocol, address_memo, address_memo_full
 from auditor.ledger import Ledger, Reason
 
 DNS_PORTS: frozenset[int] = frozenset({53})
@@ -86,7 +86,7 @@ _TCP_HEADER = struct.Struct("!HHIIH")
 """Source Port, Destination Port, Sequence, Acknowledgment, Data Offset+flags (RFC 9293 3.1)."""
 _AF_BY_VERSION = {4: socket.AF_INET, 6: socket.AF_INET6}
 _pton = socket.inet_pton
-_address_values: dict[str, int] = {}
+_address_values: dict[str, int] = address_memo()
 """Memo of address -> integer value of its bytes; a resolver talks to few addresses."""
 
 

@@ -424,3 +424,23 @@ def test_fddi_frame_without_snap_is_not_ip() -> None:
     datagram, ledger = dissect_one(data, LinkType.FDDI)
     assert datagram is None
     assert ledger.settled[Reason.NOT_IP] == 1
+
+
+def test_clearing_the_address_memos_empties_every_one_and_decoding_refills_them() -> None:
+    import socket
+
+    from auditor.decode import dissect as dissect_module
+    from auditor.decode import fastpath, transport
+
+    dissect_module.address_text(bytes([192, 0, 2, 1]))
+    fastpath._ipv4_text(0xC0000201)
+    fastpath._ipv6_address(bytes(15) + b"\x01")
+    transport._address_value(socket.AF_INET, "192.0.2.1")
+    memos = (dissect_module._address_texts, fastpath._ipv4_texts, fastpath._ipv6_addresses,
+             transport._address_values)
+    assert all(memos)
+    dissect_module.clear_address_memos()
+    assert not any(memos)
+    assert dissect_module.address_text(bytes([192, 0, 2, 1])) == "192.0.2.1"
+    assert fastpath._ipv4_text(0xC0000201) == "192.0.2.1"
+    assert dissect_module._address_texts and fastpath._ipv4_texts
