@@ -312,6 +312,10 @@ def audit(
             "DNS payloads), which --anonymize cannot make safe to share: run once with "
             "--anonymize for the reports you share and once with --evidence for the packets "
             "you keep")
+    if scheduler is not None:  # globs and fsspec URLs name the captures
+        from auditor.scale.dask import expand_captures
+
+        captures = expand_captures(captures)
     target = out_dir if out_dir is not None else default_out_dir(captures)
     _check_writable_dir(target)
     secret = (
