@@ -88,7 +88,11 @@ OrderKey = tuple[int, int, int, int]
 """(frame position in the merged input, phase, shard, sequence in the shard): sorting every
 shard's items by it gives the order one process meets them in. Phase 0: items a frame of
 another shard released (reassembly state expired at that frame); 1: the frame's own items;
-2: anomalies, drained after the frame's items (3: those of the frame's own shard)."""
+2: anomalies, drained after the frame's items (3: those of the frame's own shard).
+Where one process would interleave several shards' items at one frame (reassembly state of
+flows in different shards expiring at the same frame, and the final flush at the end of input,
+which one process releases least recently active flow first) they come shard by shard: the
+only case where the merged order can differ from one process's; no test capture has it."""
 Item = tuple[OrderKey, ItemKind, Any]
 
 
@@ -163,11 +167,15 @@ class _Positions:
     def __init__(self, frames: Iterable[Frame]) -> None:
         self._frames = frames
         self.position = -1
+        self.ended = False
+        """End of input: what the final flush releases belongs to no frame."""
 
     def __iter__(self) -> Iterator[Frame]:
-        for self.position, frame in enumerate(self._frames):  # noqa: B020
+        for position, frame in enumerate(self._frames):
+            self.position = position
             yield frame
-        self.position += 1  # end of input: what the final flush releases comes last
+        self.position += 1  # the final flush comes after every frame
+        self.ended = True
 
 
 def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
@@ -198,7 +206,7 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
 
             def key(phase: int) -> OrderKey:
                 sink.seq += 1
-                own = shard.own and frames.position >= 0
+                own = shard.own and not frames.ended and frames.position >= 0
                 return (frames.position, phase + own, spec.index, sink.seq)
 
             def on_query(message: ObservedMessage) -> None:
@@ -213,7 +221,6 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
                                     frame_filter=found.matches if found else None, shard=shard)
             for evidence in stream.run(frames):
                 sink.add((key(0), ItemKind.RESPONSE, _judged(judge.rendered, evidence)))
-            shard.own = False  # the final flush belongs to no frame
             counters = _counters(stream, judge.counters(), source)
     finally:
         if cache is not None:
