@@ -92,7 +92,8 @@ another shard released (reassembly state expired at that frame); 1: the frame's 
 Where one process would interleave several shards' items at one frame (reassembly state of
 flows in different shards expiring at the same frame, and the final flush at the end of input,
 which one process releases least recently active flow first) they come shard by shard: the
-only case where the merged order can differ from one process's; no test capture has it."""
+only case where the merged order can differ from one process's (the test captures come out
+identical)."""
 Item = tuple[OrderKey, ItemKind, Any]
 
 
