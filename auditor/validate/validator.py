@@ -706,7 +706,7 @@ class Validator:
         zone = None
         if name is not None:
             zone = soa_zone(evidence, name) or deepest_signer(records, name)
-            zone = zone or self._enclosing_zone(name)
+            zone = zone or _deepest_of(self._enclosing_zone(name), _chain_signer(chain, name))
         zone_text = str(zone) if zone is not None else None
         if Status.BOGUS in statuses or any(j.verdict.status is Status.BOGUS for _, j in authority):
             detail.append("negative answer with bogus records")
@@ -1098,3 +1098,19 @@ def _verdict(
         expiration=serial_to_epoch(reference.expiration, at_s) if reference else None,
         detail=tuple(dict.fromkeys(detail)),
     )
+
+
+def _chain_signer(chain: list[tuple[RRsetEvidence, _Judged]],
+                  name: dns.name.Name) -> dns.name.Name | None:
+    """The deepest signer of the chain's RRSIGs that encloses the denied ``name``: the
+    response itself shows that zone (RFC 4034 3.1.7: the signer is the zone holding the
+    RRset), even before the capture has shown any of its keys."""
+    signers = [rdata.signer for item, _ in chain if item.rrsigs is not None
+               for rdata in item.rrsigs  # type: ignore[attr-defined]
+               if name.is_subdomain(rdata.signer)]  # type: ignore[attr-defined]
+    return max(signers, key=len, default=None)
+
+
+def _deepest_of(*zones: dns.name.Name | None) -> dns.name.Name | None:
+    """The deepest of the zones given (all enclose the same name)."""
+    return max((zone for zone in zones if zone is not None), key=len, default=None)

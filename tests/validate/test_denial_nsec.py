@@ -12,7 +12,7 @@ from auditor.findings import ValidationCode as C
 from auditor.trust import KeyMaterial
 from auditor.validate import Status
 from tests.validate.denial_builders import DenialLab, NsecChain, soa
-from tests.validate.signing import flip_signature, respond, rrset
+from tests.validate.signing import Zone, flip_signature, name, respond, rrset
 
 
 @pytest.fixture(scope="module")
@@ -451,3 +451,28 @@ def test_a_zone_below_a_delegation_whose_no_ds_proof_fails_is_bogus() -> None:
     nsec, sig = NsecChain(lab.leaf).record("d.example.test.")
     proof = DenialLab(lab).nodata("d.example.test.", "DS", [nsec, flip_signature(sig)])
     assert lab.validator([keys, proof]).judge(answer).status is Status.BOGUS
+
+
+# --- the denied name's zone, before any of its keys were seen (one pass, live) ----------------
+
+def _cname_cut_short(env: DenialLab, signer: str) -> Status:
+    # An authoritative answer that stops after one hop of an in-zone CNAME (no target, no
+    # proof): the resolver asks for the target next. Its zone is the CNAME's signer, which
+    # the capture has not yet shown keys or a DS for (a single pass judges it first).
+    child = Zone(name(signer), slot=3)
+    cname = rrset(f"cn1.{signer}", "CNAME", f"cn0.{signer}")
+    answer = respond(f"cn1.{signer}", "A", [cname, child.sign(cname)], aa=True)
+    return env.judge(answer).status
+
+
+def test_a_chain_cut_short_in_a_zone_not_yet_seen_is_indeterminate(env: DenialLab) -> None:
+    # The RRSIG's signer shows the zone (RFC 4034 3.1.7): its chain is unknown so far, so the
+    # missing proof says nothing; the signed parent example.test. must not be blamed (was
+    # bogus nsec_missing in stdin and live mode).
+    assert _cname_cut_short(env, "child.example.test.") is Status.INDETERMINATE
+
+
+def test_a_chain_cut_short_in_the_signed_zone_itself_is_bogus(env: DenialLab) -> None:
+    # Twin: signed by the known secure zone, the answer is a NODATA for the target without
+    # proof, which Unbound rejects too (RFC 4035 5.4).
+    assert _cname_cut_short(env, "example.test.") is Status.BOGUS
