@@ -230,6 +230,9 @@ class EvidenceStream:
     on_anomaly: Callable[[Anomaly], None] | None = None
     on_query: Callable[[ObservedMessage], None] | None = None
     """Called with every query (QR=0) as it is decoded (the forgery stage's query view)."""
+    on_response_facts: Callable[[ResponseEvidence, Any], None] | None = None
+    """Called (``audit --jobs``) with what a worker's forgery stage derived from a response
+    alone, just before the response is handed on (the forgery stage's ``prime``)."""
     verify_checksums: bool = True
     """Verify (and count bad) UDP/TCP checksums; never a reason to drop a packet."""
     parse_cache: OrderedDict[bytes, ParsedMessage] | None = None
@@ -588,6 +591,14 @@ def _query_observer(sources: list[FindingSource]) -> Callable[[ObservedMessage],
     return detector.observe_query if detector is not None else None
 
 
+def _facts_observer(
+    sources: list[FindingSource],
+) -> Callable[[ResponseEvidence, Any], None] | None:
+    """The forgery stage's hook for facts derived where a response was judged."""
+    detector = next((s for s in sources if isinstance(s, ForgeryDetector)), None)
+    return detector.prime if detector is not None else None
+
+
 def both_hooks(first: Callable[[ObservedMessage], None] | None,
           second: Callable[[ObservedMessage], None]) -> Callable[[ObservedMessage], None]:
     """One query hook calling two (the forgery stage's and the resolution linker's)."""
@@ -863,6 +874,7 @@ def run_audit(options: AuditOptions,
             sources = finding_sources(options, validator)
             linker = ResolutionLinker()
             stream.on_query = both_hooks(_query_observer(sources), linker.observe_query)
+            stream.on_response_facts = _facts_observer(sources)
             records = ResponseRecords()
             for evidence, verdict, fields in judged:
                 linked = resolution_record(linker.feed(evidence, verdict))
@@ -925,7 +937,7 @@ def run_audit(options: AuditOptions,
     # signed copies, memos) goes first, so its memory is reused rather than added to.
     sources.clear()
     linker.flush()
-    stream.on_query = None
+    stream.on_query = stream.on_response_facts = None
     parse_cache.clear()
     judge.release()
     records.clear()

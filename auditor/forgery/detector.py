@@ -15,6 +15,7 @@ from auditor.forgery.bailiwick import BailiwickFacts, bailiwick_facts, findings_
 from auditor.forgery.common import (
     BODY_MEMO_SIZE,
     NS_PER_S,
+    BodyFacts,
     BodyMemo,
     ForgeryVerdict,
     ResponseSummary,
@@ -101,6 +102,18 @@ class ForgeryConfig:
     over ``holdon_waiting``, counted in ``holdon_waiting_evicted``."""
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseFacts:
+    """What the forgery stage derives from one judged query answer alone, wherever it was
+    judged: ``audit --jobs`` workers derive it beside the verdict, and the merging process's
+    stage takes it instead of deriving it again (``ForgeryDetector.prime``)."""
+
+    body: BodyFacts
+    """The summary fields of its body."""
+    bailiwick: tuple[Finding, ...]
+    """Its bailiwick findings."""
+
+
 class ForgeryDetector:
     """``FindingSource`` of forgery signals; also observes queries (``observe_query``).
 
@@ -139,6 +152,7 @@ class ForgeryDetector:
                                                                     BODY_MEMO_SIZE)
         """What the summary and the bailiwick rules read of a body, once per distinct body."""
         self._pending_query_findings: list[Finding] = []
+        self._primed: tuple[ResponseEvidence, ResponseFacts] | None = None
         self._last_expiry_ns = 0
         self.responses = 0
         self.not_query_answers = 0
@@ -154,16 +168,32 @@ class ForgeryDetector:
             asked, bits = altered
             self._pending_query_findings.append(query_bits_finding(query, asked, bits))
 
+    def facts(self, evidence: ResponseEvidence, verdict: Verdict) -> ResponseFacts | None:
+        """``ResponseFacts`` of a judged response (None for a NOTIFY/UPDATE answer, which no
+        signal reads)."""
+        if not evidence.transaction.answers_query:
+            return None
+        body = self._body_facts(evidence)
+        found = findings_from(summarize(evidence, verdict, body), self._bailiwick(evidence))
+        return ResponseFacts(body, tuple(found))
+
+    def prime(self, evidence: ResponseEvidence, facts: ResponseFacts) -> None:
+        """The ``facts`` of the response fed next, derived where it was judged."""
+        self._primed = (evidence, facts)
+
     def feed(self, evidence: ResponseEvidence, verdict: Verdict) -> list[Finding]:
         """Take one judged response; return the findings it completes."""
         self.responses += 1
+        primed, self._primed = self._primed, None
+        known = primed[1] if primed is not None and primed[0] is evidence else None
         found = self._take_query_findings()
         if not evidence.transaction.answers_query:
             # NOTIFY/UPDATE acknowledgements (RFC 1996, RFC 2136): their sections are not an
             # answer to a question, so races, bailiwick, cross-checks... do not apply.
             self.not_query_answers += 1
             return self._count(found)
-        summary = summarize(evidence, verdict, self._body_facts(evidence))
+        summary = summarize(evidence, verdict,
+                            known.body if known is not None else self._body_facts(evidence))
         self._queries.note_time(summary.capture, summary.ts_ns)
         if summary.matched:
             self._queries.note_answer(summary)
@@ -175,7 +205,8 @@ class ForgeryDetector:
         found.extend(self._unsolicited.feed(summary))
         found.extend(self._kaminsky.feed(summary, spoof_signs))
         found.extend(self._holdon.feed(summary))
-        found.extend(findings_from(summary, self._bailiwick(evidence)))
+        found.extend(known.bailiwick if known is not None
+                     else findings_from(summary, self._bailiwick(evidence)))
         found.extend(self._downgrade.feed(summary))
         found.extend(self._cross.feed(summary))
         return self._count(found)
@@ -260,5 +291,5 @@ def evidence_refs(finding: Finding) -> list[tuple[str, int]]:
     return [(finding.provenance.capture, frame) for frame in finding.provenance.frames]
 
 
-__all__ = ["ForgeryConfig", "ForgeryDetector", "ResponseSummary", "evidence_refs",
-           "finding_frames"]
+__all__ = ["ForgeryConfig", "ForgeryDetector", "ResponseFacts", "ResponseSummary",
+           "evidence_refs", "finding_frames"]

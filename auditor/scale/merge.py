@@ -23,11 +23,16 @@ def merged_items(streams: Sequence[Iterable[Item]]) -> Iterator[tuple[ItemKind, 
 def replay(streams: Sequence[Iterable[Item]], finished: Callable[[], Sequence[Judged]],
            source: Any, stream: EvidenceStream, judge: RunJudge) -> Iterator[Rendered]:
     """Hand the shards' items to the run as its own stream would have: queries to
-    ``stream.on_query``, anomalies to ``stream.on_anomaly``, judged responses yielded; then
-    fold the counters of the ``finished`` shards in."""
+    ``stream.on_query``, anomalies to ``stream.on_anomaly``, judged responses yielded (what
+    the workers' forgery stages derived from each to ``stream.on_response_facts`` first);
+    then fold the counters of the ``finished`` shards in."""
+    primed = stream.on_response_facts
     for kind, payload in merged_items(streams):
         if kind is ItemKind.RESPONSE:
-            yield payload
+            evidence, verdict, fields, facts = payload
+            if facts is not None and primed is not None:
+                primed(evidence, facts)
+            yield evidence, verdict, fields
         elif kind is ItemKind.QUERY:
             if stream.on_query is not None:
                 stream.on_query(payload)

@@ -18,6 +18,7 @@ from auditor.capture.bpf import FrameFilter
 from auditor.capture.frame import Frame
 from auditor.errors import AuditorError
 from auditor.evidence import ResponseEvidence
+from auditor.forgery.detector import ForgeryDetector, ResponseFacts
 from auditor.messages import ObservedMessage
 from auditor.pipeline import (
     SIGNATURE_MEMO,
@@ -79,7 +80,9 @@ class ItemKind(IntEnum):
     QUERY = 0
     """An ``ObservedMessage`` query (QR=0) the finding stages and the linker observe."""
     RESPONSE = 1
-    """A judged response: ``(ResponseEvidence, Verdict, responses.jsonl verdict fields)``."""
+    """A judged response: ``(ResponseEvidence, Verdict, responses.jsonl verdict fields,
+    ResponseFacts or None)``, the last what the forgery stage derives from the response
+    alone (derived here, so the merging process does not)."""
     ANOMALY = 2
     """An ``Anomaly`` (a traffic problem written to findings.jsonl)."""
 
@@ -220,8 +223,10 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
                                     on_query=on_query,
                                     verify_checksums=options.verify_checksums,
                                     frame_filter=found.matches if found else None, shard=shard)
+            forgery = ForgeryDetector()  # its per-response facts only (memoised per body)
             for evidence in stream.run(frames):
-                sink.add((key(0), ItemKind.RESPONSE, _judged(judge.rendered, evidence)))
+                sink.add((key(0), ItemKind.RESPONSE,
+                          _judged(judge.rendered, forgery, evidence)))
             counters = _counters(stream, judge.counters(), source)
     finally:
         if cache is not None:
@@ -229,10 +234,13 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
     return sink.finish(counters)
 
 
-def _judged(rendered: Any, evidence: ResponseEvidence) -> tuple[ResponseEvidence, Verdict,
-                                                                 dict[str, Any]]:
+def _judged(rendered: Any, forgery: ForgeryDetector, evidence: ResponseEvidence) -> tuple[
+        ResponseEvidence, Verdict, dict[str, Any], ResponseFacts | None]:
     verdict, fields = rendered(evidence)
-    return evidence, verdict, dict(fields)
+    # The forgery stage sees what ``pipeline.stages_for`` hands it: no cut answer.
+    facts = (None if evidence.transaction.response.wire.cut
+             else forgery.facts(evidence, verdict))
+    return evidence, verdict, dict(fields), facts
 
 
 def _counters(stream: EvidenceStream, verdict_cache: dict[str, int] | None,

@@ -157,3 +157,35 @@ def test_spools_of_many_small_segments(tmp_path: Path, monkeypatch: pytest.Monke
         run_audit(many, ShardedJudging(many, 3, lambda task, spec: _Done(task(spec)),
                                        None if spool is None else str(spool)))
         assert_same_outputs(tmp_path / "one", tmp_path / label)
+
+
+def test_bailiwick_findings_derived_by_the_workers(tmp_path: Path) -> None:
+    """The forgery stage's per-response facts (body facts, bailiwick findings) are derived by
+    the workers and handed to the merging process's stage: the same findings in the same
+    places, from clients and servers of both shards."""
+    import dns.flags
+
+    from tests.forgery.builders import T0_NS, Traffic, answer, query
+
+    traffic = Traffic()
+    for n, server in enumerate(("198.51.100.53", "203.0.113.7", "192.0.2.99", "198.51.100.9")):
+        at = T0_NS + n * 10_000_000
+        q1 = query("www.example.", msg_id=10 * n + 1)
+        traffic.exchange(q1, answer(q1, "www.example. A 192.0.2.1", "www.bank.test. A 6.6.6.6",
+                                    flags=dns.flags.AA), at_ns=at, server=server, port=46001)
+        q2 = query("www.sub.example.", msg_id=10 * n + 2, flags=0)
+        traffic.exchange(q2, answer(q2, authority=["sub.example. NS ns1.sub.example.",
+                                                   "bank.test. NS ns.evil.test."],
+                                    additional=["ns1.sub.example. A 192.0.2.1",
+                                                "ns.evil.test. A 6.6.6.6"]),
+                         at_ns=at + 1_000_000, server=server, port=46002)
+        q3 = query("www.example.", msg_id=10 * n + 3)
+        traffic.exchange(q3, answer(q3, "www.example. A 192.0.2.1", "www.bank.test. A 6.6.6.6",
+                                    flags=dns.flags.RA), at_ns=at + 2_000_000,
+                         server=server, port=46003)
+    frames = sorted(traffic.frames, key=lambda f: (f.ts_ns, f.number))
+    assert {shard_of(f, 2) for f in frames} == {0, 1}
+    one, two = _both(write_pcap(tmp_path / "bailiwick.pcap", frames), ANCHOR, tmp_path)
+    assert_same_outputs(one, two)
+    found = {r["code"] for r in lines(two / "findings.jsonl")}
+    assert {"answer_outside_chain", "out_of_bailiwick_data", "extraneous_records"} <= found
