@@ -789,7 +789,8 @@ class JudgedElsewhere(Protocol):
         ...
 
     def judged(self, source: Any, stream: EvidenceStream, judge: RunJudge) -> Iterator[Rendered]:
-        """Every judged response in capture order; queries go to ``stream.on_query`` and
+        """Every judged response in capture order, with its whole ``responses.jsonl`` record
+        but its resolution (rendered where it was judged); queries go to ``stream.on_query`` and
         anomalies to ``stream.on_anomaly`` where one process would have met them; once done,
         the workers' counters are merged into ``stream``, ``judge`` and ``source``."""
         ...
@@ -878,7 +879,9 @@ def run_audit(options: AuditOptions,
             records = ResponseRecords()
             for evidence, verdict, fields in judged:
                 linked = resolution_record(linker.feed(evidence, verdict))
-                responses.write({**records.render(evidence), **fields, "resolution": linked})
+                if elsewhere is None:  # the workers render what they judged
+                    fields = {**records.render(evidence), **fields}
+                responses.write({**fields, "resolution": linked})
                 verdicts[verdict.status.value] += 1
                 codes.update(code.value for code in verdict.codes)
                 if cache_use.keys_loaded and relies_on_cache(verdict, validator):

@@ -27,6 +27,7 @@ from auditor.pipeline import (
     observe_answer_keys,
     run_judge,
 )
+from auditor.report.records import ResponseRecords
 from auditor.scale.shard import FlowShard
 from auditor.transactions import MatchStats
 from auditor.trust import KeyCache, KeyMaterial, KeyView, load_anchors
@@ -80,9 +81,9 @@ class ItemKind(IntEnum):
     QUERY = 0
     """An ``ObservedMessage`` query (QR=0) the finding stages and the linker observe."""
     RESPONSE = 1
-    """A judged response: ``(ResponseEvidence, Verdict, responses.jsonl verdict fields,
-    ResponseFacts or None)``, the last what the forgery stage derives from the response
-    alone (derived here, so the merging process does not)."""
+    """A judged response: ``(ResponseEvidence, Verdict, its responses.jsonl record but its
+    resolution, ResponseFacts or None)``, the last what the forgery stage derives from the
+    response alone (rendered and derived here, so the merging process does neither)."""
     ANOMALY = 2
     """An ``Anomaly`` (a traffic problem written to findings.jsonl)."""
 
@@ -224,9 +225,10 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
                                     verify_checksums=options.verify_checksums,
                                     frame_filter=found.matches if found else None, shard=shard)
             forgery = ForgeryDetector()  # its per-response facts only (memoised per body)
+            records = ResponseRecords()
             for evidence in stream.run(frames):
                 sink.add((key(0), ItemKind.RESPONSE,
-                          _judged(judge.rendered, forgery, evidence)))
+                          _judged(judge.rendered, records, forgery, evidence)))
             counters = _counters(stream, judge.counters(), source)
     finally:
         if cache is not None:
@@ -234,13 +236,14 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
     return sink.finish(counters)
 
 
-def _judged(rendered: Any, forgery: ForgeryDetector, evidence: ResponseEvidence) -> tuple[
-        ResponseEvidence, Verdict, dict[str, Any], ResponseFacts | None]:
+def _judged(rendered: Any, records: ResponseRecords, forgery: ForgeryDetector,
+            evidence: ResponseEvidence) -> tuple[ResponseEvidence, Verdict, dict[str, Any],
+                                                 ResponseFacts | None]:
     verdict, fields = rendered(evidence)
     # The forgery stage sees what ``pipeline.stages_for`` hands it: no cut answer.
     facts = (None if evidence.transaction.response.wire.cut
              else forgery.facts(evidence, verdict))
-    return evidence, verdict, dict(fields), facts
+    return evidence, verdict, {**records.render(evidence), **fields}, facts
 
 
 def _counters(stream: EvidenceStream, verdict_cache: dict[str, int] | None,
