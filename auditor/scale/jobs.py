@@ -1,7 +1,8 @@
 """``audit --jobs N``: the file audit on N worker processes of one machine.
 
 Phase 1 harvests key material from N flow shards in parallel and merges it; phase 2 judges the
-same shards with the merged material; this process then runs the finding stages, the
+same shards with the merged material, rendering each response's record and deriving what the
+forgery stage reads of a response alone; this process then runs the finding stages, the
 resolution linker and the reports over the shards' items merged in capture order (the stages
 that compare flows: spoofing, races, hold-on, cross-checks, zone health, resolution).
 """
