@@ -10,6 +10,7 @@ import dns.rcode
 import dns.rdatatype
 
 from auditor.evidence import ResponseEvidence, Section
+from auditor.validate.denial_common import nsec_covers
 
 _WILD = b"*"
 
@@ -77,11 +78,6 @@ def _wildcard_above(owner: dns.name.Name, following: dns.name.Name,
     return None
 
 
-def _covers(owner: dns.name.Name, following: dns.name.Name, name: dns.name.Name) -> bool:
-    return owner < name < following or (following <= owner and (name > owner
-                                                                or name < following))
-
-
 def wildcard_next_name(evidence: ResponseEvidence) -> WildcardNextName | None:
     """The shape described by `WildcardNextName` in *evidence*, or None."""
     if evidence.rcode != dns.rcode.NXDOMAIN:
@@ -92,7 +88,7 @@ def wildcard_next_name(evidence: ResponseEvidence) -> WildcardNextName | None:
     nsecs = [(item.rrset.name, item.rrset[0].next)  # type: ignore[attr-defined]
              for item in evidence.section(Section.AUTHORITY)
              if int(item.rrset.rdtype) == dns.rdatatype.NSEC and len(item.rrset)]
-    if not any(_covers(owner, following, target) for owner, following in nsecs):
+    if not any(nsec_covers(owner, following, target) for owner, following in nsecs):
         return None
     for owner, following in nsecs:
         wildcard = _wildcard_above(owner, following, target)
