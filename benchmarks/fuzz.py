@@ -23,6 +23,9 @@ Usage::
     .venv/bin/python benchmarks/fuzz.py --minutes 60        # run for a time instead
     nice -n 19 .venv/bin/python benchmarks/fuzz.py --runs 1000000 --jobs 2   # two processes
 
+``kill -INT`` or ``kill -TERM`` of the main process stops every worker and prints the report of
+what ran (also for a run started in the background, which inherits SIGINT ignored).
+
 Crashing and slowest inputs are written to ``benchmarks/out/fuzz/`` (git-ignored). Exit status
 1 when any execution crashed.
 """
@@ -33,8 +36,11 @@ import argparse
 import heapq
 import logging
 import multiprocessing
+import os
+import queue
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -128,7 +134,15 @@ def run_mutate(tally: Tally, runs: int, deadline: float, seed: int) -> None:
                       f"{tally.crash_count} crashes", flush=True)
 
 
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM end the run early, with its report: both raise KeyboardInterrupt,
+    even where SIGINT was inherited ignored (a background job of a non-interactive shell)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
+
+
 def _worker(runs: int, deadline: float, seed: int, results: multiprocessing.Queue) -> None:
+    stop_on_signals()
     _quiet()
     tally = Tally(_workdir())
     try:
@@ -136,7 +150,9 @@ def _worker(runs: int, deadline: float, seed: int, results: multiprocessing.Queu
     except KeyboardInterrupt:
         pass
     finally:
-        shutil.rmtree(tally.workdir, ignore_errors=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # stopping: a second signal (the
+            signal.signal(signum, signal.SIG_IGN)  # parent's, or the group's) must not
+        shutil.rmtree(tally.workdir, ignore_errors=True)  # lose the tally
     # Execution numbers of this worker: seed * 10**9 + its own count.
     tally.crashes = {k: (seed * 10**9 + n, d, t) for k, (n, d, t) in tally.crashes.items()}
     tally.slowest = [(e, seed * 10**9 + n, d) for e, n, d in tally.slowest]
@@ -152,10 +168,24 @@ def run_jobs(tally: Tally, runs: int, deadline: float, seed: int, jobs: int) -> 
                                                              results)) for i in range(jobs)]
     for worker in workers:
         worker.start()
-    for _ in workers:
-        tally.merge(results.get())
+    waiting = len(workers)
+    try:
+        while waiting:
+            tally.merge(results.get())
+            waiting -= 1
+    except KeyboardInterrupt:  # stopped early: stop the workers, report what they did
+        give_up = time.monotonic() + 120
+        while waiting and time.monotonic() < give_up:
+            for worker in workers:  # again every 5 s: a signal can land where it is lost
+                if worker.is_alive() and worker.pid is not None:
+                    os.kill(worker.pid, signal.SIGINT)
+            try:
+                tally.merge(results.get(timeout=5))
+            except queue.Empty:
+                continue
+            waiting -= 1
     for worker in workers:
-        worker.join()
+        worker.join(timeout=10)
 
 
 def _quiet() -> None:
@@ -199,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1,
                         help="processes for the mutate engine (seeds SEED, SEED+1, ...)")
     args = parser.parse_args(argv)
+    stop_on_signals()
     _quiet()
     tally = Tally(_workdir())
     started = time.monotonic()
