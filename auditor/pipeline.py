@@ -514,30 +514,29 @@ def judge_response(validator: Validator, evidence: ResponseEvidence) -> Verdict:
         name = dns.opcode.to_text(dns.opcode.Opcode(opcode))
     except ValueError:
         name = f"OPCODE{opcode}"
-    return Verdict(
-        status=Status.INDETERMINATE,
-        codes=(ValidationCode.NOT_A_QUERY_ANSWER,),
-        zone=None,
-        rrsets=(),
-        missing=(),
-        reference_time_ns=validator.at_ns if validator.at_ns is not None else evidence.ts_ns,
-        detail=(f"opcode {name}: not an answer to a query, not validated",),
-        valid_ns=ALWAYS,
-    )
+    return _not_validated(validator, evidence, ValidationCode.NOT_A_QUERY_ANSWER,
+                          f"opcode {name}: not an answer to a query, not validated")
 
 
 def _cut_verdict(validator: Validator, evidence: ResponseEvidence) -> Verdict:
     """Indeterminate: the capture holds only the start of the answer."""
     captured = len(evidence.transaction.response.wire.wire)
+    return _not_validated(validator, evidence, ValidationCode.TRUNCATED_CAPTURE,
+                          f"the capture's snapshot length cut the answer after {captured} "
+                          "bytes of DNS message: not validated")
+
+
+def _not_validated(validator: Validator, evidence: ResponseEvidence, code: ValidationCode,
+                   detail: str) -> Verdict:
+    """An indeterminate verdict for a response the validator is not asked to judge."""
     return Verdict(
         status=Status.INDETERMINATE,
-        codes=(ValidationCode.TRUNCATED_CAPTURE,),
+        codes=(code,),
         zone=None,
         rrsets=(),
         missing=(),
         reference_time_ns=validator.at_ns if validator.at_ns is not None else evidence.ts_ns,
-        detail=(f"the capture's snapshot length cut the answer after {captured} bytes of DNS "
-                "message: not validated",),
+        detail=(detail,),
         valid_ns=ALWAYS,
     )
 
