@@ -470,6 +470,61 @@ def _name_of(raw: bytes) -> dns.name.Name:
     return name
 
 
+_RDATATYPES: dict[int, dns.rdatatype.RdataType] = {}
+"""``RdataType.make`` by value (at most 65,536 entries: the values are 16-bit fields)."""
+
+
+def _rdatatype(value: int) -> dns.rdatatype.RdataType:
+    """``dns.rdatatype.RdataType.make(value)``, memoised: its range check costs more than the
+    rest of an RRset's header."""
+    found = _RDATATYPES.get(value)
+    if found is None:
+        found = _RDATATYPES[value] = dns.rdatatype.RdataType.make(value)
+    return found
+
+
+_NAME_FREE_TYPES = frozenset({1, 28, 16, 43, 48, 50, 51, 59, 60, 52, 44})
+"""Types whose data holds no domain name (A, AAAA, TXT, DS, DNSKEY, NSEC3, NSEC3PARAM, CDS,
+CDNSKEY, TLSA, SSHFP): dnspython reads their bytes without context, so equal bytes are an
+equal record wherever they appear."""
+
+_NAMES_IN_DATA: dict[int, tuple[int, int]] = {
+    2: (0, 1), 5: (0, 1), 12: (0, 1), 39: (0, 1),  # NS, CNAME, PTR, DNAME: one name
+    15: (2, 1),  # MX: preference, exchange
+    6: (0, 2),  # SOA: MNAME, RNAME, then five numbers
+    46: (18, 1),  # RRSIG: signer after 18 octets of fixed fields, then the signature
+    47: (0, 1),  # NSEC: next owner name, then the type bitmap
+}
+"""Where the names in a type's data start and how many follow one another, for the types
+whose names may be compressed on the wire (RFC 3597 4; dnspython follows pointers in all of
+them)."""
+
+
+def _context_free(rdtype: int, raw: bytes) -> bool:
+    """Whether record data ``raw`` can be read without the message around it: no domain name
+    in it, or every name written out in full (no compression pointer, RFC 1035 4.1.4). Other
+    types, and anything odd, are left to the render-back test."""
+    if rdtype in _NAME_FREE_TYPES:
+        return True
+    layout = _NAMES_IN_DATA.get(rdtype)
+    if layout is None:
+        return False
+    offset, names = layout
+    size = len(raw)
+    for _ in range(names):
+        while True:
+            if offset >= size:
+                return False
+            count = raw[offset]
+            if count == 0:
+                offset += 1
+                break
+            if count >= 64:  # a pointer (or a bad label type): needs the message
+                return False
+            offset += 1 + count
+    return True
+
+
 def _read_rdata(wire: bytes, rdtype: int, start: int,
                 length: int) -> tuple[dns.rdata.Rdata, bytes | tuple[bytes]]:
     """One record's data and bytes that identify it anywhere: shared when its received bytes
@@ -482,15 +537,16 @@ def _read_rdata(wire: bytes, rdtype: int, start: int,
     parser = dns.wire.Parser(wire, start)
     try:
         with parser.restrict_to(length):
-            rdata = dns.rdata.from_wire_parser(dns.rdataclass.IN,
-                                               dns.rdatatype.RdataType.make(rdtype), parser)
+            rdata = dns.rdata.from_wire_parser(dns.rdataclass.IN, _rdatatype(rdtype), parser)
     except Exception as exc:  # noqa: BLE001 - dnspython's lenient parse reports it instead
         raise _Declined(str(exc)) from exc
-    # Only data that renders back to its own bytes is context-free (no compression pointer
-    # was followed), so equal bytes elsewhere mean an equal record.
-    rendered = rdata.to_wire() or b""
-    if rendered != raw:
-        return rdata, (rendered,)  # a tuple: never equal to the received bytes of a record
+    # Only data read without following a compression pointer is context-free, so equal bytes
+    # elsewhere mean an equal record. Where the bytes alone cannot tell, data that renders
+    # back to its own bytes followed none.
+    if not _context_free(rdtype, raw):
+        rendered = rdata.to_wire() or b""
+        if rendered != raw:
+            return rdata, (rendered,)  # a tuple: never equal to the received bytes of a record
     if len(_rdatas) >= _record_cache_size:
         _rdatas.clear()
     _rdatas[(rdtype, raw)] = rdata
@@ -579,9 +635,8 @@ def _rrset_of(group: _Pending) -> dns.rrset.RRset:
         rrset = template.copy()  # the same record objects, no rehashing
         rrset.ttl = group.ttl
     else:
-        rrset = dns.rrset.RRset(group.name, dns.rdataclass.IN,
-                                dns.rdatatype.RdataType.make(group.rdtype),
-                                dns.rdatatype.RdataType.make(group.covers))
+        rrset = dns.rrset.RRset(group.name, dns.rdataclass.IN, _rdatatype(group.rdtype),
+                                _rdatatype(group.covers))
         for rdata in group.rdatas:
             rrset.add(rdata, group.ttl)  # dnspython's own duplicate rule (RFC 2181 5)
         if len(_rrset_templates) >= _record_cache_size:
@@ -619,8 +674,7 @@ def _walk(wire: bytes) -> dns.message.Message | None:
         offset += 4
         if qclass != _IN:
             return None
-        message.question = [dns.rrset.RRset(qname, dns.rdataclass.IN,
-                                            dns.rdatatype.RdataType.make(qtype))]
+        message.question = [dns.rrset.RRset(qname, dns.rdataclass.IN, _rdatatype(qtype))]
     message.answer, _, offset = _read_section(wire, offset, ancount, False)
     message.authority, _, offset = _read_section(wire, offset, nscount, False)
     message.additional, opt, offset = _read_section(wire, offset, arcount, True)
