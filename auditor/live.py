@@ -26,27 +26,26 @@ from auditor import __version__
 from auditor.anomaly import Anomaly, AnomalyCode
 from auditor.capture.frame import Frame
 from auditor.capture.live import FrameSource, LiveCapture, StreamCapture, default_filter
-from auditor.decode.defrag import Defragmenter
-from auditor.decode.dissect import set_address_memo_size
-from auditor.decode.tcpstream import TCPReassembler
 from auditor.decode.transport import DNS_PORTS
+from auditor.engine.build import (
+    FindingSource,
+    finding_sources,
+    key_material,
+    size_shared_memos,
+)
+from auditor.engine.limits import Limits
 from auditor.errors import ConfigError
-from auditor.evidence import ResponseEvidence, build_evidence, set_facts_memo_size
+from auditor.evidence import ResponseEvidence, build_evidence
 from auditor.findings.catalogue import Finding
 from auditor.findings.validation import ValidationFindings
 from auditor.findings.zones import ZoneHealth
-from auditor.forgery import ForgeryConfig, ForgeryDetector, evidence_refs
+from auditor.forgery import ForgeryDetector, evidence_refs
 from auditor.forgery.common import lineage, name_key
-from auditor.messages import MessageParser, set_record_cache_size
 from auditor.pipeline import (
-    AuditOptions,
     EvidenceStream,
-    FindingSource,
     both_hooks,
-    finding_sources,
     judge_response,
     stages_for,
-    zone_trust_of,
 )
 from auditor.report.alerts import FindingLog, ResponseFacts, live_severity, response_facts
 from auditor.report.eve import eve_alert, eve_dns
@@ -68,9 +67,7 @@ from auditor.report.rolling import (
     Rotation,
 )
 from auditor.resolution import ResolutionLinker
-from auditor.transactions import Matcher
 from auditor.trust import KeyCache, KeyMaterial, KeyView, load_anchors
-from auditor.trust.material import set_digest_memo_size
 from auditor.validate import RFC8624, Status, ValidationPolicy, Validator, Verdict
 from auditor.validate.budget import ZoneRate
 from auditor.validate.reuse import VerdictCache
@@ -84,81 +81,9 @@ _VALIDATED_RCODES = frozenset({dns.rcode.NOERROR, dns.rcode.NXDOMAIN})
 Judged = tuple[ResponseEvidence, Verdict]
 
 
-@dataclass(frozen=True, slots=True)
-class LiveLimits:
-    """Caps and timeouts of every piece of state (times are capture time)."""
-
-    fragment_sets: int = 10_000
-    """IP fragment sets being reassembled."""
-    fragment_bytes: int = 32 << 20
-    """Bytes held in incomplete fragment sets."""
-    fragment_timeout_ns: int = 30 * NS
-    """Age at which an incomplete fragment set is dropped."""
-    tcp_flows: int = 20_000
-    """TCP streams being reassembled."""
-    tcp_bytes: int = 64 << 20
-    """Bytes buffered over all TCP streams."""
-    tcp_timeout_ns: int = 60 * NS
-    """Idle time after which a TCP stream is dropped."""
-    pending_queries: int = 100_000
-    """Queries waiting for their response."""
-    query_timeout_ns: int = 30 * NS
-    """Age at which an unanswered query is dropped."""
-    held_responses: int = 10_000
-    """Responses waiting for late keys."""
-    held_bytes: int = 32 << 20
-    """DNS message bytes of the responses waiting for late keys."""
-    hold_ns: int = 500_000_000
-    """How long an indeterminate response waits for the keys it needs (a resolver fetches
-    them one round trip after the answer; the rest of the audit, forgery checks included,
-    sees the response only once it is released, so this bounds alert latency)."""
-    parse_cache: int = 10_000
-    """Distinct parsed DNS messages kept for reuse (offline: 50,000 and 32 MB)."""
-    facts_memo: int = 10_000
-    """Parsed messages whose evidence facts are memoised (process-wide; offline 8,000)."""
-    record_cache: int = 20_000
-    """Question and owner names, name texts, summaries, records and RRsets each that the parse
-    stage shares between messages (process-wide; offline 20,000)."""
-    address_memo: int = 20_000
-    """Address texts/values each that the decode stage memoises (process-wide; offline
-    65,536)."""
-    digest_memo: int = 20_000
-    """RRset digests memoised by the key material (process-wide; offline 20,000)."""
-    signature_memo: int = 20_000
-    """Distinct RRSIG checks whose result the validator memoises (offline 20,000)."""
-    verdict_cache: int = 20_000
-    """Distinct answers whose verdict is reused while its window and the key material's
-    generation hold (``VerdictCache``; offline 50,000 and 24 MB)."""
-    verdict_cache_bytes: int = 16 << 20
-    """Accounted bytes of the verdict cache (its keys hold the answer bodies)."""
-    signed_copies: int = 100_000
-    """Signed RRset copies kept by the key material for cross-checks."""
-    denial_records: int = 50_000
-    """NSEC/NSEC3 RRsets kept by the key material (offline 200,000)."""
-    zones: int = 20_000
-    """Zones tracked by the zone-health stage (offline 50,000)."""
-    chain_rrsets: int = 50_000
-    """DNSKEY/DS RRsets (by owner and type) kept by the key material (offline 200,000)."""
-    forgery_entries: int = 20_000
-    """Cap of every keyed table of the forgery stage (queries, servers, claims)."""
-    holdon_waiting: int = 2_000
-    """Responses (each with its evidence) the forgery stage keeps waiting for their server's
-    hold-on baseline, over all servers (offline 10,000)."""
-    rejudge_per_tick: int = 256
-    """Held responses re-judged per timer tick after new keys arrived (the rest wait for the
-    next ticks), so a large backlog cannot stall capture."""
-    finding_keys: int = 20_000
-    """Findings merge keys (code, zone or question, server, client) counted at once."""
-    alert_facts: int = 50_000
-    """Frames whose response facts (flow, question, verdict; about 300 bytes each) are kept
-    for findings decided after the response was judged (bursts, races, hold-on)."""
-    burst_window_ns: int = 500_000_000
-    """Window over which wrong-ID responses to one client port are grouped (offline: 2 s). The
-    timer closes it, so a burst's alert comes at most this long plus a tick after its first
-    response: within 1 s of its last."""
-    alert_interval_ns: int = 60 * NS
-    """A finding key is written and alerted again, with its rising count, at most once per
-    this much capture time."""
+LiveLimits = Limits
+"""The live preset's caps (``Limits``: its field defaults are the live preset); ``live
+--limit NAME=N`` and the cap options override it field by field."""
 
 
 class AlertFormat(StrEnum):
@@ -609,14 +534,8 @@ class LiveAuditor:
         out = options.out_dir
         out.mkdir(parents=True, exist_ok=True)
         self.anchors = load_anchors(list(options.trust_anchors))
-        set_facts_memo_size(limits.facts_memo)
-        set_record_cache_size(limits.record_cache)
-        set_address_memo_size(limits.address_memo)
-        set_digest_memo_size(limits.digest_memo)
-        lineage.resize(limits.forgery_entries)  # names' ancestor tuples, shared process-wide
-        self.material = KeyMaterial(max_signed_copies=limits.signed_copies,
-                                    max_denial=limits.denial_records,
-                                    max_chain_rrsets=limits.chain_rrsets)
+        size_shared_memos(limits)
+        self.material = key_material(limits)
         # KeyTrap / NSEC3 (CVE-2023-50387, CVE-2023-50868): besides the per-response budget,
         # a zone gets a bounded amount of validation work per second of capture time.
         self.validator = Validator(KeyView(self.anchors, self.material, cache), options.policy,
@@ -644,11 +563,12 @@ class LiveAuditor:
                          if options.evidence else None)
         self.ring = FrameRing(max_frames=50_000, max_bytes=64 << 20) if options.evidence else None
         self._evidence_written: OrderedDict[tuple[str, int], None] = OrderedDict()
-        self.stream = self._make_stream(limits)
-        names = options.interfaces or ((options.read,) if options.read else ("live",))
-        self.sources: list[FindingSource] = finding_sources(
-            AuditOptions(captures=tuple(names), out_dir=out), self.validator)
-        self.sources = [self._capped(source, limits) for source in self.sources]
+        self.stream = EvidenceStream(
+            ports=options.ports,
+            on_anomaly=lambda anomaly: self.findings.write(anomaly_record(anomaly)),
+            limits=limits,
+        )
+        self.sources: list[FindingSource] = finding_sources(self.validator, limits)
         self._per_response = [s for s in self.sources if isinstance(s, ValidationFindings)]
         """Stages that merge until ``flush``: flushed after every response, so their findings
         are written as they are made (``FindingLog`` merges them per key)."""
@@ -690,33 +610,6 @@ class LiveAuditor:
         """Seconds the last write of learned keys to the key cache took."""
         self._next_parquet = self.started_mono + options.parquet_flush_s
         self._dirty = False
-
-    def _capped(self, source: FindingSource, limits: LiveLimits) -> FindingSource:
-        """The live-capped replacement of a finding stage that keeps keyed tables."""
-        if isinstance(source, ForgeryDetector):
-            return ForgeryDetector(ForgeryConfig(max_entries=limits.forgery_entries,
-                                                 holdon_waiting=limits.holdon_waiting,
-                                                 burst_window_ns=limits.burst_window_ns))
-        if isinstance(source, ZoneHealth):
-            return ZoneHealth(zone_trust_of(self.validator), max_zones=limits.zones)
-        return source
-
-    def _make_stream(self, limits: LiveLimits) -> EvidenceStream:
-        stream = EvidenceStream(
-            ports=self.options.ports,
-            on_anomaly=lambda anomaly: self.findings.write(anomaly_record(anomaly)),
-            matcher=Matcher(timeout_ns=limits.query_timeout_ns,
-                            max_pending=limits.pending_queries),
-        )
-        ledger = stream.ledger
-        stream.chain.parser = MessageParser(ledger, cache_size=limits.parse_cache)
-        stream.chain.defragmenter = Defragmenter(
-            ledger, timeout_ns=limits.fragment_timeout_ns, max_sets=limits.fragment_sets,
-            max_bytes=limits.fragment_bytes)
-        stream.chain.tcp = TCPReassembler(
-            ledger, timeout_ns=limits.tcp_timeout_ns, max_flows=limits.tcp_flows,
-            max_total_bytes=limits.tcp_bytes)
-        return stream
 
     # --- frames --------------------------------------------------------------------------
 

@@ -31,8 +31,14 @@ from auditor.decode.transport import (
     split_transport,
     udp_message,
 )
+from auditor.engine.build import (
+    FindingSource,
+    finding_sources,
+    key_material,
+    size_shared_memos,
+)
+from auditor.engine.limits import FILE_LIMITS, Limits
 from auditor.evidence import ResponseEvidence, build_evidence
-from auditor.findings.catalogue import Finding
 from auditor.findings.codes import ValidationCode
 from auditor.forgery import ForgeryDetector
 from auditor.ledger import Ledger, Reason
@@ -63,9 +69,8 @@ logger = logging.getLogger(__name__)
 
 EXPIRE_INTERVAL_NS = 1_000_000_000
 """How often (in capture time) reassembly and matching state is expired."""
-SIGNATURE_MEMO = 20_000
-"""Distinct RRSIG checks whose result an audit run memoises (each entry keeps the signed
-data's canonical form: about 1 KB)."""
+SIGNATURE_MEMO = FILE_LIMITS.signature_memo
+"""Distinct RRSIG checks whose result an audit run memoises (``Limits.signature_memo``)."""
 
 
 class _RateLimitedLog:
@@ -95,19 +100,25 @@ class DecodeChain:
         parse_cache: OrderedDict[bytes, ParsedMessage] | None = None,
         frame_filter: Callable[[Frame], bool] | None = None,
         shard: Callable[[Frame], bool] | None = None,
+        limits: Limits = FILE_LIMITS,
     ) -> None:
         """``frame_filter``: frames it rejects are settled as ``filtered_out`` undecoded.
         ``shard``: frames it rejects belong to another shard (``audit --jobs``): neither
-        counted nor decoded here, their capture time only drives expiry (``pass_over``)."""
+        counted nor decoded here, their capture time only drives expiry (``pass_over``).
+        ``limits``: the caps and timeouts of reassembly and the parse cache."""
         self.ledger = ledger
         self.ports = ports
         self.verify_checksums = verify_checksums
         self.frame_filter = frame_filter
         self.shard = shard
         self._owned = 1
-        self.defragmenter = Defragmenter(ledger)
-        self.tcp = TCPReassembler(ledger)
-        self.parser = MessageParser(ledger, cache=parse_cache)
+        self.defragmenter = Defragmenter(
+            ledger, timeout_ns=limits.fragment_timeout_ns, max_sets=limits.fragment_sets,
+            max_bytes=limits.fragment_bytes)
+        self.tcp = TCPReassembler(
+            ledger, timeout_ns=limits.tcp_timeout_ns, max_flows=limits.tcp_flows,
+            max_total_bytes=limits.tcp_bytes)
+        self.parser = MessageParser(ledger, cache_size=limits.parse_cache, cache=parse_cache)
         self._next_expiry_ns: int | None = None
         self._errors = _RateLimitedLog()
 
@@ -241,8 +252,10 @@ class EvidenceStream:
     """Frames it rejects are settled as ``filtered_out`` (``audit --filter``)."""
     shard: Callable[[Frame], bool] | None = None
     """Frames it rejects belong to another shard (``audit --jobs``): not counted here."""
+    limits: Limits = FILE_LIMITS
+    """Caps and timeouts of reassembly, the parse cache and matching."""
     chain: DecodeChain = field(init=False)
-    matcher: Matcher = field(default_factory=Matcher)
+    matcher: Matcher = field(init=False)
     state_peaks: dict[str, int] = field(default_factory=dict)
     """The largest size of each bounded table seen at an expiry tick (``stats.json``
     ``state``), to hold against its cap."""
@@ -256,7 +269,10 @@ class EvidenceStream:
             parse_cache=self.parse_cache,
             frame_filter=self.frame_filter,
             shard=self.shard,
+            limits=self.limits,
         )
+        self.matcher = Matcher(timeout_ns=self.limits.query_timeout_ns,
+                               max_pending=self.limits.pending_queries)
 
     def run(self, frames: Iterable[Frame]) -> Iterator[ResponseEvidence]:
         """Yield the evidence of every response in capture order, then flush all state."""
@@ -398,9 +414,10 @@ class AuditOptions:
     its own capture time."""
     policy: ValidationPolicy = RFC8624
     """Algorithm, digest and clock-skew policy."""
-    hold_ns: int = 5_000_000_000
-    """Single-pass input (standard input): how long, in capture time, an indeterminate
-    response waits for the keys it needs before it is written."""
+    limits: Limits = FILE_LIMITS
+    """Caps and timeouts of every piece of state; ``hold_ns`` is how long, in capture time,
+    an indeterminate response of single-pass input (standard input) waits for the keys it
+    needs before it is written."""
     anonymize_secret: bytes | None = None
     """Secret for prefix-preserving anonymisation of client addresses in every output
     (``--anonymize``); None leaves addresses as captured."""
@@ -495,9 +512,11 @@ class RunJudge:
             self.cache.clear()
 
 
-def run_judge(validator: Validator, enabled: bool) -> RunJudge:
+def run_judge(validator: Validator, enabled: bool, limits: Limits = FILE_LIMITS) -> RunJudge:
     """The judge of an audit run, with a verdict cache unless ``enabled`` is False."""
-    cache = VerdictCache(validator, partial(judge_response, validator)) if enabled else None
+    cache = (VerdictCache(validator, partial(judge_response, validator),
+                          max_entries=limits.verdict_cache, max_bytes=limits.verdict_cache_bytes)
+             if enabled else None)
     return RunJudge(validator, cache)
 
 
@@ -546,30 +565,6 @@ def observe_answer_keys(material: KeyMaterial, evidence: ResponseEvidence) -> No
     cut answer's records are incomplete)."""
     if evidence.transaction.answers_query and not evidence.transaction.response.wire.cut:
         material.observe(evidence)
-
-
-class FindingSource(Protocol):
-    """A stage that turns judged responses into findings (forgery signals, validation
-    findings, zone health). It sees every response in capture order."""
-
-    def feed(self, evidence: ResponseEvidence, verdict: Verdict) -> Iterable[Finding]:
-        """Take one judged response; return findings it completes."""
-        ...
-
-    def flush(self) -> Iterable[Finding]:
-        """End of input: return what is still pending."""
-        ...
-
-
-def finding_sources(
-    options: AuditOptions, validator: Validator | None = None
-) -> list[FindingSource]:
-    """The finding stages of a run, in the order they see each response."""
-    from auditor.findings.validation import ValidationFindings
-    from auditor.findings.zones import ZoneHealth
-
-    reporting: list[FindingSource] = [ValidationFindings(), ZoneHealth(zone_trust_of(validator))]
-    return [ForgeryDetector()] + reporting
 
 
 def stages_for(sources: list[FindingSource], evidence: ResponseEvidence) -> list[FindingSource]:
@@ -660,18 +655,6 @@ def _write_evidence(options: AuditOptions, collector: EvidenceCollector) -> dict
             "findings": collector.findings}
 
 
-def zone_trust_of(validator: Validator | None) -> Callable[[Any], tuple[str, str]] | None:
-    """Zone -> (chain status, explanation) for the zone inventory."""
-    if validator is None:
-        return None
-
-    def trust(zone: Any) -> tuple[str, str]:
-        found = validator.zone_trust(zone)
-        return found.status.value, "; ".join((*found.missing, *found.detail)[:3])
-
-    return trust
-
-
 class OrderedJudge:
     """Single-pass judging in capture order, letting responses wait briefly for late keys.
 
@@ -735,6 +718,7 @@ def _observe_keys(
     material: KeyMaterial,
     parse_cache: OrderedDict[bytes, ParsedMessage],
     frame_filter: Callable[[Frame], bool] | None = None,
+    limits: Limits = FILE_LIMITS,
 ) -> int:
     """First pass over files: gather every DNSKEY, DS and denial RRset the traffic carries;
     return how many distinct messages it parsed.
@@ -746,7 +730,7 @@ def _observe_keys(
 
     with CaptureSet(list(captures)) as source:
         stream = EvidenceStream(ports=ports, verify_checksums=False, parse_cache=parse_cache,
-                                frame_filter=frame_filter)
+                                frame_filter=frame_filter, limits=limits)
         for evidence in stream.run(source):
             observe_answer_keys(material, evidence)
     return stream.chain.parser.parsed
@@ -810,13 +794,15 @@ def run_audit(options: AuditOptions,
     )
 
     started = time.monotonic()
+    limits = options.limits
+    size_shared_memos(limits)
     anchors = load_anchors(list(options.trust_anchors))
     frame_filter = (FrameFilter(options.frame_filter).matches
                     if options.frame_filter is not None else None)
     source = CaptureSet(list(options.captures))
     options.out_dir.mkdir(parents=True, exist_ok=True)
     keys_path = options.keys_path or options.out_dir / "keys.sqlite"
-    material = KeyMaterial()
+    material = key_material(limits)
     single_pass = "-" in options.captures
     parse_cache: OrderedDict[bytes, ParsedMessage] = OrderedDict()
     parsed_before = 0
@@ -824,7 +810,7 @@ def run_audit(options: AuditOptions,
         material, parsed_before = elsewhere.key_material()
     elif not single_pass:
         parsed_before = _observe_keys(options.captures, options.ports, material, parse_cache,
-                                      frame_filter)
+                                      frame_filter, limits)
     with KeyCache(str(keys_path)) as cache:
         # Only a cache the user named is read: see CacheUse.
         cache_use = CacheUse(str(keys_path), options.keys_path is not None, cache.state_counts())
@@ -832,8 +818,8 @@ def run_audit(options: AuditOptions,
         cache_use.zones_loaded = len(view.cached_zones())
         cache_use.keys_loaded = sum(len(view.cached_keys(z)) for z in view.cached_zones())
         validator = Validator(view, options.policy, at_ns=options.at_ns,
-                              signature_memo=SIGNATURE_MEMO)
-        judge = run_judge(validator, options.verdict_cache)
+                              signature_memo=limits.signature_memo)
+        judge = run_judge(validator, options.verdict_cache, limits)
         paths = tuple(
             options.out_dir / name for name in ("responses.jsonl", "findings.jsonl", "stats.json")
         )
@@ -856,6 +842,7 @@ def run_audit(options: AuditOptions,
                 verify_checksums=options.verify_checksums,
                 parse_cache=parse_cache,
                 frame_filter=frame_filter,
+                limits=limits,
             )
             frames = _with_progress(source, source, options.progress)
             ring = FrameRing() if single_pass and options.evidence_path is not None else None
@@ -865,13 +852,14 @@ def run_audit(options: AuditOptions,
             judged = (
                 elsewhere.judged(source, stream, judge) if elsewhere is not None
                 else _judged_one_pass(
-                    stream, frames, OrderedJudge(material, validator, hold_ns=options.hold_ns,
+                    stream, frames, OrderedJudge(material, validator, hold_ns=limits.hold_ns,
+                                                 max_held=limits.held_responses,
                                                  judge=judge.judge)
                 )
                 if single_pass
                 else _judged_two_pass(stream, frames, judge)
             )
-            sources = finding_sources(options, validator)
+            sources = finding_sources(validator, limits)
             linker = ResolutionLinker()
             stream.on_query = both_hooks(_query_observer(sources), linker.observe_query)
             stream.on_response_facts = _facts_observer(sources)

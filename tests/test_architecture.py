@@ -31,6 +31,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("auditor.validate",),
     ("auditor.findings", "auditor.forgery", "auditor.resolution"),
     ("auditor.report",),
+    ("auditor.engine",),
     ("auditor.pipeline", "auditor.live", "auditor.scale"),
     ("auditor.cli", "auditor.cli_live", "auditor.__main__"),
 )

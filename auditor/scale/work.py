@@ -16,12 +16,12 @@ from typing import Any, BinaryIO
 from auditor.anomaly import Anomaly
 from auditor.capture.bpf import FrameFilter
 from auditor.capture.frame import Frame
+from auditor.engine.build import key_material, size_shared_memos
 from auditor.errors import AuditorError
 from auditor.evidence import ResponseEvidence
 from auditor.forgery.detector import ForgeryDetector, ResponseFacts
 from auditor.messages import ObservedMessage
 from auditor.pipeline import (
-    SIGNATURE_MEMO,
     AuditOptions,
     EvidenceStream,
     observe_answer_keys,
@@ -30,7 +30,7 @@ from auditor.pipeline import (
 from auditor.report.records import ResponseRecords
 from auditor.scale.shard import FlowShard
 from auditor.transactions import MatchStats
-from auditor.trust import KeyCache, KeyMaterial, KeyView, load_anchors
+from auditor.trust import KeyCache, KeyView, load_anchors
 from auditor.trust.material import MaterialSnapshot
 from auditor.validate import Validator, Verdict
 from auditor.validate.reuse import VerdictCacheStats
@@ -155,10 +155,12 @@ def harvest(spec: ShardSpec) -> Harvest:
     from auditor.capture.sources import CaptureSet
 
     options = spec.options
-    material = KeyMaterial()
+    size_shared_memos(options.limits)
+    material = key_material(options.limits)
     found = _frame_filter(options)
     with CaptureSet(list(options.captures)) as source:
         stream = EvidenceStream(ports=options.ports, verify_checksums=False,
+                                limits=options.limits,
                                 frame_filter=found.matches if found else None,
                                 shard=FlowShard(spec.index, spec.count))
         for evidence in stream.run(source):
@@ -189,7 +191,8 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
     from auditor.capture.sources import CaptureSet
 
     options = spec.options
-    merged = KeyMaterial()
+    size_shared_memos(options.limits)
+    merged = key_material(options.limits)
     merged.merge(material)
     anchors = load_anchors(list(options.trust_anchors))
     found = _frame_filter(options)
@@ -204,8 +207,8 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
     try:
         view = KeyView(anchors, merged, cache)
         validator = Validator(view, options.policy, at_ns=options.at_ns,
-                              signature_memo=SIGNATURE_MEMO)
-        judge = run_judge(validator, options.verdict_cache)
+                              signature_memo=options.limits.signature_memo)
+        judge = run_judge(validator, options.verdict_cache, options.limits)
         with CaptureSet(list(options.captures)) as source:
             frames = _Positions(source)
 
@@ -221,7 +224,7 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
                 sink.add((key(2), ItemKind.ANOMALY, anomaly))
 
             stream = EvidenceStream(ports=options.ports, on_anomaly=on_anomaly,
-                                    on_query=on_query,
+                                    on_query=on_query, limits=options.limits,
                                     verify_checksums=options.verify_checksums,
                                     frame_filter=found.matches if found else None, shard=shard)
             forgery = ForgeryDetector()  # its per-response facts only (memoised per body)

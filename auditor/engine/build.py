@@ -1,0 +1,72 @@
+"""The stages of a run built with its ``Limits``: key material, finding stages, and the
+process-wide memos sized from them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from auditor.decode.dissect import set_address_memo_size
+from auditor.engine.limits import Limits
+from auditor.evidence import ResponseEvidence, set_facts_memo_size
+from auditor.findings.catalogue import Finding
+from auditor.forgery import ForgeryConfig, ForgeryDetector
+from auditor.forgery.common import lineage
+from auditor.messages import set_record_cache_size
+from auditor.trust import KeyMaterial
+from auditor.trust.material import set_digest_memo_size
+from auditor.validate import Validator, Verdict
+
+
+def size_shared_memos(limits: Limits) -> None:
+    """Cap the process-wide memos of the decode, parse, evidence, key material and forgery
+    stages (each run sets them, so a run never inherits another run's sizes)."""
+    set_facts_memo_size(limits.facts_memo)
+    set_record_cache_size(limits.record_cache)
+    set_address_memo_size(limits.address_memo)
+    set_digest_memo_size(limits.digest_memo)
+    lineage.resize(limits.forgery_entries)  # names' ancestor tuples, shared process-wide
+
+
+def key_material(limits: Limits) -> KeyMaterial:
+    """An empty key material collector capped by ``limits``."""
+    return KeyMaterial(max_signed_copies=limits.signed_copies, max_denial=limits.denial_records,
+                       max_chain_rrsets=limits.chain_rrsets)
+
+
+class FindingSource(Protocol):
+    """A stage that turns judged responses into findings (forgery signals, validation
+    findings, zone health). It sees every response in capture order."""
+
+    def feed(self, evidence: ResponseEvidence, verdict: Verdict) -> Iterable[Finding]:
+        """Take one judged response; return findings it completes."""
+        ...
+
+    def flush(self) -> Iterable[Finding]:
+        """End of input: return what is still pending."""
+        ...
+
+
+def finding_sources(validator: Validator | None, limits: Limits) -> list[FindingSource]:
+    """The finding stages of a run, in the order they see each response."""
+    from auditor.findings.validation import ValidationFindings
+    from auditor.findings.zones import ZoneHealth
+
+    forgery = ForgeryDetector(ForgeryConfig(max_entries=limits.forgery_entries,
+                                            holdon_waiting=limits.holdon_waiting,
+                                            burst_window_ns=limits.burst_window_ns))
+    return [forgery, ValidationFindings(),
+            ZoneHealth(zone_trust_of(validator), max_zones=limits.zones)]
+
+
+def zone_trust_of(validator: Validator | None) -> Callable[[Any], tuple[str, str]] | None:
+    """Zone -> (chain status, explanation) for the zone inventory."""
+    if validator is None:
+        return None
+
+    def trust(zone: Any) -> tuple[str, str]:
+        found = validator.zone_trust(zone)
+        return found.status.value, "; ".join((*found.missing, *found.detail)[:3])
+
+    return trust
+
