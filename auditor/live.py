@@ -34,6 +34,7 @@ from auditor.engine.build import (
     size_shared_memos,
 )
 from auditor.engine.limits import Limits
+from auditor.engine.stats import VerdictTally, evictions, stats_document
 from auditor.errors import ConfigError
 from auditor.evidence import ResponseEvidence, build_evidence
 from auditor.findings.catalogue import Finding
@@ -53,7 +54,6 @@ from auditor.report.evidence_pcap import FrameRing
 from auditor.report.files import json_text, write_json
 from auditor.report.metrics import MetricsServer, MetricsSnapshot
 from auditor.report.records import (
-    STATS_SCHEMA,
     anomaly_record,
     response_record,
     verdict_fields,
@@ -580,8 +580,8 @@ class LiveAuditor:
         """Links each resolver's answer to a client to its upstream exchanges (bounded)."""
         self.stream.on_query = both_hooks(self.stream.on_query, self.linker.observe_query)
         self.clock = CaptureClock()
-        self.verdicts: Counter[str] = Counter()
-        self.codes: Counter[str] = Counter()
+        self.tally = VerdictTally()
+        """Responses written per verdict status and code."""
         self.alert_codes: Counter[str] = Counter()
         self.errors = _RateLimitedErrors()
         self.source_counters: dict[str, int] = {"received": 0, "dropped": 0}
@@ -647,8 +647,7 @@ class LiveAuditor:
         self.responses.write(record)
         self.table.write(self._flow_row(record))
         self._dirty = True
-        self.verdicts[verdict.status.value] += 1
-        self.codes.update(code.value for code in verdict.codes)
+        self.tally.count(verdict)
         facts = response_facts(record)
         self._remember(facts, evidence)
         if self.options.alert_format is AlertFormat.EVE:
@@ -741,7 +740,7 @@ class LiveAuditor:
         counters = self.stream.counters()
         return MetricsSnapshot(
             frames_read=int(counters["frames_read"]), kernel=dict(self.source_counters),
-            internal_drops=self._internal_drops(counters), verdicts=dict(self.verdicts),
+            internal_drops=self._internal_drops(counters), verdicts=dict(self.tally.verdicts),
             findings=dict(self.finding_counts), alerts=self.alerts.count,
             held=self.judge.held, state=self._state_sizes(), evictions=self._evictions(),
             lag_s=self.lag_s, rss_bytes=memory_bytes(), started_s=self.started_wall)
@@ -836,10 +835,7 @@ class LiveAuditor:
         self.memory_samples.append((round(time.monotonic() - self.started_mono, 1), memory))
         counters = self.stream.counters()
         internal_drops = self._internal_drops(counters)
-        return {
-            "schema": STATS_SCHEMA,
-            "tool": "dnssec-auditor",
-            "version": __version__,
+        head = {
             "mode": "live",
             "final": final,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_wall)),
@@ -847,9 +843,10 @@ class LiveAuditor:
             "interfaces": list(self.options.interfaces),
             "read": self.options.read,
             "capture": dict(self.source_counters),
-            **counters,
-            "responses_written": self.responses.count,
-            "findings_written": self.findings.count,
+        }
+        written = {"responses_written": self.responses.count,
+                   "findings_written": self.findings.count}
+        return stats_document(head, counters, written, {
             "alerts": self.alerts.count,
             "alerts_rotations": self.alerts.rotations,
             "alerts_rotation_failures": self.alerts.rotation_failures,
@@ -868,9 +865,8 @@ class LiveAuditor:
                                  self.options.out_dir / "keys.sqlite"),
                 "key_cache_rows_written": self.cache_rows_written,
                 "key_cache_persist_s": round(self.cache_persist_s, 3),
-                "verdicts": {status.value: self.verdicts.get(status.value, 0)
-                             for status in Status},
-                "codes": dict(self.codes.most_common()),
+                "verdicts": self.tally.statuses(),
+                "codes": self.tally.code_counts(),
                 "judge": self.judge.counters(),
                 "verdict_cache": (None if self.verdict_cache is None
                                   else self.verdict_cache.stats.as_dict()),
@@ -885,7 +881,7 @@ class LiveAuditor:
                     "current": str(output.current) if output.current else None}
                 for output in self._outputs()
             },
-        }
+        })
 
     def _internal_drops(self, counters: dict[str, Any]) -> dict[str, int]:
         frames = counters["frames"]
@@ -899,20 +895,7 @@ class LiveAuditor:
         }
 
     def _evictions(self) -> dict[str, int]:
-        """Entries dropped from the capped tables of the key material and the forgery stage,
-        oldest (or least recently seen) first."""
-        counts = {f"key_material_{kind}": count for kind, count in self.material.evicted.items()}
-        for source in self.sources:
-            if isinstance(source, ForgeryDetector):
-                forgery = source.counters()
-                counts.update({key: int(forgery[key]) for key in (  # type: ignore[call-overload]
-                    "race_state_evicted", "crosscheck_claims_dropped",
-                    "holdon_servers_evicted", "holdon_waiting_evicted")})
-            if isinstance(source, ZoneHealth):
-                counts["zones_evicted"] = source.evicted
-        if self.verdict_cache is not None:
-            counts["verdict_cache_evicted"] = self.verdict_cache.stats.evicted
-        return counts
+        return evictions(self.material, self.sources, self.verdict_cache)
 
     def _state_sizes(self) -> dict[str, int]:
         chain = self.stream.chain

@@ -38,6 +38,13 @@ from auditor.engine.build import (
     size_shared_memos,
 )
 from auditor.engine.limits import FILE_LIMITS, Limits
+from auditor.engine.stats import (
+    VerdictTally,
+    finding_state,
+    forgery_counters,
+    memo_sizes,
+    stats_document,
+)
 from auditor.evidence import ResponseEvidence, build_evidence
 from auditor.findings.codes import ValidationCode
 from auditor.forgery import ForgeryDetector
@@ -369,15 +376,6 @@ class EvidenceStream:
         }
 
 
-def run_metadata(started: float) -> dict[str, Any]:
-    """Tool version and elapsed time for ``stats.json``."""
-    return {
-        "tool": "dnssec-auditor",
-        "version": __version__,
-        "elapsed_s": round(time.monotonic() - started, 3),
-    }
-
-
 def default_out_dir(captures: tuple[str, ...], base: Path = Path("reports")) -> Path:
     """``reports/<capture name>/`` for the first capture (``stdin`` for ``-``)."""
     first = captures[0]
@@ -606,21 +604,6 @@ def both_hooks(first: Callable[[ObservedMessage], None] | None,
     return both
 
 
-def _forgery_counters(sources: list[FindingSource]) -> dict[str, object]:
-    detector = next((s for s in sources if isinstance(s, ForgeryDetector)), None)
-    return detector.counters() if detector is not None else {}
-
-
-def _finding_state(sources: list[FindingSource]) -> dict[str, dict[str, int]]:
-    """Sizes and evictions of the zone inventory and the findings mergers (``stats.json``)."""
-    found: dict[str, dict[str, int]] = {}
-    for source in sources:
-        counters = getattr(source, "counters", None)
-        if counters is not None and not isinstance(source, ForgeryDetector):
-            found[type(source).__name__] = counters()
-    return found
-
-
 def _input_digests(captures: tuple[str, ...]) -> list[dict[str, str | None]]:
     """SHA-256 of every input capture as stored, so evidence can be cited against it."""
     from auditor.capture.sources import STDIN, unique_names
@@ -787,7 +770,6 @@ def run_audit(options: AuditOptions,
     from auditor.findings.zones import ZoneHealth
     from auditor.report.files import JsonLinesWriter, write_json
     from auditor.report.records import (
-        STATS_SCHEMA,
         ResponseRecords,
         anomaly_record,
         finding_record,
@@ -823,8 +805,7 @@ def run_audit(options: AuditOptions,
         paths = tuple(
             options.out_dir / name for name in ("responses.jsonl", "findings.jsonl", "stats.json")
         )
-        verdicts: Counter[str] = Counter()
-        codes: Counter[str] = Counter()
+        tally = VerdictTally()
         from auditor.report.run import RunReporter  # pandas/pyarrow: only when reporting
 
         reporter = RunReporter(options.out_dir, _formats(options.report_formats))
@@ -869,8 +850,7 @@ def run_audit(options: AuditOptions,
                 if elsewhere is None:  # the workers render what they judged
                     fields = {**records.render(evidence), **fields}
                 responses.write({**fields, "resolution": linked})
-                verdicts[verdict.status.value] += 1
-                codes.update(code.value for code in verdict.codes)
+                tally.count(verdict)
                 if cache_use.keys_loaded and relies_on_cache(verdict, validator):
                     cache_use.verdicts_using_cache += 1
                 for source_stage in stages_for(sources, evidence):
@@ -886,37 +866,35 @@ def run_audit(options: AuditOptions,
         cache_written = cache.apply(validator.cache_updates())
         cache_use.rows_written = cache_written
     problems = tuple(str(problem) for problem in source.problems)
-    stats = {
-        "schema": STATS_SCHEMA,
-        **run_metadata(started),
-        "captures": list(options.captures),
-        "capture_problems": list(problems),
-        **stream.counters(),
-        "responses_written": responses.count,
-        "findings_written": found.count,
-        "validation": {
-            "mode": "single_pass" if single_pass else "two_pass",
-            "reference_time": "fixed" if options.at_ns is not None else "capture_time",
-            "at": iso_time(options.at_ns) if options.at_ns is not None else None,
-            "policy": options.policy.name,
-            "clock_skew_s": options.policy.clock_skew_s,
-            "trust_anchors": [_anchor_text(anchor) for anchor in anchors],
-            "key_cache": str(keys_path),
-            "key_cache_rows_written": cache_written,
-            "key_material_evicted": dict(material.evicted),
-            "verdicts": {status.value: verdicts.get(status.value, 0) for status in Status},
-            "codes": dict(codes.most_common()),
-            "verdict_cache": judge.counters(),
+    stats = stats_document(
+        {"elapsed_s": round(time.monotonic() - started, 3), "captures": list(options.captures),
+         "capture_problems": list(problems)},
+        stream.counters(),
+        {"responses_written": responses.count, "findings_written": found.count},
+        {
+            "validation": {
+                "mode": "single_pass" if single_pass else "two_pass",
+                "reference_time": "fixed" if options.at_ns is not None else "capture_time",
+                "at": iso_time(options.at_ns) if options.at_ns is not None else None,
+                "policy": options.policy.name,
+                "clock_skew_s": options.policy.clock_skew_s,
+                "trust_anchors": [_anchor_text(anchor) for anchor in anchors],
+                "key_cache": str(keys_path),
+                "key_cache_rows_written": cache_written,
+                "key_material_evicted": dict(material.evicted),
+                "verdicts": tally.statuses(),
+                "codes": tally.code_counts(),
+                "verdict_cache": judge.counters(),
+            },
+            "state": {"peak": dict(stream.state_peaks), "key_material": material.sizes(),
+                      "memos": memo_sizes(), "findings": finding_state(sources)},
+            "findings": reporter.stats(),
+            "anonymized": anonymizer is not None,
+            "inputs": _input_digests(options.captures),
+            "forgery": forgery_counters(sources),
+            "resolution": linker.stats.as_dict(),
         },
-    }
-    stats["state"] = {"peak": dict(stream.state_peaks), "key_material": material.sizes(),
-                      "memos": _memo_sizes()}
-    stats["findings"] = reporter.stats()
-    stats["anonymized"] = anonymizer is not None
-    stats["inputs"] = _input_digests(options.captures)
-    stats["forgery"] = _forgery_counters(sources)
-    stats["state"]["findings"] = _finding_state(sources)
-    stats["resolution"] = linker.stats.as_dict()
+    )
     # Files: the key pass parsed the distinct messages the judging pass then finds cached.
     stats["messages"]["parsed_distinct"] += parsed_before
     stats["evidence"] = _write_evidence(options, collector)
@@ -952,15 +930,6 @@ def release_memos() -> None:
     messages.clear_record_caches()
     material.clear_memos()
     common.clear_memos()
-
-
-def _memo_sizes() -> dict[str, int]:
-    """Entries in the process-wide memos now (each capped)."""
-    from auditor import evidence, messages
-    from auditor.trust import material
-
-    return {"message_facts": len(evidence._MEMO), "name_texts": len(messages.name_text),
-            "record_wires": len(material.rdata_wire)}
 
 
 def relies_on_cache(verdict: Verdict, validator: Validator) -> bool:
