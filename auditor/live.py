@@ -23,7 +23,6 @@ import dns.name
 import dns.rcode
 
 from auditor import __version__
-from auditor.anomaly import Anomaly, AnomalyCode
 from auditor.capture.frame import Frame
 from auditor.capture.live import FrameSource, LiveCapture, StreamCapture, default_filter
 from auditor.decode.transport import DNS_PORTS
@@ -67,6 +66,7 @@ from auditor.report.rolling import (
     Rotation,
 )
 from auditor.resolution import ResolutionLinker
+from auditor.transactions import Transaction
 from auditor.trust import KeyCache, KeyMaterial, KeyView, load_anchors
 from auditor.validate import RFC8624, Status, ValidationPolicy, Validator, Verdict
 from auditor.validate.budget import ZoneRate
@@ -491,23 +491,6 @@ class AlertSink:
             self._syslog.handlers[:] = []
 
 
-class _RateLimitedErrors:
-    """Logs the first few internal errors with their frame, then counts silently."""
-
-    def __init__(self, limit: int = 10) -> None:
-        self.limit = limit
-        self.count = 0
-
-    def note(self, frame: Frame, exc: BaseException) -> None:
-        self.count += 1
-        if self.count <= self.limit:
-            logger.error("%s frame %d: internal error %s: %s (counted; capture goes on)",
-                         frame.capture, frame.number, type(exc).__name__, exc,
-                         exc_info=exc)
-        elif self.count == self.limit + 1:
-            logger.error("further internal errors are counted in stats.json, not logged")
-
-
 def memory_bytes() -> int:
     """Resident set size of this process now."""
     try:
@@ -583,7 +566,8 @@ class LiveAuditor:
         self.tally = VerdictTally()
         """Responses written per verdict status and code."""
         self.alert_codes: Counter[str] = Counter()
-        self.errors = _RateLimitedErrors()
+        self.errors = self.stream.errors
+        """Internal errors contained per message and per response (``Containment``)."""
         self.source_counters: dict[str, int] = {"received": 0, "dropped": 0}
         self.started_wall = time.time()
         self.started_mono = time.monotonic()
@@ -622,24 +606,27 @@ class LiveAuditor:
                 pass
         try:
             transactions = self.stream.feed(frame)
-        except Exception as exc:
-            self._internal_error(frame, exc)
+        except Exception as exc:  # messages are contained by the stream; this is a backstop
+            self.errors.frame_failed(frame, exc)
             return
         for transaction in transactions:
-            try:
-                self._report_all(self.judge.feed(build_evidence(transaction)))
-            except Exception as exc:
-                self._internal_error(frame, exc)
+            self._judge_new(transaction)
 
-    def _internal_error(self, frame: Frame, exc: Exception) -> None:
-        self.errors.note(frame, exc)
-        self.findings.write(anomaly_record(Anomaly(
-            code=AnomalyCode.DECODER_ERROR, capture=frame.capture, frames=(frame.number,),
-            ts_ns=frame.ts_ns, detail=f"internal error {type(exc).__name__}: {exc}")))
+    def _judge_new(self, transaction: Transaction) -> None:
+        """Build a response's evidence, judge it and report what the judge releases."""
+        try:
+            judged = self.judge.feed(build_evidence(transaction))
+        except Exception as exc:  # our own bug must not stop the run
+            self.errors.response_failed(transaction, exc)
+            return
+        self._report_all(judged)
 
     def _report_all(self, judged: list[Judged]) -> None:
         for evidence, verdict in judged:
-            self._report(evidence, verdict)
+            try:
+                self._report(evidence, verdict)
+            except Exception as exc:  # our own bug must not stop the run
+                self.errors.response_failed(evidence.transaction, exc)
 
     def _report(self, evidence: ResponseEvidence, verdict: Verdict) -> None:
         record = {**response_record(evidence), **verdict_fields(verdict),
@@ -804,8 +791,8 @@ class LiveAuditor:
 
     def finish(self) -> LiveOutcome:
         """Judge everything pending, flush every finding stage and file, write the summary."""
-        for transaction in self._guarded_finish():
-            self._report_all(self.judge.feed(build_evidence(transaction)))
+        for transaction in self.stream.finish():
+            self._judge_new(transaction)
         self._report_all(self.judge.flush())
         for source in self.sources:
             self._findings(source.flush())
@@ -817,14 +804,6 @@ class LiveAuditor:
         self.alerts.close()
         files = [path for output in self._outputs() for path in output.pieces if path.exists()]
         return LiveOutcome(stats, (*files, self.options.out_dir / "stats.json"))
-
-    def _guarded_finish(self) -> Iterator[Any]:
-        try:
-            yield from self.stream.finish()
-        except Exception as exc:
-            logger.error("internal error while flushing reassembly state: %s", exc,
-                         exc_info=exc)
-            self.errors.count += 1
 
     # --- stats ---------------------------------------------------------------------------
 

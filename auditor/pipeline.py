@@ -37,6 +37,7 @@ from auditor.engine.build import (
     key_material,
     size_shared_memos,
 )
+from auditor.engine.contain import Containment
 from auditor.engine.limits import FILE_LIMITS, Limits
 from auditor.engine.stats import (
     VerdictTally,
@@ -261,6 +262,9 @@ class EvidenceStream:
     """Frames it rejects belong to another shard (``audit --jobs``): not counted here."""
     limits: Limits = FILE_LIMITS
     """Caps and timeouts of reassembly, the parse cache and matching."""
+    errors: Containment = field(default_factory=Containment)
+    """Contains our own failures per message and per response (by default its anomalies go
+    to ``on_anomaly``)."""
     chain: DecodeChain = field(init=False)
     matcher: Matcher = field(init=False)
     state_peaks: dict[str, int] = field(default_factory=dict)
@@ -280,11 +284,23 @@ class EvidenceStream:
         )
         self.matcher = Matcher(timeout_ns=self.limits.query_timeout_ns,
                                max_pending=self.limits.pending_queries)
+        if self.errors.on_anomaly is None:
+            self.errors.on_anomaly = self._anomaly
+
+    def _anomaly(self, anomaly: Anomaly) -> None:
+        if self.on_anomaly is not None:
+            self.on_anomaly(anomaly)
 
     def run(self, frames: Iterable[Frame]) -> Iterator[ResponseEvidence]:
-        """Yield the evidence of every response in capture order, then flush all state."""
+        """Yield the evidence of every response in capture order, then flush all state (a
+        response whose evidence cannot be built is contained: ``errors``)."""
         for transaction in self.transactions(frames):
-            yield build_evidence(transaction)
+            try:
+                evidence = build_evidence(transaction)
+            except Exception as exc:  # our own bug must not stop the run
+                self.errors.response_failed(transaction, exc)
+                continue
+            yield evidence
 
     def transactions(self, frames: Iterable[Frame]) -> Iterator[Transaction]:
         """The capture stage alone: every response matched to its query, in capture order
@@ -295,11 +311,16 @@ class EvidenceStream:
         ledger = self.ledger
         for frame in frames:
             for message in feed_chain(frame):
-                transaction = matcher.feed(message)
+                try:
+                    transaction = matcher.feed(message)
+                    if transaction is None and self.on_query is not None and (
+                            not message.is_response):
+                        self.on_query(message)
+                except Exception as exc:  # our own bug must not stop the run
+                    self.errors.message_failed(message, exc)
+                    continue
                 if transaction is not None:
                     yield transaction
-                elif self.on_query is not None and not message.is_response:
-                    self.on_query(message)
             now_ns = frame.ts_ns
             if now_ns - self._last_expiry_ns > EXPIRE_INTERVAL_NS:
                 self._last_expiry_ns = now_ns
@@ -335,8 +356,12 @@ class EvidenceStream:
 
     def finish(self) -> list[Transaction]:
         """Push interface: end of input; flush reassembly and matching state."""
-        done = list(self._match(self.chain.flush(), None))
-        self.matcher.flush()
+        try:
+            done = list(self._match(self.chain.flush(), None))
+            self.matcher.flush()
+        except Exception as exc:  # our own bug must not stop the run
+            self.errors.flush_failed(exc)
+            done = []
         self._drain_anomalies()
         return done
 
@@ -344,11 +369,16 @@ class EvidenceStream:
         Transaction
     ]:
         for message in messages:
-            transaction = self.matcher.feed(message)
+            try:
+                transaction = self.matcher.feed(message)
+                if transaction is None and self.on_query is not None and (
+                        not message.is_response):
+                    self.on_query(message)
+            except Exception as exc:  # our own bug must not stop the run
+                self.errors.message_failed(message, exc)
+                continue
             if transaction is not None:
                 yield transaction
-            elif self.on_query is not None and not message.is_response:
-                self.on_query(message)
         if now_ns is not None and now_ns - self._last_expiry_ns > EXPIRE_INTERVAL_NS:
             self._last_expiry_ns = now_ns
             self.matcher.expire(now_ns)
@@ -723,17 +753,34 @@ def _judged_two_pass(
     stream: EvidenceStream, frames: Iterable[Frame], judge: RunJudge
 ) -> Iterator[Rendered]:
     rendered = judge.rendered
+    errors = stream.errors
     for evidence in stream.run(frames):
-        yield (evidence, *rendered(evidence))
+        try:
+            verdict, fields = rendered(evidence)
+        except Exception as exc:  # our own bug must not stop the run
+            errors.response_failed(evidence.transaction, exc)
+            continue
+        yield evidence, verdict, fields
 
 
 def _judged_one_pass(
     stream: EvidenceStream, frames: Iterable[Frame], judge: OrderedJudge
 ) -> Iterator[Rendered]:
+    errors = stream.errors
     for evidence in stream.run(frames):
-        for item in judge.feed(evidence):
+        try:
+            ready = judge.feed(evidence)
+        except Exception as exc:  # our own bug must not stop the run
+            errors.response_failed(evidence.transaction, exc)
+            continue
+        for item in ready:
             yield (*item, verdict_fields(item[1]))
-    for item in judge.flush():
+    try:
+        ready = judge.flush()
+    except Exception as exc:
+        errors.flush_failed(exc)
+        ready = []
+    for item in ready:
         yield (*item, verdict_fields(item[1]))
 
 
@@ -845,19 +892,23 @@ def run_audit(options: AuditOptions,
             stream.on_query = both_hooks(_query_observer(sources), linker.observe_query)
             stream.on_response_facts = _facts_observer(sources)
             records = ResponseRecords()
+            errors = stream.errors
             for evidence, verdict, fields in judged:
-                linked = resolution_record(linker.feed(evidence, verdict))
-                if elsewhere is None:  # the workers render what they judged
-                    fields = {**records.render(evidence), **fields}
-                responses.write({**fields, "resolution": linked})
-                tally.count(verdict)
-                if cache_use.keys_loaded and relies_on_cache(verdict, validator):
-                    cache_use.verdicts_using_cache += 1
-                for source_stage in stages_for(sources, evidence):
-                    for finding in source_stage.feed(evidence, verdict):
-                        found.write(finding_record(finding))
-                        reporter.note(finding)
-                        collector.note(finding)
+                try:
+                    linked = resolution_record(linker.feed(evidence, verdict))
+                    if elsewhere is None:  # the workers render what they judged
+                        fields = {**records.render(evidence), **fields}
+                    responses.write({**fields, "resolution": linked})
+                    tally.count(verdict)
+                    if cache_use.keys_loaded and relies_on_cache(verdict, validator):
+                        cache_use.verdicts_using_cache += 1
+                    for source_stage in stages_for(sources, evidence):
+                        for finding in source_stage.feed(evidence, verdict):
+                            found.write(finding_record(finding))
+                            reporter.note(finding)
+                            collector.note(finding)
+                except Exception as exc:  # our own bug must not stop the run
+                    errors.response_failed(evidence.transaction, exc)
             for source_stage in sources:
                 for finding in source_stage.flush():
                     found.write(finding_record(finding))

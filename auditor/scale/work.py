@@ -230,8 +230,12 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
             forgery = ForgeryDetector()  # its per-response facts only (memoised per body)
             records = ResponseRecords()
             for evidence in stream.run(frames):
-                sink.add((key(0), ItemKind.RESPONSE,
-                          _judged(judge.rendered, records, forgery, evidence)))
+                try:
+                    judged = _judged(judge.rendered, records, forgery, evidence)
+                except Exception as exc:  # contained as one process would (engine.contain)
+                    stream.errors.response_failed(evidence.transaction, exc)
+                    continue
+                sink.add((key(0), ItemKind.RESPONSE, judged))
             counters = _counters(stream, judge.counters(), source)
     finally:
         if cache is not None:
