@@ -19,9 +19,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-import dns.name
-import dns.rcode
-
 from auditor import __version__
 from auditor.capture.frame import Frame
 from auditor.capture.live import FrameSource, LiveCapture, StreamCapture, default_filter
@@ -32,6 +29,7 @@ from auditor.engine.build import (
     key_material,
     size_shared_memos,
 )
+from auditor.engine.judge import Rendered, ZoneChanges, streaming_judge
 from auditor.engine.limits import Limits
 from auditor.engine.stats import VerdictTally, evictions, stats_document
 from auditor.errors import ConfigError
@@ -40,11 +38,9 @@ from auditor.findings.catalogue import Finding
 from auditor.findings.validation import ValidationFindings
 from auditor.findings.zones import ZoneHealth
 from auditor.forgery import ForgeryDetector, evidence_refs
-from auditor.forgery.common import lineage, name_key
 from auditor.pipeline import (
     EvidenceStream,
     both_hooks,
-    judge_response,
     stages_for,
 )
 from auditor.report.alerts import FindingLog, ResponseFacts, live_severity, response_facts
@@ -55,7 +51,6 @@ from auditor.report.metrics import MetricsServer, MetricsSnapshot
 from auditor.report.records import (
     anomaly_record,
     response_record,
-    verdict_fields,
 )
 from auditor.report.resolution import resolution_record
 from auditor.report.rolling import (
@@ -67,18 +62,14 @@ from auditor.report.rolling import (
 )
 from auditor.resolution import ResolutionLinker
 from auditor.transactions import Transaction
-from auditor.trust import KeyCache, KeyMaterial, KeyView, load_anchors
-from auditor.validate import RFC8624, Status, ValidationPolicy, Validator, Verdict
+from auditor.trust import KeyCache, KeyView, load_anchors
+from auditor.validate import RFC8624, ValidationPolicy, Validator, Verdict
 from auditor.validate.budget import ZoneRate
 from auditor.validate.reuse import VerdictCache
 
 logger = logging.getLogger(__name__)
 
 NS = 1_000_000_000
-_VALIDATED_RCODES = frozenset({dns.rcode.NOERROR, dns.rcode.NXDOMAIN})
-"""Response codes whose data a validator judges (RFC 4035 5); any other answer carries none."""
-
-Judged = tuple[ResponseEvidence, Verdict]
 
 
 LiveLimits = Limits
@@ -164,238 +155,6 @@ class LiveOutcome:
 
 PERSIST_SHARE_FACTOR = 10
 """The key cache is written at most once per this many times the last write took."""
-
-
-class _Held:
-    """A response waiting for key material, its latest verdict and the generation of the key
-    material it was judged with."""
-
-    __slots__ = ("ancestry", "evidence", "seen", "size", "verdict")
-
-    def __init__(self, evidence: ResponseEvidence, verdict: Verdict, seen: int,
-                 size: int) -> None:
-        self.evidence = evidence
-        self.verdict = verdict
-        self.seen = seen
-        self.size = size
-        self.ancestry = _ancestry(evidence)
-        """Canonical names of every zone its verdict can depend on."""
-
-
-def _ancestry(evidence: ResponseEvidence) -> frozenset[dns.name.Name]:
-    """The question, every owner and signer in the response and all their ancestors up to the
-    root, canonical: the zones whose keys, DS or denial records can change its verdict."""
-    found = {dns.name.root}
-    for item in evidence.rrsets:
-        found.update(lineage(item.rrset.name))
-        for rrsig in item.rrsigs or ():
-            found.update(lineage(rrsig.signer))
-    if evidence.qname is not None:
-        found.update(lineage(evidence.qname))
-    return frozenset(found)
-
-
-class ZoneChanges:
-    """The key material's generation at which each zone's chain material last changed (from
-    ``KeyMaterial.changed_zones_since``, canonical names), so the verdict cache can ask
-    whether a response's zones are untouched since a generation in a few lookups. Bounded:
-    over ``max_zones`` the least recently changed zone is forgotten, and from then on a
-    generation older than its change is answered "touched" (never a wrong reuse)."""
-
-    def __init__(self, material: KeyMaterial, max_zones: int) -> None:
-        self._material = material
-        self._max_zones = max_zones
-        self._read = material.generation
-        self._floor = material.generation
-        """Generations below this cannot be answered (forgotten zones, a lost change log)."""
-        self._changed: OrderedDict[dns.name.Name, int] = OrderedDict()
-
-    def _catch_up(self) -> None:
-        generation = self._material.generation
-        if generation == self._read:
-            return
-        changed = self._material.changed_zones_since(self._read)
-        self._read = generation
-        if changed is None:  # the change log no longer reaches back: anything may have changed
-            self._changed.clear()
-            self._floor = generation
-            return
-        table = self._changed
-        for zone in changed:  # stamped with the newest generation: never earlier than true
-            key = name_key(zone)
-            table[key] = generation
-            table.move_to_end(key)
-        while len(table) > self._max_zones:
-            self._floor = max(self._floor, table.popitem(last=False)[1])
-
-    def untouched(self, evidence: ResponseEvidence, generation: int) -> bool:
-        """Whether no material that arrived after ``generation`` is about a zone at or above
-        the response's question or any owner or signer in it (``_ancestry``): then its verdict
-        is still the one judged then (``StreamingJudge._concerned``'s test)."""
-        self._catch_up()
-        if generation < self._floor:
-            return False
-        changed = self._changed
-        return all(changed.get(zone, -1) <= generation for zone in _ancestry(evidence))
-
-
-class StreamingJudge:
-    """Judges each response at once; an ``indeterminate`` one waits up to ``hold_ns`` (capture
-    time) for new key material and is re-judged when material arrived for a zone at or above
-    one of its names (``KeyMaterial.changed_zones_since``): keys of other zones cannot change
-    its verdict.
-
-    Unlike ``pipeline.OrderedJudge`` nothing waits behind a held response (live alerts must not
-    queue behind a response that lacks keys), so responses come out in judgement order. The
-    held responses are capped in number and wire bytes; over a cap the oldest is released as
-    it stands and counted in ``evicted``.
-    """
-
-    def __init__(self, material: KeyMaterial, validator: Validator, limits: LiveLimits,
-                 cache: VerdictCache | None = None) -> None:
-        """``cache``: judge through it (each distinct answer once while the key material's
-        generation and the verdict's window hold); None judges every response afresh."""
-        self._material = material
-        self._validator = validator
-        self._judge = validator.judge if cache is None else cache.verdict
-        self._limits = limits
-        self._held: deque[_Held] = deque()
-        self._held_bytes = 0
-        self._scanned_generation = material.generation
-        self.rejudged = 0
-        """Held responses judged again after new keys arrived."""
-        self.resolved = 0
-        """Held responses that became secure/insecure/bogus with late keys."""
-        self.skipped = 0
-        """Re-judgements saved because the new material was about unrelated zones."""
-        self.expired = 0
-        """Held responses released indeterminate after ``hold_ns``."""
-        self.evicted = 0
-        """Held responses released early because a cap was hit."""
-        self.not_held = 0
-        """Indeterminate responses released at once: an rcode with nothing to validate."""
-
-    @property
-    def held(self) -> int:
-        """Responses waiting now."""
-        return len(self._held)
-
-    @property
-    def held_bytes(self) -> int:
-        """Wire bytes of the responses waiting now."""
-        return self._held_bytes
-
-    def feed(self, evidence: ResponseEvidence) -> list[Judged]:
-        """Observe and judge one response; return it unless it waits, plus any evicted."""
-        transaction = evidence.transaction
-        if not transaction.answers_query or transaction.response.wire.cut:
-            # NOTIFY, UPDATE, an answer the snapshot length cut: nothing to wait for
-            return [(evidence, judge_response(self._validator, evidence))]
-        self._material.observe(evidence)
-        verdict = self._judge(evidence)
-        if verdict.status is not Status.INDETERMINATE:
-            return [(evidence, verdict)]
-        if evidence.rcode not in _VALIDATED_RCODES:
-            # SERVFAIL, REFUSED...: no data to validate, so no key can change the verdict
-            self.not_held += 1
-            return [(evidence, verdict)]
-        size = len(evidence.transaction.response.wire.wire)
-        self._held.append(_Held(evidence, verdict, self._material.generation, size))
-        self._held_bytes += size
-        return self._evict_over_caps()
-
-    def tick(self, now_ns: int, budget: int | None = None) -> list[Judged]:
-        """Timer: re-judge held responses if keys arrived (at most ``budget`` of them, oldest
-        first; the rest on later ticks), release the resolved and the expired ones."""
-        ready: list[Judged] = []
-        if self._material.generation != self._scanned_generation:
-            ready.extend(self._rescan(budget if budget is not None else
-                                      self._limits.rejudge_per_tick))
-        while self._held and now_ns - self._held[0].evidence.ts_ns >= self._limits.hold_ns:
-            ready.append(self._release_oldest())
-            self.expired += 1
-        return ready
-
-    def flush(self) -> list[Judged]:
-        """End of input: judge every held response once more and release them all."""
-        ready = self._rescan() if self._material.generation != self._scanned_generation else []
-        while self._held:
-            ready.append(self._release_oldest())
-        return ready
-
-    def _rescan(self, budget: int | None = None) -> list[Judged]:
-        generation = self._material.generation
-        ready: list[Judged] = []
-        kept: deque[_Held] = deque()
-        left = len(self._held) if budget is None else budget
-        finished = True
-        changes: dict[int, frozenset[dns.name.Name] | None] = {}
-        for held in self._held:
-            if held.seen == generation:
-                kept.append(held)
-                continue
-            if left <= 0:
-                finished = False
-                kept.append(held)
-                continue
-            if not self._concerned(held, changes):
-                self.skipped += 1
-            else:
-                left -= 1
-                held.verdict = self._judge(held.evidence)
-                self.rejudged += 1
-                if held.verdict.status is not Status.INDETERMINATE:
-                    self.resolved += 1
-                    self._held_bytes -= held.size
-                    ready.append((held.evidence, held.verdict))
-                    continue
-            held.seen = generation
-            kept.append(held)
-        self._held = kept
-        if finished:
-            self._scanned_generation = generation
-        return ready
-
-    def _concerned(self, held: _Held,
-                   changes: dict[int, frozenset[dns.name.Name] | None] | None = None) -> bool:
-        """Whether material that arrived after the held response was last judged is about a
-        zone at or above its question or any owner or signer in it (the only zones whose keys,
-        DS or denial records its verdict depends on). ``changes`` memoises the changed zones
-        per generation within one scan."""
-        memo = {} if changes is None else changes
-        if held.seen not in memo:
-            changed = self._material.changed_zones_since(held.seen)
-            memo[held.seen] = None if changed is None else frozenset(map(name_key, changed))
-        zones = memo[held.seen]
-        return zones is None or not zones.isdisjoint(held.ancestry)
-
-    def _evict_over_caps(self) -> list[Judged]:
-        ready: list[Judged] = []
-        limits = self._limits
-        while self._held and (
-            len(self._held) > limits.held_responses or self._held_bytes > limits.held_bytes
-        ):
-            ready.append(self._release_oldest())
-            self.evicted += 1
-        return ready
-
-    def _release_oldest(self) -> Judged:
-        held = self._held.popleft()
-        self._held_bytes -= held.size
-        verdict = held.verdict
-        if held.seen != self._material.generation and self._concerned(held):
-            verdict = self._judge(held.evidence)
-            self.rejudged += 1
-            if verdict.status is not Status.INDETERMINATE:
-                self.resolved += 1
-        return held.evidence, verdict
-
-    def counters(self) -> dict[str, int]:
-        """JSON-ready counts."""
-        return {"held": self.held, "held_bytes": self.held_bytes, "rejudged": self.rejudged,
-                "rejudge_skipped": self.skipped, "resolved_late": self.resolved,
-                "expired_indeterminate": self.expired, "evicted": self.evicted,
-                "not_held": self.not_held}
 
 
 class CaptureClock:
@@ -532,7 +291,7 @@ class LiveAuditor:
                          max_bytes=limits.verdict_cache_bytes, growing_material=True,
                          untouched=ZoneChanges(self.material, limits.zones).untouched)
             if options.verdict_cache else None)
-        self.judge = StreamingJudge(self.material, self.validator, limits, self.verdict_cache)
+        self.judge = streaming_judge(self.material, self.validator, limits, self.verdict_cache)
         rotation = options.rotation
         # pandas/pyarrow (about 85 MB) only when a live run starts, not for every command.
         from auditor.report.tables import FLOW_SCHEMA, flow_row
@@ -621,15 +380,16 @@ class LiveAuditor:
             return
         self._report_all(judged)
 
-    def _report_all(self, judged: list[Judged]) -> None:
-        for evidence, verdict in judged:
+    def _report_all(self, judged: list[Rendered]) -> None:
+        for evidence, verdict, fields in judged:
             try:
-                self._report(evidence, verdict)
+                self._report(evidence, verdict, fields)
             except Exception as exc:  # our own bug must not stop the run
                 self.errors.response_failed(evidence.transaction, exc)
 
-    def _report(self, evidence: ResponseEvidence, verdict: Verdict) -> None:
-        record = {**response_record(evidence), **verdict_fields(verdict),
+    def _report(self, evidence: ResponseEvidence, verdict: Verdict,
+                fields: dict[str, Any]) -> None:
+        record = {**response_record(evidence), **fields,
                   "resolution": resolution_record(self.linker.feed(evidence, verdict))}
         self.responses.write(record)
         self.table.write(self._flow_row(record))
@@ -869,7 +629,7 @@ class LiveAuditor:
             "fragment_incomplete": frames.get("fragment_incomplete", 0),
             "tcp_evicted": frames.get("tcp_evicted", 0),
             "queries_evicted": counters["matching"].get("evicted_queries", 0),
-            "held_responses_evicted": self.judge.evicted,
+            "held_responses_evicted": self.judge.counters()["evicted"],
             "internal_errors": self.errors.count,
         }
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +37,16 @@ from auditor.engine.build import (
     size_shared_memos,
 )
 from auditor.engine.contain import Containment
+from auditor.engine.judge import (
+    Judge,
+    Rendered,
+    RunJudge,
+    observe_answer_keys,
+    ordered_judge,
+    run_judge,
+    two_pass_judge,
+)
+from auditor.engine.judge import judge_response as judge_response  # re-exported
 from auditor.engine.limits import FILE_LIMITS, Limits
 from auditor.engine.stats import (
     VerdictTally,
@@ -50,7 +59,7 @@ from auditor.evidence import ResponseEvidence, build_evidence
 from auditor.findings.codes import ValidationCode
 from auditor.forgery import ForgeryDetector
 from auditor.ledger import Ledger, Reason
-from auditor.memo import IdentityMemo, release_heap
+from auditor.memo import release_heap
 from auditor.messages import MessageParser, ObservedMessage, ParsedMessage
 from auditor.report.anonymize import PrefixPreservingAnonymizer, RecordAnonymizer
 from auditor.report.evidence_pcap import (
@@ -60,15 +69,13 @@ from auditor.report.evidence_pcap import (
     sha256_file,
     write_evidence,
 )
-from auditor.report.records import iso_time, verdict_fields
+from auditor.report.records import iso_time
 from auditor.report.resolution import resolution_record
 from auditor.resolution import ResolutionLinker
 from auditor.transactions import Matcher, Transaction
 from auditor.trust import KeyCache, KeyMaterial, KeyView, TrustAnchor, load_anchors
 from auditor.trust.cache import CacheUse
-from auditor.validate import RFC8624, Status, ValidationPolicy, Validator, Verdict
-from auditor.validate.reuse import VerdictCache
-from auditor.validate.verdict import ALWAYS
+from auditor.validate import RFC8624, ValidationPolicy, Validator, Verdict
 
 if TYPE_CHECKING:
     from auditor.report.run import OutputFormat
@@ -496,105 +503,6 @@ def _with_progress(frames: Iterable[Frame], source: Any, enabled: bool) -> Itera
         bar.update(int(getattr(source, "bytes_read", shown)) - shown)
 
 
-Judged = tuple[ResponseEvidence, Verdict]
-Rendered = tuple[ResponseEvidence, Verdict, dict[str, Any]]
-"""A judged response with the ``responses.jsonl`` fields of its verdict."""
-
-
-class RunJudge:
-    """A run's judge: through the verdict cache when it has one, rendering the fields of
-    each stored verdict once (a hit only gets its reference time stamped)."""
-
-    def __init__(self, validator: Validator, cache: VerdictCache | None,
-                 rendered: int = 4_096) -> None:
-        self.validator = validator
-        self.cache = cache
-        self._fields: IdentityMemo[Verdict, dict[str, Any]] = IdentityMemo(
-            verdict_fields, rendered)
-
-    def judge(self, evidence: ResponseEvidence) -> Verdict:
-        """The verdict alone (single-pass judging, which renders later)."""
-        if self.cache is None:
-            return judge_response(self.validator, evidence)
-        return self.cache.judge(evidence)[0]
-
-    def rendered(self, evidence: ResponseEvidence) -> tuple[Verdict, dict[str, Any]]:
-        """The verdict and its ``responses.jsonl`` fields (shared: read-only)."""
-        if self.cache is None:
-            verdict = judge_response(self.validator, evidence)
-            return verdict, verdict_fields(verdict)
-        verdict, stored = self.cache.judge(evidence)
-        fields = self._fields(stored)
-        if verdict is not stored:
-            fields = {**fields, "reference_time": iso_time(verdict.reference_time_ns)}
-        return verdict, fields
-
-    def counters(self) -> dict[str, int] | None:
-        """The cache's counts for ``stats.json`` (None when off)."""
-        return None if self.cache is None else self.cache.stats.as_dict()
-
-    def release(self) -> None:
-        """Forget stored verdicts and renderings (before the reports are rendered)."""
-        self._fields.clear()
-        if self.cache is not None:
-            self.cache.clear()
-
-
-def run_judge(validator: Validator, enabled: bool, limits: Limits = FILE_LIMITS) -> RunJudge:
-    """The judge of an audit run, with a verdict cache unless ``enabled`` is False."""
-    cache = (VerdictCache(validator, partial(judge_response, validator),
-                          max_entries=limits.verdict_cache, max_bytes=limits.verdict_cache_bytes)
-             if enabled else None)
-    return RunJudge(validator, cache)
-
-
-def judge_response(validator: Validator, evidence: ResponseEvidence) -> Verdict:
-    """The validator's verdict on a query answer; for a response with another opcode (NOTIFY,
-    UPDATE: RFC 1996, RFC 2136) an indeterminate verdict saying it answers no question, and
-    for an answer the capture's snapshot length cut one saying so (``truncated_capture``)."""
-    if evidence.transaction.response.wire.cut:
-        return _cut_verdict(validator, evidence)
-    if evidence.transaction.answers_query:
-        return validator.judge(evidence)
-    opcode = evidence.transaction.opcode
-    try:
-        name = dns.opcode.to_text(dns.opcode.Opcode(opcode))
-    except ValueError:
-        name = f"OPCODE{opcode}"
-    return _not_validated(validator, evidence, ValidationCode.NOT_A_QUERY_ANSWER,
-                          f"opcode {name}: not an answer to a query, not validated")
-
-
-def _cut_verdict(validator: Validator, evidence: ResponseEvidence) -> Verdict:
-    """Indeterminate: the capture holds only the start of the answer."""
-    captured = len(evidence.transaction.response.wire.wire)
-    return _not_validated(validator, evidence, ValidationCode.TRUNCATED_CAPTURE,
-                          f"the capture's snapshot length cut the answer after {captured} "
-                          "bytes of DNS message: not validated")
-
-
-def _not_validated(validator: Validator, evidence: ResponseEvidence, code: ValidationCode,
-                   detail: str) -> Verdict:
-    """An indeterminate verdict for a response the validator is not asked to judge."""
-    return Verdict(
-        status=Status.INDETERMINATE,
-        codes=(code,),
-        zone=None,
-        rrsets=(),
-        missing=(),
-        reference_time_ns=validator.at_ns if validator.at_ns is not None else evidence.ts_ns,
-        detail=(detail,),
-        valid_ns=ALWAYS,
-    )
-
-
-def observe_answer_keys(material: KeyMaterial, evidence: ResponseEvidence) -> None:
-    """Gather the key material of a query answer (NOTIFY/UPDATE sections are not answers, a
-    cut answer's records are incomplete)."""
-    if evidence.transaction.answers_query and not evidence.transaction.response.wire.cut:
-        material.observe(evidence)
-
-
 def stages_for(sources: list[FindingSource], evidence: ResponseEvidence) -> list[FindingSource]:
     """The finding stages that see a response: all of them for a query answer; for a NOTIFY
     or UPDATE answer only the forgery stage, which counts it (no validation or zone finding
@@ -668,63 +576,6 @@ def _write_evidence(options: AuditOptions, collector: EvidenceCollector) -> dict
             "findings": collector.findings}
 
 
-class OrderedJudge:
-    """Single-pass judging in capture order, letting responses wait briefly for late keys.
-
-    A response judged ``indeterminate`` is held (with everything after it, to keep capture
-    order) for up to ``hold_ns`` of capture time or ``max_held`` responses; if new key
-    material arrived meanwhile it is judged again before it is released.
-    """
-
-    def __init__(
-        self,
-        material: KeyMaterial,
-        validator: Validator,
-        *,
-        hold_ns: int,
-        max_held: int = 20_000,
-        judge: Callable[[ResponseEvidence], Verdict] | None = None,
-    ) -> None:
-        self._material = material
-        self._validator = validator
-        self._judge = judge if judge is not None else partial(judge_response, validator)
-        self._hold_ns = hold_ns
-        self._max_held = max_held
-        self._held: deque[tuple[ResponseEvidence, Verdict, int]] = deque()
-
-    def feed(self, evidence: ResponseEvidence) -> list[Judged]:
-        """Observe and judge one response; return the responses now ready, in order."""
-        observe_answer_keys(self._material, evidence)
-        verdict = self._judge(evidence)
-        self._held.append((evidence, verdict, self._material.generation))
-        return self._release(evidence.ts_ns)
-
-    def flush(self) -> list[Judged]:
-        """End of input: judge what is still held once more with every key seen, release all."""
-        return [self._final(item) for item in self._drain()]
-
-    def _release(self, now_ns: int) -> list[Judged]:
-        ready: list[Judged] = []
-        while self._held:
-            evidence, verdict, _ = self._held[0]
-            waiting = verdict.status is Status.INDETERMINATE
-            if waiting and now_ns - evidence.ts_ns < self._hold_ns:
-                if len(self._held) <= self._max_held:
-                    break
-            ready.append(self._final(self._held.popleft()))
-        return ready
-
-    def _drain(self) -> Iterator[tuple[ResponseEvidence, Verdict, int]]:
-        while self._held:
-            yield self._held.popleft()
-
-    def _final(self, item: tuple[ResponseEvidence, Verdict, int]) -> Judged:
-        evidence, verdict, generation = item
-        if verdict.status is Status.INDETERMINATE and generation != self._material.generation:
-            verdict = self._judge(evidence)
-        return evidence, verdict
-
-
 def _observe_keys(
     captures: tuple[str, ...],
     ports: frozenset[int],
@@ -749,23 +600,8 @@ def _observe_keys(
     return stream.chain.parser.parsed
 
 
-def _judged_two_pass(
-    stream: EvidenceStream, frames: Iterable[Frame], judge: RunJudge
-) -> Iterator[Rendered]:
-    rendered = judge.rendered
-    errors = stream.errors
-    for evidence in stream.run(frames):
-        try:
-            verdict, fields = rendered(evidence)
-        except Exception as exc:  # our own bug must not stop the run
-            errors.response_failed(evidence.transaction, exc)
-            continue
-        yield evidence, verdict, fields
-
-
-def _judged_one_pass(
-    stream: EvidenceStream, frames: Iterable[Frame], judge: OrderedJudge
-) -> Iterator[Rendered]:
+def _judged(stream: EvidenceStream, frames: Iterable[Frame], judge: Judge) -> Iterator[Rendered]:
+    """Every response judged and released by ``judge``, in the order it releases them."""
     errors = stream.errors
     for evidence in stream.run(frames):
         try:
@@ -773,15 +609,13 @@ def _judged_one_pass(
         except Exception as exc:  # our own bug must not stop the run
             errors.response_failed(evidence.transaction, exc)
             continue
-        for item in ready:
-            yield (*item, verdict_fields(item[1]))
+        yield from ready
     try:
         ready = judge.flush()
-    except Exception as exc:
+    except Exception as exc:  # our own bug must not stop the run
         errors.flush_failed(exc)
         ready = []
-    for item in ready:
-        yield (*item, verdict_fields(item[1]))
+    yield from ready
 
 
 def _anchor_text(anchor: TrustAnchor) -> str:
@@ -848,7 +682,7 @@ def run_audit(options: AuditOptions,
         cache_use.keys_loaded = sum(len(view.cached_keys(z)) for z in view.cached_zones())
         validator = Validator(view, options.policy, at_ns=options.at_ns,
                               signature_memo=limits.signature_memo)
-        judge = run_judge(validator, options.verdict_cache, limits)
+        verdicts = run_judge(validator, options.verdict_cache, limits)
         paths = tuple(
             options.out_dir / name for name in ("responses.jsonl", "findings.jsonl", "stats.json")
         )
@@ -878,14 +712,9 @@ def run_audit(options: AuditOptions,
                 frames = ring.watch(frames)
             collector = EvidenceCollector(ring)
             judged = (
-                elsewhere.judged(source, stream, judge) if elsewhere is not None
-                else _judged_one_pass(
-                    stream, frames, OrderedJudge(material, validator, hold_ns=limits.hold_ns,
-                                                 max_held=limits.held_responses,
-                                                 judge=judge.judge)
-                )
-                if single_pass
-                else _judged_two_pass(stream, frames, judge)
+                elsewhere.judged(source, stream, verdicts) if elsewhere is not None
+                else _judged(stream, frames, ordered_judge(verdicts, material, limits)
+                             if single_pass else two_pass_judge(verdicts))
             )
             sources = finding_sources(validator, limits)
             linker = ResolutionLinker()
@@ -935,7 +764,7 @@ def run_audit(options: AuditOptions,
                 "key_material_evicted": dict(material.evicted),
                 "verdicts": tally.statuses(),
                 "codes": tally.code_counts(),
-                "verdict_cache": judge.counters(),
+                "verdict_cache": verdicts.counters(),
             },
             "state": {"peak": dict(stream.state_peaks), "key_material": material.sizes(),
                       "memos": memo_sizes(), "findings": finding_state(sources)},
@@ -958,7 +787,7 @@ def run_audit(options: AuditOptions,
     linker.flush()
     stream.on_query = stream.on_response_facts = None
     parse_cache.clear()
-    judge.release()
+    verdicts.release()
     records.clear()
     material.release_copies()
     release_memos()

@@ -18,6 +18,7 @@ import pytest
 
 from auditor.capture.frame import Frame, LinkType
 from auditor.capture.sources import CaptureSet
+from auditor.engine.judge import Judge, streaming_judge
 from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import CATALOGUE
 from auditor.live import (
@@ -25,7 +26,6 @@ from auditor.live import (
     LiveAuditor,
     LiveLimits,
     LiveOptions,
-    StreamingJudge,
     run_live,
 )
 from auditor.messages import ObservedMessage
@@ -50,10 +50,10 @@ def _sample_evidence() -> list[ResponseEvidence]:
         return list(EvidenceStream().run(frames))
 
 
-def _judge(limits: LiveLimits) -> tuple[StreamingJudge, KeyMaterial]:
+def _judge(limits: LiveLimits) -> tuple[Judge, KeyMaterial]:
     material = KeyMaterial()
     validator = Validator(KeyView(load_anchors([str(ANCHOR)]), material), RFC8624)
-    return StreamingJudge(material, validator, limits), material
+    return streaming_judge(material, validator, limits), material
 
 
 def _is_key_material(evidence: ResponseEvidence) -> bool:
@@ -76,7 +76,7 @@ def test_indeterminate_response_is_released_by_the_timer_alone() -> None:
     judge, _ = _judge(LiveLimits(hold_ns=3 * NS))
     assert judge.feed(answer) == []
     assert judge.tick(answer.ts_ns + 2 * NS) == []
-    [(released, verdict)] = judge.tick(answer.ts_ns + 3 * NS)
+    [(released, verdict, _)] = judge.tick(answer.ts_ns + 3 * NS)
     assert released is answer
     assert verdict.status is Status.INDETERMINATE and verdict.missing
     assert judge.counters()["expired_indeterminate"] == 1 and judge.held == 0
@@ -93,7 +93,7 @@ def test_held_response_is_rejudged_when_its_keys_arrive_later() -> None:
             judge.feed(item)
     assert material.generation != before
     ready = judge.tick(answer.ts_ns + 1)
-    assert [(e, v.status) for e, v in ready] == [(answer, Status.SECURE)]
+    assert [(e, v.status) for e, v, _ in ready] == [(answer, Status.SECURE)]
     assert judge.counters()["resolved_late"] == 1
 
 
@@ -146,7 +146,7 @@ def test_held_responses_are_capped_oldest_released_first() -> None:
     by_bytes, _ = _judge(LiveLimits(held_responses=100, held_bytes=2 * size))
     for _ in range(4):
         by_bytes.feed(answer)
-    assert by_bytes.held == 2 and by_bytes.evicted == 2
+    assert by_bytes.held == 2 and by_bytes.counters()["evicted"] == 2
 
 
 def _run_read(tmp_path: Path, **changes: object) -> tuple[dict, list[dict], list[dict]]:
@@ -210,8 +210,8 @@ def test_restarted_auditor_validates_at_once_from_the_key_cache(tmp_path: Path) 
     with KeyCache(str(keys)) as cache:
         material = KeyMaterial()
         validator = Validator(KeyView(load_anchors([str(ANCHOR)]), material, cache), RFC8624)
-        judge = StreamingJudge(material, validator, LiveLimits())
-        [(_, verdict)] = judge.feed(answer)
+        judge = streaming_judge(material, validator, LiveLimits())
+        [(_, verdict, _)] = judge.feed(answer)
     assert verdict.status is Status.SECURE
 
 

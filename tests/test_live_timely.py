@@ -11,8 +11,9 @@ from pathlib import Path
 import dns.rcode
 
 from auditor.capture.frame import Frame
+from auditor.engine.judge import Judge, streaming_judge
 from auditor.findings.catalogue import Finding, Provenance, make_finding
-from auditor.live import NS, AlertSink, LiveAuditor, LiveLimits, LiveOptions, StreamingJudge
+from auditor.live import NS, AlertSink, LiveAuditor, LiveLimits, LiveOptions
 from auditor.pipeline import EvidenceStream
 from auditor.report.alerts import FindingLog, finding_key
 from auditor.report.eve import eve_alert
@@ -116,17 +117,17 @@ def _evidence(rcode: int) -> list:
     return list(EvidenceStream().run(traffic.frames))
 
 
-def _judge() -> StreamingJudge:
+def _judge() -> Judge:
     material = KeyMaterial()
     validator = Validator(KeyView(load_anchors([str(ANCHOR)]), material), RFC8624)
-    return StreamingJudge(material, validator, LiveLimits())
+    return streaming_judge(material, validator, LiveLimits())
 
 
 def test_servfail_and_refused_are_released_at_once() -> None:
     for rcode in (dns.rcode.SERVFAIL, dns.rcode.REFUSED):
         judge = _judge()
         [evidence] = _evidence(rcode)
-        [(released, verdict)] = judge.feed(evidence)
+        [(released, verdict, _)] = judge.feed(evidence)
         assert released is evidence and verdict.status is Status.INDETERMINATE
         assert judge.held == 0 and judge.counters()["not_held"] == 1
         # the verdict says there is nothing to validate, not that keys are missing

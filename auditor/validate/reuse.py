@@ -92,7 +92,7 @@ class VerdictCache:
     (its claims are held against copies). With the whole capture's material gathered first
     (files) neither can change between two lookups. ``untouched(evidence, generation)`` (live
     mode) says whether no material that arrived after ``generation`` concerns a zone the
-    response's verdict can depend on (``live.StreamingJudge`` uses the same test before it
+    response's verdict can depend on (``engine.judge.StreamingHold`` uses the same test before it
     judges a held response again); with it the key leaves the generation out and an entry of
     an older generation is reused when untouched, so material about other zones does not
     empty the cache.
