@@ -693,6 +693,65 @@ def parsed_cost(key: bytes) -> int:
     return 3 * len(key) + PARSED_OVERHEAD
 
 
+class ParseCache(OrderedDict[bytes, "ParsedMessage"]):
+    """The parse cache of a file's two passes: distinct messages by their bytes after the ID,
+    least recently seen first, plus how often each is seen in the file.
+
+    The key pass counts every message's sightings (``count``); the judging pass, which sees
+    the same messages in the same order, counts them down (``replay``) and drops a message
+    at its last sighting: it will not be asked for again, and its room goes to the messages
+    still to come. Without this, a second sequential scan of a file with more distinct
+    messages than the cache holds finds none of them (LRU evicts each pass-1 entry before
+    pass 2 reaches it), so every distinct answer was parsed twice.
+
+    The counts live in a fixed table of saturating one-octet counters indexed by the key's
+    hash (``_COUNTER_BITS``), not per key: keys that share a counter are only dropped once all
+    of their sightings have passed, and a saturated counter (255) never drops, so a message
+    is never dropped while it is still to be seen; at worst it stays until LRU evicts it.
+    Dropping early would only cost a second parse, never a different result."""
+
+    _COUNTER_BITS = 22  # 4 MiB of counters
+
+    def __init__(self, counting: bool = True) -> None:
+        """``counting``: whether the key pass will count sightings (off for one pass)."""
+        super().__init__()
+        self.counting = counting
+        self._counts: bytearray | None = None
+        self._mask = (1 << self._COUNTER_BITS) - 1
+        self.replaying = False
+        self.dropped_after_last_use = 0
+
+    def count(self, key: bytes) -> None:
+        """One more sighting of ``key`` in the key pass."""
+        counts = self._counts
+        if counts is None:
+            counts = self._counts = bytearray(1 << self._COUNTER_BITS)
+        slot = hash(key) & self._mask
+        if counts[slot] < 255:
+            counts[slot] += 1
+
+    def start_replay(self) -> None:
+        """The judging pass begins: from now on sightings count down."""
+        self.replaying = self._counts is not None
+
+    def seen_for_the_last_time(self, key: bytes) -> bool:
+        """Count one sighting of ``key`` down in the judging pass; True at its last one."""
+        counts = self._counts
+        assert counts is not None
+        slot = hash(key) & self._mask
+        left = counts[slot]
+        if left == 255 or left == 0:  # saturated (popular), or a message the key pass missed
+            return False
+        counts[slot] = left - 1
+        return left == 1
+
+    def release(self) -> None:
+        """Forget every message and the counts."""
+        self.clear()
+        self._counts = None
+        self.replaying = False
+
+
 class MessageParser:
     """Summarises wire messages, caching by the bytes after the ID so repeats cost a lookup."""
 
@@ -711,6 +770,8 @@ class MessageParser:
         """Distinct messages by their bytes after the ID, least recently seen first; each
         entry is one object (it carries its summary) to keep the collector's work small. A
         cache passed in is shared, e.g. between the key pass and the judging pass of a file."""
+        self._counted = cache if isinstance(cache, ParseCache) and cache.counting else None
+        """The file's two-pass cache, which counts sightings (``ParseCache``); else None."""
         self._cache_size = cache_size
         self._cache_bytes = cache_bytes
         self._bytes = sum(parsed_cost(key) for key in self._cache)
@@ -752,6 +813,13 @@ class MessageParser:
         else:
             self.cache_hits += 1
             cache.move_to_end(key)
+        if self._counted is not None:
+            if not self._counted.replaying:
+                self._counted.count(key)
+            elif self._counted.seen_for_the_last_time(key) and key in cache:
+                del cache[key]
+                self._bytes -= parsed_cost(key)
+                self._counted.dropped_after_last_use += 1
         summary = parsed.summary
         if summary.readable:
             self._ledger.settle(_DNS_MESSAGE, wire.owned_frames)
