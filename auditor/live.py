@@ -29,20 +29,17 @@ from auditor.engine.build import (
     key_material,
     size_shared_memos,
 )
-from auditor.engine.judge import Rendered, ZoneChanges, streaming_judge
+from auditor.engine.judge import ZoneChanges, streaming_judge
 from auditor.engine.limits import Limits
-from auditor.engine.stats import VerdictTally, evictions, stats_document
+from auditor.engine.reporting import Reporting
+from auditor.engine.stats import evictions, stats_document
+from auditor.engine.stream import EvidenceStream
 from auditor.errors import ConfigError
 from auditor.evidence import ResponseEvidence, build_evidence
 from auditor.findings.catalogue import Finding
 from auditor.findings.validation import ValidationFindings
 from auditor.findings.zones import ZoneHealth
-from auditor.forgery import ForgeryDetector, evidence_refs
-from auditor.pipeline import (
-    EvidenceStream,
-    both_hooks,
-    stages_for,
-)
+from auditor.forgery import evidence_refs
 from auditor.report.alerts import FindingLog, ResponseFacts, live_severity, response_facts
 from auditor.report.eve import eve_alert, eve_dns
 from auditor.report.evidence_pcap import FrameRing
@@ -52,7 +49,6 @@ from auditor.report.records import (
     anomaly_record,
     response_record,
 )
-from auditor.report.resolution import resolution_record
 from auditor.report.rolling import (
     NumberedJsonLines,
     RollingJsonLines,
@@ -310,23 +306,23 @@ class LiveAuditor:
             on_anomaly=lambda anomaly: self.findings.write(anomaly_record(anomaly)),
             limits=limits,
         )
-        self.sources: list[FindingSource] = finding_sources(self.validator, limits)
-        self._per_response = [s for s in self.sources if isinstance(s, ValidationFindings)]
-        """Stages that merge until ``flush``: flushed after every response, so their findings
-        are written as they are made (``FindingLog`` merges them per key)."""
-        for source in self.sources:
-            observe = getattr(source, "observe_query", None)
-            if observe is not None:
-                self.stream.on_query = observe
-        self.linker = ResolutionLinker()
-        """Links each resolver's answer to a client to its upstream exchanges (bounded)."""
-        self.stream.on_query = both_hooks(self.stream.on_query, self.linker.observe_query)
-        self.clock = CaptureClock()
-        self.tally = VerdictTally()
-        """Responses written per verdict status and code."""
-        self.alert_codes: Counter[str] = Counter()
         self.errors = self.stream.errors
         """Internal errors contained per message and per response (``Containment``)."""
+        sources = finding_sources(self.validator, limits)
+        self.reporting = Reporting(
+            sources, ResolutionLinker(), write=self.responses.write, on_findings=self._findings,
+            errors=self.errors, render=response_record, on_record=self._live_record,
+            # Stages that merge until flush are flushed after every response, so their
+            # findings are written as they are made (FindingLog merges them per key).
+            merged_per_response=tuple(s for s in sources if isinstance(s, ValidationFindings)))
+        self.sources: list[FindingSource] = sources
+        self.linker = self.reporting.linker
+        """Links each resolver's answer to a client to its upstream exchanges (bounded)."""
+        self.stream.on_query = self.reporting.query_hook()
+        self.tally = self.reporting.tally
+        """Responses written per verdict status and code."""
+        self.clock = CaptureClock()
+        self.alert_codes: Counter[str] = Counter()
         self.source_counters: dict[str, int] = {"received": 0, "dropped": 0}
         self.started_wall = time.time()
         self.started_mono = time.monotonic()
@@ -378,31 +374,18 @@ class LiveAuditor:
         except Exception as exc:  # our own bug must not stop the run
             self.errors.response_failed(transaction, exc)
             return
-        self._report_all(judged)
+        self.reporting.report_all(judged)
 
-    def _report_all(self, judged: list[Rendered]) -> None:
-        for evidence, verdict, fields in judged:
-            try:
-                self._report(evidence, verdict, fields)
-            except Exception as exc:  # our own bug must not stop the run
-                self.errors.response_failed(evidence.transaction, exc)
-
-    def _report(self, evidence: ResponseEvidence, verdict: Verdict,
-                fields: dict[str, Any]) -> None:
-        record = {**response_record(evidence), **fields,
-                  "resolution": resolution_record(self.linker.feed(evidence, verdict))}
-        self.responses.write(record)
+    def _live_record(self, evidence: ResponseEvidence, verdict: Verdict,
+                     record: dict[str, Any]) -> None:
+        """What live mode does with each response record besides writing it: the flow
+        table, the facts later findings cite, and (EVE form) a ``dns`` event."""
         self.table.write(self._flow_row(record))
         self._dirty = True
-        self.tally.count(verdict)
         facts = response_facts(record)
         self._remember(facts, evidence)
         if self.options.alert_format is AlertFormat.EVE:
             self.alerts.send(eve_dns(evidence, verdict, facts), alert=False)
-        for source in stages_for(self.sources, evidence):
-            self._findings(source.feed(evidence, verdict))
-            if source in self._per_response:
-                self._findings(source.flush())
 
     def _remember(self, facts: ResponseFacts, evidence: ResponseEvidence) -> None:
         """Keep the facts of a response for the findings that cite its frames (bounded)."""
@@ -451,10 +434,8 @@ class LiveAuditor:
         mono_ns = time.monotonic_ns() if mono_ns is None else mono_ns
         now_ns = self.clock.now_ns(mono_ns)
         if now_ns is not None:
-            self._report_all(self.judge.tick(now_ns))
-            for source in self.sources:
-                if isinstance(source, ForgeryDetector):
-                    self._findings(source.expire(now_ns))
+            self.reporting.report_all(self.judge.tick(now_ns))
+            self.reporting.expire(now_ns)
         mono = mono_ns / NS
         if now_ns is not None and mono >= self._next_log:
             self._next_log = mono + 1.0  # repeats are due once a minute: a second is plenty
@@ -553,9 +534,8 @@ class LiveAuditor:
         """Judge everything pending, flush every finding stage and file, write the summary."""
         for transaction in self.stream.finish():
             self._judge_new(transaction)
-        self._report_all(self.judge.flush())
-        for source in self.sources:
-            self._findings(source.flush())
+        self.reporting.report_all(self.judge.flush())
+        self.reporting.flush()
         self.log.flush()
         self.persist_keys()
         for output in self._outputs():

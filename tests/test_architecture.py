@@ -86,3 +86,19 @@ def test_scapy_is_imported_per_layer_never_scapy_all() -> None:
     # scapy.all has import-time side effects (STYLE.md); import the layers needed.
     offenders = [str(p) for p in MODULES if "scapy.all" in _imports(p)]
     assert offenders == []
+
+
+def test_the_live_driver_does_not_import_the_file_driver() -> None:
+    # One engine, two drivers (issue 15): what both need lives in auditor/engine/.
+    imported = _imports(PACKAGE / "live.py")
+    assert "auditor.pipeline" not in imported
+    assert "auditor.live" not in _imports(PACKAGE / "pipeline.py")
+
+
+def test_the_engine_imports_no_driver() -> None:
+    drivers = {"auditor.pipeline", "auditor.live", "auditor.scale", "auditor.cli",
+               "auditor.cli_live"}
+    for path in sorted((PACKAGE / "engine").glob("*.py")):
+        wrong = {m for m in _imports(path) if any(m == d or m.startswith(d + ".")
+                                                  for d in drivers)}
+        assert wrong == set(), f"{path.name} imports drivers {wrong}"

@@ -18,14 +18,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 
-from auditor.pipeline import (
-    AuditOptions,
-    AuditOutcome,
-    EvidenceStream,
-    Rendered,
-    RunJudge,
-    run_audit,
-)
+from auditor.engine.judge import Rendered, RunJudge
+from auditor.engine.stream import EvidenceStream
+from auditor.pipeline import AuditOptions, AuditOutcome, run_audit
 from auditor.scale.merge import replay
 from auditor.scale.work import Harvest, Item, ShardSpec, harvest, judge_shard, spooled_items
 from auditor.trust import KeyMaterial

@@ -8,9 +8,10 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from auditor.engine.judge import Rendered, RunJudge
+from auditor.engine.stream import EvidenceStream
 from auditor.errors import CaptureError
 from auditor.ledger import Reason
-from auditor.pipeline import EvidenceStream, Rendered, RunJudge
 from auditor.scale.work import Item, ItemKind, Judged, ShardCounters
 
 

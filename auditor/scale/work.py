@@ -17,16 +17,13 @@ from auditor.anomaly import Anomaly
 from auditor.capture.bpf import FrameFilter
 from auditor.capture.frame import Frame
 from auditor.engine.build import key_material, size_shared_memos
+from auditor.engine.judge import observe_answer_keys, run_judge
+from auditor.engine.stream import EvidenceStream
 from auditor.errors import AuditorError
 from auditor.evidence import ResponseEvidence
 from auditor.forgery.detector import ForgeryDetector, ResponseFacts
 from auditor.messages import ObservedMessage
-from auditor.pipeline import (
-    AuditOptions,
-    EvidenceStream,
-    observe_answer_keys,
-    run_judge,
-)
+from auditor.pipeline import AuditOptions
 from auditor.report.records import ResponseRecords
 from auditor.scale.shard import FlowShard
 from auditor.transactions import MatchStats
@@ -247,7 +244,7 @@ def _judged(rendered: Any, records: ResponseRecords, forgery: ForgeryDetector,
             evidence: ResponseEvidence) -> tuple[ResponseEvidence, Verdict, dict[str, Any],
                                                  ResponseFacts | None]:
     verdict, fields = rendered(evidence)
-    # The forgery stage sees what ``pipeline.stages_for`` hands it: no cut answer.
+    # The forgery stage sees what ``engine.reporting.stages_for`` hands it: no cut answer.
     facts = (None if evidence.transaction.response.wire.cut
              else forgery.facts(evidence, verdict))
     return evidence, verdict, {**records.render(evidence), **fields}, facts
