@@ -1,8 +1,23 @@
-"""The stable vocabulary of validation outcome codes, each with its RFC 8914 EDE number."""
+"""The stable vocabulary of validation outcomes: the verdict status and the codes saying why,
+each code with its RFC 8914 EDE number (a leaf: any stage may use it)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+
+class Status(StrEnum):
+    """RFC 4033 section 5 / RFC 4035 section 4.3 security status."""
+
+    SECURE = "secure"
+    """An unbroken chain of signed DNSKEY and DS RRs from a trust anchor validates the data."""
+    INSECURE = "insecure"
+    """A validated proof shows that no chain exists (no DS at a delegation, or only
+    unsupported algorithms/digests)."""
+    BOGUS = "bogus"
+    """A chain should exist but the proof failed."""
+    INDETERMINATE = "indeterminate"
+    """Material needed to decide (DNSKEY, DS, anchor) is neither in the capture nor the cache."""
 
 
 class ValidationCode(StrEnum):
@@ -194,4 +209,4 @@ class ValidationCode(StrEnum):
     heuristic judges it (indeterminate)."""
 
 
-__all__ = ["ValidationCode"]
+__all__ = ["Status", "ValidationCode"]

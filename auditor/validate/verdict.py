@@ -3,25 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from auditor.evidence import Section
-from auditor.findings.codes import ValidationCode
-
-
-class Status(StrEnum):
-    """RFC 4033 section 5 / RFC 4035 section 4.3 security status."""
-
-    SECURE = "secure"
-    """An unbroken chain of signed DNSKEY and DS RRs from a trust anchor validates the data."""
-    INSECURE = "insecure"
-    """A validated proof shows that no chain exists (no DS at a delegation, or only
-    unsupported algorithms/digests)."""
-    BOGUS = "bogus"
-    """A chain should exist but the proof failed."""
-    INDETERMINATE = "indeterminate"
-    """Material needed to decide (DNSKEY, DS, anchor) is neither in the capture nor the cache."""
-
+from auditor.findings.codes import Status, ValidationCode
 
 _RANK = {Status.BOGUS: 3, Status.INDETERMINATE: 2, Status.INSECURE: 1, Status.SECURE: 0}
 
