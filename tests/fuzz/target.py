@@ -41,6 +41,7 @@ def audit_bytes(data: bytes, workdir: Path, name: str = "fuzz.pcap", *,
     input was refused with an ``AuditorError``). Raises on a crash or an unbalanced ledger.
     ``anchored``: with the sample capture's private root anchor, so chains validate. Every
     call starts from an empty output directory (no key cache carried between inputs)."""
+    forget_process_memos()
     capture = workdir / name
     capture.write_bytes(data)
     out = workdir / "out"
@@ -60,6 +61,24 @@ def audit_bytes(data: bytes, workdir: Path, name: str = "fuzz.pcap", *,
     for line in (workdir / "out" / "responses.jsonl").read_text().splitlines()[:1]:
         json.loads(line)
     return stats
+
+
+def forget_process_memos() -> None:
+    """Empty the process-wide memos an audit leaves behind (each capped, so harmless for one
+    audit per process), so that every input is judged from the same state and many audits in
+    one process do not slow down: a long fuzz run otherwise kept up to 20,000 DNSKEYs of
+    earlier inputs in the key tag memo, and the collector run at the end of each audit
+    scanned them all (7.4 ms an execution at first, 10.9 ms after 12,000)."""
+    import auditor.report.records as records
+    import auditor.validate.denial_common as denial_common
+    import auditor.validate.signature as signature
+
+    auditor.pipeline.release_memos()
+    signature.key_tag.clear()
+    signature._key_index.clear()
+    for memo in (denial_common._bitmap_types, denial_common.nsec3_digest,
+                 records._second_text, records._flag_names):
+        memo.cache_clear()
 
 
 def sample_frames(path: Path = SAMPLE) -> list[tuple[int, int, bytes]]:
