@@ -48,7 +48,7 @@ from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding
 from auditor.findings.codes import ValidationCode
 from auditor.memo import release_heap
-from auditor.messages import ParsedMessage
+from auditor.messages import ParseCache, ParsedMessage
 from auditor.report.anonymize import PrefixPreservingAnonymizer, RecordAnonymizer
 from auditor.report.evidence_pcap import (
     EvidenceCollector,
@@ -287,13 +287,16 @@ def run_audit(options: AuditOptions,
     keys_path = options.keys_path or options.out_dir / "keys.sqlite"
     material = key_material(limits)
     single_pass = "-" in options.captures
-    parse_cache: OrderedDict[bytes, ParsedMessage] = OrderedDict()
+    # Two passes over files: the key pass counts each message's sightings and the judging
+    # pass drops a message from the cache at its last one (ParseCache).
+    parse_cache = ParseCache(counting=elsewhere is None and not single_pass)
     parsed_before = 0
     if elsewhere is not None:
         material, parsed_before = elsewhere.key_material()
     elif not single_pass:
         parsed_before = _observe_keys(options.captures, options.ports, material, parse_cache,
                                       frame_filter, limits)
+        parse_cache.start_replay()
     with KeyCache(str(keys_path)) as cache:
         # Only a cache the user named is read: see CacheUse.
         cache_use = CacheUse(str(keys_path), options.keys_path is not None, cache.state_counts())
