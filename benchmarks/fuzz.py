@@ -22,6 +22,10 @@ Usage::
     .venv/bin/python benchmarks/fuzz.py --engine atheris --runs 50000
     .venv/bin/python benchmarks/fuzz.py --minutes 60        # run for a time instead
     nice -n 19 .venv/bin/python benchmarks/fuzz.py --runs 1000000 --jobs 2   # two processes
+    .venv/bin/python benchmarks/fuzz.py --retime benchmarks/out/fuzz/slow-*.pcap   # re-time only
+
+Each slow input of the report is replayed five times alone after the run ("replayed alone"):
+its time during the run includes whatever else the machine was doing at that moment.
 
 ``kill -INT`` or ``kill -TERM`` of the main process stops every worker and prints the report of
 what ran (also for a run started in the background, which inherits SIGINT ignored).
@@ -120,7 +124,26 @@ class Tally:
         for elapsed, number, data in sorted(self.slowest, reverse=True):
             path = OUT / f"slow-{number}.pcap"
             path.write_bytes(data)
-            print(f"  slow input #{number}: {elapsed * 1000:.1f} ms, {len(data)} bytes -> {path}")
+            print(f"  slow input #{number}: {elapsed * 1000:.1f} ms, {len(data)} bytes -> {path}; "
+                  f"replayed alone: {retime(data, self.workdir)}")
+
+
+def retime(data: bytes, workdir: Path, rounds: int = 5) -> str:
+    """Median and worst wall ms of ``rounds`` audits of one input, unanchored and anchored in
+    turn, in this process after the run: an input timed slow during a long run on a shared
+    machine may only have met a busy moment, and this tells which."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    times = []
+    with cheap_runs():
+        for index in range(rounds):
+            started = time.perf_counter()
+            try:
+                audit_bytes(data, workdir, anchored=bool(index % 2))
+            except Exception:  # noqa: BLE001 - a crash is reported by the run itself
+                pass
+            times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return f"median {times[len(times) // 2]:.1f} ms, worst {times[-1]:.1f} ms of {rounds}"
 
 
 def run_mutate(tally: Tally, runs: int, deadline: float, seed: int) -> None:
@@ -228,9 +251,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=1,
                         help="processes for the mutate engine (seeds SEED, SEED+1, ...)")
+    parser.add_argument("--retime", type=Path, nargs="+", metavar="PCAP",
+                        help="only replay these inputs (e.g. an earlier run's slow-*.pcap) and "
+                             "print their times")
     args = parser.parse_args(argv)
     stop_on_signals()
     _quiet()
+    if args.retime:
+        workdir = _workdir()
+        for path in args.retime:
+            print(f"{path}: {path.stat().st_size} bytes, {retime(path.read_bytes(), workdir)}")
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 0
     tally = Tally(_workdir())
     started = time.monotonic()
     deadline = started + args.minutes * 60 if args.minutes else float("inf")
