@@ -64,7 +64,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("forgery", ("auditor/forgery/",)),
     ("resolution", ("auditor/resolution/",)),
     ("write+reports", ("auditor/report/", "json/", "orjson", "pyarrow/", "pandas/", "jinja2/")),
-    ("pipeline", ("auditor/pipeline.py",)),
+    ("pipeline", ("auditor/pipeline.py", "auditor/engine/")),  # the drivers and the engine
 )
 """Stages of the per-stage breakdown: own time of the functions in these files (first match
 wins; everything else, interpreter and imports included, is ``other``)."""
