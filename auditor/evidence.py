@@ -142,35 +142,35 @@ def _message_facts(message: dns.message.Message) -> _MessageFacts:
     return _MessageFacts(rrsets=tuple(rrsets), orphans=tuple(orphans))
 
 
-_MEMO: IdentityMemo[dns.message.Message, _MessageFacts] = IdentityMemo(_message_facts, 4_000)
+FactsMemo = IdentityMemo[dns.message.Message, _MessageFacts]
 """Message facts by the identity of the shared parsed message (the parse stage hands the same
 ``Message`` object to every repeat of a message)."""
 
 
-def set_facts_memo_size(size: int) -> None:
-    """Cap the process-wide memo of message facts (live mode sets it from its limits)."""
-    _MEMO.resize(size)
-
-
-def clear_facts_memo() -> None:
-    """Forget every memoised message fact (the cap stays)."""
-    _MEMO.clear()
+def facts_memo(size: int) -> FactsMemo:
+    """An empty memo of message facts keeping at most ``size`` messages' (a run's caches
+    hold one: ``engine/caches.py``)."""
+    return IdentityMemo(_message_facts, size)
 
 
 _NO_RECORDS = _MessageFacts((), ())
 
 
-def build_evidence(transaction: Transaction) -> ResponseEvidence:
+def build_evidence(transaction: Transaction, memo: FactsMemo | None = None) -> ResponseEvidence:
     """Collect the RRsets and RRSIGs of a response into evidence.
 
     Header, EDNS and the query's DO bit come from the parse stage's summaries (read once per
-    distinct message); only the records need the full parse, memoised per shared message.
+    distinct message); only the records need the full parse, memoised per shared message in
+    ``memo`` (without one they are paired afresh).
     """
     response = transaction.response
     summary = response.summary
     query = transaction.query
     message = response.message
-    facts = _NO_RECORDS if message is None else _MEMO(message)
+    if message is None:
+        facts = _NO_RECORDS
+    else:
+        facts = memo(message) if memo is not None else _message_facts(message)
     return ResponseEvidence(
         transaction=transaction,
         qname=response.qname,

@@ -29,6 +29,7 @@ from auditor.engine.build import (
     key_material,
     size_shared_memos,
 )
+from auditor.engine.caches import Caches
 from auditor.engine.judge import ZoneChanges, streaming_judge
 from auditor.engine.limits import Limits
 from auditor.engine.reporting import Reporting
@@ -273,6 +274,8 @@ class LiveAuditor:
         out.mkdir(parents=True, exist_ok=True)
         self.anchors = load_anchors(list(options.trust_anchors))
         size_shared_memos(limits)
+        self.caches = Caches(limits)
+        """The run's memos, handed to the stages that use them."""
         self.material = key_material(limits)
         # KeyTrap / NSEC3 (CVE-2023-50387, CVE-2023-50868): besides the per-response budget,
         # a zone gets a bounded amount of validation work per second of capture time.
@@ -305,6 +308,7 @@ class LiveAuditor:
             ports=options.ports,
             on_anomaly=lambda anomaly: self.findings.write(anomaly_record(anomaly)),
             limits=limits,
+            caches=self.caches,
         )
         self.errors = self.stream.errors
         """Internal errors contained per message and per response (``Containment``)."""
@@ -370,7 +374,7 @@ class LiveAuditor:
     def _judge_new(self, transaction: Transaction) -> None:
         """Build a response's evidence, judge it and report what the judge releases."""
         try:
-            judged = self.judge.feed(build_evidence(transaction))
+            judged = self.judge.feed(build_evidence(transaction, self.caches.facts))
         except Exception as exc:  # our own bug must not stop the run
             self.errors.response_failed(transaction, exc)
             return

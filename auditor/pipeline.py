@@ -24,6 +24,7 @@ from auditor.engine.build import (
     key_material,
     size_shared_memos,
 )
+from auditor.engine.caches import Caches
 from auditor.engine.judge import (
     Judge,
     Rendered,
@@ -203,18 +204,19 @@ def _observe_keys(
     parse_cache: OrderedDict[bytes, ParsedMessage],
     frame_filter: Callable[[Frame], bool] | None = None,
     limits: Limits = FILE_LIMITS,
+    caches: Caches | None = None,
 ) -> int:
     """First pass over files: gather every DNSKEY, DS and denial RRset the traffic carries;
     return how many distinct messages it parsed.
 
-    The parse cache is kept for the judging pass, so each distinct message is parsed once per
-    run; checksums are counted by the judging pass only.
+    The parse cache (and the run's ``caches``) are kept for the judging pass, so each distinct
+    message is parsed once per run; checksums are counted by the judging pass only.
     """
     from auditor.capture.sources import CaptureSet
 
     with CaptureSet(list(captures)) as source:
         stream = EvidenceStream(ports=ports, verify_checksums=False, parse_cache=parse_cache,
-                                frame_filter=frame_filter, limits=limits)
+                                frame_filter=frame_filter, limits=limits, caches=caches)
         for evidence in stream.run(source):
             observe_answer_keys(material, evidence)
     return stream.chain.parser.parsed
@@ -279,6 +281,7 @@ def run_audit(options: AuditOptions,
     started = time.monotonic()
     limits = options.limits
     size_shared_memos(limits)
+    caches = Caches(limits)
     anchors = load_anchors(list(options.trust_anchors))
     frame_filter = (FrameFilter(options.frame_filter).matches
                     if options.frame_filter is not None else None)
@@ -295,7 +298,7 @@ def run_audit(options: AuditOptions,
         material, parsed_before = elsewhere.key_material()
     elif not single_pass:
         parsed_before = _observe_keys(options.captures, options.ports, material, parse_cache,
-                                      frame_filter, limits)
+                                      frame_filter, limits, caches)
         parse_cache.start_replay()
     with KeyCache(str(keys_path)) as cache:
         # Only a cache the user named is read: see CacheUse.
@@ -327,6 +330,7 @@ def run_audit(options: AuditOptions,
                 parse_cache=parse_cache,
                 frame_filter=frame_filter,
                 limits=limits,
+                caches=caches,
             )
             frames = _with_progress(source, source, options.progress)
             ring = FrameRing() if single_pass and options.evidence_path is not None else None
@@ -379,7 +383,7 @@ def run_audit(options: AuditOptions,
                 "verdict_cache": verdicts.counters(),
             },
             "state": {"peak": dict(stream.state_peaks), "key_material": material.sizes(),
-                      "memos": memo_sizes(), "findings": finding_state(sources)},
+                      "memos": memo_sizes(caches), "findings": finding_state(sources)},
             "findings": reporter.stats(),
             "anonymized": anonymizer is not None,
             "inputs": _input_digests(options.captures),
@@ -401,6 +405,7 @@ def run_audit(options: AuditOptions,
     verdicts.release()
     records.clear()
     material.release_copies()
+    caches.release()
     release_memos()
     gc.collect()
     release_heap()
@@ -410,14 +415,11 @@ def run_audit(options: AuditOptions,
 
 def release_memos() -> None:
     """Empty the process-wide memos (values derived from parsed messages; recomputed on
-    demand), e.g. between judging and report rendering."""
-    from auditor import evidence, messages
-    from auditor.decode import dissect
+    demand), e.g. between judging and report rendering (a run's own: ``Caches.release``)."""
+    from auditor import messages
     from auditor.forgery import common
     from auditor.trust import material
 
-    dissect.clear_address_memos()
-    evidence.clear_facts_memo()
     messages.clear_record_caches()
     material.clear_memos()
     common.clear_memos()

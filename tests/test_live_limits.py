@@ -11,7 +11,6 @@ import dns.rrset
 import pytest
 from click.testing import CliRunner
 
-from auditor import evidence as evidence_module
 from auditor import messages as messages_module
 from auditor.cli_live import _limits, live
 from auditor.decode import dissect as dissect_module
@@ -28,13 +27,10 @@ SMALL = LiveLimits(parse_cache=7, facts_memo=11, record_cache=5, address_memo=3,
 
 @pytest.fixture(autouse=True)
 def _restore_process_memos() -> Iterator[None]:
-    facts_size, digest_size = evidence_module._MEMO._size, material_module._DIGEST_MEMO._size
+    digest_size = material_module._DIGEST_MEMO._size
     records_size = messages_module._record_cache_size
-    address_size = dissect_module._address_memo_size
     yield
     messages_module.set_record_cache_size(records_size)
-    dissect_module.set_address_memo_size(address_size)
-    evidence_module.set_facts_memo_size(facts_size)
     material_module.set_digest_memo_size(digest_size)
 
 
@@ -45,10 +41,12 @@ def test_live_auditor_caps_every_cache_from_its_limits(tmp_path: Path) -> None:
         zones = [s for s in auditor.sources if isinstance(s, ZoneHealth)]
         assert auditor.stream.chain.parser is not None
         assert auditor.stream.chain.parser._cache_size == 7
-        assert evidence_module._MEMO._size == 11
+        assert auditor.caches.facts._size == 11
+        assert auditor.stream.caches is auditor.caches
         assert messages_module._record_cache_size == SMALL.record_cache
         assert messages_module.name_text._size == SMALL.record_cache
-        assert dissect_module._address_memo_size == SMALL.address_memo
+        assert auditor.caches.addresses.size == SMALL.address_memo
+        assert auditor.stream.chain.addresses is auditor.caches.addresses
         assert material_module._DIGEST_MEMO._size == 13
         assert auditor.validator.checker._memo_size == 17
         assert auditor.material._max_copies == 19
@@ -114,16 +112,15 @@ def test_address_memos_never_exceed_their_cap() -> None:
 
     from auditor.decode import fastpath, transport
 
-    dissect_module.set_address_memo_size(3)
+    memos = dissect_module.AddressMemos(3)
     for i in range(20):
-        dissect_module.address_text(bytes([192, 0, 2, i]))
-        fastpath._ipv4_text(0xC0000200 + i)
-        fastpath._ipv6_address(bytes(15) + bytes([i]))
-        transport._address_value(socket.AF_INET, f"192.0.2.{i}")
-        for memo in (dissect_module._address_texts, fastpath._ipv4_texts,
-                     fastpath._ipv6_addresses, transport._address_values):
+        memos.text(bytes([192, 0, 2, i]))
+        fastpath._ipv4_text(memos, 0xC0000200 + i)
+        fastpath._ipv6_address(memos, bytes(15) + bytes([i]))
+        transport._address_value(memos, socket.AF_INET, f"192.0.2.{i}")
+        for memo in (memos.texts, memos.ipv4_texts, memos.ipv6_addresses, memos.values):
             assert len(memo) <= 3
-    assert dissect_module.address_text(bytes([192, 0, 2, 7])) == "192.0.2.7"
+    assert memos.text(bytes([192, 0, 2, 7])) == "192.0.2.7"
 
 
 def test_limit_option_sets_any_cap_by_name_and_rejects_unknown_ones() -> None:

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from auditor.capture.frame import Frame
-from auditor.decode.dissect import dissect
+from auditor.decode.dissect import AddressMemos, dissect
 from auditor.ledger import Ledger
 
 _UDP, _TCP = 17, 6
@@ -71,11 +71,12 @@ def dns_like_ports(frames: Iterable[Frame], ports: frozenset[int],
     port (in queries and answers alike) outnumbers the clients' ephemeral ports."""
     found: Counter[tuple[str, int]] = Counter()
     ledger = Ledger()  # a throwaway: this census settles nothing of the real run
+    memos = AddressMemos()
     for number, frame in enumerate(frames):
         if number >= max_frames:
             break
         ledger.frames_read += 1
-        datagram = dissect(frame, ledger)
+        datagram = dissect(frame, ledger, memos)
         if datagram is None or datagram.fragment is not None:
             continue
         unit = _transport_payload(datagram.protocol, datagram.payload)

@@ -9,7 +9,7 @@ import struct
 
 from auditor.capture.frame import Frame
 from auditor.decode.census import looks_like_dns
-from auditor.decode.dissect import _BY_NIBBLE, _LINK_DECODERS, address_text
+from auditor.decode.dissect import _BY_NIBBLE, _LINK_DECODERS, AddressMemos
 from auditor.decode.transport import Transport, WireMessage
 
 _UDP = 17
@@ -17,7 +17,7 @@ _UDP_HEADER = struct.Struct("!HHHH")
 _DNS_HEADER = 12
 
 
-def _ip_fields(frame: Frame) -> tuple[str, str, int, int, bytes] | None:
+def _ip_fields(frame: Frame, memos: AddressMemos) -> tuple[str, str, int, int, bytes] | None:
     """(source, destination, protocol, hop limit, captured IP payload) of an unfragmented
     IPv4 or IPv6 packet without extension headers; None otherwise."""
     link = _LINK_DECODERS.get(frame.linktype)
@@ -31,21 +31,22 @@ def _ip_fields(frame: Frame) -> tuple[str, str, int, int, bytes] | None:
         ihl = (data[off] & 0x0F) << 2
         if ihl < 20 or int.from_bytes(data[off + 6:off + 8], "big") & 0x3FFF:  # a fragment
             return None
-        return (address_text(data[off + 12:off + 16]), address_text(data[off + 16:off + 20]),
+        return (memos.text(data[off + 12:off + 16]), memos.text(data[off + 16:off + 20]),
                 data[off + 9], data[off + 8], data[off + ihl:])
     if version == 6 and len(data) >= off + 40 and data[off] >> 4 == 6:
-        return (address_text(data[off + 8:off + 24]), address_text(data[off + 24:off + 40]),
+        return (memos.text(data[off + 8:off + 24]), memos.text(data[off + 24:off + 40]),
                 data[off + 6], data[off + 7], data[off + 40:])
     return None
 
 
-def cut_udp_message(frame: Frame, ports: frozenset[int]) -> WireMessage | None:
+def cut_udp_message(frame: Frame, ports: frozenset[int], memos: AddressMemos | None = None
+                    ) -> WireMessage | None:
     """The captured part of a DNS message in a UDP datagram cut by the snapshot length (the
     frame's wire length exceeds its captured bytes), when its header and question were
-    captured whole; None for anything else."""
+    captured whole; None for anything else (``memos``: the run's address memos)."""
     if frame.wirelen <= len(frame.data):
         return None
-    fields = _ip_fields(frame)
+    fields = _ip_fields(frame, memos or AddressMemos())
     if fields is None:
         return None
     src, dst, protocol, hop_limit, payload = fields

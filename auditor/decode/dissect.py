@@ -8,7 +8,6 @@ import struct
 from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
 
 from auditor.anomaly import Anomaly, AnomalyCode
 from auditor.capture.frame import Frame, LinkType
@@ -326,52 +325,50 @@ _ntop = socket.inet_ntop
 ADDRESS_MEMO_SIZE = 65536
 """Default bound of each address memo of the decode stage; a memo that fills up is cleared and
 refilled."""
-_address_memo_size = ADDRESS_MEMO_SIZE
 
 
-def set_address_memo_size(size: int) -> None:
-    """Cap every address memo of the decode stage (live mode sets it from its limits)."""
-    global _address_memo_size
-    _address_memo_size = max(1, size)
+class AddressMemos:
+    """The decode stage's memos of addresses, one set per run (``engine/caches.py``): a
+    capture point sees few addresses, and ``inet_ntop``/``inet_pton`` plus the objects they
+    build cost more than a lookup. A memo that reaches ``size`` entries is cleared and
+    refilled."""
 
+    __slots__ = ("ipv4_texts", "ipv6_addresses", "size", "texts", "values")
 
-def address_memo_full(memo: Sized) -> bool:
-    """Whether an address memo reached the cap (checked only when adding an entry)."""
-    return len(memo) >= _address_memo_size
+    def __init__(self, size: int = ADDRESS_MEMO_SIZE) -> None:
+        self.size = max(1, size)
+        """Cap of each memo."""
+        self.texts: dict[bytes, str] = {}
+        """Address bytes (4 or 16) -> presentation text (``text``)."""
+        self.ipv4_texts: dict[int, str] = {}
+        """IPv4 address value -> presentation text (``fastpath``)."""
+        self.ipv6_addresses: dict[bytes, tuple[str, int]] = {}
+        """IPv6 address bytes -> (presentation text, integer value for the checksum)
+        (``fastpath``)."""
+        self.values: dict[str, int] = {}
+        """Address text -> integer value of its bytes (``transport`` checksums)."""
 
+    def full(self, memo: Sized) -> bool:
+        """Whether one of these memos reached the cap (checked only when adding an entry)."""
+        return len(memo) >= self.size
 
-_ADDRESS_MEMOS: list[dict[Any, Any]] = []
-"""Every address memo of the decode stage (``address_memo``), for ``clear_address_memos``."""
+    def text(self, raw: bytes) -> str:
+        """Compressed presentation form of a 4- or 16-byte address, memoised."""
+        texts = self.texts
+        text = texts.get(raw)
+        if text is None:
+            if len(texts) >= self.size:
+                texts.clear()
+            text = texts[raw] = _ntop(_AF_INET if len(raw) == 4 else _AF_INET6, raw)
+        return text
 
-
-def address_memo() -> dict[Any, Any]:
-    """A new address memo of the decode stage, emptied by ``clear_address_memos``."""
-    memo: dict[Any, Any] = {}
-    _ADDRESS_MEMOS.append(memo)
-    return memo
-
-
-def clear_address_memos() -> None:
-    """Empty every address memo (pure: refilled on demand). Their entries are small objects
-    made all along a run; the ones left after the rest of a run's state is released keep
-    whole allocator arenas alive (a names flood with ever new clients: 14,000 texts)."""
-    for memo in _ADDRESS_MEMOS:
-        memo.clear()
-
-
-_address_texts: dict[bytes, str] = address_memo()
-"""Memo of address bytes (4 or 16) -> presentation text: a capture point sees few addresses,
-and ``inet_ntop`` plus the string it builds costs more than a lookup."""
-
-
-def address_text(raw: bytes) -> str:
-    """Compressed presentation form of a 4- or 16-byte address, memoised."""
-    text = _address_texts.get(raw)
-    if text is None:
-        if address_memo_full(_address_texts):
-            _address_texts.clear()
-        text = _address_texts[raw] = _ntop(_AF_INET if len(raw) == 4 else _AF_INET6, raw)
-    return text
+    def clear(self) -> None:
+        """Empty every memo (pure: refilled on demand; the cap stays). Their entries are
+        small objects made all along a run; the ones left after the rest of a run's state is
+        released keep whole allocator arenas alive (a names flood with ever new clients:
+        14,000 texts)."""
+        for memo in (self.texts, self.ipv4_texts, self.ipv6_addresses, self.values):
+            memo.clear()
 
 
 def walk_ipv6_headers(
@@ -412,7 +409,8 @@ def walk_ipv6_headers(
             return next_header, pos, None, atomic_ident
 
 
-def _ipv4(frame: Frame, data: bytes, off: int, ledger: Ledger) -> IPDatagram | None:
+def _ipv4(frame: Frame, data: bytes, off: int, ledger: Ledger, memos: AddressMemos
+          ) -> IPDatagram | None:
     if len(data) - off < 20:
         _settle_short(frame, ledger, Reason.MALFORMED_IP)
         return None
@@ -443,8 +441,8 @@ def _ipv4(frame: Frame, data: bytes, off: int, ledger: Ledger) -> IPDatagram | N
         (number,),
         frame.ts_ns,
         4,
-        address_text(data[off + 12 : off + 16]),
-        address_text(data[off + 16 : off + 20]),
+        memos.text(data[off + 12 : off + 16]),
+        memos.text(data[off + 16 : off + 20]),
         protocol,
         ttl,
         ident,
@@ -453,7 +451,8 @@ def _ipv4(frame: Frame, data: bytes, off: int, ledger: Ledger) -> IPDatagram | N
     )
 
 
-def _ipv6(frame: Frame, data: bytes, off: int, ledger: Ledger) -> IPDatagram | None:
+def _ipv6(frame: Frame, data: bytes, off: int, ledger: Ledger, memos: AddressMemos
+          ) -> IPDatagram | None:
     if len(data) - off < 40:
         _settle_short(frame, ledger, Reason.MALFORMED_IP)
         return None
@@ -480,8 +479,8 @@ def _ipv6(frame: Frame, data: bytes, off: int, ledger: Ledger) -> IPDatagram | N
         (number,),
         frame.ts_ns,
         6,
-        address_text(data[off + 8 : off + 24]),
-        address_text(data[off + 24 : off + 40]),
+        memos.text(data[off + 8 : off + 24]),
+        memos.text(data[off + 24 : off + 40]),
         protocol,
         hop_limit,
         ident,
@@ -490,8 +489,10 @@ def _ipv6(frame: Frame, data: bytes, off: int, ledger: Ledger) -> IPDatagram | N
     )
 
 
-def dissect(frame: Frame, ledger: Ledger) -> IPDatagram | None:
-    """Decode one frame's link and IP headers, or settle it in ``ledger`` and return None."""
+def dissect(frame: Frame, ledger: Ledger, memos: AddressMemos | None = None
+            ) -> IPDatagram | None:
+    """Decode one frame's link and IP headers, or settle it in ``ledger`` and return None
+    (``memos``: the run's address memos; without them a fresh set for this frame)."""
     link = _LINK_DECODERS.get(frame.linktype)
     if link is None:
         _settle_unsupported_linktype(frame, ledger)
@@ -504,9 +505,9 @@ def dissect(frame: Frame, ledger: Ledger) -> IPDatagram | None:
             return None
         version = data[0] >> 4
     if version == 4:
-        return _ipv4(frame, data, off, ledger)
+        return _ipv4(frame, data, off, ledger, memos or AddressMemos())
     if version == 6:
-        return _ipv6(frame, data, off, ledger)
+        return _ipv6(frame, data, off, ledger, memos or AddressMemos())
     if version == _NOT_IP:
         ledger.settle(Reason.NOT_IP)
     elif version in NOT_IP_DETAILS:

@@ -7,7 +7,7 @@ import socket
 import struct
 
 from auditor.capture.frame import Frame, LinkType
-from auditor.decode.dissect import EtherType, address_memo, address_memo_full
+from auditor.decode.dissect import AddressMemos, EtherType
 from auditor.decode.transport import Transport, WireMessage
 from auditor.ledger import Ledger, Reason
 
@@ -43,23 +43,24 @@ _ntop = socket.inet_ntop
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 
-_ipv4_texts: dict[int, str] = address_memo()
-"""Memo of IPv4 address value -> presentation text."""
-_ipv6_addresses: dict[bytes, tuple[str, int]] = address_memo()
-"""Memo of IPv6 address bytes -> (presentation text, integer value for the checksum)."""
 
 
-def _ipv4_text(value: int) -> str:
-    if address_memo_full(_ipv4_texts):
-        _ipv4_texts.clear()
-    text = _ipv4_texts[value] = _ntop(_AF_INET, value.to_bytes(4, "big"))
+def _ipv4_text(memos: AddressMemos, value: int) -> str:
+    """Presentation text of an IPv4 address value, added to ``memos.ipv4_texts``."""
+    texts = memos.ipv4_texts
+    if memos.full(texts):
+        texts.clear()
+    text = texts[value] = _ntop(_AF_INET, value.to_bytes(4, "big"))
     return text
 
 
-def _ipv6_address(raw: bytes) -> tuple[str, int]:
-    if address_memo_full(_ipv6_addresses):
-        _ipv6_addresses.clear()
-    found = _ipv6_addresses[raw] = (_ntop(_AF_INET6, raw), int.from_bytes(raw, "big"))
+def _ipv6_address(memos: AddressMemos, raw: bytes) -> tuple[str, int]:
+    """(presentation text, integer value) of IPv6 address bytes, added to
+    ``memos.ipv6_addresses``."""
+    addresses = memos.ipv6_addresses
+    if memos.full(addresses):
+        addresses.clear()
+    found = addresses[raw] = (_ntop(_AF_INET6, raw), int.from_bytes(raw, "big"))
     return found
 
 
@@ -82,14 +83,16 @@ def _udp_checksum_ok(addresses: int, ports_and_checksum: int, length: int, wire:
 
 
 def fast_udp_message(
-    frame: Frame, ports: frozenset[int], ledger: Ledger, verify_checksums: bool
+    frame: Frame, ports: frozenset[int], ledger: Ledger, verify_checksums: bool,
+    memos: AddressMemos | None = None,
 ) -> WireMessage | bool:
     """Decode ``frame`` if it is a plain UDP datagram; settle it if it is one off the DNS ports.
 
     Returns the wire message of a non-empty UDP datagram on a DNS port (its checksum verified
     and a bad one counted, as ``split_transport`` does), True when the frame was settled here
     (UDP outside the DNS port set), and False when the general stages must decode the frame;
-    nothing is settled or counted then.
+    nothing is settled or counted then. ``memos``: the run's address memos (without them a
+    fresh set for this frame).
     """
     link = _LINK_HEADERS.get(frame.linktype)
     if link is None:
@@ -125,8 +128,11 @@ def fast_udp_message(
             and not _udp_checksum_ok(src + dst, sport + dport + checksum, length, wire)
         ):
             ledger.observe("udp_bad_checksum")
-        src_text = _ipv4_texts.get(src) or _ipv4_text(src)
-        dst_text = _ipv4_texts.get(dst) or _ipv4_text(dst)
+        if memos is None:
+            memos = AddressMemos()
+        texts = memos.ipv4_texts
+        src_text = texts.get(src) or _ipv4_text(memos, src)
+        dst_text = texts.get(dst) or _ipv4_text(memos, dst)
     elif ethertype == _ETHERTYPE_IPV6:
         if len(data) < ip + _IPV6_MIN:
             return False
@@ -142,8 +148,11 @@ def fast_udp_message(
             return False
         start = ip + 48
         wire = data[start : start + length - 8]
-        src_text, src = _ipv6_addresses.get(src6) or _ipv6_address(src6)
-        dst_text, dst = _ipv6_addresses.get(dst6) or _ipv6_address(dst6)
+        if memos is None:
+            memos = AddressMemos()
+        addresses = memos.ipv6_addresses
+        src_text, src = addresses.get(src6) or _ipv6_address(memos, src6)
+        dst_text, dst = addresses.get(dst6) or _ipv6_address(memos, dst6)
         # RFC 8200 8.1: a zero UDP checksum over IPv6 is invalid.
         if verify_checksums and (
             not checksum or not _udp_checksum_ok(src + dst, sport + dport + checksum, length, wire)

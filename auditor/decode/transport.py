@@ -7,7 +7,7 @@ import struct
 from dataclasses import dataclass
 from enum import StrEnum
 
-from auditor.decode.dissect import IPDatagram, IPProtocol, address_memo, address_memo_full
+from auditor.decode.dissect import AddressMemos, IPDatagram, IPProtocol
 from auditor.ledger import Ledger, Reason
 
 DNS_PORTS: frozenset[int] = frozenset({53})
@@ -86,20 +86,21 @@ _TCP_HEADER = struct.Struct("!HHIIH")
 """Source Port, Destination Port, Sequence, Acknowledgment, Data Offset+flags (RFC 9293 3.1)."""
 _AF_BY_VERSION = {4: socket.AF_INET, 6: socket.AF_INET6}
 _pton = socket.inet_pton
-_address_values: dict[str, int] = address_memo()
-"""Memo of address -> integer value of its bytes; a resolver talks to few addresses."""
 
 
-def _address_value(family: int, address: str) -> int:
-    value = _address_values.get(address)
+def _address_value(memos: AddressMemos, family: int, address: str) -> int:
+    """Integer value of an address's bytes, memoised in ``memos.values`` (a resolver talks to
+    few addresses)."""
+    values = memos.values
+    value = values.get(address)
     if value is None:
-        if address_memo_full(_address_values):
-            _address_values.clear()
-        value = _address_values[address] = int.from_bytes(_pton(family, address), "big")
+        if memos.full(values):
+            values.clear()
+        value = values[address] = int.from_bytes(_pton(family, address), "big")
     return value
 
 
-def _checksum_ok(ip: IPDatagram, segment: bytes, protocol: int) -> bool:
+def _checksum_ok(ip: IPDatagram, segment: bytes, protocol: int, memos: AddressMemos) -> bool:
     """Whether ``segment`` (header and data) sums to zero with its pseudo-header.
 
     The one's complement sum of 16-bit words is congruent to the big-endian integer value of
@@ -109,7 +110,7 @@ def _checksum_ok(ip: IPDatagram, segment: bytes, protocol: int) -> bool:
     family = _AF_BY_VERSION[ip.version]
     # RFC 768 / RFC 9293 3.1 (IPv4) and RFC 8200 8.1 (IPv6) pseudo-headers: addresses, protocol
     # and upper-layer length; their word sum is what matters, not their layout.
-    total = _address_value(family, ip.src) + _address_value(family, ip.dst)
+    total = _address_value(memos, family, ip.src) + _address_value(memos, family, ip.dst)
     total += protocol + len(segment)
     value = int.from_bytes(segment, "big")
     if len(segment) & 1:
@@ -118,7 +119,8 @@ def _checksum_ok(ip: IPDatagram, segment: bytes, protocol: int) -> bool:
 
 
 def _udp(
-    datagram: IPDatagram, ports: frozenset[int], ledger: Ledger, verify: bool
+    datagram: IPDatagram, ports: frozenset[int], ledger: Ledger, verify: bool,
+    memos: AddressMemos,
 ) -> UDPDatagram | None:
     payload = datagram.payload
     owned = datagram.owned_frames
@@ -140,7 +142,7 @@ def _udp(
     elif verify:
         segment = payload if length == len(payload) else payload[:length]
         # RFC 8200 8.1: a zero UDP checksum over IPv6 is invalid
-        checksum_ok = checksum != 0 and _checksum_ok(datagram, segment, IPProtocol.UDP)
+        checksum_ok = checksum != 0 and _checksum_ok(datagram, segment, IPProtocol.UDP, memos)
         if not checksum_ok:
             ledger.observe("udp_bad_checksum")
     if length == 8:
@@ -150,7 +152,8 @@ def _udp(
 
 
 def _tcp(
-    datagram: IPDatagram, ports: frozenset[int], ledger: Ledger, verify: bool
+    datagram: IPDatagram, ports: frozenset[int], ledger: Ledger, verify: bool,
+    memos: AddressMemos,
 ) -> TCPSegment | None:
     payload = datagram.payload
     owned = datagram.owned_frames
@@ -167,7 +170,7 @@ def _tcp(
         return None
     checksum_ok: bool | None = None
     if verify:
-        checksum_ok = _checksum_ok(datagram, payload, IPProtocol.TCP)
+        checksum_ok = _checksum_ok(datagram, payload, IPProtocol.TCP, memos)
         if not checksum_ok:
             ledger.observe("tcp_bad_checksum")
     return TCPSegment(
@@ -181,6 +184,7 @@ def split_transport(
     ledger: Ledger,
     *,
     verify_checksums: bool = False,
+    memos: AddressMemos | None = None,
 ) -> UDPDatagram | TCPSegment | None:
     """Decode the UDP/TCP header; keep DNS-port traffic, settle everything else in ``ledger``.
 
@@ -188,15 +192,16 @@ def split_transport(
     settled here are settled together. ``verify_checksums`` checks UDP/TCP checksums (a bad
     one is counted in ``ledger.observed`` and kept, never dropped); it is off by default here,
     on by default in the pipeline's ``DecodeChain`` (whose common UDP case goes through
-    ``fastpath.fast_udp_message`` instead). Unchecked, ``checksum_ok`` is None.
+    ``fastpath.fast_udp_message`` instead). Unchecked, ``checksum_ok`` is None. ``memos``:
+    the run's address memos (without them a fresh set for this datagram).
     """
     if datagram.fragment is not None:
         raise ValueError(f"frame {datagram.frame}: split_transport needs a defragmented datagram")
     protocol = datagram.protocol
     if protocol == IPProtocol.UDP:
-        return _udp(datagram, ports, ledger, verify_checksums)
+        return _udp(datagram, ports, ledger, verify_checksums, memos or AddressMemos())
     if protocol == IPProtocol.TCP:
-        return _tcp(datagram, ports, ledger, verify_checksums)
+        return _tcp(datagram, ports, ledger, verify_checksums, memos or AddressMemos())
     ledger.settle(Reason.NOT_UDP_TCP, datagram.owned_frames)
     return None
 

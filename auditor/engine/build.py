@@ -1,14 +1,13 @@
 """The stages of a run built with its ``Limits``: key material, finding stages, and the
-process-wide memos sized from them."""
+process-wide memos sized from them (the run's own memos: ``engine/caches.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from auditor.decode.dissect import set_address_memo_size
 from auditor.engine.limits import Limits
-from auditor.evidence import ResponseEvidence, set_facts_memo_size
+from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding
 from auditor.forgery import ForgeryConfig, ForgeryDetector
 from auditor.forgery.common import lineage
@@ -19,11 +18,10 @@ from auditor.validate import Validator, Verdict
 
 
 def size_shared_memos(limits: Limits) -> None:
-    """Cap the process-wide memos of the decode, parse, evidence, key material and forgery
-    stages (each run sets them, so a run never inherits another run's sizes)."""
-    set_facts_memo_size(limits.facts_memo)
+    """Cap the process-wide memos of the parse, key material and forgery stages
+    (each run sets them, so a run never inherits another run's sizes; the memos already
+    handed to the stages as an object are in ``engine/caches.py``)."""
     set_record_cache_size(limits.record_cache)
-    set_address_memo_size(limits.address_memo)
     set_digest_memo_size(limits.digest_memo)
     lineage.resize(limits.forgery_entries)  # names' ancestor tuples, shared process-wide
 

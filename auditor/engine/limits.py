@@ -46,13 +46,14 @@ class Limits:
     parse_cache: int = 10_000
     """Distinct parsed DNS messages kept for reuse (file: 50,000; 32 MB in both)."""
     facts_memo: int = 10_000
-    """Parsed messages whose evidence facts are memoised (process-wide; file: 4,000)."""
+    """Parsed messages whose evidence facts are memoised (the run's ``Caches``; file:
+    4,000)."""
     record_cache: int = 20_000
     """Question and owner names, name texts, summaries, records and RRsets each that the parse
     stage shares between messages (process-wide; file: 10,000)."""
     address_memo: int = 20_000
-    """Address texts/values each that the decode stage memoises (process-wide; file:
-    65,536)."""
+    """Address texts/values each that the decode stage memoises (the run's ``Caches``;
+    file: 65,536)."""
     digest_memo: int = 20_000
     """RRset digests and record wire forms each memoised by the key material (process-wide;
     file: 10,000)."""

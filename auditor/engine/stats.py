@@ -9,6 +9,7 @@ from typing import Any
 
 from auditor import __version__
 from auditor.engine.build import FindingSource
+from auditor.engine.caches import Caches
 from auditor.findings.zones import ZoneHealth
 from auditor.forgery import ForgeryDetector
 from auditor.report.records import STATS_SCHEMA
@@ -65,12 +66,12 @@ def finding_state(sources: list[FindingSource]) -> dict[str, dict[str, int]]:
     return found
 
 
-def memo_sizes() -> dict[str, int]:
-    """Entries in the process-wide memos now (each capped)."""
-    from auditor import evidence, messages
+def memo_sizes(caches: Caches) -> dict[str, int]:
+    """Entries in the run's memos and the process-wide ones now (each capped)."""
+    from auditor import messages
     from auditor.trust import material
 
-    return {"message_facts": len(evidence._MEMO), "name_texts": len(messages.name_text),
+    return {**caches.sizes(), "name_texts": len(messages.name_text),
             "record_wires": len(material.rdata_wire)}
 
 

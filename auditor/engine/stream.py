@@ -13,7 +13,7 @@ from auditor.anomaly import Anomaly, AnomalyCode
 from auditor.capture.frame import Frame
 from auditor.decode.cut import cut_udp_message
 from auditor.decode.defrag import Defragmenter
-from auditor.decode.dissect import dissect
+from auditor.decode.dissect import AddressMemos, dissect
 from auditor.decode.fastpath import fast_udp_message
 from auditor.decode.tcpstream import TCPReassembler
 from auditor.decode.transport import (
@@ -23,6 +23,7 @@ from auditor.decode.transport import (
     split_transport,
     udp_message,
 )
+from auditor.engine.caches import Caches
 from auditor.engine.contain import Containment
 from auditor.engine.limits import FILE_LIMITS, Limits
 from auditor.evidence import ResponseEvidence, build_evidence
@@ -62,16 +63,22 @@ class DecodeChain:
         frame_filter: Callable[[Frame], bool] | None = None,
         shard: Callable[[Frame], bool] | None = None,
         limits: Limits = FILE_LIMITS,
+        address_memos: AddressMemos | None = None,
     ) -> None:
         """``frame_filter``: frames it rejects are settled as ``filtered_out`` undecoded.
         ``shard``: frames it rejects belong to another shard (``audit --jobs``): neither
         counted nor decoded here, their capture time only drives expiry (``pass_over``).
-        ``limits``: the caps and timeouts of reassembly and the parse cache."""
+        ``limits``: the caps and timeouts of reassembly and the parse cache.
+        ``address_memos``: the run's (``Caches.addresses``); without them the chain makes
+        its own, capped by ``limits``."""
         self.ledger = ledger
         self.ports = ports
         self.verify_checksums = verify_checksums
         self.frame_filter = frame_filter
         self.shard = shard
+        self.addresses = (address_memos if address_memos is not None
+                          else AddressMemos(limits.address_memo))
+        """Address texts and values memoised by the decode stage."""
         self._owned = 1
         self.defragmenter = Defragmenter(
             ledger, timeout_ns=limits.fragment_timeout_ns, max_sets=limits.fragment_sets,
@@ -96,7 +103,8 @@ class DecodeChain:
         if next_expiry_ns is not None and frame.ts_ns < next_expiry_ns:
             # Plain UDP datagrams skip the general stages: same outcome, fewer objects.
             try:
-                found = fast_udp_message(frame, self.ports, ledger, self.verify_checksums)
+                found = fast_udp_message(frame, self.ports, ledger, self.verify_checksums,
+                                         self.addresses)
             except Exception as exc:  # our own bug must not stop the run: count it
                 ledger.settle(Reason.DECODER_ERROR)
                 self._note_decoder_error(frame, exc)
@@ -129,10 +137,12 @@ class DecodeChain:
         return self._parse_all(wires)
 
     def _decode(self, frame: Frame) -> list[WireMessage]:
-        datagram = dissect(frame, self.ledger)
+        addresses = self.addresses
+        datagram = dissect(frame, self.ledger, addresses)
         if datagram is None:
             # A DNS answer the snapshot length cut is still listed (settled as cut above).
-            cut = cut_udp_message(frame, self.ports) if frame.wirelen > len(frame.data) else None
+            cut = (cut_udp_message(frame, self.ports, addresses)
+                   if frame.wirelen > len(frame.data) else None)
             return [cut] if cut is not None else []
         if datagram.fragment is not None:
             datagram = self.defragmenter.feed(datagram)
@@ -142,7 +152,8 @@ class DecodeChain:
         # Checksums are verified and counted, never a reason to drop: captures taken on the
         # sending host (offload, loopback) carry invalid ones everywhere.
         unit = split_transport(
-            datagram, self.ports, self.ledger, verify_checksums=self.verify_checksums
+            datagram, self.ports, self.ledger, verify_checksums=self.verify_checksums,
+            memos=addresses,
         )
         if unit is None:
             return []
@@ -218,6 +229,9 @@ class EvidenceStream:
     errors: Containment = field(default_factory=Containment)
     """Contains our own failures per message and per response (by default its anomalies go
     to ``on_anomaly``)."""
+    caches: Caches | None = None
+    """The run's memos (``Caches``), shared by its streams; without them the stream makes
+    its own from ``limits``."""
     chain: DecodeChain = field(init=False)
     matcher: Matcher = field(init=False)
     state_peaks: dict[str, int] = field(default_factory=dict)
@@ -226,6 +240,8 @@ class EvidenceStream:
     _last_expiry_ns: int = 0
 
     def __post_init__(self) -> None:
+        if self.caches is None:
+            self.caches = Caches(self.limits)
         self.chain = DecodeChain(
             self.ledger,
             self.ports,
@@ -234,6 +250,7 @@ class EvidenceStream:
             frame_filter=self.frame_filter,
             shard=self.shard,
             limits=self.limits,
+            address_memos=self.caches.addresses,
         )
         self.matcher = Matcher(timeout_ns=self.limits.query_timeout_ns,
                                max_pending=self.limits.pending_queries)
@@ -247,9 +264,10 @@ class EvidenceStream:
     def run(self, frames: Iterable[Frame]) -> Iterator[ResponseEvidence]:
         """Yield the evidence of every response in capture order, then flush all state (a
         response whose evidence cannot be built is contained: ``errors``)."""
+        facts = self.caches.facts if self.caches is not None else None
         for transaction in self.transactions(frames):
             try:
-                evidence = build_evidence(transaction)
+                evidence = build_evidence(transaction, facts)
             except Exception as exc:  # our own bug must not stop the run
                 self.errors.response_failed(transaction, exc)
                 continue

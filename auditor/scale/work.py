@@ -17,6 +17,7 @@ from auditor.anomaly import Anomaly
 from auditor.capture.bpf import FrameFilter
 from auditor.capture.frame import Frame
 from auditor.engine.build import key_material, size_shared_memos
+from auditor.engine.caches import Caches
 from auditor.engine.judge import observe_answer_keys, run_judge
 from auditor.engine.stream import EvidenceStream
 from auditor.errors import AuditorError
@@ -157,7 +158,7 @@ def harvest(spec: ShardSpec) -> Harvest:
     found = _frame_filter(options)
     with CaptureSet(list(options.captures)) as source:
         stream = EvidenceStream(ports=options.ports, verify_checksums=False,
-                                limits=options.limits,
+                                limits=options.limits, caches=Caches(options.limits),
                                 frame_filter=found.matches if found else None,
                                 shard=FlowShard(spec.index, spec.count))
         for evidence in stream.run(source):
@@ -222,6 +223,7 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
 
             stream = EvidenceStream(ports=options.ports, on_anomaly=on_anomaly,
                                     on_query=on_query, limits=options.limits,
+                                    caches=Caches(options.limits),
                                     verify_checksums=options.verify_checksums,
                                     frame_filter=found.matches if found else None, shard=shard)
             forgery = ForgeryDetector()  # its per-response facts only (memoised per body)

@@ -429,18 +429,18 @@ def test_fddi_frame_without_snap_is_not_ip() -> None:
 def test_clearing_the_address_memos_empties_every_one_and_decoding_refills_them() -> None:
     import socket
 
-    from auditor.decode import dissect as dissect_module
     from auditor.decode import fastpath, transport
+    from auditor.decode.dissect import AddressMemos
 
-    dissect_module.address_text(bytes([192, 0, 2, 1]))
-    fastpath._ipv4_text(0xC0000201)
-    fastpath._ipv6_address(bytes(15) + b"\x01")
-    transport._address_value(socket.AF_INET, "192.0.2.1")
-    memos = (dissect_module._address_texts, fastpath._ipv4_texts, fastpath._ipv6_addresses,
-             transport._address_values)
+    found = AddressMemos()
+    found.text(bytes([192, 0, 2, 1]))
+    fastpath._ipv4_text(found, 0xC0000201)
+    fastpath._ipv6_address(found, bytes(15) + b"\x01")
+    transport._address_value(found, socket.AF_INET, "192.0.2.1")
+    memos = (found.texts, found.ipv4_texts, found.ipv6_addresses, found.values)
     assert all(memos)
-    dissect_module.clear_address_memos()
+    found.clear()
     assert not any(memos)
-    assert dissect_module.address_text(bytes([192, 0, 2, 1])) == "192.0.2.1"
-    assert fastpath._ipv4_text(0xC0000201) == "192.0.2.1"
-    assert dissect_module._address_texts and fastpath._ipv4_texts
+    assert found.text(bytes([192, 0, 2, 1])) == "192.0.2.1"
+    assert fastpath._ipv4_text(found, 0xC0000201) == "192.0.2.1"
+    assert found.texts and found.ipv4_texts
