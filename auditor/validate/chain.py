@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -21,10 +21,10 @@ from auditor.trust.anchors import TrustAnchor
 from auditor.trust.keyview import KeyView
 from auditor.trust.material import SignedRRset
 from auditor.validate.budget import WorkBudget
-from auditor.validate.denial import ProofKind, prove_no_ds
+from auditor.validate.denial import DenialMemos, ProofKind, prove_no_ds
 from auditor.validate.ds import ds_digest, ds_names_any
 from auditor.validate.policy import ValidationPolicy
-from auditor.validate.signature import SignatureChecker, key_tag
+from auditor.validate.signature import SignatureChecker
 from auditor.validate.verdict import Status
 
 logger = logging.getLogger(__name__)
@@ -92,12 +92,16 @@ class ChainResolver:
         policy: ValidationPolicy,
         checker: SignatureChecker,
         *,
+        denial: DenialMemos | None = None,
         at_s: int | None = None,
         max_memo: int = 100_000,
     ) -> None:
+        """``denial``: the validator's NSEC/NSEC3 memos (without them the resolver has its
+        own)."""
         self.view = view
         self.policy = policy
         self.checker = checker
+        self.denial = denial if denial is not None else DenialMemos()
         self.at_s = at_s
         self._memo: dict[_MemoKey, ZoneTrust] = {}
         """Results other than secure: any new material may change them."""
@@ -187,7 +191,7 @@ class ChainResolver:
         """RFC 9718 2.2: an anchor is used only within its validity period. With none in force
         nothing starts the chain: indeterminate, naming the keys seen and the anchors held."""
         period = self.view.anchors.period_text(ref)
-        seen = _key_tags_seen(self.view.material.dnskey_rrsets(zone))
+        seen = _key_tags_seen(self.view.material.dnskey_rrsets(zone), self.checker.keys.tag)
         keys = f"; keys of {zone} seen: {seen}" if seen else ""
         text = (f"no trust anchor of {zone} is in force {period}{keys}; anchors held: "
                 f"{', '.join(a.describe() for a in held)}")
@@ -260,8 +264,9 @@ class ChainResolver:
             hint = "correct the anchor: as written it can match no key"
         else:
             hint = f"if this network uses its own anchor for {zone}, pass it with --trust-anchor"
+        seen = _key_tags_seen(signed, self.checker.keys.tag)
         text = (f"{MISMATCH_PREFIX} the DNSKEY RRset of {zone} holds keys "
-                f"{_key_tags_seen(signed)}, none of them matches the trust anchors in force "
+                f"{seen}, none of them matches the trust anchors in force "
                 f"({', '.join(a.describe() for a in anchors)}); {hint}")
         return ZoneTrust(zone, Status.BOGUS, (),
                          (ValidationCode.TRUST_ANCHOR_MISMATCH, ValidationCode.DNSSEC_BOGUS),
@@ -376,6 +381,7 @@ class ChainResolver:
         (RFC 5011 2.1 binds trust anchors; a key the parent's DS names is trusted by that DS,
         REVOKE bit or not, as Unbound and BIND do)."""
         found = []
+        key_tag = self.checker.keys.tag
         candidates = [k for k in entry.rrset
                       if k.algorithm == ds.algorithm and key_tag(k) == ds.key_tag]
         if not candidates:
@@ -562,7 +568,7 @@ class ChainResolver:
             entries = material.denial_rrsets(ancestor)
             if entries:
                 proof = prove_no_ds(zone, ancestor, entries, self.policy,
-                                    budget=self.checker.budget)
+                                    budget=self.checker.budget, memos=self.denial)
                 if proof is not None:
                     return self._judge_proof(zone, proof, ref)
             if ancestor == dns.name.root:
@@ -647,8 +653,9 @@ def signed_entries(entries: Sequence[SignedRRset]) -> tuple[SignedRRset, ...]:
     return tuple(entry for entry in entries if entry.signatures)
 
 
-def _key_tags_seen(entries: Sequence[SignedRRset]) -> str:
-    """``19036/8 (KSK), 11324/8`` for every key in the DNSKEY RRsets seen."""
+def _key_tags_seen(entries: Sequence[SignedRRset], key_tag: Callable[[DNSKEY], int]) -> str:
+    """``19036/8 (KSK), 11324/8`` for every key in the DNSKEY RRsets seen (``key_tag``: the
+    validator's memo of key tags)."""
     tags: dict[tuple[int, int], bool] = {}
     for entry in entries:
         for key in entry.rrset:

@@ -27,6 +27,7 @@ from auditor.validate.denial_common import (
     OPT_OUT,
     SHA1,
     Claim,
+    DenialMemos,
     Outcome,
     ProofResult,
     bitmap_types,
@@ -34,7 +35,6 @@ from auditor.validate.denial_common import (
     is_delegation_bitmap,
     is_insecure_delegation_bitmap,
     nsec3_covers,
-    nsec3_hash_bytes,
     nsec3_owner_hash,
     nsec3_well_formed,
 )
@@ -46,6 +46,7 @@ __all__ = [
     "NSEC",
     "NSEC3",
     "Claim",
+    "DenialMemos",
     "DenialProof",
     "Outcome",
     "ProofKind",
@@ -53,7 +54,6 @@ __all__ = [
     "bitmap_types",
     "is_insecure_delegation_bitmap",
     "nsec3_covers",
-    "nsec3_hash_bytes",
     "nsec3_owner_hash",
     "prove_denial",
     "prove_no_ds",
@@ -73,11 +73,12 @@ def prove_denial(
     *,
     wildcard_labels: int | None = None,
     budget: WorkBudget | None = None,
+    memos: DenialMemos | None = None,
 ) -> ProofResult:
     """Judge a response's NSEC/NSEC3 RRsets, each paired with its RRSIG signer, against
     ``claim`` about ``name``/``rdtype`` in ``zone``. For a wildcard answer,
     ``wildcard_labels`` is the RRSIG Labels field (RFC 4035 5.3.4). NSEC3 hashing is charged
-    to ``budget``."""
+    to ``budget``; ``memos``: the validator's bitmaps and hashes."""
     if not records:
         return failed(ValidationCode.NSEC_MISSING, f"no NSEC/NSEC3 record for {name}")
     if not name.is_subdomain(zone):
@@ -88,10 +89,10 @@ def prove_denial(
     nsec3 = [r for r in own if r.rdtype == dns.rdatatype.NSEC3]
     results: list[ProofResult] = []
     if nsec:
-        results.append(prove_nsec(claim, name, rdtype, zone, nsec, wildcard_labels))
+        results.append(prove_nsec(claim, name, rdtype, zone, nsec, wildcard_labels, memos))
     if nsec3:
         results.append(prove_nsec3(claim, name, rdtype, zone, nsec3, policy, wildcard_labels,
-                                   budget))
+                                   budget, memos))
     for result in results:
         if result.outcome is not Outcome.FAILED:
             return result
@@ -142,17 +143,20 @@ def prove_no_ds(
     policy: ValidationPolicy,
     *,
     budget: WorkBudget | None = None,
+    memos: DenialMemos | None = None,
 ) -> DenialProof | None:
     """Find, among NSEC/NSEC3 RRsets signed by ``zone``, a proof that ``delegation`` has no
     DS RRset; None when there is none or when ``budget`` runs out while hashing (the budget
-    records it)."""
+    records it). ``memos``: the validator's bitmaps and hashes."""
     if not delegation.is_subdomain(zone) or delegation == zone:
         return None
-    nsec = _nsec_no_ds(delegation, zone, entries)
+    if memos is None:
+        memos = DenialMemos()
+    nsec = _nsec_no_ds(delegation, zone, entries, memos)
     if nsec is not None:
         return nsec
     try:
-        found = _nsec3_no_ds(delegation, zone, entries, policy, budget)
+        found = _nsec3_no_ds(delegation, zone, entries, policy, budget, memos)
     except BudgetExceeded:  # CVE-2023-50868: no proof within the budget
         return None
     return found if found is not None else _nsec3_beyond_policy(delegation, zone, entries,
@@ -184,7 +188,8 @@ def _nsec3_beyond_policy(
 
 
 def _nsec_no_ds(
-    delegation: dns.name.Name, zone: dns.name.Name, entries: Sequence[SignedRRset]
+    delegation: dns.name.Name, zone: dns.name.Name, entries: Sequence[SignedRRset],
+    memos: DenialMemos,
 ) -> DenialProof | None:
     for entry in entries:
         rrset = entry.rrset
@@ -192,7 +197,7 @@ def _nsec_no_ds(
             continue
         for rdata in rrset:
             # RFC 4035 5.2 / RFC 6840 4.4: exact owner match, NS set, DS and SOA clear.
-            if is_insecure_delegation_bitmap(bitmap_types(rdata)):
+            if is_insecure_delegation_bitmap(memos.bitmap_types(rdata)):
                 return DenialProof(ProofKind.NSEC, zone, (entry,),
                                    f"NSEC at {delegation} has NS without DS or SOA")
     return None
@@ -227,28 +232,30 @@ def _nsec3_no_ds(
     entries: Sequence[SignedRRset],
     policy: ValidationPolicy,
     budget: WorkBudget | None,
+    memos: DenialMemos,
 ) -> DenialProof | None:
     records = _nsec3_records(zone, entries, policy)
     if not records:
         return None
-    matching = _nsec3_matching(delegation, records, budget)
+    matching = _nsec3_matching(delegation, records, budget, memos)
     if matching is not None:
         _, rdata, entry = matching
-        if is_insecure_delegation_bitmap(bitmap_types(rdata)):
+        if is_insecure_delegation_bitmap(memos.bitmap_types(rdata)):
             # RFC 5155 8.6: matching NSEC3 with NS, without DS and SOA.
             return DenialProof(ProofKind.NSEC3, zone, (entry,),
                                f"NSEC3 matching {delegation} has NS without DS or SOA")
         return None
-    return _nsec3_opt_out(delegation, zone, records, budget)
+    return _nsec3_opt_out(delegation, zone, records, budget, memos)
 
 
 def _nsec3_matching(
     name: dns.name.Name,
     records: list[tuple[bytes, NSEC3, SignedRRset]],
     budget: WorkBudget | None,
+    memos: DenialMemos,
 ) -> tuple[bytes, NSEC3, SignedRRset] | None:
     for record in records:
-        if nsec3_hash_bytes(name, record[1], budget) == record[0]:
+        if memos.hash_bytes(name, record[1], budget) == record[0]:
             return record
     return None
 
@@ -258,21 +265,22 @@ def _nsec3_opt_out(
     zone: dns.name.Name,
     records: list[tuple[bytes, NSEC3, SignedRRset]],
     budget: WorkBudget | None,
+    memos: DenialMemos,
 ) -> DenialProof | None:
     # RFC 5155 8.6 / 7.2.1: closest provable encloser, then an opt-out NSEC3 covering the
     # next closer name.
     next_closer = delegation
     encloser = delegation.parent()
     while encloser.is_subdomain(zone):
-        found = _nsec3_matching(encloser, records, budget)
+        found = _nsec3_matching(encloser, records, budget, memos)
         if found is not None:
-            if encloser != zone and _cut_or_dname(found[1]):
+            if encloser != zone and _cut_or_dname(memos.bitmap_types(found[1])):
                 # RFC 6840 4.1 / RFC 5155 8.3: an NSEC3 at a zone cut (or a DNAME) is the
                 # parent's view of the cut; it proves nothing about names below it, so no
                 # opt-out span can make a delegation under another zone's cut insecure.
                 return None
             for owner_hash, rdata, entry in records:
-                target = nsec3_hash_bytes(next_closer, rdata, budget)
+                target = memos.hash_bytes(next_closer, rdata, budget)
                 if rdata.flags & _OPT_OUT and nsec3_covers(owner_hash, rdata, target):
                     return DenialProof(
                         ProofKind.NSEC3_OPT_OUT, zone, (found[2], entry),
@@ -287,7 +295,7 @@ def _nsec3_opt_out(
     return None
 
 
-def _cut_or_dname(rdata: NSEC3) -> bool:
-    """Whether the NSEC3 was made at a zone cut (NS without SOA) or at a DNAME."""
-    types = bitmap_types(rdata)
+def _cut_or_dname(types: frozenset[int]) -> bool:
+    """Whether an NSEC3 with these bitmap ``types`` was made at a zone cut (NS without SOA)
+    or at a DNAME."""
     return is_delegation_bitmap(types) or dns.rdatatype.DNAME in types

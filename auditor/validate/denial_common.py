@@ -24,7 +24,9 @@ SHA1 = 1
 SHA1_LENGTH = 20
 """Octets of a SHA-1 NSEC3 hash (owner label and Next Hashed Owner Name, RFC 5155 3.1.7)."""
 HASH_MEMO_SIZE = 65_536
-"""Bound of the NSEC3 hash LRU (name, salt, iterations), shared across responses."""
+"""Bound of a validator's NSEC3 hash LRU (name, salt, iterations), shared across responses."""
+BITMAP_MEMO_SIZE = 4096
+"""Bound of a validator's type bitmap LRU (by window bytes)."""
 
 
 class Claim(StrEnum):
@@ -77,11 +79,15 @@ def failed(code: ValidationCode, text: str, *more: ValidationCode) -> ProofResul
 
 
 def bitmap_types(rdata: NSEC | NSEC3) -> frozenset[int]:
-    """The RR types present in an NSEC/NSEC3 type bitmap (RFC 4034 4.1.2)."""
-    return _bitmap_types(tuple((w, bytes(b)) for w, b in rdata.windows))
+    """The RR types present in an NSEC/NSEC3 type bitmap (RFC 4034 4.1.2); not memoised (a
+    validator's proofs use ``DenialMemos.bitmap_types``)."""
+    return _bitmap_types(_windows(rdata))
 
 
-@functools.lru_cache(maxsize=4096)
+def _windows(rdata: NSEC | NSEC3) -> tuple[tuple[int, bytes], ...]:
+    return tuple((w, bytes(b)) for w, b in rdata.windows)
+
+
 def _bitmap_types(windows: tuple[tuple[int, bytes], ...]) -> frozenset[int]:
     types: set[int] = set()
     for window, bitmap in windows:
@@ -108,27 +114,47 @@ def denies_type(types: frozenset[int], rdtype: int) -> bool:
     return rdtype not in types and dns.rdatatype.CNAME not in types
 
 
-@functools.lru_cache(maxsize=HASH_MEMO_SIZE)
 def nsec3_digest(name: dns.name.Name, salt: bytes, iterations: int) -> bytes:
     """SHA-1 NSEC3 hash of ``name`` (RFC 5155 5): IH(salt, x, 0) = H(x || salt),
-    IH(salt, x, k) = H(IH(salt, x, k-1) || salt); memoised in a bounded LRU because traffic
-    repeats the same names. dnspython names hash and compare case-insensitively, as the hash
-    is taken over the canonical (lower-case) wire form."""
+    IH(salt, x, k) = H(IH(salt, x, k-1) || salt); not memoised (a validator's proofs use
+    ``DenialMemos.digest``)."""
     digest = hashlib.sha1((name.canonicalize().to_wire() or b"") + salt).digest()
     for _ in range(iterations):
         digest = hashlib.sha1(digest + salt).digest()
     return digest
 
 
-def nsec3_hash_bytes(
-    name: dns.name.Name, rdata: NSEC3, budget: WorkBudget | None = None
-) -> bytes:
-    """The NSEC3 hash of ``name`` with ``rdata``'s parameters (RFC 5155 5), charged to
-    ``budget`` (CVE-2023-50868; raises BudgetExceeded when it runs out)."""
-    salt, iterations = bytes(rdata.salt), int(rdata.iterations)
-    if budget is not None:
-        budget.charge_hash(name, salt, iterations)
-    return nsec3_digest(name, salt, iterations)
+class DenialMemos:
+    """A validator's memos of the NSEC/NSEC3 proofs, one per run (none is shared between
+    runs or processes): type bitmaps by their window bytes and NSEC3 hashes by (name, salt,
+    iterations), in bounded LRUs because traffic repeats the same records and names.
+    dnspython names hash and compare case-insensitively, as the hash is taken over the
+    canonical (lower-case) wire form."""
+
+    __slots__ = ("_bitmaps", "digest")
+
+    def __init__(self, hashes: int = HASH_MEMO_SIZE, bitmaps: int = BITMAP_MEMO_SIZE) -> None:
+        self._bitmaps = functools.lru_cache(maxsize=bitmaps)(_bitmap_types)
+        self.digest = functools.lru_cache(maxsize=hashes)(nsec3_digest)
+        """``nsec3_digest``, memoised."""
+
+    def bitmap_types(self, rdata: NSEC | NSEC3) -> frozenset[int]:
+        """``bitmap_types``, memoised."""
+        return self._bitmaps(_windows(rdata))
+
+    def hash_bytes(self, name: dns.name.Name, rdata: NSEC3,
+                   budget: WorkBudget | None = None) -> bytes:
+        """The NSEC3 hash of ``name`` with ``rdata``'s parameters (RFC 5155 5), charged to
+        ``budget`` (CVE-2023-50868; raises BudgetExceeded when it runs out)."""
+        salt, iterations = bytes(rdata.salt), int(rdata.iterations)
+        if budget is not None:
+            budget.charge_hash(name, salt, iterations)
+        return self.digest(name, salt, iterations)
+
+    def clear(self) -> None:
+        """Forget every memoised bitmap and hash (the caps stay)."""
+        self._bitmaps.cache_clear()
+        self.digest.cache_clear()
 
 
 def nsec3_well_formed(owner_hash: bytes, rdata: NSEC3) -> bool:

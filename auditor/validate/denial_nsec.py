@@ -15,6 +15,7 @@ from auditor.validate.compact import COMPACT_NXNAME_TEXT, is_compact_shape, says
 from auditor.validate.denial_common import (
     NSEC,
     Claim,
+    DenialMemos,
     Outcome,
     ProofResult,
     ancestor,
@@ -46,10 +47,13 @@ def prove_nsec(
     zone: dns.name.Name,
     rrsets: Sequence[dns.rrset.RRset],
     wildcard_labels: int | None = None,
+    memos: DenialMemos | None = None,
 ) -> ProofResult:
-    """Judge NSEC RRsets (already restricted to ``zone``'s signer) against ``claim``."""
+    """Judge NSEC RRsets (already restricted to ``zone``'s signer) against ``claim``
+    (``memos``: the validator's, for the type bitmaps)."""
+    types = bitmap_types if memos is None else memos.bitmap_types
     records = [
-        _Nsec(rrset, rrset.name, rdata.next, bitmap_types(rdata))
+        _Nsec(rrset, rrset.name, rdata.next, types(rdata))
         for rrset in rrsets
         for rdata in rrset
         if isinstance(rdata, NSEC) and rrset.name.is_subdomain(zone)

@@ -3,7 +3,7 @@ closest encloser, NXDOMAIN, NODATA, wildcard NODATA, wildcard answers, DS absenc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import dns.name
@@ -17,10 +17,10 @@ from auditor.validate.denial_common import (
     OPT_OUT,
     SHA1,
     Claim,
+    DenialMemos,
     Outcome,
     ProofResult,
     ancestor,
-    bitmap_types,
     denies_type,
     failed,
     is_delegation_bitmap,
@@ -28,7 +28,6 @@ from auditor.validate.denial_common import (
     label_count,
     next_closer,
     nsec3_covers,
-    nsec3_digest,
     nsec3_owner_hash,
     nsec3_well_formed,
     wildcard_of,
@@ -65,9 +64,11 @@ class _Ring:
     grouped by parameters (salt, iterations), so a name is hashed once per parameter set,
     not once per record; each hash is charged to ``budget`` (CVE-2023-50868)."""
 
-    def __init__(self, records: list[_Nsec3], budget: WorkBudget | None) -> None:
+    def __init__(self, records: list[_Nsec3], budget: WorkBudget | None,
+                 digest: Callable[[dns.name.Name, bytes, int], bytes]) -> None:
         self.records = records
         self._budget = budget
+        self._digest = digest
         groups: dict[tuple[bytes, int], list[_Nsec3]] = {}
         for record in records:
             params = (bytes(record.rdata.salt), int(record.rdata.iterations))
@@ -79,7 +80,7 @@ class _Ring:
     def _hash(self, name: dns.name.Name, salt: bytes, iterations: int) -> bytes:
         if self._budget is not None:
             self._budget.charge_hash(name, salt, iterations)
-        return nsec3_digest(name, salt, iterations)
+        return self._digest(name, salt, iterations)
 
     def matching(self, name: dns.name.Name) -> _Nsec3 | None:
         for salt, iterations, _, by_owner in self._groups:
@@ -107,9 +108,10 @@ def prove_nsec3(
     policy: ValidationPolicy,
     wildcard_labels: int | None = None,
     budget: WorkBudget | None = None,
+    memos: DenialMemos | None = None,
 ) -> ProofResult:
     """Judge NSEC3 RRsets (already restricted to ``zone``'s signer) against ``claim``; the
-    hashing is charged to ``budget``."""
+    hashing is charged to ``budget`` (``memos``: the validator's bitmaps and hashes)."""
     in_zone = [r for r in rrsets if r.name.parent() == zone and nsec3_owner_hash(r.name)]
     if not in_zone:
         # RFC 5155 8.3: NSEC3 owners are one label below the zone apex.
@@ -118,7 +120,9 @@ def prove_nsec3(
     notes, unusable = _parameter_notes(in_zone, policy)
     if unusable is not None:
         return unusable
-    ring = _Ring(_usable(in_zone), budget)
+    if memos is None:
+        memos = DenialMemos()
+    ring = _Ring(_usable(in_zone, memos.bitmap_types), budget, memos.digest)
     if not ring.records:
         if _malformed(in_zone):
             # A SHA-1 NSEC3 whose hashes are not 20 octets is malformed, not of an unknown
@@ -164,13 +168,14 @@ def _parameter_notes(
     return tuple(notes), None
 
 
-def _usable(rrsets: list[dns.rrset.RRset]) -> list[_Nsec3]:
+def _usable(rrsets: list[dns.rrset.RRset],
+            types_of: Callable[[NSEC3], frozenset[int]]) -> list[_Nsec3]:
     records: list[_Nsec3] = []
     for rrset in rrsets:
         owner_hash = nsec3_owner_hash(rrset.name)
         assert owner_hash is not None
         records.extend(
-            _Nsec3(rrset, owner_hash, rdata, bitmap_types(rdata))
+            _Nsec3(rrset, owner_hash, rdata, types_of(rdata))
             for rdata in rrset
             # RFC 5155 8.1: unknown hash algorithms are ignored; 8.2: flags other than
             # opt-out are ignored too; RFC 5155 3.1.7: a SHA-1 hash is 20 octets.

@@ -72,33 +72,48 @@ def rsa_modulus_bits(key: DNSKEY) -> int:
 RSA_ALGORITHMS = frozenset({1, 5, 7, 8, 10})
 """RSAMD5, RSASHA1, RSASHA1-NSEC3-SHA1, RSASHA256, RSASHA512: keys in RFC 3110 2 format."""
 
-_KEY_MEMO_SIZE = 20_000
-key_tag: IdentityMemo[DNSKEY, int] = IdentityMemo(dns.dnssec.key_id, _KEY_MEMO_SIZE)
-"""RFC 4034 Appendix B key tag of a DNSKEY, memoised per key object (keys are few and shared
-by every response of their zone)."""
-
+KEY_TAG_MEMO_SIZE = 20_000
+"""DNSKEYs whose key tag a validator memoises."""
+KEY_INDEX_MEMO_SIZE = 1_000
+"""Trusted key sets whose (algorithm, key tag) index a validator memoises."""
 _INDEXED = 8
 """Key sets larger than this are looked up through an index by (algorithm, key tag)."""
 
 
-def _index_keys(keys: tuple[DNSKEY, ...]) -> dict[tuple[int, int], list[DNSKEY]]:
-    index: dict[tuple[int, int], list[DNSKEY]] = {}
-    for key in keys:
-        index.setdefault((int(key.algorithm), key_tag(key)), []).append(key)
-    return index
+class KeyTags:
+    """A validator's memos of key tags and key set indexes (one per ``SignatureChecker``,
+    so one per run; none is shared between runs or processes)."""
 
+    __slots__ = ("_index", "tag")
 
-_key_index: IdentityMemo[tuple[DNSKEY, ...], dict[tuple[int, int], list[DNSKEY]]] = (
-    IdentityMemo(_index_keys, 1_000))
-"""Trusted key sets (``ZoneTrust.keys``, immutable tuples) by (algorithm, tag): a zone that
-publishes hundreds of keys must not cost a scan of them per RRSIG (KeyTrap variants with
-RRSIGs naming absent tags)."""
+    def __init__(self) -> None:
+        self.tag: IdentityMemo[DNSKEY, int] = IdentityMemo(dns.dnssec.key_id, KEY_TAG_MEMO_SIZE)
+        """RFC 4034 Appendix B key tag of a DNSKEY, memoised per key object (keys are few and
+        shared by every response of their zone)."""
+        self._index: IdentityMemo[tuple[DNSKEY, ...], dict[tuple[int, int], list[DNSKEY]]] = (
+            IdentityMemo(self._index_keys, KEY_INDEX_MEMO_SIZE))
+        """Trusted key sets (``ZoneTrust.keys``, immutable tuples) by (algorithm, tag): a zone
+        that publishes hundreds of keys must not cost a scan of them per RRSIG (KeyTrap
+        variants with RRSIGs naming absent tags)."""
 
+    def _index_keys(self, keys: tuple[DNSKEY, ...]) -> dict[tuple[int, int], list[DNSKEY]]:
+        index: dict[tuple[int, int], list[DNSKEY]] = {}
+        tag = self.tag
+        for key in keys:
+            index.setdefault((int(key.algorithm), tag(key)), []).append(key)
+        return index
 
-def _candidates(keys: Sequence[DNSKEY], algorithm: int, tag: int) -> list[DNSKEY]:
-    if isinstance(keys, tuple) and len(keys) > _INDEXED:
-        return _key_index(keys).get((algorithm, tag), [])
-    return [k for k in keys if k.algorithm == algorithm and key_tag(k) == tag]
+    def candidates(self, keys: Sequence[DNSKEY], algorithm: int, tag: int) -> list[DNSKEY]:
+        """The keys of ``keys`` with ``algorithm`` and key tag ``tag``, in their order."""
+        if isinstance(keys, tuple) and len(keys) > _INDEXED:
+            return self._index(keys).get((algorithm, tag), [])
+        key_tag = self.tag
+        return [k for k in keys if k.algorithm == algorithm and key_tag(k) == tag]
+
+    def clear(self) -> None:
+        """Forget every memoised tag and index (the caps stay)."""
+        self.tag.clear()
+        self._index.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +147,8 @@ class SignatureChecker:
 
     def __init__(self, policy: ValidationPolicy, *, memo_size: int = 100_000) -> None:
         self.policy = policy
+        self.keys = KeyTags()
+        """Key tags and key set indexes, memoised for this checker's run."""
         self._memo: OrderedDict[bytes, bool] = OrderedDict()
         self._memo_size = memo_size
         self.crypto_calls = 0
@@ -192,7 +209,7 @@ class SignatureChecker:
         if time_problem is not None:
             return SignatureResult(False, False, (*codes, time_problem[0]),
                                    (*detail, time_problem[1]), None, wildcard)
-        candidates = _candidates(keys, algorithm, tag)
+        candidates = self.keys.candidates(keys, algorithm, tag)
         if not candidates:
             return SignatureResult(False, False, (*codes, ValidationCode.DNSKEY_MISSING),
                                    (*detail, f"DNSKEY for {zone} with key tag {tag} alg "
@@ -270,7 +287,7 @@ class SignatureChecker:
         return problem
 
     def _key_problem(self, key: DNSKEY, rrsig: RRSIG) -> tuple[ValidationCode, str] | None:
-        tag = key_tag(key)
+        tag = self.keys.tag(key)
         if key.protocol != 3:  # RFC 4034 2.1.2
             return ValidationCode.KEY_PROTOCOL_INVALID, f"DNSKEY {tag} protocol {key.protocol}"
         if not key.flags & Flag.ZONE:  # RFC 4034 2.1.1

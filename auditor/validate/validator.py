@@ -23,7 +23,7 @@ from auditor.trust.keyview import KeyView
 from auditor.trust.material import SignedRRset, rdata_set_digest
 from auditor.validate.budget import WorkBudget, ZoneRate
 from auditor.validate.chain import ChainResolver, ZoneTrust, signature_times, signed_entries
-from auditor.validate.denial import Claim, prove_denial
+from auditor.validate.denial import Claim, DenialMemos, prove_denial
 from auditor.validate.denial_response import (
     deepest_signer,
     denial_records,
@@ -73,7 +73,9 @@ class Validator:
         self.zone_rate = zone_rate
         """Live mode: validation work allowed per zone per second of capture time."""
         self.checker = SignatureChecker(policy, memo_size=signature_memo)
-        self.chain = ChainResolver(keys, policy, self.checker,
+        self.denial = DenialMemos()
+        """NSEC/NSEC3 type bitmaps and hashes memoised for this validator's run."""
+        self.chain = ChainResolver(keys, policy, self.checker, denial=self.denial,
                                    at_s=None if at_ns is None else at_ns // _NS)
         self._capture_time: Validator | None = None
 
@@ -643,7 +645,7 @@ class Validator:
             result = prove_denial(Claim.WILDCARD_ANSWER, item.rrset.name, item.rrset.rdtype,
                                   zone, denial_records(evidence, zone), self.policy,
                                   wildcard_labels=j.wildcard_labels,
-                                  budget=self.checker.budget)
+                                  budget=self.checker.budget, memos=self.denial)
             status, codes, detail = weigh(result, verdicts)
             if status is Status.BOGUS:
                 codes = [ValidationCode.WILDCARD_UNPROVEN, *codes]
@@ -731,7 +733,7 @@ class Validator:
         claim = Claim.NXDOMAIN if evidence.rcode == dns.rcode.NXDOMAIN else Claim.NODATA
         result = prove_denial(claim, name, evidence.qtype or 0, zone,
                               denial_records(evidence, zone), self.policy,
-                              budget=self.checker.budget)
+                              budget=self.checker.budget, memos=self.denial)
         status, found, text = weigh(result, _verdicts_by_rrset(evidence, judged))
         codes.extend(c for c in found if c not in codes)
         detail.extend(text)
@@ -759,7 +761,7 @@ class Validator:
             return None
         result = prove_denial(Claim.REFERRAL, child, dns.rdatatype.DS, parent,
                               denial_records(evidence, parent), self.policy,
-                              budget=self.checker.budget)
+                              budget=self.checker.budget, memos=self.denial)
         status, found, text = weigh(result, _verdicts_by_rrset(evidence, judged))
         codes.extend(c for c in found if c not in codes)
         detail.extend(text)

@@ -24,7 +24,6 @@ from auditor.findings.validation import ValidationFindings
 from auditor.trust import KeyMaterial
 from auditor.validate import RFC8624, Status
 from auditor.validate.budget import WorkBudget, ZoneRate
-from auditor.validate.denial_common import nsec3_digest
 from auditor.validate.policy import PERMISSIVE, BudgetLimits
 from auditor.validate.validator import Validator
 from tests.validate.denial_builders import ZONE, DenialLab, Nsec3Chain
@@ -233,11 +232,11 @@ def test_nsec3_hash_flood_is_bogus_within_budget() -> None:
     env = DenialLab()
     deep = ".".join(f"l{i}" for i in range(30)) + "." + ZONE
     response = env.nxdomain(deep, _nsec3_flood(env.zone, params=60, iterations=50))
-    budget_before = nsec3_digest.cache_info().misses
-    verdict = env.judge(response)
+    validator = env.lab.validator()
+    verdict = validator.judge(response)
     assert verdict.status is Status.BOGUS
     assert C.VALIDATION_BUDGET_EXCEEDED in verdict.codes
-    assert nsec3_digest.cache_info().misses - budget_before <= RFC8624.budget.nsec3_hashes
+    assert validator.denial.digest.cache_info().misses <= RFC8624.budget.nsec3_hashes
 
 
 def test_nsec3_proof_within_the_budget_still_validates() -> None:
@@ -276,12 +275,12 @@ def test_iterations_above_the_policy_are_insecure_before_any_hashing() -> None:
     env = DenialLab()
     deep = ".".join(f"m{i}" for i in range(30)) + "." + ZONE
     response = env.nxdomain(deep, _nsec3_flood(env.zone, params=60, iterations=151))
-    before = nsec3_digest.cache_info()
-    verdict = env.judge(response)
-    after = nsec3_digest.cache_info()
+    validator = env.lab.validator()
+    verdict = validator.judge(response)
+    after = validator.denial.digest.cache_info()
     assert verdict.status is Status.INSECURE
     assert C.NSEC3_ITERATIONS_TOO_HIGH in verdict.codes
-    assert (after.hits, after.misses) == (before.hits, before.misses)
+    assert (after.hits, after.misses) == (0, 0)
 
 
 def test_hash_charges_are_per_distinct_name_and_parameters() -> None:

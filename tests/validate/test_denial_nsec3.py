@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from auditor.findings import ValidationCode as C
 from auditor.validate import PERMISSIVE, RFC9904, Status
-from auditor.validate.denial_common import nsec3_digest
+from auditor.validate.denial_common import DenialMemos, nsec3_digest
 from tests.validate.denial_builders import DenialLab, Nsec3Chain
 from tests.validate.signing import flip_signature, respond, rrset
 from tests.validate.test_denial_nsec import wildcard_answer
@@ -293,10 +293,11 @@ def test_nsec3_digest_equals_dnspython(labels: list[str], salt: bytes, iteration
     assert nsec3_digest(name, salt, iterations) == base64.b32hexdecode(expected)
 
 
-def test_nsec3_digest_is_memoised() -> None:
+def test_nsec3_digest_is_memoised_per_validator_run() -> None:
+    memos = DenialMemos()
     name = dns.name.from_text("memo.example.")
-    nsec3_digest(name, b"\x01", 3)
-    before = nsec3_digest.cache_info().hits
-    nsec3_digest(dns.name.from_text("MEMO.example."), b"\x01", 3)
-    assert nsec3_digest.cache_info().hits == before + 1
-    assert nsec3_digest.cache_info().maxsize is not None
+    memos.digest(name, b"\x01", 3)
+    memos.digest(dns.name.from_text("MEMO.example."), b"\x01", 3)
+    assert memos.digest.cache_info().hits == 1
+    assert memos.digest.cache_info().maxsize is not None
+    assert DenialMemos().digest.cache_info().currsize == 0  # another run starts empty
