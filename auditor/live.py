@@ -288,9 +288,11 @@ class LiveAuditor:
         self.verdict_cache = (
             VerdictCache(self.validator, self.validator.judge, max_entries=limits.verdict_cache,
                          max_bytes=limits.verdict_cache_bytes, growing_material=True,
-                         untouched=ZoneChanges(self.material, limits.zones).untouched)
+                         untouched=ZoneChanges(self.material, limits.zones,
+                                               self.caches.names).untouched)
             if options.verdict_cache else None)
-        self.judge = streaming_judge(self.material, self.validator, limits, self.verdict_cache)
+        self.judge = streaming_judge(self.material, self.validator, limits, self.verdict_cache,
+                                     self.caches.names)
         rotation = options.rotation
         # pandas/pyarrow (about 85 MB) only when a live run starts, not for every command.
         from auditor.report.tables import FLOW_SCHEMA, flow_row
@@ -312,7 +314,7 @@ class LiveAuditor:
         )
         self.errors = self.stream.errors
         """Internal errors contained per message and per response (``Containment``)."""
-        sources = finding_sources(self.validator, limits)
+        sources = finding_sources(self.validator, limits, self.caches)
         self.reporting = Reporting(
             sources, ResolutionLinker(), write=self.responses.write, on_findings=self._findings,
             errors=self.errors, render=response_record, on_record=self._live_record,

@@ -350,7 +350,7 @@ def run_audit(options: AuditOptions,
 
             records = ResponseRecords()
             reporting = Reporting(
-                finding_sources(validator, limits), ResolutionLinker(),
+                finding_sources(validator, limits, caches), ResolutionLinker(),
                 write=responses.write, on_findings=note_findings, errors=stream.errors,
                 render=records.render if elsewhere is None else None,  # workers render theirs
                 on_record=_cache_use_counter(cache_use, validator))
@@ -417,12 +417,10 @@ def release_memos() -> None:
     """Empty the process-wide memos (values derived from parsed messages; recomputed on
     demand), e.g. between judging and report rendering (a run's own: ``Caches.release``)."""
     from auditor import messages
-    from auditor.forgery import common
     from auditor.trust import material
 
     messages.clear_record_caches()
     material.clear_memos()
-    common.clear_memos()
 
 
 def _cache_use_counter(cache_use: CacheUse, validator: Validator) -> RecordHook | None:

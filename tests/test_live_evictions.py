@@ -11,7 +11,6 @@ import dns.rrset
 
 from auditor.findings.zones import ZoneHealth
 from auditor.forgery import ForgeryDetector
-from auditor.forgery.common import lineage
 from auditor.live import AlertSink, LiveAuditor, LiveLimits, LiveOptions
 from auditor.trust import KeyCache
 
@@ -52,18 +51,18 @@ def test_holdon_waiting_cap_and_eviction_counters_reach_stats(tmp_path: Path) ->
 
 
 def test_the_lineage_memo_is_sized_from_the_forgery_cap(tmp_path: Path) -> None:
-    before = lineage._size
-    try:
-        with KeyCache(str(tmp_path / "k.sqlite")) as cache:
-            auditor = LiveAuditor(
-                LiveOptions(out_dir=tmp_path / "out", limits=LiveLimits(forgery_entries=7)),
-                cache, AlertSink(io.StringIO()))
-            for n in range(50):  # ever-new names
-                lineage(dns.name.from_text(f"h{n}.z{n}.example."))
-            assert len(lineage) == 7
-            auditor.finish()
-    finally:
-        lineage.resize(before)
+    with KeyCache(str(tmp_path / "k.sqlite")) as cache:
+        auditor = LiveAuditor(
+            LiveOptions(out_dir=tmp_path / "out", limits=LiveLimits(forgery_entries=7)),
+            cache, AlertSink(io.StringIO()))
+        lineage = auditor.caches.names.lineage
+        for n in range(50):  # ever-new names
+            lineage(dns.name.from_text(f"h{n}.z{n}.example."))
+        assert len(lineage) == 7
+        detector = auditor.sources[0]
+        assert isinstance(detector, ForgeryDetector)
+        assert detector._cross._names is auditor.caches.names
+        auditor.finish()
 
 
 def test_a_slow_key_cache_write_pushes_the_next_one_back(tmp_path: Path) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from auditor.engine.caches import Caches
 from auditor.engine.limits import Limits
 from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding
 from auditor.forgery import ForgeryConfig, ForgeryDetector
-from auditor.forgery.common import lineage
 from auditor.messages import set_record_cache_size
 from auditor.trust import KeyMaterial
 from auditor.trust.material import set_digest_memo_size
@@ -18,12 +18,11 @@ from auditor.validate import Validator, Verdict
 
 
 def size_shared_memos(limits: Limits) -> None:
-    """Cap the process-wide memos of the parse, key material and forgery stages
+    """Cap the process-wide memos of the parse and key material stages
     (each run sets them, so a run never inherits another run's sizes; the memos already
     handed to the stages as an object are in ``engine/caches.py``)."""
     set_record_cache_size(limits.record_cache)
     set_digest_memo_size(limits.digest_memo)
-    lineage.resize(limits.forgery_entries)  # names' ancestor tuples, shared process-wide
 
 
 def key_material(limits: Limits) -> KeyMaterial:
@@ -45,14 +44,17 @@ class FindingSource(Protocol):
         ...
 
 
-def finding_sources(validator: Validator | None, limits: Limits) -> list[FindingSource]:
-    """The finding stages of a run, in the order they see each response."""
+def finding_sources(validator: Validator | None, limits: Limits,
+                    caches: Caches | None = None) -> list[FindingSource]:
+    """The finding stages of a run, in the order they see each response (``caches``: the
+    run's memos; without them the stages have their own)."""
     from auditor.findings.validation import ValidationFindings
     from auditor.findings.zones import ZoneHealth
 
     forgery = ForgeryDetector(ForgeryConfig(max_entries=limits.forgery_entries,
                                             holdon_waiting=limits.holdon_waiting,
-                                            burst_window_ns=limits.burst_window_ns))
+                                            burst_window_ns=limits.burst_window_ns),
+                               caches.names if caches is not None else None)
     return [forgery, ValidationFindings(),
             ZoneHealth(zone_trust_of(validator), max_zones=limits.zones)]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from auditor.decode.dissect import AddressMemos
 from auditor.engine.limits import FILE_LIMITS, Limits
 from auditor.evidence import FactsMemo, facts_memo
+from auditor.forgery.common import NameMemos
 
 
 class Caches:
@@ -16,7 +17,7 @@ class Caches:
     pass and the judging pass share it, as they share the parse cache).
     """
 
-    __slots__ = ("addresses", "facts")
+    __slots__ = ("addresses", "facts", "names")
 
     def __init__(self, limits: Limits = FILE_LIMITS) -> None:
         self.addresses = AddressMemos(limits.address_memo)
@@ -24,6 +25,9 @@ class Caches:
         self.facts: FactsMemo = facts_memo(limits.facts_memo)
         """Evidence facts (RRsets paired with their RRSIGs) per shared parsed message
         (``evidence.build_evidence``)."""
+        self.names = NameMemos(limits.forgery_entries)
+        """Names' case-insensitive keys and ancestor lineages (the forgery stage, the live
+        judge's hold and verdict cache)."""
 
     def sizes(self) -> dict[str, int]:
         """Entries in the run's memos now, by their ``stats.json`` name (``state.memos``)."""
@@ -33,3 +37,4 @@ class Caches:
         """Empty every memo (the caps stay), e.g. between judging and report rendering."""
         self.addresses.clear()
         self.facts.clear()
+        self.names.clear()

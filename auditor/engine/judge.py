@@ -23,7 +23,7 @@ import dns.rcode
 from auditor.engine.limits import Limits
 from auditor.evidence import ResponseEvidence
 from auditor.findings.codes import ValidationCode
-from auditor.forgery.common import lineage, name_key
+from auditor.forgery.common import NameMemos
 from auditor.memo import IdentityMemo
 from auditor.report.records import iso_time, verdict_fields
 from auditor.trust import KeyMaterial
@@ -152,20 +152,22 @@ class Held:
         self.size = len(evidence.transaction.response.wire.wire)
         self._ancestry: frozenset[dns.name.Name] | None = None
 
-    @property
-    def ancestry(self) -> frozenset[dns.name.Name]:
-        """Canonical names of every zone its verdict can depend on (``ancestry``)."""
+    def ancestry(self, names: NameMemos) -> frozenset[dns.name.Name]:
+        """Canonical names of every zone its verdict can depend on (``ancestry``), computed
+        once with the run's ``names``."""
         if self._ancestry is None:
-            self._ancestry = ancestry(self.evidence)
+            self._ancestry = ancestry(self.evidence, names)
         return self._ancestry
 
     def rendered(self) -> Rendered:
         return self.evidence, self.verdict, self.fields
 
 
-def ancestry(evidence: ResponseEvidence) -> frozenset[dns.name.Name]:
+def ancestry(evidence: ResponseEvidence, names: NameMemos) -> frozenset[dns.name.Name]:
     """The question, every owner and signer in the response and all their ancestors up to the
-    root, canonical: the zones whose keys, DS or denial records can change its verdict."""
+    root, canonical: the zones whose keys, DS or denial records can change its verdict
+    (``names``: the run's memos of name lineages)."""
+    lineage = names.lineage
     found = {dns.name.root}
     for item in evidence.rrsets:
         found.update(lineage(item.rrset.name))
@@ -357,8 +359,10 @@ class StreamingHold:
     """
 
     def __init__(self, material: KeyMaterial | None, rejudge: Rejudge,
-                 limits: Limits) -> None:
+                 limits: Limits, names: NameMemos | None = None) -> None:
+        """``names``: the run's name memos (without them the policy has its own)."""
         assert material is not None, "a stream gathers key material as it goes"
+        self._names = names if names is not None else NameMemos(limits.forgery_entries)
         self._material = material
         self._rejudge = rejudge
         self._limits = limits
@@ -461,9 +465,10 @@ class StreamingHold:
         memo = {} if changes is None else changes
         if held.seen not in memo:
             changed = self._material.changed_zones_since(held.seen)
-            memo[held.seen] = None if changed is None else frozenset(map(name_key, changed))
+            memo[held.seen] = (None if changed is None
+                               else frozenset(map(self._names.key, changed)))
         zones = memo[held.seen]
-        return zones is None or not zones.isdisjoint(held.ancestry)
+        return zones is None or not zones.isdisjoint(held.ancestry(self._names))
 
     def _evict_over_caps(self) -> list[Rendered]:
         ready: list[Rendered] = []
@@ -500,7 +505,10 @@ class ZoneChanges:
     over ``max_zones`` the least recently changed zone is forgotten, and from then on a
     generation older than its change is answered "touched" (never a wrong reuse)."""
 
-    def __init__(self, material: KeyMaterial, max_zones: int) -> None:
+    def __init__(self, material: KeyMaterial, max_zones: int,
+                 names: NameMemos | None = None) -> None:
+        """``names``: the run's name memos (without them its own)."""
+        self._names = names if names is not None else NameMemos()
         self._material = material
         self._max_zones = max_zones
         self._read = material.generation
@@ -519,6 +527,7 @@ class ZoneChanges:
             self._floor = generation
             return
         table = self._changed
+        name_key = self._names.key
         for zone in changed:  # stamped with the newest generation: never earlier than true
             key = name_key(zone)
             table[key] = generation
@@ -534,7 +543,8 @@ class ZoneChanges:
         if generation < self._floor:
             return False
         changed = self._changed
-        return all(changed.get(zone, -1) <= generation for zone in ancestry(evidence))
+        return all(changed.get(zone, -1) <= generation
+                   for zone in ancestry(evidence, self._names))
 
 
 def two_pass_judge(verdicts: RunJudge) -> Judge:
@@ -549,9 +559,9 @@ def ordered_judge(verdicts: RunJudge, material: KeyMaterial, limits: Limits) -> 
 
 
 def streaming_judge(material: KeyMaterial, validator: Validator, limits: Limits,
-                    cache: VerdictCache | None = None) -> Judge:
+                    cache: VerdictCache | None = None, names: NameMemos | None = None) -> Judge:
     """Live: ``cache`` judges each distinct answer once while the key material's generation
     and the verdict's window hold (None: every response afresh); indeterminate answers wait
-    for late keys without holding anything else back."""
+    for late keys without holding anything else back (``names``: the run's name memos)."""
     return Judge(RunJudge(validator, cache), material,
-                 lambda m, rejudge: StreamingHold(m, rejudge, limits))
+                 lambda m, rejudge: StreamingHold(m, rejudge, limits, names))

@@ -311,12 +311,8 @@ NOTE_COST = 1_024
 the distinct-names flood: about 700 bytes for the note, its frame references and texts, plus
 the entry that holds it)."""
 
-_canonical_names: IdentityMemo[dns.name.Name, dns.name.Name] = IdentityMemo(_canonical, 10_000)
-
-
-def name_key(name: dns.name.Name) -> dns.name.Name:
-    """Case-insensitive dictionary key of a name (memoised per name object)."""
-    return _canonical_names(name)
+NAME_KEY_MEMO_SIZE = 10_000
+"""Names whose case-insensitive key a run memoises (``NameMemos.key``)."""
 
 
 def _lineage(name: dns.name.Name) -> tuple[dns.name.Name, ...]:
@@ -328,9 +324,25 @@ def _lineage(name: dns.name.Name) -> tuple[dns.name.Name, ...]:
     return tuple(found)
 
 
-lineage: IdentityMemo[dns.name.Name, tuple[dns.name.Name, ...]] = IdentityMemo(_lineage, 10_000)
-"""``name_key`` of a name and of each of its ancestors below the root, nearest first; memoised
-per name object (parsed names are shared by every repeat of a message)."""
+class NameMemos:
+    """The forgery stage's memos of names, one set per run (``engine/caches.py``; the live
+    judge's ``StreamingHold`` and ``ZoneChanges`` share them), memoised per name object
+    (parsed names are shared by every repeat of a message)."""
+
+    __slots__ = ("key", "lineage")
+
+    def __init__(self, lineage_size: int = 10_000) -> None:
+        self.key: IdentityMemo[dns.name.Name, dns.name.Name] = IdentityMemo(
+            _canonical, NAME_KEY_MEMO_SIZE)
+        """Case-insensitive dictionary key of a name (its canonical form)."""
+        self.lineage: IdentityMemo[dns.name.Name, tuple[dns.name.Name, ...]] = IdentityMemo(
+            _lineage, lineage_size)
+        """``key`` of a name and of each of its ancestors below the root, nearest first."""
+
+    def clear(self) -> None:
+        """Forget every memoised name (the caps stay)."""
+        self.key.clear()
+        self.lineage.clear()
 
 
 def cite(refs: Iterable[FrameRef]) -> list[list[object]]:
@@ -373,9 +385,3 @@ def forgery_finding(
         client=deciding.client,
     )
     return make_finding(code, full, provenance, verdict=verdict.value)
-
-
-def clear_memos() -> None:
-    """Empty the process-wide name memos of the forgery stage (the caps stay)."""
-    _canonical_names.clear()
-    lineage.clear()

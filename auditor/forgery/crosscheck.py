@@ -29,11 +29,10 @@ from auditor.forgery.common import (
     NS_PER_S,
     ForgeryVerdict,
     FrameRef,
+    NameMemos,
     ResponseNote,
     ResponseSummary,
     forgery_finding,
-    lineage,
-    name_key,
     paired_verdicts,
     rcode_text,
 )
@@ -52,11 +51,6 @@ _RECORD_SET_MEMO = 2_000
 
 def _digestable(name: dns.name.Name) -> bytes:
     return name.to_digestable()
-
-
-def _ancestry(owner: dns.name.Name) -> tuple[bytes, ...]:
-    """Canonical wire form of ``lineage(owner)`` (equal exactly when the names are equal)."""
-    return tuple(name.to_digestable() for name in lineage(owner))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +113,12 @@ class CrossChecker:
     yet wait ``defer_ns`` for validated data arriving later (the genuine answer of a race)."""
 
     def __init__(self, *, defer_ns: int, slack_ns: int, max_keys: int, max_claims: int,
-                 max_claim_bytes: int = 24 << 20) -> None:
+                 max_claim_bytes: int = 24 << 20, names: NameMemos | None = None) -> None:
         """``max_claims`` and ``max_claim_bytes`` (``claim_cost``: a waiting claim keeps its
         whole response evidence alive) bound the claims waiting; over either the oldest is
-        dropped unjudged (``dropped_claims``)."""
+        dropped unjudged (``dropped_claims``). ``names``: the run's name memos (without them
+        the checker has its own)."""
+        self._names = names if names is not None else NameMemos()
         self._defer_ns = defer_ns
         self._slack_ns = slack_ns
         self._max_keys = max_keys
@@ -142,8 +138,13 @@ class CrossChecker:
         self._name_wire: IdentityMemo[dns.name.Name, bytes] = IdentityMemo(
             _digestable, _RECORD_SET_MEMO)
         self._ancestry: IdentityMemo[dns.name.Name, tuple[bytes, ...]] = IdentityMemo(
-            _ancestry, _RECORD_SET_MEMO)
+            self._ancestry_of, _RECORD_SET_MEMO)
         self.dropped_claims = 0
+
+    def _ancestry_of(self, owner: dns.name.Name) -> tuple[bytes, ...]:
+        """Canonical wire form of the lineage of ``owner`` (equal exactly when the names are
+        equal)."""
+        return tuple(name.to_digestable() for name in self._names.lineage(owner))
 
     def feed(self, summary: ResponseSummary) -> list[Finding]:
         """Index what validates in this response, then judge what does not."""
@@ -166,7 +167,7 @@ class CrossChecker:
     def _add_validated(self, item: RRsetEvidence, verdict: RRsetVerdict,
                        summary: ResponseSummary, wildcard: bool) -> list[Finding]:
         rrset = item.rrset
-        key = (name_key(rrset.name), int(rrset.rdtype), int(rrset.rdclass))
+        key = (self._names.key(rrset.name), int(rrset.rdtype), int(rrset.rdclass))
         start, end = _validity(item, verdict, summary.ts_ns,
                                max(self._defer_ns, self._slack_ns), self._slack_ns)
         copy = _Validated(rdata_set_digest(rrset), start, end, summary.refs, summary.frame,
@@ -206,7 +207,7 @@ class CrossChecker:
             if verdict is not None and verdict.status is Status.SECURE:
                 continue
             rrset = item.rrset
-            key = (name_key(rrset.name), int(rrset.rdtype), int(rrset.rdclass))
+            key = (self._names.key(rrset.name), int(rrset.rdtype), int(rrset.rdclass))
             text = f"{rrset.name} {rrset.rdtype.name}"
             if item.section is Section.ANSWER:
                 claims.append(_Claim(note, key, rdata_set_digest(rrset), text, summary.ts_ns,
@@ -218,7 +219,7 @@ class CrossChecker:
                 claims.append(_Claim(note, key, rdata_set_digest(rrset), text,
                                      summary.ts_ns, self._record_sets(rrset), zone))
         if not evidence.section(Section.ANSWER) and _is_denial(summary):
-            key = (name_key(evidence.qname), evidence.qtype, evidence.qclass or 1)
+            key = (self._names.key(evidence.qname), evidence.qtype, evidence.qclass or 1)
             claims.append(_Claim(note, key, None, "", summary.ts_ns))
         return claims
 
@@ -324,7 +325,7 @@ class CrossChecker:
         found: list[Finding] = []
         if not self._waiting:
             return found
-        for name in lineage(owner):
+        for name in self._names.lineage(owner):
             for claim in self._waiting.get((name, -1, -1), []):
                 finding = self._judge(claim)
                 if finding is not None:

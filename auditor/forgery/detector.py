@@ -18,6 +18,7 @@ from auditor.forgery.common import (
     BodyFacts,
     BodyMemo,
     ForgeryVerdict,
+    NameMemos,
     ResponseSummary,
     body_facts,
     summarize,
@@ -121,8 +122,12 @@ class ForgeryDetector:
     what was fed, and every table is capped and expired.
     """
 
-    def __init__(self, config: ForgeryConfig | None = None) -> None:
+    def __init__(self, config: ForgeryConfig | None = None,
+                 names: NameMemos | None = None) -> None:
+        """``names``: the run's name memos (``engine/caches.py``; without them the stage has
+        its own)."""
         self.config = config = config or ForgeryConfig()
+        names = names if names is not None else NameMemos(config.max_entries)
         cap = config.max_entries
         self._queries = QueryIndex(keep_ns=config.query_keep_ns, max_queries=cap,
                                    max_clients=cap)
@@ -132,7 +137,8 @@ class ForgeryDetector:
                                                burst_ids=config.burst_ids, max_ports=cap,
                                                warmup_ns=config.capture_warmup_ns)
         self._kaminsky = KaminskyTracker(window_ns=config.kaminsky_window_ns,
-                                         min_names=config.kaminsky_names, max_patterns=cap)
+                                         min_names=config.kaminsky_names, max_patterns=cap,
+                                         names=names)
         self._holdon = HoldOnTracker(min_samples=config.holdon_min_samples,
                                      window=config.holdon_window, hop_share=config.hop_share,
                                      rtt_factor=config.rtt_factor, max_servers=cap,
@@ -146,7 +152,7 @@ class ForgeryDetector:
         self._downgrade = DowngradeTracker(keep_ns=config.race_linger_ns, max_entries=cap)
         self._cross = CrossChecker(defer_ns=config.crosscheck_defer_ns,
                                    slack_ns=config.ttl_slack_ns, max_keys=cap, max_claims=cap,
-                                   max_claim_bytes=config.crosscheck_bytes)
+                                   max_claim_bytes=config.crosscheck_bytes, names=names)
         self._body_facts = BodyMemo(body_facts, BODY_MEMO_SIZE)
         self._bailiwick: BodyMemo[BailiwickFacts | None] = BodyMemo(bailiwick_facts,
                                                                     BODY_MEMO_SIZE)

@@ -17,10 +17,10 @@ from auditor.findings.catalogue import Finding, Provenance, make_finding
 from auditor.forgery.common import (
     ForgeryVerdict,
     FrameRef,
+    NameMemos,
     ResponseSummary,
     cite,
     forgery_finding,
-    name_key,
     type_text,
 )
 from auditor.messages import ObservedMessage
@@ -494,7 +494,10 @@ class KaminskyTracker:
     """Many different names under one zone, answered to one client with the same NS-bearing
     authority/additional data, several of them by unsolicited or raced responses."""
 
-    def __init__(self, *, window_ns: int, min_names: int, max_patterns: int) -> None:
+    def __init__(self, *, window_ns: int, min_names: int, max_patterns: int,
+                 names: NameMemos | None = None) -> None:
+        """``names``: the run's name memos (without them the tracker has its own)."""
+        self._names = names if names is not None else NameMemos()
         self._window_ns = window_ns
         self._min_names = min_names
         self._max = max_patterns
@@ -509,13 +512,13 @@ class KaminskyTracker:
         payload = _ns_payload(summary)
         if payload is None:
             return []
-        key = (summary.client, name_key(qname.parent()), payload)
+        key = (summary.client, self._names.key(qname.parent()), payload)
         pattern = self._patterns.get(key)
         if pattern is None or summary.ts_ns - pattern.start_ns > self._window_ns:
             pattern = self._patterns[key] = _Pattern(summary.ts_ns)
             if len(self._patterns) > self._max:
                 self._patterns.popitem(last=False)
-        pattern.names.add(name_key(qname))
+        pattern.names.add(self._names.key(qname))
         if spoof_signs:
             pattern.spoofed.append(summary)
         if (pattern.reported or len(pattern.names) < self._min_names

@@ -20,6 +20,7 @@ def _sample_stream(caches: Caches | None = None) -> EvidenceStream:
 def test_caches_are_sized_from_the_limits() -> None:
     assert Caches(Limits.file(facts_memo=7)).facts._size == 7
     assert Caches(Limits.file(address_memo=5)).addresses.size == 5
+    assert Caches(Limits.file(forgery_entries=6)).names.lineage._size == 6
     assert Caches().facts._size == FILE_LIMITS.facts_memo
     assert list(Caches().sizes()) == ["message_facts"]
 
