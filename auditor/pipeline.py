@@ -383,7 +383,7 @@ def run_audit(options: AuditOptions,
                 "verdict_cache": verdicts.counters(),
             },
             "state": {"peak": dict(stream.state_peaks), "key_material": material.sizes(),
-                      "memos": memo_sizes(caches), "findings": finding_state(sources)},
+                      "memos": memo_sizes(caches, material), "findings": finding_state(sources)},
             "findings": reporter.stats(),
             "anonymized": anonymizer is not None,
             "inputs": _input_digests(options.captures),
@@ -405,6 +405,7 @@ def run_audit(options: AuditOptions,
     verdicts.release()
     records.clear()
     material.release_copies()
+    material.digests.clear()
     caches.release()
     release_memos()
     gc.collect()
@@ -417,10 +418,8 @@ def release_memos() -> None:
     """Empty the process-wide memos (values derived from parsed messages; recomputed on
     demand), e.g. between judging and report rendering (a run's own: ``Caches.release``)."""
     from auditor import messages
-    from auditor.trust import material
 
     messages.clear_record_caches()
-    material.clear_memos()
 
 
 def _cache_use_counter(cache_use: CacheUse, validator: Validator) -> RecordHook | None:

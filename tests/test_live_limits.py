@@ -27,11 +27,9 @@ SMALL = LiveLimits(parse_cache=7, facts_memo=11, record_cache=5, address_memo=3,
 
 @pytest.fixture(autouse=True)
 def _restore_process_memos() -> Iterator[None]:
-    digest_size = material_module._DIGEST_MEMO._size
     records_size = messages_module._record_cache_size
     yield
     messages_module.set_record_cache_size(records_size)
-    material_module.set_digest_memo_size(digest_size)
 
 
 def test_live_auditor_caps_every_cache_from_its_limits(tmp_path: Path) -> None:
@@ -47,7 +45,8 @@ def test_live_auditor_caps_every_cache_from_its_limits(tmp_path: Path) -> None:
         assert messages_module.name_text._size == SMALL.record_cache
         assert auditor.caches.addresses.size == SMALL.address_memo
         assert auditor.stream.chain.addresses is auditor.caches.addresses
-        assert material_module._DIGEST_MEMO._size == 13
+        assert auditor.material.digests.digest._size == 13
+        assert auditor.validator.checker.digests is auditor.material.digests
         assert auditor.validator.checker._memo_size == 17
         assert auditor.material._max_copies == 19
         assert auditor.material._max_denial == 23
@@ -56,12 +55,13 @@ def test_live_auditor_caps_every_cache_from_its_limits(tmp_path: Path) -> None:
 
 
 def test_digest_memo_never_exceeds_its_cap() -> None:
-    material_module.set_digest_memo_size(5)
+    memos = material_module.RecordDigests(5)
     rrsets = [dns.rrset.from_text(f"h{i}.example.", 60, "IN", "A", f"192.0.2.{i}")
               for i in range(40)]
-    digests = {material_module.rdata_set_digest(rrset) for rrset in rrsets}
+    digests = {memos.digest(rrset) for rrset in rrsets}
     assert len(digests) == 40
-    assert len(material_module._DIGEST_MEMO) <= 5
+    assert len(memos.digest) <= 5 and len(memos.wire) <= 5
+    assert digests == {material_module.rdata_set_digest(rrset) for rrset in rrsets}
 
 
 def test_zone_health_keeps_the_most_recently_seen_zones_within_max_zones() -> None:

@@ -13,22 +13,20 @@ from auditor.findings.catalogue import Finding
 from auditor.forgery import ForgeryConfig, ForgeryDetector
 from auditor.messages import set_record_cache_size
 from auditor.trust import KeyMaterial
-from auditor.trust.material import set_digest_memo_size
 from auditor.validate import Validator, Verdict
 
 
 def size_shared_memos(limits: Limits) -> None:
-    """Cap the process-wide memos of the parse and key material stages
+    """Cap the process-wide memos of the parse stage
     (each run sets them, so a run never inherits another run's sizes; the memos already
     handed to the stages as an object are in ``engine/caches.py``)."""
     set_record_cache_size(limits.record_cache)
-    set_digest_memo_size(limits.digest_memo)
 
 
 def key_material(limits: Limits) -> KeyMaterial:
-    """An empty key material collector capped by ``limits``."""
+    """An empty key material collector capped by ``limits`` (its ``digests`` memos too)."""
     return KeyMaterial(max_signed_copies=limits.signed_copies, max_denial=limits.denial_records,
-                       max_chain_rrsets=limits.chain_rrsets)
+                       max_chain_rrsets=limits.chain_rrsets, digest_memo=limits.digest_memo)
 
 
 class FindingSource(Protocol):
@@ -54,7 +52,8 @@ def finding_sources(validator: Validator | None, limits: Limits,
     forgery = ForgeryDetector(ForgeryConfig(max_entries=limits.forgery_entries,
                                             holdon_waiting=limits.holdon_waiting,
                                             burst_window_ns=limits.burst_window_ns),
-                               caches.names if caches is not None else None)
+                               caches.names if caches is not None else None,
+                               validator.keys.material.digests if validator is not None else None)
     return [forgery, ValidationFindings(),
             ZoneHealth(zone_trust_of(validator), max_zones=limits.zones)]
 

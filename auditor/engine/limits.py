@@ -55,8 +55,8 @@ class Limits:
     """Address texts/values each that the decode stage memoises (the run's ``Caches``;
     file: 65,536)."""
     digest_memo: int = 20_000
-    """RRset digests and record wire forms each memoised by the key material (process-wide;
-    file: 10,000)."""
+    """RRset digests and record wire forms each memoised by the key material
+    (``KeyMaterial.digests``; file: 10,000)."""
     signature_memo: int = 20_000
     """Distinct RRSIG checks whose result the validator memoises (file: 20,000; each entry
     keeps the signed data's canonical form: about 1 KB)."""

@@ -66,13 +66,13 @@ def finding_state(sources: list[FindingSource]) -> dict[str, dict[str, int]]:
     return found
 
 
-def memo_sizes(caches: Caches) -> dict[str, int]:
-    """Entries in the run's memos and the process-wide ones now (each capped)."""
+def memo_sizes(caches: Caches, material: KeyMaterial) -> dict[str, int]:
+    """Entries in the run's memos (``caches``, the key material's record wire forms) and the
+    process-wide ones now (each capped)."""
     from auditor import messages
-    from auditor.trust import material
 
     return {**caches.sizes(), "name_texts": len(messages.name_text),
-            "record_wires": len(material.rdata_wire)}
+            "record_wires": len(material.digests.wire)}
 
 
 def evictions(material: KeyMaterial, sources: list[FindingSource],

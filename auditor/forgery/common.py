@@ -13,6 +13,7 @@ import dns.flags
 import dns.name
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 
 from auditor.evidence import ResponseEvidence, RRsetEvidence, Section
 from auditor.findings.catalogue import Finding, Provenance, make_finding
@@ -171,12 +172,15 @@ class BodyFacts:
     answer_digest: bytes
 
 
-def body_facts(evidence: ResponseEvidence) -> BodyFacts:
-    """``BodyFacts`` of one response."""
+def body_facts(evidence: ResponseEvidence,
+               rrset_digest: Callable[[dns.rrset.RRset], bytes] = rdata_set_digest
+               ) -> BodyFacts:
+    """``BodyFacts`` of one response (``rrset_digest``: ``rdata_set_digest``, maybe
+    memoised)."""
     return BodyFacts(
         qname_text=name_text(evidence.qname) if evidence.qname is not None else "-",
         qtype_text=type_text(evidence.qtype),
-        answer_digest=answer_digest(evidence),
+        answer_digest=answer_digest(evidence, rrset_digest),
     )
 
 
@@ -217,10 +221,12 @@ def summarize(evidence: ResponseEvidence, verdict: Verdict,
     )
 
 
-def answer_digest(evidence: ResponseEvidence) -> bytes:
+def answer_digest(evidence: ResponseEvidence,
+                  rrset_digest: Callable[[dns.rrset.RRset], bytes] = rdata_set_digest) -> bytes:
     """Digest of what the response asserts: rcode plus answer RRsets (order and TTL
-    independent), or the authority SOA/NS owners when the answer is empty."""
-    answers = sorted(rdata_set_digest(item.rrset) for item in evidence.section(Section.ANSWER))
+    independent), or the authority SOA/NS owners when the answer is empty (``rrset_digest``:
+    ``rdata_set_digest``, maybe memoised)."""
+    answers = sorted(rrset_digest(item.rrset) for item in evidence.section(Section.ANSWER))
     if not answers:
         answers = sorted(
             item.rrset.name.to_digestable() + int(item.rdtype).to_bytes(2, "big")

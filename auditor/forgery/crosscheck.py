@@ -38,7 +38,7 @@ from auditor.forgery.common import (
 )
 from auditor.memo import IdentityMemo
 from auditor.messages import name_text
-from auditor.trust.material import rdata_set_digest
+from auditor.trust.material import RecordDigests
 from auditor.validate.verdict import RRsetVerdict, Status
 
 _Key = tuple[dns.name.Name, int, int]
@@ -113,12 +113,14 @@ class CrossChecker:
     yet wait ``defer_ns`` for validated data arriving later (the genuine answer of a race)."""
 
     def __init__(self, *, defer_ns: int, slack_ns: int, max_keys: int, max_claims: int,
-                 max_claim_bytes: int = 24 << 20, names: NameMemos | None = None) -> None:
+                 max_claim_bytes: int = 24 << 20, names: NameMemos | None = None,
+                 digests: RecordDigests | None = None) -> None:
         """``max_claims`` and ``max_claim_bytes`` (``claim_cost``: a waiting claim keeps its
         whole response evidence alive) bound the claims waiting; over either the oldest is
-        dropped unjudged (``dropped_claims``). ``names``: the run's name memos (without them
-        the checker has its own)."""
+        dropped unjudged (``dropped_claims``). ``names``, ``digests``: the run's name memos
+        and RRset digests (without them the checker has its own)."""
         self._names = names if names is not None else NameMemos()
+        self._digest = (digests if digests is not None else RecordDigests()).digest
         self._defer_ns = defer_ns
         self._slack_ns = slack_ns
         self._max_keys = max_keys
@@ -170,7 +172,7 @@ class CrossChecker:
         key = (self._names.key(rrset.name), int(rrset.rdtype), int(rrset.rdclass))
         start, end = _validity(item, verdict, summary.ts_ns,
                                max(self._defer_ns, self._slack_ns), self._slack_ns)
-        copy = _Validated(rdata_set_digest(rrset), start, end, summary.refs, summary.frame,
+        copy = _Validated(self._digest(rrset), start, end, summary.refs, summary.frame,
                           f"{name_text(rrset.name)} {rrset.rdtype.name}",
                           self._record_sets(rrset) if rrset.rdtype in _ADDRESS_TYPES
                           else frozenset())
@@ -210,13 +212,13 @@ class CrossChecker:
             key = (self._names.key(rrset.name), int(rrset.rdtype), int(rrset.rdclass))
             text = f"{rrset.name} {rrset.rdtype.name}"
             if item.section is Section.ANSWER:
-                claims.append(_Claim(note, key, rdata_set_digest(rrset), text, summary.ts_ns,
+                claims.append(_Claim(note, key, self._digest(rrset), text, summary.ts_ns,
                                      self._record_sets(rrset)))
             elif (item.section is Section.ADDITIONAL and zone is not None
                   and rrset.rdtype in _ADDRESS_TYPES and not rrset.name.is_subdomain(zone)):
                 # RFC 2181 5.4.1: out-of-zone additional data is normal; only a contradiction
                 # with validated data makes it suspicious.
-                claims.append(_Claim(note, key, rdata_set_digest(rrset), text,
+                claims.append(_Claim(note, key, self._digest(rrset), text,
                                      summary.ts_ns, self._record_sets(rrset), zone))
         if not evidence.section(Section.ANSWER) and _is_denial(summary):
             key = (self._names.key(evidence.qname), evidence.qtype, evidence.qclass or 1)

@@ -34,6 +34,7 @@ from auditor.forgery.spoofing import (
     query_bits_finding,
 )
 from auditor.messages import ObservedMessage
+from auditor.trust.material import RecordDigests
 from auditor.validate.verdict import Verdict
 
 logger = logging.getLogger(__name__)
@@ -123,11 +124,12 @@ class ForgeryDetector:
     """
 
     def __init__(self, config: ForgeryConfig | None = None,
-                 names: NameMemos | None = None) -> None:
-        """``names``: the run's name memos (``engine/caches.py``; without them the stage has
-        its own)."""
+                 names: NameMemos | None = None, digests: RecordDigests | None = None) -> None:
+        """``names``: the run's name memos (``engine/caches.py``); ``digests``: its RRset
+        digests (its key material's); without them the stage has its own."""
         self.config = config = config or ForgeryConfig()
         names = names if names is not None else NameMemos(config.max_entries)
+        digests = digests if digests is not None else RecordDigests()
         cap = config.max_entries
         self._queries = QueryIndex(keep_ns=config.query_keep_ns, max_queries=cap,
                                    max_clients=cap)
@@ -152,8 +154,11 @@ class ForgeryDetector:
         self._downgrade = DowngradeTracker(keep_ns=config.race_linger_ns, max_entries=cap)
         self._cross = CrossChecker(defer_ns=config.crosscheck_defer_ns,
                                    slack_ns=config.ttl_slack_ns, max_keys=cap, max_claims=cap,
-                                   max_claim_bytes=config.crosscheck_bytes, names=names)
-        self._body_facts = BodyMemo(body_facts, BODY_MEMO_SIZE)
+                                   max_claim_bytes=config.crosscheck_bytes, names=names,
+                                   digests=digests)
+        digest = digests.digest
+        self._body_facts = BodyMemo(lambda evidence: body_facts(evidence, digest),
+                                    BODY_MEMO_SIZE)
         self._bailiwick: BodyMemo[BailiwickFacts | None] = BodyMemo(bailiwick_facts,
                                                                     BODY_MEMO_SIZE)
         """What the summary and the bailiwick rules read of a body, once per distinct body."""

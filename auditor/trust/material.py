@@ -38,49 +38,52 @@ _CHANGE_LOG = 4096
 """Generations whose changed zones are remembered (``KeyMaterial.changed_zones_since``)."""
 
 
-def clear_memos() -> None:
-    """Empty the process-wide digest and record wire memos (the caps stay)."""
-    _DIGEST_MEMO.clear()
-    rdata_wire.clear()
-
-
-def set_digest_memo_size(size: int) -> None:
-    """Cap the process-wide RRset digest and record wire memos (live mode sets it from its
-    limits)."""
-    _DIGEST_MEMO.resize(size)
-    rdata_wire.resize(size)
-
-
-def rdata_set_digest(rrset: dns.rrset.RRset) -> bytes:
-    """SHA-256 over the canonical form (RFC 4034 6.2) of owner, type, class and the sorted rdata
-    set, TTL excluded: equal for two copies of the same RRset however they were received.
-
-    Repeated messages share their parsed RRset objects, so the digest is memoised by object
-    identity (``IdentityMemo``).
-    """
-    return _DIGEST_MEMO(rrset)
-
-
-def _compute_rdata_set_digest(rrset: dns.rrset.RRset) -> bytes:
-    hasher = hashlib.sha256()
-    hasher.update(rrset.name.canonicalize().to_wire() or b"")
-    hasher.update(struct.pack("!HH", rrset.rdtype, rrset.rdclass))
-    for wire in sorted(rdata_wire(rdata) for rdata in rrset):
-        hasher.update(struct.pack("!H", len(wire)))
-        hasher.update(wire)
-    return hasher.digest()
-
-
-_DIGEST_MEMO: IdentityMemo[dns.rrset.RRset, bytes] = IdentityMemo(_compute_rdata_set_digest,
-                                                                  10_000)
-
-
-def _canonical_rdata(rdata: dns.rdata.Rdata) -> bytes:
+def rdata_wire(rdata: dns.rdata.Rdata) -> bytes:
+    """Canonical wire form (RFC 4034 6.2) of one record's rdata (not memoised: a run's stages
+    use its ``RecordDigests.wire``)."""
     return rdata.to_digestable(dns.name.root)
 
 
-rdata_wire: IdentityMemo[dns.rdata.Rdata, bytes] = IdentityMemo(_canonical_rdata, 10_000)
-"""Canonical wire form (RFC 4034 6.2) of one record's rdata, memoised per parsed object."""
+def rdata_set_digest(rrset: dns.rrset.RRset,
+                     wire: Callable[[dns.rdata.Rdata], bytes] = rdata_wire) -> bytes:
+    """SHA-256 over the canonical form (RFC 4034 6.2) of owner, type, class and the sorted rdata
+    set, TTL excluded: equal for two copies of the same RRset however they were received
+    (``wire``: the canonical form of one record; not memoised: a run's stages use its
+    ``RecordDigests.digest``)."""
+    hasher = hashlib.sha256()
+    hasher.update(rrset.name.canonicalize().to_wire() or b"")
+    hasher.update(struct.pack("!HH", rrset.rdtype, rrset.rdclass))
+    for found in sorted(wire(rdata) for rdata in rrset):
+        hasher.update(struct.pack("!H", len(found)))
+        hasher.update(found)
+    return hasher.digest()
+
+
+DIGEST_MEMO_SIZE = 10_000
+"""Default cap of each memo of ``RecordDigests`` (the file preset's ``digest_memo``)."""
+
+
+class RecordDigests:
+    """RRset digests and records' canonical wire forms, memoised per parsed object by identity
+    (``IdentityMemo``: repeated messages share their parsed RRsets and records). Each run's
+    key material owns one (``KeyMaterial.digests``), which the validator and the forgery
+    stage of the run use too; none is shared between runs or processes."""
+
+    __slots__ = ("digest", "wire")
+
+    def __init__(self, size: int = DIGEST_MEMO_SIZE) -> None:
+        self.wire: IdentityMemo[dns.rdata.Rdata, bytes] = IdentityMemo(rdata_wire, size)
+        """``rdata_wire``, memoised."""
+        self.digest: IdentityMemo[dns.rrset.RRset, bytes] = IdentityMemo(self._digest, size)
+        """``rdata_set_digest``, memoised."""
+
+    def _digest(self, rrset: dns.rrset.RRset) -> bytes:
+        return rdata_set_digest(rrset, self.wire)
+
+    def clear(self) -> None:
+        """Forget every memoised digest and wire form (the caps stay)."""
+        self.digest.clear()
+        self.wire.clear()
 
 COPY_OVERHEAD = 3_072
 """Bytes a signed copy costs besides its records' wire form: the parsed RRset and its RRSIGs
@@ -88,9 +91,11 @@ COPY_OVERHEAD = 3_072
 key, as measured with tracemalloc under a flood of distinct signed answers."""
 
 
-def copy_cost(rrset: dns.rrset.RRset) -> int:
-    """Accounted bytes of one signed copy of ``rrset`` (``max_signed_copy_bytes``)."""
-    return COPY_OVERHEAD + 2 * sum(len(rdata_wire(rdata)) for rdata in rrset)
+def copy_cost(rrset: dns.rrset.RRset,
+              wire: Callable[[dns.rdata.Rdata], bytes] = rdata_wire) -> int:
+    """Accounted bytes of one signed copy of ``rrset`` (``max_signed_copy_bytes``; ``wire``:
+    the canonical form of one record)."""
+    return COPY_OVERHEAD + 2 * sum(len(wire(rdata)) for rdata in rrset)
 
 
 @dataclass(slots=True)
@@ -128,13 +133,15 @@ class SignedRRset:
         """(owner, type, class)."""
         return (self.rrset.name, int(self.rrset.rdtype), int(self.rrset.rdclass))
 
-    def add_signatures(self, rrsigs: dns.rrset.RRset | None, ts_ns: int) -> bool:
-        """Remember the RRSIGs of one received copy; True if any was new."""
+    def add_signatures(self, rrsigs: dns.rrset.RRset | None, ts_ns: int,
+                       wire_of: Callable[[dns.rdata.Rdata], bytes] = rdata_wire) -> bool:
+        """Remember the RRSIGs of one received copy; True if any was new (``wire_of``: the
+        canonical form of one record)."""
         self.first_seen_ns = min(self.first_seen_ns, ts_ns)
         self.last_seen_ns = max(self.last_seen_ns, ts_ns)
         new = False
         for rrsig in rrsigs or ():
-            wire = rdata_wire(rrsig)
+            wire = wire_of(rrsig)
             seen = self.signatures.get(wire)
             if seen is not None:
                 seen.first_seen_ns = min(seen.first_seen_ns, ts_ns)
@@ -161,7 +168,12 @@ class KeyMaterial:
         max_denial: int = 200_000,
         max_chain_rrsets: int = 200_000,
         max_copies_per_rrset: int = 32,
+        digest_memo: int = DIGEST_MEMO_SIZE,
     ) -> None:
+        """``digest_memo``: the cap of each memo of ``digests``."""
+        self.digests = RecordDigests(digest_memo)
+        """RRset digests and record wire forms of this run (its validator and forgery stage
+        use them too)."""
         # Every table is capped: names, keys and forged copies are chosen by whoever sends
         # the traffic. Over a cap the least recently seen entry goes and ``evicted`` counts it.
         self._chain: OrderedDict[RRsetKey, dict[bytes, SignedRRset]] = OrderedDict()
@@ -302,7 +314,7 @@ class KeyMaterial:
                 self.evicted["chain_rrsets"] += 1
         else:
             self._chain.move_to_end(key)
-        digest = rdata_set_digest(item.rrset)
+        digest = self.digests.digest(item.rrset)
         entry = copies.get(digest)
         if entry is None:
             entry = SignedRRset(item.rrset, digest, ts_ns, ts_ns)
@@ -312,7 +324,7 @@ class KeyMaterial:
                 # rollover; keep the most recent ones (dicts keep insertion order).
                 del copies[next(iter(copies))]
                 self.evicted["chain_versions"] += 1
-            entry.add_signatures(item.rrsigs, ts_ns)
+            entry.add_signatures(item.rrsigs, ts_ns, self.digests.wire)
             entry.stripped_with_do = item.rrsigs is None and asked_dnssec
             self.key_generation += 1
             self._changed_now.add(item.rrset.name)
@@ -322,14 +334,14 @@ class KeyMaterial:
             self.key_generation += 1
             self._changed_now.add(item.rrset.name)
             return True
-        if entry.add_signatures(item.rrsigs, ts_ns):
+        if entry.add_signatures(item.rrsigs, ts_ns, self.digests.wire):
             self.key_generation += 1
             self._changed_now.add(item.rrset.name)
             return True
         return False
 
     def _remember_denial(self, item: RRsetEvidence, ts_ns: int) -> bool:
-        digest = rdata_set_digest(item.rrset)
+        digest = self.digests.digest(item.rrset)
         entry = self._denial.get(digest)
         new = entry is None
         if entry is None:
@@ -340,7 +352,7 @@ class KeyMaterial:
                 self.evicted["denial_records"] += 1
         else:
             self._denial.move_to_end(digest)
-        new_signature = entry.add_signatures(item.rrsigs, ts_ns)
+        new_signature = entry.add_signatures(item.rrsigs, ts_ns, self.digests.wire)
         signers = self._denial_signers.setdefault(digest, set())
         for rrsig in item.rrsigs or ():
             if rrsig.signer not in signers and len(signers) >= _MAX_SIGNATURES_PER_RRSET:
@@ -369,15 +381,15 @@ class KeyMaterial:
             self._copies[key] = copies
         else:
             self._copies.move_to_end(key)
-        digest = rdata_set_digest(item.rrset)
+        digest = self.digests.digest(item.rrset)
         entry = copies.get(digest)
         if entry is None:
             entry = SignedRRset(item.rrset, digest, ts_ns, ts_ns)
             copies[digest] = entry
-            cost = copy_cost(item.rrset)
+            cost = copy_cost(item.rrset, self.digests.wire)
             self._copy_bytes[key] = self._copy_bytes.get(key, 0) + cost
             self._copy_total += cost
-        entry.add_signatures(item.rrsigs, ts_ns)
+        entry.add_signatures(item.rrsigs, ts_ns, self.digests.wire)
         while len(self._copies) > 1 and (len(self._copies) > self._max_copies
                                          or self._copy_total > self._max_copy_bytes):
             oldest, _ = self._copies.popitem(last=False)
@@ -515,7 +527,8 @@ class KeyMaterial:
                 (_signed_first(self._denial[d], kv[0]) for d in kv[1]), default=0))}
         self._copies = OrderedDict(sorted(self._copies.items(),
                                           key=lambda kv: copy_rank[kv[0]]))
-        self._copy_bytes = {key: sum(copy_cost(e.rrset) for e in copies.values())
+        wire = self.digests.wire
+        self._copy_bytes = {key: sum(copy_cost(e.rrset, wire) for e in copies.values())
                             for key, copies in self._copies.items()}
         self._copy_total = sum(self._copy_bytes.values())
         self._dnskey_nodata = OrderedDict(sorted(self._dnskey_nodata.items(),

@@ -22,7 +22,7 @@ from dns.rdtypes.dnskeybase import Flag
 
 from auditor.findings.codes import ValidationCode
 from auditor.memo import IdentityMemo
-from auditor.trust.material import rdata_set_digest, rdata_wire
+from auditor.trust.material import RecordDigests
 from auditor.validate.budget import WorkBudget
 from auditor.validate.policy import ValidationPolicy
 from auditor.validate.verdict import TimeWindow
@@ -145,8 +145,12 @@ class SignatureChecker:
     """Checks RRSIGs; the crypto result of each distinct triple is cached in a bounded LRU.
     Every check is charged to ``budget`` (the response or zone being judged)."""
 
-    def __init__(self, policy: ValidationPolicy, *, memo_size: int = 100_000) -> None:
+    def __init__(self, policy: ValidationPolicy, *, memo_size: int = 100_000,
+                 digests: RecordDigests | None = None) -> None:
+        """``digests``: the run's RRset digests and record wire forms (its key material's;
+        without them the checker has its own)."""
         self.policy = policy
+        self.digests = digests if digests is not None else RecordDigests()
         self.keys = KeyTags()
         """Key tags and key set indexes, memoised for this checker's run."""
         self._memo: OrderedDict[bytes, bool] = OrderedDict()
@@ -302,8 +306,9 @@ class SignatureChecker:
 
     def _verify(self, rrset: dns.rrset.RRset, rrsig: RRSIG, key: DNSKEY) -> tuple[bool, bool]:
         """(valid, computed): computed is False when the memo answered."""
+        digests = self.digests
         memo_key = hashlib.sha256(
-            rdata_set_digest(rrset) + rdata_wire(rrsig) + rdata_wire(key)
+            digests.digest(rrset) + digests.wire(rrsig) + digests.wire(key)
         ).digest()
         cached = self._memo.get(memo_key)
         if cached is not None:

@@ -20,7 +20,7 @@ from auditor.findings.codes import ValidationCode
 from auditor.messages import name_text
 from auditor.trust.cache import CacheUpdate, KeyState
 from auditor.trust.keyview import KeyView
-from auditor.trust.material import SignedRRset, rdata_set_digest
+from auditor.trust.material import SignedRRset
 from auditor.validate.budget import WorkBudget, ZoneRate
 from auditor.validate.chain import ChainResolver, ZoneTrust, signature_times, signed_entries
 from auditor.validate.denial import Claim, DenialMemos, prove_denial
@@ -72,7 +72,8 @@ class Validator:
         self.at_ns = at_ns
         self.zone_rate = zone_rate
         """Live mode: validation work allowed per zone per second of capture time."""
-        self.checker = SignatureChecker(policy, memo_size=signature_memo)
+        self.checker = SignatureChecker(policy, memo_size=signature_memo,
+                                        digests=keys.material.digests)
         self.denial = DenialMemos()
         """NSEC/NSEC3 type bitmaps and hashes memoised for this validator's run."""
         self.chain = ChainResolver(keys, policy, self.checker, denial=self.denial,
@@ -361,7 +362,7 @@ class Validator:
         rrset = item.rrset
         if self.checker.window is not None:  # which copies are current depends on seen_ns
             self.checker.window.narrow_ns(seen_ns, seen_ns)
-        digest = rdata_set_digest(rrset)
+        digest = self.checker.digests.digest(rrset)
         differing = False
         for copy in self.keys.material.signed_copies(
             (rrset.name, int(rrset.rdtype), int(rrset.rdclass))
