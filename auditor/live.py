@@ -27,7 +27,6 @@ from auditor.engine.build import (
     FindingSource,
     finding_sources,
     key_material,
-    size_shared_memos,
 )
 from auditor.engine.caches import Caches
 from auditor.engine.judge import ZoneChanges, streaming_judge
@@ -273,7 +272,6 @@ class LiveAuditor:
         out = options.out_dir
         out.mkdir(parents=True, exist_ok=True)
         self.anchors = load_anchors(list(options.trust_anchors))
-        size_shared_memos(limits)
         self.caches = Caches(limits)
         """The run's memos, handed to the stages that use them."""
         self.material = key_material(limits)
@@ -281,6 +279,7 @@ class LiveAuditor:
         # a zone gets a bounded amount of validation work per second of capture time.
         self.validator = Validator(KeyView(self.anchors, self.material, cache), options.policy,
                                    at_ns=options.at_ns, signature_memo=limits.signature_memo,
+                                   name_text=self.caches.parse.name_text,
                                    zone_rate=ZoneRate(options.policy.budget,
                                                       max_zones=limits.zones))
         # A hit costs no validation work, so it spends none of its zone's rate; verdicts the
@@ -317,7 +316,7 @@ class LiveAuditor:
         sources = finding_sources(self.validator, limits, self.caches)
         self.reporting = Reporting(
             sources, ResolutionLinker(), write=self.responses.write, on_findings=self._findings,
-            errors=self.errors, render=response_record, on_record=self._live_record,
+            errors=self.errors, render=self._response_record, on_record=self._live_record,
             # Stages that merge until flush are flushed after every response, so their
             # findings are written as they are made (FindingLog merges them per key).
             merged_per_response=tuple(s for s in sources if isinstance(s, ValidationFindings)))
@@ -381,6 +380,10 @@ class LiveAuditor:
             self.errors.response_failed(transaction, exc)
             return
         self.reporting.report_all(judged)
+
+    def _response_record(self, evidence: ResponseEvidence) -> dict[str, Any]:
+        """``response_record`` with the run's memo of name texts."""
+        return response_record(evidence, self.caches.parse.name_text)
 
     def _live_record(self, evidence: ResponseEvidence, verdict: Verdict,
                      record: dict[str, Any]) -> None:

@@ -68,22 +68,37 @@ class Summary:
 class ParsedMessage:
     """The full dnspython parse of one distinct message, done on first use and shared."""
 
-    __slots__ = ("_done", "_message", "_problems", "_ttl_free", "_wire", "summary")
+    __slots__ = ("_done", "_message", "_problems", "_tables", "_ttl_free", "_wire", "summary")
 
-    def __init__(self, wire: bytes, summary: Summary | None = None) -> None:
+    def __init__(self, wire: bytes, summary: Summary | None = None,
+                 tables: ParseTables | None = None) -> None:
+        """``tables``: the run's parse tables, shared with other messages (kept until the
+        records are read)."""
         self._wire = wire
         self._ttl_free: bytes | None = None
-        self.summary = summary if summary is not None else summarise(wire)
+        self._tables = tables
+        self.summary = summary if summary is not None else summarise(wire, tables)
         """The message's header, question and EDNS summary (``summarise``)."""
         self._message: dns.message.Message | None = None
         self._problems: tuple[str, ...] = ()
         self._done = False
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (``audit --jobs``) without the run's tables: another process reads the
+        records, if ever, with its own."""
+        return {name: getattr(self, name) for name in self.__slots__ if name != "_tables"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        self._tables = None
+
     def _parse(self) -> None:
         # The record walker first (records shared with earlier messages cost a lookup); any
         # message it declines goes to dnspython's lenient parse (continue_on_error): a bad
         # record is reported, the rest is kept.
-        fast = read_records(self._wire)
+        fast = read_records(self._wire, self._tables)
+        self._tables = None
         if fast is not None:
             self._message = fast
             self._wire = b""
@@ -236,20 +251,65 @@ def _ede_codes(options: bytes) -> tuple[int, ...]:
     return tuple(codes)
 
 
-_record_cache_size = 10_000
-"""Bound of each shared table of the parse stage (``set_record_cache_size``)."""
+RECORD_CACHE_SIZE = 10_000
+"""Default bound of each shared table of the parse stage (the file preset's
+``record_cache``)."""
 
-name_text: IdentityMemo[dns.name.Name, str] = IdentityMemo(dns.name.Name.to_text, 10_000)
-"""``Name.to_text()`` memoised per name object: parsed names are shared by every repeat of a
-message, and every stage downstream writes names as text."""
-
-_question_names: dict[bytes, tuple[dns.name.Name, bytes]] = {}
-"""Memo of uncompressed question name wire form (case kept) -> (name, canonical wire form):
-distinct messages mostly ask about a smaller set of names, and building a ``Name`` costs more
-than parsing the rest of the summary. ``Name`` is immutable, so sharing one is safe."""
+NameTexts = IdentityMemo[dns.name.Name, str]
+"""``Name.to_text()`` memoised per name object (``ParseTables.name_text``)."""
 
 
-def _name_from_wire(raw: bytes) -> tuple[dns.name.Name, bytes]:
+def name_texts(size: int = RECORD_CACHE_SIZE) -> NameTexts:
+    """An empty memo of ``Name.to_text()`` keeping at most ``size`` names' texts."""
+    return IdentityMemo(dns.name.Name.to_text, size)
+
+
+class ParseTables:
+    """The parse stage's tables shared between the messages of one run (``engine/caches.py``;
+    none is shared between runs or processes), each capped at ``size`` entries: a full table
+    is emptied and refilled (the RRsets: least recently used first). ``Name``, ``Rdata`` and
+    parsed RRsets are never mutated after parsing, so sharing them is safe."""
+
+    __slots__ = ("name_text", "opt_rrsets", "owner_names", "question_names", "rdatas",
+                 "rrset_templates", "rrsets", "size", "summaries")
+
+    def __init__(self, size: int = RECORD_CACHE_SIZE) -> None:
+        self.size = max(1, size)
+        """Cap of each table."""
+        self.name_text: NameTexts = name_texts(size)
+        """``Name.to_text()`` memoised per name object: parsed names are shared by every
+        repeat of a message, and every stage downstream writes names as text."""
+        self.question_names: dict[bytes, tuple[dns.name.Name, bytes]] = {}
+        """Uncompressed question name wire form (case kept) -> (name, canonical wire form):
+        distinct messages mostly ask about a smaller set of names, and building a ``Name``
+        costs more than parsing the rest of the summary."""
+        self.summaries: dict[tuple[object, ...], Summary] = {}
+        """Equal summaries: distinct messages (other answers, TTLs, queries and their
+        responses) mostly share one, and fewer long-lived objects keep the collector's work
+        small."""
+        self.owner_names: dict[bytes, dns.name.Name] = {}
+        """Owner names by their uncompressed wire form (case kept)."""
+        self.rdatas: dict[tuple[int, bytes], dns.rdata.Rdata] = {}
+        """Records whose data needs no message context (no compression pointer), by (type,
+        bytes)."""
+        self.rrsets: OrderedDict[tuple[object, ...], dns.rrset.RRset] = OrderedDict()
+        """Whole RRsets by (TTL, (owner, type, covers, record bytes in order)); class is
+        IN."""
+        self.rrset_templates: dict[tuple[object, ...], dns.rrset.RRset] = {}
+        """RRsets by (owner, type, covers, record bytes in order), whatever their TTL: copied
+        when a repeat differs only in its TTL."""
+        self.opt_rrsets: dict[tuple[int, int, bytes], dns.rrset.RRset] = {}
+        """OPT pseudo-RRsets by (payload size, TTL field, options)."""
+
+    def clear(self) -> None:
+        """Empty every table (the caps stay); later messages rebuild them."""
+        self.name_text.clear()
+        for table in (self.owner_names, self.rdatas, self.opt_rrsets, self.question_names,
+                      self.summaries, self.rrset_templates, self.rrsets):
+            table.clear()
+
+
+def _name_from_wire(raw: bytes, tables: ParseTables) -> tuple[dns.name.Name, bytes]:
     """(name, canonical wire form) of an uncompressed, well-formed wire name, memoised."""
     labels: list[bytes] = []
     offset = 0
@@ -259,13 +319,14 @@ def _name_from_wire(raw: bytes) -> tuple[dns.name.Name, bytes]:
         if length == 0:
             break
         offset += 1 + length
-    if len(_question_names) >= _record_cache_size:
-        _question_names.clear()
-    found = _question_names[raw] = (dns.name.Name(labels), raw.lower())
+    names = tables.question_names
+    if len(names) >= tables.size:
+        names.clear()
+    found = names[raw] = (dns.name.Name(labels), raw.lower())
     return found
 
 
-def _question_name(wire: bytes) -> tuple[dns.name.Name, bytes, int]:
+def _question_name(wire: bytes, tables: ParseTables) -> tuple[dns.name.Name, bytes, int]:
     """The first question's name, its canonical (lower-cased) wire form and where it ends.
 
     Question names are almost never compressed; those are read label by label here, and a
@@ -277,7 +338,8 @@ def _question_name(wire: bytes) -> tuple[dns.name.Name, bytes, int]:
         if length == 0:
             end = offset + 1
             raw = wire[start:end]
-            name, canonical = _question_names.get(raw) or _name_from_wire(raw)
+            name, canonical = (tables.question_names.get(raw)
+                               or _name_from_wire(raw, tables))
             return name, canonical, end
         if length > 63:
             compressed, used = dns.name.from_wire(wire, _HEADER.size)
@@ -291,11 +353,11 @@ def _question_name(wire: bytes) -> tuple[dns.name.Name, bytes, int]:
 
 
 def _question(
-    wire: bytes, count: int
+    wire: bytes, count: int, tables: ParseTables
 ) -> tuple[dns.name.Name | None, bytes | None, int | None, int | None, int]:
     if not count:
         return None, None, None, None, _HEADER.size
-    name, canonical, offset = _question_name(wire)
+    name, canonical, offset = _question_name(wire, tables)
     qtype, qclass = _QUESTION_TAIL.unpack_from(wire, offset)
     key = canonical + wire[offset : offset + 4]
     offset += 4
@@ -320,18 +382,16 @@ def _edns(
     return False, 0, False, ()
 
 
-_summaries: dict[tuple[object, ...], Summary] = {}
-"""Memo of equal summaries: distinct messages (other answers, TTLs, queries and their
-responses) mostly share one, and fewer long-lived objects keep the collector's work small."""
-
-
-def summarise(wire: bytes) -> Summary:
-    """Read the header, the first question and the OPT record of ``wire``; never raises."""
+def summarise(wire: bytes, tables: ParseTables | None = None) -> Summary:
+    """Read the header, the first question and the OPT record of ``wire``; never raises
+    (``tables``: the run's, shared with other messages; without them a fresh set)."""
+    if tables is None:
+        tables = ParseTables()
     if len(wire) < _HEADER.size:
         return _unreadable(f"message of {len(wire)} bytes is shorter than a header")
     _, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(wire)
     try:
-        qname, key, qtype, qclass, offset = _question(wire, qdcount)
+        qname, key, qtype, qclass, offset = _question(wire, qdcount, tables)
     except _PARSE_ERRORS as exc:
         return _unreadable(f"question unreadable: {type(exc).__name__}: {exc}")
     problem = None
@@ -344,11 +404,12 @@ def summarise(wire: bytes) -> Summary:
     # The key holds id(qname), not the Name (whose hash ignores case): the memoised Summary
     # keeps that Name alive, so the id cannot be reused while the entry exists.
     memo_key = (id(qname), key, rcode, edns, do, ede, problem)
-    summary = _summaries.get(memo_key)
+    summaries = tables.summaries
+    summary = summaries.get(memo_key)
     if summary is None:
-        if len(_summaries) >= _record_cache_size:
-            _summaries.clear()
-        summary = _summaries[memo_key] = Summary(
+        if len(summaries) >= tables.size:
+            summaries.clear()
+        summary = summaries[memo_key] = Summary(
             qname, qtype, qclass, key, rcode, edns, do, ede, problem, True
         )
     return summary
@@ -365,46 +426,12 @@ _MAX_TTL = 0x7FFFFFFF  # RFC 2181 8: a TTL above 2^31 - 1 is taken as 0 (as dnsp
 _OPCODE_QUERY = 0
 _IN = 1
 _TSIG = 250
-_owner_names: dict[bytes, dns.name.Name] = {}
-"""Owner names by their uncompressed wire form (case kept)."""
-_rdatas: dict[tuple[int, bytes], dns.rdata.Rdata] = {}
-"""Records whose data needs no message context (no compression pointer), by (type, bytes)."""
-_rrsets: OrderedDict[tuple[object, ...], dns.rrset.RRset] = OrderedDict()
-"""Whole RRsets by (TTL, (owner, type, covers, record bytes in order)); class is IN."""
-_rrset_templates: dict[tuple[object, ...], dns.rrset.RRset] = {}
-"""RRsets by (owner, type, covers, record bytes in order), whatever their TTL: copied when a
-repeat differs only in its TTL."""
-_opt_rrsets: dict[tuple[int, int, bytes], dns.rrset.RRset] = {}
-"""OPT pseudo-RRsets by (payload size, TTL field, options)."""
-
-
-def set_record_cache_size(size: int) -> None:
-    """Cap each of the parse stage's shared tables (question and owner names, name texts,
-    summaries, records, RRsets); live mode sets it."""
-    global _record_cache_size
-    _record_cache_size = max(1, size)
-    name_text.resize(size)
-    for table in (_owner_names, _rdatas, _opt_rrsets, _question_names, _summaries,
-                  _rrset_templates):
-        if len(table) > _record_cache_size:
-            table.clear()
-    while len(_rrsets) > _record_cache_size:
-        _rrsets.popitem(last=False)
-
-
-def clear_record_caches() -> None:
-    """Empty the parse stage's shared tables (the caps stay); later messages rebuild them."""
-    name_text.clear()
-    for table in (_owner_names, _rdatas, _opt_rrsets, _question_names, _summaries,
-                  _rrset_templates, _rrsets):
-        table.clear()
-
-
 class _Declined(Exception):
     """The walker leaves this message to dnspython (unusual or damaged)."""
 
 
-def _read_name(wire: bytes, offset: int) -> tuple[dns.name.Name, bytes, int]:
+def _read_name(wire: bytes, offset: int, tables: ParseTables
+               ) -> tuple[dns.name.Name, bytes, int]:
     """The possibly compressed name at ``offset``, its uncompressed wire form (case kept) and
     the offset after it, under dnspython's rules (RFC 1035 4.1.4; pointers go strictly
     backwards, at most 16 of them, and a target may not run into the name pointing at it)."""
@@ -447,13 +474,13 @@ def _read_name(wire: bytes, offset: int) -> tuple[dns.name.Name, bytes, int]:
             raise _Declined("bad label type")
     labels.append(0)
     raw = bytes(labels)
-    name = _owner_names.get(raw)
+    name = tables.owner_names.get(raw)
     if name is None:
-        name = _name_of(raw)
+        name = _name_of(raw, tables)
     return name, raw, (position if after < 0 else after)
 
 
-def _name_of(raw: bytes) -> dns.name.Name:
+def _name_of(raw: bytes, tables: ParseTables) -> dns.name.Name:
     parts = []
     offset = 0
     while raw[offset]:
@@ -464,14 +491,17 @@ def _name_of(raw: bytes) -> dns.name.Name:
         name = dns.name.Name(parts)
     except dns.exception.DNSException as exc:  # e.g. longer than 255 octets
         raise _Declined(str(exc)) from exc
-    if len(_owner_names) >= _record_cache_size:
-        _owner_names.clear()
-    _owner_names[raw] = name
+    names = tables.owner_names
+    if len(names) >= tables.size:
+        names.clear()
+    names[raw] = name
     return name
 
 
 _RDATATYPES: dict[int, dns.rdatatype.RdataType] = {}
-"""``RdataType.make`` by value (at most 65,536 entries: the values are 16-bit fields)."""
+"""``RdataType.make`` by value: a constant table filled on demand, kept module-level because
+it is a pure function of a 16-bit field (at most 65,536 entries, each the same in every run
+and process), not state of a run."""
 
 
 def _rdatatype(value: int) -> dns.rdatatype.RdataType:
@@ -525,13 +555,14 @@ def _context_free(rdtype: int, raw: bytes) -> bool:
     return True
 
 
-def _read_rdata(wire: bytes, rdtype: int, start: int,
-                length: int) -> tuple[dns.rdata.Rdata, bytes | tuple[bytes]]:
+def _read_rdata(wire: bytes, rdtype: int, start: int, length: int,
+                tables: ParseTables) -> tuple[dns.rdata.Rdata, bytes | tuple[bytes]]:
     """One record's data and bytes that identify it anywhere: shared when its received bytes
     stand alone; parsed in context (and identified by its uncompressed form) when they hold a
     compression pointer."""
     raw = wire[start : start + length]
-    cached = _rdatas.get((rdtype, raw))
+    rdatas = tables.rdatas
+    cached = rdatas.get((rdtype, raw))
     if cached is not None:
         return cached, raw
     parser = dns.wire.Parser(wire, start)
@@ -547,9 +578,9 @@ def _read_rdata(wire: bytes, rdtype: int, start: int,
         rendered = rdata.to_wire() or b""
         if rendered != raw:
             return rdata, (rendered,)  # a tuple: never equal to the received bytes of a record
-    if len(_rdatas) >= _record_cache_size:
-        _rdatas.clear()
-    _rdatas[(rdtype, raw)] = rdata
+    if len(rdatas) >= tables.size:
+        rdatas.clear()
+    rdatas[(rdtype, raw)] = rdata
     return rdata, raw
 
 
@@ -568,15 +599,15 @@ class _Pending:
         self.rdatas: list[dns.rdata.Rdata] = []
 
 
-def _read_section(wire: bytes, offset: int, count: int,
-                  additional: bool) -> tuple[list[dns.rrset.RRset], dns.rrset.RRset | None, int]:
+def _read_section(wire: bytes, offset: int, count: int, additional: bool, tables: ParseTables
+                  ) -> tuple[list[dns.rrset.RRset], dns.rrset.RRset | None, int]:
     """(RRsets, OPT RRset, offset after) for ``count`` records, grouped as dnspython groups
     them: by owner (case-insensitive), class, type and covered type, first appearance first."""
     pending: dict[tuple[bytes, int, int], _Pending] = {}
     opt = None
     size = len(wire)
     for _ in range(count):
-        name, raw_name, offset = _read_name(wire, offset)
+        name, raw_name, offset = _read_name(wire, offset, tables)
         if offset + 10 > size:
             raise _Declined("record header cut short")
         rdtype, rdclass, ttl, length = _RR_TAIL.unpack_from(wire, offset)
@@ -586,12 +617,12 @@ def _read_section(wire: bytes, offset: int, count: int,
         if rdtype == _OPT:
             if not additional or opt is not None or len(name) != 1:
                 raise _Declined("misplaced OPT record")
-            opt = _opt_rrset(wire, rdclass, ttl, offset, length)
+            opt = _opt_rrset(wire, rdclass, ttl, offset, length, tables)
             offset += length
             continue
         if rdclass != _IN or rdtype == _TSIG:
             raise _Declined("class other than IN, or TSIG")
-        rdata, identity = _read_rdata(wire, rdtype, offset, length)
+        rdata, identity = _read_rdata(wire, rdtype, offset, length, tables)
         covers = int(rdata.covers())
         key = (raw_name.lower(), rdtype, covers)  # owner names compare case-insensitively
         group = pending.get(key)
@@ -601,36 +632,40 @@ def _read_section(wire: bytes, offset: int, count: int,
         group.rdatas.append(rdata)
         group.ttl = min(group.ttl, 0 if ttl > _MAX_TTL else ttl)
         offset += length
-    return [_rrset_of(group) for group in pending.values()], opt, offset
+    return [_rrset_of(group, tables) for group in pending.values()], opt, offset
 
 
-def _opt_rrset(wire: bytes, payload: int, ttl: int, start: int, length: int) -> dns.rrset.RRset:
+def _opt_rrset(wire: bytes, payload: int, ttl: int, start: int, length: int,
+               tables: ParseTables) -> dns.rrset.RRset:
     """The OPT pseudo-RRset (RFC 6891 6.1.2: class is the payload size, TTL the extended
     RCODE, version and flags), shared by messages with the same one."""
     key = (payload, ttl, wire[start : start + length])
-    opt = _opt_rrsets.get(key)
+    opts = tables.opt_rrsets
+    opt = opts.get(key)
     if opt is None:
         rdata = dns.rdata.from_wire(dns.rdataclass.RdataClass.make(payload), dns.rdatatype.OPT,
                                     wire, start, length)
         opt = dns.rrset.from_rdata(dns.name.root, ttl, rdata)
-        if len(_opt_rrsets) >= _record_cache_size:
-            _opt_rrsets.clear()
-        _opt_rrsets[key] = opt
+        if len(opts) >= tables.size:
+            opts.clear()
+        opts[key] = opt
     return opt
 
 
-def _rrset_of(group: _Pending) -> dns.rrset.RRset:
+def _rrset_of(group: _Pending, tables: ParseTables) -> dns.rrset.RRset:
     """The RRset of one group: the very object an earlier message had if it was identical
     (owner text, TTL and every record's bytes in order); a copy of one that differed only in
     its TTL (a resolver counts TTLs down as it serves from its cache); else built as dnspython
     builds it."""
     shape = (group.raw_name, group.rdtype, group.covers, *group.raws)
     key = (group.ttl, shape)
-    rrset = _rrsets.get(key)
+    rrsets = tables.rrsets
+    rrset = rrsets.get(key)
     if rrset is not None:
-        _rrsets.move_to_end(key)
+        rrsets.move_to_end(key)
         return rrset
-    template = _rrset_templates.get(shape)
+    templates = tables.rrset_templates
+    template = templates.get(shape)
     if template is not None:
         rrset = template.copy()  # the same record objects, no rehashing
         rrset.ttl = group.ttl
@@ -639,26 +674,27 @@ def _rrset_of(group: _Pending) -> dns.rrset.RRset:
                                 _rdatatype(group.covers))
         for rdata in group.rdatas:
             rrset.add(rdata, group.ttl)  # dnspython's own duplicate rule (RFC 2181 5)
-        if len(_rrset_templates) >= _record_cache_size:
-            _rrset_templates.clear()
-        _rrset_templates[shape] = rrset
-    _rrsets[key] = rrset
-    if len(_rrsets) > _record_cache_size:
-        _rrsets.popitem(last=False)
+        if len(templates) >= tables.size:
+            templates.clear()
+        templates[shape] = rrset
+    rrsets[key] = rrset
+    if len(rrsets) > tables.size:
+        rrsets.popitem(last=False)
     return rrset
 
 
-def read_records(wire: bytes) -> dns.message.Message | None:
+def read_records(wire: bytes, tables: ParseTables | None = None) -> dns.message.Message | None:
     """The message's records as dnspython would parse them, with RRsets and records shared
-    with earlier messages; None when the walker declines (another opcode or class, TSIG, a
-    misplaced OPT, any damage): dnspython's lenient parse then reports the problems."""
+    with earlier messages through ``tables`` (the run's; without them a fresh set); None when
+    the walker declines (another opcode or class, TSIG, a misplaced OPT, any damage):
+    dnspython's lenient parse then reports the problems."""
     try:
-        return _walk(wire)
+        return _walk(wire, tables if tables is not None else ParseTables())
     except (_Declined, *_PARSE_ERRORS):
         return None
 
 
-def _walk(wire: bytes) -> dns.message.Message | None:
+def _walk(wire: bytes, tables: ParseTables) -> dns.message.Message | None:
     if len(wire) < _HEADER.size:
         return None
     msg_id, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(wire)
@@ -669,15 +705,15 @@ def _walk(wire: bytes) -> dns.message.Message | None:
     message.index = None  # type: ignore[assignment]  # sections filled directly: find_rrset scans
     offset = _HEADER.size
     if qdcount:
-        qname, _, offset = _read_name(wire, offset)
+        qname, _, offset = _read_name(wire, offset, tables)
         qtype, qclass = _QUESTION_TAIL.unpack_from(wire, offset)
         offset += 4
         if qclass != _IN:
             return None
         message.question = [dns.rrset.RRset(qname, dns.rdataclass.IN, _rdatatype(qtype))]
-    message.answer, _, offset = _read_section(wire, offset, ancount, False)
-    message.authority, _, offset = _read_section(wire, offset, nscount, False)
-    message.additional, opt, offset = _read_section(wire, offset, arcount, True)
+    message.answer, _, offset = _read_section(wire, offset, ancount, False, tables)
+    message.authority, _, offset = _read_section(wire, offset, nscount, False, tables)
+    message.additional, opt, offset = _read_section(wire, offset, arcount, True, tables)
     message.opt = opt
     return message
 
@@ -762,10 +798,14 @@ class MessageParser:
         cache_size: int = 50_000,
         cache_bytes: int = 32 << 20,
         cache: OrderedDict[bytes, ParsedMessage] | None = None,
+        tables: ParseTables | None = None,
     ) -> None:
         """``cache_size`` entries and ``cache_bytes`` (``parsed_cost``) bound the cache; over
-        either, the least recently seen message is dropped (``evicted``)."""
+        either, the least recently seen message is dropped (``evicted``). ``tables``: the
+        run's parse tables (``engine/caches.py``; without them the parser has its own)."""
         self._ledger = ledger
+        self.tables = tables if tables is not None else ParseTables()
+        """Names, records, RRsets and summaries shared between the messages parsed."""
         self._cache: OrderedDict[bytes, ParsedMessage] = OrderedDict() if cache is None else cache
         """Distinct messages by their bytes after the ID, least recently seen first; each
         entry is one object (it carries its summary) to keep the collector's work small. A
@@ -802,7 +842,7 @@ class MessageParser:
         cache = self._cache
         parsed = cache.get(key)
         if parsed is None:
-            parsed = ParsedMessage(data)
+            parsed = ParsedMessage(data, None, self.tables)
             self.parsed += 1
             cache[key] = parsed
             self._bytes += parsed_cost(key)

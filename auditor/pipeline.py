@@ -22,7 +22,6 @@ from auditor.decode.transport import (
 from auditor.engine.build import (
     finding_sources,
     key_material,
-    size_shared_memos,
 )
 from auditor.engine.caches import Caches
 from auditor.engine.judge import (
@@ -280,7 +279,6 @@ def run_audit(options: AuditOptions,
 
     started = time.monotonic()
     limits = options.limits
-    size_shared_memos(limits)
     caches = Caches(limits)
     anchors = load_anchors(list(options.trust_anchors))
     frame_filter = (FrameFilter(options.frame_filter).matches
@@ -307,7 +305,8 @@ def run_audit(options: AuditOptions,
         cache_use.zones_loaded = len(view.cached_zones())
         cache_use.keys_loaded = sum(len(view.cached_keys(z)) for z in view.cached_zones())
         validator = Validator(view, options.policy, at_ns=options.at_ns,
-                              signature_memo=limits.signature_memo)
+                              signature_memo=limits.signature_memo,
+                              name_text=caches.parse.name_text)
         verdicts = run_judge(validator, options.verdict_cache, limits)
         paths = tuple(
             options.out_dir / name for name in ("responses.jsonl", "findings.jsonl", "stats.json")
@@ -348,7 +347,7 @@ def run_audit(options: AuditOptions,
                     reporter.note(finding)
                     collector.note(finding)
 
-            records = ResponseRecords()
+            records = ResponseRecords(name_text=caches.parse.name_text)
             reporting = Reporting(
                 finding_sources(validator, limits, caches), ResolutionLinker(),
                 write=responses.write, on_findings=note_findings, errors=stream.errors,
@@ -407,19 +406,10 @@ def run_audit(options: AuditOptions,
     material.release_copies()
     material.digests.clear()
     caches.release()
-    release_memos()
     gc.collect()
     release_heap()
     reports = tuple(reporter.finish(validator, zone_rows))
     return AuditOutcome(stats, paths + reports, problems, dict(stats["validation"]["verdicts"]))
-
-
-def release_memos() -> None:
-    """Empty the process-wide memos (values derived from parsed messages; recomputed on
-    demand), e.g. between judging and report rendering (a run's own: ``Caches.release``)."""
-    from auditor import messages
-
-    messages.clear_record_caches()
 
 
 def _cache_use_counter(cache_use: CacheUse, validator: Validator) -> RecordHook | None:

@@ -102,3 +102,61 @@ def test_the_engine_imports_no_driver() -> None:
         wrong = {m for m in _imports(path) if any(m == d or m.startswith(d + ".")
                                                   for d in drivers)}
         assert wrong == set(), f"{path.name} imports drivers {wrong}"
+
+
+_MEMO_CALLS = frozenset({"IdentityMemo", "OrderedDict", "dict", "set", "list", "deque",
+                         "Counter", "defaultdict"})
+"""Calls that make a mutable table: bound to a module name, it would be process-wide state."""
+
+MODULE_TABLES: dict[tuple[str, str], str] = {
+    ("auditor.messages", "_RDATATYPES"):
+        "a constant table filled on demand: RdataType.make of a 16-bit field, the same in "
+        "every run and process",
+    ("auditor.decode.dissect", "_warned_linktypes"):
+        "one warning per run and interface, keyed by the run's ledger (not a memo)",
+    ("auditor.decode.dissect", "_noted_interfaces"):
+        "one anomaly per run and interface, keyed by the run's ledger (not a memo)",
+    ("auditor.scale.work", "_FIELDS"):
+        "field names per pickled dataclass: constant per class",
+    ("auditor.report.check", "schema"):
+        "the packaged JSON schemas, read once: constant",
+    ("auditor.report.records", "_second_text"):
+        "pure function of a Unix second in a bounded LRU (not moved yet: issue 15)",
+    ("auditor.report.records", "_flag_names"):
+        "pure function of the header flags in a bounded LRU (not moved yet: issue 15)",
+}
+"""Module-level mutable tables allowed, with why: a run's memos are objects handed to the
+stages (``engine/caches.py``), never module state a worker process or Dask task cannot see."""
+
+
+def _decorator_name(decorator: ast.expr) -> str:
+    """``lru_cache`` of ``@functools.lru_cache(maxsize=8)``, ``cache`` of ``@cache``."""
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    if isinstance(target, ast.Attribute):
+        return target.attr
+    return target.id if isinstance(target, ast.Name) else ""
+
+
+def _module_tables(path: Path) -> set[str]:
+    """Names ``path`` binds at module level to an empty mutable table or a memo, and functions
+    it memoises with ``functools.cache``/``lru_cache``."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.FunctionDef) and any(
+                _decorator_name(d) in ("cache", "lru_cache") for d in node.decorator_list):
+            found.add(node.name)
+        value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+        empty = isinstance(value, ast.Dict | ast.List | ast.Set) and not (
+            getattr(value, "keys", None) or getattr(value, "elts", None))
+        call = isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and (
+            value.func.id in _MEMO_CALLS)
+        if empty or call:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            found.update(t.id for t in targets if isinstance(t, ast.Name))
+    return found
+
+
+def test_no_stage_keeps_a_memo_in_module_state() -> None:
+    found = {(_module_name(path), name) for path in MODULES for name in _module_tables(path)}
+    assert found - MODULE_TABLES.keys() == set()
+    assert MODULE_TABLES.keys() - found == set(), "stale entries in MODULE_TABLES"

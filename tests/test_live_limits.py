@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import dns.message
@@ -25,13 +24,6 @@ SMALL = LiveLimits(parse_cache=7, facts_memo=11, record_cache=5, address_memo=3,
                    signed_copies=19, denial_records=23, zones=29, forgery_entries=31)
 
 
-@pytest.fixture(autouse=True)
-def _restore_process_memos() -> Iterator[None]:
-    records_size = messages_module._record_cache_size
-    yield
-    messages_module.set_record_cache_size(records_size)
-
-
 def test_live_auditor_caps_every_cache_from_its_limits(tmp_path: Path) -> None:
     with KeyCache(str(tmp_path / "k.sqlite")) as cache:
         auditor = LiveAuditor(LiveOptions(out_dir=tmp_path / "out", limits=SMALL), cache,
@@ -41,8 +33,10 @@ def test_live_auditor_caps_every_cache_from_its_limits(tmp_path: Path) -> None:
         assert auditor.stream.chain.parser._cache_size == 7
         assert auditor.caches.facts._size == 11
         assert auditor.stream.caches is auditor.caches
-        assert messages_module._record_cache_size == SMALL.record_cache
-        assert messages_module.name_text._size == SMALL.record_cache
+        assert auditor.caches.parse.size == SMALL.record_cache
+        assert auditor.caches.parse.name_text._size == SMALL.record_cache
+        assert auditor.stream.chain.parser.tables is auditor.caches.parse
+        assert auditor.validator.name_text is auditor.caches.parse.name_text
         assert auditor.caches.addresses.size == SMALL.address_memo
         assert auditor.stream.chain.addresses is auditor.caches.addresses
         assert auditor.material.digests.digest._size == 13
@@ -96,15 +90,15 @@ def test_record_walker_tables_never_exceed_their_cap() -> None:
     import dns.message
     import dns.rrset
 
-    messages_module.set_record_cache_size(4)
+    tables = messages_module.ParseTables(4)
     for i in range(30):
         response = dns.message.make_response(dns.message.make_query(f"h{i}.example.", "A"))
         response.answer.append(dns.rrset.from_text(f"h{i}.example.", 60, "IN", "A",
                                                    f"192.0.2.{i}"))
-        assert messages_module.read_records(response.to_wire()) is not None
-        assert len(messages_module._owner_names) <= 4
-        assert len(messages_module._rdatas) <= 4
-        assert len(messages_module._rrsets) <= 4
+        assert messages_module.read_records(response.to_wire(), tables) is not None
+        assert len(tables.owner_names) <= 4
+        assert len(tables.rdatas) <= 4
+        assert len(tables.rrsets) <= 4
 
 
 def test_address_memos_never_exceed_their_cap() -> None:

@@ -15,7 +15,7 @@ import dns.rrset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auditor.messages import read_records
+from auditor.messages import ParseTables, read_records
 
 OWNERS = ["example.", "www.example.", "WWW.Example.", "a.b.example.", "*.example.", "other.test.",
           "x" * 63 + ".example."]
@@ -146,10 +146,13 @@ def test_compressed_names_inside_records_are_followed_not_shared() -> None:
 
 def test_repeats_with_other_ids_and_ttls_share_their_records() -> None:
     records = [[("www.example.", "A", 0, 300), ("www.example.", "RRSIG", 0, 300)], [], []]
-    first = read_records(_wire(records, edns=True, flags=0x8180))
-    again = read_records(_wire(records, edns=True, flags=0x8580))
+    tables = ParseTables()  # one run's
+    first = read_records(_wire(records, edns=True, flags=0x8180), tables)
+    again = read_records(_wire(records, edns=True, flags=0x8580), tables)
     later = [[(owner, rdtype, pick, 250) for owner, rdtype, pick, _ in records[0]], [], []]
-    decayed = read_records(_wire(later, edns=True, flags=0x8180))
+    decayed = read_records(_wire(later, edns=True, flags=0x8180), tables)
+    elsewhere = read_records(_wire(records, edns=True, flags=0x8180))  # another run's tables
+    assert elsewhere is not None and elsewhere.answer[0] is not first.answer[0]
     assert first is not None and again is not None and decayed is not None
     assert again.answer[0] is first.answer[0]  # identical RRset: the very same object
     assert decayed.answer[0] is not first.answer[0] and decayed.answer[0].ttl == 250

@@ -1,5 +1,5 @@
-"""The stages of a run built with its ``Limits``: key material, finding stages, and the
-process-wide memos sized from them (the run's own memos: ``engine/caches.py``)."""
+"""The stages of a run built with its ``Limits`` and handed its memos (``engine/caches.py``):
+key material, finding stages."""
 
 from __future__ import annotations
 
@@ -11,16 +11,8 @@ from auditor.engine.limits import Limits
 from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding
 from auditor.forgery import ForgeryConfig, ForgeryDetector
-from auditor.messages import set_record_cache_size
 from auditor.trust import KeyMaterial
 from auditor.validate import Validator, Verdict
-
-
-def size_shared_memos(limits: Limits) -> None:
-    """Cap the process-wide memos of the parse stage
-    (each run sets them, so a run never inherits another run's sizes; the memos already
-    handed to the stages as an object are in ``engine/caches.py``)."""
-    set_record_cache_size(limits.record_cache)
 
 
 def key_material(limits: Limits) -> KeyMaterial:
@@ -49,13 +41,15 @@ def finding_sources(validator: Validator | None, limits: Limits,
     from auditor.findings.validation import ValidationFindings
     from auditor.findings.zones import ZoneHealth
 
+    name_text = caches.parse.name_text if caches is not None else None
     forgery = ForgeryDetector(ForgeryConfig(max_entries=limits.forgery_entries,
                                             holdon_waiting=limits.holdon_waiting,
                                             burst_window_ns=limits.burst_window_ns),
                                caches.names if caches is not None else None,
-                               validator.keys.material.digests if validator is not None else None)
+                               validator.keys.material.digests if validator is not None else None,
+                               name_text)
     return [forgery, ValidationFindings(),
-            ZoneHealth(zone_trust_of(validator), max_zones=limits.zones)]
+            ZoneHealth(zone_trust_of(validator), max_zones=limits.zones, name_text=name_text)]
 
 
 def zone_trust_of(validator: Validator | None) -> Callable[[Any], tuple[str, str]] | None:

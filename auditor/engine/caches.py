@@ -1,5 +1,9 @@
 """The memos of one run, made from its ``Limits`` and handed by its driver to the stages that
-use them: each run (a worker process, a Dask task) has its own, sized by its own limits."""
+use them: each run (a worker process, a Dask task) has its own, sized by its own limits.
+
+The key material's RRset digests (``KeyMaterial.digests``) and the validator's memos
+(``SignatureChecker``, ``KeyTags``, ``DenialMemos``) belong to those objects, which are made
+per run too."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from auditor.decode.dissect import AddressMemos
 from auditor.engine.limits import FILE_LIMITS, Limits
 from auditor.evidence import FactsMemo, facts_memo
 from auditor.forgery.common import NameMemos
+from auditor.messages import ParseTables
 
 
 class Caches:
@@ -17,11 +22,15 @@ class Caches:
     pass and the judging pass share it, as they share the parse cache).
     """
 
-    __slots__ = ("addresses", "facts", "names")
+    __slots__ = ("addresses", "facts", "names", "parse")
 
     def __init__(self, limits: Limits = FILE_LIMITS) -> None:
         self.addresses = AddressMemos(limits.address_memo)
         """Address texts and values of the decode stage (``DecodeChain``)."""
+        self.parse = ParseTables(limits.record_cache)
+        """Question and owner names, summaries, records and RRsets the parse stage shares
+        between messages (``MessageParser``), and the name texts every later stage writes
+        (``ParseTables.name_text``)."""
         self.facts: FactsMemo = facts_memo(limits.facts_memo)
         """Evidence facts (RRsets paired with their RRSIGs) per shared parsed message
         (``evidence.build_evidence``)."""
@@ -31,10 +40,11 @@ class Caches:
 
     def sizes(self) -> dict[str, int]:
         """Entries in the run's memos now, by their ``stats.json`` name (``state.memos``)."""
-        return {"message_facts": len(self.facts)}
+        return {"message_facts": len(self.facts), "name_texts": len(self.parse.name_text)}
 
     def release(self) -> None:
         """Empty every memo (the caps stay), e.g. between judging and report rendering."""
         self.addresses.clear()
         self.facts.clear()
         self.names.clear()
+        self.parse.clear()

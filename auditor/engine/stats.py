@@ -67,12 +67,9 @@ def finding_state(sources: list[FindingSource]) -> dict[str, dict[str, int]]:
 
 
 def memo_sizes(caches: Caches, material: KeyMaterial) -> dict[str, int]:
-    """Entries in the run's memos (``caches``, the key material's record wire forms) and the
-    process-wide ones now (each capped)."""
-    from auditor import messages
-
-    return {**caches.sizes(), "name_texts": len(messages.name_text),
-            "record_wires": len(material.digests.wire)}
+    """Entries in the run's memos now (``caches``, the key material's record wire forms; each
+    capped)."""
+    return {**caches.sizes(), "record_wires": len(material.digests.wire)}
 
 
 def evictions(material: KeyMaterial, sources: list[FindingSource],

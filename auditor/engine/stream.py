@@ -28,7 +28,7 @@ from auditor.engine.contain import Containment
 from auditor.engine.limits import FILE_LIMITS, Limits
 from auditor.evidence import ResponseEvidence, build_evidence
 from auditor.ledger import Ledger, Reason
-from auditor.messages import MessageParser, ObservedMessage, ParsedMessage
+from auditor.messages import MessageParser, ObservedMessage, ParsedMessage, ParseTables
 from auditor.transactions import Matcher, Transaction
 
 logger = logging.getLogger(__name__)
@@ -64,13 +64,14 @@ class DecodeChain:
         shard: Callable[[Frame], bool] | None = None,
         limits: Limits = FILE_LIMITS,
         address_memos: AddressMemos | None = None,
+        parse_tables: ParseTables | None = None,
     ) -> None:
         """``frame_filter``: frames it rejects are settled as ``filtered_out`` undecoded.
         ``shard``: frames it rejects belong to another shard (``audit --jobs``): neither
         counted nor decoded here, their capture time only drives expiry (``pass_over``).
         ``limits``: the caps and timeouts of reassembly and the parse cache.
-        ``address_memos``: the run's (``Caches.addresses``); without them the chain makes
-        its own, capped by ``limits``."""
+        ``address_memos``, ``parse_tables``: the run's (``Caches``); without them the chain
+        makes its own, capped by ``limits``."""
         self.ledger = ledger
         self.ports = ports
         self.verify_checksums = verify_checksums
@@ -86,7 +87,9 @@ class DecodeChain:
         self.tcp = TCPReassembler(
             ledger, timeout_ns=limits.tcp_timeout_ns, max_flows=limits.tcp_flows,
             max_total_bytes=limits.tcp_bytes)
-        self.parser = MessageParser(ledger, cache_size=limits.parse_cache, cache=parse_cache)
+        self.parser = MessageParser(
+            ledger, cache_size=limits.parse_cache, cache=parse_cache,
+            tables=parse_tables if parse_tables is not None else ParseTables(limits.record_cache))
         self._next_expiry_ns: int | None = None
         self._errors = _RateLimitedLog()
 
@@ -251,6 +254,7 @@ class EvidenceStream:
             shard=self.shard,
             limits=self.limits,
             address_memos=self.caches.addresses,
+            parse_tables=self.caches.parse,
         )
         self.matcher = Matcher(timeout_ns=self.limits.query_timeout_ns,
                                max_pending=self.limits.pending_queries)

@@ -24,7 +24,7 @@ from auditor.evidence import ResponseEvidence, RRsetEvidence
 from auditor.findings.catalogue import Finding, Provenance
 from auditor.findings.merge import FindingMerger
 from auditor.findings.validation import provenance_of
-from auditor.messages import name_text
+from auditor.messages import NameTexts, name_texts
 from auditor.validate.compact import is_minimally_covering
 from auditor.validate.ds import ds_names_any
 from auditor.validate.signature import RSA_ALGORITHMS, rsa_modulus_bits, serial_to_epoch
@@ -225,7 +225,11 @@ class ZoneHealth:
         expiry_warning_s: int = EXPIRY_WARNING_S,
         max_zones: int | None = None,
         max_bytes: int = MAX_ZONE_BYTES,
+        name_text: NameTexts | None = None,
     ) -> None:
+        """``name_text``: the run's memo of name texts (its parse tables'; without it the
+        stage has its own)."""
+        self._name_text = name_text if name_text is not None else name_texts()
         self._trust_of = trust_of
         self._max_zones = MAX_ZONES if max_zones is None else max_zones
         self._max_bytes = max_bytes
@@ -295,7 +299,7 @@ class ZoneHealth:
 
     def _observe(self, item: RRsetEvidence, where: Provenance, reference_s: int) -> None:
         rdtype = item.rrset.rdtype
-        owner = name_text(item.rrset.name)
+        owner = self._name_text(item.rrset.name)
         if rdtype == dns.rdatatype.DNSKEY:
             self._remember(owner, "dnskey", where, item.rrset)
         elif rdtype == dns.rdatatype.DS:
@@ -311,7 +315,7 @@ class ZoneHealth:
         if item.rrsigs is None:
             return
         for rrsig in item.rrsigs:
-            state = self._state(name_text(rrsig.signer), where)
+            state = self._state(self._name_text(rrsig.signer), where)
             if rdtype == dns.rdatatype.NSEC:
                 state.nsec = True
                 state.where.setdefault("nsec", where)
@@ -347,7 +351,7 @@ class ZoneHealth:
     ) -> None:
         # RFC 4034 3.1.5: expiration is a 32-bit serial number (RFC 1982) near the reference.
         remaining = serial_to_epoch(expiration, reference_s) - reference_s
-        label = f"{name_text(item.rrset.name)} {item.rrset.rdtype.name}"
+        label = f"{self._name_text(item.rrset.name)} {item.rrset.rdtype.name}"
         if state.min_remaining_s is None or remaining < state.min_remaining_s:
             state.min_remaining_s = remaining
             state.min_remaining_rrset = label

@@ -18,7 +18,6 @@ import dns.rrset
 from auditor.evidence import ResponseEvidence, RRsetEvidence, Section
 from auditor.findings.catalogue import Finding, Provenance, make_finding
 from auditor.memo import IdentityMemo
-from auditor.messages import name_text
 from auditor.trust.material import rdata_set_digest
 from auditor.validate.verdict import RRsetVerdict, Status, Verdict
 
@@ -173,10 +172,11 @@ class BodyFacts:
 
 
 def body_facts(evidence: ResponseEvidence,
-               rrset_digest: Callable[[dns.rrset.RRset], bytes] = rdata_set_digest
+               rrset_digest: Callable[[dns.rrset.RRset], bytes] = rdata_set_digest,
+               name_text: Callable[[dns.name.Name], str] = dns.name.Name.to_text,
                ) -> BodyFacts:
-    """``BodyFacts`` of one response (``rrset_digest``: ``rdata_set_digest``, maybe
-    memoised)."""
+    """``BodyFacts`` of one response (``rrset_digest``: ``rdata_set_digest``, ``name_text``:
+    ``Name.to_text``, each maybe memoised)."""
     return BodyFacts(
         qname_text=name_text(evidence.qname) if evidence.qname is not None else "-",
         qtype_text=type_text(evidence.qtype),

@@ -37,7 +37,7 @@ from auditor.forgery.common import (
     rcode_text,
 )
 from auditor.memo import IdentityMemo
-from auditor.messages import name_text
+from auditor.messages import NameTexts, name_texts
 from auditor.trust.material import RecordDigests
 from auditor.validate.verdict import RRsetVerdict, Status
 
@@ -114,11 +114,14 @@ class CrossChecker:
 
     def __init__(self, *, defer_ns: int, slack_ns: int, max_keys: int, max_claims: int,
                  max_claim_bytes: int = 24 << 20, names: NameMemos | None = None,
-                 digests: RecordDigests | None = None) -> None:
+                 digests: RecordDigests | None = None,
+                 name_text: NameTexts | None = None) -> None:
         """``max_claims`` and ``max_claim_bytes`` (``claim_cost``: a waiting claim keeps its
         whole response evidence alive) bound the claims waiting; over either the oldest is
         dropped unjudged (``dropped_claims``). ``names``, ``digests``: the run's name memos
-        and RRset digests (without them the checker has its own)."""
+        and RRset digests, ``name_text`` its memo of name texts (without them the checker has
+        its own)."""
+        self._name_text = name_text if name_text is not None else name_texts()
         self._names = names if names is not None else NameMemos()
         self._digest = (digests if digests is not None else RecordDigests()).digest
         self._defer_ns = defer_ns
@@ -173,7 +176,7 @@ class CrossChecker:
         start, end = _validity(item, verdict, summary.ts_ns,
                                max(self._defer_ns, self._slack_ns), self._slack_ns)
         copy = _Validated(self._digest(rrset), start, end, summary.refs, summary.frame,
-                          f"{name_text(rrset.name)} {rrset.rdtype.name}",
+                          f"{self._name_text(rrset.name)} {rrset.rdtype.name}",
                           self._record_sets(rrset) if rrset.rdtype in _ADDRESS_TYPES
                           else frozenset())
         copies = self._copies.setdefault(key, [])
@@ -240,7 +243,7 @@ class CrossChecker:
             return None
         if claim.bailiwick is not None:
             return self._report(claim, valid[-1], "additional_contradicts_validated", {
-                "rrset": claim.rrset_text, "bailiwick": name_text(claim.bailiwick)})
+                "rrset": claim.rrset_text, "bailiwick": self._name_text(claim.bailiwick)})
         return self._report(claim, valid[-1], "contradicts_validated", {
             "rrset": claim.rrset_text})
 
@@ -274,7 +277,7 @@ class CrossChecker:
             return forgery_finding(
                 code, params, summary, ForgeryVerdict.SUSPICIOUS, refs,
                 reasoning=f"additional addresses from outside the responding zone "
-                f"{name_text(claim.bailiwick)} share none of the addresses that validated in "
+                f"{self._name_text(claim.bailiwick)} share none of the addresses that validated in "
                 f"frame {copy.frame}, which was within its TTL and signature window at the "
                 "time: injected glue, or stale data the server should not be handing out "
                 "(RFC 2181 5.4.1)",

@@ -33,7 +33,7 @@ from auditor.forgery.spoofing import (
     UnsolicitedTracker,
     query_bits_finding,
 )
-from auditor.messages import ObservedMessage
+from auditor.messages import NameTexts, ObservedMessage, name_texts
 from auditor.trust.material import RecordDigests
 from auditor.validate.verdict import Verdict
 
@@ -124,9 +124,12 @@ class ForgeryDetector:
     """
 
     def __init__(self, config: ForgeryConfig | None = None,
-                 names: NameMemos | None = None, digests: RecordDigests | None = None) -> None:
+                 names: NameMemos | None = None, digests: RecordDigests | None = None,
+                 name_text: NameTexts | None = None) -> None:
         """``names``: the run's name memos (``engine/caches.py``); ``digests``: its RRset
-        digests (its key material's); without them the stage has its own."""
+        digests (its key material's); ``name_text``: its memo of name texts (its parse
+        tables'); without them the stage has its own."""
+        name_text = name_text if name_text is not None else name_texts()
         self.config = config = config or ForgeryConfig()
         names = names if names is not None else NameMemos(config.max_entries)
         digests = digests if digests is not None else RecordDigests()
@@ -155,9 +158,9 @@ class ForgeryDetector:
         self._cross = CrossChecker(defer_ns=config.crosscheck_defer_ns,
                                    slack_ns=config.ttl_slack_ns, max_keys=cap, max_claims=cap,
                                    max_claim_bytes=config.crosscheck_bytes, names=names,
-                                   digests=digests)
+                                   digests=digests, name_text=name_text)
         digest = digests.digest
-        self._body_facts = BodyMemo(lambda evidence: body_facts(evidence, digest),
+        self._body_facts = BodyMemo(lambda evidence: body_facts(evidence, digest, name_text),
                                     BODY_MEMO_SIZE)
         self._bailiwick: BodyMemo[BailiwickFacts | None] = BodyMemo(bailiwick_facts,
                                                                     BODY_MEMO_SIZE)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import dns.flags
+import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -15,7 +17,7 @@ import dns.rdatatype
 from auditor.anomaly import Anomaly
 from auditor.evidence import ResponseEvidence, Section
 from auditor.findings.catalogue import CATALOGUE, Finding
-from auditor.messages import name_text
+from auditor.messages import NameTexts, name_texts
 from auditor.validate.verdict import Verdict
 
 RESPONSES_SCHEMA = "dnssec-auditor/responses/2"
@@ -77,14 +79,20 @@ def class_text(rdclass: int | None) -> str | None:
     return None if rdclass is None else dns.rdataclass.to_text(rdclass)  # type: ignore[arg-type]
 
 
-def response_record(evidence: ResponseEvidence) -> dict[str, Any]:
-    """The capture-level fields of one response (issue #2 contract), without the verdict."""
-    return _assemble(evidence, *body_fields(evidence))
+def response_record(evidence: ResponseEvidence,
+                    name_text: Callable[[dns.name.Name], str] = dns.name.Name.to_text
+                    ) -> dict[str, Any]:
+    """The capture-level fields of one response (issue #2 contract), without the verdict
+    (``name_text``: ``Name.to_text``, maybe the run's memo)."""
+    return _assemble(evidence, *body_fields(evidence, name_text))
 
 
-def body_fields(evidence: ResponseEvidence) -> tuple[dict[str, Any], dict[str, Any]]:
+def body_fields(evidence: ResponseEvidence,
+                name_text: Callable[[dns.name.Name], str] = dns.name.Name.to_text
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The fields of a response record that depend only on the message body: those before
-    and those after the per-packet ``query_frame``/``response_index``/``hop_limit``."""
+    and those after the per-packet ``query_frame``/``response_index``/``hop_limit``
+    (``name_text``: ``Name.to_text``, maybe the run's memo)."""
     head = {
         "qname": name_text(evidence.qname) if evidence.qname is not None else None,
         "qtype": type_text(evidence.qtype),
@@ -133,10 +141,13 @@ class ResponseRecords:
     rcode, flags, EDNS, size, counts, problems) rendered once per distinct parsed message
     and shared by its repeats (read-only lists); the per-packet fields are filled in."""
 
-    def __init__(self, size: int = 4_096) -> None:
+    def __init__(self, size: int = 4_096, name_text: NameTexts | None = None) -> None:
+        """``name_text``: the run's memo of name texts (its parse tables'; without it the
+        renderer has its own)."""
         self._bodies: OrderedDict[int, tuple[object, dict[str, Any], dict[str, Any]]] = (
             OrderedDict())
         self._size = max(1, size)
+        self._name_text = name_text if name_text is not None else name_texts()
 
     def render(self, evidence: ResponseEvidence) -> dict[str, Any]:
         """The same record as ``response_record(evidence)``, key order included."""
@@ -151,7 +162,7 @@ class ResponseRecords:
         entry = self._bodies.get(id(parsed))
         if entry is not None and entry[0] is parsed:
             return entry[1], entry[2]
-        head, tail = body_fields(evidence)
+        head, tail = body_fields(evidence, self._name_text)
         self._bodies[id(parsed)] = (parsed, head, tail)
         if len(self._bodies) > self._size:
             self._bodies.popitem(last=False)

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from auditor.anomaly import Anomaly
 from auditor.capture.bpf import FrameFilter
 from auditor.capture.frame import Frame
-from auditor.engine.build import key_material, size_shared_memos
+from auditor.engine.build import key_material
 from auditor.engine.caches import Caches
 from auditor.engine.judge import observe_answer_keys, run_judge
 from auditor.engine.stream import EvidenceStream
@@ -153,7 +153,6 @@ def harvest(spec: ShardSpec) -> Harvest:
     from auditor.capture.sources import CaptureSet
 
     options = spec.options
-    size_shared_memos(options.limits)
     material = key_material(options.limits)
     found = _frame_filter(options)
     with CaptureSet(list(options.captures)) as source:
@@ -189,7 +188,7 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
     from auditor.capture.sources import CaptureSet
 
     options = spec.options
-    size_shared_memos(options.limits)
+    caches = Caches(options.limits)
     merged = key_material(options.limits)
     merged.merge(material)
     anchors = load_anchors(list(options.trust_anchors))
@@ -205,7 +204,8 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
     try:
         view = KeyView(anchors, merged, cache)
         validator = Validator(view, options.policy, at_ns=options.at_ns,
-                              signature_memo=options.limits.signature_memo)
+                              signature_memo=options.limits.signature_memo,
+                              name_text=caches.parse.name_text)
         judge = run_judge(validator, options.verdict_cache, options.limits)
         with CaptureSet(list(options.captures)) as source:
             frames = _Positions(source)
@@ -222,12 +222,13 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
                 sink.add((key(2), ItemKind.ANOMALY, anomaly))
 
             stream = EvidenceStream(ports=options.ports, on_anomaly=on_anomaly,
-                                    on_query=on_query, limits=options.limits,
-                                    caches=Caches(options.limits),
+                                    on_query=on_query, limits=options.limits, caches=caches,
                                     verify_checksums=options.verify_checksums,
                                     frame_filter=found.matches if found else None, shard=shard)
-            forgery = ForgeryDetector()  # its per-response facts only (memoised per body)
-            records = ResponseRecords()
+            # The forgery stage's per-response facts only (memoised per body).
+            forgery = ForgeryDetector(names=caches.names, digests=merged.digests,
+                                      name_text=caches.parse.name_text)
+            records = ResponseRecords(name_text=caches.parse.name_text)
             for evidence in stream.run(frames):
                 try:
                     judged = _judged(judge.rendered, records, forgery, evidence)

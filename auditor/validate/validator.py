@@ -17,7 +17,7 @@ import dns.rrset
 
 from auditor.evidence import ResponseEvidence, RRsetEvidence, Section
 from auditor.findings.codes import ValidationCode
-from auditor.messages import name_text
+from auditor.messages import NameTexts, name_texts
 from auditor.trust.cache import CacheUpdate, KeyState
 from auditor.trust.keyview import KeyView
 from auditor.trust.material import SignedRRset
@@ -66,12 +66,17 @@ class Validator:
         at_ns: int | None = None,
         signature_memo: int = 100_000,
         zone_rate: ZoneRate | None = None,
+        name_text: NameTexts | None = None,
     ) -> None:
+        """``name_text``: the run's memo of name texts (its parse tables'; without it the
+        validator has its own)."""
         self.keys = keys
         self.policy = policy
         self.at_ns = at_ns
         self.zone_rate = zone_rate
         """Live mode: validation work allowed per zone per second of capture time."""
+        self.name_text = name_text if name_text is not None else name_texts()
+        """``Name.to_text()``, memoised for the run."""
         self.checker = SignatureChecker(policy, memo_size=signature_memo,
                                         digests=keys.material.digests)
         self.denial = DenialMemos()
@@ -79,6 +84,15 @@ class Validator:
         self.chain = ChainResolver(keys, policy, self.checker, denial=self.denial,
                                    at_s=None if at_ns is None else at_ns // _NS)
         self._capture_time: Validator | None = None
+
+    def _verdict(self, section: Section, rrset: dns.rrset.RRset, status: Status,
+                 rrsigs: Sequence[dns.rdtypes.ANY.RRSIG.RRSIG],
+                 reference: dns.rdtypes.ANY.RRSIG.RRSIG | None,
+                 codes: Sequence[ValidationCode], detail: Sequence[str], at_s: int
+                 ) -> RRsetVerdict:
+        """``_verdict`` with the run's memo of name texts."""
+        return _verdict(self.name_text, section, rrset, status, rrsigs, reference, codes,
+                        detail, at_s)
 
     # --- public ------------------------------------------------------------------------------
 
@@ -133,7 +147,7 @@ class Validator:
         """A validator judging at each packet's own time: what the resolver itself could know
         (``--at`` moves only the time signatures are judged at, never the resolver's claims)."""
         if self._capture_time is None:
-            self._capture_time = Validator(self.keys, self.policy)
+            self._capture_time = Validator(self.keys, self.policy, name_text=self.name_text)
         return self._capture_time
 
     def zone_trust(self, zone: dns.name.Name, at_s: int | None = None) -> ZoneTrust:
@@ -211,7 +225,7 @@ class Validator:
                 # judged per response by _prove_wildcards.
                 wildcard_labels = int(chosen.labels)
         reference = chosen if chosen is not None else (rrsigs[0] if rrsigs else None)
-        return _Judged(_verdict(section, rrset, status, rrsigs, reference, codes, detail,
+        return _Judged(self._verdict(section, rrset, status, rrsigs, reference, codes, detail,
                                 times_s[0]), tuple(missing), wildcard_labels)
 
     def _judge_by_signer(
@@ -301,13 +315,13 @@ class Validator:
         zone = self._enclosing_zone(start)
         if zone is None:
             text = f"no trust anchor at or above {rrset.name}"
-            return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
+            return _Judged(self._verdict(item.section, rrset, Status.INDETERMINATE, (), None,
                                     [ValidationCode.NO_TRUST_ANCHOR], [text], at_s),
                            (f"trust anchor for {rrset.name} or an ancestor",))
         if self._is_referral_or_glue(item, evidence, zone):
             # Checked before the child's trust: delegation NS and glue are the parent's
             # unsigned data, whatever state the child zone is in.
-            return _Judged(_verdict(item.section, rrset, Status.INSECURE, (), None,
+            return _Judged(self._verdict(item.section, rrset, Status.INSECURE, (), None,
                                     [ValidationCode.UNSIGNED_REFERRAL],
                                     ["delegation NS and glue are not signed (RFC 4035 2.2)"],
                                     at_s), ())
@@ -321,15 +335,15 @@ class Validator:
             text = (f"no DNSSEC requested (DO=0): {rrset.name} {rrset.rdtype.name} carries no "
                     f"RRSIG and the keys of {zone} are not validated "
                     f"({trust.status.value}) to compare it with a signed copy")
-            return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
+            return _Judged(self._verdict(item.section, rrset, Status.INDETERMINATE, (), None,
                                     [ValidationCode.DNSSEC_NOT_REQUESTED],
                                     [text, *trust.detail[:2]], at_s), (text,))
         if trust.status is not Status.SECURE:
-            return _Judged(_verdict(item.section, rrset, trust.status, (), None,
+            return _Judged(self._verdict(item.section, rrset, trust.status, (), None,
                                     list(trust.codes), list(trust.detail), at_s), trust.missing)
         if item.section is Section.ADDITIONAL:
             # RFC 4035 3.1.1: RRSIGs for additional data are included only if space permits.
-            return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
+            return _Judged(self._verdict(item.section, rrset, Status.INDETERMINATE, (), None,
                                     [ValidationCode.UNSIGNED_ADDITIONAL],
                                     [f"{rrset.name} {rrset.rdtype.name} in the additional "
                                      "section is unsigned; not validated"], at_s), ())
@@ -338,7 +352,7 @@ class Validator:
             # over TCP; a truncated answer's missing signatures prove nothing either way.
             text = (f"{rrset.name} {rrset.rdtype.name} came in a truncated (TC) response "
                     f"without RRSIG")
-            return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
+            return _Judged(self._verdict(item.section, rrset, Status.INDETERMINATE, (), None,
                                     [ValidationCode.TRUNCATED], [text], at_s), (text,))
         if asked_dnssec:
             cut = self.chain.insecure_cut(rrset.name, zone, at_s)
@@ -346,10 +360,10 @@ class Validator:
                 # The name lies under a delegation the capture proves unsigned (a CNAME target
                 # in an insecure child, an opt-out span): the child's data is insecure, not the
                 # signed parent's data stripped of its signatures (RFC 4035 5.2).
-                return _Judged(_verdict(item.section, rrset, cut.status, (), None,
+                return _Judged(self._verdict(item.section, rrset, cut.status, (), None,
                                         list(cut.codes), list(cut.detail), at_s), ())
             # RFC 4035 5: data of a signed zone without RRSIG is bogus when DO was set.
-            return _Judged(_verdict(item.section, rrset, Status.BOGUS, (), None,
+            return _Judged(self._verdict(item.section, rrset, Status.BOGUS, (), None,
                                     [ValidationCode.RRSIGS_MISSING, ValidationCode.DNSSEC_BOGUS],
                                     [f"{rrset.name} {rrset.rdtype.name} of signed zone {zone} "
                                      f"has no RRSIG although DO was set"], at_s), ())
@@ -371,7 +385,7 @@ class Validator:
             if not current or not self._copy_secure(copy, only=current):
                 continue
             if copy.digest == digest:
-                return _Judged(_verdict(item.section, rrset, Status.SECURE, (), None,
+                return _Judged(self._verdict(item.section, rrset, Status.SECURE, (), None,
                                         [ValidationCode.UNSIGNED_CROSS_CHECKED],
                                         ["unsigned (query without DO); equal to a validated "
                                          "copy seen in the capture"], at_s), ())
@@ -380,20 +394,20 @@ class Validator:
                 # neither proves nor contradicts anything.
                 text = (f"unsigned (query without DO); shares records with a validated copy "
                         f"of {rrset.name} {rrset.rdtype.name} but differs (rotation?)")
-                return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
+                return _Judged(self._verdict(item.section, rrset, Status.INDETERMINATE, (), None,
                                         [ValidationCode.DNSSEC_NOT_REQUESTED,
                                          ValidationCode.UNSIGNED_NOT_CROSS_CHECKED], [text],
                                         at_s), (text,))
             differing = True
         if differing:
-            return _Judged(_verdict(item.section, rrset, Status.BOGUS, (), None,
+            return _Judged(self._verdict(item.section, rrset, Status.BOGUS, (), None,
                                     [ValidationCode.UNSIGNED_CONTRADICTS_VALIDATED,
                                      ValidationCode.DNSSEC_BOGUS],
                                     ["unsigned answer differs from every validated copy"],
                                     at_s), ())
         text = (f"no DNSSEC requested (DO=0) and no validated copy of {rrset.name} "
                 f"{rrset.rdtype.name} seen to compare with")
-        return _Judged(_verdict(item.section, rrset, Status.INDETERMINATE, (), None,
+        return _Judged(self._verdict(item.section, rrset, Status.INDETERMINATE, (), None,
                                 [ValidationCode.DNSSEC_NOT_REQUESTED,
                                  ValidationCode.UNSIGNED_NOT_CROSS_CHECKED], [text], at_s),
                        (text,))
@@ -546,7 +560,7 @@ class Validator:
             enclosing.append(known)
         if not enclosing:
             return None
-        return name_text(max(enclosing, key=len))
+        return self.name_text(max(enclosing, key=len))
 
     @staticmethod
     def _drop_out_of_zone(
@@ -1076,6 +1090,7 @@ def _add(codes: list[ValidationCode], code: ValidationCode) -> None:
 
 
 def _verdict(
+    name_text: NameTexts,
     section: Section,
     rrset: dns.rrset.RRset,
     status: Status,

@@ -22,7 +22,8 @@ def test_caches_are_sized_from_the_limits() -> None:
     assert Caches(Limits.file(address_memo=5)).addresses.size == 5
     assert Caches(Limits.file(forgery_entries=6)).names.lineage._size == 6
     assert Caches().facts._size == FILE_LIMITS.facts_memo
-    assert list(Caches().sizes()) == ["message_facts"]
+    assert Caches(Limits.file(record_cache=4)).parse.name_text._size == 4
+    assert list(Caches().sizes()) == ["message_facts", "name_texts"]
 
 
 def test_each_stream_without_caches_gets_its_own() -> None:
@@ -30,6 +31,7 @@ def test_each_stream_without_caches_gets_its_own() -> None:
     assert first.caches is not None and first.caches is not second.caches
     assert first.caches.facts._size == 3
     assert first.chain.addresses is first.caches.addresses
+    assert first.chain.parser.tables is first.caches.parse
     shared = Caches()
     assert _sample_stream(shared).caches is shared
 
@@ -44,5 +46,6 @@ def test_release_empties_the_memos_and_changes_no_evidence() -> None:
     memoised = [build_evidence(t, caches.facts) for t in transactions]
     assert caches.sizes()["message_facts"] > 0 and caches.addresses.texts
     caches.release()
-    assert caches.sizes() == {"message_facts": 0} and not caches.addresses.texts
+    assert caches.sizes() == {"message_facts": 0, "name_texts": 0}
+    assert not caches.addresses.texts and not caches.parse.summaries
     assert [build_evidence(t) for t in transactions] == memoised

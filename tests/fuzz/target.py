@@ -73,7 +73,6 @@ def forget_process_memos() -> None:
     empty with every audit."""
     import auditor.report.records as records
 
-    auditor.pipeline.release_memos()
     for memo in (records._second_text, records._flag_names):
         memo.cache_clear()
 
