@@ -291,7 +291,7 @@ class LiveAuditor:
                                                self.caches.names).untouched)
             if options.verdict_cache else None)
         self.judge = streaming_judge(self.material, self.validator, limits, self.verdict_cache,
-                                     self.caches.names)
+                                     self.caches.names, self.caches.times)
         rotation = options.rotation
         # pandas/pyarrow (about 85 MB) only when a live run starts, not for every command.
         from auditor.report.tables import FLOW_SCHEMA, flow_row
@@ -307,7 +307,8 @@ class LiveAuditor:
         self._evidence_written: OrderedDict[tuple[str, int], None] = OrderedDict()
         self.stream = EvidenceStream(
             ports=options.ports,
-            on_anomaly=lambda anomaly: self.findings.write(anomaly_record(anomaly)),
+            on_anomaly=lambda anomaly: self.findings.write(
+                anomaly_record(anomaly, self.caches.times)),
             limits=limits,
             caches=self.caches,
         )
@@ -382,8 +383,8 @@ class LiveAuditor:
         self.reporting.report_all(judged)
 
     def _response_record(self, evidence: ResponseEvidence) -> dict[str, Any]:
-        """``response_record`` with the run's memo of name texts."""
-        return response_record(evidence, self.caches.parse.name_text)
+        """``response_record`` with the run's memos of name and time texts."""
+        return response_record(evidence, self.caches.parse.name_text, self.caches.times)
 
     def _live_record(self, evidence: ResponseEvidence, verdict: Verdict,
                      record: dict[str, Any]) -> None:

@@ -307,7 +307,7 @@ def run_audit(options: AuditOptions,
         validator = Validator(view, options.policy, at_ns=options.at_ns,
                               signature_memo=limits.signature_memo,
                               name_text=caches.parse.name_text)
-        verdicts = run_judge(validator, options.verdict_cache, limits)
+        verdicts = run_judge(validator, options.verdict_cache, limits, caches.times)
         paths = tuple(
             options.out_dir / name for name in ("responses.jsonl", "findings.jsonl", "stats.json")
         )
@@ -324,7 +324,7 @@ def run_audit(options: AuditOptions,
         ):
             stream = EvidenceStream(
                 ports=options.ports,
-                on_anomaly=lambda anomaly: found.write(anomaly_record(anomaly)),
+                on_anomaly=lambda anomaly: found.write(anomaly_record(anomaly, caches.times)),
                 verify_checksums=options.verify_checksums,
                 parse_cache=parse_cache,
                 frame_filter=frame_filter,
@@ -343,11 +343,11 @@ def run_audit(options: AuditOptions,
             )
             def note_findings(findings: Iterable[Finding]) -> None:
                 for finding in findings:
-                    found.write(finding_record(finding))
+                    found.write(finding_record(finding, caches.times))
                     reporter.note(finding)
                     collector.note(finding)
 
-            records = ResponseRecords(name_text=caches.parse.name_text)
+            records = ResponseRecords(name_text=caches.parse.name_text, times=caches.times)
             reporting = Reporting(
                 finding_sources(validator, limits, caches), ResolutionLinker(),
                 write=responses.write, on_findings=note_findings, errors=stream.errors,

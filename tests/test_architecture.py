@@ -120,10 +120,6 @@ MODULE_TABLES: dict[tuple[str, str], str] = {
         "field names per pickled dataclass: constant per class",
     ("auditor.report.check", "schema"):
         "the packaged JSON schemas, read once: constant",
-    ("auditor.report.records", "_second_text"):
-        "pure function of a Unix second in a bounded LRU (not moved yet: issue 15)",
-    ("auditor.report.records", "_flag_names"):
-        "pure function of the header flags in a bounded LRU (not moved yet: issue 15)",
 }
 """Module-level mutable tables allowed, with why: a run's memos are objects handed to the
 stages (``engine/caches.py``), never module state a worker process or Dask task cannot see."""

@@ -12,6 +12,7 @@ from auditor.engine.limits import FILE_LIMITS, Limits
 from auditor.evidence import FactsMemo, facts_memo
 from auditor.forgery.common import NameMemos
 from auditor.messages import ParseTables
+from auditor.report.records import TimeTexts
 
 
 class Caches:
@@ -22,7 +23,7 @@ class Caches:
     pass and the judging pass share it, as they share the parse cache).
     """
 
-    __slots__ = ("addresses", "facts", "names", "parse")
+    __slots__ = ("addresses", "facts", "names", "parse", "times")
 
     def __init__(self, limits: Limits = FILE_LIMITS) -> None:
         self.addresses = AddressMemos(limits.address_memo)
@@ -37,6 +38,8 @@ class Caches:
         self.names = NameMemos(limits.forgery_entries)
         """Names' case-insensitive keys and ancestor lineages (the forgery stage, the live
         judge's hold and verdict cache)."""
+        self.times = TimeTexts()
+        """Texts of capture seconds (the records: ``ts``, reference times, findings)."""
 
     def sizes(self) -> dict[str, int]:
         """Entries in the run's memos now, by their ``stats.json`` name (``state.memos``)."""
@@ -48,3 +51,4 @@ class Caches:
         self.facts.clear()
         self.names.clear()
         self.parse.clear()
+        self.times.clear()

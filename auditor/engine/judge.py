@@ -25,7 +25,7 @@ from auditor.evidence import ResponseEvidence
 from auditor.findings.codes import ValidationCode
 from auditor.forgery.common import NameMemos
 from auditor.memo import IdentityMemo
-from auditor.report.records import iso_time, verdict_fields
+from auditor.report.records import TimeTexts, verdict_fields
 from auditor.trust import KeyMaterial
 from auditor.validate import Status, Validator, Verdict
 from auditor.validate.reuse import VerdictCache
@@ -90,11 +90,13 @@ class RunJudge:
     each stored verdict once (a hit only gets its reference time stamped)."""
 
     def __init__(self, validator: Validator, cache: VerdictCache | None,
-                 rendered: int = 4_096) -> None:
+                 rendered: int = 4_096, times: TimeTexts | None = None) -> None:
+        """``times``: the run's memo of time texts (without it the judge has its own)."""
         self.validator = validator
         self.cache = cache
+        self._times = times = times if times is not None else TimeTexts()
         self._fields: IdentityMemo[Verdict, dict[str, Any]] = IdentityMemo(
-            verdict_fields, rendered)
+            lambda verdict: verdict_fields(verdict, times), rendered)
 
     def judge(self, evidence: ResponseEvidence) -> Verdict:
         """The verdict alone."""
@@ -106,17 +108,17 @@ class RunJudge:
         """The verdict and its ``responses.jsonl`` fields (shared: read-only)."""
         if self.cache is None:
             verdict = judge_response(self.validator, evidence)
-            return verdict, verdict_fields(verdict)
+            return verdict, verdict_fields(verdict, self._times)
         verdict, stored = self.cache.judge(evidence)
         fields = self._fields(stored)
         if verdict is not stored:
-            fields = {**fields, "reference_time": iso_time(verdict.reference_time_ns)}
+            fields = {**fields, "reference_time": self._times(verdict.reference_time_ns)}
         return verdict, fields
 
     def uncached(self, evidence: ResponseEvidence) -> tuple[Verdict, dict[str, Any]]:
         """The verdict of a response with nothing to validate or cache, and its fields."""
         verdict = judge_response(self.validator, evidence)
-        return verdict, verdict_fields(verdict)
+        return verdict, verdict_fields(verdict, self._times)
 
     def counters(self) -> dict[str, int] | None:
         """The cache's counts for ``stats.json`` (None when off)."""
@@ -129,12 +131,14 @@ class RunJudge:
             self.cache.clear()
 
 
-def run_judge(validator: Validator, enabled: bool, limits: Limits) -> RunJudge:
-    """The verdicts of a file audit, with a verdict cache unless ``enabled`` is False."""
+def run_judge(validator: Validator, enabled: bool, limits: Limits,
+              times: TimeTexts | None = None) -> RunJudge:
+    """The verdicts of a file audit, with a verdict cache unless ``enabled`` is False
+    (``times``: the run's memo of time texts)."""
     cache = (VerdictCache(validator, lambda evidence: judge_response(validator, evidence),
                           max_entries=limits.verdict_cache, max_bytes=limits.verdict_cache_bytes)
              if enabled else None)
-    return RunJudge(validator, cache)
+    return RunJudge(validator, cache, times=times)
 
 
 class Held:
@@ -559,9 +563,11 @@ def ordered_judge(verdicts: RunJudge, material: KeyMaterial, limits: Limits) -> 
 
 
 def streaming_judge(material: KeyMaterial, validator: Validator, limits: Limits,
-                    cache: VerdictCache | None = None, names: NameMemos | None = None) -> Judge:
+                    cache: VerdictCache | None = None, names: NameMemos | None = None,
+                    times: TimeTexts | None = None) -> Judge:
     """Live: ``cache`` judges each distinct answer once while the key material's generation
     and the verdict's window hold (None: every response afresh); indeterminate answers wait
-    for late keys without holding anything else back (``names``: the run's name memos)."""
-    return Judge(RunJudge(validator, cache), material,
+    for late keys without holding anything else back (``names``, ``times``: the run's name
+    memos and time texts)."""
+    return Judge(RunJudge(validator, cache, times=times), material,
                  lambda m, rejudge: StreamingHold(m, rejudge, limits, names))

@@ -50,7 +50,7 @@ class Limits:
     4,000)."""
     record_cache: int = 20_000
     """Question and owner names, name texts, summaries, records and RRsets each that the parse
-    stage shares between messages (process-wide; file: 10,000)."""
+    stage shares between messages (the run's ``Caches.parse``; file: 10,000)."""
     address_memo: int = 20_000
     """Address texts/values each that the decode stage memoises (the run's ``Caches``;
     file: 65,536)."""
@@ -75,7 +75,7 @@ class Limits:
     """DNSKEY/DS RRsets (by owner and type) kept by the key material (file: 200,000)."""
     forgery_entries: int = 20_000
     """Cap of every keyed table of the forgery stage (queries, servers, claims) and of the
-    process-wide memo of names' ancestors (file: 8,000)."""
+    run's memo of names' ancestors (``Caches.names``; file: 8,000)."""
     holdon_waiting: int = 2_000
     """Responses (each with its evidence) the forgery stage keeps waiting for their server's
     hold-on baseline, over all servers (file: 10,000)."""

@@ -39,26 +39,53 @@ _FLAG_ORDER: tuple[tuple[str, int], ...] = (
 )
 
 
-def iso_time(ts_ns: int) -> str:
-    """ISO 8601 UTC with microseconds and a ``Z`` suffix."""
-    seconds, nanos = divmod(ts_ns, 1_000_000_000)
-    return f"{_second_text(seconds)}.{nanos // 1000:06d}Z"
-
-
-@functools.lru_cache(maxsize=4096)
-def _second_text(seconds: int) -> str:
-    """``YYYY-MM-DDTHH:MM:SS`` of a Unix second (memoised: records of one second share it)."""
+def second_text(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a Unix second (not memoised: a run's records use its
+    ``TimeTexts``)."""
     return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def iso_time(ts_ns: int, seconds_text: Callable[[int], str] = second_text) -> str:
+    """ISO 8601 UTC with microseconds and a ``Z`` suffix (``seconds_text``: ``second_text``,
+    maybe memoised)."""
+    seconds, nanos = divmod(ts_ns, 1_000_000_000)
+    return f"{seconds_text(seconds)}.{nanos // 1000:06d}Z"
+
+
+SECOND_MEMO_SIZE = 4096
+"""Seconds whose text a run's ``TimeTexts`` keeps."""
+
+
+class TimeTexts:
+    """``iso_time`` with the text of each second memoised for one run (``engine/caches.py``):
+    the records of one second share it."""
+
+    __slots__ = ("_seconds",)
+
+    def __init__(self, size: int = SECOND_MEMO_SIZE) -> None:
+        self._seconds = functools.lru_cache(maxsize=size)(second_text)
+
+    def __call__(self, ts_ns: int) -> str:
+        seconds, nanos = divmod(ts_ns, 1_000_000_000)  # iso_time, inlined: once per record
+        return f"{self._seconds(seconds)}.{nanos // 1000:06d}Z"
+
+    def clear(self) -> None:
+        """Forget every memoised second (the cap stays)."""
+        self._seconds.cache_clear()
+
+
+_FLAG_MASK = sum(bit for _, bit in _FLAG_ORDER)
+_FLAG_NAMES: dict[int, tuple[str, ...]] = {
+    bits: tuple(name for name, bit in _FLAG_ORDER if bits & bit)
+    for bits in (sum(bit for place, (_, bit) in enumerate(_FLAG_ORDER) if index >> place & 1)
+                 for index in range(1 << len(_FLAG_ORDER)))
+}
+"""Mnemonics of every combination of the header flags we name (a constant table of 128)."""
 
 
 def flag_names(flags: int) -> list[str]:
     """Header flags as mnemonics in header order, e.g. ``["QR", "RD", "RA"]``."""
-    return list(_flag_names(flags))
-
-
-@functools.lru_cache(maxsize=1024)
-def _flag_names(flags: int) -> tuple[str, ...]:
-    return tuple(name for name, bit in _FLAG_ORDER if flags & bit)
+    return list(_FLAG_NAMES[flags & _FLAG_MASK])
 
 
 def rcode_text(rcode: int) -> str:
@@ -80,11 +107,11 @@ def class_text(rdclass: int | None) -> str | None:
 
 
 def response_record(evidence: ResponseEvidence,
-                    name_text: Callable[[dns.name.Name], str] = dns.name.Name.to_text
-                    ) -> dict[str, Any]:
+                    name_text: Callable[[dns.name.Name], str] = dns.name.Name.to_text,
+                    time_text: Callable[[int], str] = iso_time) -> dict[str, Any]:
     """The capture-level fields of one response (issue #2 contract), without the verdict
-    (``name_text``: ``Name.to_text``, maybe the run's memo)."""
-    return _assemble(evidence, *body_fields(evidence, name_text))
+    (``name_text``: ``Name.to_text``, ``time_text``: ``iso_time``, maybe the run's memos)."""
+    return _assemble(evidence, *body_fields(evidence, name_text), time_text)
 
 
 def body_fields(evidence: ResponseEvidence,
@@ -110,15 +137,15 @@ def body_fields(evidence: ResponseEvidence,
     return head, tail
 
 
-def _assemble(evidence: ResponseEvidence, head: dict[str, Any],
-              tail: dict[str, Any]) -> dict[str, Any]:
+def _assemble(evidence: ResponseEvidence, head: dict[str, Any], tail: dict[str, Any],
+              time_text: Callable[[int], str]) -> dict[str, Any]:
     """A response record: the per-packet fields around the body's ``head`` and ``tail``."""
     response = evidence.transaction.response
     query = evidence.transaction.query
     wire = response.wire
     return {
         "schema": RESPONSES_SCHEMA,
-        "ts": iso_time(wire.ts_ns),
+        "ts": time_text(wire.ts_ns),
         "capture": wire.capture,
         "frame": wire.frame,
         "frames": list(wire.frames),
@@ -141,9 +168,11 @@ class ResponseRecords:
     rcode, flags, EDNS, size, counts, problems) rendered once per distinct parsed message
     and shared by its repeats (read-only lists); the per-packet fields are filled in."""
 
-    def __init__(self, size: int = 4_096, name_text: NameTexts | None = None) -> None:
-        """``name_text``: the run's memo of name texts (its parse tables'; without it the
+    def __init__(self, size: int = 4_096, name_text: NameTexts | None = None,
+                 times: TimeTexts | None = None) -> None:
+        """``name_text``, ``times``: the run's memos of name and time texts (without them the
         renderer has its own)."""
+        self._times = times if times is not None else TimeTexts()
         self._bodies: OrderedDict[int, tuple[object, dict[str, Any], dict[str, Any]]] = (
             OrderedDict())
         self._size = max(1, size)
@@ -151,7 +180,7 @@ class ResponseRecords:
 
     def render(self, evidence: ResponseEvidence) -> dict[str, Any]:
         """The same record as ``response_record(evidence)``, key order included."""
-        return _assemble(evidence, *self._body(evidence))
+        return _assemble(evidence, *self._body(evidence), self._times)
 
     def clear(self) -> None:
         """Forget every rendered body."""
@@ -183,13 +212,15 @@ def answer_count(evidence: ResponseEvidence) -> int:
                         if r.section is Section.ANSWER)
 
 
-def anomaly_record(anomaly: Anomaly) -> dict[str, Any]:
-    """One decode-level anomaly as a ``findings.jsonl`` record."""
+def anomaly_record(anomaly: Anomaly, time_text: Callable[[int], str] = iso_time
+                   ) -> dict[str, Any]:
+    """One decode-level anomaly as a ``findings.jsonl`` record (``time_text``: ``iso_time``,
+    maybe the run's memo)."""
     return {
         "schema": FINDINGS_SCHEMA,
         "kind": "anomaly",
         "code": anomaly.code.value,
-        "ts": iso_time(anomaly.ts_ns),
+        "ts": time_text(anomaly.ts_ns),
         "capture": anomaly.capture,
         "frames": list(anomaly.frames),
         "src": anomaly.src,
@@ -199,14 +230,16 @@ def anomaly_record(anomaly: Anomaly) -> dict[str, Any]:
     }
 
 
-def verdict_fields(verdict: Verdict) -> dict[str, Any]:
-    """The validation fields of a ``responses.jsonl`` record (issue #3 contract)."""
+def verdict_fields(verdict: Verdict, time_text: Callable[[int], str] = iso_time
+                   ) -> dict[str, Any]:
+    """The validation fields of a ``responses.jsonl`` record (issue #3 contract;
+    ``time_text``: ``iso_time``, maybe the run's memo)."""
     return {
         "verdict": verdict.status.value,
         "codes": [code.value for code in verdict.codes],
         "zone": verdict.zone,
         "missing": list(verdict.missing),
-        "reference_time": iso_time(verdict.reference_time_ns),
+        "reference_time": time_text(verdict.reference_time_ns),
         "detail": list(verdict.detail),
         "rrsets": [
             {
@@ -218,8 +251,8 @@ def verdict_fields(verdict: Verdict) -> dict[str, Any]:
                 "key_tags": list(rrset.key_tags),
                 "algorithms": list(rrset.algorithms),
                 "codes": [code.value for code in rrset.codes],
-                "inception": _epoch_text(rrset.inception),
-                "expiration": _epoch_text(rrset.expiration),
+                "inception": _epoch_text(rrset.inception, time_text),
+                "expiration": _epoch_text(rrset.expiration, time_text),
                 "detail": list(rrset.detail),
             }
             for rrset in verdict.rrsets
@@ -227,12 +260,14 @@ def verdict_fields(verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def _epoch_text(seconds: int | None) -> str | None:
-    return None if seconds is None else iso_time(seconds * 1_000_000_000)
+def _epoch_text(seconds: int | None, time_text: Callable[[int], str]) -> str | None:
+    return None if seconds is None else time_text(seconds * 1_000_000_000)
 
 
-def finding_record(finding: Finding) -> dict[str, Any]:
-    """One catalogue finding as a ``findings.jsonl`` record."""
+def finding_record(finding: Finding, time_text: Callable[[int], str] = iso_time
+                   ) -> dict[str, Any]:
+    """One catalogue finding as a ``findings.jsonl`` record (``time_text``: ``iso_time``,
+    maybe the run's memo)."""
     spec = CATALOGUE.get(finding.code)
     where = finding.provenance
     return {
@@ -243,7 +278,7 @@ def finding_record(finding: Finding) -> dict[str, Any]:
         "verdict": finding.verdict,
         "message": finding.message,
         "rfcs": list(spec.rfcs) if spec is not None else [],
-        "ts": iso_time(where.ts_ns),
+        "ts": time_text(where.ts_ns),
         "capture": where.capture,
         "frames": list(where.frames),
         "server": where.server,
@@ -251,7 +286,7 @@ def finding_record(finding: Finding) -> dict[str, Any]:
         "params": dict(finding.params),
         "title": spec.title if spec is not None else finding.code,
         "count": finding.count,
-        "first_seen": iso_time(finding.first_seen_ns),
-        "last_seen": iso_time(finding.last_seen_ns),
+        "first_seen": time_text(finding.first_seen_ns),
+        "last_seen": time_text(finding.last_seen_ns),
     }
 

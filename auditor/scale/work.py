@@ -206,7 +206,7 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
         validator = Validator(view, options.policy, at_ns=options.at_ns,
                               signature_memo=options.limits.signature_memo,
                               name_text=caches.parse.name_text)
-        judge = run_judge(validator, options.verdict_cache, options.limits)
+        judge = run_judge(validator, options.verdict_cache, options.limits, caches.times)
         with CaptureSet(list(options.captures)) as source:
             frames = _Positions(source)
 
@@ -228,7 +228,7 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
             # The forgery stage's per-response facts only (memoised per body).
             forgery = ForgeryDetector(names=caches.names, digests=merged.digests,
                                       name_text=caches.parse.name_text)
-            records = ResponseRecords(name_text=caches.parse.name_text)
+            records = ResponseRecords(name_text=caches.parse.name_text, times=caches.times)
             for evidence in stream.run(frames):
                 try:
                     judged = _judged(judge.rendered, records, forgery, evidence)

@@ -48,4 +48,5 @@ def test_release_empties_the_memos_and_changes_no_evidence() -> None:
     caches.release()
     assert caches.sizes() == {"message_facts": 0, "name_texts": 0}
     assert not caches.addresses.texts and not caches.parse.summaries
+    assert caches.times(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456Z"
     assert [build_evidence(t) for t in transactions] == memoised

@@ -40,8 +40,11 @@ def audit_bytes(data: bytes, workdir: Path, name: str = "fuzz.pcap", *,
     """Audit ``data`` as a capture file in ``workdir``; return ``stats.json`` (None when the
     input was refused with an ``AuditorError``). Raises on a crash or an unbalanced ledger.
     ``anchored``: with the sample capture's private root anchor, so chains validate. Every
-    call starts from an empty output directory (no key cache carried between inputs)."""
-    forget_process_memos()
+    call starts from an empty output directory (no key cache carried between inputs) and
+    with empty memos: each audit makes its own (``engine/caches.py``, the key material's
+    digests, the validator's), so an input is judged from the same state however many ran
+    before it in this process (a long fuzz run used to slow down as process-wide memos
+    filled: 7.4 ms an execution at first, 10.9 ms after 12,000)."""
     capture = workdir / name
     capture.write_bytes(data)
     out = workdir / "out"
@@ -61,20 +64,6 @@ def audit_bytes(data: bytes, workdir: Path, name: str = "fuzz.pcap", *,
     for line in (workdir / "out" / "responses.jsonl").read_text().splitlines()[:1]:
         json.loads(line)
     return stats
-
-
-def forget_process_memos() -> None:
-    """Empty the process-wide memos an audit leaves behind (each capped, so harmless for one
-    audit per process), so that every input is judged from the same state and many audits in
-    one process do not slow down: a long fuzz run otherwise kept up to 20,000 DNSKEYs of
-    earlier inputs in the key tag memo, and the collector run at the end of each audit
-    scanned them all (7.4 ms an execution at first, 10.9 ms after 12,000). The memos a run
-    owns (``engine/caches.py``, the validator's key tags, NSEC3 hashes and bitmaps) start
-    empty with every audit."""
-    import auditor.report.records as records
-
-    for memo in (records._second_text, records._flag_names):
-        memo.cache_clear()
 
 
 def sample_frames(path: Path = SAMPLE) -> list[tuple[int, int, bytes]]:
