@@ -280,20 +280,14 @@ class EvidenceStream:
     def transactions(self, frames: Iterable[Frame]) -> Iterator[Transaction]:
         """The capture stage alone: every response matched to its query, in capture order
         (records are parsed only when evidence is built from them)."""
-        # feed() with _match() inlined: this loop runs once per frame (about 5 % faster).
+        # feed() with _match()'s loop inlined: it runs once per frame (no generator per frame).
         feed_chain = self.chain.feed
+        match_one = self._match_one
         matcher = self.matcher
         ledger = self.ledger
         for frame in frames:
             for message in feed_chain(frame):
-                try:
-                    transaction = matcher.feed(message)
-                    if transaction is None and self.on_query is not None and (
-                            not message.is_response):
-                        self.on_query(message)
-                except Exception as exc:  # our own bug must not stop the run
-                    self.errors.message_failed(message, exc)
-                    continue
+                transaction = match_one(message)
                 if transaction is not None:
                     yield transaction
             now_ns = frame.ts_ns
@@ -340,18 +334,23 @@ class EvidenceStream:
         self._drain_anomalies()
         return done
 
+    def _match_one(self, message: ObservedMessage) -> Transaction | None:
+        """Match one message (a query goes to ``on_query`` while it waits); a failure of ours
+        is contained to the message and counted."""
+        try:
+            transaction = self.matcher.feed(message)
+            if transaction is None and self.on_query is not None and not message.is_response:
+                self.on_query(message)
+        except Exception as exc:  # our own bug must not stop the run
+            self.errors.message_failed(message, exc)
+            return None
+        return transaction
+
     def _match(self, messages: list[ObservedMessage], now_ns: int | None) -> Iterator[
         Transaction
     ]:
         for message in messages:
-            try:
-                transaction = self.matcher.feed(message)
-                if transaction is None and self.on_query is not None and (
-                        not message.is_response):
-                    self.on_query(message)
-            except Exception as exc:  # our own bug must not stop the run
-                self.errors.message_failed(message, exc)
-                continue
+            transaction = self._match_one(message)
             if transaction is not None:
                 yield transaction
         if now_ns is not None and now_ns - self._last_expiry_ns > EXPIRE_INTERVAL_NS:
