@@ -156,3 +156,49 @@ def test_no_stage_keeps_a_memo_in_module_state() -> None:
     found = {(_module_name(path), name) for path in MODULES for name in _module_tables(path)}
     assert found - MODULE_TABLES.keys() == set()
     assert MODULE_TABLES.keys() - found == set(), "stale entries in MODULE_TABLES"
+
+
+FINDING_CODE_SPELLINGS: dict[tuple[str, str], str] = {
+    ("auditor.anomaly", "unsupported_linktype"):
+        "AnomalyCode, the decode vocabulary: the anomaly its catalogue entry describes",
+    ("auditor.anomaly", "fragment_overlap_conflict"):
+        "AnomalyCode, the decode vocabulary: the anomaly its catalogue entry describes",
+    ("auditor.ledger", "unsupported_linktype"):
+        "Reason, a key of stats.json's frames (why a frame ended there), not a finding",
+    ("auditor.ledger", "fragment_overlap_conflict"):
+        "Reason, a key of stats.json's frames (why a frame ended there), not a finding",
+    ("auditor.validate.denial", "nsec3_opt_out"):
+        "ProofKind, how an insecure delegation was proven, not a finding",
+    ("auditor.validate.denial", "nsec3_iterations"):
+        "ProofKind, how an insecure delegation was proven, not a finding",
+    ("auditor.report.tables", "nsec3_iterations"):
+        "a zones.csv/zones.parquet column (ZoneHealthRow field), not a finding",
+    ("auditor.report.tables", "nsec3_opt_out"):
+        "a zones.csv/zones.parquet column (ZoneHealthRow field), not a finding",
+    ("auditor.report.run", "trust_anchor_mismatch"):
+        "a field of stats.json's findings block (the anchors behind that finding)",
+    ("auditor.cli", "trust_anchor_mismatch"):
+        "reads that field of stats.json's findings block",
+}
+"""String constants equal to a finding code allowed outside ``auditor/findings/codes.py``,
+with why: each names something else that happens to share the spelling."""
+
+
+def _string_constants(path: Path) -> set[str]:
+    """Every string constant of ``path`` (docstrings included: none is a bare code)."""
+    return {node.value for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+def test_finding_codes_are_spelled_once_in_the_leaf_vocabulary() -> None:
+    # Issue 15: every stage builds and compares findings with FindingCode members, so a code
+    # is spelled once (mypy rejects a bare string where a FindingCode parameter is typed;
+    # this also catches comparisons and tables of codes).
+    from auditor.findings.codes import FindingCode
+
+    values = {code.value for code in FindingCode}
+    found = {(_module_name(path), text) for path in MODULES
+             if _module_name(path) != "auditor.findings.codes"
+             for text in _string_constants(path) & values}
+    assert found - FINDING_CODE_SPELLINGS.keys() == set(), "use FindingCode members"
+    assert FINDING_CODE_SPELLINGS.keys() - found == set(), "stale entries"

@@ -4,7 +4,7 @@ Each family of findings (decode anomalies, validation, forgery, zone health) dec
 specs in its own tuple; ``CATALOGUE`` registers them all in one dict, so a code is defined
 exactly once and every message is rendered from its template.
 
->>> spec = CATALOGUE["fragment_overlap_conflict"]
+>>> spec = CATALOGUE[FindingCode.FRAGMENT_OVERLAP_CONFLICT]
 >>> spec.severity
 <Severity.HIGH: 'high'>
 >>> spec.render({"src": "192.0.2.1", "dst": "192.0.2.2", "ident": 7})
@@ -17,6 +17,8 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+
+from auditor.findings.codes import FindingCode
 
 
 class Severity(StrEnum):
@@ -38,7 +40,7 @@ class Severity(StrEnum):
 class FindingSpec:
     """The definition of one finding code."""
 
-    code: str
+    code: FindingCode
     """Stable lowercase snake_case code: a public contract, never renamed."""
     severity: Severity
     """Default severity."""
@@ -76,7 +78,7 @@ class FindingSpec:
 
 DECODE_FINDINGS: tuple[FindingSpec, ...] = (
     FindingSpec(
-        "unsupported_linktype",
+        FindingCode.UNSUPPORTED_LINKTYPE,
         Severity.LOW,
         "Unsupported link type",
         "{capture}: link type {linktype} on {interface} is not decoded",
@@ -87,7 +89,7 @@ DECODE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "fragment_overlap_conflict",
+        FindingCode.FRAGMENT_OVERLAP_CONFLICT,
         Severity.HIGH,
         "Conflicting overlapping IP fragments",
         "IP fragments of datagram {ident} from {src} to {dst} overlap with different bytes",
@@ -103,7 +105,7 @@ DECODE_FINDINGS: tuple[FindingSpec, ...] = (
 
 VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
     FindingSpec(
-        "ad_on_bogus",
+        FindingCode.AD_ON_BOGUS,
         Severity.CRITICAL,
         "Resolver claimed secure on bogus data",
         "{server} set the AD bit (claimed secure) on bogus data from zone {zone}: {reasons}",
@@ -115,7 +117,7 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "trust_anchor_mismatch",
+        FindingCode.TRUST_ANCHOR_MISMATCH,
         Severity.MEDIUM,
         "Chain ends at a trust anchor the auditor does not hold",
         "Answers for zone {zone} fail only at the trust anchor of {anchored}: {detail}",
@@ -126,7 +128,7 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "resolver_other_trust_anchor",
+        FindingCode.RESOLVER_OTHER_TRUST_ANCHOR,
         Severity.LOW,
         "Resolver validates with another trust anchor",
         "{server} set AD on answers for zone {zone} whose chain ends at a root or anchor the "
@@ -139,7 +141,7 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "out_of_zone_answer_records",
+        FindingCode.OUT_OF_ZONE_ANSWER_RECORDS,
         Severity.LOW,
         "Authoritative answer with records outside its zone",
         "{server} answered for zone {zone} with records outside it (a CNAME target's data); "
@@ -151,7 +153,7 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "validation_budget_exceeded",
+        FindingCode.VALIDATION_BUDGET_EXCEEDED,
         Severity.HIGH,
         "Answer exceeds the validation budget (KeyTrap / NSEC3 attack)",
         "{server} returned answers for zone {zone} whose validation needs more work than "
@@ -164,7 +166,7 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "bogus_answer",
+        FindingCode.BOGUS_ANSWER,
         Severity.HIGH,
         "Bogus answer",
         "{server} returned answers for zone {zone} that fail validation: {reasons}",
@@ -175,7 +177,7 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "signature_expired",
+        FindingCode.SIGNATURE_EXPIRED,
         Severity.HIGH,
         "Expired signature",
         "{server} served signatures of zone {zone} past their expiration ({rrsets})",
@@ -186,7 +188,7 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "signature_not_yet_valid",
+        FindingCode.SIGNATURE_NOT_YET_VALID,
         Severity.HIGH,
         "Signature not yet valid",
         "{server} served signatures of zone {zone} before their inception ({rrsets})",
@@ -197,7 +199,7 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "bad_signature",
+        FindingCode.BAD_SIGNATURE,
         Severity.HIGH,
         "Signature does not verify",
         "{server} served signatures of zone {zone} that do not verify ({rrsets})",
@@ -208,7 +210,7 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "ds_mismatch",
+        FindingCode.DS_MISMATCH,
         Severity.HIGH,
         "DS does not match any DNSKEY",
         "No DNSKEY of zone {zone} matches the DS digest its parent publishes",
@@ -219,7 +221,7 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "ad_on_insecure",
+        FindingCode.AD_ON_INSECURE,
         Severity.MEDIUM,
         "AD bit on insecure data",
         "{server} set the AD bit on insecure data from zone {zone}",
@@ -230,7 +232,7 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "servfail_contradicts_evidence",
+        FindingCode.SERVFAIL_CONTRADICTS_EVIDENCE,
         Severity.MEDIUM,
         "SERVFAIL contradicted by validated data",
         "{server} answered SERVFAIL with a DNSSEC reason although the capture holds validated "
@@ -242,7 +244,7 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "indeterminate_answers",
+        FindingCode.INDETERMINATE_ANSWERS,
         Severity.LOW,
         "Answers that could not be validated",
         "Answers for zone {zone} could not be validated: {reasons}",
@@ -258,7 +260,7 @@ VALIDATION_FINDINGS: tuple[FindingSpec, ...] = (
 
 ZONE_FINDINGS: tuple[FindingSpec, ...] = (
     FindingSpec(
-        "algorithm_not_recommended",
+        FindingCode.ALGORITHM_NOT_RECOMMENDED,
         Severity.MEDIUM,
         "Signing algorithm not recommended",
         "Zone {zone} signs with {algorithm} ({status} for signing)",
@@ -268,7 +270,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "ds_digest_not_recommended",
+        FindingCode.DS_DIGEST_NOT_RECOMMENDED,
         Severity.LOW,
         "DS digest type not recommended",
         "The DS of zone {zone} uses digest {digest} ({status})",
@@ -278,7 +280,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "nsec3_iterations",
+        FindingCode.NSEC3_ITERATIONS,
         Severity.MEDIUM,
         "NSEC3 additional iterations",
         "Zone {zone} uses NSEC3 with {iterations} additional iterations; RFC 9276 asks for 0",
@@ -289,7 +291,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "nsec3_salt",
+        FindingCode.NSEC3_SALT,
         Severity.LOW,
         "NSEC3 salt",
         "Zone {zone} uses an NSEC3 salt ({salt}); RFC 9276 recommends none",
@@ -299,7 +301,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "nsec3_opt_out",
+        FindingCode.NSEC3_OPT_OUT,
         Severity.INFO,
         "NSEC3 opt-out",
         "Zone {zone} uses NSEC3 opt-out",
@@ -310,7 +312,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "nsec_zone_walkable",
+        FindingCode.NSEC_ZONE_WALKABLE,
         Severity.INFO,
         "Zone walkable (NSEC)",
         "Zone {zone} uses NSEC: its names can be listed by walking the chain",
@@ -321,7 +323,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "signature_expiring_soon",
+        FindingCode.SIGNATURE_EXPIRING_SOON,
         Severity.MEDIUM,
         "Signature about to expire",
         "A signature of zone {zone} ({rrset}) had only {remaining} left when seen",
@@ -332,7 +334,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "ttl_exceeds_signature_validity",
+        FindingCode.TTL_EXCEEDS_SIGNATURE_VALIDITY,
         Severity.MEDIUM,
         "TTL outlives the signature",
         "{rrset} in zone {zone} has TTL {ttl}s but its signature expires in {remaining}",
@@ -343,7 +345,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "ksk_rollover_in_progress",
+        FindingCode.KSK_ROLLOVER_IN_PROGRESS,
         Severity.INFO,
         "KSK rollover in progress",
         "Zone {zone} publishes several key-signing keys ({key_tags}): a KSK rollover looks "
@@ -355,7 +357,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "key_revoked_published",
+        FindingCode.KEY_REVOKED_PUBLISHED,
         Severity.INFO,
         "Revoked key published",
         "Zone {zone} publishes revoked key {key_tag}",
@@ -366,7 +368,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "weak_key",
+        FindingCode.WEAK_KEY,
         Severity.MEDIUM,
         "Weak key",
         "Zone {zone} publishes {algorithm} key {key_tag} of {bits} bits (under {minimum}); "
@@ -379,7 +381,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "cds_no_matching_dnskey",
+        FindingCode.CDS_NO_MATCHING_DNSKEY,
         Severity.MEDIUM,
         "CDS/CDNSKEY names no published DNSKEY",
         "Zone {zone} publishes {rrtype} {record} that matches none of its DNSKEYs",
@@ -390,7 +392,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "cds_not_signed_by_ds_key",
+        FindingCode.CDS_NOT_SIGNED_BY_DS_KEY,
         Severity.MEDIUM,
         "CDS/CDNSKEY not signed by a DS-named key",
         "The {rrtype} RRset of zone {zone} is not signed by a key its parent's DS names",
@@ -401,7 +403,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "cds_delete_requested",
+        FindingCode.CDS_DELETE_REQUESTED,
         Severity.INFO,
         "CDS/CDNSKEY asks to remove the DS",
         "Zone {zone} publishes a {rrtype} delete request: the parent should remove its DS",
@@ -412,7 +414,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "cds_algorithm_roll",
+        FindingCode.CDS_ALGORITHM_ROLL,
         Severity.INFO,
         "CDS/CDNSKEY asks for an algorithm roll",
         "Zone {zone} publishes {rrtype} for algorithm(s) {new} while its DS uses {old}",
@@ -428,7 +430,7 @@ ZONE_FINDINGS: tuple[FindingSpec, ...] = (
 
 FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
     FindingSpec(
-        "response_race",
+        FindingCode.RESPONSE_RACE,
         Severity.HIGH,
         "Racing responses with different answers",
         "{count} different answers to one query for {qname} {qtype} ({client}#{cport} -> "
@@ -441,7 +443,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "wrong_id_burst",
+        FindingCode.WRONG_ID_BURST,
         Severity.HIGH,
         "Burst of responses with wrong IDs",
         "{count} responses with {distinct_ids} different IDs that match no query reached "
@@ -453,7 +455,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "unsolicited_response",
+        FindingCode.UNSOLICITED_RESPONSE,
         Severity.MEDIUM,
         "Response without a matching query",
         "Response from {server} to {client}#{cport} ID {id} for {qname} {qtype} matches no "
@@ -465,7 +467,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "response_from_unqueried_server",
+        FindingCode.RESPONSE_FROM_UNQUERIED_SERVER,
         Severity.HIGH,
         "Response from an address the query was not sent to",
         "Response for {qname} {qtype} to {client}#{cport} ID {id} came from {server}, but the "
@@ -477,7 +479,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "kaminsky_pattern",
+        FindingCode.KAMINSKY_PATTERN,
         Severity.HIGH,
         "Kaminsky-style poisoning pattern",
         "{names} different names under {zone} were answered to {client} with the same "
@@ -490,7 +492,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "hop_limit_anomaly",
+        FindingCode.HOP_LIMIT_ANOMALY,
         Severity.MEDIUM,
         "IP TTL unlike the server's usual",
         "Response from {server} arrived with IP TTL {hop_limit}; {usual} in {share}% of its "
@@ -502,7 +504,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "rtt_anomaly",
+        FindingCode.RTT_ANOMALY,
         Severity.MEDIUM,
         "Response faster than the server can answer",
         "Response from {server} arrived {rtt_us} us after the query; its usual fastest "
@@ -514,7 +516,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "out_of_bailiwick_data",
+        FindingCode.OUT_OF_BAILIWICK_DATA,
         Severity.HIGH,
         "Out-of-bailiwick records",
         "Response from {server} for {qname} {qtype} carries records outside its bailiwick "
@@ -526,7 +528,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "answer_outside_chain",
+        FindingCode.ANSWER_OUTSIDE_CHAIN,
         Severity.HIGH,
         "Answer records that do not follow from the question",
         "Response from {server} for {qname} {qtype} answers with {records}, which no "
@@ -538,7 +540,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "extraneous_records",
+        FindingCode.EXTRANEOUS_RECORDS,
         Severity.LOW,
         "Records a resolver discards",
         "Response from {server} for {qname} {qtype} carries records nothing in it justifies "
@@ -549,7 +551,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "additional_contradicts_validated",
+        FindingCode.ADDITIONAL_CONTRADICTS_VALIDATED,
         Severity.MEDIUM,
         "Additional data contradicts validated data",
         "Response from {server} for {qname} {qtype} carries {rrset} outside its bailiwick "
@@ -562,7 +564,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "rrsigs_stripped",
+        FindingCode.RRSIGS_STRIPPED,
         Severity.CRITICAL,
         "RRSIGs stripped from a signed zone's answer",
         "{rrsets} of signed zone {zone} reached {client} from {server} without RRSIGs although "
@@ -574,7 +576,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "opt_stripped",
+        FindingCode.OPT_STRIPPED,
         Severity.CRITICAL,
         "EDNS OPT record stripped",
         "Response from {server} for {qname} {qtype} of signed zone {zone} has no OPT record "
@@ -586,7 +588,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "key_material_stripped",
+        FindingCode.KEY_MATERIAL_STRIPPED,
         Severity.CRITICAL,
         "DNSKEY/DS answer stripped",
         "{qtype} answer for {qname} from {server} was stripped ({how}) although validated "
@@ -598,7 +600,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "ad_on_unvalidated",
+        FindingCode.AD_ON_UNVALIDATED,
         Severity.CRITICAL,
         "AD bit on data that does not validate",
         "{server} set AD for {qname} {qtype} to {client} but the data is {status} ({reasons})",
@@ -609,7 +611,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "ad_cleared",
+        FindingCode.AD_CLEARED,
         Severity.MEDIUM,
         "AD bit missing on validated data",
         "Validating resolver {server} answered {qname} {qtype} to {client} without AD although "
@@ -621,7 +623,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "flags_altered",
+        FindingCode.FLAGS_ALTERED,
         Severity.HIGH,
         "DNSSEC header bits altered in transit",
         "Two copies of one {kind} for {qname} {qtype} ({client}#{cport} <-> {server}, ID {id}) "
@@ -633,7 +635,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "contradicts_validated",
+        FindingCode.CONTRADICTS_VALIDATED,
         Severity.CRITICAL,
         "Answer contradicts validated data",
         "{rrset} given to {client} by {server} differs from the validated copy seen in frame "
@@ -645,7 +647,7 @@ FORGERY_FINDINGS: tuple[FindingSpec, ...] = (
         ),
     ),
     FindingSpec(
-        "denial_contradicts_validated",
+        FindingCode.DENIAL_CONTRADICTS_VALIDATED,
         Severity.CRITICAL,
         "Negative answer contradicts validated data",
         "{rcode} for {qname} {qtype} given to {client} by {server} although frame "
@@ -662,8 +664,8 @@ bailiwick, DNSSEC downgrade and cross-checks; each finding carries ``forged`` or
 ``suspicious`` as its verdict."""
 
 
-def _register(*families: tuple[FindingSpec, ...]) -> dict[str, FindingSpec]:
-    table: dict[str, FindingSpec] = {}
+def _register(*families: tuple[FindingSpec, ...]) -> dict[FindingCode, FindingSpec]:
+    table: dict[FindingCode, FindingSpec] = {}
     for family in families:
         for spec in family:
             if spec.code in table:
@@ -672,7 +674,7 @@ def _register(*families: tuple[FindingSpec, ...]) -> dict[str, FindingSpec]:
     return table
 
 
-CATALOGUE: dict[str, FindingSpec] = _register(
+CATALOGUE: dict[FindingCode, FindingSpec] = _register(
     DECODE_FINDINGS, VALIDATION_FINDINGS, ZONE_FINDINGS, FORGERY_FINDINGS
 )
 """Every finding code, registered once."""
@@ -698,8 +700,8 @@ class Provenance:
 class Finding:
     """One rendered finding: a catalogue code with its parameters and provenance."""
 
-    code: str
-    """Catalogue code."""
+    code: FindingCode
+    """Catalogue code (a ``str``: its value is what every output writes)."""
     severity: Severity
     """Severity (the catalogue default unless the emitter had reason to change it)."""
     message: str
@@ -727,7 +729,7 @@ class Finding:
 
 
 def make_finding(
-    code: str,
+    code: FindingCode,
     params: Mapping[str, object],
     provenance: Provenance,
     *,
@@ -739,19 +741,21 @@ def make_finding(
     """Render ``code`` from the catalogue; raises KeyError for an unknown code or parameter.
 
     >>> where = Provenance("a.pcap", (3, 4), 1_700_000_000_000_000_000, "192.0.2.53")
-    >>> found = make_finding("ad_on_bogus",
+    >>> found = make_finding(FindingCode.AD_ON_BOGUS,
     ...                      {"server": "192.0.2.53", "zone": "example.", "reasons": "x"}, where)
+    >>> found.code == "ad_on_bogus", f"{found.code}"
+    (True, 'ad_on_bogus')
     >>> found.severity, found.message
     (<Severity.CRITICAL: 'critical'>, '192.0.2.53 set the AD bit (claimed secure) on bogus data \
 from zone example.: x')
-    >>> make_finding("ds_mismatch", {}, where)
+    >>> make_finding(FindingCode.DS_MISMATCH, {}, where)
     Traceback (most recent call last):
     ...
     KeyError: "finding ds_mismatch needs parameters ['zone']"
     """
     spec = CATALOGUE[code]
     return Finding(
-        code=code,
+        code=spec.code,
         severity=severity or spec.severity,
         message=spec.render(params),
         params=dict(params),

@@ -1,5 +1,5 @@
-"""The stable vocabulary of validation outcomes: the verdict status and the codes saying why,
-each code with its RFC 8914 EDE number (a leaf: any stage may use it)."""
+"""The stable vocabulary of outcomes: the verdict status, the codes saying why (each with its
+RFC 8914 EDE number) and the finding codes of the catalogue (a leaf: any stage may use it)."""
 
 from __future__ import annotations
 
@@ -209,4 +209,120 @@ class ValidationCode(StrEnum):
     heuristic judges it (indeterminate)."""
 
 
-__all__ = ["Status", "ValidationCode"]
+class FindingCode(StrEnum):
+    """The code of a catalogue finding (``auditor.findings.catalogue.CATALOGUE`` holds one entry
+    per member: severity, template, RFC references). Values are a public JSON contract (the
+    ``code`` of ``findings.jsonl``, EVE signature IDs, metrics labels): never rename them.
+
+    Several values equal a ``ValidationCode`` (``ad_on_bogus``, ``signature_expired``): the
+    finding that reports, per zone and server, the answers whose verdict carries that code.
+    """
+
+    # Decode anomalies that deserve a catalogue entry (``auditor.anomaly.AnomalyCode`` values).
+    UNSUPPORTED_LINKTYPE = "unsupported_linktype"
+    """Unsupported link type."""
+    FRAGMENT_OVERLAP_CONFLICT = "fragment_overlap_conflict"
+    """Conflicting overlapping IP fragments."""
+
+    # Validation findings (``auditor.findings.validation``).
+    AD_ON_BOGUS = "ad_on_bogus"
+    """Resolver claimed secure on bogus data."""
+    TRUST_ANCHOR_MISMATCH = "trust_anchor_mismatch"
+    """Chain ends at a trust anchor the auditor does not hold."""
+    RESOLVER_OTHER_TRUST_ANCHOR = "resolver_other_trust_anchor"
+    """Resolver validates with another trust anchor."""
+    OUT_OF_ZONE_ANSWER_RECORDS = "out_of_zone_answer_records"
+    """Authoritative answer with records outside its zone."""
+    VALIDATION_BUDGET_EXCEEDED = "validation_budget_exceeded"
+    """Answer exceeds the validation budget (KeyTrap / NSEC3 attack)."""
+    BOGUS_ANSWER = "bogus_answer"
+    """Bogus answer."""
+    SIGNATURE_EXPIRED = "signature_expired"
+    """Expired signature."""
+    SIGNATURE_NOT_YET_VALID = "signature_not_yet_valid"
+    """Signature not yet valid."""
+    BAD_SIGNATURE = "bad_signature"
+    """Signature does not verify."""
+    DS_MISMATCH = "ds_mismatch"
+    """DS does not match any DNSKEY."""
+    AD_ON_INSECURE = "ad_on_insecure"
+    """AD bit on insecure data."""
+    SERVFAIL_CONTRADICTS_EVIDENCE = "servfail_contradicts_evidence"
+    """SERVFAIL contradicted by validated data."""
+    INDETERMINATE_ANSWERS = "indeterminate_answers"
+    """Answers that could not be validated."""
+
+    # Zone health and policy findings (``auditor.findings.zones``).
+    ALGORITHM_NOT_RECOMMENDED = "algorithm_not_recommended"
+    """Signing algorithm not recommended."""
+    DS_DIGEST_NOT_RECOMMENDED = "ds_digest_not_recommended"
+    """DS digest type not recommended."""
+    NSEC3_ITERATIONS = "nsec3_iterations"
+    """NSEC3 additional iterations."""
+    NSEC3_SALT = "nsec3_salt"
+    """NSEC3 salt."""
+    NSEC3_OPT_OUT = "nsec3_opt_out"
+    """NSEC3 opt-out."""
+    NSEC_ZONE_WALKABLE = "nsec_zone_walkable"
+    """Zone walkable (NSEC)."""
+    SIGNATURE_EXPIRING_SOON = "signature_expiring_soon"
+    """Signature about to expire."""
+    TTL_EXCEEDS_SIGNATURE_VALIDITY = "ttl_exceeds_signature_validity"
+    """TTL outlives the signature."""
+    KSK_ROLLOVER_IN_PROGRESS = "ksk_rollover_in_progress"
+    """KSK rollover in progress."""
+    KEY_REVOKED_PUBLISHED = "key_revoked_published"
+    """Revoked key published."""
+    WEAK_KEY = "weak_key"
+    """Weak key."""
+    CDS_NO_MATCHING_DNSKEY = "cds_no_matching_dnskey"
+    """CDS/CDNSKEY names no published DNSKEY."""
+    CDS_NOT_SIGNED_BY_DS_KEY = "cds_not_signed_by_ds_key"
+    """CDS/CDNSKEY not signed by a DS-named key."""
+    CDS_DELETE_REQUESTED = "cds_delete_requested"
+    """CDS/CDNSKEY asks to remove the DS."""
+    CDS_ALGORITHM_ROLL = "cds_algorithm_roll"
+    """CDS/CDNSKEY asks for an algorithm roll."""
+
+    # Forgery signals (``auditor.forgery``).
+    RESPONSE_RACE = "response_race"
+    """Racing responses with different answers."""
+    WRONG_ID_BURST = "wrong_id_burst"
+    """Burst of responses with wrong IDs."""
+    UNSOLICITED_RESPONSE = "unsolicited_response"
+    """Response without a matching query."""
+    RESPONSE_FROM_UNQUERIED_SERVER = "response_from_unqueried_server"
+    """Response from an address the query was not sent to."""
+    KAMINSKY_PATTERN = "kaminsky_pattern"
+    """Kaminsky-style poisoning pattern."""
+    HOP_LIMIT_ANOMALY = "hop_limit_anomaly"
+    """IP TTL unlike the server's usual."""
+    RTT_ANOMALY = "rtt_anomaly"
+    """Response faster than the server can answer."""
+    OUT_OF_BAILIWICK_DATA = "out_of_bailiwick_data"
+    """Out-of-bailiwick records."""
+    ANSWER_OUTSIDE_CHAIN = "answer_outside_chain"
+    """Answer records that do not follow from the question."""
+    EXTRANEOUS_RECORDS = "extraneous_records"
+    """Records a resolver discards."""
+    ADDITIONAL_CONTRADICTS_VALIDATED = "additional_contradicts_validated"
+    """Additional data contradicts validated data."""
+    RRSIGS_STRIPPED = "rrsigs_stripped"
+    """RRSIGs stripped from a signed zone's answer."""
+    OPT_STRIPPED = "opt_stripped"
+    """EDNS OPT record stripped."""
+    KEY_MATERIAL_STRIPPED = "key_material_stripped"
+    """DNSKEY/DS answer stripped."""
+    AD_ON_UNVALIDATED = "ad_on_unvalidated"
+    """AD bit on data that does not validate."""
+    AD_CLEARED = "ad_cleared"
+    """AD bit missing on validated data."""
+    FLAGS_ALTERED = "flags_altered"
+    """DNSSEC header bits altered in transit."""
+    CONTRADICTS_VALIDATED = "contradicts_validated"
+    """Answer contradicts validated data."""
+    DENIAL_CONTRADICTS_VALIDATED = "denial_contradicts_validated"
+    """Negative answer contradicts validated data."""
+
+
+__all__ = ["FindingCode", "Status", "ValidationCode"]

@@ -6,6 +6,7 @@ from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from auditor.findings.catalogue import Finding, Provenance, Severity, make_finding
+from auditor.findings.codes import FindingCode
 
 MAX_FRAMES = 20
 """Frame numbers kept per merged finding (the first ones seen)."""
@@ -22,7 +23,7 @@ occurrence record, its provenance, parameter dict and frame list of up to ``MAX_
 class _Occurrences:
     """Everything remembered about one merge key."""
 
-    code: str
+    code: FindingCode
     first: Provenance
     params: dict[str, object]
     lists: dict[str, list[str]]
@@ -45,7 +46,7 @@ class FindingMerger:
 
     >>> merger = FindingMerger()
     >>> for ts, frame, reason in ((5, 1, "expired"), (9, 7, "bad signature"), (7, 3, "expired")):
-    ...     merger.add("bogus_answer", ("example.", "192.0.2.53"),
+    ...     merger.add(FindingCode.BOGUS_ANSWER, ("example.", "192.0.2.53"),
     ...                {"zone": "example.", "server": "192.0.2.53"},
     ...                Provenance("a.pcap", (frame,), ts, "192.0.2.53"),
     ...                lists={"reasons": [reason]})
@@ -60,7 +61,7 @@ class FindingMerger:
         """Over ``max_keys`` distinct keys or ``max_bytes`` accounted bytes (``KEY_OVERHEAD``
         per key plus the length of its key, parameter and listed texts) an occurrence of a
         new key is not merged (``dropped``); the keys held go on counting."""
-        self._by_key: dict[tuple[str, Hashable], _Occurrences] = {}
+        self._by_key: dict[tuple[FindingCode, Hashable], _Occurrences] = {}
         self._max_keys = max_keys
         self._max_bytes = max_bytes
         self._bytes = 0
@@ -80,7 +81,7 @@ class FindingMerger:
 
     def add(
         self,
-        code: str,
+        code: FindingCode,
         key: Hashable,
         params: Mapping[str, object],
         provenance: Provenance,

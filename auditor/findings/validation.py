@@ -10,6 +10,7 @@ import dns.rdatatype
 
 from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding, Provenance
+from auditor.findings.codes import FindingCode as F
 from auditor.findings.codes import ValidationCode as C
 from auditor.findings.merge import FindingMerger
 from auditor.findings.words import plain
@@ -19,11 +20,12 @@ from auditor.validate.verdict import RRsetVerdict, Status, Verdict
 logger = logging.getLogger(__name__)
 
 _UMBRELLA = frozenset({C.DNSSEC_BOGUS, C.DNSSEC_INDETERMINATE})
-_SIGNATURE_CODES: tuple[tuple[C, str], ...] = (
-    (C.SIGNATURE_EXPIRED, "signature_expired"),
-    (C.SIGNATURE_NOT_YET_VALID, "signature_not_yet_valid"),
-    (C.BAD_SIGNATURE, "bad_signature"),
+_SIGNATURE_CODES: tuple[tuple[C, F], ...] = (
+    (C.SIGNATURE_EXPIRED, F.SIGNATURE_EXPIRED),
+    (C.SIGNATURE_NOT_YET_VALID, F.SIGNATURE_NOT_YET_VALID),
+    (C.BAD_SIGNATURE, F.BAD_SIGNATURE),
 )
+"""RRset validation code -> the finding that reports it per zone and server."""
 
 
 def provenance_of(evidence: ResponseEvidence) -> Provenance:
@@ -98,11 +100,11 @@ class ValidationFindings:
         elif status is Status.INDETERMINATE:
             self._indeterminate(evidence, verdict)
         if C.AD_ON_INSECURE in codes:
-            self._add_response("ad_on_insecure", evidence, verdict)
+            self._add_response(F.AD_ON_INSECURE, evidence, verdict)
         if C.OUT_OF_ZONE_IGNORED in codes:
-            self._add_response("out_of_zone_answer_records", evidence, verdict)
+            self._add_response(F.OUT_OF_ZONE_ANSWER_RECORDS, evidence, verdict)
         if C.SERVFAIL_CONTRADICTS_EVIDENCE in codes:
-            self._add_response("servfail_contradicts_evidence", evidence, verdict)
+            self._add_response(F.SERVFAIL_CONTRADICTS_EVIDENCE, evidence, verdict)
         return ()
 
     def flush(self) -> Iterable[Finding]:
@@ -112,7 +114,7 @@ class ValidationFindings:
                            self._merger.dropped)
         # Exceeding the budget is a heuristic sign of an attack, not proof of forgery.
         return [dataclasses.replace(found, verdict="suspicious")
-                if found.code == "validation_budget_exceeded" else found
+                if found.code is F.VALIDATION_BUDGET_EXCEEDED else found
                 for found in self._merger.flush()]
 
     def _budget_exceeded(self, evidence: ResponseEvidence, verdict: Verdict) -> None:
@@ -125,14 +127,14 @@ class ValidationFindings:
                      if C.VALIDATION_BUDGET_EXCEEDED in r.codes and r.signer), None)
         zone = zone or verdict_zone(verdict, evidence)
         where = provenance_of(evidence)
-        self._merger.add("validation_budget_exceeded", (zone, where.server),
+        self._merger.add(F.VALIDATION_BUDGET_EXCEEDED, (zone, where.server),
                          {"zone": zone, "server": where.server}, where,
                          lists={"limits": limits or ["validation budget"],
                                 "answers": [question_text(evidence)]})
 
     def _add_response(
         self,
-        code: str,
+        code: F,
         evidence: ResponseEvidence,
         verdict: Verdict,
         lists: dict[str, list[str]] | None = None,
@@ -150,14 +152,14 @@ class ValidationFindings:
         for rrset in verdict.rrsets:
             all_codes.extend(c.value for c in rrset.codes if c.value not in all_codes)
         reasons = {"reasons": _reasons(dict.fromkeys(all_codes))}
-        self._add_response("bogus_answer", evidence, verdict, reasons)
+        self._add_response(F.BOGUS_ANSWER, evidence, verdict, reasons)
         if C.AD_ON_BOGUS in verdict.codes:
-            self._add_response("ad_on_bogus", evidence, verdict, reasons)
+            self._add_response(F.AD_ON_BOGUS, evidence, verdict, reasons)
         for rrset in verdict.rrsets:
             self._signature_problems(evidence, verdict, rrset)
         if any(C.DS_MISMATCH in r.codes for r in verdict.rrsets) or C.DS_MISMATCH in verdict.codes:
             zone = verdict_zone(verdict, evidence)
-            self._merger.add("ds_mismatch", (zone,), {"zone": zone}, provenance_of(evidence),
+            self._merger.add(F.DS_MISMATCH, (zone,), {"zone": zone}, provenance_of(evidence),
                              lists={"answers": [question_text(evidence)]})
 
     def _anchor_mismatch(self, evidence: ResponseEvidence, verdict: Verdict) -> None:
@@ -170,11 +172,11 @@ class ValidationFindings:
         anchored = detail.split(" of ", 1)[1].split(" ", 1)[0] if " of " in detail else "."
         zone = verdict_zone(verdict, evidence)
         where = provenance_of(evidence)
-        self._merger.add("trust_anchor_mismatch", (anchored,),
+        self._merger.add(F.TRUST_ANCHOR_MISMATCH, (anchored,),
                          {"zone": zone, "anchored": anchored, "detail": detail}, where,
                          lists={"answers": [question_text(evidence)]})
         if C.AD_WITH_OTHER_ANCHOR in verdict.codes:
-            self._add_response("resolver_other_trust_anchor", evidence, verdict)
+            self._add_response(F.RESOLVER_OTHER_TRUST_ANCHOR, evidence, verdict)
 
     def _signature_problems(
         self, evidence: ResponseEvidence, verdict: Verdict, rrset: RRsetVerdict
@@ -196,6 +198,6 @@ class ValidationFindings:
         zone = verdict_zone(verdict, evidence) if known else UNKNOWN_ZONE
         reasons = [*verdict.missing, *_reasons(c.value for c in verdict.codes)] or [
             plain(C.DNSSEC_INDETERMINATE)]
-        self._merger.add("indeterminate_answers", (zone,), {"zone": zone},
+        self._merger.add(F.INDETERMINATE_ANSWERS, (zone,), {"zone": zone},
                          provenance_of(evidence),
                          lists={"reasons": reasons, "answers": [question_text(evidence)]})

@@ -22,6 +22,7 @@ from dns.rdtypes.dnskeybase import Flag
 
 from auditor.evidence import ResponseEvidence, RRsetEvidence
 from auditor.findings.catalogue import Finding, Provenance
+from auditor.findings.codes import FindingCode as F
 from auditor.findings.merge import FindingMerger
 from auditor.findings.validation import provenance_of
 from auditor.messages import NameTexts, name_texts
@@ -368,8 +369,8 @@ class ZoneHealth:
         self.rows = [self._row(zone, state) for zone, state in sorted(self._zones.items())]
         return list(self._merger.flush())
 
-    def _finding(self, code: str, zone: str, state: _ZoneState, where_key: str,
-                 params: dict[str, object], codes: list[str]) -> None:
+    def _finding(self, code: F, zone: str, state: _ZoneState, where_key: str,
+                 params: dict[str, object], codes: list[F]) -> None:
         where = state.where.get(where_key, state.first)
         self._merger.add(code, (zone, *sorted((k, str(v)) for k, v in params.items())),
                          {"zone": zone, **params}, where)
@@ -377,7 +378,7 @@ class ZoneHealth:
             codes.append(code)
 
     def _row(self, zone: str, state: _ZoneState) -> ZoneHealthRow:
-        codes: list[str] = []
+        codes: list[F] = []
         name = dns.name.from_text(zone)
         keys = list(state.dnskeys.values())
         ds_records = list(state.ds.values())
@@ -420,73 +421,73 @@ class ZoneHealth:
         )
 
     def _key_findings(self, zone: str, state: _ZoneState, keys: list[DNSKEY],
-                      codes: list[str]) -> None:
+                      codes: list[F]) -> None:
         for algorithm in sorted({int(k.algorithm) for k in keys}):
             status = SIGNING_STATUS.get(algorithm, "unassigned")
             if status in ("MUST NOT", "NOT RECOMMENDED", "unassigned"):  # RFC 8624 3.1
-                self._finding("algorithm_not_recommended", zone, state, "dnskey",
+                self._finding(F.ALGORITHM_NOT_RECOMMENDED, zone, state, "dnskey",
                               {"algorithm": algorithm_name(algorithm), "status": status}, codes)
         ksks = sorted({dns.dnssec.key_id(k) for k in keys
                        if k.flags & Flag.SEP and not k.flags & Flag.REVOKE})
         if len(ksks) > 1:  # RFC 6781 4.1.2: double-KSK rollover publishes both keys
-            self._finding("ksk_rollover_in_progress", zone, state, "dnskey",
+            self._finding(F.KSK_ROLLOVER_IN_PROGRESS, zone, state, "dnskey",
                           {"key_tags": ", ".join(str(t) for t in ksks)}, codes)
         for key in keys:
             if key.flags & Flag.REVOKE:  # RFC 5011 2.1
-                self._finding("key_revoked_published", zone, state, "dnskey",
+                self._finding(F.KEY_REVOKED_PUBLISHED, zone, state, "dnskey",
                               {"key_tag": dns.dnssec.key_id(key)}, codes)
             bits = key_bits(key)
             # RFC 6781 3.4.2: a short RSA modulus; 0 is a malformed key, not a weak one.
             if int(key.algorithm) in RSA_ALGORITHMS and 0 < bits < WEAK_RSA_BITS:
-                self._finding("weak_key", zone, state, "dnskey",
+                self._finding(F.WEAK_KEY, zone, state, "dnskey",
                               {"key_tag": dns.dnssec.key_id(key),
                                "algorithm": algorithm_name(int(key.algorithm)), "bits": bits,
                                "minimum": WEAK_RSA_BITS}, codes)
 
     def _ds_findings(self, zone: str, state: _ZoneState, ds_records: list[DS],
-                     codes: list[str]) -> None:
+                     codes: list[F]) -> None:
         for digest in sorted({int(ds.digest_type) for ds in ds_records}):
             status = DIGEST_STATUS.get(digest, "unassigned")
             if status in ("MUST NOT", "unassigned"):  # RFC 8624 3.3
-                self._finding("ds_digest_not_recommended", zone, state, "ds",
+                self._finding(F.DS_DIGEST_NOT_RECOMMENDED, zone, state, "ds",
                               {"digest": _digest_name(digest), "status": status}, codes)
 
-    def _denial_findings(self, zone: str, state: _ZoneState, codes: list[str]) -> None:
+    def _denial_findings(self, zone: str, state: _ZoneState, codes: list[F]) -> None:
         if state.nsec_chain:  # RFC 5155 1: NSEC chains enumerate the zone
-            self._finding("nsec_zone_walkable", zone, state, "nsec", {}, codes)
+            self._finding(F.NSEC_ZONE_WALKABLE, zone, state, "nsec", {}, codes)
         for iterations, salt, opt_out in sorted(state.nsec3):
             if iterations > 0:  # RFC 9276 3.1: iterations MUST be 0
-                self._finding("nsec3_iterations", zone, state, "nsec3",
+                self._finding(F.NSEC3_ITERATIONS, zone, state, "nsec3",
                               {"iterations": iterations}, codes)
             if salt != "-":  # RFC 9276 3.1: SHOULD NOT use a salt
-                self._finding("nsec3_salt", zone, state, "nsec3", {"salt": salt}, codes)
+                self._finding(F.NSEC3_SALT, zone, state, "nsec3", {"salt": salt}, codes)
             if opt_out:  # RFC 9276 3.1: opt-out only for very large, sparsely signed zones
-                self._finding("nsec3_opt_out", zone, state, "nsec3", {}, codes)
+                self._finding(F.NSEC3_OPT_OUT, zone, state, "nsec3", {}, codes)
 
-    def _validity_findings(self, zone: str, state: _ZoneState, codes: list[str]) -> None:
+    def _validity_findings(self, zone: str, state: _ZoneState, codes: list[F]) -> None:
         remaining = state.min_remaining_s
         if remaining is not None and 0 < remaining < self._expiry_warning_s:
-            self._finding("signature_expiring_soon", zone, state, "validity",
+            self._finding(F.SIGNATURE_EXPIRING_SOON, zone, state, "validity",
                           {"rrset": state.min_remaining_rrset, "remaining": _duration(remaining)},
                           codes)
         if state.ttl_over is not None:
             label, ttl, left = state.ttl_over
-            self._finding("ttl_exceeds_signature_validity", zone, state, "ttl",
+            self._finding(F.TTL_EXCEEDS_SIGNATURE_VALIDITY, zone, state, "ttl",
                           {"rrset": label, "ttl": ttl, "remaining": _duration(left)}, codes)
 
     def _cds_findings(self, zone: str, state: _ZoneState, cds: _CdsCheck,
-                      codes: list[str]) -> None:
+                      codes: list[F]) -> None:
         for rrtype, record in cds.unmatched:
-            self._finding("cds_no_matching_dnskey", zone, state, "signed",
+            self._finding(F.CDS_NO_MATCHING_DNSKEY, zone, state, "signed",
                           {"rrtype": rrtype, "record": record}, codes)
         for rrtype in cds.unsigned_by_ds:
-            self._finding("cds_not_signed_by_ds_key", zone, state, "signed",
+            self._finding(F.CDS_NOT_SIGNED_BY_DS_KEY, zone, state, "signed",
                           {"rrtype": rrtype}, codes)
         for rrtype in cds.delete_types:
-            self._finding("cds_delete_requested", zone, state, "signed", {"rrtype": rrtype},
+            self._finding(F.CDS_DELETE_REQUESTED, zone, state, "signed", {"rrtype": rrtype},
                           codes)
         if cds.algorithm_roll:
-            self._finding("cds_algorithm_roll", zone, state, "signed",
+            self._finding(F.CDS_ALGORITHM_ROLL, zone, state, "signed",
                           {"rrtype": "/".join(sorted(state.signed)),
                            "new": cds.new_algorithms, "old": cds.old_algorithms}, codes)
 

@@ -39,6 +39,7 @@ import dns.rdatatype
 
 from auditor.evidence import ResponseEvidence, RRsetEvidence, Section
 from auditor.findings.catalogue import Finding
+from auditor.findings.codes import FindingCode as F
 from auditor.forgery.common import ForgeryVerdict, ResponseSummary, forgery_finding
 
 _ZONE_CUT_TYPES = frozenset({dns.rdatatype.NS, dns.rdatatype.DS})
@@ -223,7 +224,7 @@ def findings_from(summary: ResponseSummary, facts: BailiwickFacts | None) -> lis
     off_chain = facts.off_chain
     if off_chain and evidence.flags & dns.flags.AA:
         found.append(forgery_finding(
-            "answer_outside_chain", {**common, "records": "; ".join(off_chain)},
+            F.ANSWER_OUTSIDE_CHAIN, {**common, "records": "; ".join(off_chain)},
             summary, ForgeryVerdict.SUSPICIOUS, refs,
             reasoning="the response claims authority (AA) yet answers for owners that neither "
             "the question name nor its CNAME/DNAME chain lead to (RFC 1034 4.3.2); an "
@@ -235,7 +236,7 @@ def findings_from(summary: ResponseSummary, facts: BailiwickFacts | None) -> lis
     if unrelated:
         zone = facts.zone
         found.append(forgery_finding(
-            "out_of_bailiwick_data",
+            F.OUT_OF_BAILIWICK_DATA,
             {**common, "records": "; ".join(unrelated),
              "bailiwick": zone.to_text() if zone is not None else chain[-1].to_text()},
             summary, ForgeryVerdict.SUSPICIOUS, refs,
@@ -246,7 +247,7 @@ def findings_from(summary: ResponseSummary, facts: BailiwickFacts | None) -> lis
     discarded.extend(facts.extraneous)
     if discarded:
         noted = forgery_finding(
-            "extraneous_records", {**common, "records": "; ".join(discarded)},
+            F.EXTRANEOUS_RECORDS, {**common, "records": "; ".join(discarded)},
             summary, ForgeryVerdict.SUSPICIOUS, refs,
             reasoning="nothing in the response justifies these records; resolvers discard "
             "them (RFC 2181 5.4.1), so they cannot poison a cache: a sloppy server, not "

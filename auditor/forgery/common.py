@@ -17,6 +17,7 @@ import dns.rrset
 
 from auditor.evidence import ResponseEvidence, RRsetEvidence, Section
 from auditor.findings.catalogue import Finding, Provenance, make_finding
+from auditor.findings.codes import FindingCode as F
 from auditor.memo import IdentityMemo
 from auditor.trust.material import rdata_set_digest
 from auditor.validate.verdict import RRsetVerdict, Status, Verdict
@@ -367,7 +368,7 @@ def type_text(rdtype: int | None) -> str:
 
 
 def forgery_finding(
-    code: str,
+    code: F,
     params: Mapping[str, object],
     deciding: ResponseSummary | ResponseNote,
     verdict: ForgeryVerdict,

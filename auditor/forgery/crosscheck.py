@@ -22,6 +22,7 @@ import dns.rrset
 
 from auditor.evidence import RRsetEvidence, Section
 from auditor.findings.catalogue import Finding
+from auditor.findings.codes import FindingCode as F
 from auditor.findings.codes import ValidationCode
 from auditor.forgery.bailiwick import audited, response_zone
 from auditor.forgery.common import (
@@ -242,9 +243,9 @@ class CrossChecker:
             # (or renumbering), not injection; a forged answer replaces the data.
             return None
         if claim.bailiwick is not None:
-            return self._report(claim, valid[-1], "additional_contradicts_validated", {
+            return self._report(claim, valid[-1], F.ADDITIONAL_CONTRADICTS_VALIDATED, {
                 "rrset": claim.rrset_text, "bailiwick": self._name_text(claim.bailiwick)})
-        return self._report(claim, valid[-1], "contradicts_validated", {
+        return self._report(claim, valid[-1], F.CONTRADICTS_VALIDATED, {
             "rrset": claim.rrset_text})
 
     def _judge_denial(self, claim: _Claim) -> Finding | None:
@@ -257,10 +258,10 @@ class CrossChecker:
             copy = copies[-1] if copies else None
         if copy is None or not copy.valid_at(claim.at_ns):
             return None
-        return self._report(claim, copy, "denial_contradicts_validated", {
+        return self._report(claim, copy, F.DENIAL_CONTRADICTS_VALIDATED, {
             "rcode": rcode_text(summary.rcode), "rrset": copy.text})
 
-    def _report(self, claim: _Claim, copy: _Validated, code: str,
+    def _report(self, claim: _Claim, copy: _Validated, code: F,
                 extra: dict[str, object]) -> Finding | None:
         summary = claim.summary
         marker = (summary.refs[-1], code + claim.rrset_text)

@@ -11,6 +11,7 @@ import dns.opcode
 
 from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding
+from auditor.findings.codes import FindingCode as F
 from auditor.forgery.bailiwick import BailiwickFacts, bailiwick_facts, findings_from
 from auditor.forgery.common import (
     BODY_MEMO_SIZE,
@@ -214,7 +215,7 @@ class ForgeryDetector:
         found.extend(self._expire(summary.ts_ns))
         raced = self._races.feed(summary)
         found.extend(raced)
-        spoof_signs = (any(f.code == "response_race" for f in raced)
+        spoof_signs = (any(f.code == F.RESPONSE_RACE for f in raced)
                        or self._unsolicited.is_candidate(summary))
         found.extend(self._unsolicited.feed(summary))
         found.extend(self._kaminsky.feed(summary, spoof_signs))

@@ -11,6 +11,7 @@ import dns.rdatatype
 
 from auditor.evidence import Section
 from auditor.findings.catalogue import Finding
+from auditor.findings.codes import FindingCode as F
 from auditor.findings.codes import ValidationCode
 from auditor.forgery.common import (
     ForgeryVerdict,
@@ -96,15 +97,15 @@ class DowngradeTracker:
                + seen_upstream)
         if evidence.qtype in _KEY_TYPES:
             return [forgery_finding(
-                "key_material_stripped", {**common, "how": "RRSIGs removed"}, summary,
+                F.KEY_MATERIAL_STRIPPED, {**common, "how": "RRSIGs removed"}, summary,
                 ForgeryVerdict.FORGED, refs, reasoning=why)]
         if not evidence.edns:
             return [forgery_finding(
-                "opt_stripped", common, summary, ForgeryVerdict.FORGED, refs,
+                F.OPT_STRIPPED, common, summary, ForgeryVerdict.FORGED, refs,
                 reasoning="the query set DO but the response has no OPT record at all; " + why)]
         rrsets = ", ".join(f"{i.name} {i.rdtype.name}" for i in missing)
         return [forgery_finding(
-            "rrsigs_stripped", {**common, "rrsets": rrsets}, summary, ForgeryVerdict.FORGED,
+            F.RRSIGS_STRIPPED, {**common, "rrsets": rrsets}, summary, ForgeryVerdict.FORGED,
             refs, reasoning=why)]
 
     def _ad_findings(self, summary: ResponseSummary) -> list[Finding]:
@@ -122,7 +123,7 @@ class DowngradeTracker:
                 # contradiction); a chain that ends at an anchor we do not hold proves nothing
                 # about the resolver: that is resolver_other_trust_anchor, a configuration note.
                 return [forgery_finding(
-                    "ad_on_unvalidated",
+                    F.AD_ON_UNVALIDATED,
                     {**common, "status": "bogus",
                      "reasons": ", ".join(c.value for c in summary.verdict.codes)},
                     summary, ForgeryVerdict.FORGED, refs,
@@ -131,7 +132,7 @@ class DowngradeTracker:
                 )]
             if status is Status.INSECURE and _has_data(summary):
                 return [forgery_finding(
-                    "ad_on_unvalidated",
+                    F.AD_ON_UNVALIDATED,
                     {**common, "status": "insecure (unsigned)",
                      "reasons": ", ".join(c.value for c in summary.verdict.codes)},
                     summary, ForgeryVerdict.SUSPICIOUS, refs,
@@ -156,7 +157,7 @@ class DowngradeTracker:
         upstream = self._upstream_of(summary)
         asked = "DO" if asked_do else "AD"
         return [forgery_finding(
-            "ad_cleared", {**common, "asked": asked}, summary, ForgeryVerdict.SUSPICIOUS,
+            F.AD_CLEARED, {**common, "asked": asked}, summary, ForgeryVerdict.SUSPICIOUS,
             [*refs, *(upstream.refs if upstream else ())],
             reasoning=f"{summary.server} sets AD on validated answers elsewhere in this capture "
             f"and the query asked for it ({asked}, CD clear, RFC 6840 5.7), yet this answer, "

@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from auditor.findings.catalogue import Finding
+from auditor.findings.codes import FindingCode as F
 from auditor.forgery.common import ForgeryVerdict, ResponseSummary, forgery_finding
 
 WAITING_OVERHEAD = 3_072
@@ -306,7 +307,7 @@ class HoldOnTracker:
         }
         path_text = ", ".join(f"{value} ({stable[value]})" for value in paths)
         return forgery_finding(
-            "hop_limit_anomaly", params, summary, ForgeryVerdict.SUSPICIOUS,
+            F.HOP_LIMIT_ANOMALY, params, summary, ForgeryVerdict.SUSPICIOUS,
             [*summary.query_refs, *summary.refs],
             reasoning=f"packets from one host reach the tap over a few stable paths, so their "
             f"IP TTL takes a few stable values ({path_text} of {others} other answers, "
@@ -355,7 +356,7 @@ class HoldOnTracker:
             "fastest_us": None if fastest is None else fastest // 1000,
         }
         return forgery_finding(
-            "rtt_anomaly", params, summary, ForgeryVerdict.SUSPICIOUS,
+            F.RTT_ANOMALY, params, summary, ForgeryVerdict.SUSPICIOUS,
             [*summary.query_refs, *summary.refs],
             reasoning=f"the response came {rtt / 1e3:.0f} us after the query, over "
             f"{self._factor:g} times faster than this client-server pair's usual fastest "

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import dns.flags
 
 from auditor.findings.catalogue import Finding
+from auditor.findings.codes import FindingCode as F
 from auditor.forgery.common import (
     NOTE_COST,
     ForgeryVerdict,
@@ -215,7 +216,7 @@ def _race_finding(variants: list[_Variant], latest: ResponseSummary) -> Finding:
     asked = ("once" if latest.query_copies == 1
              else f"{latest.query_copies} times, fewer than the answers")
     return forgery_finding(
-        "response_race", params, latest, verdict, [*latest.query_refs, *refs],
+        F.RESPONSE_RACE, params, latest, verdict, [*latest.query_refs, *refs],
         reasoning=f"{len(firsts)} responses on the same flow, ID and question carry different "
         f"answers (identical repeats would be retransmissions) and the query was sent "
         f"{asked}; {why}",
@@ -243,7 +244,7 @@ def _bits_finding(
         "frames_compared": [first.frame, later.frame],
     }
     return forgery_finding(
-        "flags_altered", params, later, ForgeryVerdict.SUSPICIOUS,
+        F.FLAGS_ALTERED, params, later, ForgeryVerdict.SUSPICIOUS,
         [*later.query_refs, *later.refs, *first.refs],
         reasoning="the same answer to the same query arrived twice with different header/EDNS "
         "bits; a retransmission repeats the bits, a middlebox or injector rewrites them",

@@ -14,6 +14,7 @@ import dns.rdatatype
 
 from auditor.evidence import Section
 from auditor.findings.catalogue import Finding, Provenance, make_finding
+from auditor.findings.codes import FindingCode as F
 from auditor.forgery.common import (
     ForgeryVerdict,
     FrameRef,
@@ -224,7 +225,7 @@ def query_bits_finding(query: ObservedMessage, asked: _Asked, bits: tuple[int, b
         server=wire.dst,
         client=wire.src,
     )
-    return make_finding("flags_altered", {**params, "evidence_frames": cited}, provenance,
+    return make_finding(F.FLAGS_ALTERED, {**params, "evidence_frames": cited}, provenance,
                         verdict=ForgeryVerdict.SUSPICIOUS.value)
 
 
@@ -425,7 +426,7 @@ class UnsolicitedTracker:
             "questions": sorted({f"{s.qname_text} {s.qtype_text}" for s in items})[:20],
         }
         return forgery_finding(
-            "wrong_id_burst", params, last, ForgeryVerdict.SUSPICIOUS,
+            F.WRONG_ID_BURST, params, last, ForgeryVerdict.SUSPICIOUS,
             [ref for s in items for ref in s.refs],
             reasoning=f"{len(items)} responses with {distinct} different IDs matched no query "
             f"from {key[0]}#{key[1]} within {span} ms, each answering a question that client "
@@ -456,7 +457,7 @@ def _common(summary: ResponseSummary) -> dict[str, object]:
 
 def _unqueried_finding(summary: ResponseSummary, asked: _Asked) -> Finding:
     return forgery_finding(
-        "response_from_unqueried_server",
+        F.RESPONSE_FROM_UNQUERIED_SERVER,
         {**_common(summary), "asked": ", ".join(sorted(asked.servers))},
         summary, ForgeryVerdict.SUSPICIOUS,
         [*asked.servers.values(), *summary.refs],
@@ -467,7 +468,7 @@ def _unqueried_finding(summary: ResponseSummary, asked: _Asked) -> Finding:
 
 def _unsolicited_finding(summary: ResponseSummary, genuine: _Genuine) -> Finding:
     return forgery_finding(
-        "unsolicited_response",
+        F.UNSOLICITED_RESPONSE,
         {**_common(summary),
          "reason": "wrong ID for a question the client asked from this port, with another "
          f"answer than the one it accepted (frame {genuine.ref[1]})",
@@ -551,7 +552,7 @@ class KaminskyTracker:
             "ports": sorted({s.cport for s in pattern.spoofed}),
         }
         return forgery_finding(
-            "kaminsky_pattern", params, summary, ForgeryVerdict.SUSPICIOUS,
+            F.KAMINSKY_PATTERN, params, summary, ForgeryVerdict.SUSPICIOUS,
             [ref for s in pattern.spoofed for ref in s.refs],
             reasoning="a Kaminsky attack asks for many fresh names under one zone and floods "
             "spoofed answers that all carry the same NS/glue payload, hoping one ID matches",

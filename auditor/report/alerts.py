@@ -14,6 +14,7 @@ from typing import Any
 import communityid
 
 from auditor.findings.catalogue import Finding, Severity
+from auditor.findings.codes import FindingCode
 from auditor.report.records import finding_record
 
 LIVE_FINDINGS_SCHEMA = "dnssec-auditor/findings/2"
@@ -21,7 +22,7 @@ LIVE_FINDINGS_SCHEMA = "dnssec-auditor/findings/2"
 the flow, the response, the merge key and the delivery (``schemas/findings-2.json``)."""
 
 _COMMUNITY_ID = communityid.CommunityID(seed=0)
-_VALIDATION_ALERTS = frozenset({"bogus_answer", "ad_on_bogus"})
+_VALIDATION_ALERTS = frozenset({FindingCode.BOGUS_ANSWER, FindingCode.AD_ON_BOGUS})
 """Validation findings that raise an alert (forged/suspicious forgery findings always do)."""
 _ALERT_VERDICTS = frozenset({"forged", "suspicious"})
 
@@ -125,7 +126,7 @@ def live_severity(finding: Finding, facts: ResponseFacts | None) -> Severity:
     """A bogus answer that reached a client is critical (what the catalogue calls "a bogus
     answer a client accepted"); one a resolver received upstream is medium: a validating
     resolver rejects it itself. Other findings keep their catalogue severity."""
-    if finding.code != "bogus_answer" or facts is None:
+    if finding.code != FindingCode.BOGUS_ANSWER or facts is None:
         return finding.severity
     return Severity.CRITICAL if facts.to_client else Severity.MEDIUM
 

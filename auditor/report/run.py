@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import assert_never
 
 from auditor.findings.catalogue import CATALOGUE, Finding, Severity
+from auditor.findings.codes import FindingCode
 from auditor.findings.zones import ZoneHealthRow
 from auditor.report.chains import chains_document
 from auditor.report.files import write_json
@@ -21,7 +22,8 @@ from auditor.validate.validator import Validator
 
 logger = logging.getLogger(__name__)
 
-_CHAIN_CODES = frozenset({"bogus_answer", "ad_on_bogus", "ds_mismatch"})
+_CHAIN_CODES = frozenset({FindingCode.BOGUS_ANSWER, FindingCode.AD_ON_BOGUS,
+                          FindingCode.DS_MISMATCH})
 _MAX_CHAIN_ZONES = 1000
 TOP_PROBLEMS = 10
 """Findings listed as the run's top problems (``stats.json`` ``findings.top``)."""
@@ -89,7 +91,7 @@ class RunReporter:
         """Count one finding written to ``findings.jsonl``."""
         self.severities[finding.severity.value] += 1
         self._note_top(finding)
-        if finding.code == "trust_anchor_mismatch":
+        if finding.code == FindingCode.TRUST_ANCHOR_MISMATCH:
             self._anchor_mismatches.append({"anchored": finding.params.get("anchored"),
                                             "answers": finding.count,
                                             "detail": finding.params.get("detail")})

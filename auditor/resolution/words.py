@@ -24,21 +24,21 @@ EDE_NAMES: dict[int, str] = {
 
 _BOGUS = frozenset({Cause.BOGUS_UPSTREAM, Cause.DNSKEY_MISSING})
 _UNREACHABLE = frozenset({Cause.UPSTREAM_TIMEOUT, Cause.UPSTREAM_ERROR})
-_DS_KEYS = frozenset({"ds_mismatch", "dnskey_missing", "no_zone_key_bit"})
+_DS_KEYS = frozenset({C.DS_MISMATCH, C.DNSKEY_MISSING, C.NO_ZONE_KEY_BIT})
 
 EDE_MEANS: dict[int, tuple[frozenset[Cause], frozenset[str]]] = {
-    1: (_BOGUS, frozenset({"unsupported_dnskey_algorithm"})),  # RFC 8914 4.2
-    2: (_BOGUS, frozenset({"unsupported_ds_digest"})),  # RFC 8914 4.3
+    1: (_BOGUS, frozenset({C.UNSUPPORTED_DNSKEY_ALGORITHM})),  # RFC 8914 4.2
+    2: (_BOGUS, frozenset({C.UNSUPPORTED_DS_DIGEST})),  # RFC 8914 4.3
     # RFC 8914 4.7: any validation failure (the resolver's, for an interoperability shape)
     6: (_BOGUS | {Cause.VALIDATOR_INTEROP}, frozenset()),
-    7: (_BOGUS, frozenset({"signature_expired"})),  # RFC 8914 4.8
-    8: (_BOGUS, frozenset({"signature_not_yet_valid"})),  # RFC 8914 4.9
+    7: (_BOGUS, frozenset({C.SIGNATURE_EXPIRED})),  # RFC 8914 4.8
+    8: (_BOGUS, frozenset({C.SIGNATURE_NOT_YET_VALID})),  # RFC 8914 4.9
     # RFC 8914 4.10: no DNSKEY matching the DS (Unbound also sends it for a DS mismatch)
     9: (_BOGUS, _DS_KEYS),
-    10: (_BOGUS, frozenset({"rrsigs_missing", "dnskey_missing"})),  # RFC 8914 4.11
-    11: (_BOGUS, frozenset({"no_zone_key_bit"})),  # RFC 8914 4.12
-    12: (_BOGUS, frozenset({"nsec_missing", "denial_no_cover", "denial_name_exists",
-                            "denial_no_match", "denial_no_closest_encloser"})),  # 4.13
+    10: (_BOGUS, frozenset({C.RRSIGS_MISSING, C.DNSKEY_MISSING})),  # RFC 8914 4.11
+    11: (_BOGUS, frozenset({C.NO_ZONE_KEY_BIT})),  # RFC 8914 4.12
+    12: (_BOGUS, frozenset({C.NSEC_MISSING, C.DENIAL_NO_COVER, C.DENIAL_NAME_EXISTS,
+                            C.DENIAL_NO_MATCH, C.DENIAL_NO_CLOSEST_ENCLOSER})),  # 4.13
     22: (_UNREACHABLE, frozenset()),  # RFC 8914 4.23
     23: (_UNREACHABLE, frozenset()),  # RFC 8914 4.24
 }
@@ -80,9 +80,9 @@ def failure_codes(verdict: Verdict) -> tuple[str, ...]:
 
 def _dated(code: str, rrset: RRsetVerdict | None) -> str:
     """A code's words, with the date a validity-period failure turns on (RFC 4034 3.1.5)."""
-    if rrset is not None and code == "signature_expired" and rrset.expiration is not None:
+    if rrset is not None and code == C.SIGNATURE_EXPIRED and rrset.expiration is not None:
         return f"its signature expired at {iso_seconds(rrset.expiration)}"
-    if rrset is not None and code == "signature_not_yet_valid" and rrset.inception is not None:
+    if rrset is not None and code == C.SIGNATURE_NOT_YET_VALID and rrset.inception is not None:
         return f"its signature is valid only from {iso_seconds(rrset.inception)}"
     return plain(code)
 

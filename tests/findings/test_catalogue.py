@@ -89,3 +89,45 @@ def test_every_entry_says_what_to_do_with_its_own_parameters() -> None:
         assert fields <= spec.params, f"{code}: remediation needs {fields - spec.params}"
         rendered = spec.render_remediation({name: f"<{name}>" for name in spec.params})
         assert "{" not in rendered and rendered.endswith("."), (code, rendered)
+
+
+def test_every_finding_code_has_one_catalogue_entry_and_every_entry_a_code() -> None:
+    from auditor.anomaly import AnomalyCode
+    from auditor.findings.catalogue import DECODE_FINDINGS
+    from auditor.findings.codes import FindingCode
+
+    assert set(CATALOGUE) == set(FindingCode)
+    assert all(type(code) is FindingCode and spec.code is code
+               for code, spec in CATALOGUE.items())
+    assert [code.value for code in FindingCode] == [spec.code.value for spec in (
+        *catalogue.DECODE_FINDINGS, *catalogue.VALIDATION_FINDINGS,
+        *catalogue.ZONE_FINDINGS, *catalogue.FORGERY_FINDINGS)], "same families, same order"
+    # The decode entries describe anomalies: their codes are the anomalies' own.
+    assert {spec.code.value for spec in DECODE_FINDINGS} <= {a.value for a in AnomalyCode}
+
+
+def test_a_finding_code_is_written_as_its_plain_value() -> None:
+    # Values are a public contract (findings.jsonl, EVE, metrics labels, stats.json): every
+    # writer must see the plain string, never the enum's repr.
+    import json
+    import pickle
+
+    import orjson
+    import pyarrow as pa
+
+    from auditor.findings.codes import FindingCode
+    from auditor.report.files import json_line
+    from auditor.report.records import finding_record
+
+    found = make_finding("ds_mismatch", {"zone": "example."},  # a string still finds its entry
+                         Provenance("c", (1,), 42))
+    assert found.code is FindingCode.DS_MISMATCH
+    record = finding_record(found)
+    assert str(record["code"]) == f"{found.code}" == "ds_mismatch"
+    assert b'"code":"ds_mismatch"' in json_line(record)
+    assert json.dumps({found.code: [found.code]}) == '{"ds_mismatch": ["ds_mismatch"]}'
+    assert orjson.dumps({"code": found.code}) == b'{"code":"ds_mismatch"}'
+    assert pa.array([found.code]).type == pa.string()
+    assert pa.array([found.code]).to_pylist() == ["ds_mismatch"]
+    assert pickle.loads(pickle.dumps(found.code)) is FindingCode.DS_MISMATCH
+    assert CATALOGUE.get("ds_mismatch") is CATALOGUE[FindingCode.DS_MISMATCH]
