@@ -11,15 +11,16 @@ import signal
 import sys
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from auditor import __version__
+from auditor.anomaly import Anomaly
 from auditor.capture.frame import Frame
 from auditor.capture.live import FrameSource, LiveCapture, StreamCapture, default_filter
 from auditor.decode.transport import DNS_PORTS
@@ -29,7 +30,8 @@ from auditor.engine.build import (
     key_material,
 )
 from auditor.engine.caches import Caches
-from auditor.engine.judge import ZoneChanges, streaming_judge
+from auditor.engine.contain import Containment
+from auditor.engine.judge import Rendered, ZoneChanges, streaming_judge
 from auditor.engine.limits import Limits
 from auditor.engine.reporting import Reporting
 from auditor.engine.stats import evictions, stats_document
@@ -40,6 +42,7 @@ from auditor.findings.catalogue import Finding
 from auditor.findings.validation import ValidationFindings
 from auditor.findings.zones import ZoneHealth
 from auditor.forgery import evidence_refs
+from auditor.messages import ObservedMessage
 from auditor.report.alerts import FindingLog, ResponseFacts, live_severity, response_facts
 from auditor.report.eve import eve_alert, eve_dns
 from auditor.report.evidence_pcap import FrameRing
@@ -137,6 +140,14 @@ class LiveOptions:
     verdict_cache: bool = True
     """Judge each distinct answer once while its verdict holds (``VerdictCache``); off,
     every response is judged afresh (as before issue 14)."""
+    jobs: int = 1
+    """Processes: 1 captures, judges and reports in one; 2 reports (finding stages, outputs,
+    alerts, stats, metrics) in a second process fed by the capturing and judging one
+    (``auditor/scale/live.py``)."""
+    queue_bytes: int = 32 << 20
+    """With ``jobs`` 2: pickled batches waiting for the reporting process, at most. Full,
+    a stream (``read``) waits; a capture on interfaces drops the batch's responses, queries
+    and anomalies, counted (``internal_drops.reporter_queue_full``), so capture goes on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,43 +266,67 @@ def memory_bytes() -> int:
         return 0
 
 
-class LiveAuditor:
-    """Sans-capture core of a live run: ``feed`` frames, call ``tick`` often, ``finish`` once.
+class ReportSide(Protocol):
+    """Where the capturing side of a live run hands what it decoded and judged, in the order it
+    happened: a ``LiveReporter`` in the same process (``--jobs 1``), or a link to one in a
+    process of its own (``--jobs 2``, ``auditor/scale/live.py``)."""
 
-    Owns the decode/matching stream, the key material, the judge, the finding stages and the
-    rolling outputs; ``wall`` (monotonic, seconds) is passed in so tests can drive it.
+    def watch(self, frame: Frame) -> None:
+        """A frame was captured (kept in the evidence ring with ``--evidence``)."""
+        ...
+
+    def query(self, message: ObservedMessage) -> None:
+        """A query was decoded (the forgery stage's and the linker's view of queries)."""
+        ...
+
+    def anomaly(self, anomaly: Anomaly) -> None:
+        """A traffic anomaly or a contained internal error, for the findings output."""
+        ...
+
+    def judged(self, judged: list[Rendered]) -> None:
+        """Responses the judge released, with their verdicts."""
+        ...
+
+    def expire(self, now_ns: int, mono_s: float) -> None:
+        """Capture time is ``now_ns`` (monotonic time ``mono_s``): close the finding stages'
+        windows, send due repeats."""
+        ...
+
+    def timers(self, front: Callable[[], FrontCounters], mono_s: float) -> None:
+        """Wall-clock work after each batch of frames (files, stats, metrics) at monotonic
+        time ``mono_s``; ``front`` gives the capturing side's counters as of now."""
+        ...
+
+    def rotate(self) -> None:
+        """SIGHUP: start new output pieces and rotate the alerts file."""
+        ...
+
+    def finish(self, front: FrontCounters) -> LiveOutcome:
+        """End of the run: flush every finding stage and output, write the final stats."""
+        ...
+
+
+FrontCounters = dict[str, Any]
+"""The capturing side's counters (``LiveAuditor.front_counters``), JSON-ready."""
+
+
+class LiveReporter:
+    """The reporting side of a live run: judged responses in, ``responses.jsonl``, the flow
+    table, findings, alerts, the evidence pcapng, ``stats.json`` and metrics out.
+
+    Runs in the capturing process (``--jobs 1``) or in a process of its own fed the same calls
+    in the same order (``--jobs 2``); ``caches``: the run's memos (its own in another process).
     """
 
-    def __init__(self, options: LiveOptions, cache: KeyCache, alerts: AlertSink,
-                 stats_stream: TextIO | None = None) -> None:
+    def __init__(self, options: LiveOptions, alerts: AlertSink, stats_stream: TextIO | None,
+                 caches: Caches, sources: list[FindingSource]) -> None:
         self.options = options
-        self.cache = cache
         self.alerts = alerts
         self.stats_stream = stats_stream
+        self.caches = caches
         limits = options.limits
         out = options.out_dir
         out.mkdir(parents=True, exist_ok=True)
-        self.anchors = load_anchors(list(options.trust_anchors))
-        self.caches = Caches(limits)
-        """The run's memos, handed to the stages that use them."""
-        self.material = key_material(limits)
-        # KeyTrap / NSEC3 (CVE-2023-50387, CVE-2023-50868): besides the per-response budget,
-        # a zone gets a bounded amount of validation work per second of capture time.
-        self.validator = Validator(KeyView(self.anchors, self.material, cache), options.policy,
-                                   at_ns=options.at_ns, signature_memo=limits.signature_memo,
-                                   name_text=self.caches.parse.name_text,
-                                   zone_rate=ZoneRate(options.policy.budget,
-                                                      max_zones=limits.zones))
-        # A hit costs no validation work, so it spends none of its zone's rate; verdicts the
-        # rate or a budget cut short are never stored (VerdictCache).
-        self.verdict_cache = (
-            VerdictCache(self.validator, self.validator.judge, max_entries=limits.verdict_cache,
-                         max_bytes=limits.verdict_cache_bytes, growing_material=True,
-                         untouched=ZoneChanges(self.material, limits.zones,
-                                               self.caches.names).untouched)
-            if options.verdict_cache else None)
-        self.judge = streaming_judge(self.material, self.validator, limits, self.verdict_cache,
-                                     self.caches.names, self.caches.times)
         rotation = options.rotation
         # pandas/pyarrow (about 85 MB) only when a live run starts, not for every command.
         from auditor.report.tables import FLOW_SCHEMA, flow_row
@@ -305,31 +340,22 @@ class LiveAuditor:
                          if options.evidence else None)
         self.ring = FrameRing(max_frames=50_000, max_bytes=64 << 20) if options.evidence else None
         self._evidence_written: OrderedDict[tuple[str, int], None] = OrderedDict()
-        self.stream = EvidenceStream(
-            ports=options.ports,
-            on_anomaly=lambda anomaly: self.findings.write(
-                anomaly_record(anomaly, self.caches.times)),
-            limits=limits,
-            caches=self.caches,
-        )
-        self.errors = self.stream.errors
-        """Internal errors contained per message and per response (``Containment``)."""
-        sources = finding_sources(self.validator, limits, self.caches)
+        self.errors = Containment(self.anomaly)
+        """Our own failures while reporting a response, contained to it (``Containment``)."""
+        self.sources: list[FindingSource] = sources
         self.reporting = Reporting(
             sources, ResolutionLinker(), write=self.responses.write, on_findings=self._findings,
             errors=self.errors, render=self._response_record, on_record=self._live_record,
             # Stages that merge until flush are flushed after every response, so their
             # findings are written as they are made (FindingLog merges them per key).
             merged_per_response=tuple(s for s in sources if isinstance(s, ValidationFindings)))
-        self.sources: list[FindingSource] = sources
         self.linker = self.reporting.linker
         """Links each resolver's answer to a client to its upstream exchanges (bounded)."""
-        self.stream.on_query = self.reporting.query_hook()
+        self.query: Callable[[ObservedMessage], None] = self.reporting.query_hook()
+        """Every decoded query: the forgery stage's view, then the linker's."""
         self.tally = self.reporting.tally
         """Responses written per verdict status and code."""
-        self.clock = CaptureClock()
         self.alert_codes: Counter[str] = Counter()
-        self.source_counters: dict[str, int] = {"received": 0, "dropped": 0}
         self.started_wall = time.time()
         self.started_mono = time.monotonic()
         self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started_wall))
@@ -341,46 +367,38 @@ class LiveAuditor:
         self.finding_counts: Counter[tuple[str, str]] = Counter()
         """Finding occurrences by (code, severity as reported)."""
         self.metrics: MetricsServer | None = None
-        """The Prometheus endpoint, fed a snapshot once a second by ``tick``."""
-        self.lag_s = 0.0
-        """Wall time minus the capture time of the last frame judged, when it was judged."""
+        """The Prometheus endpoint, fed a snapshot once a second by ``timers``."""
         self._next_metrics = 0.0
         self._next_log = 0.0
         self.peak_memory = 0
         self.memory_samples: deque[tuple[float, int]] = deque(maxlen=720)
-        self.cache_rows_written = 0
         self._next_stats = self.started_mono + options.stats_interval_s
-        self._next_cache = self.started_mono + options.cache_interval_s
-        self.cache_persist_s = 0.0
-        """Seconds the last write of learned keys to the key cache took."""
         self._next_parquet = self.started_mono + options.parquet_flush_s
         self._dirty = False
 
-    # --- frames --------------------------------------------------------------------------
+    # --- what the capturing side hands on ------------------------------------------------
 
-    def feed(self, frame: Frame, mono_ns: int | None = None) -> None:
-        """Take one frame; judge and report every response it completes. Never raises for
-        a problem with this frame: it is counted and logged with the frame."""
-        self.clock.saw(frame.ts_ns, time.monotonic_ns() if mono_ns is None else mono_ns)
+    def watch(self, frame: Frame) -> None:
+        """Keep the frame in the evidence ring (``--evidence``)."""
         if self.ring is not None:
             for _ in self.ring.watch((frame,)):
                 pass
-        try:
-            transactions = self.stream.feed(frame)
-        except Exception as exc:  # messages are contained by the stream; this is a backstop
-            self.errors.frame_failed(frame, exc)
-            return
-        for transaction in transactions:
-            self._judge_new(transaction)
 
-    def _judge_new(self, transaction: Transaction) -> None:
-        """Build a response's evidence, judge it and report what the judge releases."""
-        try:
-            judged = self.judge.feed(build_evidence(transaction, self.caches.facts))
-        except Exception as exc:  # our own bug must not stop the run
-            self.errors.response_failed(transaction, exc)
-            return
+    def anomaly(self, anomaly: Anomaly) -> None:
+        """Write an anomaly (or a contained internal error) to the findings output."""
+        self.findings.write(anomaly_record(anomaly, self.caches.times))
+
+    def judged(self, judged: list[Rendered]) -> None:
+        """Report judged responses: records, finding stages, alerts."""
         self.reporting.report_all(judged)
+
+    def expire(self, now_ns: int, mono_s: float) -> None:
+        """Close the forgery stage's windows as of ``now_ns``; send the findings log's due
+        repeats (at most once a second of monotonic time: they are due once a minute)."""
+        self.reporting.expire(now_ns)
+        if mono_s >= self._next_log:
+            self._next_log = mono_s + 1.0  # repeats are due once a minute: a second is plenty
+            self.log.tick(now_ns)
 
     def _response_record(self, evidence: ResponseEvidence) -> dict[str, Any]:
         """``response_record`` with the run's memos of name and time texts."""
@@ -439,17 +457,10 @@ class LiveAuditor:
 
     # --- timer ---------------------------------------------------------------------------
 
-    def tick(self, mono_ns: int | None = None) -> None:
-        """Timer work: release held responses, flush, rotate, persist keys, print stats."""
-        mono_ns = time.monotonic_ns() if mono_ns is None else mono_ns
-        now_ns = self.clock.now_ns(mono_ns)
-        if now_ns is not None:
-            self.reporting.report_all(self.judge.tick(now_ns))
-            self.reporting.expire(now_ns)
-        mono = mono_ns / NS
-        if now_ns is not None and mono >= self._next_log:
-            self._next_log = mono + 1.0  # repeats are due once a minute: a second is plenty
-            self.log.tick(now_ns)
+    def timers(self, front: Callable[[], FrontCounters], mono_s: float) -> None:
+        """Flush, rotate, write Parquet row groups, print stats and feed the metrics when
+        each is due at monotonic time ``mono_s`` (``front``: the capturing side's counters)."""
+        mono = mono_s
         if self._dirty:
             self.responses.flush()
             self.findings.flush()
@@ -460,53 +471,22 @@ class LiveAuditor:
         if mono >= self._next_parquet:
             self._next_parquet = mono + self.options.parquet_flush_s
             self.table.flush()
-        if mono >= self._next_cache:
-            took_s = self._timed_persist()
-            # Persisting recomputes every known zone's trust: with tens of thousands of zones
-            # it takes seconds, so it never gets more than a tenth of the time.
-            self._next_cache = mono + max(self.options.cache_interval_s,
-                                          PERSIST_SHARE_FACTOR * took_s)
         if mono >= self._next_stats:
             self._next_stats = mono + self.options.stats_interval_s
-            self.write_stats(final=False)
+            self.write_stats(front(), final=False)
         if self.metrics is not None and mono >= self._next_metrics:
             self._next_metrics = mono + 1.0
-            self.metrics.collector.update(self.metrics_snapshot())
+            self.metrics.collector.update(self.metrics_snapshot(front()))
 
-    def metrics_snapshot(self) -> MetricsSnapshot:
+    def metrics_snapshot(self, front: FrontCounters) -> MetricsSnapshot:
         """The counters the metrics endpoint serves, as of now."""
-        counters = self.stream.counters()
         return MetricsSnapshot(
-            frames_read=int(counters["frames_read"]), kernel=dict(self.source_counters),
-            internal_drops=self._internal_drops(counters), verdicts=dict(self.tally.verdicts),
+            frames_read=int(front["stream"]["frames_read"]), kernel=dict(front["capture"]),
+            internal_drops=self._internal_drops(front), verdicts=dict(self.tally.verdicts),
             findings=dict(self.finding_counts), alerts=self.alerts.count,
-            held=self.judge.held, state=self._state_sizes(), evictions=self._evictions(),
-            lag_s=self.lag_s, rss_bytes=memory_bytes(), started_s=self.started_wall)
-
-    def describe(self) -> str:
-        """The run's set-up in one line: what is captured, how it is judged, where it goes."""
-        options = self.options
-        source = (f"capturing on {', '.join(options.interfaces)} (filter "
-                  f"{options.bpf or default_filter(options.ports)!r})" if options.interfaces
-                  else f"capturing on stream {options.read}")
-        anchors = ", ".join(options.trust_anchors) or "IANA root (built in)"
-        alerts = str(options.alerts_path) if options.alerts_path else "standard output"
-        return (f"{source}; trust anchors {anchors}; key cache "
-                f"{options.keys_path or options.out_dir / 'keys.sqlite'}; reference time "
-                f"{_reference_text(options.at_ns).replace('_', ' ')}; policy "
-                f"{options.policy.name}; hold {options.limits.hold_ns / NS:g}s; outputs "
-                f"{options.out_dir}/; alerts {alerts} ({options.alert_format.value}); "
-                f"metrics {self.metrics.url if self.metrics is not None else 'off'}")
-
-    def announce(self, event: str) -> None:
-        """Say what the run is doing and its set-up (start, SIGHUP, stop) on the stats stream
-        (standard error from the command line), as tcpdump's "listening on" line."""
-        line = f"dnssec-auditor: {event}: {self.describe()}"
-        if self.stats_stream is not None:
-            self.stats_stream.write(line + "\n")
-            self.stats_stream.flush()
-        else:
-            logger.info("%s", line)
+            held=front["held"], state=self._state_sizes(front),
+            evictions=self._evictions(front), lag_s=front["lag_s"],
+            rss_bytes=self._memory(front)[0], started_s=self.started_wall)
 
     def _outputs(self) -> list[RollingJsonLines | RollingParquet | RollingPcapng]:
         outputs: list[RollingJsonLines | RollingParquet | RollingPcapng] = [
@@ -522,6 +502,307 @@ class LiveAuditor:
             output.rotate()
         self.alerts.rotate()
         logger.info("output files rotated")
+
+    # --- end -----------------------------------------------------------------------------
+
+    def finish(self, front: FrontCounters) -> LiveOutcome:
+        """Flush every finding stage and file, write the summary (everything judged was
+        handed in before)."""
+        self.reporting.flush()
+        self.log.flush()
+        for output in self._outputs():
+            output.close()
+        stats = self.write_stats(front, final=True)
+        self.alerts.close()
+        files = [path for output in self._outputs() for path in output.pieces if path.exists()]
+        if self.metrics is not None:
+            self.metrics.collector.update(self.metrics_snapshot(front))
+        return LiveOutcome(stats, (*files, self.options.out_dir / "stats.json"))
+
+    # --- stats ---------------------------------------------------------------------------
+
+    def _memory(self, front: FrontCounters) -> tuple[int, int]:
+        """Resident bytes now and the largest so far (``ru_maxrss``) of the run: this
+        process, plus the capturing one when that is another."""
+        memory = memory_bytes()
+        largest = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        if front["pid"] != os.getpid():
+            memory += front["rss_bytes"]
+            largest += front["max_rss_bytes"]
+        return memory, largest
+
+    def stats(self, front: FrontCounters, *, final: bool) -> dict[str, Any]:
+        """The ``stats.json`` document as of now (``front``: the capturing side's counters)."""
+        memory, largest = self._memory(front)
+        self.peak_memory = max(self.peak_memory, memory)
+        self.memory_samples.append((round(time.monotonic() - self.started_mono, 1), memory))
+        head = {
+            "mode": "live",
+            "final": final,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_wall)),
+            "elapsed_s": round(time.monotonic() - self.started_mono, 3),
+            "interfaces": list(self.options.interfaces),
+            "read": self.options.read,
+            "capture": dict(front["capture"]),
+        }
+        written = {"responses_written": self.responses.count,
+                   "findings_written": self.findings.count}
+        sections: dict[str, Any] = {
+            "alerts": self.alerts.count,
+            "alerts_rotations": self.alerts.rotations,
+            "alerts_rotation_failures": self.alerts.rotation_failures,
+            "alerts_by_code": dict(self.alert_codes.most_common()),
+            "alert_format": self.options.alert_format.value,
+            "findings_merged": {"keys": len(self.log), "repeats_deferred": self.log.suppressed,
+                                "keys_evicted": self.log.evicted},
+            "internal_drops": self._internal_drops(front),
+            "evictions": self._evictions(front),
+            "state": self._state_sizes(front),
+            "validation": {
+                "mode": "streaming",
+                "reference_time": _reference_text(self.options.at_ns),
+                "policy": self.options.policy.name,
+                "key_cache": str(self.options.keys_path or
+                                 self.options.out_dir / "keys.sqlite"),
+                "key_cache_rows_written": front["key_cache_rows_written"],
+                "key_cache_persist_s": round(front["key_cache_persist_s"], 3),
+                "verdicts": self.tally.statuses(),
+                "codes": self.tally.code_counts(),
+                "judge": front["judge"],
+                "verdict_cache": front["verdict_cache"],
+            },
+            "memory": {"rss_bytes": memory, "peak_rss_bytes": self.peak_memory,
+                       "max_rss_bytes": largest},
+            "outputs": {
+                output.stem + output.suffix: {
+                    "records": output.count, "pieces": len(output.pieces),
+                    "deleted": output.deleted,
+                    "current": str(output.current) if output.current else None}
+                for output in self._outputs()
+            },
+        }
+        if front.get("processes") is not None:
+            sections["processes"] = {**front["processes"],
+                                     "reporter": {"pid": os.getpid(),
+                                                  "rss_bytes": memory - front["rss_bytes"]}}
+        return stats_document(head, front["stream"], written, sections)
+
+    def _internal_drops(self, front: FrontCounters) -> dict[str, int]:
+        drops = dict(front["internal_drops"])
+        drops["internal_errors"] += self.errors.count
+        return drops
+
+    def _evictions(self, front: FrontCounters) -> dict[str, int]:
+        return evictions(front["material_evicted"], self.sources, front["verdict_cache_evicted"])
+
+    def _state_sizes(self, front: FrontCounters) -> dict[str, int]:
+        return {
+            **front["state"],
+            "zones": sum(len(s) for s in self.sources if isinstance(s, ZoneHealth)),
+            "finding_keys": len(self.log),
+            "alert_facts": len(self._facts),
+            **front["state_tail"],
+        }
+
+    def write_stats(self, front: FrontCounters, *, final: bool) -> dict[str, Any]:
+        """Write ``stats.json`` atomically and print the one-line summary."""
+        stats = self.stats(front, final=final)
+        write_json(self.options.out_dir / "stats.json", stats)
+        if self.stats_stream is not None:
+            self.stats_stream.write(stats_line(stats) + "\n")
+            self.stats_stream.flush()
+        return stats
+
+
+class LiveAuditor:
+    """Sans-capture core of a live run: ``feed`` frames, call ``tick`` often, ``finish`` once.
+
+    Owns the decode/matching stream, the key material and the judge; what they release goes
+    to ``reporter`` (``ReportSide``): by default a ``LiveReporter`` in this process, which owns
+    the finding stages and the rolling outputs. ``wall`` (monotonic) is passed in so tests can
+    drive it.
+    """
+
+    def __init__(self, options: LiveOptions, cache: KeyCache, alerts: AlertSink | None,
+                 stats_stream: TextIO | None = None,
+                 reporter: Callable[[LiveAuditor], ReportSide] | None = None) -> None:
+        """``reporter``: builds the reporting side from this auditor (None: a
+        ``LiveReporter`` here, writing alerts to ``alerts``)."""
+        self.options = options
+        self.cache = cache
+        self.stats_stream = stats_stream
+        limits = options.limits
+        options.out_dir.mkdir(parents=True, exist_ok=True)
+        self.anchors = load_anchors(list(options.trust_anchors))
+        self.caches = Caches(limits)
+        """The run's memos, handed to the stages that use them."""
+        self.material = key_material(limits)
+        # KeyTrap / NSEC3 (CVE-2023-50387, CVE-2023-50868): besides the per-response budget,
+        # a zone gets a bounded amount of validation work per second of capture time.
+        self.validator = Validator(KeyView(self.anchors, self.material, cache), options.policy,
+                                   at_ns=options.at_ns, signature_memo=limits.signature_memo,
+                                   name_text=self.caches.parse.name_text,
+                                   zone_rate=ZoneRate(options.policy.budget,
+                                                      max_zones=limits.zones))
+        # A hit costs no validation work, so it spends none of its zone's rate; verdicts the
+        # rate or a budget cut short are never stored (VerdictCache).
+        self.verdict_cache = (
+            VerdictCache(self.validator, self.validator.judge, max_entries=limits.verdict_cache,
+                         max_bytes=limits.verdict_cache_bytes, growing_material=True,
+                         untouched=ZoneChanges(self.material, limits.zones,
+                                               self.caches.names).untouched)
+            if options.verdict_cache else None)
+        self.judge = streaming_judge(self.material, self.validator, limits, self.verdict_cache,
+                                     self.caches.names, self.caches.times)
+        if reporter is None:
+            assert alerts is not None, "a reporter in this process writes alerts"
+            self.local: LiveReporter | None = LiveReporter(
+                options, alerts, stats_stream, self.caches,
+                finding_sources(self.validator, limits, self.caches))
+            self.reporter: ReportSide = self.local
+        else:
+            self.local = None
+            self.reporter = reporter(self)
+        self.stream = EvidenceStream(
+            ports=options.ports,
+            on_anomaly=self.reporter.anomaly,
+            limits=limits,
+            caches=self.caches,
+        )
+        self.stream.on_query = self.reporter.query
+        self.errors = self.stream.errors
+        """Internal errors contained per message and per response (``Containment``)."""
+        self.clock = CaptureClock()
+        self.source_counters: dict[str, int] = {"received": 0, "dropped": 0}
+        self.started_mono = time.monotonic()
+        self.lag_s = 0.0
+        """Wall time minus the capture time of the last frame judged, when it was judged."""
+        self.cache_rows_written = 0
+        self._next_cache = self.started_mono + options.cache_interval_s
+        self.cache_persist_s = 0.0
+        """Seconds the last write of learned keys to the key cache took."""
+        self.processes: dict[str, Any] | None = None
+        """With the reporting side in another process: that link's counters (``stats.json``
+        ``processes``), refreshed by its driver."""
+
+    # --- the reporting side, when it runs here ---------------------------------------------
+
+    def _here(self) -> LiveReporter:
+        assert self.local is not None, "the reporting side runs in another process"
+        return self.local
+
+    @property
+    def alerts(self) -> AlertSink:
+        """The alert output (reporting side in this process)."""
+        return self._here().alerts
+
+    @property
+    def sources(self) -> list[FindingSource]:
+        """The finding stages (reporting side in this process)."""
+        return self._here().sources
+
+    @property
+    def metrics(self) -> MetricsServer | None:
+        """The Prometheus endpoint (reporting side in this process)."""
+        return self.local.metrics if self.local is not None else None
+
+    @metrics.setter
+    def metrics(self, server: MetricsServer | None) -> None:
+        self._here().metrics = server
+
+    def stats(self, *, final: bool) -> dict[str, Any]:
+        """The ``stats.json`` document as of now (reporting side in this process)."""
+        return self._here().stats(self.front_counters(), final=final)
+
+    def write_stats(self, *, final: bool) -> dict[str, Any]:
+        """Write ``stats.json`` and the summary line (reporting side in this process)."""
+        return self._here().write_stats(self.front_counters(), final=final)
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        """The metrics as of now (reporting side in this process)."""
+        return self._here().metrics_snapshot(self.front_counters())
+
+    def _state_sizes(self) -> dict[str, int]:
+        """Every capped table's size now (reporting side in this process)."""
+        return self._here()._state_sizes(self.front_counters())
+
+    # --- frames --------------------------------------------------------------------------
+
+    def feed(self, frame: Frame, mono_ns: int | None = None) -> None:
+        """Take one frame; judge and report every response it completes. Never raises for
+        a problem with this frame: it is counted and logged with the frame."""
+        self.clock.saw(frame.ts_ns, time.monotonic_ns() if mono_ns is None else mono_ns)
+        if self.options.evidence:
+            self.reporter.watch(frame)
+        try:
+            transactions = self.stream.feed(frame)
+        except Exception as exc:  # messages are contained by the stream; this is a backstop
+            self.errors.frame_failed(frame, exc)
+            return
+        for transaction in transactions:
+            self._judge_new(transaction)
+
+    def _judge_new(self, transaction: Transaction) -> None:
+        """Build a response's evidence, judge it and report what the judge releases."""
+        try:
+            judged = self.judge.feed(build_evidence(transaction, self.caches.facts))
+        except Exception as exc:  # our own bug must not stop the run
+            self.errors.response_failed(transaction, exc)
+            return
+        if judged:
+            self.reporter.judged(judged)
+
+    # --- timer ---------------------------------------------------------------------------
+
+    def tick(self, mono_ns: int | None = None) -> None:
+        """Timer work: release held responses, flush, rotate, persist keys, print stats."""
+        mono_ns = time.monotonic_ns() if mono_ns is None else mono_ns
+        now_ns = self.clock.now_ns(mono_ns)
+        if now_ns is not None:
+            released = self.judge.tick(now_ns)
+            if released:
+                self.reporter.judged(released)
+            self.reporter.expire(now_ns, mono_ns / NS)
+        mono = mono_ns / NS
+        if mono >= self._next_cache:
+            took_s = self._timed_persist()
+            # Persisting recomputes every known zone's trust: with tens of thousands of zones
+            # it takes seconds, so it never gets more than a tenth of the time.
+            self._next_cache = mono + max(self.options.cache_interval_s,
+                                          PERSIST_SHARE_FACTOR * took_s)
+        self.reporter.timers(self.front_counters, mono)
+
+    def describe(self, metrics_url: str | None = None) -> str:
+        """The run's set-up in one line: what is captured, how it is judged, where it goes."""
+        options = self.options
+        source = (f"capturing on {', '.join(options.interfaces)} (filter "
+                  f"{options.bpf or default_filter(options.ports)!r})" if options.interfaces
+                  else f"capturing on stream {options.read}")
+        anchors = ", ".join(options.trust_anchors) or "IANA root (built in)"
+        alerts = str(options.alerts_path) if options.alerts_path else "standard output"
+        if metrics_url is None and self.metrics is not None:
+            metrics_url = self.metrics.url
+        jobs = f"; {options.jobs} processes" if options.jobs > 1 else ""
+        return (f"{source}; trust anchors {anchors}; key cache "
+                f"{options.keys_path or options.out_dir / 'keys.sqlite'}; reference time "
+                f"{_reference_text(options.at_ns).replace('_', ' ')}; policy "
+                f"{options.policy.name}; hold {options.limits.hold_ns / NS:g}s; outputs "
+                f"{options.out_dir}/; alerts {alerts} ({options.alert_format.value}); "
+                f"metrics {metrics_url or 'off'}{jobs}")
+
+    def announce(self, event: str, metrics_url: str | None = None) -> None:
+        """Say what the run is doing and its set-up (start, SIGHUP, stop) on the stats stream
+        (standard error from the command line), as tcpdump's "listening on" line."""
+        line = f"dnssec-auditor: {event}: {self.describe(metrics_url)}"
+        if self.stats_stream is not None:
+            self.stats_stream.write(line + "\n")
+            self.stats_stream.flush()
+        else:
+            logger.info("%s", line)
+
+    def rotate(self) -> None:
+        """SIGHUP: the reporting side starts new output pieces and rotates the alerts file."""
+        self.reporter.rotate()
 
     def persist_keys(self) -> None:
         """Write learned keys to the key cache, so a restarted auditor validates at once."""
@@ -544,77 +825,22 @@ class LiveAuditor:
         """Judge everything pending, flush every finding stage and file, write the summary."""
         for transaction in self.stream.finish():
             self._judge_new(transaction)
-        self.reporting.report_all(self.judge.flush())
-        self.reporting.flush()
-        self.log.flush()
+        released = self.judge.flush()
+        if released:
+            self.reporter.judged(released)
         self.persist_keys()
-        for output in self._outputs():
-            output.close()
-        stats = self.write_stats(final=True)
-        self.alerts.close()
-        files = [path for output in self._outputs() for path in output.pieces if path.exists()]
-        return LiveOutcome(stats, (*files, self.options.out_dir / "stats.json"))
+        return self.reporter.finish(self.front_counters())
 
-    # --- stats ---------------------------------------------------------------------------
+    # --- the capturing side's counters ---------------------------------------------------
 
-    def stats(self, *, final: bool) -> dict[str, Any]:
-        """The ``stats.json`` document as of now."""
-        memory = memory_bytes()
-        self.peak_memory = max(self.peak_memory, memory)
-        self.memory_samples.append((round(time.monotonic() - self.started_mono, 1), memory))
+    def front_counters(self) -> FrontCounters:
+        """Decode, matching, judging and key material counters, for the reporting side's
+        ``stats.json`` and metrics (JSON-ready: they may cross to another process)."""
         counters = self.stream.counters()
-        internal_drops = self._internal_drops(counters)
-        head = {
-            "mode": "live",
-            "final": final,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_wall)),
-            "elapsed_s": round(time.monotonic() - self.started_mono, 3),
-            "interfaces": list(self.options.interfaces),
-            "read": self.options.read,
-            "capture": dict(self.source_counters),
-        }
-        written = {"responses_written": self.responses.count,
-                   "findings_written": self.findings.count}
-        return stats_document(head, counters, written, {
-            "alerts": self.alerts.count,
-            "alerts_rotations": self.alerts.rotations,
-            "alerts_rotation_failures": self.alerts.rotation_failures,
-            "alerts_by_code": dict(self.alert_codes.most_common()),
-            "alert_format": self.options.alert_format.value,
-            "findings_merged": {"keys": len(self.log), "repeats_deferred": self.log.suppressed,
-                                "keys_evicted": self.log.evicted},
-            "internal_drops": internal_drops,
-            "evictions": self._evictions(),
-            "state": self._state_sizes(),
-            "validation": {
-                "mode": "streaming",
-                "reference_time": _reference_text(self.options.at_ns),
-                "policy": self.options.policy.name,
-                "key_cache": str(self.options.keys_path or
-                                 self.options.out_dir / "keys.sqlite"),
-                "key_cache_rows_written": self.cache_rows_written,
-                "key_cache_persist_s": round(self.cache_persist_s, 3),
-                "verdicts": self.tally.statuses(),
-                "codes": self.tally.code_counts(),
-                "judge": self.judge.counters(),
-                "verdict_cache": (None if self.verdict_cache is None
-                                  else self.verdict_cache.stats.as_dict()),
-            },
-            "memory": {"rss_bytes": memory, "peak_rss_bytes": self.peak_memory,
-                       "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                       * 1024},
-            "outputs": {
-                output.stem + output.suffix: {
-                    "records": output.count, "pieces": len(output.pieces),
-                    "deleted": output.deleted,
-                    "current": str(output.current) if output.current else None}
-                for output in self._outputs()
-            },
-        })
-
-    def _internal_drops(self, counters: dict[str, Any]) -> dict[str, int]:
         frames = counters["frames"]
-        return {
+        chain = self.stream.chain
+        cache = self.verdict_cache
+        drops = {
             "fragment_evicted": frames.get("fragment_evicted", 0),
             "fragment_incomplete": frames.get("fragment_incomplete", 0),
             "tcp_evicted": frames.get("tcp_evicted", 0),
@@ -622,39 +848,40 @@ class LiveAuditor:
             "held_responses_evicted": self.judge.counters()["evicted"],
             "internal_errors": self.errors.count,
         }
-
-    def _evictions(self) -> dict[str, int]:
-        return evictions(self.material, self.sources, self.verdict_cache)
-
-    def _state_sizes(self) -> dict[str, int]:
-        chain = self.stream.chain
+        if self.processes is not None:
+            drops["reporter_queue_full"] = self.processes["queue"]["dropped"]["responses"]
         return {
-            "fragment_frames_held": chain.defragmenter.held_frames,
-            "fragment_bytes_held": chain.defragmenter.held_bytes,
-            "tcp_flows": chain.tcp.flows,
-            "tcp_bytes_held": chain.tcp.held_bytes,
-            "held_responses": self.judge.held,
-            "held_response_bytes": self.judge.held_bytes,
-            "pending_queries": self.stream.matcher.pending,
-            "parsed_messages": self.stream.chain.parser.cached if self.stream.chain.parser
-            else 0,
-            "zones": sum(len(s) for s in self.sources if isinstance(s, ZoneHealth)),
-            "finding_keys": len(self.log),
-            "alert_facts": len(self._facts),
-            "verdict_cache": len(self.verdict_cache) if self.verdict_cache is not None else 0,
-            "verdict_cache_bytes": (self.verdict_cache.cached_bytes
-                                    if self.verdict_cache is not None else 0),
-            **{f"key_material_{name}": size for name, size in self.material.sizes().items()},
+            "pid": os.getpid(),
+            "rss_bytes": memory_bytes(),
+            "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "stream": counters,
+            "capture": dict(self.source_counters),
+            "internal_drops": drops,
+            "material_evicted": dict(self.material.evicted),
+            "verdict_cache_evicted": None if cache is None else cache.stats.evicted,
+            "state": {
+                "fragment_frames_held": chain.defragmenter.held_frames,
+                "fragment_bytes_held": chain.defragmenter.held_bytes,
+                "tcp_flows": chain.tcp.flows,
+                "tcp_bytes_held": chain.tcp.held_bytes,
+                "held_responses": self.judge.held,
+                "held_response_bytes": self.judge.held_bytes,
+                "pending_queries": self.stream.matcher.pending,
+                "parsed_messages": chain.parser.cached if chain.parser else 0,
+            },
+            "state_tail": {
+                "verdict_cache": len(cache) if cache is not None else 0,
+                "verdict_cache_bytes": cache.cached_bytes if cache is not None else 0,
+                **{f"key_material_{name}": size for name, size in self.material.sizes().items()},
+            },
+            "judge": self.judge.counters(),
+            "verdict_cache": None if cache is None else cache.stats.as_dict(),
+            "key_cache_rows_written": self.cache_rows_written,
+            "key_cache_persist_s": self.cache_persist_s,
+            "held": self.judge.held,
+            "lag_s": self.lag_s,
+            "processes": self.processes,
         }
-
-    def write_stats(self, *, final: bool) -> dict[str, Any]:
-        """Write ``stats.json`` atomically and print the one-line summary."""
-        stats = self.stats(final=final)
-        write_json(self.options.out_dir / "stats.json", stats)
-        if self.stats_stream is not None:
-            self.stats_stream.write(stats_line(stats) + "\n")
-            self.stats_stream.flush()
-        return stats
 
 
 def _reference_text(at_ns: int | None) -> str:
@@ -757,7 +984,6 @@ def run_live(options: LiveOptions, source: FrameSource | None = None,
             capture.close()
             outcome = auditor.finish()
             if metrics is not None:
-                metrics.collector.update(auditor.metrics_snapshot())
                 metrics.close()
             return outcome
     finally:

@@ -15,7 +15,6 @@ from auditor.forgery import ForgeryDetector
 from auditor.report.records import STATS_SCHEMA
 from auditor.trust import KeyMaterial
 from auditor.validate import Status, Verdict
-from auditor.validate.reuse import VerdictCache
 
 
 class VerdictTally:
@@ -72,11 +71,12 @@ def memo_sizes(caches: Caches, material: KeyMaterial) -> dict[str, int]:
     return {**caches.sizes(), "record_wires": len(material.digests.wire)}
 
 
-def evictions(material: KeyMaterial, sources: list[FindingSource],
-              verdict_cache: VerdictCache | None) -> dict[str, int]:
-    """Entries dropped from the capped tables of the key material, the forgery stage, the zone
-    inventory and the verdict cache, oldest (or least recently seen) first."""
-    counts = {f"key_material_{kind}": count for kind, count in material.evicted.items()}
+def evictions(material_evicted: Mapping[str, int], sources: list[FindingSource],
+              verdict_cache_evicted: int | None) -> dict[str, int]:
+    """Entries dropped from the capped tables of the key material (``KeyMaterial.evicted``),
+    the forgery stage, the zone inventory and the verdict cache (None: no cache), oldest (or
+    least recently seen) first."""
+    counts = {f"key_material_{kind}": count for kind, count in material_evicted.items()}
     for source in sources:
         if isinstance(source, ForgeryDetector):
             forgery = source.counters()
@@ -85,6 +85,6 @@ def evictions(material: KeyMaterial, sources: list[FindingSource],
                 "holdon_servers_evicted", "holdon_waiting_evicted")})
         if isinstance(source, ZoneHealth):
             counts["zones_evicted"] = source.evicted
-    if verdict_cache is not None:
-        counts["verdict_cache_evicted"] = verdict_cache.stats.evicted
+    if verdict_cache_evicted is not None:
+        counts["verdict_cache_evicted"] = verdict_cache_evicted
     return counts
