@@ -94,10 +94,10 @@ def split(capture: Path, pieces: int, directory: Path) -> list[Path]:
 def model(capture: Path, anchor: Path | None) -> dict[str, float]:
     """Per-frame and per-response costs (CPU seconds, this process) behind the estimate."""
     from auditor.capture.sources import CaptureSet
+    from auditor.engine.build import merged_key_material
     from auditor.pipeline import AuditOptions, run_audit
     from auditor.scale.jobs import ShardedJudging
     from auditor.scale.work import ShardSpec, harvest, judge_shard
-    from auditor.trust import KeyMaterial
 
     with CaptureSet([str(capture)]) as source:
         frames = sum(1 for _ in source)
@@ -111,7 +111,7 @@ def model(capture: Path, anchor: Path | None) -> dict[str, float]:
         return time.process_time() - started, result
 
     whole_h, found = cpu(lambda: harvest(ShardSpec(options, 0, 1)))
-    snapshot = KeyMaterial.merged([found.material]).snapshot()
+    snapshot = merged_key_material(options.limits, [found.material]).snapshot()
     # Shard 0 of 1,000 decodes about 0.1 % of the flows: nearly pure passing over.
     pass_h, _ = cpu(lambda: harvest(ShardSpec(options, 1, 1000)))
     whole_j, _ = cpu(lambda: judge_shard(ShardSpec(options, 0, 1, str(work)), snapshot))

@@ -12,6 +12,7 @@ from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding
 from auditor.forgery import ForgeryConfig, ForgeryDetector
 from auditor.trust import KeyMaterial
+from auditor.trust.material import MaterialSnapshot
 from auditor.validate import Validator, Verdict
 
 
@@ -19,6 +20,18 @@ def key_material(limits: Limits) -> KeyMaterial:
     """An empty key material collector capped by ``limits`` (its ``digests`` memos too)."""
     return KeyMaterial(max_signed_copies=limits.signed_copies, max_denial=limits.denial_records,
                        max_chain_rrsets=limits.chain_rrsets, digest_memo=limits.digest_memo)
+
+
+def merged_key_material(limits: Limits, snapshots: Iterable[MaterialSnapshot]) -> KeyMaterial:
+    """One collector holding the snapshots of several (``audit --jobs``, Dask), capped by
+    ``limits`` as ``key_material`` caps one process's: over a cap the merge drops the least
+    recently seen entries, keeping the tables one collector over every flow would keep, and
+    counts each dropped entry once in ``evicted``, as observing does. The snapshots' own
+    evictions are added: shards evict separately under pressure, so over a cap the total can
+    differ from one process's (equal when no entry crosses shards)."""
+    material = key_material(limits)
+    material.merge(*snapshots)
+    return material
 
 
 class FindingSource(Protocol):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 
+from auditor.engine.build import merged_key_material
 from auditor.engine.judge import Rendered, RunJudge
 from auditor.engine.stream import EvidenceStream
 from auditor.pipeline import AuditOptions, AuditOutcome, run_audit
@@ -59,14 +60,15 @@ class ShardedJudging:
     def __init__(self, options: AuditOptions, shards: int, submit: Submit,
                  spool_dir: str | None) -> None:
         self.specs = [ShardSpec(options, index, shards, spool_dir) for index in range(shards)]
+        self._limits = options.limits
         self._submit = submit
         self._material: MaterialSnapshot | None = None
 
     def key_material(self) -> tuple[KeyMaterial, int]:
-        """Phase 1 and the merge of its snapshots."""
+        """Phase 1 and the merge of its snapshots, capped by the run's ``Limits``."""
         pending = [self._submit(harvest, spec) for spec in self.specs]
         harvests: list[Harvest] = [task.result() for task in pending]
-        material = KeyMaterial.merged(found.material for found in harvests)
+        material = merged_key_material(self._limits, (found.material for found in harvests))
         self._material = material.snapshot()
         return material, sum(found.parsed for found in harvests)
 

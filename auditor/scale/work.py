@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from auditor.anomaly import Anomaly
 from auditor.capture.bpf import FrameFilter
 from auditor.capture.frame import Frame
-from auditor.engine.build import key_material
+from auditor.engine.build import key_material, merged_key_material
 from auditor.engine.caches import Caches
 from auditor.engine.judge import observe_answer_keys, run_judge
 from auditor.engine.stream import EvidenceStream
@@ -189,8 +189,7 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
 
     options = spec.options
     caches = Caches(options.limits)
-    merged = key_material(options.limits)
-    merged.merge(material)
+    merged = merged_key_material(options.limits, (material,))
     anchors = load_anchors(list(options.trust_anchors))
     found = _frame_filter(options)
     shard = FlowShard(spec.index, spec.count)

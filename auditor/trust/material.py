@@ -189,7 +189,9 @@ class KeyMaterial:
         """Accounted bytes (``copy_cost``) of each owner/type's signed copies."""
         self._copy_total = 0
         self._max_denial = max_denial
-        self._delegations: OrderedDict[dns.name.Name, None] = OrderedDict()
+        self._delegations: OrderedDict[dns.name.Name, int] = OrderedDict()
+        """Delegation points, least recently seen first, with the capture time last seen (so a
+        merge orders them as one collector would)."""
         self._dnskey_nodata: OrderedDict[dns.name.Name, int] = OrderedDict()
         self.generation = 0
         self.key_generation = 0
@@ -291,15 +293,16 @@ class KeyMaterial:
         if item.rrsigs is not None:
             self._remember_copy(item, ts_ns)
         elif rdtype == dns.rdatatype.NS and item.section is Section.AUTHORITY:
-            self._remember_delegation(item.rrset.name)
+            self._remember_delegation(item.rrset.name, ts_ns)
         return False
 
-    def _remember_delegation(self, name: dns.name.Name) -> None:
+    def _remember_delegation(self, name: dns.name.Name, ts_ns: int) -> None:
         """Unsigned authority NS: a delegation point (RFC 4035 2.2), maybe an unsigned child."""
         if name in self._delegations:
             self._delegations.move_to_end(name)
+            self._delegations[name] = max(ts_ns, self._delegations[name])
             return
-        self._delegations[name] = None
+        self._delegations[name] = ts_ns
         self.delegation_generation += 1
         if len(self._delegations) > self._max_denial:
             self._delegations.popitem(last=False)
@@ -462,7 +465,7 @@ class KeyMaterial:
             denial_by_zone={zone: tuple(entries) for zone, entries
                             in self._denial_by_zone.items()},
             copies={key: tuple(copies.values()) for key, copies in self._copies.items()},
-            delegations=tuple(self._delegations),
+            delegations=dict(self._delegations),
             dnskey_nodata=dict(self._dnskey_nodata),
             generation=self.generation,
             key_generation=self.key_generation,
@@ -470,17 +473,26 @@ class KeyMaterial:
             evicted=dict(self.evicted),
         )
 
-    def merge(self, other: MaterialSnapshot) -> None:
-        """Add what another collector gathered (over other flows of the same captures).
+    def merge(self, *others: MaterialSnapshot) -> None:
+        """Add what other collectors gathered (over other flows of the same captures).
 
-        Every table ends as if one collector had observed both inputs in capture order: an
-        entry's times are the earliest and latest of both and its kept RRset the first
+        Every table ends as if one collector had observed all inputs in capture order: an
+        entry's times are the earliest and latest of all and its kept RRset the first
         received; least-recently-seen orders (which decide evictions) follow the latest
         capture times, insertion orders (versions, signatures, a zone's denial records) the
         first ones; entries seen at the same capture time keep the order of the collector
         that saw them (one response's records). Only entries two collectors saw at the same
-        nanosecond may come out in another order. The change log restarts
-        (``changed_zones_since`` answers None: anything may have changed)."""
+        nanosecond may come out in another order. The caps are enforced once every snapshot
+        is in: the least recently seen entries go, each counted once in ``evicted`` however
+        many snapshots held it (on top of the evictions the snapshots counted themselves).
+        The change log restarts (``changed_zones_since`` answers None: anything may have
+        changed)."""
+        for other in others:
+            self._merge_one(other)
+        self._enforce_caps()
+
+    def _merge_one(self, other: MaterialSnapshot) -> None:
+        """``merge`` of one snapshot, leaving the caps to the caller."""
         chain_rank = _ranks(((k, tuple(v.values())) for k, v in self._chain.items()),
                             other.chain.items(), _last_of)
         for key, entries in other.chain.items():
@@ -506,8 +518,10 @@ class KeyMaterial:
         for key, entries in other.copies.items():
             copies = self._copies.setdefault(key, {})
             _merge_versions(copies, entries, None, self.evicted, "")
-        for name in other.delegations:
-            self._delegations[name] = None
+        delegation_rank = _ranks(self._delegations.items(), other.delegations.items(),
+                                 lambda ts_ns: ts_ns)
+        for name, ts_ns in other.delegations.items():
+            self._delegations[name] = max(ts_ns, self._delegations.get(name, ts_ns))
         for zone, ts_ns in other.dnskey_nodata.items():
             self._dnskey_nodata[zone] = min(ts_ns, self._dnskey_nodata.get(zone, ts_ns))
         self.evicted.update(other.evicted)
@@ -533,7 +547,8 @@ class KeyMaterial:
         self._copy_total = sum(self._copy_bytes.values())
         self._dnskey_nodata = OrderedDict(sorted(self._dnskey_nodata.items(),
                                                  key=lambda kv: kv[1]))
-        self._enforce_caps()
+        self._delegations = OrderedDict(sorted(self._delegations.items(),
+                                               key=lambda kv: delegation_rank[kv[0]]))
 
     def _zone_order(self, zone: dns.name.Name, mine: tuple[bytes, ...],
                     theirs: tuple[bytes, ...]) -> tuple[bytes, ...]:
@@ -564,14 +579,6 @@ class KeyMaterial:
             self._dnskey_nodata.popitem(last=False)
             self.evicted["dnskey_nodata"] += 1
 
-    @classmethod
-    def merged(cls, snapshots: Iterable[MaterialSnapshot]) -> KeyMaterial:
-        """One collector holding every snapshot (default caps)."""
-        material = cls()
-        for snapshot in snapshots:
-            material.merge(snapshot)
-        return material
-
 
 @dataclass(frozen=True, slots=True)
 class MaterialSnapshot:
@@ -586,8 +593,9 @@ class MaterialSnapshot:
     """Per signer, the digests of its denial RRsets in the order they were first seen."""
     copies: dict[RRsetKey, tuple[SignedRRset, ...]]
     """Signed copies of every other RRset, for the unsigned cross-check."""
-    delegations: tuple[dns.name.Name, ...]
-    """Owners of unsigned authority NS RRsets."""
+    delegations: dict[dns.name.Name, int]
+    """Owners of unsigned authority NS RRsets, least recently seen first, with the capture time
+    each was last seen."""
     dnskey_nodata: dict[dns.name.Name, int]
     """Zones shown without DNSKEY by an authoritative answer, with the first capture time."""
     generation: int

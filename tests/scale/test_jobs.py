@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from auditor.capture.sources import CaptureSet
 from auditor.cli import cli
+from auditor.engine.limits import Limits
 from auditor.pipeline import AuditOptions, run_audit
 from auditor.scale.jobs import run_jobs
 from auditor.scale.shard import shard_of
@@ -42,6 +43,26 @@ def test_two_jobs_equal_one_with_a_filter_and_fixed_time(tmp_path: Path) -> None
     one, two = _both(SAMPLE, ANCHOR, tmp_path, frame_filter="not host 127.53.0.1",
                      at_ns=1_764_041_853_000_000_000)
     assert_same_outputs(one, two)
+
+
+def test_two_jobs_keep_the_runs_key_material_budget(tmp_path: Path) -> None:
+    # The merged key material is capped by the run's Limits, not by KeyMaterial's defaults:
+    # with a budget the lab capture exceeds, both runs hold the same tables at the caps and
+    # judge alike. Evictions are counted in the same tables, but shards evict separately
+    # under pressure (an entry two shards saw may be pushed out by each): not compared.
+    small = Limits.file(chain_rrsets=3, denial_records=2, signed_copies=4)
+    lab = FIXTURES / "seed1-s00033"
+    one, two = _both(lab / "capture.pcap", lab / "root.ds", tmp_path, limits=small)
+    for name in ("responses.jsonl", "findings.jsonl"):
+        assert lines(one / name) == lines(two / name), name
+    stats = [json.loads((out / "stats.json").read_text()) for out in (one, two)]
+    held = [found["state"]["key_material"] for found in stats]
+    assert held[0] == held[1]
+    assert (held[1]["chain_rrsets"], held[1]["denial_records"], held[1]["signed_copies"]) == (
+        3, 2, 4)
+    evicted = [found["validation"]["key_material_evicted"] for found in stats]
+    assert set(evicted[0]) == set(evicted[1]) >= {"chain_rrsets", "denial_records",
+                                                  "signed_copies"}
 
 
 @pytest.mark.parametrize("fixture", ["seed1-s00033", "seed1-s01258"])
