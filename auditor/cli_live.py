@@ -12,12 +12,15 @@ import click
 from auditor.errors import AuditorError, CaptureError
 from auditor.live import AlertFormat, LiveLimits, LiveOptions, run_live
 from auditor.report.rolling import Rotation
+from auditor.scale.live import ReporterFailed
 from auditor.validate import PRESETS, policy_from_name
 
 logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_INPUT = 3
+EXIT_SOFTWARE = 70
+"""Like sysexits ``EX_SOFTWARE``: the reporting process of ``--jobs 2`` died."""
 EXIT_PRIVILEGE = 77
 """Like sysexits ``EX_NOPERM``: capture is not permitted (neither root nor CAP_NET_RAW)."""
 
@@ -90,6 +93,15 @@ def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int 
             max_cache_entries))
     caps.update(extra or {})
     return LiveLimits(**caps)
+
+
+def _processes(jobs: int) -> int:
+    """``--jobs``: 1 or 2 processes (the split has two sides; 0: as the cores allow)."""
+    if jobs == 0:
+        from auditor.scale.jobs import default_jobs
+
+        jobs = default_jobs()
+    return min(max(jobs, 1), 2)
 
 
 def _at_ns(text: str | None) -> int | None:
@@ -178,6 +190,11 @@ def _at_ns(text: str | None) -> int | None:
 @click.option("--verdict-cache/--no-verdict-cache", default=True, show_default=True,
               help="Judge each distinct answer once while its verdict holds (same key "
               "material, signatures still valid); --no-verdict-cache judges every response.")
+@click.option("--jobs", "-j", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Processes: 1 captures, judges and reports in one; 2 (or more) captures, "
+              "decodes and judges in one and reports (finding stages, outputs, alerts, "
+              "stats, metrics) in a second, with the same outputs as 1; 0: 2 when this "
+              "process may use 2 cores or more. See the README for the measured rates.")
 @click.option("--verbose", "-v", count=True, help="More log output (repeat for debug).")
 def live(
     interfaces: tuple[str, ...], read: str | None, bpf: str | None, ports: tuple[int, ...],
@@ -189,7 +206,7 @@ def live(
     evidence: bool, hold_s: float, max_fragment_sets: int | None, max_tcp_flows: int | None,
     max_pending_queries: int | None, max_held_responses: int | None,
     max_cache_entries: int | None, limit_items: tuple[str, ...], metrics_port: int | None,
-    metrics_address: str, verdict_cache: bool, verbose: int,
+    metrics_address: str, verdict_cache: bool, jobs: int, verbose: int,
 ) -> None:
     """Audit DNS traffic as it happens, on interfaces or a pcap stream, until SIGINT/SIGTERM.
 
@@ -210,6 +227,7 @@ def live(
         at_ns=_at_ns(at_time), metrics_port=metrics_port, metrics_address=metrics_address,
         rotation=Rotation(rotate_seconds, _size(rotate_size), keep_files),
         evidence=evidence, stats_interval_s=stats_interval, verdict_cache=verdict_cache,
+        jobs=_processes(jobs),
         limits=_limits(hold_s, max_fragment_sets=max_fragment_sets, max_tcp_flows=max_tcp_flows,
                        max_pending_queries=max_pending_queries,
                        max_held_responses=max_held_responses,
@@ -221,6 +239,9 @@ def live(
     except CaptureError as exc:
         click.echo(f"dnssec-auditor: error: {exc}", err=True)
         sys.exit(EXIT_PRIVILEGE if "CAP_NET_RAW" in str(exc) else EXIT_INPUT)
+    except ReporterFailed as exc:
+        click.echo(f"dnssec-auditor: error: {exc}", err=True)
+        sys.exit(EXIT_SOFTWARE)
     except AuditorError as exc:
         click.echo(f"dnssec-auditor: error: {exc}", err=True)
         sys.exit(EXIT_INPUT)

@@ -266,6 +266,12 @@ def memory_bytes() -> int:
         return 0
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user and system) this process has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class ReportSide(Protocol):
     """Where the capturing side of a live run hands what it decoded and judged, in the order it
     happened: a ``LiveReporter`` in the same process (``--jobs 1``), or a link to one in a
@@ -582,9 +588,12 @@ class LiveReporter:
             },
         }
         if front.get("processes") is not None:
-            sections["processes"] = {**front["processes"],
-                                     "reporter": {"pid": os.getpid(),
-                                                  "rss_bytes": memory - front["rss_bytes"]}}
+            sections["processes"] = {
+                **front["processes"],
+                "capture": {**front["processes"]["capture"], "rss_bytes": front["rss_bytes"],
+                            "cpu_s": front["cpu_s"]},
+                "reporter": {"pid": os.getpid(), "rss_bytes": memory - front["rss_bytes"],
+                             "cpu_s": round(_cpu_s(), 3)}}
         return stats_document(head, front["stream"], written, sections)
 
     def _internal_drops(self, front: FrontCounters) -> dict[str, int]:
@@ -683,7 +692,9 @@ class LiveAuditor:
         """Seconds the last write of learned keys to the key cache took."""
         self.processes: dict[str, Any] | None = None
         """With the reporting side in another process: that link's counters (``stats.json``
-        ``processes``), refreshed by its driver."""
+        ``processes``), refreshed by the link."""
+        self.metrics_url: str | None = None
+        """The metrics endpoint served by the reporting side in another process."""
 
     # --- the reporting side, when it runs here ---------------------------------------------
 
@@ -772,7 +783,7 @@ class LiveAuditor:
                                           PERSIST_SHARE_FACTOR * took_s)
         self.reporter.timers(self.front_counters, mono)
 
-    def describe(self, metrics_url: str | None = None) -> str:
+    def describe(self) -> str:
         """The run's set-up in one line: what is captured, how it is judged, where it goes."""
         options = self.options
         source = (f"capturing on {', '.join(options.interfaces)} (filter "
@@ -780,8 +791,7 @@ class LiveAuditor:
                   else f"capturing on stream {options.read}")
         anchors = ", ".join(options.trust_anchors) or "IANA root (built in)"
         alerts = str(options.alerts_path) if options.alerts_path else "standard output"
-        if metrics_url is None and self.metrics is not None:
-            metrics_url = self.metrics.url
+        metrics_url = self.metrics.url if self.metrics is not None else self.metrics_url
         jobs = f"; {options.jobs} processes" if options.jobs > 1 else ""
         return (f"{source}; trust anchors {anchors}; key cache "
                 f"{options.keys_path or options.out_dir / 'keys.sqlite'}; reference time "
@@ -790,10 +800,10 @@ class LiveAuditor:
                 f"{options.out_dir}/; alerts {alerts} ({options.alert_format.value}); "
                 f"metrics {metrics_url or 'off'}{jobs}")
 
-    def announce(self, event: str, metrics_url: str | None = None) -> None:
+    def announce(self, event: str) -> None:
         """Say what the run is doing and its set-up (start, SIGHUP, stop) on the stats stream
         (standard error from the command line), as tcpdump's "listening on" line."""
-        line = f"dnssec-auditor: {event}: {self.describe(metrics_url)}"
+        line = f"dnssec-auditor: {event}: {self.describe()}"
         if self.stats_stream is not None:
             self.stats_stream.write(line + "\n")
             self.stats_stream.flush()
@@ -852,6 +862,7 @@ class LiveAuditor:
             drops["reporter_queue_full"] = self.processes["queue"]["dropped"]["responses"]
         return {
             "pid": os.getpid(),
+            "cpu_s": round(_cpu_s(), 3),
             "rss_bytes": memory_bytes(),
             "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "stream": counters,
@@ -963,7 +974,12 @@ def _open_alerts(path: Path, rotation: Rotation) -> NumberedJsonLines:
 
 def run_live(options: LiveOptions, source: FrameSource | None = None,
              stats_stream: TextIO | None = None) -> LiveOutcome:
-    """Capture until SIGINT/SIGTERM (or the end of a stream), then finish and summarise."""
+    """Capture until SIGINT/SIGTERM (or the end of a stream), then finish and summarise
+    (``options.jobs`` 2: reporting in a second process, ``auditor/scale/live.py``)."""
+    if options.jobs > 1:
+        from auditor.scale.live import run_live_jobs  # that driver builds on this module
+
+        return run_live_jobs(options, source, stats_stream)
     capture = source if source is not None else open_source(options)
     keys_path = options.keys_path or options.out_dir / "keys.sqlite"
     options.out_dir.mkdir(parents=True, exist_ok=True)

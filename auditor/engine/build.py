@@ -12,7 +12,7 @@ from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding
 from auditor.forgery import ForgeryConfig, ForgeryDetector
 from auditor.trust import KeyMaterial
-from auditor.trust.material import MaterialSnapshot
+from auditor.trust.material import MaterialSnapshot, RecordDigests
 from auditor.validate import Validator, Verdict
 
 
@@ -48,9 +48,11 @@ class FindingSource(Protocol):
 
 
 def finding_sources(validator: Validator | None, limits: Limits,
-                    caches: Caches | None = None) -> list[FindingSource]:
+                    caches: Caches | None = None,
+                    digests: RecordDigests | None = None) -> list[FindingSource]:
     """The finding stages of a run, in the order they see each response (``caches``: the
-    run's memos; without them the stages have their own)."""
+    run's memos; without them the stages have their own). The forgery stage shares the
+    validator's RRset digests, else uses ``digests`` (a reporting process of its own)."""
     from auditor.findings.validation import ValidationFindings
     from auditor.findings.zones import ZoneHealth
 
@@ -59,7 +61,8 @@ def finding_sources(validator: Validator | None, limits: Limits,
                                             holdon_waiting=limits.holdon_waiting,
                                             burst_window_ns=limits.burst_window_ns),
                                caches.names if caches is not None else None,
-                               validator.keys.material.digests if validator is not None else None,
+                               validator.keys.material.digests if validator is not None
+                               else digests,
                                name_text)
     return [forgery, ValidationFindings(),
             ZoneHealth(zone_trust_of(validator), max_zones=limits.zones, name_text=name_text)]

@@ -1,0 +1,563 @@
+"""``live --jobs 2``: capture, decode, matching and judging in this process; the reporting side
+(finding stages, resolution linker, records, alerts, rolling outputs, ``stats.json``, metrics)
+in a second one, fed the same calls in the same order as batches of pickled events.
+
+Why this split (benchmarks/README.md, "Live on two cores"): profiled on one core, decode and
+matching are a tenth of a live frame's cost, evidence and judging about half, the reporting
+side the rest; flow shards cannot judge alone (key material crosses flows) and the reporting
+side's stages compare flows, so it stays one process that sees everything in order.
+
+Shutdown loses nothing judged: the capturing process judges what is pending, sends it, then
+``FINISH``; the reporting process flushes and answers with the run's outcome. A reporting
+process that dies is reported (``ReporterFailed``), never waited for in silence; if the
+capturing process dies, the reporting one sees the pipe close, closes its outputs with what it
+received and exits 1.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import Counter, deque
+from collections.abc import Callable
+from enum import IntEnum
+from typing import Any, TextIO
+
+from auditor.anomaly import Anomaly
+from auditor.capture.frame import Frame
+from auditor.capture.live import FrameSource
+from auditor.engine.build import finding_sources
+from auditor.engine.caches import Caches
+from auditor.engine.judge import Rendered
+from auditor.errors import AuditorError, ConfigError
+from auditor.live import (
+    AlertSink,
+    FrontCounters,
+    LiveAuditor,
+    LiveOptions,
+    LiveOutcome,
+    LiveReporter,
+    _drain,
+    _loop,
+    _open_alerts,
+    _open_metrics,
+    _Signals,
+    open_source,
+)
+from auditor.messages import ObservedMessage
+from auditor.report.rolling import NumberedJsonLines
+from auditor.scale.work import _Pickler  # slotted dataclasses as tuples: loads twice as fast
+from auditor.trust import KeyCache
+from auditor.trust.material import RecordDigests
+
+logger = logging.getLogger(__name__)
+
+Connection = multiprocessing.connection.Connection
+
+BATCH_EVENTS = 1_024
+"""Events per pickled batch at most; a batch is also sent after every loop of the capture
+(at most ``capture.live.BATCH_FRAMES`` frames), so alerts wait no longer than with one
+process."""
+COUNTERS_INTERVAL_S = 1.0
+"""Seconds between the capturing side's counters sent for ``stats.json`` and metrics."""
+POLL_S = 0.5
+"""How often a wait for the other process checks that it is still alive."""
+SHARED_EVENTS = 32_768
+"""Events pickled with one pickler memo: an object sent again within them (a repeated
+answer's parsed records, a cached verdict and its fields) crosses as a reference and is the
+same object on the other side, so the reporting process's identity memos hit as they do in
+one process; then both memos restart, so neither side keeps every object alive."""
+_FRESH, _SHARED = b"F", b"C"
+"""First byte of a message: its batch starts a new memo, or continues the last one."""
+
+
+class ReporterFailed(AuditorError):
+    """The reporting process ended without finishing the run (a crash, a kill)."""
+
+
+class Event(IntEnum):
+    """What one event of a batch carries to the reporting process (``ReportSide`` calls)."""
+
+    WATCH = 0
+    """A ``Frame`` for the evidence ring (``--evidence``)."""
+    QUERY = 1
+    """A decoded query (``ObservedMessage``)."""
+    ANOMALY = 2
+    """An ``Anomaly`` for the findings output."""
+    JUDGED = 3
+    """Judged responses (a list of ``Rendered``)."""
+    EXPIRE = 4
+    """(capture time ns, monotonic s): close the finding stages' windows."""
+    ROTATE = 5
+    """SIGHUP: rotate the outputs."""
+    COUNTERS = 6
+    """The capturing side's counters (``FrontCounters``)."""
+    FINISH = 7
+    """End of the run, with the final counters."""
+
+
+DATA_EVENTS = {Event.WATCH: "frames", Event.QUERY: "queries", Event.ANOMALY: "anomalies",
+               Event.JUDGED: "responses"}
+"""Events a full queue drops on a capture (by the name they are counted under); the others
+always go through."""
+
+
+class _Outbox:
+    """Pickled batches waiting for the reporting process, sent by a thread (a full pipe blocks
+    the thread, not the capture), at most ``max_bytes`` of them unless forced."""
+
+    def __init__(self, conn: Connection, max_bytes: int) -> None:
+        self._conn = conn
+        self.max_bytes = max_bytes
+        self.queued_bytes = 0
+        self.peak_bytes = 0
+        self.error: BaseException | None = None
+        """Why sending failed (the reporting process is gone)."""
+        self._items: deque[bytes] = deque()
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="reporter-link", daemon=True)
+        self._thread.start()
+
+    @property
+    def full(self) -> bool:
+        """Whether the queue holds ``max_bytes`` or more."""
+        return self.queued_bytes >= self.max_bytes
+
+    def put(self, data: bytes, *, wait: bool, alive: Callable[[], bool]) -> float:
+        """Queue ``data``; with ``wait``, first wait while the queue is full (and the reporting
+        process alive). Returns the seconds waited."""
+        started = time.monotonic()
+        with self._cond:
+            while wait and self.full and self.error is None and alive():
+                self._cond.wait(POLL_S)
+            self._items.append(data)
+            self.queued_bytes += len(data)
+            self.peak_bytes = max(self.peak_bytes, self.queued_bytes)
+            self._cond.notify_all()
+        return time.monotonic() - started
+
+    def close(self, alive: Callable[[], bool]) -> None:
+        """Send what is queued (while the reporting process lives), then stop."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        while self._thread.is_alive() and alive():
+            self._thread.join(POLL_S)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._items and not self._closed:
+                    self._cond.wait()
+                if not self._items:
+                    return
+                data = self._items[0]
+            try:
+                self._conn.send_bytes(data)
+            except (OSError, ValueError) as exc:  # the reporting process is gone
+                with self._cond:
+                    self.error = exc
+                    self._items.clear()
+                    self.queued_bytes = 0
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._items.popleft()
+                self.queued_bytes -= len(data)
+                self._cond.notify_all()
+
+
+class ReporterLink:
+    """``ReportSide`` for the capturing process: every call becomes an event, events go in
+    batches through ``_Outbox`` to the reporting process, which makes the same calls on its
+    ``LiveReporter`` in the same order."""
+
+    def __init__(self, options: LiveOptions, process: multiprocessing.process.BaseProcess,
+                 events: Connection, results: Connection) -> None:
+        self._process = process
+        self._results = results
+        self._outbox = _Outbox(events, options.queue_bytes)
+        self._wait = options.read is not None
+        """A stream waits for room (it never drops); a capture drops data events."""
+        self._batch: list[tuple[Event, Any]] = []
+        self._buffer = io.BytesIO()
+        self._pickler = _Pickler(self._buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        self._segment = 0
+        """Events pickled with the current memo."""
+        self._auditor: LiveAuditor | None = None
+        self._next_counters = 0.0
+        self.batches = 0
+        self.bytes_sent = 0
+        self.waited_s = 0.0
+        self.dropped: Counter[str] = Counter()
+        self.failure: str | None = None
+        """What the reporting process said when it failed, if it said anything."""
+        self.metrics_url = self._handshake()
+
+    def _alive(self) -> bool:
+        return self._process.is_alive()
+
+    def _handshake(self) -> str | None:
+        """Wait for the reporting process to open its outputs: its metrics URL, or raise."""
+        kind, payload = self._receive()
+        if kind == "error":
+            raise ConfigError(str(payload))
+        if kind != "ready":
+            raise self._failed(f"unexpected answer {kind!r}")
+        return None if payload is None else str(payload)
+
+    def bind(self, auditor: LiveAuditor) -> ReporterLink:
+        """The ``LiveAuditor`` reporter factory: remember the auditor whose counters go out."""
+        self._auditor = auditor
+        auditor.metrics_url = self.metrics_url
+        auditor.processes = self.counters()
+        return self
+
+    # --- ReportSide ----------------------------------------------------------------------
+
+    def watch(self, frame: Frame) -> None:
+        self._add(Event.WATCH, frame)
+
+    def query(self, message: ObservedMessage) -> None:
+        self._add(Event.QUERY, message)
+
+    def anomaly(self, anomaly: Anomaly) -> None:
+        self._add(Event.ANOMALY, anomaly)
+
+    def judged(self, judged: list[Rendered]) -> None:
+        self._add(Event.JUDGED, judged)
+
+    def expire(self, now_ns: int, mono_s: float) -> None:
+        self._add(Event.EXPIRE, (now_ns, mono_s))
+
+    def rotate(self) -> None:
+        self._add(Event.ROTATE, None)
+        self.send()
+
+    def timers(self, front: Callable[[], FrontCounters], mono_s: float) -> None:
+        """Send the batch (and, once a second, the counters); raise if the reporting process
+        is gone."""
+        self.check()
+        if mono_s >= self._next_counters:
+            self._next_counters = mono_s + COUNTERS_INTERVAL_S
+            self._refresh()
+            self._add(Event.COUNTERS, front())
+        self.send()
+
+    def finish(self, front: FrontCounters) -> LiveOutcome:
+        """Send everything and ``FINISH``; wait for the reporting process's outcome."""
+        self._refresh()
+        front = {**front, "processes": self.counters()}
+        self._add(Event.FINISH, front)
+        self.send(force=True)
+        self._outbox.close(self._alive)
+        self.check()
+        kind, payload = self._receive()
+        self._process.join()
+        if kind != "done":
+            raise self._failed(str(payload))
+        assert isinstance(payload, LiveOutcome)
+        return payload
+
+    # --- sending -------------------------------------------------------------------------
+
+    def _add(self, kind: Event, payload: Any) -> None:
+        self._batch.append((kind, payload))
+        if len(self._batch) >= BATCH_EVENTS:
+            self.send()
+
+    def send(self, *, force: bool = False) -> None:
+        """Pickle the batch and queue it. Queue full: a stream waits; a capture drops the
+        batch's data events (counted) and sends its control events."""
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        wait = self._wait or force
+        if self._outbox.full and not wait:
+            batch = self._drop_data(batch)
+            if not batch:
+                return
+        data = self._pickle(batch)
+        self.waited_s += self._outbox.put(data, wait=wait, alive=self._alive)
+        self.batches += 1
+        self.bytes_sent += len(data)
+        self.check()
+
+    def _pickle(self, batch: list[tuple[Event, Any]]) -> bytes:
+        """One message: the memo flag, then the batch pickled with the shared memo."""
+        buffer = self._buffer
+        buffer.seek(0)
+        buffer.truncate()
+        if self._segment == 0:
+            self._pickler.clear_memo()
+            buffer.write(_FRESH)
+        else:
+            buffer.write(_SHARED)
+        self._pickler.dump(batch)
+        self._segment += len(batch)
+        if self._segment >= SHARED_EVENTS:
+            self._segment = 0
+        return buffer.getvalue()
+
+    def _drop_data(self, batch: list[tuple[Event, Any]]) -> list[tuple[Event, Any]]:
+        kept = []
+        for kind, payload in batch:
+            name = DATA_EVENTS.get(kind)
+            if name is None:
+                kept.append((kind, payload))
+            else:
+                self.dropped[name] += len(payload) if kind is Event.JUDGED else 1
+        return kept
+
+    def _refresh(self) -> None:
+        if self._auditor is not None:
+            self._auditor.processes = self.counters()
+
+    def counters(self) -> dict[str, Any]:
+        """``stats.json`` ``processes``: both processes and the queue between them."""
+        return {
+            "jobs": 2,
+            "capture": {"pid": os.getpid()},
+            "queue": {
+                "max_bytes": self._outbox.max_bytes,
+                "queued_bytes": self._outbox.queued_bytes,
+                "peak_bytes": self._outbox.peak_bytes,
+                "batches": self.batches,
+                "bytes": self.bytes_sent,
+                "full_policy": "wait" if self._wait else "drop",
+                "waited_s": round(self.waited_s, 3),
+                "dropped": {name: self.dropped.get(name, 0)
+                            for name in ("responses", "queries", "anomalies", "frames")},
+            },
+        }
+
+    # --- failures ------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise ``ReporterFailed`` if the reporting process is gone."""
+        if self._outbox.error is not None or not self._alive():
+            if self._results.poll(0):
+                kind, payload = self._receive()
+                if kind == "failed":
+                    raise self._failed(str(payload))
+                if kind == "done":
+                    return
+            raise self._failed(None)
+
+    def _receive(self) -> tuple[str, Any]:
+        """The reporting process's next answer; raise if it ends without one."""
+        while not self._results.poll(POLL_S):
+            if not self._alive() and not self._results.poll(0):
+                raise self._failed(None)
+        try:
+            answer: tuple[str, Any] = self._results.recv()
+        except (EOFError, OSError) as exc:
+            raise self._failed(None) from exc
+        return answer
+
+    def _failed(self, said: str | None) -> ReporterFailed:
+        self._process.join(POLL_S)
+        code = self._process.exitcode
+        how = ("still running" if code is None else f"killed by signal {-code}" if code < 0
+               else f"exit status {code}")
+        detail = f": {said.strip()}" if said else ""
+        return ReporterFailed(
+            "--jobs 2", f"the reporting process (pid {self._process.pid}) ended before the "
+            f"run finished ({how}){detail}; responses judged since its last stats.json update "
+            "may be missing from the outputs")
+
+    def abort(self) -> None:
+        """The capturing side failed: stop feeding the reporting process, which then closes
+        its outputs with what it received; end it if it does not exit."""
+        self._outbox.close(lambda: False)
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+
+
+# --- the reporting process -------------------------------------------------------------
+
+
+def _reporter_process(options: LiveOptions, stats_stream: TextIO | None, events: Connection,
+                      results: Connection, parents: tuple[Connection, ...]) -> None:
+    """The reporting process: open the outputs, answer ``ready``, apply event batches until
+    ``FINISH``, answer ``done`` with the outcome (``failed`` with a traceback on a crash)."""
+    for conn in parents:  # the capturing process's ends: its exit must close the pipe here
+        conn.close()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)  # the capturing process decides when to stop
+    try:
+        reporter, alert_stream = _open_reporter(options, stats_stream)
+    except AuditorError as exc:
+        results.send(("error", str(exc)))
+        return
+    try:
+        results.send(("ready", reporter.metrics.url if reporter.metrics is not None else None))
+        outcome, finished = _serve(reporter, events)
+        results.send(("done", outcome))
+        if not finished:
+            logger.error("the capturing process ended without finishing the run; outputs "
+                         "closed with what it had sent")
+            sys.exit(1)
+    except Exception:
+        results.send(("failed", traceback.format_exc()))
+        raise
+    finally:
+        if reporter.metrics is not None:
+            reporter.metrics.close()
+        if alert_stream is not None:
+            alert_stream.close()
+
+
+def _open_reporter(options: LiveOptions, stats_stream: TextIO | None) -> tuple[
+        LiveReporter, NumberedJsonLines | None]:
+    limits = options.limits
+    alert_file = (_open_alerts(options.alerts_path, options.rotation)
+                  if options.alerts_path is not None else None)
+    metrics = _open_metrics(options)
+    caches = Caches(limits)
+    sources = finding_sources(None, limits, caches, RecordDigests(limits.digest_memo))
+    sink = AlertSink(alert_file if alert_file is not None else sys.stdout,
+                     options.syslog_socket)
+    reporter = LiveReporter(options, sink, stats_stream, caches, sources)
+    reporter.metrics = metrics
+    return reporter, alert_file
+
+
+def _serve(reporter: LiveReporter, events: Connection) -> tuple[LiveOutcome, bool]:
+    """Apply batches until ``FINISH`` (True) or a closed pipe (False); the outcome."""
+    front: FrontCounters | None = None
+    tick_s = reporter.options.tick_s
+    feed = _Feed()
+    unpickler = pickle.Unpickler(feed)
+    while True:
+        if events.poll(tick_s):
+            try:
+                message = events.recv_bytes()
+            except EOFError:
+                break
+            if message[:1] == _FRESH:
+                unpickler = pickle.Unpickler(feed)
+            feed.set(memoryview(message)[1:])
+            batch = unpickler.load()
+            for kind, payload in batch:
+                if kind is Event.FINISH:
+                    return reporter.finish(payload), True
+                if kind is Event.COUNTERS:
+                    front = payload
+                else:
+                    _apply(reporter, kind, payload)
+        if front is not None:
+            reporter.timers(_latest(front), time.monotonic())
+    if front is None:
+        raise AuditorError("--jobs 2", "the capturing process ended before it started")
+    return reporter.finish(front), False
+
+
+class _Feed:
+    """The file an ``Unpickler`` reads: the current message, swapped for each batch, so one
+    unpickler (and its memo) reads a whole segment of messages."""
+
+    def __init__(self) -> None:
+        self._view = memoryview(b"")
+        self._at = 0
+
+    def set(self, view: memoryview) -> None:
+        """Read ``view`` next."""
+        self._view = view
+        self._at = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._view) if size < 0 else min(len(self._view), self._at + size)
+        data = self._view[self._at:end].tobytes()
+        self._at = end
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def readline(self) -> bytes:
+        rest = self._view[self._at:].tobytes()
+        end = rest.find(b"\n") + 1 or len(rest)
+        self._at += end
+        return rest[:end]
+
+
+def _latest(front: FrontCounters) -> Callable[[], FrontCounters]:
+    return lambda: front
+
+
+def _apply(reporter: LiveReporter, kind: Event, payload: Any) -> None:
+    if kind is Event.JUDGED:
+        reporter.judged(payload)
+    elif kind is Event.QUERY:
+        reporter.query(payload)
+    elif kind is Event.ANOMALY:
+        reporter.anomaly(payload)
+    elif kind is Event.EXPIRE:
+        reporter.expire(*payload)
+    elif kind is Event.WATCH:
+        reporter.watch(payload)
+    elif kind is Event.ROTATE:
+        reporter.rotate()
+    else:
+        raise AssertionError(f"unexpected event {kind!r}")
+
+
+# --- the capturing process -------------------------------------------------------------
+
+
+def _start_reporter(options: LiveOptions, stats_stream: TextIO | None) -> ReporterLink:
+    """Fork the reporting process (before any capture thread or key cache is opened here) and
+    wait until its outputs are open."""
+    context = multiprocessing.get_context("fork")  # the child shares the imported modules
+    events_read, events_write = context.Pipe(duplex=False)
+    results_read, results_write = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_reporter_process, name="dnssec-auditor-reporter",
+        args=(options, stats_stream, events_read, results_write, (events_write, results_read)))
+    process.start()
+    events_read.close()
+    results_write.close()
+    return ReporterLink(options, process, events_write, results_read)
+
+
+def run_live_jobs(options: LiveOptions, source: FrameSource | None = None,
+                  stats_stream: TextIO | None = None) -> LiveOutcome:
+    """``run_live`` on two processes: this one captures, decodes, matches and judges; the
+    reporting process writes every output. Same signals, options and outputs."""
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    keys_path = options.keys_path or options.out_dir / "keys.sqlite"
+    link = _start_reporter(options, stats_stream)
+    capture: FrameSource | None = source
+    try:
+        capture = capture if capture is not None else open_source(options)
+        with KeyCache(str(keys_path)) as cache, _Signals().installed() as signals:
+            auditor = LiveAuditor(options, cache, None, stats_stream, reporter=link.bind)
+            auditor.announce("started")
+            _loop(auditor, capture, signals)
+            auditor.announce(f"stopping on {signals.stop_signal}" if signals.stop_signal
+                             else "end of stream, stopping")
+            _drain(auditor, capture)
+            auditor.set_source_counters(capture.counters())
+            capture.close()
+            return auditor.finish()
+    except BaseException:
+        link.abort()
+        raise
+    finally:
+        if capture is not None:
+            capture.close()
