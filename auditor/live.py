@@ -663,6 +663,11 @@ class LiveAuditor:
             if options.verdict_cache else None)
         self.judge = streaming_judge(self.material, self.validator, limits, self.verdict_cache,
                                      self.caches.names, self.caches.times)
+        self.link_counters: Callable[[], dict[str, Any]] | None = None
+        """With the reporting side in another process: the counters of both processes and
+        the queue between them (``stats.json`` ``processes``)."""
+        self.metrics_url: str | None = None
+        """The metrics endpoint served by the reporting side in another process."""
         if reporter is None:
             assert alerts is not None, "a reporter in this process writes alerts"
             self.local: LiveReporter | None = LiveReporter(
@@ -690,11 +695,6 @@ class LiveAuditor:
         self._next_cache = self.started_mono + options.cache_interval_s
         self.cache_persist_s = 0.0
         """Seconds the last write of learned keys to the key cache took."""
-        self.processes: dict[str, Any] | None = None
-        """With the reporting side in another process: that link's counters (``stats.json``
-        ``processes``), refreshed by the link."""
-        self.metrics_url: str | None = None
-        """The metrics endpoint served by the reporting side in another process."""
 
     # --- the reporting side, when it runs here ---------------------------------------------
 
@@ -858,8 +858,9 @@ class LiveAuditor:
             "held_responses_evicted": self.judge.counters()["evicted"],
             "internal_errors": self.errors.count,
         }
-        if self.processes is not None:
-            drops["reporter_queue_full"] = self.processes["queue"]["dropped"]["responses"]
+        processes = self.link_counters() if self.link_counters is not None else None
+        if processes is not None:
+            drops["reporter_queue_full"] = processes["queue"]["dropped"]["responses"]
         return {
             "pid": os.getpid(),
             "cpu_s": round(_cpu_s(), 3),
@@ -891,7 +892,7 @@ class LiveAuditor:
             "key_cache_persist_s": self.cache_persist_s,
             "held": self.judge.held,
             "lag_s": self.lag_s,
-            "processes": self.processes,
+            "processes": processes,
         }
 
 

@@ -186,6 +186,7 @@ class ReporterLink:
                  events: Connection, results: Connection) -> None:
         self._process = process
         self._results = results
+        self.metrics_url = self._handshake()
         self._outbox = _Outbox(events, options.queue_bytes)
         self._wait = options.read is not None
         """A stream waits for room (it never drops); a capture drops data events."""
@@ -194,15 +195,11 @@ class ReporterLink:
         self._pickler = _Pickler(self._buffer, protocol=pickle.HIGHEST_PROTOCOL)
         self._segment = 0
         """Events pickled with the current memo."""
-        self._auditor: LiveAuditor | None = None
         self._next_counters = 0.0
         self.batches = 0
         self.bytes_sent = 0
         self.waited_s = 0.0
         self.dropped: Counter[str] = Counter()
-        self.failure: str | None = None
-        """What the reporting process said when it failed, if it said anything."""
-        self.metrics_url = self._handshake()
 
     def _alive(self) -> bool:
         return self._process.is_alive()
@@ -217,10 +214,9 @@ class ReporterLink:
         return None if payload is None else str(payload)
 
     def bind(self, auditor: LiveAuditor) -> ReporterLink:
-        """The ``LiveAuditor`` reporter factory: remember the auditor whose counters go out."""
-        self._auditor = auditor
+        """The ``LiveAuditor`` reporter factory: hand it the link's counters and URL."""
         auditor.metrics_url = self.metrics_url
-        auditor.processes = self.counters()
+        auditor.link_counters = self.counters
         return self
 
     # --- ReportSide ----------------------------------------------------------------------
@@ -250,14 +246,11 @@ class ReporterLink:
         self.check()
         if mono_s >= self._next_counters:
             self._next_counters = mono_s + COUNTERS_INTERVAL_S
-            self._refresh()
             self._add(Event.COUNTERS, front())
         self.send()
 
     def finish(self, front: FrontCounters) -> LiveOutcome:
         """Send everything and ``FINISH``; wait for the reporting process's outcome."""
-        self._refresh()
-        front = {**front, "processes": self.counters()}
         self._add(Event.FINISH, front)
         self.send(force=True)
         self._outbox.close(self._alive)
@@ -318,10 +311,6 @@ class ReporterLink:
             else:
                 self.dropped[name] += len(payload) if kind is Event.JUDGED else 1
         return kept
-
-    def _refresh(self) -> None:
-        if self._auditor is not None:
-            self._auditor.processes = self.counters()
 
     def counters(self) -> dict[str, Any]:
         """``stats.json`` ``processes``: both processes and the queue between them."""
@@ -400,24 +389,34 @@ def _reporter_process(options: LiveOptions, stats_stream: TextIO | None, events:
     try:
         reporter, alert_stream = _open_reporter(options, stats_stream)
     except AuditorError as exc:
-        results.send(("error", str(exc)))
+        _answer(results, ("error", str(exc)))
         return
     try:
-        results.send(("ready", reporter.metrics.url if reporter.metrics is not None else None))
+        _answer(results, ("ready", reporter.metrics.url if reporter.metrics is not None
+                          else None))
         outcome, finished = _serve(reporter, events)
-        results.send(("done", outcome))
         if not finished:
             logger.error("the capturing process ended without finishing the run; outputs "
                          "closed with what it had sent")
+        _answer(results, ("done", outcome))
+        if not finished:
             sys.exit(1)
     except Exception:
-        results.send(("failed", traceback.format_exc()))
+        _answer(results, ("failed", traceback.format_exc()))
         raise
     finally:
         if reporter.metrics is not None:
             reporter.metrics.close()
         if alert_stream is not None:
             alert_stream.close()
+
+
+def _answer(results: Connection, answer: tuple[str, Any]) -> None:
+    """Answer the capturing process, unless it is gone (then nobody is waiting)."""
+    try:
+        results.send(answer)
+    except OSError:
+        logger.debug("the capturing process is gone; answer %r not sent", answer[0])
 
 
 def _open_reporter(options: LiveOptions, stats_stream: TextIO | None) -> tuple[
@@ -532,7 +531,15 @@ def _start_reporter(options: LiveOptions, stats_stream: TextIO | None) -> Report
     process.start()
     events_read.close()
     results_write.close()
-    return ReporterLink(options, process, events_write, results_read)
+    try:
+        return ReporterLink(options, process, events_write, results_read)
+    except BaseException:  # it could not open its outputs: it has ended, or is told to
+        events_write.close()
+        process.join(POLL_S * 20)
+        if process.is_alive():
+            process.terminate()
+            process.join()
+        raise
 
 
 def run_live_jobs(options: LiveOptions, source: FrameSource | None = None,
@@ -547,14 +554,18 @@ def run_live_jobs(options: LiveOptions, source: FrameSource | None = None,
         capture = capture if capture is not None else open_source(options)
         with KeyCache(str(keys_path)) as cache, _Signals().installed() as signals:
             auditor = LiveAuditor(options, cache, None, stats_stream, reporter=link.bind)
-            auditor.announce("started")
-            _loop(auditor, capture, signals)
-            auditor.announce(f"stopping on {signals.stop_signal}" if signals.stop_signal
-                             else "end of stream, stopping")
-            _drain(auditor, capture)
-            auditor.set_source_counters(capture.counters())
-            capture.close()
-            return auditor.finish()
+            try:
+                auditor.announce("started")
+                _loop(auditor, capture, signals)
+                auditor.announce(f"stopping on {signals.stop_signal}" if signals.stop_signal
+                                 else "end of stream, stopping")
+                _drain(auditor, capture)
+                auditor.set_source_counters(capture.counters())
+                capture.close()
+                return auditor.finish()
+            except ReporterFailed:
+                auditor.persist_keys()  # what was learned still helps the next run
+                raise
     except BaseException:
         link.abort()
         raise
