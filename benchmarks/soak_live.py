@@ -149,7 +149,8 @@ def write_anchors(capture: Path, target: Path, frames: int = 50_000) -> Path:
 
 
 def start_auditor(out: Path, hold: float, anchors: Path | None,
-                  metrics_port: int | None = None) -> subprocess.Popen[str]:
+                  metrics_port: int | None = None,
+                  live_args: tuple[str, ...] = ()) -> subprocess.Popen[str]:
     # The capture's signatures are valid in mid-2025 and live judges at capture (= now)
     # time: a clock skew of ~3 years keeps them valid, as on a live network.
     trust = ["--trust-anchor", str(anchors), "--clock-skew", "100000000"] if anchors else []
@@ -157,7 +158,7 @@ def start_auditor(out: Path, hold: float, anchors: Path | None,
     process = subprocess.Popen(
         [sys.executable, "-m", "auditor", "live", "-i", OUR_END, "--out", str(out),
          "--alerts", str(out / "alerts.jsonl"), "--stats-interval", "1", "--hold", str(hold),
-         *trust, *metrics, "-v"],
+         *trust, *metrics, *live_args, "-v"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     for line in process.stderr:
@@ -259,22 +260,28 @@ def wait_caught_up(out: Path, timeout: float) -> float:
     return time.monotonic() - started
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of a process and its children (``live --jobs 2``: both processes)."""
+    return sum(cpu_seconds(pid) for pid in process_tree(root))
+
+
 def one_rate(capture: Path, rate: int, seconds: float, hold: float,
-             anchors: Path | None, *, metrics: bool = False) -> dict:
+             anchors: Path | None, *, metrics: bool = False,
+             live_args: tuple[str, ...] = ()) -> dict:
     count = int(rate * seconds)
     with tempfile.TemporaryDirectory(prefix="soak-") as directory:
         out = Path(directory)
         port = free_port() if metrics else None
-        process = start_auditor(out, hold, anchors, port)
+        process = start_auditor(out, hold, anchors, port, live_args)
         scraper = Scraper(port) if port is not None else None
         if scraper is not None:
             scraper.start()
-        sampler = Sampler(process.pid)
+        sampler = Sampler(process.pid, measure=tree_rss)
         sampler.start()
-        cpu_before = cpu_seconds(process.pid)
+        cpu_before = tree_cpu_seconds(process.pid)
         sent_s = replay(capture, rate, count)
         drain_s = wait_caught_up(out, timeout=120)
-        cpu_s = cpu_seconds(process.pid) - cpu_before
+        cpu_s = tree_cpu_seconds(process.pid) - cpu_before
         if scraper is not None:
             scraper.stop.set()
         process.send_signal(signal.SIGTERM)
@@ -296,6 +303,7 @@ def one_rate(capture: Path, rate: int, seconds: float, hold: float,
         "cpu_s": round(cpu_s, 2), "metrics": metrics,
         "scrapes": scraper.scrapes if scraper is not None else None,
         "scrape_failures": scraper.failures if scraper is not None else None,
+        "live_args": list(live_args), "processes": stats.get("processes"),
     }
 
 
@@ -488,7 +496,9 @@ def reference_rate(capture: Path, rate: int, seconds: float) -> dict:
 def ours_clean(result: dict) -> bool:
     """Zero drops, and keeping up: every frame read within ~2 s of the replay's end (the kernel
     buffer cannot hide a rate the auditor cannot sustain)."""
+    queue_dropped = (result.get("internal_drops") or {}).get("reporter_queue_full", 0)
     return (result["kernel_dropped"] == 0 and result["frames_read"] == result["kernel_received"]
+            and not queue_dropped  # live --jobs 2: no judged response lost between processes
             and result["exit_code"] == 0 and result["drain_s"] <= MAX_DRAIN_S)
 
 
@@ -499,6 +509,32 @@ def not_measured(rate: int, seconds: float, reason: str) -> dict:
             "rss_mib_over_time", "zero_drop")
     return {"rate_pps": rate, "frames_sent": int(rate * seconds), **dict.fromkeys(keys),
             "skipped": reason}
+
+
+def compare_jobs(capture: Path, args: argparse.Namespace,
+                 anchors: Path | None) -> dict:
+    """Ours alone with each ``--jobs`` value at each rate, one after the other per rate (so
+    machine load hits each alike), each value until its first rate that is not zero-drop."""
+    running = dict.fromkeys(args.jobs, True)
+    best: dict[int, int | None] = dict.fromkeys(args.jobs)
+    rows = []
+    for rate in args.rates:
+        for jobs in args.jobs:
+            if not running[jobs]:
+                continue
+            live_args = ("--jobs", str(jobs), *args.live_arg)
+            result = one_rate(capture, rate, args.seconds, args.hold, anchors,
+                              live_args=live_args)
+            result["jobs"] = jobs
+            result["zero_drop"] = running[jobs] = ours_clean(result)
+            best[jobs] = rate if running[jobs] else best[jobs]
+            rows.append(result)
+            print(json.dumps(without_series(result)), flush=True)
+        if not any(running.values()):
+            break
+    return {"capture": str(capture), "results": rows,
+            "best_zero_drop_pps_by_jobs": {str(jobs): rate for jobs, rate in best.items()},
+            "load_average": os.getloadavg()}
 
 
 def without_series(row: dict) -> dict:
@@ -519,7 +555,9 @@ def sweep(capture: Path, args: argparse.Namespace,
         if not (run_ours or run_tshark):
             break
         if run_ours:
-            result = one_rate(capture, rate, args.seconds, args.hold, anchors)
+            live_args = tuple(getattr(args, "live_arg", None) or ())
+            result = one_rate(capture, rate, args.seconds, args.hold, anchors,
+                              **({"live_args": live_args} if live_args else {}))
             result["zero_drop"] = run_ours = ours_clean(result)
             best = rate if run_ours else best
         else:
@@ -558,6 +596,12 @@ def parse_args() -> argparse.Namespace:
                         "every second) at each of --rates; no tshark, no soak")
     parser.add_argument("--repeat", type=int, default=3,
                         help="pairs of runs per rate for --metrics-cost")
+    parser.add_argument("--live-arg", action="append", default=[], metavar="ARG",
+                        help="pass ARG to 'dnssec-auditor live' (repeatable), e.g. "
+                        "--live-arg=--jobs --live-arg=2")
+    parser.add_argument("--jobs", type=int, nargs="+", metavar="N",
+                        help="ours alone with 'live --jobs N' for each N, alternating at each "
+                        "rate; writes soak-live-jobs.json (no tshark, no soak)")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "out" /
                         "soak-live.json")
     return parser.parse_args()
@@ -575,7 +619,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("soak_live.py needs root (veth pair, packet sockets)", file=sys.stderr)
         return 2
-    if not args.no_reference and not args.metrics_cost and not which("tshark"):
+    if not args.no_reference and not (args.metrics_cost or args.jobs) and not which("tshark"):
         print("the reference needs tshark (apt-get install -y tshark), or pass --no-reference",
               file=sys.stderr)
         return 2
@@ -583,6 +627,17 @@ def main() -> int:
     anchors = None if args.no_anchors or args.reference_only else write_anchors(
         capture, Path(tempfile.mkdtemp(prefix="soak-anchors-")) / "anchors.txt")
     make_veth()
+    if args.jobs:
+        try:
+            compared = compare_jobs(capture, args, anchors)
+        finally:
+            remove_veth()
+        target = args.json.with_name("soak-live-jobs.json")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(compared, indent=2) + "\n")
+        print(f"highest zero-drop rate by --jobs: {compared['best_zero_drop_pps_by_jobs']}; "
+              f"report in {target}")
+        return 0
     if args.metrics_cost:
         try:
             cost = metrics_cost(capture, args, anchors)

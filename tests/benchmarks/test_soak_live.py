@@ -185,3 +185,30 @@ def test_sweep_reference_only(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == [("tshark", 1000), ("tshark", 2000), ("tshark", 3000)]
     assert all(row["zero_drop"] is None for row in results)
     assert results[-1]["tshark"]["zero_drop"] is False
+
+
+def test_jobs_comparison_alternates_and_stops_each_value_at_its_first_failure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, tuple[str, ...]]] = []
+
+    def ours(capture: Path, rate: int, seconds: float, hold: float, anchors: Path | None,
+             *, live_args: tuple[str, ...] = ()) -> dict:
+        calls.append((rate, live_args))
+        clean = rate <= (2000 if live_args[1] == "1" else 3000)
+        return {"rate_pps": rate, "kernel_dropped": 0, "frames_read": 10,
+                "kernel_received": 10 if clean else 15, "exit_code": 0, "drain_s": 1.7}
+
+    monkeypatch.setattr(soak, "one_rate", ours)
+    report = soak.compare_jobs(Path("x.pcap"), _args(jobs=[1, 2], live_arg=["-v"]), None)
+    assert report["best_zero_drop_pps_by_jobs"] == {"1": 2000, "2": 3000}
+    assert calls == [(1000, ("--jobs", "1", "-v")), (1000, ("--jobs", "2", "-v")),
+                     (2000, ("--jobs", "1", "-v")), (2000, ("--jobs", "2", "-v")),
+                     (3000, ("--jobs", "1", "-v")), (3000, ("--jobs", "2", "-v")),
+                     (4000, ("--jobs", "2", "-v"))]
+
+
+def test_a_response_lost_between_the_two_processes_is_not_zero_drop() -> None:
+    row = {"kernel_dropped": 0, "frames_read": 10, "kernel_received": 10, "exit_code": 0,
+           "drain_s": 1.7, "internal_drops": {"reporter_queue_full": 0}}
+    assert soak.ours_clean(row)
+    assert not soak.ours_clean(row | {"internal_drops": {"reporter_queue_full": 3}})
