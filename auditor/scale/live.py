@@ -75,7 +75,12 @@ SHARED_EVENTS = 32_768
 """Events pickled with one pickler memo: an object sent again within them (a repeated
 answer's parsed records, a cached verdict and its fields) crosses as a reference and is the
 same object on the other side, so the reporting process's identity memos hit as they do in
-one process; then both memos restart, so neither side keeps every object alive."""
+one process; then both memos restart, so neither side keeps every object alive. Measured on
+60,000 frames of the benchmark capture: the reporting process's CPU 9.1 s against 10.8 with
+no sharing (8,192 events: 10.7), for about 160 MB more RSS over both processes."""
+SHARED_BYTES = 16 << 20
+"""The memo also restarts after this many pickled bytes, so a flood of large distinct
+answers cannot make the memos (which keep what they saw alive) large."""
 _FRESH, _SHARED = b"F", b"C"
 """First byte of a message: its batch starts a new memo, or continues the last one."""
 
@@ -195,6 +200,7 @@ class ReporterLink:
         self._pickler = _Pickler(self._buffer, protocol=pickle.HIGHEST_PROTOCOL)
         self._segment = 0
         """Events pickled with the current memo."""
+        self._segment_bytes = 0
         self._next_counters = 0.0
         self.batches = 0
         self.bytes_sent = 0
@@ -297,10 +303,12 @@ class ReporterLink:
         else:
             buffer.write(_SHARED)
         self._pickler.dump(batch)
+        data = buffer.getvalue()
         self._segment += len(batch)
-        if self._segment >= SHARED_EVENTS:
-            self._segment = 0
-        return buffer.getvalue()
+        self._segment_bytes += len(data)
+        if self._segment >= SHARED_EVENTS or self._segment_bytes >= SHARED_BYTES:
+            self._segment = self._segment_bytes = 0
+        return data
 
     def _drop_data(self, batch: list[tuple[Event, Any]]) -> list[tuple[Event, Any]]:
         kept = []
