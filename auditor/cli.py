@@ -34,6 +34,7 @@ from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir, run_au
 from auditor.report.anonymize import load_or_create_key
 from auditor.report.check import SCHEMA_CHECKS
 from auditor.report.run import DEFAULT_FORMATS, OutputFormat, render_reports
+from auditor.scale.live import ReporterFailed
 from auditor.trust import KeyCache
 from auditor.trust.cache import cache_use_line
 from auditor.validate import PRESETS, policy_from_name
@@ -262,9 +263,11 @@ def _print_findings_summary(findings: dict[str, object]) -> None:
     type=click.IntRange(min=0),
     default=1,
     show_default=True,
-    help="Worker processes judging flow shards (0: every core this process may use); the "
-    "outputs are those of --jobs 1, in the same order. Standard input is always audited in "
-    "one process. On 2 cores it costs more than it saves today: see the README.",
+    help="Processes (0: every core this process may use). 2 or more: a pipeline of two "
+    "processes, this one reading and judging, a second one running the finding stages and "
+    "writing every output, the key pass shared between them (more than 2 is the same as 2 "
+    "for now); the outputs are those of --jobs 1, in the same order. Standard input is "
+    "always audited in one process. See the README for measured speed.",
 )
 @click.option(
     "--scheduler",
@@ -339,6 +342,9 @@ def audit(
     )
     try:
         outcome = _run(options, jobs, scheduler)
+    except ReporterFailed as exc:  # --jobs: the reporting process died (a bug, a kill)
+        click.echo(f"dnssec-auditor: error: {exc}", err=True)
+        sys.exit(EXIT_INTERNAL)
     except CaptureError as exc:
         click.echo(f"dnssec-auditor: error: {exc}", err=True)
         sys.exit(EXIT_INPUT)

@@ -7,6 +7,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import dns.name
 
 from auditor import __version__
+from auditor.anomaly import Anomaly
 from auditor.capture.bpf import FrameFilter
 from auditor.capture.frame import Frame
 from auditor.decode.transport import (
@@ -24,6 +26,7 @@ from auditor.engine.build import (
     key_material,
 )
 from auditor.engine.caches import Caches
+from auditor.engine.contain import Containment
 from auditor.engine.judge import (
     Judge,
     Rendered,
@@ -48,7 +51,7 @@ from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding
 from auditor.findings.codes import ValidationCode
 from auditor.memo import release_heap
-from auditor.messages import ParseCache, ParsedMessage
+from auditor.messages import ObservedMessage, ParseCache, ParsedMessage
 from auditor.report.anonymize import PrefixPreservingAnonymizer, RecordAnonymizer
 from auditor.report.evidence_pcap import (
     EvidenceCollector,
@@ -57,9 +60,9 @@ from auditor.report.evidence_pcap import (
     sha256_file,
     write_evidence,
 )
-from auditor.report.records import iso_time
+from auditor.report.records import anomaly_record, finding_record, iso_time
 from auditor.resolution import ResolutionLinker
-from auditor.trust import KeyCache, KeyMaterial, KeyView, TrustAnchor, load_anchors
+from auditor.trust import KeyCache, KeyMaterial, KeyView, TrustAnchor, TrustAnchors, load_anchors
 from auditor.trust.cache import CacheUse
 from auditor.validate import RFC8624, ValidationPolicy, Validator, Verdict
 
@@ -204,9 +207,11 @@ def _observe_keys(
     frame_filter: Callable[[Frame], bool] | None = None,
     limits: Limits = FILE_LIMITS,
     caches: Caches | None = None,
+    shard: Callable[[Frame], bool] | None = None,
 ) -> int:
-    """First pass over files: gather every DNSKEY, DS and denial RRset the traffic carries;
-    return how many distinct messages it parsed.
+    """First pass over files: gather every DNSKEY, DS and denial RRset the traffic carries
+    (in the frames of ``shard`` only, when given); return how many distinct messages it
+    parsed.
 
     The parse cache (and the run's ``caches``) are kept for the judging pass, so each distinct
     message is parsed once per run; checksums are counted by the judging pass only.
@@ -215,7 +220,8 @@ def _observe_keys(
 
     with CaptureSet(list(captures)) as source:
         stream = EvidenceStream(ports=ports, verify_checksums=False, parse_cache=parse_cache,
-                                frame_filter=frame_filter, limits=limits, caches=caches)
+                                frame_filter=frame_filter, limits=limits, caches=caches,
+                                shard=shard)
         for evidence in stream.run(source):
             observe_answer_keys(material, evidence)
     return stream.chain.parser.parsed
@@ -264,18 +270,110 @@ class JudgedElsewhere(Protocol):
         ...
 
 
-def run_audit(options: AuditOptions,
-              elsewhere: JudgedElsewhere | None = None) -> AuditOutcome:
+@dataclass(slots=True)
+class ReportContext:
+    """What the reporting side of a file audit is built from: the run's setup once the key
+    pass is done (``audit --jobs``: a reporting process builds its own, ``report_context``)."""
+
+    options: AuditOptions
+    started: float
+    """``time.monotonic()`` when the run started."""
+    anchors: TrustAnchors
+    keys_path: Path
+    validator: Validator
+    """The run's validator (the zone inventory, the key cache counter and ``chains.json``
+    ask it about zones' trust)."""
+    caches: Caches
+    material: KeyMaterial
+    cache_use: CacheUse
+    single_pass: bool
+    render: bool
+    """Whether the reporting side renders each response's capture-level fields (False: they
+    come whole, rendered where the response was judged)."""
+    ring: FrameRing | None = None
+    """Recent frames for ``--evidence`` of standard input."""
+
+
+@dataclass(frozen=True, slots=True)
+class JudgingCounters:
+    """What the judging side of a file audit counted, for ``stats.json``: handed to the
+    reporting side at the end of the run (``audit --jobs``: across the pipe)."""
+
+    stream: dict[str, Any]
+    """``EvidenceStream.counters()``."""
+    state_peaks: dict[str, int]
+    verdict_cache: dict[str, int] | None
+    parsed_before: int
+    """Distinct messages the key pass parsed."""
+    key_material: dict[str, int]
+    """``KeyMaterial.sizes()``."""
+    material_evicted: dict[str, int]
+    memos: dict[str, int]
+    """``memo_sizes`` of the judging side."""
+    capture_problems: tuple[str, ...]
+    cache_rows_written: int
+    """Rows the key cache gained or changed."""
+    processes: dict[str, Any] | None = None
+    """``stats.json`` ``processes``: how the run was split (None: one process)."""
+
+
+class ReportSide(Protocol):
+    """Where the judging side of a file audit hands what it met, in capture order: the
+    reporting side itself (``FileReports``) or a link to it in another process."""
+
+    errors: Containment
+    """Contains the judging side's own failures (its anomalies go to ``anomaly``)."""
+
+    def query(self, message: ObservedMessage) -> None:
+        """A decoded query (the forgery stage's and the linker's view)."""
+        ...
+
+    def anomaly(self, anomaly: Anomaly) -> None:
+        """A traffic problem for ``findings.jsonl``."""
+        ...
+
+    def facts(self, evidence: ResponseEvidence, facts: Any) -> None:
+        """What a worker's forgery stage derived from the response reported next."""
+        ...
+
+    def report_all(self, judged: Iterable[Rendered]) -> None:
+        """Every judged response, in the order released."""
+        ...
+
+    def close(self) -> None:
+        """End of input: the finding stages' pending findings; the JSON Lines closed."""
+        ...
+
+    def complete(self, judging: JudgingCounters) -> AuditOutcome:
+        """``stats.json``, the evidence file and the end-of-run reports."""
+        ...
+
+
+class ProcessSplit(Protocol):
+    """``audit --jobs``: a second process shares the key pass (each harvests a flow shard and
+    both merge the two) and runs the reporting side."""
+
+    @property
+    def shard(self) -> Callable[[Frame], bool]:
+        """The key pass's flow shard in this process."""
+        ...
+
+    def merged_material(self, material: KeyMaterial) -> tuple[KeyMaterial, int]:
+        """This process's key material merged with the other's, and the distinct messages
+        the other's key pass parsed."""
+        ...
+
+    def report_side(self, context: ReportContext) -> ReportSide:
+        """The reporting side, once the other process has opened its outputs."""
+        ...
+
+
+def run_audit(options: AuditOptions, elsewhere: JudgedElsewhere | None = None,
+              split: ProcessSplit | None = None) -> AuditOutcome:
     """Read the captures, judge every response, write the reports and update the key cache
-    (``elsewhere``: the judging is done by workers; this process merges and reports)."""
+    (``elsewhere``: the judging is done by workers; this process merges and reports;
+    ``split``: a second process shares the key pass and runs the reporting side)."""
     from auditor.capture.sources import CaptureSet
-    from auditor.findings.zones import ZoneHealth
-    from auditor.report.files import JsonLinesWriter, write_json
-    from auditor.report.records import (
-        ResponseRecords,
-        anomaly_record,
-        finding_record,
-    )
 
     started = time.monotonic()
     limits = options.limits
@@ -296,120 +394,228 @@ def run_audit(options: AuditOptions,
         material, parsed_before = elsewhere.key_material()
     elif not single_pass:
         parsed_before = _observe_keys(options.captures, options.ports, material, parse_cache,
-                                      frame_filter, limits, caches)
+                                      frame_filter, limits, caches,
+                                      split.shard if split is not None else None)
         parse_cache.start_replay()
     with KeyCache(str(keys_path)) as cache:
-        # Only a cache the user named is read: see CacheUse.
-        cache_use = CacheUse(str(keys_path), options.keys_path is not None, cache.state_counts())
-        view = KeyView(anchors, material, cache if cache_use.read else None)
-        cache_use.zones_loaded = len(view.cached_zones())
-        cache_use.keys_loaded = sum(len(view.cached_keys(z)) for z in view.cached_zones())
-        validator = Validator(view, options.policy, at_ns=options.at_ns,
-                              signature_memo=limits.signature_memo,
-                              name_text=caches.parse.name_text)
+        if split is not None and not single_pass:
+            # Once the key cache exists: the other process reads it next.
+            material, parsed_elsewhere = split.merged_material(material)
+            parsed_before += parsed_elsewhere
+        validator, cache_use = judging_setup(options, anchors, keys_path, material, cache,
+                                             caches)
         verdicts = run_judge(validator, options.verdict_cache, limits, caches.times)
-        paths = tuple(
-            options.out_dir / name for name in ("responses.jsonl", "findings.jsonl", "stats.json")
-        )
-        from auditor.report.run import RunReporter  # pandas/pyarrow: only when reporting
-
-        reporter = RunReporter(options.out_dir, _formats(options.report_formats))
-        anonymizer = _record_anonymizer(options.anonymize_secret)
-        with (
-            source,
-            JsonLinesWriter(
-                paths[0], anonymizer.response if anonymizer else None, floats=False
-            ) as responses,
-            JsonLinesWriter(paths[1], anonymizer.finding if anonymizer else None) as found,
-        ):
+        ring = FrameRing() if single_pass and options.evidence_path is not None else None
+        context = ReportContext(options, started, anchors, keys_path, validator, caches,
+                                material, cache_use, single_pass, render=elsewhere is None,
+                                ring=ring)
+        side = split.report_side(context) if split is not None else FileReports(context)
+        with source:
             stream = EvidenceStream(
                 ports=options.ports,
-                on_anomaly=lambda anomaly: found.write(anomaly_record(anomaly, caches.times)),
+                on_anomaly=side.anomaly,
+                on_query=side.query,
                 verify_checksums=options.verify_checksums,
                 parse_cache=parse_cache,
                 frame_filter=frame_filter,
                 limits=limits,
                 caches=caches,
+                errors=side.errors,
             )
+            if elsewhere is not None:
+                stream.on_response_facts = side.facts
             frames = _with_progress(source, source, options.progress)
-            ring = FrameRing() if single_pass and options.evidence_path is not None else None
             if ring is not None:
                 frames = ring.watch(frames)
-            collector = EvidenceCollector(ring)
             judged = (
                 elsewhere.judged(source, stream, verdicts) if elsewhere is not None
                 else _judged(stream, frames, ordered_judge(verdicts, material, limits)
                              if single_pass else two_pass_judge(verdicts))
             )
-            def note_findings(findings: Iterable[Finding]) -> None:
-                for finding in findings:
-                    found.write(finding_record(finding, caches.times))
-                    reporter.note(finding)
-                    collector.note(finding)
-
-            records = ResponseRecords(name_text=caches.parse.name_text, times=caches.times)
-            reporting = Reporting(
-                finding_sources(validator, limits, caches), ResolutionLinker(),
-                write=responses.write, on_findings=note_findings, errors=stream.errors,
-                render=records.render if elsewhere is None else None,  # workers render theirs
-                on_record=_cache_use_counter(cache_use, validator))
-            sources = reporting.sources
-            stream.on_query = reporting.query_hook()
-            stream.on_response_facts = facts_observer(sources)
-            reporting.report_all(judged)
-            reporting.flush()
+            side.report_all(judged)
+            side.close()
         cache_written = cache.apply(validator.cache_updates())
-        cache_use.rows_written = cache_written
-    problems = tuple(str(problem) for problem in source.problems)
-    stats = stats_document(
-        {"elapsed_s": round(time.monotonic() - started, 3), "captures": list(options.captures),
-         "capture_problems": list(problems)},
-        stream.counters(),
-        {"responses_written": responses.count, "findings_written": found.count},
-        {
-            "validation": {
-                "mode": "single_pass" if single_pass else "two_pass",
-                "reference_time": "fixed" if options.at_ns is not None else "capture_time",
-                "at": iso_time(options.at_ns) if options.at_ns is not None else None,
-                "policy": options.policy.name,
-                "clock_skew_s": options.policy.clock_skew_s,
-                "trust_anchors": [_anchor_text(anchor) for anchor in anchors],
-                "key_cache": str(keys_path),
-                "key_cache_rows_written": cache_written,
-                "key_material_evicted": dict(material.evicted),
-                "verdicts": reporting.tally.statuses(),
-                "codes": reporting.tally.code_counts(),
-                "verdict_cache": verdicts.counters(),
-            },
-            "state": {"peak": dict(stream.state_peaks), "key_material": material.sizes(),
-                      "memos": memo_sizes(caches, material), "findings": finding_state(sources)},
-            "findings": reporter.stats(),
-            "anonymized": anonymizer is not None,
-            "inputs": _input_digests(options.captures),
-            "forgery": forgery_counters(sources),
-            "resolution": reporting.linker.stats.as_dict(),
-        },
-    )
-    # Files: the key pass parsed the distinct messages the judging pass then finds cached.
-    stats["messages"]["parsed_distinct"] += parsed_before
-    stats["evidence"] = _write_evidence(options, collector)
-    stats["key_cache"] = cache_use.as_dict()
-    write_json(paths[2], stats)
-    zone_rows = next((s.rows for s in sources if isinstance(s, ZoneHealth)), [])
-    # The reports read the files back: what judging kept (parsed messages, forgery tables,
-    # signed copies, memos) goes first, so its memory is reused rather than added to.
-    reporting.release()
+    judging = JudgingCounters(
+        stream.counters(), dict(stream.state_peaks), verdicts.counters(), parsed_before,
+        material.sizes(), dict(material.evicted), memo_sizes(caches, material),
+        tuple(str(problem) for problem in source.problems), cache_written,
+        getattr(side, "processes", None))
+    # What judging kept (parsed messages, stored verdicts) goes before the reports are
+    # rendered, so its memory is reused rather than added to.
     stream.on_query = stream.on_response_facts = None
     parse_cache.clear()
     verdicts.release()
-    records.clear()
-    material.release_copies()
-    material.digests.clear()
-    caches.release()
-    gc.collect()
-    release_heap()
-    reports = tuple(reporter.finish(validator, zone_rows))
-    return AuditOutcome(stats, paths + reports, problems, dict(stats["validation"]["verdicts"]))
+    return side.complete(judging)
+
+
+def judging_setup(options: AuditOptions, anchors: TrustAnchors, keys_path: Path,
+                  material: KeyMaterial, cache: KeyCache,
+                  caches: Caches) -> tuple[Validator, CacheUse]:
+    """The run's validator over ``material`` and the key cache (read only when the user named
+    it: see ``CacheUse``), and what the run does with that cache."""
+    cache_use = CacheUse(str(keys_path), options.keys_path is not None, cache.state_counts())
+    view = KeyView(anchors, material, cache if cache_use.read else None)
+    cache_use.zones_loaded = len(view.cached_zones())
+    cache_use.keys_loaded = sum(len(view.cached_keys(z)) for z in view.cached_zones())
+    validator = Validator(view, options.policy, at_ns=options.at_ns,
+                          signature_memo=options.limits.signature_memo,
+                          name_text=caches.parse.name_text)
+    return validator, cache_use
+
+
+def report_context(options: AuditOptions, started: float,
+                   material: KeyMaterial) -> ReportContext:
+    """The setup of a reporting side in a process of its own (``audit --jobs``): the run's
+    anchors, validator and key cache use, as ``run_audit`` builds them, with memos of its
+    own."""
+    caches = Caches(options.limits)
+    anchors = load_anchors(list(options.trust_anchors))
+    keys_path = options.keys_path or options.out_dir / "keys.sqlite"
+    with KeyCache(str(keys_path)) as cache:
+        validator, cache_use = judging_setup(options, anchors, keys_path, material, cache,
+                                             caches)
+    return ReportContext(options, started, anchors, keys_path, validator, caches, material,
+                         cache_use, single_pass=False, render=True)
+
+
+class FileReports:
+    """The reporting side of a file audit (``ReportSide``): the finding stages, the resolution
+    linker, ``responses.jsonl`` and ``findings.jsonl`` as responses come; then ``stats.json``,
+    the evidence file, the key cache counts and the end-of-run reports."""
+
+    def __init__(self, context: ReportContext, *, own_caches: bool = False) -> None:
+        """``own_caches``: this side runs in a process of its own, so its memos are counted
+        besides the judging side's."""
+        from auditor.report.files import JsonLinesWriter
+        from auditor.report.records import ResponseRecords
+        from auditor.report.run import RunReporter  # pandas/pyarrow: only when reporting
+
+        options = context.options
+        caches = context.caches
+        self.context = context
+        self._own_caches = own_caches
+        self.paths = tuple(
+            options.out_dir / name for name in ("responses.jsonl", "findings.jsonl", "stats.json")
+        )
+        self.reporter = RunReporter(options.out_dir, _formats(options.report_formats))
+        anonymizer = _record_anonymizer(options.anonymize_secret)
+        self._outputs = ExitStack()
+        self.responses = self._outputs.enter_context(JsonLinesWriter(
+            self.paths[0], anonymizer.response if anonymizer else None, floats=False))
+        self.found = self._outputs.enter_context(
+            JsonLinesWriter(self.paths[1], anonymizer.finding if anonymizer else None))
+        self.collector = EvidenceCollector(context.ring)
+        self.errors = Containment(self.anomaly)
+        self.records = ResponseRecords(name_text=caches.parse.name_text, times=caches.times)
+        validator = context.validator
+        self.reporting = Reporting(
+            finding_sources(validator, options.limits, caches), ResolutionLinker(),
+            write=self.responses.write, on_findings=self._note_findings, errors=self.errors,
+            render=self.records.render if context.render else None,  # else rendered already
+            on_record=_cache_use_counter(context.cache_use, validator))
+        self._query = self.reporting.query_hook()
+        self._prime = facts_observer(self.reporting.sources)
+
+    def query(self, message: ObservedMessage) -> None:
+        self._query(message)
+
+    def anomaly(self, anomaly: Anomaly) -> None:
+        self.found.write(anomaly_record(anomaly, self.context.caches.times))
+
+    def facts(self, evidence: ResponseEvidence, facts: Any) -> None:
+        if self._prime is not None:
+            self._prime(evidence, facts)
+
+    def _note_findings(self, findings: Iterable[Finding]) -> None:
+        times = self.context.caches.times
+        for finding in findings:
+            self.found.write(finding_record(finding, times))
+            self.reporter.note(finding)
+            self.collector.note(finding)
+
+    def report_all(self, judged: Iterable[Rendered]) -> None:
+        self.reporting.report_all(judged)
+
+    def close(self) -> None:
+        try:
+            self.reporting.flush()
+        finally:
+            self._outputs.close()
+
+    def complete(self, judging: JudgingCounters) -> AuditOutcome:
+        from auditor.findings.zones import ZoneHealth
+        from auditor.report.files import write_json
+
+        context = self.context
+        options = context.options
+        reporting = self.reporting
+        sources = reporting.sources
+        context.cache_use.rows_written = judging.cache_rows_written
+        stats = stats_document(
+            {"elapsed_s": round(time.monotonic() - context.started, 3),
+             "captures": list(options.captures),
+             "capture_problems": list(judging.capture_problems)},
+            judging.stream,
+            {"responses_written": self.responses.count, "findings_written": self.found.count},
+            {
+                "validation": self._validation(judging),
+                "state": {"peak": dict(judging.state_peaks),
+                          "key_material": dict(judging.key_material),
+                          "memos": self._memos(judging), "findings": finding_state(sources)},
+                "findings": self.reporter.stats(),
+                "anonymized": options.anonymize_secret is not None,
+                "inputs": _input_digests(options.captures),
+                "forgery": forgery_counters(sources),
+                "resolution": reporting.linker.stats.as_dict(),
+            },
+        )
+        # Files: the key pass parsed the distinct messages the judging pass then finds cached.
+        stats["messages"]["parsed_distinct"] += judging.parsed_before
+        stats["evidence"] = _write_evidence(options, self.collector)
+        stats["key_cache"] = context.cache_use.as_dict()
+        if judging.processes is not None:
+            stats["processes"] = judging.processes
+        write_json(self.paths[2], stats)
+        zone_rows = next((s.rows for s in sources if isinstance(s, ZoneHealth)), [])
+        # The reports read the files back: what reporting kept (forgery tables, signed
+        # copies, memos) goes first, so its memory is reused rather than added to.
+        reporting.release()
+        self.records.clear()
+        context.material.release_copies()
+        context.material.digests.clear()
+        context.caches.release()
+        gc.collect()
+        release_heap()
+        reports = tuple(self.reporter.finish(context.validator, zone_rows))
+        return AuditOutcome(stats, self.paths + reports, judging.capture_problems,
+                            dict(stats["validation"]["verdicts"]))
+
+    def _validation(self, judging: JudgingCounters) -> dict[str, Any]:
+        context = self.context
+        options = context.options
+        tally = self.reporting.tally
+        return {
+            "mode": "single_pass" if context.single_pass else "two_pass",
+            "reference_time": "fixed" if options.at_ns is not None else "capture_time",
+            "at": iso_time(options.at_ns) if options.at_ns is not None else None,
+            "policy": options.policy.name,
+            "clock_skew_s": options.policy.clock_skew_s,
+            "trust_anchors": [_anchor_text(anchor) for anchor in context.anchors],
+            "key_cache": str(context.keys_path),
+            "key_cache_rows_written": judging.cache_rows_written,
+            "key_material_evicted": dict(judging.material_evicted),
+            "verdicts": tally.statuses(),
+            "codes": tally.code_counts(),
+            "verdict_cache": judging.verdict_cache,
+        }
+
+    def _memos(self, judging: JudgingCounters) -> dict[str, int]:
+        """The judging side's memo sizes; a reporting process's own added."""
+        if not self._own_caches:
+            return dict(judging.memos)
+        own = memo_sizes(self.context.caches, self.context.material)
+        return {name: judging.memos.get(name, 0) + own.get(name, 0)
+                for name in {**judging.memos, **own}}
 
 
 def _cache_use_counter(cache_use: CacheUse, validator: Validator) -> RecordHook | None:

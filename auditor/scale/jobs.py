@@ -1,4 +1,6 @@
-"""``audit --jobs N``: the file audit on N worker processes of one machine.
+"""Flow-sharded judging of a file audit (``audit --scheduler``: Dask tasks), and the entry
+point of ``audit --jobs N`` (which pipelines one audit over two processes instead:
+``scale/reporting.py``).
 
 Phase 1 harvests key material from N flow shards in parallel and merges it; phase 2 judges the
 same shards with the merged material, rendering each response's record and deriving what the
@@ -12,10 +14,8 @@ from __future__ import annotations
 import functools
 import io
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 
 from auditor.engine.build import merged_key_material
@@ -145,10 +145,11 @@ class _Growing(io.RawIOBase):
 
 
 def run_jobs(options: AuditOptions, jobs: int) -> AuditOutcome:
-    """The audit on ``jobs`` processes; one process (``run_audit`` as is) for ``jobs`` 1 or
-    standard input, which cannot be read twice."""
+    """The audit on ``jobs`` processes: two or more pipeline it (``scale/reporting.py``:
+    judging here, reporting in a second process); one process (``run_audit`` as is) for
+    ``jobs`` 1 or standard input, which cannot be read twice."""
     if jobs <= 1 or "-" in options.captures:
         return run_audit(options)
-    with (ProcessPoolExecutor(max_workers=jobs) as pool,
-          tempfile.TemporaryDirectory(prefix="auditor-shards-") as spool):
-        return run_audit(options, ShardedJudging(options, jobs, pool.submit, spool))
+    from auditor.scale.reporting import run_pipelined
+
+    return run_pipelined(options)

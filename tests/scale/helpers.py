@@ -16,6 +16,7 @@ PERFORMANCE_COUNTERS = (
     ("messages",),  # each worker has its own parse cache
     ("state",),  # peaks and memo sizes are per process
     ("validation", "verdict_cache"),  # each worker has its own verdict cache
+    ("processes",),  # audit --jobs: pids, CPU and the queue between the processes
 )
 """stats.json fields that count work done or memory held, not what the traffic holds: they
 differ between one process and several (auditor/scale/merge.py says how)."""

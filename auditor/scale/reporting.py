@@ -1,0 +1,400 @@
+"""``audit --jobs N``: the file audit as a pipeline of two processes. This one reads, decodes,
+matches and judges (the key pass, then the judging pass); a forked reporting process runs the
+reporting side (``pipeline.FileReports``: finding stages, resolution linker, records,
+``responses.jsonl``, ``findings.jsonl``, then ``stats.json``, the evidence file and the
+reports), fed the same calls in the same order as pickled batches through a bounded pipe, so
+the outputs are those of one process, byte for byte.
+
+Why not flow shards (the design before, kept for Dask in ``scale/jobs.py``): the stages that
+compare flows, the linker and the reports were a serial merge of 60 % of a one-process audit
+(benchmarks/README.md, "Several processes and a Dask cluster"). Here each process does part of
+the work once: the key pass, decoding and judging here, the reporting side there.
+
+A reporting process that dies is reported (``ReporterFailed``), never waited for in silence;
+if this process fails, the reporting one sees the pipe close, closes its outputs with what it
+received and exits 1.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import resource
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterable
+from enum import IntEnum
+from typing import Any
+
+from auditor.anomaly import Anomaly
+from auditor.engine.build import merged_key_material
+from auditor.engine.contain import Containment
+from auditor.engine.judge import Rendered
+from auditor.errors import AuditorError
+from auditor.evidence import ResponseEvidence
+from auditor.messages import ObservedMessage
+from auditor.pipeline import (
+    AuditOptions,
+    AuditOutcome,
+    FileReports,
+    JudgingCounters,
+    ReportContext,
+    report_context,
+    run_audit,
+)
+from auditor.scale.live import (  # the generic parts of live --jobs 2's link
+    _FRESH,
+    _SHARED,
+    POLL_S,
+    SHARED_BYTES,
+    SHARED_EVENTS,
+    ReporterFailed,
+    _Feed,
+    _Outbox,
+)
+from auditor.scale.shard import FlowShard
+from auditor.scale.work import (  # _Pickler: slotted dataclasses as tuples, loads twice as fast
+    Harvest,
+    ShardSpec,
+    _Pickler,
+    harvest,
+)
+from auditor.trust import KeyMaterial
+
+logger = logging.getLogger(__name__)
+
+Connection = multiprocessing.connection.Connection
+
+BATCH_EVENTS = 512
+"""Events per pickled batch."""
+QUEUE_BYTES = 32 << 20
+"""Pickled batches waiting for the reporting process at most; then the judging side waits."""
+
+
+class Event(IntEnum):
+    """What one event carries to the reporting process (a ``ReportSide`` call)."""
+
+    QUERY = 0
+    """A decoded query (``ObservedMessage``)."""
+    ANOMALY = 1
+    """An ``Anomaly`` for ``findings.jsonl``."""
+    FACTS = 2
+    """(evidence, facts) derived where a response was judged."""
+    JUDGED = 3
+    """One judged response (``Rendered``)."""
+    FINISH = 4
+    """End of input, with the judging side's ``JudgingCounters``."""
+
+
+class ReportLink:
+    """``ReportSide`` of the judging process: every call becomes an event; events go in
+    pickled batches through ``_Outbox`` to the reporting process, which makes the same calls
+    on its ``FileReports`` in the same order."""
+
+    def __init__(self, options: AuditOptions, process: multiprocessing.process.BaseProcess,
+                 events: Connection, results: Connection) -> None:
+        self._limits = options.limits
+        self._process = process
+        self._events = events
+        self._results = results
+        self.shard = FlowShard(0, 2)
+        """This process's key pass harvests shard 0 of 2; the reporting process shard 1."""
+        self.errors = Containment()
+        """The judging side's failures (their anomalies go to ``anomaly``, as events)."""
+        self._outbox = _Outbox(events, QUEUE_BYTES)
+        self._batch: list[tuple[Event, Any]] = []
+        self._buffer = io.BytesIO()
+        self._pickler = _Pickler(self._buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        self._segment = 0
+        self._segment_bytes = 0
+        self.batches = 0
+        self.bytes_sent = 0
+        self.waited_s = 0.0
+
+    def _alive(self) -> bool:
+        return self._process.is_alive()
+
+    # --- ProcessSplit --------------------------------------------------------------------
+
+    def merged_material(self, material: KeyMaterial) -> tuple[KeyMaterial, int]:
+        """Exchange the two key passes' snapshots; both processes merge them alike."""
+        kind, payload = self._receive()
+        if kind != "harvest":
+            raise self._failed(str(payload))
+        assert isinstance(payload, Harvest)
+        snapshot = material.snapshot()
+        self._outbox.put(pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL), wait=True,
+                         alive=self._alive)
+        self.check()
+        return merged_key_material(self._limits, (snapshot, payload.material)), payload.parsed
+
+    def report_side(self, context: ReportContext) -> ReportLink:
+        """This link, once the reporting process has opened its outputs (or its error)."""
+        kind, payload = self._receive()
+        if kind == "error":
+            raise AuditorError(str(payload))
+        if kind != "ready":
+            raise self._failed(str(payload))
+        return self
+
+    # --- ReportSide ----------------------------------------------------------------------
+
+    def query(self, message: ObservedMessage) -> None:
+        self._add(Event.QUERY, message)
+
+    def anomaly(self, anomaly: Anomaly) -> None:
+        self._add(Event.ANOMALY, anomaly)
+
+    def facts(self, evidence: ResponseEvidence, facts: Any) -> None:
+        self._add(Event.FACTS, (evidence, facts))
+
+    def report_all(self, judged: Iterable[Rendered]) -> None:
+        add = self._add  # the judged iterator itself adds queries and anomalies
+        for item in judged:
+            add(Event.JUDGED, item)
+
+    def close(self) -> None:
+        """Send what is batched (the reporting process flushes when ``complete`` says so)."""
+        self.send()
+
+    def complete(self, judging: JudgingCounters) -> AuditOutcome:
+        """Send ``FINISH`` with the counters; wait for the reporting process's outcome."""
+        self._add(Event.FINISH, judging)
+        self.send()
+        self._outbox.close(self._alive)
+        kind, payload = self._receive()  # a dead process's last word, or ReporterFailed
+        self._process.join()
+        if kind != "done":
+            raise self._failed(str(payload))
+        assert isinstance(payload, AuditOutcome)
+        return payload
+
+    @property
+    def processes(self) -> dict[str, Any]:
+        """``stats.json`` ``processes``: the split and the queue between the processes."""
+        return {
+            "jobs": 2,
+            "judging": {"pid": os.getpid(), "cpu_s": _cpu_s()},
+            "reporting": {"pid": self._process.pid},
+            "queue": {"max_bytes": self._outbox.max_bytes, "peak_bytes": self._outbox.peak_bytes,
+                      "batches": self.batches, "bytes": self.bytes_sent,
+                      "waited_s": round(self.waited_s, 3)},
+        }
+
+    # --- sending -------------------------------------------------------------------------
+
+    def _add(self, kind: Event, payload: Any) -> None:
+        self._batch.append((kind, payload))
+        if len(self._batch) >= BATCH_EVENTS:
+            self.send()
+
+    def send(self) -> None:
+        """Pickle the batch and queue it, waiting while the queue is full."""
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        data = self._pickle(batch)
+        self.waited_s += self._outbox.put(data, wait=True, alive=self._alive)
+        self.batches += 1
+        self.bytes_sent += len(data)
+        self.check()
+
+    def _pickle(self, batch: list[tuple[Event, Any]]) -> bytes:
+        """One message: the memo flag, then the batch pickled with the shared memo (objects
+        sent again within ``SHARED_EVENTS`` events cross as references)."""
+        buffer = self._buffer
+        buffer.seek(0)
+        buffer.truncate()
+        if self._segment == 0:
+            self._pickler.clear_memo()
+            buffer.write(_FRESH)
+        else:
+            buffer.write(_SHARED)
+        self._pickler.dump(batch)
+        data = buffer.getvalue()
+        self._segment += len(batch)
+        self._segment_bytes += len(data)
+        if self._segment >= SHARED_EVENTS or self._segment_bytes >= SHARED_BYTES:
+            self._segment = self._segment_bytes = 0
+        return data
+
+    # --- failures ------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise ``ReporterFailed`` if the reporting process is gone."""
+        if self._outbox.error is None and self._alive():
+            return
+        said = None
+        if self._results.poll(0):
+            kind, payload = self._receive()
+            said = str(payload) if kind == "failed" else None
+        raise self._failed(said)
+
+    def _receive(self) -> tuple[str, Any]:
+        """The reporting process's next answer; raise if it ends without one."""
+        while not self._results.poll(POLL_S):
+            if not self._alive() and not self._results.poll(0):
+                raise self._failed(None)
+        try:
+            answer: tuple[str, Any] = self._results.recv()
+        except (EOFError, OSError) as exc:
+            raise self._failed(None) from exc
+        return answer
+
+    def _failed(self, said: str | None) -> ReporterFailed:
+        self._process.join(POLL_S)
+        code = self._process.exitcode
+        how = ("still running" if code is None else f"killed by signal {-code}" if code < 0
+               else f"exit status {code}")
+        detail = f": {said.strip()}" if said else ""
+        return ReporterFailed(
+            f"--jobs: the reporting process (pid {self._process.pid}) ended before the audit "
+            f"finished ({how}){detail}; its outputs are incomplete")
+
+    def abort(self) -> None:
+        """The judging side failed: stop feeding the reporting process, which then closes its
+        outputs with what it received; end it if it does not exit."""
+        self._outbox.close(lambda: False)
+        self._events.close()
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+
+
+# --- the reporting process -------------------------------------------------------------
+
+
+def _reporting_process(options: AuditOptions, started: float, events: Connection,
+                       results: Connection, parents: tuple[Connection, ...]) -> None:
+    """Harvest shard 1's key material and exchange it for shard 0's; open the outputs and
+    answer ``ready``; apply the batches until ``FINISH``, answer ``done`` with the outcome
+    (``failed`` with a traceback on a crash)."""
+    for conn in parents:  # the judging process's ends: its exit must close the pipe here
+        conn.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the judging process decides when to stop
+    try:
+        context = _exchanged(options, started, events, results)
+        if context is None:
+            sys.exit(1)  # the judging process ended first (it reports why)
+        try:
+            side = FileReports(context, own_caches=True)
+        except (AuditorError, OSError) as exc:
+            _answer(results, ("error", str(exc)))
+            return
+        _answer(results, ("ready", None))
+        outcome = _serve(side, events)
+        if outcome is None:
+            logger.error("the judging process ended before the audit finished; outputs closed "
+                         "with what it had sent")
+            side.close()
+            sys.exit(1)
+        _answer(results, ("done", outcome))
+    except Exception:
+        _answer(results, ("failed", traceback.format_exc()))
+        raise
+
+
+def _exchanged(options: AuditOptions, started: float, events: Connection,
+               results: Connection) -> ReportContext | None:
+    """The key pass of shard 1, sent; shard 0's received and merged alike: the reporting
+    side's setup (None if the judging process is gone)."""
+    found = harvest(ShardSpec(options, 1, 2))
+    _answer(results, ("harvest", found))
+    try:
+        theirs = pickle.loads(events.recv_bytes())
+    except EOFError:
+        return None
+    material = merged_key_material(options.limits, (theirs, found.material))
+    return report_context(options, started, material)
+
+
+def _answer(results: Connection, answer: tuple[str, Any]) -> None:
+    """Answer the judging process, unless it is gone (then nobody is waiting)."""
+    try:
+        results.send(answer)
+    except OSError:
+        logger.debug("the judging process is gone; answer %r not sent", answer[0])
+
+
+def _serve(side: FileReports, events: Connection) -> AuditOutcome | None:
+    """Apply batches until ``FINISH`` (the outcome) or a closed pipe (None)."""
+    feed = _Feed()
+    unpickler = pickle.Unpickler(feed)
+    query, anomaly, facts, report = side.query, side.anomaly, side.facts, side.report_all
+    while True:
+        try:
+            message = events.recv_bytes()
+        except EOFError:
+            return None
+        if message[:1] == _FRESH:
+            unpickler = pickle.Unpickler(feed)
+        feed.set(memoryview(message)[1:])
+        judged: list[Rendered] = []
+        for kind, payload in unpickler.load():
+            if kind is Event.JUDGED:
+                judged.append(payload)
+                continue
+            if judged:
+                report(judged)
+                judged = []
+            if kind is Event.QUERY:
+                query(payload)
+            elif kind is Event.ANOMALY:
+                anomaly(payload)
+            elif kind is Event.FACTS:
+                facts(*payload)
+            else:
+                assert kind is Event.FINISH, kind
+                side.close()
+                return side.complete(_with_reporting(payload))
+        if judged:
+            report(judged)
+
+
+def _with_reporting(judging: JudgingCounters) -> JudgingCounters:
+    """The judging side's counters with this process's CPU time added to ``processes``."""
+    if judging.processes is None:
+        return judging
+    judging.processes["reporting"]["cpu_s_before_reports"] = _cpu_s()
+    return judging
+
+
+def _cpu_s() -> float:
+    """CPU seconds this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime + usage.ru_stime, 3)
+
+
+# --- the judging process ---------------------------------------------------------------
+
+
+def _start_reporting(options: AuditOptions, started: float) -> ReportLink:
+    """Fork the reporting process before the key pass (it harvests half of it)."""
+    ctx = multiprocessing.get_context("fork")  # the child shares the imported modules
+    events_read, events_write = ctx.Pipe(duplex=False)
+    results_read, results_write = ctx.Pipe(duplex=False)
+    process = ctx.Process(
+        target=_reporting_process, name="dnssec-auditor-reporting",
+        args=(options, started, events_read, results_write, (events_write, results_read)))
+    process.start()
+    events_read.close()
+    results_write.close()
+    return ReportLink(options, process, events_write, results_read)
+
+
+def run_pipelined(options: AuditOptions) -> AuditOutcome:
+    """The file audit on two processes: key pass shared, judging here, reporting in a forked
+    process."""
+    link = _start_reporting(options, time.monotonic())
+    try:
+        return run_audit(options, split=link)
+    except BaseException:
+        link.abort()
+        raise

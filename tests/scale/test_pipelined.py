@@ -1,0 +1,123 @@
+"""``audit --jobs 2`` as a pipeline of two processes (``auditor/scale/reporting.py``): failures
+of either process are reported, never waited for; errors in a record are contained as with
+``--jobs 1``. (Equal outputs: ``test_jobs.py``.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from auditor import pipeline
+from auditor.cli import cli
+from auditor.engine.judge import Rendered
+from auditor.evidence import ResponseEvidence
+from auditor.findings.validation import ValidationFindings
+from auditor.pipeline import AuditOptions, FileReports, run_audit
+from auditor.scale import reporting
+from auditor.scale.jobs import run_jobs
+from auditor.scale.live import ReporterFailed
+from auditor.validate import Verdict
+from tests.scale.helpers import assert_same_outputs, lines
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "captures" / "sample-dnssec.pcap"
+ANCHOR = ROOT / "captures" / "sample-dnssec.anchor"
+
+
+def _options(out: Path) -> AuditOptions:
+    return AuditOptions(captures=(str(SAMPLE),), out_dir=out, trust_anchors=(str(ANCHOR),),
+                        report_formats=frozenset())
+
+
+def test_the_key_pass_is_shared_and_the_split_recorded(tmp_path: Path) -> None:
+    run_jobs(_options(tmp_path / "two"), 2)
+    stats = json.loads((tmp_path / "two" / "stats.json").read_text())
+    processes = stats["processes"]
+    assert processes["jobs"] == 2
+    assert processes["judging"]["pid"] == os.getpid()
+    assert processes["reporting"]["pid"] != os.getpid()
+    assert processes["queue"]["batches"] > 0
+    assert multiprocessing.active_children() == []
+
+
+def test_a_killed_reporting_process_is_reported_not_waited_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def killed(self: FileReports, judged: Any) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(FileReports, "report_all", killed)  # in the forked process
+    with pytest.raises(ReporterFailed, match="killed by signal 9"):
+        run_jobs(_options(tmp_path / "two"), 2)
+    assert multiprocessing.active_children() == []
+
+
+def test_a_reporting_process_failing_in_its_key_pass_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(spec: Any) -> Any:
+        raise RuntimeError("harvest broke")
+
+    monkeypatch.setattr(reporting, "harvest", broken)
+    with pytest.raises(ReporterFailed, match="harvest broke"):
+        run_jobs(_options(tmp_path / "two"), 2)
+    assert multiprocessing.active_children() == []
+
+
+def test_the_command_line_exits_70_when_the_reporting_process_dies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def killed(self: FileReports, judged: Any) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(FileReports, "report_all", killed)
+    result = CliRunner().invoke(cli, ["audit", str(SAMPLE), "--trust-anchor", str(ANCHOR),
+                                      "--jobs", "2", "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 70, result.output
+    assert "the reporting process" in result.output and "killed by signal 9" in result.output
+
+
+def test_a_failing_judging_process_ends_the_reporting_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = pipeline._judged
+
+    def failing(*args: Any) -> Iterator[Rendered]:
+        for count, item in enumerate(real(*args)):
+            if count == 20:
+                raise KeyboardInterrupt  # not contained: the run ends
+            yield item
+
+    monkeypatch.setattr(pipeline, "_judged", failing)
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs(_options(tmp_path / "two"), 2)
+    assert multiprocessing.active_children() == []
+    # the reporting process closed its outputs with what it had received (batches not yet
+    # sent are dropped: the run failed and says so)
+    assert len(lines(tmp_path / "two" / "responses.jsonl")) <= 20
+    assert not (tmp_path / "two" / "stats.json").exists()
+
+
+def test_errors_in_a_record_are_contained_as_with_one_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = ValidationFindings.feed
+
+    def fragile(self: ValidationFindings, evidence: ResponseEvidence,
+                verdict: Verdict) -> Any:
+        if evidence.transaction.response.wire.frame % 7 == 0:
+            raise ValueError("a bug of ours")
+        return real(self, evidence, verdict)
+
+    monkeypatch.setattr(ValidationFindings, "feed", fragile)
+    options = _options(tmp_path / "one")
+    run_audit(options)
+    run_jobs(dataclasses.replace(options, out_dir=tmp_path / "two"), 2)
+    assert_same_outputs(tmp_path / "one", tmp_path / "two")
+    errors = [r for r in lines(tmp_path / "two" / "findings.jsonl")
+              if r.get("code") == "decoder_error"]
+    assert errors and all("a bug of ours" in r["detail"] for r in errors)
