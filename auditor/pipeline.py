@@ -483,9 +483,11 @@ class FileReports:
     linker, ``responses.jsonl`` and ``findings.jsonl`` as responses come; then ``stats.json``,
     the evidence file, the key cache counts and the end-of-run reports."""
 
-    def __init__(self, context: ReportContext, *, own_caches: bool = False) -> None:
+    def __init__(self, context: ReportContext, *, own_caches: bool = False,
+                 tables_elsewhere: bool = False) -> None:
         """``own_caches``: this side runs in a process of its own, so its memos are counted
-        besides the judging side's."""
+        besides the judging side's; ``tables_elsewhere``: the flow tables (Parquet, CSV) are
+        written by another process once ``close`` has returned (``table_formats``)."""
         from auditor.report.files import JsonLinesWriter
         from auditor.report.records import ResponseRecords
         from auditor.report.run import RunReporter  # pandas/pyarrow: only when reporting
@@ -497,7 +499,10 @@ class FileReports:
         self.paths = tuple(
             options.out_dir / name for name in ("responses.jsonl", "findings.jsonl", "stats.json")
         )
-        self.reporter = RunReporter(options.out_dir, _formats(options.report_formats))
+        formats = _formats(options.report_formats)
+        self.reporter = RunReporter(options.out_dir,
+                                    formats - table_formats(formats) if tables_elsewhere
+                                    else formats)
         anonymizer = _record_anonymizer(options.anonymize_secret)
         self._outputs = ExitStack()
         self.responses = self._outputs.enter_context(JsonLinesWriter(
@@ -645,6 +650,21 @@ def _formats(names: frozenset[str]) -> frozenset[OutputFormat]:
     from auditor.report.run import OutputFormat
 
     return frozenset(OutputFormat(name) for name in names)
+
+
+def table_formats(formats: frozenset[OutputFormat]) -> frozenset[OutputFormat]:
+    """The flow tables among ``formats`` (written from ``responses.jsonl`` alone)."""
+    from auditor.report.run import OutputFormat
+
+    return formats & {OutputFormat.PARQUET, OutputFormat.CSV}
+
+
+def write_table_reports(options: AuditOptions) -> list[Path]:
+    """The flow tables of a run whose ``responses.jsonl`` is written (``audit --jobs``: by
+    the judging process while the reporting one writes the rest)."""
+    from auditor.report.run import render_reports
+
+    return render_reports(options.out_dir, table_formats(_formats(options.report_formats)))
 
 
 def _record_anonymizer(secret: bytes | None) -> RecordAnonymizer | None:

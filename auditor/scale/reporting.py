@@ -17,6 +17,8 @@ received and exits 1.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import io
 import logging
 import multiprocessing
@@ -30,6 +32,7 @@ import time
 import traceback
 from collections.abc import Iterable
 from enum import IntEnum
+from pathlib import Path
 from typing import Any
 
 from auditor.anomaly import Anomaly
@@ -47,6 +50,7 @@ from auditor.pipeline import (
     ReportContext,
     report_context,
     run_audit,
+    write_table_reports,
 )
 from auditor.scale.live import (  # the generic parts of live --jobs 2's link
     _FRESH,
@@ -99,7 +103,7 @@ class ReportLink:
 
     def __init__(self, options: AuditOptions, process: multiprocessing.process.BaseProcess,
                  events: Connection, results: Connection) -> None:
-        self._limits = options.limits
+        self._options = options
         self._process = process
         self._events = events
         self._results = results
@@ -132,7 +136,8 @@ class ReportLink:
         self._outbox.put(pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL), wait=True,
                          alive=self._alive)
         self.check()
-        return merged_key_material(self._limits, (snapshot, payload.material)), payload.parsed
+        merged = merged_key_material(self._options.limits, (snapshot, payload.material))
+        return merged, payload.parsed
 
     def report_side(self, context: ReportContext) -> ReportLink:
         """This link, once the reporting process has opened its outputs (or its error)."""
@@ -164,16 +169,21 @@ class ReportLink:
         self.send()
 
     def complete(self, judging: JudgingCounters) -> AuditOutcome:
-        """Send ``FINISH`` with the counters; wait for the reporting process's outcome."""
+        """Send ``FINISH`` with the counters; once the reporting process has closed the JSON
+        Lines, write the flow tables here while it writes the rest; its outcome with them."""
         self._add(Event.FINISH, judging)
         self.send()
         self._outbox.close(self._alive)
         kind, payload = self._receive()  # a dead process's last word, or ReporterFailed
+        tables: list[Path] = []
+        if kind == "closed":
+            tables = write_table_reports(self._options)
+            kind, payload = self._receive()
         self._process.join()
         if kind != "done":
             raise self._failed(str(payload))
         assert isinstance(payload, AuditOutcome)
-        return payload
+        return _with_tables(payload, tables)
 
     @property
     def processes(self) -> dict[str, Any]:
@@ -284,12 +294,12 @@ def _reporting_process(options: AuditOptions, started: float, events: Connection
         if context is None:
             sys.exit(1)  # the judging process ended first (it reports why)
         try:
-            side = FileReports(context, own_caches=True)
+            side = FileReports(context, own_caches=True, tables_elsewhere=True)
         except (AuditorError, OSError) as exc:
             _answer(results, ("error", str(exc)))
             return
         _answer(results, ("ready", None))
-        outcome = _serve(side, events)
+        outcome = _serve(side, events, results)
         if outcome is None:
             logger.error("the judging process ended before the audit finished; outputs closed "
                          "with what it had sent")
@@ -307,6 +317,7 @@ def _exchanged(options: AuditOptions, started: float, events: Connection,
     side's setup (None if the judging process is gone)."""
     found = harvest(ShardSpec(options, 1, 2))
     _answer(results, ("harvest", found))
+    importlib.import_module("auditor.report.tables")  # pandas, pyarrow: while shard 0 ends
     try:
         theirs = pickle.loads(events.recv_bytes())
     except EOFError:
@@ -323,8 +334,10 @@ def _answer(results: Connection, answer: tuple[str, Any]) -> None:
         logger.debug("the judging process is gone; answer %r not sent", answer[0])
 
 
-def _serve(side: FileReports, events: Connection) -> AuditOutcome | None:
-    """Apply batches until ``FINISH`` (the outcome) or a closed pipe (None)."""
+def _serve(side: FileReports, events: Connection,
+           results: Connection) -> AuditOutcome | None:
+    """Apply batches until ``FINISH`` (the outcome; ``closed`` is answered once the JSON
+    Lines are) or a closed pipe (None)."""
     feed = _Feed()
     unpickler = pickle.Unpickler(feed)
     query, anomaly, facts, report = side.query, side.anomaly, side.facts, side.report_all
@@ -353,9 +366,20 @@ def _serve(side: FileReports, events: Connection) -> AuditOutcome | None:
             else:
                 assert kind is Event.FINISH, kind
                 side.close()
+                _answer(results, ("closed", None))  # the flow tables can be written
                 return side.complete(_with_reporting(payload))
         if judged:
             report(judged)
+
+
+def _with_tables(outcome: AuditOutcome, tables: list[Path]) -> AuditOutcome:
+    """The outcome with the flow tables written by the judging process, listed where one
+    process lists them (after ``chains.json``)."""
+    files = list(outcome.files)
+    at = next((n + 1 for n, path in enumerate(files) if path.name == "chains.json"),
+              len(files))
+    files[at:at] = tables
+    return dataclasses.replace(outcome, files=tuple(files))
 
 
 def _with_reporting(judging: JudgingCounters) -> JudgingCounters:

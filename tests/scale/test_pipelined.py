@@ -121,3 +121,20 @@ def test_errors_in_a_record_are_contained_as_with_one_process(
     errors = [r for r in lines(tmp_path / "two" / "findings.jsonl")
               if r.get("code") == "decoder_error"]
     assert errors and all("a bug of ours" in r["detail"] for r in errors)
+
+
+def test_the_judging_process_writes_the_flow_tables_listed_as_one_process_lists_them(
+        tmp_path: Path) -> None:
+    import pyarrow.parquet
+
+    options = dataclasses.replace(_options(tmp_path / "one"), report_formats=frozenset(
+        {"html", "md", "parquet", "csv"}))
+    one = run_audit(options)
+    two = run_jobs(dataclasses.replace(options, out_dir=tmp_path / "two"), 2)
+    assert [p.name for p in two.files] == [p.name for p in one.files]
+    assert {"responses.parquet", "responses.csv", "report.html"} <= {p.name for p in two.files}
+    tables = [pyarrow.parquet.read_table(tmp_path / out / "responses.parquet")
+              for out in ("one", "two")]
+    assert tables[0].equals(tables[1])
+    assert (tmp_path / "one" / "responses.csv").read_bytes() == (
+        tmp_path / "two" / "responses.csv").read_bytes()
