@@ -538,8 +538,8 @@ class FileReports:
             self.reporter.note(finding)
             self.collector.note(finding)
 
-    def report_all(self, judged: Iterable[Rendered]) -> None:
-        self.reporting.report_all(judged)
+    def report_all(self, judged: Iterable[Rendered], rendered: bool = False) -> None:
+        self.reporting.report_all(judged, rendered)
 
     def close(self) -> None:
         try:

@@ -50,20 +50,21 @@ class Reporting:
         self._on_record = on_record
         self._merged = merged_per_response
 
-    def report_all(self, judged: Iterable[Rendered]) -> None:
-        """Report every judged response, containing a failure to the response it hit."""
+    def report_all(self, judged: Iterable[Rendered], rendered: bool = False) -> None:
+        """Report every judged response, containing a failure to the response it hit
+        (``rendered``: their fields are whole already, rendered where they were judged)."""
         report = self.report
         for evidence, verdict, fields in judged:
             try:
-                report(evidence, verdict, fields)
+                report(evidence, verdict, fields, rendered)
             except Exception as exc:  # our own bug must not stop the run
                 self._errors.response_failed(evidence.transaction, exc)
 
     def report(self, evidence: ResponseEvidence, verdict: Verdict,
-               fields: dict[str, Any]) -> None:
+               fields: dict[str, Any], rendered: bool = False) -> None:
         """Write one judged response and feed it to the finding stages that see it."""
         linked = resolution_record(self.linker.feed(evidence, verdict))
-        if self._render is not None:
+        if self._render is not None and not rendered:
             fields = {**self._render(evidence), **fields}
         record = {**fields, "resolution": linked}
         self._write(record)

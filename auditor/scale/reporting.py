@@ -52,6 +52,7 @@ from auditor.pipeline import (
     run_audit,
     write_table_reports,
 )
+from auditor.report.records import ResponseRecords
 from auditor.scale.live import (  # the generic parts of live --jobs 2's link
     _FRESH,
     _SHARED,
@@ -91,8 +92,11 @@ class Event(IntEnum):
     FACTS = 2
     """(evidence, facts) derived where a response was judged."""
     JUDGED = 3
-    """One judged response (``Rendered``)."""
-    FINISH = 4
+    """One judged response (``Rendered``), its ``responses.jsonl`` fields whole."""
+    UNRENDERED = 4
+    """One judged response whose capture-level fields failed to render here: the reporting
+    process renders them (and contains a failure as one process would)."""
+    FINISH = 5
     """End of input, with the judging side's ``JudgingCounters``."""
 
 
@@ -111,6 +115,8 @@ class ReportLink:
         """This process's key pass harvests shard 0 of 2; the reporting process shard 1."""
         self.errors = Containment()
         """The judging side's failures (their anomalies go to ``anomaly``, as events)."""
+        self._records: ResponseRecords | None = None
+        """Renders the responses' capture-level fields (once the run's memos exist)."""
         self._outbox = _Outbox(events, QUEUE_BYTES)
         self._batch: list[tuple[Event, Any]] = []
         self._buffer = io.BytesIO()
@@ -146,6 +152,8 @@ class ReportLink:
             raise AuditorError(str(payload))
         if kind != "ready":
             raise self._failed(str(payload))
+        self._records = ResponseRecords(name_text=context.caches.parse.name_text,
+                                        times=context.caches.times)
         return self
 
     # --- ReportSide ----------------------------------------------------------------------
@@ -160,9 +168,18 @@ class ReportLink:
         self._add(Event.FACTS, (evidence, facts))
 
     def report_all(self, judged: Iterable[Rendered]) -> None:
+        """Each response with its capture-level fields rendered here (the reporting process
+        has the more work: see benchmarks/README.md)."""
         add = self._add  # the judged iterator itself adds queries and anomalies
-        for item in judged:
-            add(Event.JUDGED, item)
+        assert self._records is not None, "report_side() first"
+        render = self._records.render
+        for evidence, verdict, fields in judged:
+            try:
+                whole = {**render(evidence), **fields}
+            except Exception:  # contained where one process contains it: reporting
+                add(Event.UNRENDERED, (evidence, verdict, fields))
+                continue
+            add(Event.JUDGED, (evidence, verdict, whole))
 
     def close(self) -> None:
         """Send what is batched (the reporting process flushes when ``complete`` says so)."""
@@ -355,7 +372,7 @@ def _serve(side: FileReports, events: Connection,
                 judged.append(payload)
                 continue
             if judged:
-                report(judged)
+                report(judged, True)
                 judged = []
             if kind is Event.QUERY:
                 query(payload)
@@ -363,13 +380,15 @@ def _serve(side: FileReports, events: Connection,
                 anomaly(payload)
             elif kind is Event.FACTS:
                 facts(*payload)
+            elif kind is Event.UNRENDERED:
+                report([payload])
             else:
                 assert kind is Event.FINISH, kind
                 side.close()
                 _answer(results, ("closed", None))  # the flow tables can be written
                 return side.complete(_with_reporting(payload))
         if judged:
-            report(judged)
+            report(judged, True)
 
 
 def _with_tables(outcome: AuditOutcome, tables: list[Path]) -> AuditOutcome:

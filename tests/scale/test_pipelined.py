@@ -22,6 +22,7 @@ from auditor.engine.judge import Rendered
 from auditor.evidence import ResponseEvidence
 from auditor.findings.validation import ValidationFindings
 from auditor.pipeline import AuditOptions, FileReports, run_audit
+from auditor.report.records import ResponseRecords
 from auditor.scale import reporting
 from auditor.scale.jobs import run_jobs
 from auditor.scale.live import ReporterFailed
@@ -51,7 +52,7 @@ def test_the_key_pass_is_shared_and_the_split_recorded(tmp_path: Path) -> None:
 
 def test_a_killed_reporting_process_is_reported_not_waited_for(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def killed(self: FileReports, judged: Any) -> None:
+    def killed(self: FileReports, *args: Any) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     monkeypatch.setattr(FileReports, "report_all", killed)  # in the forked process
@@ -73,7 +74,7 @@ def test_a_reporting_process_failing_in_its_key_pass_says_why(
 
 def test_the_command_line_exits_70_when_the_reporting_process_dies(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def killed(self: FileReports, judged: Any) -> None:
+    def killed(self: FileReports, *args: Any) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     monkeypatch.setattr(FileReports, "report_all", killed)
@@ -138,3 +139,23 @@ def test_the_judging_process_writes_the_flow_tables_listed_as_one_process_lists_
     assert tables[0].equals(tables[1])
     assert (tmp_path / "one" / "responses.csv").read_bytes() == (
         tmp_path / "two" / "responses.csv").read_bytes()
+
+
+def test_a_record_that_fails_to_render_is_contained_as_with_one_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The judging process renders records; one it cannot render goes to the reporting
+    # process unrendered, which contains the failure where one process does.
+    real = ResponseRecords.render
+
+    def fragile(self: ResponseRecords, evidence: ResponseEvidence) -> Any:
+        if evidence.transaction.response.wire.frame % 5 == 0:
+            raise ValueError("a rendering bug")
+        return real(self, evidence)
+
+    monkeypatch.setattr(ResponseRecords, "render", fragile)
+    options = _options(tmp_path / "one")
+    run_audit(options)
+    run_jobs(dataclasses.replace(options, out_dir=tmp_path / "two"), 2)
+    assert_same_outputs(tmp_path / "one", tmp_path / "two")
+    assert any("a rendering bug" in r.get("detail", "")
+               for r in lines(tmp_path / "two" / "findings.jsonl"))
