@@ -1,14 +1,16 @@
 """``audit --jobs N``: the file audit as a pipeline of two processes. This one reads, decodes,
-matches and judges (the key pass, then the judging pass); a forked reporting process runs the
-reporting side (``pipeline.FileReports``: finding stages, resolution linker, records,
-``responses.jsonl``, ``findings.jsonl``, then ``stats.json``, the evidence file and the
-reports), fed the same calls in the same order as pickled batches through a bounded pipe, so
-the outputs are those of one process, byte for byte.
+matches and judges (the key pass over flow shard 0 of 2, then the judging pass) and renders
+each record's capture-level fields; a forked reporting process harvests shard 1's key material
+(both processes merge the two halves alike), then runs the reporting side
+(``pipeline.FileReports``: finding stages, resolution linker, ``responses.jsonl``,
+``findings.jsonl``, then ``stats.json``, the evidence file and the reports but the flow
+tables, which this process writes meanwhile), fed the same calls in the same order as pickled
+batches through a bounded queue, so the outputs are those of one process, byte for byte.
 
 Why not flow shards (the design before, kept for Dask in ``scale/jobs.py``): the stages that
 compare flows, the linker and the reports were a serial merge of 60 % of a one-process audit
 (benchmarks/README.md, "Several processes and a Dask cluster"). Here each process does part of
-the work once: the key pass, decoding and judging here, the reporting side there.
+the work once; measured figures in benchmarks/README.md ("``--jobs 2`` as a pipeline").
 
 A reporting process that dies is reported (``ReporterFailed``), never waited for in silence;
 if this process fails, the reporting one sees the pipe close, closes its outputs with what it
