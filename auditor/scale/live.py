@@ -67,8 +67,9 @@ BATCH_EVENTS = 1_024
 """Events per pickled batch at most; a batch is also sent after every loop of the capture
 (at most ``capture.live.BATCH_FRAMES`` frames), so alerts wait no longer than with one
 process."""
-COUNTERS_INTERVAL_S = 1.0
-"""Seconds between the capturing side's counters sent for ``stats.json`` and metrics."""
+COUNTERS_INTERVAL_S = 0.25
+"""Seconds between the capturing side's counters sent for ``stats.json`` and metrics (so
+they lag the capture by at most this plus the queue)."""
 POLL_S = 0.5
 """How often a wait for the other process checks that it is still alive."""
 SHARED_EVENTS = 32_768
