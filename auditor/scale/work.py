@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, BinaryIO
 
+import dns.rdata
+
 from auditor.anomaly import Anomaly
 from auditor.capture.bpf import FrameFilter
 from auditor.capture.frame import Frame
@@ -334,15 +336,37 @@ def _values_getter(cls: type) -> Callable[[Any], tuple[Any, ...]] | None:
     return operator.attrgetter(*names)
 
 
+def _rdata_from_wire(rdclass: int, rdtype: int, wire: bytes) -> dns.rdata.Rdata:
+    """A record's data back from its uncompressed wire form (``_Pickler``)."""
+    return dns.rdata.from_wire(rdclass, rdtype, wire, 0, len(wire))
+
+
+def _pickles_back(obj: dns.rdata.Rdata) -> bool:
+    """Whether pickle's own round trip works for ``obj``'s class. dnspython 2.9's does not
+    for some types (APL: "object doesn't support attribute assignment"; OPENPGPKEY: no
+    attribute 'key'), which ended every ``--jobs 2`` audit of a capture holding one."""
+    try:
+        return bool(pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)) == obj)
+    except Exception:  # noqa: BLE001 - any failure means: use the wire form
+        return False
+
+
+def _by_wire(obj: dns.rdata.Rdata) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    return _rdata_from_wire, (obj.rdclass, obj.rdtype, obj.to_wire())
+
+
 class _Pickler(pickle.Pickler):
     """Pickles slotted dataclasses (evidence, transactions, verdicts: most of a judged
     response) as their field values, which loads about twice as fast as their generated
-    ``__getstate__``/``__setstate__`` pair (``dataclasses.fields`` per object)."""
+    ``__getstate__``/``__setstate__`` pair (``dataclasses.fields`` per object); record data
+    whose class pickle cannot restore goes as its wire form (``_pickles_back``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._getters: dict[type, Callable[[Any], tuple[Any, ...]] | None] = {}
         """Per class, its values getter (one ``attrgetter`` call per object)."""
+        self._rdata_by_wire: dict[type, bool] = {}
+        """Per record data class, whether it goes as wire (tried once per class)."""
 
     def reducer_override(self, obj: Any) -> Any:
         cls = type(obj)
@@ -350,9 +374,15 @@ class _Pickler(pickle.Pickler):
             getter = self._getters[cls]
         except KeyError:
             getter = self._getters[cls] = _values_getter(cls)
-        if getter is None:
-            return NotImplemented
-        return _restore, (cls, getter(obj))
+        if getter is not None:
+            return _restore, (cls, getter(obj))
+        if isinstance(obj, dns.rdata.Rdata):
+            by_wire = self._rdata_by_wire.get(cls)
+            if by_wire is None:
+                by_wire = self._rdata_by_wire[cls] = not _pickles_back(obj)
+            if by_wire:
+                return _by_wire(obj)
+        return NotImplemented
 
 
 class _Sink:
