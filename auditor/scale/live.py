@@ -294,7 +294,29 @@ class ReporterLink:
         self.check()
 
     def _pickle(self, batch: list[tuple[Event, Any]]) -> bytes:
-        """One message: the memo flag, then the batch pickled with the shared memo."""
+        """One message: the memo flag, then the batch pickled with the shared memo. An event
+        that cannot be pickled (our bug, never the traffic's) is dropped and counted, and the
+        batch goes again with a fresh memo (the failed attempt left the memo unusable)."""
+        try:
+            return self._pickle_once(batch)
+        except Exception as exc:  # noqa: BLE001 - the run must go on without that event
+            self._segment = self._segment_bytes = 0
+            kept = [event for event in batch if self._picklable(event, exc)]
+            return self._pickle_once(kept)
+
+    def _picklable(self, event: tuple[Event, Any], batch_error: Exception) -> bool:
+        try:
+            _Pickler(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(event)
+        except Exception as exc:  # noqa: BLE001 - counted and logged below
+            self.dropped["unpicklable"] += 1
+            if self.dropped["unpicklable"] <= 5:
+                logger.error("cannot hand a %s event to the reporting process (%s: %s); it "
+                             "is dropped and counted (stats.json processes.queue.dropped)",
+                             event[0].name.lower(), type(exc).__name__, exc)
+            return False
+        return True
+
+    def _pickle_once(self, batch: list[tuple[Event, Any]]) -> bytes:
         buffer = self._buffer
         buffer.seek(0)
         buffer.truncate()
@@ -335,7 +357,8 @@ class ReporterLink:
                 "full_policy": "wait" if self._wait else "drop",
                 "waited_s": round(self.waited_s, 3),
                 "dropped": {name: self.dropped.get(name, 0)
-                            for name in ("responses", "queries", "anomalies", "frames")},
+                            for name in ("responses", "queries", "anomalies", "frames",
+                                         "unpicklable")},
             },
         }
 

@@ -70,7 +70,7 @@ def test_two_processes_equal_one_on_the_sample_capture(tmp_path: Path) -> None:
     one, two = _both(SAMPLE, ANCHOR, tmp_path)
     assert one.stats["alerts"] > 0 and one.stats["validation"]["verdicts"]["bogus"] > 0
     assert two.stats["processes"]["queue"]["dropped"] == {
-        "responses": 0, "queries": 0, "anomalies": 0, "frames": 0}
+        "responses": 0, "queries": 0, "anomalies": 0, "frames": 0, "unpicklable": 0}
     assert two.stats["processes"]["queue"]["full_policy"] == "wait"  # a stream never drops
 
 
@@ -283,3 +283,20 @@ def test_the_reporting_process_closes_its_outputs_when_the_capturing_one_dies(
     assert stats["final"] and stats["responses_written"] == 63
     assert process.stderr is not None
     assert "ended without finishing the run" in process.stderr.read().decode()
+
+
+def test_an_event_that_cannot_cross_is_dropped_and_counted_not_fatal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from auditor.scale.live import ReporterLink
+
+    query = ReporterLink.query
+    calls = []
+
+    def one_broken(link: ReporterLink, message: Any) -> None:
+        calls.append(message)
+        query(link, (lambda: None) if len(calls) == 1 else message)  # a lambda: no pickle
+
+    monkeypatch.setattr(ReporterLink, "query", one_broken)
+    outcome = run_live(_options(SAMPLE, ANCHOR, tmp_path / "out", jobs=2))
+    assert outcome.stats["processes"]["queue"]["dropped"]["unpicklable"] == 1
+    assert outcome.stats["responses_written"] == 63
