@@ -15,6 +15,8 @@ from enum import IntEnum
 from typing import Any, BinaryIO
 
 import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
 
 from auditor.anomaly import Anomaly
 from auditor.capture.bpf import FrameFilter
@@ -336,7 +338,8 @@ def _values_getter(cls: type) -> Callable[[Any], tuple[Any, ...]] | None:
     return operator.attrgetter(*names)
 
 
-def _rdata_from_wire(rdclass: int, rdtype: int, wire: bytes) -> dns.rdata.Rdata:
+def _rdata_from_wire(rdclass: dns.rdataclass.RdataClass, rdtype: dns.rdatatype.RdataType,
+                     wire: bytes) -> dns.rdata.Rdata:
     """A record's data back from its uncompressed wire form (``_Pickler``)."""
     return dns.rdata.from_wire(rdclass, rdtype, wire, 0, len(wire))
 
