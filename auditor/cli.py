@@ -261,9 +261,10 @@ def _print_findings_summary(findings: dict[str, object]) -> None:
     "--jobs",
     "-j",
     type=click.IntRange(min=0),
-    default=1,
+    default=0,
     show_default=True,
-    help="Processes (0: every core this process may use). 2 or more: a pipeline of two "
+    help="Processes (0, the default: every core this process may use; 1: one process). "
+    "2 or more: a pipeline of two "
     "processes, this one reading and judging, a second one running the finding stages and "
     "writing every output, the key pass shared between them (more than 2 is the same as 2 "
     "for now); the outputs are those of --jobs 1, in the same order. Standard input is "

@@ -130,7 +130,8 @@ def capture_for(args: argparse.Namespace) -> tuple[Path, Path | None]:
 
 def audit_command(capture: Path, anchor: Path | None, out: Path, extra: list[str]) -> list[str]:
     """``python -m auditor audit`` with every default output, quiet."""
-    command = [sys.executable, "-m", "auditor", "audit", str(capture), "--out", str(out), "-q"]
+    command = [sys.executable, "-m", "auditor", "audit", str(capture), "--out", str(out), "-q",
+               "--jobs", "1"]  # one core, as tshark
     if anchor is not None:
         command += ["--trust-anchor", str(anchor)]
     return command + extra

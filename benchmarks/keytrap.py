@@ -198,7 +198,7 @@ def nsec3(responses: int, records: int, iterations: int, depth: int) -> Writer:
 def audit(capture: Path, anchor: Path, out: Path, policy: str, timeout: int) -> dict[str, object]:
     command = [sys.executable, "-c", "import sys; from auditor.cli import main; main()",
                "audit", str(capture), "--trust-anchor", str(anchor), "--out", str(out),
-               "--quiet", "--keys", str(out / "keys.sqlite"), "--policy", policy]
+               "--quiet", "--keys", str(out / "keys.sqlite"), "--policy", policy, "--jobs", "1"]
     start = time.perf_counter()
     try:
         subprocess.run(command, capture_output=True, timeout=timeout, check=False,
