@@ -393,7 +393,7 @@ class ReporterLink:
                else f"exit status {code}")
         detail = f": {said.strip()}" if said else ""
         return ReporterFailed(
-            "--jobs 2", f"the reporting process (pid {self._process.pid}) ended before the "
+            f"--jobs 2: the reporting process (pid {self._process.pid}) ended before the "
             f"run finished ({how}){detail}; responses judged since its last stats.json update "
             "may be missing from the outputs")
 
