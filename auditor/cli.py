@@ -34,7 +34,7 @@ from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir, run_au
 from auditor.report.anonymize import load_or_create_key
 from auditor.report.check import SCHEMA_CHECKS
 from auditor.report.run import DEFAULT_FORMATS, OutputFormat, render_reports
-from auditor.scale.live import ReporterFailed
+from auditor.scale.pipe import ReporterFailed
 from auditor.trust import KeyCache
 from auditor.trust.cache import cache_use_line
 from auditor.validate import PRESETS, policy_from_name

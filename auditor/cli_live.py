@@ -12,7 +12,7 @@ import click
 from auditor.errors import AuditorError, CaptureError
 from auditor.live import AlertFormat, LiveLimits, LiveOptions, run_live
 from auditor.report.rolling import Rotation
-from auditor.scale.live import ReporterFailed
+from auditor.scale.pipe import ReporterFailed
 from auditor.validate import PRESETS, policy_from_name
 
 logger = logging.getLogger(__name__)

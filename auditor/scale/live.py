@@ -24,10 +24,9 @@ import os
 import pickle
 import signal
 import sys
-import threading
 import time
 import traceback
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, TextIO
@@ -55,13 +54,13 @@ from auditor.live import (
 )
 from auditor.messages import ObservedMessage
 from auditor.report.rolling import NumberedJsonLines
+from auditor.scale.pipe import _FRESH, POLL_S, Connection, EventLink, ReporterFailed, _Feed
 from auditor.scale.work import _Pickler  # slotted dataclasses as tuples: loads twice as fast
 from auditor.trust import KeyCache
 from auditor.trust.material import RecordDigests
 
 logger = logging.getLogger(__name__)
 
-Connection = multiprocessing.connection.Connection
 
 BATCH_EVENTS = 1_024
 """Events per pickled batch at most; a batch is also sent after every loop of the capture
@@ -70,24 +69,6 @@ process."""
 COUNTERS_INTERVAL_S = 0.25
 """Seconds between the capturing side's counters sent for ``stats.json`` and metrics (so
 they lag the capture by at most this plus the queue)."""
-POLL_S = 0.5
-"""How often a wait for the other process checks that it is still alive."""
-SHARED_EVENTS = 32_768
-"""Events pickled with one pickler memo: an object sent again within them (a repeated
-answer's parsed records, a cached verdict and its fields) crosses as a reference and is the
-same object on the other side, so the reporting process's identity memos hit as they do in
-one process; then both memos restart, so neither side keeps every object alive. Measured on
-60,000 frames of the benchmark capture: the reporting process's CPU 9.1 s against 10.8 with
-no sharing (8,192 events: 10.7), for about 160 MB more RSS over both processes."""
-SHARED_BYTES = 16 << 20
-"""The memo also restarts after this many pickled bytes, so a flood of large distinct
-answers cannot make the memos (which keep what they saw alive) large."""
-_FRESH, _SHARED = b"F", b"C"
-"""First byte of a message: its batch starts a new memo, or continues the last one."""
-
-
-class ReporterFailed(AuditorError):
-    """The reporting process ended without finishing the run (a crash, a kill)."""
 
 
 class Event(IntEnum):
@@ -117,99 +98,23 @@ DATA_EVENTS = {Event.WATCH: "frames", Event.QUERY: "queries", Event.ANOMALY: "an
 always go through."""
 
 
-class _Outbox:
-    """Pickled batches waiting for the reporting process, sent by a thread (a full pipe blocks
-    the thread, not the capture), at most ``max_bytes`` of them unless forced."""
-
-    def __init__(self, conn: Connection, max_bytes: int) -> None:
-        self._conn = conn
-        self.max_bytes = max_bytes
-        self.queued_bytes = 0
-        self.peak_bytes = 0
-        self.error: BaseException | None = None
-        """Why sending failed (the reporting process is gone)."""
-        self._items: deque[bytes] = deque()
-        self._closed = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="reporter-link", daemon=True)
-        self._thread.start()
-
-    @property
-    def full(self) -> bool:
-        """Whether the queue holds ``max_bytes`` or more."""
-        return self.queued_bytes >= self.max_bytes
-
-    def put(self, data: bytes, *, wait: bool, alive: Callable[[], bool]) -> float:
-        """Queue ``data``; with ``wait``, first wait while the queue is full (and the reporting
-        process alive). Returns the seconds waited."""
-        started = time.monotonic()
-        with self._cond:
-            while wait and self.full and self.error is None and alive():
-                self._cond.wait(POLL_S)
-            self._items.append(data)
-            self.queued_bytes += len(data)
-            self.peak_bytes = max(self.peak_bytes, self.queued_bytes)
-            self._cond.notify_all()
-        return time.monotonic() - started
-
-    def close(self, alive: Callable[[], bool]) -> None:
-        """Send what is queued (while the reporting process lives), then stop."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        while self._thread.is_alive() and alive():
-            self._thread.join(POLL_S)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._items and not self._closed:
-                    self._cond.wait()
-                if not self._items:
-                    return
-                data = self._items[0]
-            try:
-                self._conn.send_bytes(data)
-            except (OSError, ValueError) as exc:  # the reporting process is gone
-                with self._cond:
-                    self.error = exc
-                    self._items.clear()
-                    self.queued_bytes = 0
-                    self._cond.notify_all()
-                return
-            with self._cond:
-                self._items.popleft()
-                self.queued_bytes -= len(data)
-                self._cond.notify_all()
-
-
-class ReporterLink:
+class ReporterLink(EventLink[Event]):
     """``ReportSide`` for the capturing process: every call becomes an event, events go in
     batches through ``_Outbox`` to the reporting process, which makes the same calls on its
     ``LiveReporter`` in the same order."""
 
+    batch_events = BATCH_EVENTS
+
     def __init__(self, options: LiveOptions, process: multiprocessing.process.BaseProcess,
                  events: Connection, results: Connection) -> None:
-        self._process = process
-        self._results = results
-        self.metrics_url = self._handshake()
-        self._outbox = _Outbox(events, options.queue_bytes)
+        self._process, self._results = process, results  # for the handshake
+        metrics_url = self._handshake()
+        super().__init__(process, events, results, options.queue_bytes)
+        self.metrics_url = metrics_url
         self._wait = options.read is not None
         """A stream waits for room (it never drops); a capture drops data events."""
-        self._batch: list[tuple[Event, Any]] = []
-        self._buffer = io.BytesIO()
-        self._pickler = _Pickler(self._buffer, protocol=pickle.HIGHEST_PROTOCOL)
-        self._segment = 0
-        """Events pickled with the current memo."""
-        self._segment_bytes = 0
         self._next_counters = 0.0
-        self.batches = 0
-        self.bytes_sent = 0
-        self.waited_s = 0.0
         self.dropped: Counter[str] = Counter()
-
-    def _alive(self) -> bool:
-        return self._process.is_alive()
 
     def _handshake(self) -> str | None:
         """Wait for the reporting process to open its outputs: its metrics URL, or raise."""
@@ -271,11 +176,6 @@ class ReporterLink:
 
     # --- sending -------------------------------------------------------------------------
 
-    def _add(self, kind: Event, payload: Any) -> None:
-        self._batch.append((kind, payload))
-        if len(self._batch) >= BATCH_EVENTS:
-            self.send()
-
     def send(self, *, force: bool = False) -> None:
         """Pickle the batch and queue it. Queue full: a stream waits; a capture drops the
         batch's data events (counted) and sends its control events."""
@@ -315,23 +215,6 @@ class ReporterLink:
                              event[0].name.lower(), type(exc).__name__, exc)
             return False
         return True
-
-    def _pickle_once(self, batch: list[tuple[Event, Any]]) -> bytes:
-        buffer = self._buffer
-        buffer.seek(0)
-        buffer.truncate()
-        if self._segment == 0:
-            self._pickler.clear_memo()
-            buffer.write(_FRESH)
-        else:
-            buffer.write(_SHARED)
-        self._pickler.dump(batch)
-        data = buffer.getvalue()
-        self._segment += len(batch)
-        self._segment_bytes += len(data)
-        if self._segment >= SHARED_EVENTS or self._segment_bytes >= SHARED_BYTES:
-            self._segment = self._segment_bytes = 0
-        return data
 
     def _drop_data(self, batch: list[tuple[Event, Any]]) -> list[tuple[Event, Any]]:
         kept = []
@@ -375,36 +258,11 @@ class ReporterLink:
                     return
             raise self._failed(None)
 
-    def _receive(self) -> tuple[str, Any]:
-        """The reporting process's next answer; raise if it ends without one."""
-        while not self._results.poll(POLL_S):
-            if not self._alive() and not self._results.poll(0):
-                raise self._failed(None)
-        try:
-            answer: tuple[str, Any] = self._results.recv()
-        except (EOFError, OSError) as exc:
-            raise self._failed(None) from exc
-        return answer
+    def _failure_text(self, pid: int | None, how: str, detail: str) -> str:
+        return (f"--jobs 2: the reporting process (pid {pid}) ended before the run finished "
+                f"({how}){detail}; responses judged since its last stats.json update may be "
+                "missing from the outputs")
 
-    def _failed(self, said: str | None) -> ReporterFailed:
-        self._process.join(POLL_S)
-        code = self._process.exitcode
-        how = ("still running" if code is None else f"killed by signal {-code}" if code < 0
-               else f"exit status {code}")
-        detail = f": {said.strip()}" if said else ""
-        return ReporterFailed(
-            f"--jobs 2: the reporting process (pid {self._process.pid}) ended before the "
-            f"run finished ({how}){detail}; responses judged since its last stats.json update "
-            "may be missing from the outputs")
-
-    def abort(self) -> None:
-        """The capturing side failed: stop feeding the reporting process, which then closes
-        its outputs with what it received; end it if it does not exit."""
-        self._outbox.close(lambda: False)
-        self._process.join(10)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join()
 
 
 # --- the reporting process -------------------------------------------------------------
@@ -492,39 +350,8 @@ def _serve(reporter: LiveReporter, events: Connection) -> tuple[LiveOutcome, boo
         if front is not None:
             reporter.timers(_latest(front), time.monotonic())
     if front is None:
-        raise AuditorError("--jobs 2", "the capturing process ended before it started")
+        raise AuditorError("--jobs 2: the capturing process ended before it started")
     return reporter.finish(front), False
-
-
-class _Feed:
-    """The file an ``Unpickler`` reads: the current message, swapped for each batch, so one
-    unpickler (and its memo) reads a whole segment of messages."""
-
-    def __init__(self) -> None:
-        self._view = memoryview(b"")
-        self._at = 0
-
-    def set(self, view: memoryview) -> None:
-        """Read ``view`` next."""
-        self._view = view
-        self._at = 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._view) if size < 0 else min(len(self._view), self._at + size)
-        data = self._view[self._at:end].tobytes()
-        self._at = end
-        return data
-
-    def readinto(self, buffer: memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-    def readline(self) -> bytes:
-        rest = self._view[self._at:].tobytes()
-        end = rest.find(b"\n") + 1 or len(rest)
-        self._at += end
-        return rest[:end]
 
 
 def _latest(front: FrontCounters) -> Callable[[], FrontCounters]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import io
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -55,21 +54,15 @@ from auditor.pipeline import (
     write_table_reports,
 )
 from auditor.report.records import ResponseRecords
-from auditor.scale.live import (  # the generic parts of live --jobs 2's link
+from auditor.scale.pipe import (
     _FRESH,
-    _SHARED,
-    POLL_S,
-    SHARED_BYTES,
-    SHARED_EVENTS,
-    ReporterFailed,
+    EventLink,
     _Feed,
-    _Outbox,
 )
 from auditor.scale.shard import FlowShard
 from auditor.scale.work import (  # _Pickler: slotted dataclasses as tuples, loads twice as fast
     Harvest,
     ShardSpec,
-    _Pickler,
     harvest,
 )
 from auditor.trust import KeyMaterial
@@ -102,35 +95,23 @@ class Event(IntEnum):
     """End of input, with the judging side's ``JudgingCounters``."""
 
 
-class ReportLink:
+class ReportLink(EventLink[Event]):
     """``ReportSide`` of the judging process: every call becomes an event; events go in
     pickled batches through ``_Outbox`` to the reporting process, which makes the same calls
     on its ``FileReports`` in the same order."""
 
+    batch_events = BATCH_EVENTS
+
     def __init__(self, options: AuditOptions, process: multiprocessing.process.BaseProcess,
                  events: Connection, results: Connection) -> None:
+        super().__init__(process, events, results, QUEUE_BYTES)
         self._options = options
-        self._process = process
-        self._events = events
-        self._results = results
         self.shard = FlowShard(0, 2)
         """This process's key pass harvests shard 0 of 2; the reporting process shard 1."""
         self.errors = Containment()
         """The judging side's failures (their anomalies go to ``anomaly``, as events)."""
         self._records: ResponseRecords | None = None
         """Renders the responses' capture-level fields (once the run's memos exist)."""
-        self._outbox = _Outbox(events, QUEUE_BYTES)
-        self._batch: list[tuple[Event, Any]] = []
-        self._buffer = io.BytesIO()
-        self._pickler = _Pickler(self._buffer, protocol=pickle.HIGHEST_PROTOCOL)
-        self._segment = 0
-        self._segment_bytes = 0
-        self.batches = 0
-        self.bytes_sent = 0
-        self.waited_s = 0.0
-
-    def _alive(self) -> bool:
-        return self._process.is_alive()
 
     # --- ProcessSplit --------------------------------------------------------------------
 
@@ -218,40 +199,16 @@ class ReportLink:
 
     # --- sending -------------------------------------------------------------------------
 
-    def _add(self, kind: Event, payload: Any) -> None:
-        self._batch.append((kind, payload))
-        if len(self._batch) >= BATCH_EVENTS:
-            self.send()
-
     def send(self) -> None:
         """Pickle the batch and queue it, waiting while the queue is full."""
         if not self._batch:
             return
         batch, self._batch = self._batch, []
-        data = self._pickle(batch)
+        data = self._pickle_once(batch)
         self.waited_s += self._outbox.put(data, wait=True, alive=self._alive)
         self.batches += 1
         self.bytes_sent += len(data)
         self.check()
-
-    def _pickle(self, batch: list[tuple[Event, Any]]) -> bytes:
-        """One message: the memo flag, then the batch pickled with the shared memo (objects
-        sent again within ``SHARED_EVENTS`` events cross as references)."""
-        buffer = self._buffer
-        buffer.seek(0)
-        buffer.truncate()
-        if self._segment == 0:
-            self._pickler.clear_memo()
-            buffer.write(_FRESH)
-        else:
-            buffer.write(_SHARED)
-        self._pickler.dump(batch)
-        data = buffer.getvalue()
-        self._segment += len(batch)
-        self._segment_bytes += len(data)
-        if self._segment >= SHARED_EVENTS or self._segment_bytes >= SHARED_BYTES:
-            self._segment = self._segment_bytes = 0
-        return data
 
     # --- failures ------------------------------------------------------------------------
 
@@ -265,36 +222,10 @@ class ReportLink:
             said = str(payload) if kind == "failed" else None
         raise self._failed(said)
 
-    def _receive(self) -> tuple[str, Any]:
-        """The reporting process's next answer; raise if it ends without one."""
-        while not self._results.poll(POLL_S):
-            if not self._alive() and not self._results.poll(0):
-                raise self._failed(None)
-        try:
-            answer: tuple[str, Any] = self._results.recv()
-        except (EOFError, OSError) as exc:
-            raise self._failed(None) from exc
-        return answer
+    def _failure_text(self, pid: int | None, how: str, detail: str) -> str:
+        return (f"--jobs: the reporting process (pid {pid}) ended before the audit finished "
+                f"({how}){detail}; its outputs are incomplete")
 
-    def _failed(self, said: str | None) -> ReporterFailed:
-        self._process.join(POLL_S)
-        code = self._process.exitcode
-        how = ("still running" if code is None else f"killed by signal {-code}" if code < 0
-               else f"exit status {code}")
-        detail = f": {said.strip()}" if said else ""
-        return ReporterFailed(
-            f"--jobs: the reporting process (pid {self._process.pid}) ended before the audit "
-            f"finished ({how}){detail}; its outputs are incomplete")
-
-    def abort(self) -> None:
-        """The judging side failed: stop feeding the reporting process, which then closes its
-        outputs with what it received; end it if it does not exit."""
-        self._outbox.close(lambda: False)
-        self._events.close()
-        self._process.join(10)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join()
 
 
 # --- the reporting process -------------------------------------------------------------

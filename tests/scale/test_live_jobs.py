@@ -25,7 +25,7 @@ from auditor.capture.frame import Frame
 from auditor.capture.sources import CaptureReader
 from auditor.live import AlertFormat, LiveOptions, LiveOutcome, run_live
 from auditor.report.rolling import Rotation
-from auditor.scale.live import ReporterFailed
+from auditor.scale.pipe import ReporterFailed
 from tests.forgery.test_evidence_output import _race_capture
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,7 +25,7 @@ from auditor.pipeline import AuditOptions, FileReports, run_audit
 from auditor.report.records import ResponseRecords
 from auditor.scale import reporting
 from auditor.scale.jobs import run_jobs
-from auditor.scale.live import ReporterFailed
+from auditor.scale.pipe import ReporterFailed
 from auditor.validate import Verdict
 from tests.scale.helpers import assert_same_outputs, lines
 
