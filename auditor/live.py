@@ -992,14 +992,7 @@ def run_live(options: LiveOptions, source: FrameSource | None = None,
             auditor = LiveAuditor(options, cache, AlertSink(alert_stream, options.syslog_socket),
                                   stats_stream)
             metrics = auditor.metrics = _open_metrics(options)
-            auditor.announce("started")
-            _loop(auditor, capture, signals)
-            auditor.announce(f"stopping on {signals.stop_signal}" if signals.stop_signal
-                             else "end of stream, stopping")
-            _drain(auditor, capture)
-            auditor.set_source_counters(capture.counters())
-            capture.close()
-            outcome = auditor.finish()
+            outcome = run_until_stopped(auditor, capture, signals)
             if metrics is not None:
                 metrics.close()
             return outcome
@@ -1007,6 +1000,20 @@ def run_live(options: LiveOptions, source: FrameSource | None = None,
         capture.close()
         if alert_stream is not sys.stdout:
             alert_stream.close()
+
+
+def run_until_stopped(auditor: LiveAuditor, capture: FrameSource,
+                      signals: _Signals) -> LiveOutcome:
+    """Judge frames until a stop signal or the end of the stream, then what the kernel had
+    already captured, and finish the run (one process or the capturing one of two)."""
+    auditor.announce("started")
+    _loop(auditor, capture, signals)
+    auditor.announce(f"stopping on {signals.stop_signal}" if signals.stop_signal
+                     else "end of stream, stopping")
+    _drain(auditor, capture)
+    auditor.set_source_counters(capture.counters())
+    capture.close()
+    return auditor.finish()
 
 
 def _drain(auditor: LiveAuditor, capture: FrameSource, budget_s: float = 10.0) -> None:

@@ -45,16 +45,23 @@ from auditor.live import (
     LiveOptions,
     LiveOutcome,
     LiveReporter,
-    _drain,
-    _loop,
     _open_alerts,
     _open_metrics,
     _Signals,
     open_source,
+    run_until_stopped,
 )
 from auditor.messages import ObservedMessage
 from auditor.report.rolling import NumberedJsonLines
-from auditor.scale.pipe import _FRESH, POLL_S, Connection, EventLink, ReporterFailed, _Feed
+from auditor.scale.pipe import (
+    _FRESH,
+    POLL_S,
+    Connection,
+    EventLink,
+    ReporterFailed,
+    _Feed,
+    fork_second,
+)
 from auditor.scale.work import _Pickler  # slotted dataclasses as tuples: loads twice as fast
 from auditor.trust import KeyCache
 from auditor.trust.material import RecordDigests
@@ -381,15 +388,8 @@ def _apply(reporter: LiveReporter, kind: Event, payload: Any) -> None:
 def _start_reporter(options: LiveOptions, stats_stream: TextIO | None) -> ReporterLink:
     """Fork the reporting process (before any capture thread or key cache is opened here) and
     wait until its outputs are open."""
-    context = multiprocessing.get_context("fork")  # the child shares the imported modules
-    events_read, events_write = context.Pipe(duplex=False)
-    results_read, results_write = context.Pipe(duplex=False)
-    process = context.Process(
-        target=_reporter_process, name="dnssec-auditor-reporter",
-        args=(options, stats_stream, events_read, results_write, (events_write, results_read)))
-    process.start()
-    events_read.close()
-    results_write.close()
+    process, events_write, results_read = fork_second(
+        _reporter_process, "dnssec-auditor-reporter", options, stats_stream)
     try:
         return ReporterLink(options, process, events_write, results_read)
     except BaseException:  # it could not open its outputs: it has ended, or is told to
@@ -414,14 +414,7 @@ def run_live_jobs(options: LiveOptions, source: FrameSource | None = None,
         with KeyCache(str(keys_path)) as cache, _Signals().installed() as signals:
             auditor = LiveAuditor(options, cache, None, stats_stream, reporter=link.bind)
             try:
-                auditor.announce("started")
-                _loop(auditor, capture, signals)
-                auditor.announce(f"stopping on {signals.stop_signal}" if signals.stop_signal
-                                 else "end of stream, stopping")
-                _drain(auditor, capture)
-                auditor.set_source_counters(capture.counters())
-                capture.close()
-                return auditor.finish()
+                return run_until_stopped(auditor, capture, signals)
             except ReporterFailed:
                 auditor.persist_keys()  # what was learned still helps the next run
                 raise

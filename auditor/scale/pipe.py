@@ -11,6 +11,7 @@ import multiprocessing.connection
 import pickle
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from enum import IntEnum
@@ -110,7 +111,7 @@ E = TypeVar("E", bound=IntEnum)
 """The event kinds of one split."""
 
 
-class EventLink(Generic[E]):
+class EventLink(ABC, Generic[E]):
     """The first process's end of a split: ``_add`` batches events, ``_pickle_once`` pickles a
     batch with the memo shared over ``SHARED_EVENTS`` events, ``_receive`` waits for the second
     process's answers and ``_failed`` says why it is gone. Subclasses send (``send``) and word
@@ -143,9 +144,9 @@ class EventLink(Generic[E]):
         if len(self._batch) >= self.batch_events:
             self.send()
 
+    @abstractmethod
     def send(self) -> None:
         """Pickle the batch and queue it."""
-        raise NotImplementedError
 
     def _pickle_once(self, batch: list[tuple[E, Any]]) -> bytes:
         """One message: the memo flag, then the batch pickled with the shared memo (objects
@@ -185,9 +186,9 @@ class EventLink(Generic[E]):
         detail = f": {said.strip()}" if said else ""
         return ReporterFailed(self._failure_text(self._process.pid, how, detail))
 
+    @abstractmethod
     def _failure_text(self, pid: int | None, how: str, detail: str) -> str:
         """What the error says when the second process is gone."""
-        raise NotImplementedError
 
     def abort(self) -> None:
         """The first process failed: stop feeding the second one, which then closes its
@@ -229,3 +230,20 @@ class _Feed:
         end = rest.find(b"\n") + 1 or len(rest)
         self._at += end
         return rest[:end]
+
+
+def fork_second(target: Callable[..., None], name: str, *args: Any,
+                ) -> tuple[multiprocessing.process.BaseProcess, Connection, Connection]:
+    """Fork the second process of a split: ``target(*args, events, results, parents)`` runs
+    there; here, the process, the events pipe's writing end and the results pipe's reading
+    end (the ends each side does not use are closed on its side)."""
+    context = multiprocessing.get_context("fork")  # the child shares the imported modules
+    events_read, events_write = context.Pipe(duplex=False)
+    results_read, results_write = context.Pipe(duplex=False)
+    process = context.Process(target=target, name=name,
+                              args=(*args, events_read, results_write,
+                                    (events_write, results_read)))
+    process.start()
+    events_read.close()
+    results_write.close()
+    return process, events_write, results_read

@@ -58,6 +58,7 @@ from auditor.scale.pipe import (
     _FRESH,
     EventLink,
     _Feed,
+    fork_second,
 )
 from auditor.scale.shard import FlowShard
 from auditor.scale.work import (  # _Pickler: slotted dataclasses as tuples, loads twice as fast
@@ -353,15 +354,8 @@ def _cpu_s() -> float:
 
 def _start_reporting(options: AuditOptions, started: float) -> ReportLink:
     """Fork the reporting process before the key pass (it harvests half of it)."""
-    ctx = multiprocessing.get_context("fork")  # the child shares the imported modules
-    events_read, events_write = ctx.Pipe(duplex=False)
-    results_read, results_write = ctx.Pipe(duplex=False)
-    process = ctx.Process(
-        target=_reporting_process, name="dnssec-auditor-reporting",
-        args=(options, started, events_read, results_write, (events_write, results_read)))
-    process.start()
-    events_read.close()
-    results_write.close()
+    process, events_write, results_read = fork_second(
+        _reporting_process, "dnssec-auditor-reporting", options, started)
     return ReportLink(options, process, events_write, results_read)
 
 
