@@ -601,11 +601,18 @@ def _cache_call(call: Callable[[], T]) -> T:
 cli.add_command(live_command, name="live")
 
 
-GC_THRESHOLDS = (100_000, 50, 100)
-"""The cyclic collector's thresholds for a run. The audit keeps hundreds of thousands of
-long-lived objects in its bounded caches (parsed messages, key material, findings) and makes
-almost no reference cycles, so CPython's defaults (700, 10, 10) spent about a fifth of live
-mode's CPU time rescanning them (measured on 60k frames: 3.8 s of 19.7 s; 0.7 s with these)."""
+GC_THRESHOLDS = (2_000_000, 1, 1)
+"""The cyclic collector's thresholds for a run: it runs only after the tracked objects grew by
+2,000,000 since its last run (CPython counts allocations net of deallocations), and then
+collects every generation within two runs. The audit keeps hundreds of thousands of long-lived
+objects in bounded caches and makes no reference cycles per frame (a collection every 3 s of a
+200,000-frame audit found 198 cyclic objects in all, one-off engine objects), so each
+collection is a full scan that finds almost nothing: with CPython's (700, 10, 10) the
+collector took about a fifth of live mode's CPU (3.8 s of 19.7 on 60,000 frames), and with
+(100_000, 50, 100) still 2.8 s of a 55 s one-process audit of 200,000 frames and 7.3 s of
+``--jobs 2``'s two processes, whose pickled batches are long-lived objects made in bursts
+(benchmarks/README.md, "the collector"). A plateaued run's growth stays under the threshold;
+a leak of cycles would still be collected, every 2,000,000 objects."""
 
 
 def tune_garbage_collector() -> None:
