@@ -118,6 +118,9 @@ MODULE_TABLES: dict[tuple[str, str], str] = {
         "one anomaly per run and interface, keyed by the run's ledger (not a memo)",
     ("auditor.scale.work", "_FIELDS"):
         "field names per pickled dataclass: constant per class",
+    ("auditor.scale.work", "_RESTORERS"):
+        "the function restoring each pickled dataclass from its field values: constant per "
+        "class",
     ("auditor.report.check", "schema"):
         "the packaged JSON schemas, read once: constant",
 }

@@ -42,6 +42,7 @@ from auditor.engine.contain import Containment
 from auditor.engine.judge import Rendered
 from auditor.errors import AuditorError
 from auditor.evidence import ResponseEvidence
+from auditor.forgery import ForgeryDetector
 from auditor.messages import ObservedMessage
 from auditor.pipeline import (
     AuditOptions,
@@ -76,6 +77,23 @@ BATCH_EVENTS = 512
 """Events per pickled batch."""
 QUEUE_BYTES = 32 << 20
 """Pickled batches waiting for the reporting process at most; then the judging side waits."""
+IDLE_BYTES = 1
+"""Queued bytes below which the reporting process counts as waiting for work (it has read
+every batch): the judging process then leaves the next record's rendering to it."""
+BEHIND_BYTES = 4 << 20
+"""Queued bytes from which the reporting process counts as behind: the judging process then
+derives the forgery stage's per-response facts itself (``ForgeryDetector.facts``, handed over
+with the response and primed there), work the reporting process would otherwise do.
+
+Either way the outputs are the same (the reporting side renders and derives exactly what one
+process would); only which process spends the CPU changes, so each run balances itself to its
+capture (benchmarks/README.md, "an adaptive split")."""
+
+
+def placement(queued: int) -> tuple[bool, bool]:
+    """Whether the judging process renders the next record, and whether it derives its
+    forgery facts, with ``queued`` bytes waiting for the reporting process."""
+    return queued >= IDLE_BYTES, queued >= BEHIND_BYTES
 
 
 class Event(IntEnum):
@@ -88,10 +106,12 @@ class Event(IntEnum):
     FACTS = 2
     """(evidence, facts) derived where a response was judged."""
     JUDGED = 3
-    """One judged response (``Rendered``), its ``responses.jsonl`` fields whole."""
+    """One judged response (``Rendered``), its ``responses.jsonl`` fields whole, and its
+    forgery facts (``ResponseFacts``) or None."""
     UNRENDERED = 4
-    """One judged response whose capture-level fields failed to render here: the reporting
-    process renders them (and contains a failure as one process would)."""
+    """One judged response (``Rendered``) whose capture-level fields the reporting process
+    renders (and contains a failure of, as one process would): it had nothing queued, or
+    they failed to render here."""
     FINISH = 5
     """End of input, with the judging side's ``JudgingCounters``."""
 
@@ -113,6 +133,11 @@ class ReportLink(EventLink[Event]):
         """The judging side's failures (their anomalies go to ``anomaly``, as events)."""
         self._records: ResponseRecords | None = None
         """Renders the responses' capture-level fields (once the run's memos exist)."""
+        self._forgery: ForgeryDetector | None = None
+        """Derives the forgery stage's per-response facts while the reporting process is
+        behind (``BEHIND_BYTES``); its windows and tables stay unused."""
+        self.balance = {"facts_here": 0, "rendered_there": 0}
+        """Responses whose facts this process derived; whose records the other rendered."""
 
     # --- ProcessSplit --------------------------------------------------------------------
 
@@ -136,8 +161,10 @@ class ReportLink(EventLink[Event]):
             raise AuditorError(str(payload))
         if kind != "ready":
             raise self._failed(str(payload))
-        self._records = ResponseRecords(name_text=context.caches.parse.name_text,
-                                        times=context.caches.times)
+        caches = context.caches
+        self._records = ResponseRecords(name_text=caches.parse.name_text, times=caches.times)
+        self._forgery = ForgeryDetector(names=caches.names, digests=context.material.digests,
+                                        name_text=caches.parse.name_text)
         return self
 
     # --- ReportSide ----------------------------------------------------------------------
@@ -152,18 +179,33 @@ class ReportLink(EventLink[Event]):
         self._add(Event.FACTS, (evidence, facts))
 
     def report_all(self, judged: Iterable[Rendered]) -> None:
-        """Each response with its capture-level fields rendered here (the reporting process
-        has the more work: see benchmarks/README.md)."""
+        """Each response, its record rendered here unless the reporting process waits for
+        work, its forgery facts derived here while that process is behind
+        (``BEHIND_BYTES``)."""
         add = self._add  # the judged iterator itself adds queries and anomalies
-        assert self._records is not None, "report_side() first"
-        render = self._records.render
+        assert self._records is not None and self._forgery is not None, "report_side() first"
+        render, facts_of, outbox = self._records.render, self._forgery.facts, self._outbox
+        balance = self.balance
         for evidence, verdict, fields in judged:
+            render_here, facts_here = placement(outbox.queued_bytes)
+            if not render_here:
+                balance["rendered_there"] += 1
+                add(Event.UNRENDERED, (evidence, verdict, fields))
+                continue
             try:
                 whole = {**render(evidence), **fields}
             except Exception:  # contained where one process contains it: reporting
                 add(Event.UNRENDERED, (evidence, verdict, fields))
                 continue
-            add(Event.JUDGED, (evidence, verdict, whole))
+            facts = None
+            if facts_here and not evidence.transaction.response.wire.cut:
+                # The forgery stage never sees a cut answer (``engine.reporting.stages_for``).
+                try:
+                    facts = facts_of(evidence, verdict)
+                except Exception:  # the reporting process derives them and contains it
+                    facts = None
+                balance["facts_here"] += facts is not None
+            add(Event.JUDGED, (evidence, verdict, whole, facts))
 
     def close(self) -> None:
         """Send what is batched (the reporting process flushes when ``complete`` says so)."""
@@ -196,6 +238,7 @@ class ReportLink(EventLink[Event]):
             "queue": {"max_bytes": self._outbox.max_bytes, "peak_bytes": self._outbox.peak_bytes,
                       "batches": self.batches, "bytes": self.bytes_sent,
                       "waited_s": round(self.waited_s, 3)},
+            "balance": dict(self.balance),
         }
 
     # --- sending -------------------------------------------------------------------------
@@ -292,6 +335,7 @@ def _serve(side: FileReports, events: Connection,
     feed = _Feed()
     unpickler = pickle.Unpickler(feed)
     query, anomaly, facts, report = side.query, side.anomaly, side.facts, side.report_all
+    rendered: list[Rendered] = []
     while True:
         try:
             message = events.recv_bytes()
@@ -300,14 +344,20 @@ def _serve(side: FileReports, events: Connection,
         if message[:1] == _FRESH:
             unpickler = pickle.Unpickler(feed)
         feed.set(memoryview(message)[1:])
-        judged: list[Rendered] = []
+        judged = rendered  # responses whose records are whole, reported together
         for kind, payload in unpickler.load():
             if kind is Event.JUDGED:
-                judged.append(payload)
+                evidence, verdict, whole, known = payload
+                if known is not None:  # primed just before its own response is fed
+                    if judged:
+                        report(judged, True)
+                        judged.clear()
+                    facts(evidence, known)
+                judged.append((evidence, verdict, whole))
                 continue
             if judged:
                 report(judged, True)
-                judged = []
+                judged.clear()
             if kind is Event.QUERY:
                 query(payload)
             elif kind is Event.ANOMALY:
@@ -323,6 +373,7 @@ def _serve(side: FileReports, events: Connection,
                 return side.complete(_with_reporting(payload))
         if judged:
             report(judged, True)
+            judged.clear()
 
 
 def _with_tables(outcome: AuditOutcome, tables: list[Path]) -> AuditOutcome:

@@ -55,3 +55,30 @@ def write_pcap(path: Path, frames: list[Frame]) -> Path:
         data += pcap_record("<", sec, nsec, frame.data, frame.wirelen)
     path.write_bytes(bytes(data))
     return path
+
+
+def bailiwick_traffic() -> list[Frame]:
+    """Answers from four servers carrying out-of-bailiwick, extraneous and outside-the-chain
+    records (the forgery stage's per-response facts: body facts, bailiwick findings), in
+    capture order."""
+    import dns.flags
+
+    from tests.forgery.builders import T0_NS, Traffic, answer, query
+
+    traffic = Traffic()
+    for n, server in enumerate(("198.51.100.53", "203.0.113.7", "192.0.2.99", "198.51.100.9")):
+        at = T0_NS + n * 10_000_000
+        q1 = query("www.example.", msg_id=10 * n + 1)
+        traffic.exchange(q1, answer(q1, "www.example. A 192.0.2.1", "www.bank.test. A 6.6.6.6",
+                                    flags=dns.flags.AA), at_ns=at, server=server, port=46001)
+        q2 = query("www.sub.example.", msg_id=10 * n + 2, flags=0)
+        traffic.exchange(q2, answer(q2, authority=["sub.example. NS ns1.sub.example.",
+                                                   "bank.test. NS ns.evil.test."],
+                                    additional=["ns1.sub.example. A 192.0.2.1",
+                                                "ns.evil.test. A 6.6.6.6"]),
+                         at_ns=at + 1_000_000, server=server, port=46002)
+        q3 = query("www.example.", msg_id=10 * n + 3)
+        traffic.exchange(q3, answer(q3, "www.example. A 192.0.2.1", "www.bank.test. A 6.6.6.6",
+                                    flags=dns.flags.RA), at_ns=at + 2_000_000,
+                         server=server, port=46003)
+    return sorted(traffic.frames, key=lambda f: (f.ts_ns, f.number))

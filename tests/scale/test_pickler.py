@@ -4,6 +4,7 @@ pickle round trip fails in dnspython 2.9 (APL, OPENPGPKEY: found by the real cap
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 
@@ -77,3 +78,35 @@ def test_any_parsable_record_data_comes_back_equal(rdtype: dns.rdatatype.RdataTy
     back = _round_trip(rdata)
     assert back == rdata
     assert back.to_wire() == rdata.to_wire()
+
+
+def test_judged_responses_come_back_equal_and_share_what_they_shared() -> None:
+    # Slotted dataclasses (evidence, transactions, verdicts) travel as their field values and
+    # are restored field by field (``work._restorer``): equal, and an object sent twice in one
+    # pickle is one object again (the reporting process's identity memos rely on it).
+    from auditor.engine.stream import EvidenceStream
+    from tests.scale.helpers import bailiwick_traffic
+
+    evidence = list(EvidenceStream(ports=frozenset({53})).run(iter(bailiwick_traffic())))
+    assert evidence
+    back = _round_trip([evidence, evidence[0].transaction])
+    for sent, came in zip(evidence, back[0], strict=True):  # type: ignore[index]
+        # Every field equal; a parsed message compares by identity, so its wire and records.
+        for field in dataclasses.fields(sent):
+            if field.name != "transaction":
+                assert getattr(came, field.name) == getattr(sent, field.name), field.name
+        for side in ("query", "response"):
+            mine, theirs = getattr(sent.transaction, side), getattr(came.transaction, side)
+            assert (theirs.wire, theirs.summary) == (mine.wire, mine.summary)
+            assert (theirs.message is None) == (mine.message is None)
+            if mine.message is not None:
+                assert theirs.message.sections == mine.message.sections
+    assert back[1] is back[0][0].transaction  # type: ignore[index]
+
+
+def test_a_restorer_refuses_values_of_another_class() -> None:
+    from auditor.messages import Summary
+    from auditor.scale.work import _restore
+
+    with pytest.raises(ValueError, match="unpack"):
+        _restore(Summary, (None, 1))

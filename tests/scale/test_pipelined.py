@@ -27,7 +27,7 @@ from auditor.scale import reporting
 from auditor.scale.jobs import run_jobs
 from auditor.scale.pipe import ReporterFailed
 from auditor.validate import Verdict
-from tests.scale.helpers import assert_same_outputs, lines
+from tests.scale.helpers import assert_same_outputs, bailiwick_traffic, lines, write_pcap
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "captures" / "sample-dnssec.pcap"
@@ -159,3 +159,38 @@ def test_a_record_that_fails_to_render_is_contained_as_with_one_process(
     assert_same_outputs(tmp_path / "one", tmp_path / "two")
     assert any("a rendering bug" in r.get("detail", "")
                for r in lines(tmp_path / "two" / "findings.jsonl"))
+
+
+@pytest.mark.parametrize(("idle", "behind", "rendered_there", "facts_here"), [
+    (1 << 40, 1 << 40, True, False),  # the reporting process always waits: it renders all
+    (0, 0, False, True),  # always behind: the judging process renders and derives facts
+])
+def test_either_placement_of_the_balanced_work_gives_the_outputs_of_one_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, idle: int, behind: int,
+        rendered_there: bool, facts_here: bool) -> None:
+    # Which process renders a record and derives a response's forgery facts follows the
+    # queue between them (``reporting.placement``); here forced each way, over answers that
+    # make bailiwick findings (the facts) and the sample's secure and bogus answers.
+    monkeypatch.setattr(reporting, "IDLE_BYTES", idle)
+    monkeypatch.setattr(reporting, "BEHIND_BYTES", behind)
+    capture = write_pcap(tmp_path / "bailiwick.pcap", bailiwick_traffic())
+    for name, options in (("bailiwick", dataclasses.replace(
+            _options(tmp_path / "x"), captures=(str(capture),))), ("sample", _options(
+                tmp_path / "x"))):
+        one, two = tmp_path / name / "one", tmp_path / name / "two"
+        run_audit(dataclasses.replace(options, out_dir=one))
+        run_jobs(dataclasses.replace(options, out_dir=two), 2)
+        assert_same_outputs(one, two)
+        balance = json.loads((two / "stats.json").read_text())["processes"]["balance"]
+        responses = len(lines(two / "responses.jsonl"))
+        assert balance == {"rendered_there": responses if rendered_there else 0,
+                           "facts_here": responses if facts_here else 0}, name
+    found = {r["code"] for r in lines(tmp_path / "bailiwick" / "two" / "findings.jsonl")}
+    assert {"answer_outside_chain", "out_of_bailiwick_data", "extraneous_records"} <= found
+
+
+def test_the_split_follows_the_queue() -> None:
+    assert reporting.placement(0) == (False, False)
+    assert reporting.placement(1) == (True, False)
+    assert reporting.placement(reporting.BEHIND_BYTES - 1) == (True, False)
+    assert reporting.placement(reporting.BEHIND_BYTES) == (True, True)
