@@ -7,8 +7,8 @@ import dataclasses
 import json
 import logging
 import shutil
-from collections.abc import Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,24 @@ def _time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+TIMES_KEPT = 4_096
+"""Distinct reference, inception and expiration texts ``_chunks`` keeps parsed."""
+
+
+def _memo_time(times: dict[str | None, datetime | None]) -> Callable[[str | None],
+                                                                     datetime | None]:
+    """``_time`` through ``times`` (emptied when it holds ``TIMES_KEPT``)."""
+    def time(text: str | None) -> datetime | None:
+        try:
+            return times[text]
+        except KeyError:
+            if len(times) >= TIMES_KEPT:
+                times.clear()
+            parsed = times[text] = _time(text)
+            return parsed
+    return time
+
+
 def _primary_rrset(record: dict[str, Any]) -> dict[str, Any] | None:
     """The signed RRset that speaks for the answer: first signed answer RRset, else the first
     signed one in any section."""
@@ -85,11 +103,14 @@ def _primary_rrset(record: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def flow_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One ``responses.jsonl`` record as a flat flow-table row."""
+def flow_row(record: dict[str, Any],
+             times: dict[str | None, datetime | None] | None = None) -> dict[str, Any]:
+    """One ``responses.jsonl`` record as a flat flow-table row (``times``: parsed reference,
+    inception and expiration times, which repeat from row to row, kept by the caller)."""
     primary = _primary_rrset(record)
-    reference = _time(record.get("reference_time"))
-    expiration = _time(primary.get("expiration")) if primary else None
+    time = _time if times is None else _memo_time(times)
+    reference = time(record.get("reference_time"))
+    expiration = time(primary.get("expiration")) if primary else None
     remaining = (int((expiration - reference).total_seconds())
                  if expiration is not None and reference is not None else None)
     return {
@@ -120,7 +141,7 @@ def flow_row(record: dict[str, Any]) -> dict[str, Any]:
         "signer": primary.get("signer") if primary else None,
         "key_tags": list(primary.get("key_tags", [])) if primary else [],
         "algorithms": list(primary.get("algorithms", [])) if primary else [],
-        "inception": _time(primary.get("inception")) if primary else None,
+        "inception": time(primary.get("inception")) if primary else None,
         "expiration": expiration,
         "remaining_validity_s": remaining,
         "reference_time": reference,
@@ -194,9 +215,10 @@ def _chunks(path: Path, size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]
     """(first line number, rows) batches of the flow table."""
     batch: list[dict[str, Any]] = []
     first = 1
+    times: dict[str | None, datetime | None] = {}
     for number, record in numbered_jsonl(path, "responses"):
         try:
-            row = flow_row(record)
+            row = flow_row(record, times)
         except RECORD_ERRORS as exc:
             raise record_problem(path, number, exc) from exc
         if not batch:
@@ -256,13 +278,13 @@ def _write_partitions(rows: list[dict[str, Any]], dataset: Path, number: int) ->
     """One Parquet file per capture date of a batch, rows in their order, converted by Arrow
     itself (``from_pylist``): a pandas DataFrame in between cost more than the rest of the
     flow table (issue 14)."""
-    dates: dict[str, list[dict[str, Any]]] = {}
+    dates: dict[date, list[dict[str, Any]]] = {}
     for row in rows:
-        dates.setdefault(row["ts"].strftime("%Y-%m-%d"), []).append(row)
-    for date in sorted(dates):
-        directory = dataset / f"date={date}"
+        dates.setdefault(row["ts"].date(), []).append(row)
+    for day in sorted(dates):
+        directory = dataset / f"date={day.isoformat()}"  # YYYY-MM-DD: pcap years are 4 digits
         directory.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pylist(dates[date], schema=FLOW_SCHEMA)
+        table = pa.Table.from_pylist(dates[day], schema=FLOW_SCHEMA)
         pq.write_table(table, directory / f"part-{number:05d}.parquet")
 
 

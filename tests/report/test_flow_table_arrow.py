@@ -3,11 +3,13 @@ the pandas DataFrame it used to go through, nulls, lists and times included."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from auditor.pipeline import AuditOptions, run_audit
 from auditor.report.tables import FLOW_SCHEMA, flow_row, read_jsonl, write_flow_tables
@@ -29,3 +31,19 @@ def test_flow_table_equals_the_pandas_conversion(tmp_path: Path) -> None:
                                      schema=FLOW_SCHEMA, preserve_index=False)
     assert written.schema.equals(by_pandas.schema, check_metadata=False)
     assert written.to_pylist() == by_pandas.to_pylist()
+
+
+def test_rows_through_the_time_memo_equal_rows_without_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ``_chunks`` keeps the parsed reference, inception and expiration times (they repeat from
+    # row to row): the same rows, also when the memo is emptied on the way.
+    from auditor.report import tables
+
+    run_audit(AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path,
+                           trust_anchors=(str(SAMPLE.with_suffix(".anchor")),),
+                           report_formats=frozenset()))
+    records = list(read_jsonl(tmp_path / "responses.jsonl"))
+    monkeypatch.setattr(tables, "TIMES_KEPT", 2)
+    times: dict[str | None, datetime | None] = {}
+    assert [flow_row(r, times) for r in records] == [flow_row(r) for r in records]
+    assert len(times) <= 2
