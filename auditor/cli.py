@@ -15,7 +15,6 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import logging
 import sys
@@ -30,6 +29,7 @@ import click
 from auditor import __version__
 from auditor.cli_live import live as live_command
 from auditor.errors import AuditorError, CaptureError
+from auditor.memo import tune_garbage_collector
 from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir, run_audit
 from auditor.report.anonymize import load_or_create_key
 from auditor.report.check import SCHEMA_CHECKS
@@ -599,27 +599,6 @@ def _cache_call(call: Callable[[], T]) -> T:
 
 
 cli.add_command(live_command, name="live")
-
-
-GC_THRESHOLDS = (2_000_000, 1, 1)
-"""The cyclic collector's thresholds for a run: it runs only after the tracked objects grew by
-2,000,000 since its last run (CPython counts allocations net of deallocations), and then
-collects every generation within two runs. The audit keeps hundreds of thousands of long-lived
-objects in bounded caches and makes no reference cycles per frame (a collection every 3 s of a
-200,000-frame audit found 198 cyclic objects in all, one-off engine objects), so each
-collection is a full scan that finds almost nothing: with CPython's (700, 10, 10) the
-collector took about a fifth of live mode's CPU (3.8 s of 19.7 on 60,000 frames), and with
-(100_000, 50, 100) still 2.8 s of a 55 s one-process audit of 200,000 frames and 7.3 s of
-``--jobs 2``'s two processes, whose pickled batches are long-lived objects made in bursts
-(benchmarks/README.md, "the collector"). A plateaued run's growth stays under the threshold;
-a leak of cycles would still be collected, every 2,000,000 objects."""
-
-
-def tune_garbage_collector() -> None:
-    """Move everything imported so far out of the collector's sight and collect rarely."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def main() -> None:

@@ -199,7 +199,7 @@ def test_stdin_single_pass_waits_for_late_keys_and_matches_two_pass(tmp_path: Pa
 def test_the_entry_point_tunes_the_collector_for_long_lived_caches() -> None:
     import gc
 
-    from auditor.cli import GC_THRESHOLDS, tune_garbage_collector
+    from auditor.memo import GC_THRESHOLDS, tune_garbage_collector
 
     before = gc.get_threshold()
     try:

@@ -24,6 +24,7 @@ from contextlib import ExitStack
 from typing import Any, TypeVar
 
 from auditor.errors import CaptureError
+from auditor.memo import collector_tuned, tune_garbage_collector
 from auditor.pipeline import AuditOptions, AuditOutcome, run_audit
 from auditor.report.partitioned import write_partitioned
 from auditor.scale.jobs import Pending, ShardedJudging
@@ -85,8 +86,12 @@ def localised(captures: Sequence[str], cache_dir: str) -> tuple[str, ...]:
 
 
 def _on_worker(task: Callable[[ShardSpec], T]) -> Callable[[ShardSpec], T]:
-    """``task`` with the spec's remote captures fetched to the worker's local cache first."""
+    """``task`` with the spec's remote captures fetched to the worker's local cache first, and
+    the worker's garbage collector tuned as the command line tunes it (``memo.GC_THRESHOLDS``:
+    distributed leaves CPython's (700, 10, 10), which rescans the worker's caches)."""
     def run(spec: ShardSpec) -> T:
+        if not collector_tuned():  # a worker process: its first task of the run
+            tune_garbage_collector()
         captures = spec.options.captures
         if any(is_remote(path) for path in captures):
             cache = os.path.join(tempfile.gettempdir(), "dnssec-auditor-captures")

@@ -66,3 +66,24 @@ def test_local_cluster_over_rotated_pieces_equals_one_process(tmp_path: Path) ->
     assert sum(n for _, n, _ in table) == len(verdicts)
     assert {verdict for verdict, _, _ in table} == set(verdicts)
     assert len(list(dataset.glob("date=*/capture=*/responses.jsonl"))) == 8
+
+
+def test_a_worker_tunes_its_collector_before_its_first_task(tmp_path: Path) -> None:
+    # distributed starts workers with CPython's collector thresholds; the first task of a run
+    # sets the command line's (``memo.GC_THRESHOLDS``), once.
+    import gc
+
+    from auditor.memo import GC_THRESHOLDS
+    from auditor.scale.dask import _on_worker
+    from auditor.scale.work import ShardSpec
+
+    before = gc.get_threshold()
+    spec = ShardSpec(AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path), 0, 2)
+    try:
+        gc.set_threshold(700, 10, 10)
+        seen = _on_worker(lambda given: (given is spec, gc.get_threshold()))(spec)
+        assert seen == (True, GC_THRESHOLDS)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
