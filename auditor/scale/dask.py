@@ -17,8 +17,11 @@ into a local cache keeping their base names (the names the reports cite).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import posixpath
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any, TypeVar
@@ -69,20 +72,40 @@ def is_remote(path: str) -> bool:
 
 def localised(captures: Sequence[str], cache_dir: str) -> tuple[str, ...]:
     """Local paths of the captures: remote URLs are fetched once into ``cache_dir`` (their
-    base names kept), local paths stay as given."""
-    import fsspec
-
+    base names kept: ``_fetched``), local paths stay as given."""
     paths = []
     for capture in captures:
         if not is_remote(capture):
             paths.append(capture.removeprefix("file://"))
             continue
         try:
-            paths.append(fsspec.open_local(f"filecache::{capture}", filecache={
-                "cache_storage": cache_dir, "same_names": True}))
+            paths.append(_fetched(capture, cache_dir))
         except (OSError, ValueError) as exc:
             raise CaptureError(capture, f"cannot fetch: {exc}") from exc
     return tuple(paths)
+
+
+def _fetched(url: str, cache_dir: str) -> str:
+    """A local copy of ``url`` under its base name (the name the reports cite), in a directory
+    of its own for this URL and this version of its content (fsspec's ``ukey``: the object's
+    ETag, generation, or size and time). So two captures with one base name
+    (``s3://tap1/dns.pcap``, ``s3://tap2/dns.pcap``) never share a copy, and a capture
+    rewritten under its URL (daily rotation reusing names) is fetched again, never read stale
+    from a worker's cache. fsspec's ``filecache`` with ``same_names`` did both (checked with its
+    in-memory filesystem: the second URL's bytes served for the first)."""
+    import fsspec.core
+
+    fs, path = fsspec.core.url_to_fs(url)
+    version = hashlib.sha256(f"{url}\0{fs.ukey(path)}".encode()).hexdigest()[:24]
+    directory = os.path.join(cache_dir, version)
+    local = os.path.join(directory, posixpath.basename(path.rstrip("/")))
+    if os.path.exists(local):
+        return local
+    os.makedirs(directory, exist_ok=True)
+    partial = f"{local}.{os.getpid()}.{threading.get_ident()}.part"  # concurrent fetches
+    fs.get_file(path, partial)
+    os.replace(partial, local)
+    return local
 
 
 def _on_worker(task: Callable[[ShardSpec], T]) -> Callable[[ShardSpec], T]:

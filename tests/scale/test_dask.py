@@ -87,3 +87,70 @@ def test_a_worker_tunes_its_collector_before_its_first_task(tmp_path: Path) -> N
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+@pytest.mark.slow
+def test_captures_behind_an_fsspec_url_are_fetched_under_their_names(tmp_path: Path) -> None:
+    # A filesystem other than the local one (fsspec's in-memory one standing in for s3:// or
+    # gs://): the glob is expanded on it, the client and each worker fetch the pieces into
+    # their caches under their base names, and the audit equals one over the local pieces.
+    # The cluster's workers are threads of this process, so they see the same memory.
+    import fsspec
+    from distributed import Client, LocalCluster
+
+    from auditor.scale.dask import expand_captures, run_on_dask
+
+    pieces = tmp_path / "pieces"
+    pieces.mkdir()
+    subprocess.run(["editcap", "-c", "40", str(SAMPLE), str(pieces / "sample.pcap")],
+                   check=True)
+    memory = fsspec.filesystem("memory")
+    for piece in sorted(pieces.glob("*.pcap")):
+        memory.pipe(f"/taps/{piece.name}", piece.read_bytes())
+    try:
+        found = expand_captures(["memory://taps/*.pcap"])
+        assert [url.rsplit("/", 1)[1] for url in found] == sorted(
+            p.name for p in pieces.glob("*.pcap"))
+        assert all(url.startswith("memory://") for url in found)
+        options = AuditOptions(captures=("memory://taps/*.pcap",), out_dir=tmp_path / "remote",
+                               trust_anchors=(str(ANCHOR),), report_formats=frozenset())
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                          dashboard_address=None) as cluster, Client(cluster):
+            run_on_dask(options, cluster.scheduler_address)
+    finally:
+        memory.rm("/taps", recursive=True)
+    local = tuple(str(p) for p in sorted(pieces.glob("*.pcap")))
+    run_audit(AuditOptions(captures=local, out_dir=tmp_path / "local",
+                           trust_anchors=(str(ANCHOR),), report_formats=frozenset()))
+    for name in ("responses.jsonl", "findings.jsonl"):
+        assert lines(tmp_path / "remote" / name) == lines(tmp_path / "local" / name), name
+    captures = {r["capture"] for r in lines(tmp_path / "remote" / "responses.jsonl")}
+    assert captures == {p.name for p in pieces.glob("*.pcap")}
+
+
+def test_remote_captures_with_one_base_name_or_rewritten_are_never_confused(
+        tmp_path: Path) -> None:
+    # Two taps' ``dns.pcap`` are two captures; a capture rewritten under its URL (rotation
+    # reusing names) is fetched again: a worker's cache never serves another file's bytes.
+    import fsspec
+
+    from auditor.scale.dask import localised
+
+    memory = fsspec.filesystem("memory")
+    cache = str(tmp_path / "cache")
+    try:
+        memory.pipe("/tap1/dns.pcap", b"first tap")
+        memory.pipe("/tap2/dns.pcap", b"second tap")
+        first, second = localised(["memory://tap1/dns.pcap", "memory://tap2/dns.pcap"], cache)
+        assert Path(first).name == Path(second).name == "dns.pcap"  # the name reports cite
+        assert (Path(first).read_bytes(), Path(second).read_bytes()) == (b"first tap",
+                                                                        b"second tap")
+        assert localised(["memory://tap1/dns.pcap"], cache) == (first,)  # fetched once
+        memory.rm("/tap1/dns.pcap")
+        memory.pipe("/tap1/dns.pcap", b"the next day, longer")
+        (again,) = localised(["memory://tap1/dns.pcap"], cache)
+        assert Path(again).read_bytes() == b"the next day, longer"
+        assert Path(first).read_bytes() == b"first tap"
+    finally:
+        memory.rm("/tap1", recursive=True)
+        memory.rm("/tap2", recursive=True)
