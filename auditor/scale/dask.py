@@ -96,16 +96,26 @@ def _fetched(url: str, cache_dir: str) -> str:
     import fsspec.core
 
     fs, path = fsspec.core.url_to_fs(url)
+    info = fs.info(path)
     version = hashlib.sha256(f"{url}\0{fs.ukey(path)}".encode()).hexdigest()[:24]
     directory = os.path.join(cache_dir, version)
     local = os.path.join(directory, posixpath.basename(path.rstrip("/")))
-    if os.path.exists(local):
-        return local
-    os.makedirs(directory, exist_ok=True)
-    partial = f"{local}.{os.getpid()}.{threading.get_ident()}.part"  # concurrent fetches
-    fs.get_file(path, partial)
-    os.replace(partial, local)
+    with _FETCHING:  # a worker's threads fetch each capture once, not once each
+        if os.path.exists(local):
+            return local
+        os.makedirs(directory, exist_ok=True)
+        partial = f"{local}.{os.getpid()}.part"  # another worker process on this host
+        fs.get_file(path, partial)
+        size, got = info.get("size"), os.path.getsize(partial)
+        if size is not None and got != size:
+            os.unlink(partial)  # a cut copy must not be audited, nor kept for the next run
+            raise OSError(f"fetched {got} bytes where the store announced {size}")
+        os.replace(partial, local)
     return local
+
+
+_FETCHING = threading.Lock()
+"""Serialises fetches within a process (not a table: no state is kept in it)."""
 
 
 def _on_worker(task: Callable[[ShardSpec], T]) -> Callable[[ShardSpec], T]:

@@ -154,3 +154,29 @@ def test_remote_captures_with_one_base_name_or_rewritten_are_never_confused(
     finally:
         memory.rm("/tap1", recursive=True)
         memory.rm("/tap2", recursive=True)
+
+
+def test_a_copy_cut_short_is_refused_and_not_kept(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from auditor.errors import CaptureError
+    from auditor.scale.dask import localised
+
+    def cut_short(self: Any, rpath: str, lpath: str, **kwargs: Any) -> None:
+        Path(lpath).write_bytes(self.cat_file(rpath)[:3])
+
+    memory = fsspec.filesystem("memory")
+    cache = tmp_path / "cache"
+    try:
+        memory.pipe("/tap/dns.pcap", b"a whole capture")
+        monkeypatch.setattr(MemoryFileSystem, "get_file", cut_short)
+        with pytest.raises(CaptureError, match="fetched 3 bytes where the store announced 15"):
+            localised(["memory://tap/dns.pcap"], str(cache))
+        assert not [p for p in cache.rglob("*") if p.is_file()]
+        monkeypatch.undo()
+        (whole,) = localised(["memory://tap/dns.pcap"], str(cache))
+        assert Path(whole).read_bytes() == b"a whole capture"
+    finally:
+        memory.rm("/tap", recursive=True)
