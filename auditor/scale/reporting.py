@@ -104,10 +104,9 @@ class Event(IntEnum):
     ANOMALY = 1
     """An ``Anomaly`` for ``findings.jsonl``."""
     FACTS = 2
-    """(evidence, facts) derived where a response was judged."""
+    """(evidence, facts) derived where a response was judged, just before its ``JUDGED``."""
     JUDGED = 3
-    """One judged response (``Rendered``), its ``responses.jsonl`` fields whole, and its
-    forgery facts (``ResponseFacts``) or None."""
+    """One judged response (``Rendered``), its ``responses.jsonl`` fields whole."""
     UNRENDERED = 4
     """One judged response (``Rendered``) whose capture-level fields the reporting process
     renders (and contains a failure of, as one process would): it had nothing queued, or
@@ -197,15 +196,16 @@ class ReportLink(EventLink[Event]):
             except Exception:  # contained where one process contains it: reporting
                 add(Event.UNRENDERED, (evidence, verdict, fields))
                 continue
-            facts = None
             if facts_here and not evidence.transaction.response.wire.cut:
                 # The forgery stage never sees a cut answer (``engine.reporting.stages_for``).
                 try:
                     facts = facts_of(evidence, verdict)
                 except Exception:  # the reporting process derives them and contains it
                     facts = None
-                balance["facts_here"] += facts is not None
-            add(Event.JUDGED, (evidence, verdict, whole, facts))
+                if facts is not None:
+                    balance["facts_here"] += 1
+                    add(Event.FACTS, (evidence, facts))
+            add(Event.JUDGED, (evidence, verdict, whole))
 
     def close(self) -> None:
         """Send what is batched (the reporting process flushes when ``complete`` says so)."""
@@ -335,7 +335,6 @@ def _serve(side: FileReports, events: Connection,
     feed = _Feed()
     unpickler = pickle.Unpickler(feed)
     query, anomaly, facts, report = side.query, side.anomaly, side.facts, side.report_all
-    rendered: list[Rendered] = []
     while True:
         try:
             message = events.recv_bytes()
@@ -344,20 +343,14 @@ def _serve(side: FileReports, events: Connection,
         if message[:1] == _FRESH:
             unpickler = pickle.Unpickler(feed)
         feed.set(memoryview(message)[1:])
-        judged = rendered  # responses whose records are whole, reported together
+        judged: list[Rendered] = []
         for kind, payload in unpickler.load():
             if kind is Event.JUDGED:
-                evidence, verdict, whole, known = payload
-                if known is not None:  # primed just before its own response is fed
-                    if judged:
-                        report(judged, True)
-                        judged.clear()
-                    facts(evidence, known)
-                judged.append((evidence, verdict, whole))
+                judged.append(payload)
                 continue
             if judged:
                 report(judged, True)
-                judged.clear()
+                judged = []
             if kind is Event.QUERY:
                 query(payload)
             elif kind is Event.ANOMALY:
@@ -373,7 +366,6 @@ def _serve(side: FileReports, events: Connection,
                 return side.complete(_with_reporting(payload))
         if judged:
             report(judged, True)
-            judged.clear()
 
 
 def _with_tables(outcome: AuditOutcome, tables: list[Path]) -> AuditOutcome:

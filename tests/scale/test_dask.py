@@ -36,13 +36,18 @@ def _without_frame_numbers(value: Any) -> Any:
     return value
 
 
+def _rotated(pieces: Path, frames: int) -> Path:
+    """The sample cut into pieces of ``frames`` frames in ``pieces`` (as a tap rotates)."""
+    pieces.mkdir()
+    subprocess.run(["editcap", "-c", str(frames), str(SAMPLE), str(pieces / "sample.pcap")],
+                   check=True)
+    return pieces
+
+
 @pytest.mark.slow
 def test_local_cluster_over_rotated_pieces_equals_one_process(tmp_path: Path) -> None:
-    pieces = tmp_path / "pieces"
-    pieces.mkdir()
     # 155 frames in 8 pieces of 20: queries and their answers, TCP streams cut at boundaries.
-    subprocess.run(["editcap", "-c", "20", str(SAMPLE), str(pieces / "sample.pcap")],
-                   check=True)
+    pieces = _rotated(tmp_path / "pieces", 20)
     assert len(list(pieces.glob("*.pcap"))) == 8
     run_audit(AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path / "one",
                            trust_anchors=(str(ANCHOR),), report_formats=frozenset()))
@@ -100,10 +105,7 @@ def test_captures_behind_an_fsspec_url_are_fetched_under_their_names(tmp_path: P
 
     from auditor.scale.dask import expand_captures, run_on_dask
 
-    pieces = tmp_path / "pieces"
-    pieces.mkdir()
-    subprocess.run(["editcap", "-c", "40", str(SAMPLE), str(pieces / "sample.pcap")],
-                   check=True)
+    pieces = _rotated(tmp_path / "pieces", 40)
     memory = fsspec.filesystem("memory")
     for piece in sorted(pieces.glob("*.pcap")):
         memory.pipe(f"/taps/{piece.name}", piece.read_bytes())
