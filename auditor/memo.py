@@ -89,8 +89,11 @@ collection is a full scan that finds almost nothing: with CPython's (700, 10, 10
 collector took about a fifth of live mode's CPU (3.8 s of 19.7 on 60,000 frames), and with
 (100_000, 50, 100) still 2.8 s of a 55 s one-process audit of 200,000 frames and 7.3 s of
 ``--jobs 2``'s two processes, whose pickled batches are long-lived objects made in bursts
-(benchmarks/README.md, "the collector"). A plateaued run's growth stays under the threshold;
-a leak of cycles would still be collected, every 2,000,000 objects."""
+(benchmarks/README.md, "the collector"). One process's caches plateau below it (a
+1,000,000-frame audit: 0.85 s of collection, mostly the explicit one before the reports);
+``--jobs 2``'s reporting process, which also holds a segment of loaded batches, crosses it a
+few times (1.8 s over 1,000,000 frames). A leak of cycles would still be collected, every
+2,000,000 objects."""
 
 
 def tune_garbage_collector() -> None:
