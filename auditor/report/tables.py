@@ -104,11 +104,11 @@ def _primary_rrset(record: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def flow_row(record: dict[str, Any],
-             times: dict[str | None, datetime | None] | None = None) -> dict[str, Any]:
-    """One ``responses.jsonl`` record as a flat flow-table row (``times``: parsed reference,
-    inception and expiration times, which repeat from row to row, kept by the caller)."""
+             time: Callable[[str | None], datetime | None] = _time) -> dict[str, Any]:
+    """One ``responses.jsonl`` record as a flat flow-table row (``time``: how the reference,
+    inception and expiration times are parsed; they repeat from row to row, so ``_chunks``
+    passes ``_memo_time``)."""
     primary = _primary_rrset(record)
-    time = _time if times is None else _memo_time(times)
     reference = time(record.get("reference_time"))
     expiration = time(primary.get("expiration")) if primary else None
     remaining = (int((expiration - reference).total_seconds())
@@ -215,10 +215,10 @@ def _chunks(path: Path, size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]
     """(first line number, rows) batches of the flow table."""
     batch: list[dict[str, Any]] = []
     first = 1
-    times: dict[str | None, datetime | None] = {}
+    time = _memo_time({})
     for number, record in numbered_jsonl(path, "responses"):
         try:
-            row = flow_row(record, times)
+            row = flow_row(record, time)
         except RECORD_ERRORS as exc:
             raise record_problem(path, number, exc) from exc
         if not batch:

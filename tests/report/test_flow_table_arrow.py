@@ -45,5 +45,6 @@ def test_rows_through_the_time_memo_equal_rows_without_it(
     records = list(read_jsonl(tmp_path / "responses.jsonl"))
     monkeypatch.setattr(tables, "TIMES_KEPT", 2)
     times: dict[str | None, datetime | None] = {}
-    assert [flow_row(r, times) for r in records] == [flow_row(r) for r in records]
+    memo = tables._memo_time(times)
+    assert [flow_row(r, memo) for r in records] == [flow_row(r) for r in records]
     assert len(times) <= 2
