@@ -65,10 +65,16 @@ class Summary:
     """False when not even the header and question could be read."""
 
 
+class MessageLeftBehind(RuntimeError):
+    """Our own bug: a stage read the dnspython message of a response that another process
+    parsed (``ParsedMessage.__getstate__`` leaves it there)."""
+
+
 class ParsedMessage:
     """The full dnspython parse of one distinct message, done on first use and shared."""
 
-    __slots__ = ("_done", "_message", "_problems", "_tables", "_ttl_free", "_wire", "summary")
+    __slots__ = ("_done", "_left_behind", "_message", "_problems", "_tables", "_ttl_free",
+                 "_wire", "summary")
 
     def __init__(self, wire: bytes, summary: Summary | None = None,
                  tables: ParseTables | None = None) -> None:
@@ -82,13 +88,25 @@ class ParsedMessage:
         self._message: dns.message.Message | None = None
         self._problems: tuple[str, ...] = ()
         self._done = False
+        self._left_behind = False
+        """The parsed response stayed in the process that parsed it (``__getstate__``)."""
 
     def __getstate__(self) -> dict[str, object]:
-        """Pickled (``audit --jobs``) without the run's tables: another process reads the
-        records, if ever, with its own."""
-        return {name: getattr(self, name) for name in self.__slots__ if name != "_tables"}
+        """Pickled (``audit --jobs``, Dask spools, ``live --jobs 2``) without the run's
+        tables: another process reads the records, if ever, with its own. A parsed
+        response's dnspython message stays behind too: the stages after the verdict read a
+        response's records from its evidence, never from the message (about a tenth of what
+        crossed, measured on the benchmark capture's batches); reading it there raises.
+        A query's crosses (the forgery stage reads a query's header from it)."""
+        state = {name: getattr(self, name) for name in self.__slots__ if name != "_tables"}
+        message = self._message
+        if message is not None and message.flags & dns.flags.QR:
+            state["_message"] = None
+            state["_left_behind"] = True
+        return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        self._left_behind = False  # unless the state says otherwise
         for name, value in state.items():
             object.__setattr__(self, name, value)
         self._tables = None
@@ -126,6 +144,9 @@ class ParsedMessage:
         """The parsed message (read-only: it is shared), or None if dnspython gave up."""
         if not self._done:
             self._parse()
+        if self._left_behind:
+            raise MessageLeftBehind("a parsed response's message is not sent to another "
+                                    "process; read its records from the evidence")
         return self._message
 
     @property

@@ -667,6 +667,14 @@ def write_table_reports(options: AuditOptions) -> list[Path]:
     return render_reports(options.out_dir, table_formats(_formats(options.report_formats)))
 
 
+def shared_flow_table(options: AuditOptions) -> bool:
+    """Whether the run's flow table can be written in chunks by two processes at once: the
+    Parquet dataset can (one file per chunk), the CSV cannot (one file, written in order)."""
+    from auditor.report.run import OutputFormat
+
+    return table_formats(_formats(options.report_formats)) == {OutputFormat.PARQUET}
+
+
 def _record_anonymizer(secret: bytes | None) -> RecordAnonymizer | None:
     if secret is None:
         return None

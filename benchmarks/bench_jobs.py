@@ -77,8 +77,15 @@ def jobs_pairs(capture: Path, anchor: Path | None, work: Path, jobs: int,
 
 
 def same_files(one: Path, other: Path) -> bool:
-    """Byte-identical ``COMPARED`` outputs."""
-    return all(filecmp.cmp(one / name, other / name, shallow=False) for name in COMPARED)
+    """Byte-identical ``COMPARED`` outputs and flow tables (``--jobs 2`` writes its Parquet
+    parts from both processes)."""
+    return (all(filecmp.cmp(one / name, other / name, shallow=False) for name in COMPARED)
+            and _tree(one / "responses.parquet") == _tree(other / "responses.parquet"))
+
+
+def _tree(directory: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(directory)): path.read_bytes()
+            for path in sorted(directory.rglob("*")) if path.is_file()}
 
 
 def _without_pieces(value: Any) -> Any:

@@ -40,7 +40,7 @@ def write_partitioned(out_dir: Path, chunk_rows: int = CHUNK_ROWS) -> list[Path]
         shutil.rmtree(dataset)
     written = [_split_jsonl(out_dir / "responses.jsonl", dataset / "responses"),
                _split_jsonl(out_dir / "findings.jsonl", dataset / "findings")]
-    for number, (_, rows) in enumerate(_chunks(out_dir / "responses.jsonl", chunk_rows)):
+    for number, _, rows in _chunks(out_dir / "responses.jsonl", chunk_rows):
         frame = pd.DataFrame(rows, columns=FLOW_SCHEMA.names)
         dates = frame["ts"].map(lambda t: t.strftime("%Y-%m-%d"))
         names = frame["capture"].map(lambda name: partition_value(str(name)))

@@ -155,15 +155,22 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
         yield record
 
 
-def numbered_jsonl(path: Path, kind: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+def numbered_jsonl(path: Path, kind: str | None = None,
+                   wanted: Callable[[int], bool] | None = None,
+                   ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) of every record of a JSON Lines file (blank lines skipped);
     with ``kind`` (``responses``, ``findings``) and ``SCHEMA_CHECKS`` set each record must
-    fit that schema."""
+    fit that schema. ``wanted``: given the 0-based position of a record among the records,
+    whether to read it (one not wanted is passed over unparsed)."""
     checked = kind is not None and SCHEMA_CHECKS.get()
+    position = -1
     try:
         with path.open("rb") as handle:
             for number, raw in enumerate(handle, 1):
                 if raw.strip():
+                    position += 1
+                    if wanted is not None and not wanted(position):
+                        continue
                     record = _record(path, number, raw)
                     found = (check.problem(check.schema_of(kind, record), record)
                              if checked and kind is not None else None)
@@ -211,38 +218,82 @@ RECORD_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, Ov
 ``ReportInputError``)."""
 
 
-def _chunks(path: Path, size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    """(first line number, rows) batches of the flow table."""
+ChunkClaim = Callable[[], int]
+"""Hands out flow-table chunk numbers, each once and in increasing order, to the processes
+writing one flow table together (``audit --jobs 2``: a counter they share)."""
+
+
+class _Claimed:
+    """Whether a record's chunk is one this process claimed: as its reading reaches a chunk
+    past the last one it claimed, it claims the next one not yet taken and passes over the
+    records before it (another process writes them)."""
+
+    def __init__(self, size: int, claim: ChunkClaim) -> None:
+        self._size = size
+        self._claim = claim
+        self.chunk = claim()
+        """The chunk this process writes next."""
+
+    def __call__(self, position: int) -> bool:
+        chunk = position // self._size
+        while chunk > self.chunk:
+            self.chunk = self._claim()
+        return chunk == self.chunk
+
+
+def _chunks(path: Path, size: int, claim: ChunkClaim | None = None,
+            ) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
+    """(chunk number, first line number, rows) batches of the flow table: every chunk of
+    ``size`` records, or with ``claim`` those this process claims."""
+    claimed = _Claimed(size, claim) if claim is not None else None
     batch: list[dict[str, Any]] = []
     first = 1
+    chunk = 0
     time = _memo_time({})
-    for number, record in numbered_jsonl(path, "responses"):
+    for number, record in numbered_jsonl(path, "responses", claimed):
         try:
             row = flow_row(record, time)
         except RECORD_ERRORS as exc:
             raise record_problem(path, number, exc) from exc
         if not batch:
             first = number
+            if claimed is not None:
+                chunk = claimed.chunk
         batch.append(row)
         if len(batch) >= size:
-            yield first, batch
+            yield chunk, first, batch
             batch = []
+            chunk += 1
     if batch:
-        yield first, batch
+        yield chunk, first, batch
+
+
+def clear_flow_dataset(out_dir: Path) -> None:
+    """Remove an earlier run's ``responses.parquet`` (before one is written in chunks)."""
+    dataset = out_dir / "responses.parquet"
+    if dataset.exists():
+        shutil.rmtree(dataset) if dataset.is_dir() else dataset.unlink()
 
 
 def write_flow_tables(
     responses: Path, out_dir: Path, *, parquet: bool = True, csv: bool = False,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int = CHUNK_ROWS, claim: ChunkClaim | None = None,
 ) -> list[Path]:
     """``responses.parquet/date=YYYY-MM-DD/part-NNNNN.parquet`` (a Hive-partitioned dataset,
-    readable with ``pandas.read_parquet``) and, on request, ``responses.csv``."""
+    readable with ``pandas.read_parquet``) and, on request, ``responses.csv``.
+
+    ``claim``: write only the chunks it hands out (Parquet only: the CSV is one file written
+    in order), into a dataset the caller has cleared (``clear_flow_dataset``); the processes
+    sharing ``claim`` write together the files one process writes alone, part numbers
+    included."""
+    if claim is not None and csv:
+        raise ValueError("a CSV flow table is written by one process, in order")
     dataset = out_dir / "responses.parquet"
     csv_path = out_dir / "responses.csv"
-    if parquet and dataset.exists():
-        shutil.rmtree(dataset) if dataset.is_dir() else dataset.unlink()
+    if parquet and claim is None:
+        clear_flow_dataset(out_dir)
     written: list[Path] = []
-    for number, (first, batch) in enumerate(_chunks(responses, chunk_rows)):
+    for number, first, batch in _chunks(responses, chunk_rows, claim):
         if parquet:
             try:
                 _write_partitions(batch, dataset, number)

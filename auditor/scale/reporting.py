@@ -4,8 +4,10 @@ each record's capture-level fields; a forked reporting process harvests shard 1'
 (both processes merge the two halves alike), then runs the reporting side
 (``pipeline.FileReports``: finding stages, resolution linker, ``responses.jsonl``,
 ``findings.jsonl``, then ``stats.json``, the evidence file and the reports but the flow
-tables, which this process writes meanwhile), fed the same calls in the same order as pickled
-batches through a bounded queue, so the outputs are those of one process, byte for byte.
+tables, which this process writes meanwhile; the Parquet flow table's chunks are claimed by
+both processes once the reporting one is done), fed the same calls in the same order as
+pickled batches through a bounded queue, so the outputs are those of one process, byte for
+byte.
 
 Why not flow shards (the design before, kept for Dask in ``scale/jobs.py``): the stages that
 compare flows, the linker and the reports were a serial merge of 60 % of a one-process audit
@@ -34,13 +36,13 @@ import traceback
 from collections.abc import Iterable
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditor.anomaly import Anomaly
 from auditor.engine.build import merged_key_material
 from auditor.engine.contain import Containment
 from auditor.engine.judge import Rendered
-from auditor.errors import AuditorError
+from auditor.errors import AuditorError, ReportInputError
 from auditor.evidence import ResponseEvidence
 from auditor.forgery import ForgeryDetector
 from auditor.messages import ObservedMessage
@@ -52,6 +54,7 @@ from auditor.pipeline import (
     ReportContext,
     report_context,
     run_audit,
+    shared_flow_table,
     write_table_reports,
 )
 from auditor.report.records import ResponseRecords
@@ -68,6 +71,9 @@ from auditor.scale.work import (  # _Pickler: slotted dataclasses as tuples, loa
     harvest,
 )
 from auditor.trust import KeyMaterial
+
+if TYPE_CHECKING:
+    from auditor.report.tables import ChunkClaim
 
 logger = logging.getLogger(__name__)
 
@@ -123,9 +129,11 @@ class ReportLink(EventLink[Event]):
     batch_events = BATCH_EVENTS
 
     def __init__(self, options: AuditOptions, process: multiprocessing.process.BaseProcess,
-                 events: Connection, results: Connection) -> None:
+                 events: Connection, results: Connection, claim: ChunkClaim) -> None:
         super().__init__(process, events, results, QUEUE_BYTES)
         self._options = options
+        self._claim = claim
+        """Hands out the flow table's chunks to this process and the reporting one."""
         self.shard = FlowShard(0, 2)
         """This process's key pass harvests shard 0 of 2; the reporting process shard 1."""
         self.errors = Containment()
@@ -213,16 +221,27 @@ class ReportLink(EventLink[Event]):
 
     def complete(self, judging: JudgingCounters) -> AuditOutcome:
         """Send ``FINISH`` with the counters; once the reporting process has closed the JSON
-        Lines, write the flow tables here while it writes the rest; its outcome with them."""
+        Lines, write the flow tables here while it writes the rest (then, the Parquet table
+        alone, writes its chunks too: ``shared_flow_table``); its outcome with them."""
+        from auditor.report.tables import clear_flow_dataset, write_flow_tables  # pandas
+
+        options = self._options
+        shared = shared_flow_table(options)
+        if shared:  # before FINISH: the reporting process writes chunks only after it
+            clear_flow_dataset(options.out_dir)
         self._add(Event.FINISH, judging)
         self.send()
         self._outbox.close(self._alive)
         kind, payload = self._receive()  # a dead process's last word, or ReporterFailed
         tables: list[Path] = []
         if kind == "closed":
-            tables = write_table_reports(self._options)
+            tables = (write_flow_tables(options.out_dir / "responses.jsonl", options.out_dir,
+                                        claim=self._claim)
+                      if shared else write_table_reports(options))
             kind, payload = self._receive()
         self._process.join()
+        if kind == "tables_failed":
+            raise ReportInputError(*payload)
         if kind != "done":
             raise self._failed(str(payload))
         assert isinstance(payload, AuditOutcome)
@@ -275,11 +294,13 @@ class ReportLink(EventLink[Event]):
 # --- the reporting process -------------------------------------------------------------
 
 
-def _reporting_process(options: AuditOptions, started: float, events: Connection,
-                       results: Connection, parents: tuple[Connection, ...]) -> None:
+def _reporting_process(options: AuditOptions, started: float, claim: ChunkClaim,
+                       events: Connection, results: Connection,
+                       parents: tuple[Connection, ...]) -> None:
     """Harvest shard 1's key material and exchange it for shard 0's; open the outputs and
-    answer ``ready``; apply the batches until ``FINISH``, answer ``done`` with the outcome
-    (``failed`` with a traceback on a crash)."""
+    answer ``ready``; apply the batches until ``FINISH``; write the flow table's chunks it
+    claims (``shared_flow_table``); answer ``done`` with the outcome (``tables_failed`` with
+    the ``ReportInputError``'s arguments, ``failed`` with a traceback on a crash)."""
     for conn in parents:  # the judging process's ends: its exit must close the pipe here
         conn.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the judging process decides when to stop
@@ -299,6 +320,15 @@ def _reporting_process(options: AuditOptions, started: float, events: Connection
                          "with what it had sent")
             side.close()
             sys.exit(1)
+        if shared_flow_table(options):
+            from auditor.report.tables import write_flow_tables  # imported while shard 0 ended
+
+            try:
+                write_flow_tables(options.out_dir / "responses.jsonl", options.out_dir,
+                                  claim=claim)
+            except ReportInputError as exc:
+                _answer(results, ("tables_failed", (exc.source, exc.problem, exc.line)))
+                return
         _answer(results, ("done", outcome))
     except Exception:
         _answer(results, ("failed", traceback.format_exc()))
@@ -397,9 +427,23 @@ def _cpu_s() -> float:
 
 def _start_reporting(options: AuditOptions, started: float) -> ReportLink:
     """Fork the reporting process before the key pass (it harvests half of it)."""
+    claim = _shared_counter()
     process, events_write, results_read = fork_second(
-        _reporting_process, "dnssec-auditor-reporting", options, started)
-    return ReportLink(options, process, events_write, results_read)
+        _reporting_process, "dnssec-auditor-reporting", options, started, claim)
+    return ReportLink(options, process, events_write, results_read, claim)
+
+
+def _shared_counter() -> ChunkClaim:
+    """0, 1, 2, ... across this process and the ones it forks after (each number once)."""
+    counter = multiprocessing.get_context("fork").Value("q", 0)
+
+    def claim() -> int:
+        with counter.get_lock():
+            number: int = counter.value
+            counter.value = number + 1
+        return number
+
+    return claim
 
 
 def run_pipelined(options: AuditOptions) -> AuditOutcome:
