@@ -11,17 +11,21 @@ boundaries, which a per-file task would judge differently from one process.
 
 Captures are read through fsspec: local paths and globs as they are; other URLs
 (``s3://...``, ``gs://...``, with the filesystem package installed) are copied once per host
-into a local cache keeping their base names (the names the reports cite).
+and run into a local cache keeping their base names (the names the reports cite), which the
+run removes from every worker when it ends.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import posixpath
+import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any, TypeVar
@@ -34,11 +38,15 @@ from auditor.scale.jobs import Pending, ShardedJudging
 from auditor.scale.work import ShardSpec
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 LOCAL_PREFIX = "local:"
 """``--scheduler local:N``: a LocalCluster of N single-threaded worker processes."""
 SHARDS_PER_WORKER = 1
 """Flow shards per worker thread (each shard reads every frame, so more shards cost reading)."""
+WORKER_CACHE = "dnssec-auditor-captures"
+"""Where a worker keeps its copies of remote captures: ``$TMPDIR/WORKER_CACHE/RUN`` (one
+directory per run, removed when the run ends: ``_drop_worker_cache``)."""
 
 
 def expand_captures(captures: Sequence[str]) -> tuple[str, ...]:
@@ -118,21 +126,51 @@ _FETCHING = threading.Lock()
 """Serialises fetches within a process (not a table: no state is kept in it)."""
 
 
-def _on_worker(task: Callable[[ShardSpec], T]) -> Callable[[ShardSpec], T]:
-    """``task`` with the spec's remote captures fetched to the worker's local cache first, and
-    the worker's garbage collector tuned as the command line tunes it (``memo.GC_THRESHOLDS``:
-    distributed leaves CPython's (700, 10, 10), which rescans the worker's caches)."""
-    def run(spec: ShardSpec) -> T:
+def _worker_cache(run: str) -> str:
+    """The directory of this worker's copies of the remote captures of run ``run``."""
+    return os.path.join(tempfile.gettempdir(), WORKER_CACHE, run)
+
+
+def _drop_worker_cache(run: str) -> int:
+    """Remove this worker's copies of run ``run``'s remote captures; the bytes freed. A week
+    of rotated captures is hundreds of GB, and every worker fetches every capture (flow
+    shards): kept, the copies would fill the workers' disks run after run."""
+    directory = _worker_cache(run)
+    freed = sum(os.path.getsize(os.path.join(parent, name))
+                for parent, _, names in os.walk(directory) for name in names)
+    shutil.rmtree(directory, ignore_errors=True)
+    return freed
+
+
+def _drop_worker_caches(client: Any, run: str) -> None:
+    """Every worker's ``_drop_worker_cache(run)``; a failure is logged, never raised over the
+    audit's own outcome."""
+    try:
+        freed = client.run(_drop_worker_cache, run)
+    except Exception as exc:  # noqa: BLE001 - a worker gone, a lost connection
+        logger.warning("could not remove the workers' copies of the remote captures "
+                       "(%s/%s on each): %s", WORKER_CACHE, run, exc)
+        return
+    logger.info("removed the workers' copies of the remote captures: %d bytes",
+                sum(freed.values()))
+
+
+def _on_worker(task: Callable[[ShardSpec], T], run: str) -> Callable[[ShardSpec], T]:
+    """``task`` with the spec's remote captures fetched to the worker's cache for run ``run``
+    first, and the worker's garbage collector tuned as the command line tunes it
+    (``memo.GC_THRESHOLDS``: distributed leaves CPython's (700, 10, 10), which rescans the
+    worker's caches)."""
+    def run_task(spec: ShardSpec) -> T:
         if not collector_tuned():  # a worker process: its first task of the run
             tune_garbage_collector()
         captures = spec.options.captures
         if any(is_remote(path) for path in captures):
-            cache = os.path.join(tempfile.gettempdir(), "dnssec-auditor-captures")
-            options = dataclasses.replace(spec.options, captures=localised(captures, cache))
+            options = dataclasses.replace(spec.options,
+                                          captures=localised(captures, _worker_cache(run)))
             spec = dataclasses.replace(spec, options=options)
         return task(spec)
 
-    return run
+    return run_task
 
 
 def run_on_dask(options: AuditOptions, scheduler: str) -> AuditOutcome:
@@ -157,10 +195,14 @@ def run_on_dask(options: AuditOptions, scheduler: str) -> AuditOutcome:
         cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="auditor-fetch-"))
         local = dataclasses.replace(options, captures=localised(captures, cache))
         remote = dataclasses.replace(options, captures=captures)
+        run = uuid.uuid4().hex
+        if any(is_remote(capture) for capture in captures):
+            # Unwound before the client closes (in reverse), also when the audit fails.
+            stack.callback(_drop_worker_caches, client, run)
 
         def submit(task: Callable[[ShardSpec], Any], spec: ShardSpec) -> Pending:
             remote_spec = dataclasses.replace(spec, options=remote)
-            future: Pending = client.submit(_on_worker(task), remote_spec, pure=False)
+            future: Pending = client.submit(_on_worker(task, run), remote_spec, pure=False)
             return future
 
         # The workers spool their items into the output directory, which the client reads

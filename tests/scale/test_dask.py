@@ -95,15 +95,30 @@ def test_a_worker_tunes_its_collector_before_its_first_task(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-def test_captures_behind_an_fsspec_url_are_fetched_under_their_names(tmp_path: Path) -> None:
+def test_captures_behind_an_fsspec_url_are_fetched_under_their_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A filesystem other than the local one (fsspec's in-memory one standing in for s3:// or
     # gs://): the glob is expanded on it, the client and each worker fetch the pieces into
     # their caches under their base names, and the audit equals one over the local pieces.
     # The cluster's workers are threads of this process, so they see the same memory.
+    import tempfile
+
     import fsspec
     from distributed import Client, LocalCluster
 
-    from auditor.scale.dask import expand_captures, run_on_dask
+    from auditor.scale import dask as on_dask
+    from auditor.scale.dask import WORKER_CACHE, expand_captures, run_on_dask
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the workers' $TMPDIR
+    fetched: list[str] = []
+    fetch = on_dask._fetched
+
+    def noting(url: str, cache_dir: str) -> str:
+        local = fetch(url, cache_dir)
+        fetched.append(local)
+        return local
+
+    monkeypatch.setattr(on_dask, "_fetched", noting)
 
     pieces = _rotated(tmp_path / "pieces", 40)
     memory = fsspec.filesystem("memory")
@@ -128,6 +143,11 @@ def test_captures_behind_an_fsspec_url_are_fetched_under_their_names(tmp_path: P
         assert lines(tmp_path / "remote" / name) == lines(tmp_path / "local" / name), name
     captures = {r["capture"] for r in lines(tmp_path / "remote" / "responses.jsonl")}
     assert captures == {p.name for p in pieces.glob("*.pcap")}
+    # The workers fetched every piece into their cache, which the run then removed (a week of
+    # rotated captures would otherwise stay on every worker's disk).
+    workers = tmp_path / WORKER_CACHE
+    assert sum(path.startswith(str(workers)) for path in fetched) >= len(captures)
+    assert workers.is_dir() and not any(workers.iterdir())
 
 
 def test_remote_captures_with_one_base_name_or_rewritten_are_never_confused(
