@@ -277,7 +277,7 @@ def clear_flow_dataset(out_dir: Path) -> None:
 
 def write_flow_tables(
     responses: Path, out_dir: Path, *, parquet: bool = True, csv: bool = False,
-    chunk_rows: int = CHUNK_ROWS, claim: ChunkClaim | None = None,
+    chunk_rows: int | None = None, claim: ChunkClaim | None = None,
 ) -> list[Path]:
     """``responses.parquet/date=YYYY-MM-DD/part-NNNNN.parquet`` (a Hive-partitioned dataset,
     readable with ``pandas.read_parquet``) and, on request, ``responses.csv``.
@@ -293,7 +293,7 @@ def write_flow_tables(
     if parquet and claim is None:
         clear_flow_dataset(out_dir)
     written: list[Path] = []
-    for number, first, batch in _chunks(responses, chunk_rows, claim):
+    for number, first, batch in _chunks(responses, chunk_rows or CHUNK_ROWS, claim):
         if parquet:
             try:
                 _write_partitions(batch, dataset, number)

@@ -86,7 +86,7 @@ def test_a_worker_tunes_its_collector_before_its_first_task(tmp_path: Path) -> N
     spec = ShardSpec(AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path), 0, 2)
     try:
         gc.set_threshold(700, 10, 10)
-        seen = _on_worker(lambda given: (given is spec, gc.get_threshold()))(spec)
+        seen = _on_worker(lambda given: (given is spec, gc.get_threshold()), "run")(spec)
         assert seen == (True, GC_THRESHOLDS)
         assert gc.get_freeze_count() > 0
     finally:

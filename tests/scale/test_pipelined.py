@@ -9,7 +9,8 @@ import json
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,76 @@ def test_the_judging_process_writes_the_flow_tables_listed_as_one_process_lists_
     assert tables[0].equals(tables[1])
     assert (tmp_path / "one" / "responses.csv").read_bytes() == (
         tmp_path / "two" / "responses.csv").read_bytes()
+
+
+def _parquet_only(out: Path) -> AuditOptions:
+    return dataclasses.replace(_options(out), report_formats=frozenset({"parquet"}))
+
+
+def _dataset(out: Path) -> dict[str, bytes]:
+    dataset = out / "responses.parquet"
+    return {str(path.relative_to(dataset)): path.read_bytes()
+            for path in sorted(dataset.rglob("*")) if path.is_file()}
+
+
+Write = Callable[[list[dict[str, Any]], Path, int], None]
+
+
+def _taking_turns(writers: Path, judging: int, write: Write) -> Write:
+    """``tables._write_partitions`` noting which process writes each chunk; this (the
+    judging) process waits for the reporting one's first chunk before writing its own, so
+    both write some whatever the machine's speed."""
+    def noting(rows: list[dict[str, Any]], dataset: Path, number: int) -> None:
+        with writers.open("a") as note:
+            note.write(f"{os.getpid()}\n")
+        if os.getpid() == judging:
+            deadline = time.monotonic() + 60
+            while set(writers.read_text().split()) == {str(judging)}:
+                assert time.monotonic() < deadline, "the reporting process wrote no chunk"
+                time.sleep(0.01)
+        write(rows, dataset, number)
+
+    return noting
+
+
+def test_both_processes_write_parquet_chunks_and_the_dataset_is_one_process_s(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Once the reporting process has written its reports it claims flow-table chunks too;
+    # the part files are those one process writes, byte for byte.
+    from auditor.report import tables
+
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 2)  # many chunks from the sample
+    run_audit(_parquet_only(tmp_path / "one"))
+    writers = tmp_path / "writers"
+    monkeypatch.setattr(tables, "_write_partitions",
+                        _taking_turns(writers, os.getpid(), tables._write_partitions))
+    stale = tmp_path / "two" / "responses.parquet" / "date=1999-01-01"
+    stale.mkdir(parents=True)
+    (stale / "part-00000.parquet").write_bytes(b"an earlier run's")
+    run_jobs(_parquet_only(tmp_path / "two"), 2)
+    assert _dataset(tmp_path / "two") == _dataset(tmp_path / "one")
+    assert len(_dataset(tmp_path / "one")) > 4
+    assert len(set(writers.read_text().split())) == 2, "both processes wrote chunks"
+
+
+def test_a_chunk_the_reporting_process_cannot_write_fails_the_run_naming_the_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from auditor.errors import ReportInputError
+    from auditor.report import tables
+
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 1)
+    judging = os.getpid()
+    write = tables._write_partitions
+
+    def refused_there(rows: list[dict[str, Any]], dataset: Path, number: int) -> None:
+        if os.getpid() != judging:
+            raise ReportInputError("responses.jsonl", "records do not fit", number + 1)
+        write(rows, dataset, number)
+
+    monkeypatch.setattr(tables, "_write_partitions",
+                        _taking_turns(tmp_path / "writers", judging, refused_there))
+    with pytest.raises(ReportInputError, match="responses.jsonl:[0-9]+: records do not fit"):
+        run_jobs(_parquet_only(tmp_path / "two"), 2)
 
 
 def test_a_record_that_fails_to_render_is_contained_as_with_one_process(
