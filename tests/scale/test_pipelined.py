@@ -85,6 +85,18 @@ def test_the_command_line_exits_70_when_the_reporting_process_dies(
     assert "the reporting process" in result.output and "killed by signal 9" in result.output
 
 
+@pytest.mark.parametrize(("jobs", "warned"), [("3", True), ("2", False), ("0", False)])
+def test_more_jobs_than_the_pipeline_uses_is_said_when_asked_for(
+        tmp_path: Path, jobs: str, warned: bool) -> None:
+    # --jobs 8 on a large machine runs 2 processes: a user who asked for 8 is told so; the
+    # default (0, every core) is not a request for more.
+    result = CliRunner().invoke(cli, ["audit", str(SAMPLE), "--trust-anchor", str(ANCHOR),
+                                      "--jobs", jobs, "--out", str(tmp_path / "out")])
+    assert result.exit_code in (0, 1), result.output
+    said = f"--jobs {jobs}: the audit runs on 2 processes"
+    assert (said in result.output) is warned, result.output
+
+
 def test_a_failing_judging_process_ends_the_reporting_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = pipeline._judged
