@@ -129,11 +129,12 @@ class ReportLink(EventLink[Event]):
     batch_events = BATCH_EVENTS
 
     def __init__(self, options: AuditOptions, process: multiprocessing.process.BaseProcess,
-                 events: Connection, results: Connection, claim: ChunkClaim) -> None:
+                 events: Connection, results: Connection, claim: ChunkClaim | None) -> None:
         super().__init__(process, events, results, QUEUE_BYTES)
         self._options = options
         self._claim = claim
-        """Hands out the flow table's chunks to this process and the reporting one."""
+        """Hands out the flow table's chunks to this process and the reporting one (None:
+        this process writes the whole table, ``_shared_counter``)."""
         self.shard = FlowShard(0, 2)
         """This process's key pass harvests shard 0 of 2; the reporting process shard 1."""
         self.errors = Containment()
@@ -221,12 +222,13 @@ class ReportLink(EventLink[Event]):
 
     def complete(self, judging: JudgingCounters) -> AuditOutcome:
         """Send ``FINISH`` with the counters; once the reporting process has closed the JSON
-        Lines, write the flow tables here while it writes the rest (then, the Parquet table
-        alone, writes its chunks too: ``shared_flow_table``); its outcome with them."""
+        Lines, write the flow tables here while it writes the rest (a Parquet table alone is
+        shared: that process claims chunks too once its reports are written,
+        ``shared_flow_table``); its outcome with them."""
         from auditor.report.tables import clear_flow_dataset, write_flow_tables  # pandas
 
         options = self._options
-        shared = shared_flow_table(options)
+        shared = self._claim is not None and shared_flow_table(options)
         if shared:  # before FINISH: the reporting process writes chunks only after it
             clear_flow_dataset(options.out_dir)
         self._add(Event.FINISH, judging)
@@ -294,7 +296,7 @@ class ReportLink(EventLink[Event]):
 # --- the reporting process -------------------------------------------------------------
 
 
-def _reporting_process(options: AuditOptions, started: float, claim: ChunkClaim,
+def _reporting_process(options: AuditOptions, started: float, claim: ChunkClaim | None,
                        events: Connection, results: Connection,
                        parents: tuple[Connection, ...]) -> None:
     """Harvest shard 1's key material and exchange it for shard 0's; open the outputs and
@@ -320,7 +322,7 @@ def _reporting_process(options: AuditOptions, started: float, claim: ChunkClaim,
                          "with what it had sent")
             side.close()
             sys.exit(1)
-        if shared_flow_table(options):
+        if claim is not None and shared_flow_table(options):
             from auditor.report.tables import write_flow_tables  # imported while shard 0 ended
 
             try:
@@ -433,9 +435,15 @@ def _start_reporting(options: AuditOptions, started: float) -> ReportLink:
     return ReportLink(options, process, events_write, results_read, claim)
 
 
-def _shared_counter() -> ChunkClaim:
-    """0, 1, 2, ... across this process and the ones it forks after (each number once)."""
-    counter = multiprocessing.get_context("fork").Value("q", 0)
+def _shared_counter() -> ChunkClaim | None:
+    """0, 1, 2, ... across this process and the ones it forks after (each number once); None
+    where the platform has no working POSIX semaphores (some sandboxes): the pipeline itself
+    needs only pipes, so it runs, and the judging process writes the whole flow table."""
+    try:
+        counter = multiprocessing.get_context("fork").Value("q", 0)
+    except (ImportError, OSError) as exc:  # multiprocessing.synchronize: no sem_open
+        logger.debug("no shared counter (%s): the flow table is written by one process", exc)
+        return None
 
     def claim() -> int:
         with counter.get_lock():

@@ -204,6 +204,34 @@ def test_both_processes_write_parquet_chunks_and_the_dataset_is_one_process_s(
     assert len(set(writers.read_text().split())) == 2, "both processes wrote chunks"
 
 
+def test_without_posix_semaphores_the_judging_process_writes_the_whole_table(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Some sandboxes have no sem_open (multiprocessing.synchronize will not import): the
+    # pipeline needs only pipes, so it still runs, and one process writes the flow table.
+    from multiprocessing.context import BaseContext
+
+    from auditor.report import tables
+
+    def no_semaphores(*args: Any, **kwargs: Any) -> Any:
+        raise ImportError("This platform lacks a functioning sem_open implementation")
+
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 2)
+    run_audit(_parquet_only(tmp_path / "one"))
+    monkeypatch.setattr(BaseContext, "Value", no_semaphores)
+    writers = tmp_path / "writers"
+    write = tables._write_partitions
+
+    def noting(rows: list[dict[str, Any]], dataset: Path, number: int) -> None:
+        with writers.open("a") as note:
+            note.write(f"{os.getpid()}\n")
+        write(rows, dataset, number)
+
+    monkeypatch.setattr(tables, "_write_partitions", noting)
+    run_jobs(_parquet_only(tmp_path / "two"), 2)
+    assert _dataset(tmp_path / "two") == _dataset(tmp_path / "one")
+    assert set(writers.read_text().split()) == {str(os.getpid())}
+
+
 def test_a_chunk_the_reporting_process_cannot_write_fails_the_run_naming_the_record(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from auditor.errors import ReportInputError
