@@ -8,8 +8,8 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import select
 import signal
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -170,15 +170,21 @@ Write = Callable[[list[dict[str, Any]], Path, int], None]
 def _taking_turns(writers: Path, judging: int, write: Write) -> Write:
     """``tables._write_partitions`` noting which process writes each chunk; this (the
     judging) process waits for the reporting one's first chunk before writing its own, so
-    both write some whatever the machine's speed."""
+    both write some whatever the machine's speed: the reporting process (forked after this
+    is made) signals each of its chunks on a pipe this one blocks on once."""
+    signals, signal_chunk = os.pipe()
+    waited = False
+
     def noting(rows: list[dict[str, Any]], dataset: Path, number: int) -> None:
+        nonlocal waited
         with writers.open("a") as note:
             note.write(f"{os.getpid()}\n")
-        if os.getpid() == judging:
-            deadline = time.monotonic() + 60
-            while set(writers.read_text().split()) == {str(judging)}:
-                assert time.monotonic() < deadline, "the reporting process wrote no chunk"
-                time.sleep(0.01)
+        if os.getpid() != judging:
+            os.write(signal_chunk, b".")
+        elif not waited:
+            ready, _, _ = select.select([signals], [], [], 60)
+            assert ready, "the reporting process wrote no chunk"
+            waited = True
         write(rows, dataset, number)
 
     return noting
