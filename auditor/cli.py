@@ -381,10 +381,13 @@ def _run(options: AuditOptions, jobs: int, scheduler: str | None) -> AuditOutcom
         return run_on_dask(options, scheduler)
     if jobs == 1:
         return run_audit(options)
-    if jobs > 2:  # asked for by name (0, every core, says nothing: the README explains it)
-        logger.warning("--jobs %d: the audit runs on 2 processes (a judging and a reporting "
-                       "one); more do not help it yet (README, \"Several cores\")", jobs)
     from auditor.scale.jobs import default_jobs, run_jobs
+    from auditor.scale.reporting import KEY_PASS_MAX
+
+    if jobs > 2:  # asked for by name (0, every core, says nothing: the README explains it)
+        logger.warning("--jobs %d: the key pass runs on %d processes, the rest of the audit "
+                       "on 2 (a judging and a reporting one; README, \"Several cores\")",
+                       jobs, min(jobs, KEY_PASS_MAX))
 
     return run_jobs(options, jobs or default_jobs())
 

@@ -146,10 +146,11 @@ class _Growing(io.RawIOBase):
 
 def run_jobs(options: AuditOptions, jobs: int) -> AuditOutcome:
     """The audit on ``jobs`` processes: two or more pipeline it (``scale/reporting.py``:
-    judging here, reporting in a second process); one process (``run_audit`` as is) for
-    ``jobs`` 1 or standard input, which cannot be read twice."""
+    the key pass split over ``jobs`` processes, at most ``KEY_PASS_MAX``, then judging here,
+    reporting in a second process); one process (``run_audit`` as is) for ``jobs`` 1 or
+    standard input, which cannot be read twice."""
     if jobs <= 1 or "-" in options.captures:
         return run_audit(options)
     from auditor.scale.reporting import run_pipelined
 
-    return run_pipelined(options)
+    return run_pipelined(options, jobs)

@@ -60,6 +60,7 @@ from auditor.pipeline import (
 from auditor.report.records import ResponseRecords
 from auditor.scale.pipe import (
     _FRESH,
+    POLL_S,
     EventLink,
     _Feed,
     fork_second,
@@ -81,6 +82,11 @@ Connection = multiprocessing.connection.Connection
 
 BATCH_EVENTS = 512
 """Events per pickled batch."""
+KEY_PASS_MAX = 8
+"""Processes the key pass is split over at most (``--jobs N``): this one, the reporting one
+and up to 6 more that only harvest and exit. Each reads every frame (passing over another
+shard's costs a few µs), so beyond a few the reading dominates; and each holds its own
+caches while it runs."""
 QUEUE_BYTES = 32 << 20
 """Pickled batches waiting for the reporting process at most; then the judging side waits."""
 IDLE_BYTES = 1
@@ -129,14 +135,18 @@ class ReportLink(EventLink[Event]):
     batch_events = BATCH_EVENTS
 
     def __init__(self, options: AuditOptions, process: multiprocessing.process.BaseProcess,
-                 events: Connection, results: Connection, claim: ChunkClaim | None) -> None:
+                 events: Connection, results: Connection, claim: ChunkClaim | None,
+                 harvesters: list[_Harvester]) -> None:
         super().__init__(process, events, results, QUEUE_BYTES)
         self._options = options
+        self._harvesters = harvesters
+        """The processes harvesting key-pass shards 2 and up (``--jobs`` 3 or more)."""
         self._claim = claim
         """Hands out the flow table's chunks to this process and the reporting one (None:
         this process writes the whole table, ``_shared_counter``)."""
-        self.shard = FlowShard(0, 2)
-        """This process's key pass harvests shard 0 of 2; the reporting process shard 1."""
+        self.shard = FlowShard(0, 2 + len(harvesters))
+        """This process's key pass harvests shard 0; the reporting process shard 1; the
+        harvesters the others."""
         self.errors = Containment()
         """The judging side's failures (their anomalies go to ``anomaly``, as events)."""
         self._records: ResponseRecords | None = None
@@ -150,17 +160,20 @@ class ReportLink(EventLink[Event]):
     # --- ProcessSplit --------------------------------------------------------------------
 
     def merged_material(self, material: KeyMaterial) -> tuple[KeyMaterial, int]:
-        """Exchange the two key passes' snapshots; both processes merge them alike."""
+        """Exchange the key-pass shards' snapshots: this process sends its own and the
+        harvesters' to the reporting process; both merge them alike, in shard order."""
         kind, payload = self._receive()
         if kind != "harvest":
             raise self._failed(str(payload))
         assert isinstance(payload, Harvest)
-        snapshot = material.snapshot()
-        self._outbox.put(pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL), wait=True,
+        others = [harvester.result() for harvester in self._harvesters]
+        snapshots = (material.snapshot(), *(found.material for found in others))
+        self._outbox.put(pickle.dumps(snapshots, protocol=pickle.HIGHEST_PROTOCOL), wait=True,
                          alive=self._alive)
         self.check()
-        merged = merged_key_material(self._options.limits, (snapshot, payload.material))
-        return merged, payload.parsed
+        merged = merged_key_material(self._options.limits,
+                                     (snapshots[0], payload.material, *snapshots[1:]))
+        return merged, payload.parsed + sum(found.parsed for found in others)
 
     def report_side(self, context: ReportContext) -> ReportLink:
         """This link, once the reporting process has opened its outputs (or its error)."""
@@ -254,6 +267,8 @@ class ReportLink(EventLink[Event]):
         """``stats.json`` ``processes``: the split and the queue between the processes."""
         return {
             "jobs": 2,
+            "key_pass": {"processes": 2 + len(self._harvesters),
+                         "harvesters": [h.pid for h in self._harvesters]},
             "judging": {"pid": os.getpid(), "cpu_s": _cpu_s()},
             "reporting": {"pid": self._process.pid},
             "queue": {"max_bytes": self._outbox.max_bytes, "peak_bytes": self._outbox.peak_bytes,
@@ -291,13 +306,20 @@ class ReportLink(EventLink[Event]):
         return (f"--jobs: the reporting process (pid {pid}) ended before the audit finished "
                 f"({how}){detail}; its outputs are incomplete")
 
+    def abort(self) -> None:
+        """This process failed: end the harvesters still running, then the reporting
+        process as ``EventLink.abort`` does."""
+        for harvester in self._harvesters:
+            harvester.stop()
+        super().abort()
+
 
 
 # --- the reporting process -------------------------------------------------------------
 
 
 def _reporting_process(options: AuditOptions, started: float, claim: ChunkClaim | None,
-                       events: Connection, results: Connection,
+                       shards: int, events: Connection, results: Connection,
                        parents: tuple[Connection, ...]) -> None:
     """Harvest shard 1's key material and exchange it for shard 0's; open the outputs and
     answer ``ready``; apply the batches until ``FINISH``; write the flow table's chunks it
@@ -307,7 +329,7 @@ def _reporting_process(options: AuditOptions, started: float, claim: ChunkClaim 
         conn.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the judging process decides when to stop
     try:
-        context = _exchanged(options, started, events, results)
+        context = _exchanged(options, started, shards, events, results)
         if context is None:
             sys.exit(1)  # the judging process ended first (it reports why)
         try:
@@ -337,18 +359,18 @@ def _reporting_process(options: AuditOptions, started: float, claim: ChunkClaim 
         raise
 
 
-def _exchanged(options: AuditOptions, started: float, events: Connection,
+def _exchanged(options: AuditOptions, started: float, shards: int, events: Connection,
                results: Connection) -> ReportContext | None:
-    """The key pass of shard 1, sent; shard 0's received and merged alike: the reporting
-    side's setup (None if the judging process is gone)."""
-    found = harvest(ShardSpec(options, 1, 2))
+    """The key pass of shard 1 (of ``shards``), sent; the others' received and merged alike,
+    in shard order: the reporting side's setup (None if the judging process is gone)."""
+    found = harvest(ShardSpec(options, 1, shards))
     _answer(results, ("harvest", found))
     importlib.import_module("auditor.report.tables")  # pandas, pyarrow: while shard 0 ends
     try:
-        theirs = pickle.loads(events.recv_bytes())
+        first, *rest = pickle.loads(events.recv_bytes())
     except EOFError:
         return None
-    material = merged_key_material(options.limits, (theirs, found.material))
+    material = merged_key_material(options.limits, (first, found.material, *rest))
     return report_context(options, started, material)
 
 
@@ -427,12 +449,79 @@ def _cpu_s() -> float:
 # --- the judging process ---------------------------------------------------------------
 
 
-def _start_reporting(options: AuditOptions, started: float) -> ReportLink:
-    """Fork the reporting process before the key pass (it harvests half of it)."""
+def _start_reporting(options: AuditOptions, started: float, jobs: int) -> ReportLink:
+    """Fork the reporting process before the key pass (it harvests a shard of it), and with
+    ``jobs`` above 2 the harvesters of the other shards (at most ``KEY_PASS_MAX`` in all)."""
+    shards = max(2, min(jobs, KEY_PASS_MAX))
     claim = _shared_counter()
     process, events_write, results_read = fork_second(
-        _reporting_process, "dnssec-auditor-reporting", options, started, claim)
-    return ReportLink(options, process, events_write, results_read, claim)
+        _reporting_process, "dnssec-auditor-reporting", options, started, claim, shards)
+    harvesters = [_Harvester(options, index, shards, (events_write, results_read))
+                  for index in range(2, shards)]
+    return ReportLink(options, process, events_write, results_read, claim, harvesters)
+
+
+class _Harvester:
+    """A forked process that harvests one key-pass shard, sends it here and exits
+    (``audit --jobs`` 3 or more: the key pass is the part of the audit that splits by
+    flow with nothing to merge but the key material)."""
+
+    def __init__(self, options: AuditOptions, index: int, shards: int,
+                 link: tuple[Connection, ...]) -> None:
+        context = multiprocessing.get_context("fork")
+        self._conn, sending = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_harvest_shard, name=f"dnssec-auditor-keys-{index}",
+            args=(ShardSpec(options, index, shards), sending, (self._conn, *link)))
+        self._process.start()
+        sending.close()
+        self.index = index
+
+    @property
+    def pid(self) -> int | None:
+        """The process's id."""
+        return self._process.pid
+
+    def result(self) -> Harvest:
+        """The shard's harvest, once sent; ``AuditorError`` if the process ended without."""
+        try:
+            found = pickle.loads(self._conn.recv_bytes())
+        except (EOFError, OSError):
+            found = None
+        self._process.join()
+        self._conn.close()
+        if not isinstance(found, Harvest):
+            code = self._process.exitcode
+            how = (f"killed by signal {-code}" if code is not None and code < 0
+                   else f"exit status {code}")
+            raise AuditorError(f"--jobs: the key-pass process for shard {self.index} "
+                               f"(pid {self._process.pid}) ended without its key material "
+                               f"({how}){f': {found}' if isinstance(found, str) else ''}")
+        return found
+
+    def stop(self) -> None:
+        """End the process if it still runs (the audit failed)."""
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join(POLL_S)
+
+
+def _harvest_shard(spec: ShardSpec, sending: Connection, inherited: tuple[Connection, ...],
+                   ) -> None:
+    """A harvester's process: its shard's key material to ``sending`` (or why not, as
+    text), then exit."""
+    for conn in inherited:  # the judging process's ends: its exit must close them
+        conn.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the judging process decides when to stop
+    try:
+        found: Harvest | str = harvest(spec)
+    except Exception:  # noqa: BLE001 - said to the judging process, which raises it
+        found = traceback.format_exc().strip().splitlines()[-1]
+    try:
+        sending.send_bytes(pickle.dumps(found, protocol=pickle.HIGHEST_PROTOCOL))
+    except OSError:
+        logger.debug("the judging process is gone; shard %d's key material not sent",
+                     spec.index)
 
 
 def _shared_counter() -> ChunkClaim | None:
@@ -454,10 +543,10 @@ def _shared_counter() -> ChunkClaim | None:
     return claim
 
 
-def run_pipelined(options: AuditOptions) -> AuditOutcome:
-    """The file audit on two processes: key pass shared, judging here, reporting in a forked
-    process."""
-    link = _start_reporting(options, time.monotonic())
+def run_pipelined(options: AuditOptions, jobs: int = 2) -> AuditOutcome:
+    """The file audit on two processes: key pass shared (with ``jobs`` above 2, over up to
+    ``KEY_PASS_MAX`` processes), judging here, reporting in a forked process."""
+    link = _start_reporting(options, time.monotonic(), jobs)
     try:
         return run_audit(options, split=link)
     except BaseException:

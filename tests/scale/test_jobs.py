@@ -23,20 +23,25 @@ ANCHOR = ROOT / "captures" / "sample-dnssec.anchor"
 FIXTURES = ROOT / "tests" / "differential" / "fixtures"
 
 
-def _both(capture: Path, anchor: Path, tmp_path: Path, **extra: object) -> tuple[Path, Path]:
-    """Outputs of one process and of two workers over ``capture``."""
+def _both(capture: Path, anchor: Path, tmp_path: Path, jobs: int = 2,
+          **extra: object) -> tuple[Path, Path]:
+    """Outputs of one process and of ``jobs`` over ``capture``."""
     options = AuditOptions(captures=(str(capture),), out_dir=tmp_path / "one",
                            trust_anchors=(str(anchor),), report_formats=frozenset(),
                            **extra)  # type: ignore[arg-type]
     run_audit(options)
-    run_jobs(dataclasses.replace(options, out_dir=tmp_path / "two"), 2)
+    run_jobs(dataclasses.replace(options, out_dir=tmp_path / "two"), jobs)
     return tmp_path / "one", tmp_path / "two"
 
 
-def test_two_jobs_equal_one_on_the_sample_capture(tmp_path: Path) -> None:
-    one, two = _both(SAMPLE, ANCHOR, tmp_path)
+@pytest.mark.parametrize("jobs", [2, 3, 4])
+def test_two_jobs_equal_one_on_the_sample_capture(tmp_path: Path, jobs: int) -> None:
+    # 3 or more: the key pass is split over that many processes, the rest runs on 2.
+    one, two = _both(SAMPLE, ANCHOR, tmp_path, jobs)
     assert_same_outputs(one, two)
     assert {r["verdict"] for r in lines(one / "responses.jsonl")} >= {"secure", "bogus"}
+    key_pass = json.loads((two / "stats.json").read_text())["processes"]["key_pass"]
+    assert key_pass["processes"] == jobs and len(key_pass["harvesters"]) == jobs - 2
 
 
 def test_two_jobs_equal_one_with_a_filter_and_fixed_time(tmp_path: Path) -> None:
@@ -65,10 +70,12 @@ def test_two_jobs_keep_the_runs_key_material_budget(tmp_path: Path) -> None:
                                                   "signed_copies"}
 
 
+@pytest.mark.parametrize("jobs", [2, 4])
 @pytest.mark.parametrize("fixture", ["seed1-s00033", "seed1-s01258"])
-def test_two_jobs_equal_one_on_lab_resolver_captures(tmp_path: Path, fixture: str) -> None:
+def test_two_jobs_equal_one_on_lab_resolver_captures(tmp_path: Path, fixture: str,
+                                                     jobs: int) -> None:
     one, two = _both(FIXTURES / fixture / "capture.pcap", FIXTURES / fixture / "root.ds",
-                     tmp_path)
+                     tmp_path, jobs)
     assert_same_outputs(one, two)
 
 
@@ -102,10 +109,11 @@ def test_two_jobs_equal_one_with_a_key_cache(tmp_path: Path) -> None:
     assert stats["key_cache"]["verdicts_using_cache"] > 0
 
 
-def test_keys_in_another_shard_and_after_the_answers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [2, 4])
+def test_keys_in_another_shard_and_after_the_answers(tmp_path: Path, jobs: int) -> None:
     """Every DNSKEY answer moved after the last frame: the resolver's answers to the client
-    (one address pair) are judged by one worker, the keys (other pairs) harvested by the
-    other, later in the capture."""
+    (one address pair) are judged by one worker, the keys (other pairs) harvested by
+    another, later in the capture (with 4, in a key pass split over 4 processes)."""
     one = tmp_path / "sample"
     run_audit(AuditOptions(captures=(str(SAMPLE),), out_dir=one,
                            trust_anchors=(str(ANCHOR),), report_formats=frozenset()))
@@ -113,20 +121,20 @@ def test_keys_in_another_shard_and_after_the_answers(tmp_path: Path) -> None:
     key_frames = {frame for r in key_answers for frame in r["frames"]}
     with CaptureSet([str(SAMPLE)]) as source:
         frames = list(source)
-    shards = {f.number: shard_of(f, 2) for f in frames}  # the pair decides: any numbering
+    shards = {f.number: shard_of(f, jobs) for f in frames}  # the pair decides: any numbering
     last = frames[-1].ts_ns
     moved = [dataclasses.replace(f, ts_ns=last + n * 1_000_000)
              for n, f in enumerate((f for f in frames if f.number in key_frames), 1)]
     built = write_pcap(tmp_path / "keys-last.pcap",
                        [f for f in frames if f.number not in key_frames] + moved)
-    one, two = _both(built, ANCHOR, tmp_path)
+    one, two = _both(built, ANCHOR, tmp_path, jobs)
     assert_same_outputs(one, two)
     key_shards: dict[str, set[int]] = {}
     for answer in key_answers:
         key_shards.setdefault(answer["qname"], set()).update(
             shards[frame] for frame in answer["frames"])
     with CaptureSet([str(built)]) as source:
-        built_shards = {f.number: shard_of(f, 2) for f in source}
+        built_shards = {f.number: shard_of(f, jobs) for f in source}
     elsewhere = [r for r in lines(two / "responses.jsonl")
                  if r["verdict"] == "secure" and r["qtype"] != "DNSKEY"
                  and built_shards[r["frames"][0]] not in key_shards.get(r["zone"], set())]

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from auditor import pipeline
 from auditor.cli import cli
 from auditor.engine.judge import Rendered
+from auditor.errors import AuditorError
 from auditor.evidence import ResponseEvidence
 from auditor.findings.validation import ValidationFindings
 from auditor.pipeline import AuditOptions, FileReports, run_audit
@@ -73,6 +74,38 @@ def test_a_reporting_process_failing_in_its_key_pass_says_why(
     assert multiprocessing.active_children() == []
 
 
+def test_a_key_pass_process_failing_says_why_and_stops_the_others(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # --jobs 4: shards 2 and 3 of the key pass are harvested by processes of their own.
+    real = reporting.harvest
+
+    def broken_from_shard_2(spec: Any) -> Any:
+        if spec.index >= 2:
+            raise RuntimeError(f"shard {spec.index} broke")
+        return real(spec)
+
+    monkeypatch.setattr(reporting, "harvest", broken_from_shard_2)
+    with pytest.raises(AuditorError, match=r"key-pass process for shard 2 \(pid [0-9]+\) "
+                                           r"ended without its key material .*shard 2 broke"):
+        run_jobs(_options(tmp_path / "two"), 4)
+    assert multiprocessing.active_children() == []
+
+
+def test_a_killed_key_pass_process_is_reported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = reporting.harvest
+
+    def killed_in_shard_2(spec: Any) -> Any:
+        if spec.index == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(spec)
+
+    monkeypatch.setattr(reporting, "harvest", killed_in_shard_2)
+    with pytest.raises(AuditorError, match=r"shard 2 .*\(killed by signal 9\)"):
+        run_jobs(_options(tmp_path / "two"), 3)
+    assert multiprocessing.active_children() == []
+
+
 def test_the_command_line_exits_70_when_the_reporting_process_dies(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def killed(self: FileReports, *args: Any) -> None:
@@ -93,7 +126,7 @@ def test_more_jobs_than_the_pipeline_uses_is_said_when_asked_for(
     result = CliRunner().invoke(cli, ["audit", str(SAMPLE), "--trust-anchor", str(ANCHOR),
                                       "--jobs", jobs, "--out", str(tmp_path / "out")])
     assert result.exit_code in (0, 1), result.output
-    said = f"--jobs {jobs}: the audit runs on 2 processes"
+    said = f"--jobs {jobs}: the key pass runs on {jobs} processes, the rest of the audit on 2"
     assert (said in result.output) is warned, result.output
 
 
