@@ -263,12 +263,12 @@ def _print_findings_summary(findings: dict[str, object]) -> None:
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Processes (0, the default: every core this process may use; 1: one process). "
-    "2 or more: a pipeline of two "
+    help="Processes (0, the default: every core this process may use, counting a CPU "
+    "quota; 1: one process). 2 or more: a pipeline of two "
     "processes, this one reading and judging, a second one running the finding stages and "
-    "writing every output, the key pass shared between them (more than 2 is the same as 2 "
-    "for now); the outputs are those of --jobs 1, in the same order. Standard input is "
-    "always audited in one process. See the README for measured speed.",
+    "writing every output, the key pass shared between them (with 3 or more, split over "
+    "that many processes, at most 8); the outputs are those of --jobs 1, in the same order. "
+    "Standard input is always audited in one process. See the README for measured speed.",
 )
 @click.option(
     "--scheduler",
