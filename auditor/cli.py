@@ -273,6 +273,7 @@ def _print_findings_summary(findings: dict[str, object]) -> None:
 @click.option(
     "--scheduler",
     metavar="ADDRESS",
+    callback=lambda ctx, param, value: _scheduler(value),
     help="Run on a Dask cluster: a scheduler address (tcp://host:8786) or local:N for a "
     "local cluster of N worker processes. Captures may be fsspec URLs or globs; Parquet "
     "and JSON Lines are also written partitioned by capture date and file.",
@@ -370,6 +371,19 @@ def audit(
     if failed:
         sys.exit(EXIT_FINDINGS)
     sys.exit(EXIT_PARTIAL if outcome.capture_problems else EXIT_OK)
+
+
+def _scheduler(value: str | None) -> str | None:
+    """``--scheduler`` as given, once a ``local:N`` is checked (an address is checked by
+    connecting to it)."""
+    if value is not None:
+        from auditor.scale.dask import local_workers
+
+        try:
+            local_workers(value)
+        except ValueError as exc:
+            raise click.BadParameter(f"{value}: {exc}", param_hint="--scheduler") from exc
+    return value
 
 
 def _run(options: AuditOptions, jobs: int, scheduler: str | None) -> AuditOutcome:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any, TypeVar
 
-from auditor.errors import CaptureError
+from auditor.errors import CaptureError, ConfigError
 from auditor.memo import collector_tuned, tune_garbage_collector
 from auditor.pipeline import AuditOptions, AuditOutcome, run_audit
 from auditor.report.partitioned import write_partitioned
@@ -173,6 +173,18 @@ def _on_worker(task: Callable[[ShardSpec], T], run: str) -> Callable[[ShardSpec]
     return run_task
 
 
+def local_workers(scheduler: str) -> int | None:
+    """N of ``local:N`` (``local:`` alone: 1), None for a scheduler address; ``ValueError``
+    for a count that is not a whole number of at least 1."""
+    if not scheduler.startswith(LOCAL_PREFIX):
+        return None
+    count = scheduler.removeprefix(LOCAL_PREFIX) or "1"
+    if not count.isdigit() or int(count) < 1:
+        raise ValueError("local:N needs a number of worker processes of at least 1, "
+                         "e.g. local:4")
+    return int(count)
+
+
 def run_on_dask(options: AuditOptions, scheduler: str) -> AuditOutcome:
     """Audit on the cluster at ``scheduler`` (or ``local:N``); write the partitioned dataset
     besides the usual outputs."""
@@ -182,15 +194,22 @@ def run_on_dask(options: AuditOptions, scheduler: str) -> AuditOutcome:
     if "-" in captures:
         raise CaptureError("-", "standard input cannot be audited on a cluster")
     options.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        workers = local_workers(scheduler)
+    except ValueError as exc:
+        raise ConfigError(f"--scheduler {scheduler}: {exc}") from exc
     with ExitStack() as stack:
-        if scheduler.startswith(LOCAL_PREFIX):
-            workers = int(scheduler.removeprefix(LOCAL_PREFIX) or "1")
+        if workers is not None:
             cluster = stack.enter_context(LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True,
                 dashboard_address=None))
             client = stack.enter_context(Client(cluster))
         else:
-            client = stack.enter_context(Client(scheduler))
+            try:
+                client = stack.enter_context(Client(scheduler))
+            except (OSError, ValueError, TypeError) as exc:  # unreachable, malformed address
+                raise ConfigError(f"--scheduler {scheduler}: no Dask scheduler reached there: "
+                                  f"{exc}") from exc
         threads = sum(client.nthreads().values()) or 1
         cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="auditor-fetch-"))
         local = dataclasses.replace(options, captures=localised(captures, cache))

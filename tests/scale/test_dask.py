@@ -202,3 +202,32 @@ def test_a_copy_cut_short_is_refused_and_not_kept(tmp_path: Path,
         assert Path(whole).read_bytes() == b"a whole capture"
     finally:
         memory.rm("/tap", recursive=True)
+
+
+@pytest.mark.parametrize("scheduler", ["local:abc", "local:0", "local:-2"])
+def test_a_local_cluster_without_a_worker_count_is_a_usage_error(
+        tmp_path: Path, scheduler: str) -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    result = CliRunner().invoke(cli, ["audit", str(SAMPLE), "--scheduler", scheduler,
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert f"{scheduler}: local:N needs a number of worker processes" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("address", ["nonsense::", "tcp://127.0.0.1:9"])
+def test_a_scheduler_that_cannot_be_reached_is_said_so(tmp_path: Path, address: str) -> None:
+    # Not "cannot write OUT" (what an OSError from the run used to say), not a traceback.
+    import dask
+
+    from auditor.errors import ConfigError
+    from auditor.scale.dask import run_on_dask
+
+    options = AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path,
+                           report_formats=frozenset())
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), pytest.raises(
+            ConfigError, match=f"--scheduler {address}: no Dask scheduler reached there"):
+        run_on_dask(options, address)
