@@ -354,6 +354,11 @@ def _reporting_process(options: AuditOptions, started: float, claim: ChunkClaim 
                 _answer(results, ("tables_failed", (exc.source, exc.problem, exc.line)))
                 return
         _answer(results, ("done", outcome))
+    except AuditorError as exc:
+        # The input's fault (a capture that cannot be read): the judging process meets it
+        # too and says it; a traceback from here would only bury that line.
+        _answer(results, ("failed", str(exc)))
+        sys.exit(1)
     except Exception:
         _answer(results, ("failed", traceback.format_exc()))
         raise

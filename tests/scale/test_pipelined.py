@@ -74,6 +74,22 @@ def test_a_reporting_process_failing_in_its_key_pass_says_why(
     assert multiprocessing.active_children() == []
 
 
+@pytest.mark.parametrize("jobs", ["2", "4"])
+def test_a_missing_capture_is_one_line_from_every_process(tmp_path: Path, jobs: str) -> None:
+    # Every process meets the missing file; only the judging one says it, without a
+    # traceback from the others (a process of its own: the forked ones write to its stderr).
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "auditor", "audit", str(tmp_path / "nope.pcap"),
+                           "--jobs", jobs, "--out", str(tmp_path / "out"), "-q"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert done.returncode == 3, done.stderr
+    said = f"dnssec-auditor: error: {tmp_path / 'nope.pcap'}: no such file"
+    assert said in done.stderr.splitlines()
+    assert "Traceback" not in done.stderr and "Process dnssec-auditor" not in done.stderr
+
+
 def test_a_key_pass_process_failing_says_why_and_stops_the_others(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # --jobs 4: shards 2 and 3 of the key pass are harvested by processes of their own.
