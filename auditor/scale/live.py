@@ -298,6 +298,11 @@ def _reporter_process(options: LiveOptions, stats_stream: TextIO | None, events:
         _answer(results, ("done", outcome))
         if not finished:
             sys.exit(1)
+    except AuditorError as exc:
+        # The capturing process ended before it started (an unreadable input, which it
+        # says itself): a traceback from here would only bury that line.
+        _answer(results, ("failed", str(exc)))
+        sys.exit(1)
     except Exception:
         _answer(results, ("failed", traceback.format_exc()))
         raise

@@ -90,6 +90,19 @@ def test_a_missing_capture_is_one_line_from_every_process(tmp_path: Path, jobs: 
     assert "Traceback" not in done.stderr and "Process dnssec-auditor" not in done.stderr
 
 
+def test_live_on_two_processes_says_a_missing_capture_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "auditor", "live", "--read",
+                           str(tmp_path / "nope.pcap"), "--jobs", "2",
+                           "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert done.returncode == 3, done.stderr
+    assert f"dnssec-auditor: error: {tmp_path / 'nope.pcap'}: no such file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_key_pass_process_failing_says_why_and_stops_the_others(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # --jobs 4: shards 2 and 3 of the key pass are harvested by processes of their own.
