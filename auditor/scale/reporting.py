@@ -321,10 +321,11 @@ class ReportLink(EventLink[Event]):
 def _reporting_process(options: AuditOptions, started: float, claim: ChunkClaim | None,
                        shards: int, events: Connection, results: Connection,
                        parents: tuple[Connection, ...]) -> None:
-    """Harvest shard 1's key material and exchange it for shard 0's; open the outputs and
-    answer ``ready``; apply the batches until ``FINISH``; write the flow table's chunks it
-    claims (``shared_flow_table``); answer ``done`` with the outcome (``tables_failed`` with
-    the ``ReportInputError``'s arguments, ``failed`` with a traceback on a crash)."""
+    """Harvest shard 1's key material and exchange it for the other shards'; open the
+    outputs and answer ``ready``; apply the batches until ``FINISH``; write the flow table's
+    chunks it claims (``shared_flow_table``); answer ``done`` with the outcome
+    (``tables_failed`` with the ``ReportInputError``'s arguments, ``failed`` with a traceback
+    on a crash, with the message alone for an input problem)."""
     for conn in parents:  # the judging process's ends: its exit must close the pipe here
         conn.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the judging process decides when to stop
