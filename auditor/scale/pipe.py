@@ -180,11 +180,9 @@ class EventLink(ABC, Generic[E]):
 
     def _failed(self, said: str | None) -> ReporterFailed:
         self._process.join(POLL_S)
-        code = self._process.exitcode
-        how = ("still running" if code is None else f"killed by signal {-code}" if code < 0
-               else f"exit status {code}")
         detail = f": {said.strip()}" if said else ""
-        return ReporterFailed(self._failure_text(self._process.pid, how, detail))
+        return ReporterFailed(self._failure_text(self._process.pid,
+                                                 how_it_ended(self._process.exitcode), detail))
 
     @abstractmethod
     def _failure_text(self, pid: int | None, how: str, detail: str) -> str:
@@ -230,6 +228,13 @@ class _Feed:
         end = rest.find(b"\n") + 1 or len(rest)
         self._at += end
         return rest[:end]
+
+
+def how_it_ended(exitcode: int | None) -> str:
+    """A process's end in words, from its ``exitcode`` (None: it has not ended)."""
+    if exitcode is None:
+        return "still running"
+    return f"killed by signal {-exitcode}" if exitcode < 0 else f"exit status {exitcode}"
 
 
 def fork_second(target: Callable[..., None], name: str, *args: Any,

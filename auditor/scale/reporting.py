@@ -64,6 +64,7 @@ from auditor.scale.pipe import (
     EventLink,
     _Feed,
     fork_second,
+    how_it_ended,
 )
 from auditor.scale.shard import FlowShard
 from auditor.scale.work import (  # _Pickler: slotted dataclasses as tuples, loads twice as fast
@@ -497,9 +498,7 @@ class _Harvester:
         self._process.join()
         self._conn.close()
         if not isinstance(found, Harvest):
-            code = self._process.exitcode
-            how = (f"killed by signal {-code}" if code is not None and code < 0
-                   else f"exit status {code}")
+            how = how_it_ended(self._process.exitcode)
             raise AuditorError(f"--jobs: the key-pass process for shard {self.index} "
                                f"(pid {self._process.pid}) ended without its key material "
                                f"({how}){f': {found}' if isinstance(found, str) else ''}")
