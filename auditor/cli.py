@@ -395,13 +395,14 @@ def _run(options: AuditOptions, jobs: int, scheduler: str | None) -> AuditOutcom
         return run_on_dask(options, scheduler)
     if jobs == 1:
         return run_audit(options)
-    from auditor.scale.jobs import default_jobs, run_jobs
-    from auditor.scale.reporting import KEY_PASS_MAX
+    from auditor.scale.cores import default_jobs
+    from auditor.scale.jobs import run_jobs
+    from auditor.scale.reporting import key_pass_processes
 
     if jobs > 2:  # asked for by name (0, every core, says nothing: the README explains it)
         logger.warning("--jobs %d: the key pass runs on %d processes, the rest of the audit "
                        "on 2 (a judging and a reporting one; README, \"Several cores\")",
-                       jobs, min(jobs, KEY_PASS_MAX))
+                       jobs, key_pass_processes(jobs))
 
     return run_jobs(options, jobs or default_jobs())
 

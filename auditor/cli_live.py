@@ -98,7 +98,7 @@ def _limits(hold_s: float, *, max_fragment_sets: int | None, max_tcp_flows: int 
 def _processes(jobs: int) -> int:
     """``--jobs``: 1 or 2 processes (the split has two sides; 0: as the cores allow)."""
     if jobs == 0:
-        from auditor.scale.jobs import default_jobs
+        from auditor.scale.cores import default_jobs
 
         jobs = default_jobs()
     return min(max(jobs, 1), 2)

@@ -456,10 +456,15 @@ def _cpu_s() -> float:
 # --- the judging process ---------------------------------------------------------------
 
 
+def key_pass_processes(jobs: int) -> int:
+    """Processes the key pass of ``--jobs jobs`` runs on: 2 up to ``KEY_PASS_MAX``."""
+    return max(2, min(jobs, KEY_PASS_MAX))
+
+
 def _start_reporting(options: AuditOptions, started: float, jobs: int) -> ReportLink:
     """Fork the reporting process before the key pass (it harvests a shard of it), and with
     ``jobs`` above 2 the harvesters of the other shards (at most ``KEY_PASS_MAX`` in all)."""
-    shards = max(2, min(jobs, KEY_PASS_MAX))
+    shards = key_pass_processes(jobs)
     claim = _shared_counter()
     process, events_write, results_read = fork_second(
         _reporting_process, "dnssec-auditor-reporting", options, started, claim, shards)

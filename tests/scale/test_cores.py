@@ -1,5 +1,5 @@
 """``--jobs 0`` (every core): the CPU affinity, lowered to the control group's CPU quota
-(``scale.jobs.default_jobs``), read from cgroup v2 and v1 files laid out as the kernel does."""
+(``scale.cores.default_jobs``), read from cgroup v2 and v1 files laid out as the kernel does."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.scale.jobs import cgroup_cpu_quota, default_jobs
+from auditor.scale.cores import cgroup_cpu_quota, default_jobs
 
 CORES = len(os.sched_getaffinity(0))
 
