@@ -120,7 +120,7 @@ def _pair_section(
 
 
 @dataclass(frozen=True, slots=True)
-class _MessageFacts:
+class MessageFacts:
     """The RRsets of a parsed message paired with their RRSIGs, shared by its repeats.
     (Header, question and EDNS facts come from the parse stage's ``Summary``.)"""
 
@@ -128,7 +128,7 @@ class _MessageFacts:
     orphans: tuple[RRsetEvidence, ...]
 
 
-def _message_facts(message: dns.message.Message) -> _MessageFacts:
+def _message_facts(message: dns.message.Message) -> MessageFacts:
     rrsets: list[RRsetEvidence] = []
     orphans: list[RRsetEvidence] = []
     for section, records in (
@@ -139,10 +139,10 @@ def _message_facts(message: dns.message.Message) -> _MessageFacts:
         paired, unpaired = _pair_section(section, list(records))
         rrsets.extend(paired)
         orphans.extend(unpaired)
-    return _MessageFacts(rrsets=tuple(rrsets), orphans=tuple(orphans))
+    return MessageFacts(rrsets=tuple(rrsets), orphans=tuple(orphans))
 
 
-FactsMemo = IdentityMemo[dns.message.Message, _MessageFacts]
+FactsMemo = IdentityMemo[dns.message.Message, MessageFacts]
 """Message facts by the identity of the shared parsed message (the parse stage hands the same
 ``Message`` object to every repeat of a message)."""
 
@@ -153,7 +153,7 @@ def facts_memo(size: int) -> FactsMemo:
     return IdentityMemo(_message_facts, size)
 
 
-_NO_RECORDS = _MessageFacts((), ())
+_NO_RECORDS = MessageFacts((), ())
 
 
 def build_evidence(transaction: Transaction, memo: FactsMemo | None = None) -> ResponseEvidence:
@@ -163,14 +163,25 @@ def build_evidence(transaction: Transaction, memo: FactsMemo | None = None) -> R
     distinct message); only the records need the full parse, memoised per shared message in
     ``memo`` (without one they are paired afresh).
     """
-    response = transaction.response
-    summary = response.summary
-    query = transaction.query
-    message = response.message
+    message = transaction.response.message
     if message is None:
         facts = _NO_RECORDS
     else:
         facts = memo(message) if memo is not None else _message_facts(message)
+    return evidence_from_facts(transaction, facts)
+
+
+def message_facts(message: dns.message.Message | None, memo: FactsMemo) -> MessageFacts:
+    """The paired records of ``message`` (none if it could not be parsed), through ``memo``."""
+    return _NO_RECORDS if message is None else memo(message)
+
+
+def evidence_from_facts(transaction: Transaction, facts: MessageFacts) -> ResponseEvidence:
+    """The evidence of a response whose records ``facts`` paired (``build_evidence``; the
+    reporting process of ``audit --jobs 2`` gets them with the message: ``scale/carry.py``)."""
+    response = transaction.response
+    summary = response.summary
+    query = transaction.query
     return ResponseEvidence(
         transaction=transaction,
         qname=response.qname,

@@ -7,6 +7,7 @@ import logging
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import dns.exception
 import dns.flags
@@ -74,7 +75,7 @@ class ParsedMessage:
     """The full dnspython parse of one distinct message, done on first use and shared."""
 
     __slots__ = ("_done", "_left_behind", "_message", "_problems", "_tables", "_ttl_free",
-                 "_wire", "summary")
+                 "_wire", "paired", "summary")
 
     def __init__(self, wire: bytes, summary: Summary | None = None,
                  tables: ParseTables | None = None) -> None:
@@ -90,6 +91,9 @@ class ParsedMessage:
         self._done = False
         self._left_behind = False
         """The parsed response stayed in the process that parsed it (``__getstate__``)."""
+        self.paired: Any = None
+        """Its records paired with their RRSIGs (``evidence.MessageFacts``) where they came
+        from another process that paired them (``from_carried``), else None."""
 
     def __getstate__(self) -> dict[str, object]:
         """Pickled (``audit --jobs``, Dask spools, ``live --jobs 2``) without the run's
@@ -98,7 +102,8 @@ class ParsedMessage:
         response's records from its evidence, never from the message (about a tenth of what
         crossed, measured on the benchmark capture's batches); reading it there raises.
         A query's crosses (the forgery stage reads a query's header from it)."""
-        state = {name: getattr(self, name) for name in self.__slots__ if name != "_tables"}
+        state = {name: getattr(self, name) for name in self.__slots__
+                 if name not in ("_tables", "paired")}
         message = self._message
         if message is not None and message.flags & dns.flags.QR:
             state["_message"] = None
@@ -107,9 +112,36 @@ class ParsedMessage:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self._left_behind = False  # unless the state says otherwise
+        self.paired = None
         for name, value in state.items():
             object.__setattr__(self, name, value)
         self._tables = None
+
+    @property
+    def records_read(self) -> bool:
+        """Whether the records were read (``message``), whatever came of it."""
+        return self._done
+
+    def carried(self, *, records: bool = True) -> tuple[object, ...]:
+        """This message for another process to use as its own (``audit --jobs 2``:
+        ``scale/carry.py``; ``from_carried`` makes it there), without its records read
+        unless ``records`` (reading them there then raises ``MessageLeftBehind``)."""
+        left_behind = self._done and not records
+        return (self._wire, self._ttl_free, self.summary,
+                None if left_behind else self._message, self._problems, self._done,
+                left_behind)
+
+    @classmethod
+    def from_carried(cls, carried: tuple[Any, ...], tables: ParseTables | None,
+                     paired: Any = None) -> ParsedMessage:
+        """The message ``carried`` gave, reading its records (if not yet read) with
+        ``tables``; ``paired``: its records paired where they were read."""
+        parsed = cls.__new__(cls)
+        (parsed._wire, parsed._ttl_free, parsed.summary, parsed._message, parsed._problems,
+         parsed._done, parsed._left_behind) = carried
+        parsed._tables = None if parsed._done else tables
+        parsed.paired = paired
+        return parsed
 
     def _parse(self) -> None:
         # The record walker first (records shared with earlier messages cost a lookup); any
@@ -809,6 +841,10 @@ class ParseCache(OrderedDict[bytes, "ParsedMessage"]):
         self.replaying = False
 
 
+PARSE_CACHE_BYTES = 32 << 20
+"""Accounted bytes (``parsed_cost``) a parse cache holds at most."""
+
+
 class MessageParser:
     """Summarises wire messages, caching by the bytes after the ID so repeats cost a lookup."""
 
@@ -817,7 +853,7 @@ class MessageParser:
         ledger: Ledger,
         *,
         cache_size: int = 50_000,
-        cache_bytes: int = 32 << 20,
+        cache_bytes: int = PARSE_CACHE_BYTES,
         cache: OrderedDict[bytes, ParsedMessage] | None = None,
         tables: ParseTables | None = None,
     ) -> None:

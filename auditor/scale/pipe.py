@@ -128,13 +128,17 @@ class EventLink(ABC, Generic[E]):
         self._outbox = _Outbox(events, queue_bytes)
         self._batch: list[tuple[E, Any]] = []
         self._buffer = io.BytesIO()
-        self._pickler = _Pickler(self._buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        self._pickler = self._new_pickler(self._buffer)
         self._segment = 0
         """Events pickled with the current memo."""
         self._segment_bytes = 0
         self.batches = 0
         self.bytes_sent = 0
         self.waited_s = 0.0
+
+    def _new_pickler(self, buffer: io.BytesIO) -> pickle.Pickler:
+        """The pickler of every batch (the second process's unpickler must match it)."""
+        return _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _alive(self) -> bool:
         return self._process.is_alive()

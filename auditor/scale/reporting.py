@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import io
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -58,6 +59,7 @@ from auditor.pipeline import (
     write_table_reports,
 )
 from auditor.report.records import ResponseRecords
+from auditor.scale.carry import CarriedUnpickler, CarryingPickler, Rebuilder
 from auditor.scale.pipe import (
     _FRESH,
     POLL_S,
@@ -138,8 +140,8 @@ class ReportLink(EventLink[Event]):
     def __init__(self, options: AuditOptions, process: multiprocessing.process.BaseProcess,
                  events: Connection, results: Connection, claim: ChunkClaim | None,
                  harvesters: list[_Harvester]) -> None:
-        super().__init__(process, events, results, QUEUE_BYTES)
         self._options = options
+        super().__init__(process, events, results, QUEUE_BYTES)
         self._harvesters = harvesters
         """The processes harvesting key-pass shards 2 and up (``--jobs`` 3 or more)."""
         self._claim = claim
@@ -157,6 +159,10 @@ class ReportLink(EventLink[Event]):
         behind (``BEHIND_BYTES``); its windows and tables stay unused."""
         self.balance = {"facts_here": 0, "rendered_there": 0}
         """Responses whose facts this process derived; whose records the other rendered."""
+
+    def _new_pickler(self, buffer: io.BytesIO) -> pickle.Pickler:
+        """Messages by reference to the reporting process's window (``scale/carry.py``)."""
+        return CarryingPickler(buffer, self._options.limits)
 
     # --- ProcessSplit --------------------------------------------------------------------
 
@@ -187,6 +193,9 @@ class ReportLink(EventLink[Event]):
         self._records = ResponseRecords(name_text=caches.parse.name_text, times=caches.times)
         self._forgery = ForgeryDetector(names=caches.names, digests=context.material.digests,
                                         name_text=caches.parse.name_text)
+        pickler = self._pickler
+        assert isinstance(pickler, CarryingPickler)
+        pickler.facts = caches.facts
         return self
 
     # --- ReportSide ----------------------------------------------------------------------
@@ -276,7 +285,15 @@ class ReportLink(EventLink[Event]):
                       "batches": self.batches, "bytes": self.bytes_sent,
                       "waited_s": round(self.waited_s, 3)},
             "balance": dict(self.balance),
+            "messages": self._messages(),
         }
+
+    def _messages(self) -> dict[str, int]:
+        """How the messages crossed (``scale/carry.py``): whole, or as a reference to the
+        reporting process's window."""
+        pickler = self._pickler
+        assert isinstance(pickler, CarryingPickler)
+        return {"sent_whole": pickler.sent_whole, "sent_again": pickler.sent_again}
 
     # --- sending -------------------------------------------------------------------------
 
@@ -340,7 +357,7 @@ def _reporting_process(options: AuditOptions, started: float, claim: ChunkClaim 
             _answer(results, ("error", str(exc)))
             return
         _answer(results, ("ready", None))
-        outcome = _serve(side, events, results)
+        outcome = _serve(side, events, results, Rebuilder(options.limits, context.caches))
         if outcome is None:
             logger.error("the judging process ended before the audit finished; outputs closed "
                          "with what it had sent")
@@ -389,12 +406,13 @@ def _answer(results: Connection, answer: tuple[str, Any]) -> None:
         logger.debug("the judging process is gone; answer %r not sent", answer[0])
 
 
-def _serve(side: FileReports, events: Connection,
-           results: Connection) -> AuditOutcome | None:
+def _serve(side: FileReports, events: Connection, results: Connection,
+           rebuilder: Rebuilder) -> AuditOutcome | None:
     """Apply batches until ``FINISH`` (the outcome; ``closed`` is answered once the JSON
-    Lines are) or a closed pipe (None)."""
+    Lines are) or a closed pipe (None); messages and evidence are made again through
+    ``rebuilder`` (``scale/carry.py``)."""
     feed = _Feed()
-    unpickler = pickle.Unpickler(feed)
+    unpickler = CarriedUnpickler(feed, rebuilder)
     query, anomaly, facts, report = side.query, side.anomaly, side.facts, side.report_all
     while True:
         try:
@@ -402,7 +420,7 @@ def _serve(side: FileReports, events: Connection,
         except EOFError:
             return None
         if message[:1] == _FRESH:
-            unpickler = pickle.Unpickler(feed)
+            unpickler = CarriedUnpickler(feed, rebuilder)
         feed.set(memoryview(message)[1:])
         judged: list[Rendered] = []
         for kind, payload in unpickler.load():
@@ -424,7 +442,7 @@ def _serve(side: FileReports, events: Connection,
                 assert kind is Event.FINISH, kind
                 side.close()
                 _answer(results, ("closed", None))  # the flow tables can be written
-                return side.complete(_with_reporting(payload))
+                return side.complete(_with_reporting(payload, rebuilder))
         if judged:
             report(judged, True)
 
@@ -439,11 +457,14 @@ def _with_tables(outcome: AuditOutcome, tables: list[Path]) -> AuditOutcome:
     return dataclasses.replace(outcome, files=tuple(files))
 
 
-def _with_reporting(judging: JudgingCounters) -> JudgingCounters:
-    """The judging side's counters with this process's CPU time added to ``processes``."""
+def _with_reporting(judging: JudgingCounters, rebuilder: Rebuilder) -> JudgingCounters:
+    """The judging side's counters with this process's CPU time added to ``processes``, and
+    the messages it had to parse again (``Rebuilder.parsed_again``: 0 unless the two
+    windows fell out of step)."""
     if judging.processes is None:
         return judging
     judging.processes["reporting"]["cpu_s_before_reports"] = _cpu_s()
+    judging.processes["messages"]["parsed_again"] = rebuilder.parsed_again
     return judging
 
 
