@@ -2,19 +2,20 @@
 (``scale/reporting.py``) so that the reporting side works on objects of its own, as one
 process would, at the least cost to both.
 
-A response's evidence crosses as its transaction only: the reporting process pairs the
-records into RRsets again (``build_evidence``, memoised per distinct message). Each message
-crosses whole (its parsed records included) the first time, and afterwards as a reference to
-the reporting process's copy: the two processes keep the same window of recent distinct
-messages (``MessageWindow``), the judging one of their keys alone, both fed the same keys in
-the same order (the order of the pickle stream), so the judging process knows what the other
-holds. Why not pickle the evidence whole: each response then carried its names, records and
-RRsets again (about 35 µs to load and 45 to pickle on the benchmark capture), and the loaded
-objects were new to the reporting side's identity memos (a repeated answer is the same objects
-in one process), which then computed again what they had (benchmarks/README.md, "session 10").
-Why not parse there: parsing a distinct message costs about 100 µs, three times loading it.
+A response's evidence crosses as its transaction only. Each distinct message crosses whole
+the first time, a response with its records already paired with their RRSIGs as its evidence
+has them (``ParsedMessage.paired``; its dnspython message stays behind), and afterwards as a
+reference to the reporting process's copy: the two processes keep the same window of recent
+distinct messages (``MessageWindow``), the judging one of their keys alone, both fed the same
+keys in the same order (the order of the pickle stream), so the judging process knows what the
+other holds. The reporting process then makes the evidence from the paired records
+(``evidence_from_facts``). Why not pickle the evidence whole, as before: each response then
+carried its names, records and RRsets again (about 45 µs to pickle and 35 to load on the
+benchmark capture), and the loaded objects were new to the reporting side's identity memos (a
+repeated answer is the same objects in one process), which computed again what they had. Why
+not parse there: parsing a distinct message costs about 100 µs, ten times loading it
+(benchmarks/README.md, "session 10").
 """
-
 from __future__ import annotations
 
 import pickle
@@ -42,7 +43,8 @@ WINDOW_BYTES = 4 * PARSE_CACHE_BYTES
 """Accounted bytes (``parsed_cost``) of the messages the reporting process keeps at most.
 Unlike the judging process's parse cache, which drops a message at its last sighting in the
 file (``ParseCache``), the window only ages messages out, so it needs more room for the same
-hits; measured on the benchmark capture at 1,000,000 frames: about 50 MB more RSS."""
+hits. Measured on the benchmark capture at 1,000,000 frames: the reporting process's peak
+RSS 468-473 MB against 451 before the window."""
 
 
 class MessageWindow(Generic[V]):
@@ -112,10 +114,10 @@ class CarryingPickler(_Pickler):
     def __init__(self, file: Any, limits: Limits) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.mirror: MessageWindow[bool] = MessageWindow(limits.parse_cache)
+        """The keys of the reporting process's window."""
         self.facts: FactsMemo | None = None
         """The judging side's memo of paired records (``build_evidence``'s), once set: a
         response goes with its records paired, as its evidence has them."""
-        """The keys of the reporting process's window."""
         self.sent_whole = 0
         self.sent_again = 0
 
@@ -131,14 +133,16 @@ class CarryingPickler(_Pickler):
                 return _observed_again, header
             self.mirror.put(key, True)
             self.sent_whole += 1
-            return _observed_first, (*header, *self._carried(obj.parsed))
+            return _observed_first, (*header, *self._carried(obj))
         return super().reducer_override(obj)
 
-    def _carried(self, parsed: ParsedMessage) -> tuple[tuple[Any, ...], MessageFacts | None]:
-        """A message whose records were read: its state without them, and them paired (the
-        reporting side never reads a response's records but from its evidence:
-        ``ParsedMessage.__getstate__``); any other: its state, to be read there if ever."""
-        if self.facts is None or not parsed.records_read:
+    def _carried(self, message: ObservedMessage) -> tuple[tuple[Any, ...], MessageFacts | None]:
+        """A response whose records were read: its state without them, and them paired (the
+        reporting side reads a response's records from its evidence only, as
+        ``ParsedMessage.__getstate__`` says); a query, or a response not read: its state
+        whole (the forgery stage reads a query's header from its message)."""
+        parsed = message.parsed
+        if self.facts is None or not message.is_response or not parsed.records_read:
             return parsed.carried(), None
         return parsed.carried(records=False), message_facts(parsed.message, self.facts)
 

@@ -112,6 +112,17 @@ def test_a_responses_records_stay_with_the_judging_process() -> None:
         _ = response.message
 
 
+def test_a_querys_records_read_by_the_judging_process_cross_with_it() -> None:
+    # The forgery stage reads a query's header from its message, on either side.
+    query = SENT[0].transaction.query
+    assert query is not None
+    header = query.message
+    assert header is not None and query.parsed.records_read
+    back, _, _ = _carried([0], 4, {0})
+    query_back = back[0].transaction.query
+    assert query_back is not None and query_back.message == header
+
+
 def test_a_reference_the_window_lost_is_parsed_again_not_wrong() -> None:
     # The two windows out of step (our own bug) cost a parse, never a different result.
     _, pickler, rebuilder = _carried([0], 4, {0})
