@@ -163,17 +163,16 @@ def build_evidence(transaction: Transaction, memo: FactsMemo | None = None) -> R
     distinct message); only the records need the full parse, memoised per shared message in
     ``memo`` (without one they are paired afresh).
     """
-    message = transaction.response.message
+    return evidence_from_facts(transaction, message_facts(transaction.response.message, memo))
+
+
+def message_facts(message: dns.message.Message | None,
+                  memo: FactsMemo | None = None) -> MessageFacts:
+    """The paired records of ``message`` (none if it could not be parsed), through ``memo``
+    when given."""
     if message is None:
-        facts = _NO_RECORDS
-    else:
-        facts = memo(message) if memo is not None else _message_facts(message)
-    return evidence_from_facts(transaction, facts)
-
-
-def message_facts(message: dns.message.Message | None, memo: FactsMemo) -> MessageFacts:
-    """The paired records of ``message`` (none if it could not be parsed), through ``memo``."""
-    return _NO_RECORDS if message is None else memo(message)
+        return _NO_RECORDS
+    return memo(message) if memo is not None else _message_facts(message)
 
 
 def evidence_from_facts(transaction: Transaction, facts: MessageFacts) -> ResponseEvidence:
