@@ -95,14 +95,17 @@ QUEUE_BYTES = 32 << 20
 IDLE_BYTES = 1
 """Queued bytes below which the reporting process counts as waiting for work (it has read
 every batch): the judging process then leaves the next record's rendering to it."""
-BEHIND_BYTES = 4 << 20
+BEHIND_BYTES = 1 << 20
 """Queued bytes from which the reporting process counts as behind: the judging process then
 derives the forgery stage's per-response facts itself (``ForgeryDetector.facts``, handed over
 with the response and primed there), work the reporting process would otherwise do.
 
 Either way the outputs are the same (the reporting side renders and derives exactly what one
 process would); only which process spends the CPU changes, so each run balances itself to its
-capture (benchmarks/README.md, "an adaptive split")."""
+capture (benchmarks/README.md, "an adaptive split"). 1 MiB rather than 4: whatever is queued
+when the judging pass ends, the judging process waits for before it can write the flow table
+(timeline at 1,000,000 frames: 3.6 s with 4 MiB, 0.4 s with 1 MiB; whole runs within this
+machine's spread, benchmarks/README.md, "session 10")."""
 
 
 def placement(queued: int) -> tuple[bool, bool]:
