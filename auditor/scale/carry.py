@@ -47,7 +47,8 @@ hits. Measured on the benchmark capture at 1,000,000 frames: the reporting proce
 RSS 468-481 MB against 451 before the window; with the parse cache's 32 MB instead, 217,563
 messages crossed whole instead of 84,869 and the run took 137.7 s against 129.7. Where nothing
 repeats (a flood of ever new names, 150,000 frames) the window is all cost: peak RSS 475 MB
-against 423 without it, 43.4 s against 42.0 (benchmarks/README.md, "session 10")."""
+against 423 without it, 43.4 s against 42.0; the churn capture (200,000 frames) 474 MB
+against 409 (benchmarks/README.md, "session 10")."""
 
 
 class MessageWindow(Generic[V]):
