@@ -139,6 +139,8 @@ class ReportLink(EventLink[Event]):
     on its ``FileReports`` in the same order."""
 
     batch_events = BATCH_EVENTS
+    _carrier: CarryingPickler
+    """The batches' pickler (``_new_pickler``, called as the link is made)."""
 
     def __init__(self, options: AuditOptions, process: multiprocessing.process.BaseProcess,
                  events: Connection, results: Connection, claim: ChunkClaim | None,
@@ -165,7 +167,8 @@ class ReportLink(EventLink[Event]):
 
     def _new_pickler(self, buffer: io.BytesIO) -> pickle.Pickler:
         """Messages by reference to the reporting process's window (``scale/carry.py``)."""
-        return CarryingPickler(buffer, self._options.limits)
+        self._carrier = CarryingPickler(buffer, self._options.limits)
+        return self._carrier
 
     # --- ProcessSplit --------------------------------------------------------------------
 
@@ -196,9 +199,7 @@ class ReportLink(EventLink[Event]):
         self._records = ResponseRecords(name_text=caches.parse.name_text, times=caches.times)
         self._forgery = ForgeryDetector(names=caches.names, digests=context.material.digests,
                                         name_text=caches.parse.name_text)
-        pickler = self._pickler
-        assert isinstance(pickler, CarryingPickler)
-        pickler.facts = caches.facts
+        self._carrier.facts = caches.facts
         return self
 
     # --- ReportSide ----------------------------------------------------------------------
@@ -294,9 +295,7 @@ class ReportLink(EventLink[Event]):
     def _messages(self) -> dict[str, int]:
         """How the messages crossed (``scale/carry.py``): whole, or as a reference to the
         reporting process's window."""
-        pickler = self._pickler
-        assert isinstance(pickler, CarryingPickler)
-        return {"sent_whole": pickler.sent_whole, "sent_again": pickler.sent_again}
+        return {"sent_whole": self._carrier.sent_whole, "sent_again": self._carrier.sent_again}
 
     # --- sending -------------------------------------------------------------------------
 
