@@ -330,6 +330,10 @@ class LiveReporter:
         self.alerts = alerts
         self.stats_stream = stats_stream
         self.caches = caches
+        self.parsed_again: Callable[[], int] | None = None
+        """In a process of its own: how many messages it had to parse again
+        (``scale/carry.Rebuilder.parsed_again``, 0 unless the two processes fell out of
+        step; ``stats.json`` ``processes.messages``)."""
         limits = options.limits
         out = options.out_dir
         out.mkdir(parents=True, exist_ok=True)
@@ -590,6 +594,9 @@ class LiveReporter:
         if front.get("processes") is not None:
             sections["processes"] = {
                 **front["processes"],
+                "messages": {**front["processes"]["messages"],
+                             "parsed_again": (self.parsed_again() if self.parsed_again
+                                              is not None else 0)},
                 "capture": {**front["processes"]["capture"], "rss_bytes": front["rss_bytes"],
                             "cpu_s": front["cpu_s"]},
                 "reporter": {"pid": os.getpid(), "rss_bytes": memory - front["rss_bytes"],

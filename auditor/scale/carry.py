@@ -34,6 +34,7 @@ from auditor.evidence import (
     message_facts,
 )
 from auditor.messages import PARSE_CACHE_BYTES, ObservedMessage, ParsedMessage, parsed_cost
+from auditor.scale.pipe import _RESTART, _SHARED, _Feed
 from auditor.scale.work import _Pickler
 from auditor.transactions import Transaction
 
@@ -64,6 +65,11 @@ class MessageWindow(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def clear(self) -> None:
+        """Forget every message."""
+        self._items.clear()
+        self._bytes = 0
 
     def get(self, key: bytes) -> V | None:
         """The message kept under ``key`` (now the most recent), or None."""
@@ -125,6 +131,12 @@ class CarryingPickler(_Pickler):
         self.sent_whole = 0
         self.sent_again = 0
 
+    def restart(self) -> None:
+        """Forget what the reporting process holds: a batch failed to pickle half-way, so the
+        keys it put or refreshed may never reach that process; the next batch tells it to
+        empty its window too (``pipe._RESTART``)."""
+        self.mirror.clear()
+
     def reducer_override(self, obj: Any) -> Any:
         cls = type(obj)
         if cls is ResponseEvidence:
@@ -164,6 +176,10 @@ class Rebuilder:
         """References to a message the window no longer held (parsed here from its bytes):
         our own bug, the two windows out of step; counted, never a different result."""
 
+    def restart(self) -> None:
+        """Empty the window, as the judging side did (``CarryingPickler.restart``)."""
+        self.window.clear()
+
     def observed_first(self, wire: WireMessage, msg_id: int, is_response: bool, flags: int,
                        carried: tuple[Any, ...], facts: MessageFacts | None) -> ObservedMessage:
         parsed = ParsedMessage.from_carried(carried, self._tables, facts)
@@ -198,3 +214,14 @@ class CarriedUnpickler(pickle.Unpickler):
         if module == __name__ and name in _STAND_INS:
             return getattr(self._rebuilder, _STAND_INS[name])
         return super().find_class(module, name)
+
+
+def next_unpickler(flag: bytes, unpickler: CarriedUnpickler, feed: _Feed,
+                   rebuilder: Rebuilder) -> CarriedUnpickler:
+    """The unpickler of a message whose first byte is ``flag`` (``scale/pipe.py``): the last
+    one while the memo is shared, else a new one; after ``_RESTART`` with the window emptied."""
+    if flag == _SHARED:
+        return unpickler
+    if flag == _RESTART:
+        rebuilder.restart()
+    return CarriedUnpickler(feed, rebuilder)

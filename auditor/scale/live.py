@@ -53,8 +53,8 @@ from auditor.live import (
 )
 from auditor.messages import ObservedMessage
 from auditor.report.rolling import NumberedJsonLines
+from auditor.scale.carry import CarriedUnpickler, CarryingPickler, Rebuilder, next_unpickler
 from auditor.scale.pipe import (
-    _FRESH,
     POLL_S,
     Connection,
     EventLink,
@@ -111,10 +111,13 @@ class ReporterLink(EventLink[Event]):
     ``LiveReporter`` in the same order."""
 
     batch_events = BATCH_EVENTS
+    _carrier: CarryingPickler
+    """The batches' pickler (``_new_pickler``, called as the link is made)."""
 
     def __init__(self, options: LiveOptions, process: multiprocessing.process.BaseProcess,
                  events: Connection, results: Connection) -> None:
         self._process, self._results = process, results  # for the handshake
+        self._limits = options.limits
         metrics_url = self._handshake()
         super().__init__(process, events, results, options.queue_bytes)
         self.metrics_url = metrics_url
@@ -132,10 +135,19 @@ class ReporterLink(EventLink[Event]):
             raise self._failed(f"unexpected answer {kind!r}")
         return None if payload is None else str(payload)
 
+    def _new_pickler(self, buffer: io.BytesIO) -> pickle.Pickler:
+        """Messages by reference to the reporting process's window (``scale/carry.py``). A
+        capture's full queue drops events before they are pickled, so the window only ever
+        sees what crosses and both sides stay in step."""
+        self._carrier = CarryingPickler(buffer, self._limits)
+        return self._carrier
+
     def bind(self, auditor: LiveAuditor) -> ReporterLink:
-        """The ``LiveAuditor`` reporter factory: hand it the link's counters and URL."""
+        """The ``LiveAuditor`` reporter factory: hand it the link's counters and URL, and the
+        pickler its memo of paired records (responses cross with them)."""
         auditor.metrics_url = self.metrics_url
         auditor.link_counters = self.counters
+        self._carrier.facts = auditor.caches.facts
         return self
 
     # --- ReportSide ----------------------------------------------------------------------
@@ -204,10 +216,15 @@ class ReporterLink(EventLink[Event]):
         """One message: the memo flag, then the batch pickled with the shared memo. An event
         that cannot be pickled (our bug, never the traffic's) is dropped and counted, and the
         batch goes again with a fresh memo (the failed attempt left the memo unusable)."""
+        carrier = self._carrier
+        counts = carrier.sent_whole, carrier.sent_again
         try:
             return self._pickle_once(batch)
         except Exception as exc:  # noqa: BLE001 - the run must go on without that event
             self._segment = self._segment_bytes = 0
+            carrier.sent_whole, carrier.sent_again = counts
+            carrier.restart()
+            self._restart = True
             kept = [event for event in batch if self._picklable(event, exc)]
             return self._pickle_once(kept)
 
@@ -250,6 +267,8 @@ class ReporterLink(EventLink[Event]):
                             for name in ("responses", "queries", "anomalies", "frames",
                                          "unpicklable")},
             },
+            "messages": {"sent_whole": self._carrier.sent_whole,
+                         "sent_again": self._carrier.sent_again},
         }
 
     # --- failures ------------------------------------------------------------------------
@@ -341,15 +360,16 @@ def _serve(reporter: LiveReporter, events: Connection) -> tuple[LiveOutcome, boo
     front: FrontCounters | None = None
     tick_s = reporter.options.tick_s
     feed = _Feed()
-    unpickler = pickle.Unpickler(feed)
+    rebuilder = Rebuilder(reporter.options.limits, reporter.caches)
+    reporter.parsed_again = lambda: rebuilder.parsed_again
+    unpickler = CarriedUnpickler(feed, rebuilder)
     while True:
         if events.poll(tick_s):
             try:
                 message = events.recv_bytes()
             except EOFError:
                 break
-            if message[:1] == _FRESH:
-                unpickler = pickle.Unpickler(feed)
+            unpickler = next_unpickler(message[:1], unpickler, feed, rebuilder)
             feed.set(memoryview(message)[1:])
             batch = unpickler.load()
             for kind, payload in batch:

@@ -34,8 +34,10 @@ no sharing (8,192 events: 10.7), for about 160 MB more RSS over both processes."
 SHARED_BYTES = 16 << 20
 """The memo also restarts after this many pickled bytes, so a flood of large distinct
 answers cannot make the memos (which keep what they saw alive) large."""
-_FRESH, _SHARED = b"F", b"C"
-"""First byte of a message: its batch starts a new memo, or continues the last one."""
+_FRESH, _SHARED, _RESTART = b"F", b"C", b"R"
+"""First byte of a message: its batch starts a new memo, continues the last one, or starts a
+new memo and empties the message window (``scale/carry.py``: after a batch failed to pickle,
+so the two windows are in step again)."""
 
 
 class ReporterFailed(AuditorError):
@@ -132,6 +134,8 @@ class EventLink(ABC, Generic[E]):
         self._segment = 0
         """Events pickled with the current memo."""
         self._segment_bytes = 0
+        self._restart = False
+        """The next batch starts a new memo and empties the message window."""
         self.batches = 0
         self.bytes_sent = 0
         self.waited_s = 0.0
@@ -160,7 +164,8 @@ class EventLink(ABC, Generic[E]):
         buffer.truncate()
         if self._segment == 0:
             self._pickler.clear_memo()
-            buffer.write(_FRESH)
+            buffer.write(_RESTART if self._restart else _FRESH)
+            self._restart = False
         else:
             buffer.write(_SHARED)
         self._pickler.dump(batch)

@@ -59,9 +59,8 @@ from auditor.pipeline import (
     write_table_reports,
 )
 from auditor.report.records import ResponseRecords
-from auditor.scale.carry import CarriedUnpickler, CarryingPickler, Rebuilder
+from auditor.scale.carry import CarriedUnpickler, CarryingPickler, Rebuilder, next_unpickler
 from auditor.scale.pipe import (
-    _FRESH,
     POLL_S,
     EventLink,
     _Feed,
@@ -421,8 +420,7 @@ def _serve(side: FileReports, events: Connection, results: Connection,
             message = events.recv_bytes()
         except EOFError:
             return None
-        if message[:1] == _FRESH:
-            unpickler = CarriedUnpickler(feed, rebuilder)
+        unpickler = next_unpickler(message[:1], unpickler, feed, rebuilder)
         feed.set(memoryview(message)[1:])
         judged: list[Rendered] = []
         for kind, payload in unpickler.load():

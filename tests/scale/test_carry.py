@@ -21,7 +21,14 @@ from auditor.engine.limits import Limits
 from auditor.engine.stream import EvidenceStream
 from auditor.evidence import ResponseEvidence
 from auditor.messages import MessageLeftBehind, ObservedMessage
-from auditor.scale.carry import CarriedUnpickler, CarryingPickler, MessageWindow, Rebuilder
+from auditor.scale.carry import (
+    CarriedUnpickler,
+    CarryingPickler,
+    MessageWindow,
+    Rebuilder,
+    next_unpickler,
+)
+from auditor.scale.pipe import _FRESH, _RESTART, _Feed
 from tests.scale.helpers import assert_same_outputs, lines
 from tests.scale.test_jobs import ANCHOR, FIXTURES, SAMPLE, _both
 
@@ -136,6 +143,38 @@ def test_a_reference_the_window_lost_is_parsed_again_not_wrong() -> None:
     back = CarriedUnpickler(buffer, rebuilder).load()
     assert [_comparable(e) for e in back] == [_comparable(SENT[0])]
     assert rebuilder.parsed_again >= 1
+
+
+@pytest.mark.parametrize("restarted", [False, True])
+def test_a_batch_that_failed_to_pickle_restarts_both_windows(restarted: bool) -> None:
+    # live --jobs 2 drops an event that cannot be pickled and sends its batch again: the
+    # failed attempt put the message's key in the mirror. Both windows start again
+    # (pipe._RESTART), so it crosses whole; without that, as a reference to nothing.
+    limits = Limits.live()
+    buffer = io.BytesIO()
+    pickler = CarryingPickler(buffer, limits)
+    pickler.facts = SENT_CACHES.facts
+    with pytest.raises(Exception, match="pickle"):
+        pickler.dump([SENT[0], lambda: None])
+    assert len(pickler.mirror) > 0
+    rebuilder = Rebuilder(limits, Caches(limits))
+    rebuilder.window.put(b"held before", SENT[1].transaction.response.parsed)
+    if restarted:
+        pickler.restart()
+    buffer.seek(0)
+    buffer.truncate()
+    pickler.clear_memo()
+    pickler.dump([SENT[0]])
+    feed = _Feed()
+    flag = _RESTART if restarted else _FRESH
+    unpickler = next_unpickler(flag, CarriedUnpickler(feed, rebuilder), feed, rebuilder)
+    feed.set(memoryview(buffer.getvalue()))
+    back = unpickler.load()
+    assert [_comparable(e) for e in back] == [_comparable(SENT[0])]  # right either way
+    if restarted:
+        assert rebuilder.parsed_again == 0 and len(rebuilder.window) == len(pickler.mirror)
+    else:
+        assert rebuilder.parsed_again >= 1
 
 
 def test_the_window_ages_out_by_entries_and_by_bytes() -> None:

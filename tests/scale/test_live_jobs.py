@@ -68,6 +68,9 @@ def _both(capture: Path, anchor: Path, tmp_path: Path,
 
 def test_two_processes_equal_one_on_the_sample_capture(tmp_path: Path) -> None:
     one, two = _both(SAMPLE, ANCHOR, tmp_path)
+    # A repeated message crosses as a reference to the reporting process's copy.
+    assert two.stats["processes"]["messages"]["sent_again"] > 0
+    assert two.stats["processes"]["messages"]["parsed_again"] == 0
     assert one.stats["alerts"] > 0 and one.stats["validation"]["verdicts"]["bogus"] > 0
     assert two.stats["processes"]["queue"]["dropped"] == {
         "responses": 0, "queries": 0, "anomalies": 0, "frames": 0, "unpicklable": 0}
@@ -301,3 +304,8 @@ def test_an_event_that_cannot_cross_is_dropped_and_counted_not_fatal(
     outcome = run_live(_options(SAMPLE, ANCHOR, tmp_path / "out", jobs=2))
     assert outcome.stats["processes"]["queue"]["dropped"]["unpicklable"] == 1
     assert outcome.stats["responses_written"] == 63
+    # The failed attempt had put its messages in the window's mirror; both windows started
+    # again, so none crossed as a reference to a message the other side never got.
+    messages = outcome.stats["processes"]["messages"]
+    assert messages["parsed_again"] == 0
+    assert messages["sent_whole"] > 0 and messages["sent_again"] > 0
