@@ -29,7 +29,7 @@ import click
 from auditor import __version__
 from auditor.cli_live import live as live_command
 from auditor.errors import AuditorError, CaptureError
-from auditor.memo import tune_garbage_collector
+from auditor.memo import skip_collection_at_exit, tune_garbage_collector
 from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir, run_audit
 from auditor.report.anonymize import load_or_create_key
 from auditor.report.check import SCHEMA_CHECKS
@@ -628,6 +628,7 @@ def main() -> None:
     try:
         cli(standalone_mode=True)
     except SystemExit:
+        skip_collection_at_exit()
         raise
     except Exception:
         logger.exception("internal error")

@@ -284,3 +284,23 @@ def test_a_filter_that_does_not_compile_is_exit_3_naming_it(tmp_path: Path) -> N
                                       "--filter", "port banana"])
     assert result.exit_code == 3
     assert "--filter: cannot compile BPF 'port banana'" in result.output
+
+
+def test_the_interpreter_does_not_walk_what_an_audit_left_at_exit(tmp_path: Path) -> None:
+    # What the command left in reference cycles (--jobs 2's link, its pickler's memo) is no
+    # longer walked by the interpreter's last collection: on a 1,000,000-frame audit that
+    # took 1.6 s after every output was written. Outputs still complete.
+    probe = ("import atexit, gc, sys\n"
+             "atexit.register(lambda: print('left for the collector', gc.collect(),"
+             " file=sys.stderr))\n"
+             "from auditor.cli import main\n"
+             "sys.argv = ['dnssec-auditor', *sys.argv[1:]]\n"
+             "main()\n")
+    completed = subprocess.run(
+        [sys.executable, "-c", probe, "audit", str(SAMPLE), "--trust-anchor", str(ANCHOR),
+         "--out", str(tmp_path), "-q", "--jobs", "2"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode == 0, completed.stderr
+    left = int(completed.stderr.split("left for the collector")[1].split()[0])
+    assert left < 100, completed.stderr
+    assert (tmp_path / "responses.jsonl").read_text().count("\n") == 63

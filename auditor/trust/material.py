@@ -7,6 +7,7 @@ seen a million times is one entry whose first/last capture times move.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import struct
@@ -74,11 +75,11 @@ class RecordDigests:
     def __init__(self, size: int = DIGEST_MEMO_SIZE) -> None:
         self.wire: IdentityMemo[dns.rdata.Rdata, bytes] = IdentityMemo(rdata_wire, size)
         """``rdata_wire``, memoised."""
-        self.digest: IdentityMemo[dns.rrset.RRset, bytes] = IdentityMemo(self._digest, size)
+        # Over the wire memo, not a method of this object: a reference cycle would keep
+        # a finished run's memos alive until the collector's next full run.
+        self.digest: IdentityMemo[dns.rrset.RRset, bytes] = IdentityMemo(
+            functools.partial(rdata_set_digest, wire=self.wire), size)
         """``rdata_set_digest``, memoised."""
-
-    def _digest(self, rrset: dns.rrset.RRset) -> bytes:
-        return rdata_set_digest(rrset, self.wire)
 
     def clear(self) -> None:
         """Forget every memoised digest and wire form (the caps stay)."""
