@@ -173,15 +173,17 @@ class ReportLink(EventLink[Event]):
 
     def merged_material(self, material: KeyMaterial) -> tuple[KeyMaterial, int]:
         """Exchange the key-pass shards' snapshots: this process sends its own and the
-        harvesters' to the reporting process; both merge them alike, in shard order."""
-        kind, payload = self._receive()
-        if kind != "harvest":
-            raise self._failed(str(payload))
-        assert isinstance(payload, Harvest)
+        harvesters' to the reporting process; both merge them alike, in shard order. Sent
+        before that process's own is awaited, so the two snapshots are pickled and loaded at
+        the same time rather than one after the other."""
         others = [harvester.result() for harvester in self._harvesters]
         snapshots = (material.snapshot(), *(found.material for found in others))
         self._outbox.put(pickle.dumps(snapshots, protocol=pickle.HIGHEST_PROTOCOL), wait=True,
                          alive=self._alive)
+        kind, payload = self._receive()
+        if kind != "harvest":
+            raise self._failed(str(payload))
+        assert isinstance(payload, Harvest)
         self.check()
         merged = merged_key_material(self._options.limits,
                                      (snapshots[0], payload.material, *snapshots[1:]))
