@@ -4,7 +4,9 @@ distinct message (ignoring its ID) parsed once and shared."""
 from __future__ import annotations
 
 import logging
+import re
 import struct
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -782,6 +784,12 @@ def parsed_cost(key: bytes) -> int:
     return 3 * len(key) + PARSED_OVERHEAD
 
 
+Sightings = tuple["array[int]", bytes]
+"""A key pass's nonzero sighting counters (``ParseCache.sightings``): their slots, their
+counts."""
+_NONZERO = re.compile(rb"[^\x00]")
+
+
 class ParseCache(OrderedDict[bytes, "ParsedMessage"]):
     """The parse cache of a file's two passes: distinct messages by their bytes after the ID,
     least recently seen first, plus how often each is seen in the file.
@@ -818,6 +826,28 @@ class ParseCache(OrderedDict[bytes, "ParsedMessage"]):
         slot = hash(key) & self._mask
         if counts[slot] < 255:
             counts[slot] += 1
+
+    def sightings(self) -> Sightings | None:
+        """The counters this key pass set (None if it counted nothing), for another process's
+        parse cache to add (``add_sightings``): the slots and their counts."""
+        counts = self._counts
+        if counts is None:
+            return None
+        slots = array("I", (found.start() for found in _NONZERO.finditer(counts)))
+        return slots, bytes(counts[slot] for slot in slots)
+
+    def add_sightings(self, sightings: Sightings | None) -> None:
+        """Add the sightings another process's key pass counted in its share of the same
+        input (``audit --jobs``: a flow shard), saturating as ``count`` does, so the judging
+        pass drops those messages at their last sighting too. The slots are the same only in a
+        process forked from this one (``hash`` of bytes is seeded per interpreter)."""
+        if sightings is None:
+            return
+        counts = self._counts
+        if counts is None:
+            counts = self._counts = bytearray(1 << self._COUNTER_BITS)
+        for slot, seen in zip(*sightings, strict=True):
+            counts[slot] = min(255, counts[slot] + seen)
 
     def start_replay(self) -> None:
         """The judging pass begins: from now on sightings count down."""

@@ -358,9 +358,10 @@ class ProcessSplit(Protocol):
         """The key pass's flow shard in this process."""
         ...
 
-    def merged_material(self, material: KeyMaterial) -> tuple[KeyMaterial, int]:
+    def merged_material(self, material: KeyMaterial,
+                        parse_cache: ParseCache) -> tuple[KeyMaterial, int]:
         """This process's key material merged with the other's, and the distinct messages
-        the other's key pass parsed."""
+        the other's key pass parsed; the other's sightings added to ``parse_cache``."""
         ...
 
     def report_side(self, context: ReportContext) -> ReportSide:
@@ -396,12 +397,12 @@ def run_audit(options: AuditOptions, elsewhere: JudgedElsewhere | None = None,
         parsed_before = _observe_keys(options.captures, options.ports, material, parse_cache,
                                       frame_filter, limits, caches,
                                       split.shard if split is not None else None)
-        parse_cache.start_replay()
     with KeyCache(str(keys_path)) as cache:
         if split is not None and not single_pass:
             # Once the key cache exists: the other process reads it next.
-            material, parsed_elsewhere = split.merged_material(material)
+            material, parsed_elsewhere = split.merged_material(material, parse_cache)
             parsed_before += parsed_elsewhere
+        parse_cache.start_replay()
         validator, cache_use = judging_setup(options, anchors, keys_path, material, cache,
                                              caches)
         verdicts = run_judge(validator, options.verdict_cache, limits, caches.times)

@@ -106,3 +106,38 @@ def test_outputs_of_a_parsed_message_are_those_of_a_fresh_parse() -> None:
     again = MessageParser(Ledger(), cache=cache).feed(wire_message(one))
     assert again is not None and again.message is not None
     assert again.message.answer == dns.message.from_wire(one).answer
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.binary(min_size=1, max_size=3), max_size=400),
+       owners=st.lists(st.integers(0, 2), min_size=400, max_size=400))
+def test_sightings_of_other_shards_make_one_pass_of_counts(keys: list[bytes],
+                                                           owners: list[int]) -> None:
+    # audit --jobs: each process's key pass counts its own flow shard; the judging process
+    # adds the others' sightings, and then drops each message at its last sighting exactly
+    # as one process that counted the whole input (saturation included).
+    whole = ParseCache()
+    shards = [ParseCache() for _ in range(3)]
+    for key, owner in zip(keys, owners, strict=False):
+        whole.count(key)
+        shards[owner].count(key)
+    judging = shards[0]
+    for other in shards[1:]:
+        judging.add_sightings(other.sightings())
+    whole.start_replay()
+    judging.start_replay()
+    if keys:
+        assert ([judging.seen_for_the_last_time(key) for key in keys]
+                == [whole.seen_for_the_last_time(key) for key in keys])
+
+
+def test_sightings_saturate_as_counting_does() -> None:
+    key = b"popular"
+    one, other = ParseCache(), ParseCache()
+    for _ in range(200):
+        one.count(key)
+        other.count(key)
+    one.add_sightings(other.sightings())
+    one.start_replay()
+    assert not any(one.seen_for_the_last_time(key) for _ in range(400))  # 255: never dropped
+    assert ParseCache().sightings() is None

@@ -46,7 +46,7 @@ from auditor.engine.judge import Rendered
 from auditor.errors import AuditorError, ReportInputError
 from auditor.evidence import ResponseEvidence
 from auditor.forgery import ForgeryDetector
-from auditor.messages import ObservedMessage
+from auditor.messages import ObservedMessage, ParseCache
 from auditor.pipeline import (
     AuditOptions,
     AuditOutcome,
@@ -171,7 +171,8 @@ class ReportLink(EventLink[Event]):
 
     # --- ProcessSplit --------------------------------------------------------------------
 
-    def merged_material(self, material: KeyMaterial) -> tuple[KeyMaterial, int]:
+    def merged_material(self, material: KeyMaterial,
+                        parse_cache: ParseCache) -> tuple[KeyMaterial, int]:
         """Exchange the key-pass shards' snapshots: this process sends its own and the
         harvesters' to the reporting process; both merge them alike, in shard order. Sent
         before that process's own is awaited, so the two snapshots are pickled and loaded at
@@ -185,6 +186,10 @@ class ReportLink(EventLink[Event]):
             raise self._failed(str(payload))
         assert isinstance(payload, Harvest)
         self.check()
+        # The other shards' sightings too: the judging pass then drops every message from
+        # the parse cache at its last sighting, as one process does, not only this shard's.
+        for found in (payload, *others):
+            parse_cache.add_sightings(found.sightings)
         merged = merged_key_material(self._options.limits,
                                      (snapshots[0], payload.material, *snapshots[1:]))
         return merged, payload.parsed + sum(found.parsed for found in others)
@@ -390,7 +395,7 @@ def _exchanged(options: AuditOptions, started: float, shards: int, events: Conne
                results: Connection) -> ReportContext | None:
     """The key pass of shard 1 (of ``shards``), sent; the others' received and merged alike,
     in shard order: the reporting side's setup (None if the judging process is gone)."""
-    found = harvest(ShardSpec(options, 1, shards))
+    found = harvest(ShardSpec(options, 1, shards, sightings=True))
     _answer(results, ("harvest", found))
     importlib.import_module("auditor.report.tables")  # pandas, pyarrow: while shard 0 ends
     try:
@@ -507,7 +512,8 @@ class _Harvester:
         self._conn, sending = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_harvest_shard, name=f"dnssec-auditor-keys-{index}",
-            args=(ShardSpec(options, index, shards), sending, (self._conn, *link)))
+            args=(ShardSpec(options, index, shards, sightings=True), sending,
+                  (self._conn, *link)))
         self._process.start()
         sending.close()
         self.index = index

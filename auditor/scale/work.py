@@ -28,7 +28,7 @@ from auditor.engine.stream import EvidenceStream
 from auditor.errors import AuditorError
 from auditor.evidence import ResponseEvidence
 from auditor.forgery.detector import ForgeryDetector, ResponseFacts
-from auditor.messages import ObservedMessage
+from auditor.messages import ObservedMessage, ParseCache, Sightings
 from auditor.pipeline import AuditOptions
 from auditor.report.records import ResponseRecords
 from auditor.scale.shard import FlowShard
@@ -60,6 +60,9 @@ class ShardSpec:
     spool_dir: str | None = None
     """Where the judged items are written as they are made (a directory the merging process
     can read while the worker writes); None returns them in the result instead."""
+    sightings: bool = False
+    """Whether the harvest also counts each message's sightings for the judging process's
+    parse cache (``ParseCache.add_sightings``; only a process forked from it can)."""
 
     @property
     def spool(self) -> str | None:
@@ -76,6 +79,8 @@ class Harvest:
     """What the shard's responses carried."""
     parsed: int
     """Distinct messages the shard parsed."""
+    sightings: Sightings | None = None
+    """Each message's sightings in the shard, when asked for (``ShardSpec.sightings``)."""
 
 
 class ItemKind(IntEnum):
@@ -160,14 +165,17 @@ def harvest(spec: ShardSpec) -> Harvest:
     options = spec.options
     material = key_material(options.limits)
     found = _frame_filter(options)
+    counted = ParseCache() if spec.sightings else None
     with CaptureSet(list(options.captures)) as source:
         stream = EvidenceStream(ports=options.ports, verify_checksums=False,
-                                limits=options.limits, caches=Caches(options.limits),
+                                parse_cache=counted, limits=options.limits,
+                                caches=Caches(options.limits),
                                 frame_filter=found.matches if found else None,
                                 shard=FlowShard(spec.index, spec.count))
         for evidence in stream.run(source):
             observe_answer_keys(material, evidence)
-    return Harvest(material.snapshot(), stream.chain.parser.parsed)
+    return Harvest(material.snapshot(), stream.chain.parser.parsed,
+                   counted.sightings() if counted is not None else None)
 
 
 class _Positions:
