@@ -116,9 +116,9 @@ MODULE_TABLES: dict[tuple[str, str], str] = {
         "one warning per run and interface, keyed by the run's ledger (not a memo)",
     ("auditor.decode.dissect", "_noted_interfaces"):
         "one anomaly per run and interface, keyed by the run's ledger (not a memo)",
-    ("auditor.scale.work", "_FIELDS"):
+    ("auditor.scale.pickling", "_FIELDS"):
         "field names per pickled dataclass: constant per class",
-    ("auditor.scale.work", "_RESTORERS"):
+    ("auditor.scale.pickling", "_RESTORERS"):
         "the function restoring each pickled dataclass from its field values: constant per "
         "class",
     ("auditor.report.check", "schema"):

@@ -34,8 +34,8 @@ from auditor.evidence import (
     message_facts,
 )
 from auditor.messages import PARSE_CACHE_BYTES, ObservedMessage, ParsedMessage, parsed_cost
+from auditor.scale.pickling import DataclassPickler
 from auditor.scale.pipe import _RESTART, _SHARED, _Feed
-from auditor.scale.work import _Pickler
 from auditor.transactions import Transaction
 
 V = TypeVar("V")
@@ -117,7 +117,7 @@ _STAND_INS = {"_evidence_of": "evidence", "_observed_again": "observed_again",
 """Each stand-in's ``Rebuilder`` method."""
 
 
-class CarryingPickler(_Pickler):
+class CarryingPickler(DataclassPickler):
     """The judging process's pickler: evidence as its transaction, a message whole the first
     time (``ParsedMessage.carried``) and by reference while the reporting process keeps it."""
 

@@ -54,6 +54,7 @@ from auditor.live import (
 from auditor.messages import ObservedMessage
 from auditor.report.rolling import NumberedJsonLines
 from auditor.scale.carry import CarriedUnpickler, CarryingPickler, Rebuilder, next_unpickler
+from auditor.scale.pickling import DataclassPickler
 from auditor.scale.pipe import (
     POLL_S,
     Connection,
@@ -62,7 +63,6 @@ from auditor.scale.pipe import (
     _Feed,
     fork_second,
 )
-from auditor.scale.work import _Pickler  # slotted dataclasses as tuples: loads twice as fast
 from auditor.trust import KeyCache
 from auditor.trust.material import RecordDigests
 
@@ -230,7 +230,7 @@ class ReporterLink(EventLink[Event]):
 
     def _picklable(self, event: tuple[Event, Any], batch_error: Exception) -> bool:
         try:
-            _Pickler(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(event)
+            DataclassPickler(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(event)
         except Exception as exc:  # noqa: BLE001 - counted and logged below
             self.dropped["unpicklable"] += 1
             if self.dropped["unpicklable"] <= 5:

@@ -18,7 +18,7 @@ from enum import IntEnum
 from typing import Any, Generic, TypeVar
 
 from auditor.errors import AuditorError
-from auditor.scale.work import _Pickler  # slotted dataclasses as tuples: loads twice as fast
+from auditor.scale.pickling import DataclassPickler
 
 Connection = multiprocessing.connection.Connection
 
@@ -142,7 +142,7 @@ class EventLink(ABC, Generic[E]):
 
     def _new_pickler(self, buffer: io.BytesIO) -> pickle.Pickler:
         """The pickler of every batch (the second process's unpickler must match it)."""
-        return _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        return DataclassPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _alive(self) -> bool:
         return self._process.is_alive()

@@ -46,6 +46,7 @@ from auditor.engine.judge import Rendered
 from auditor.errors import AuditorError, ReportInputError
 from auditor.evidence import ResponseEvidence
 from auditor.forgery import ForgeryDetector
+from auditor.memo import collecting_rarely
 from auditor.messages import ObservedMessage, ParseCache
 from auditor.pipeline import (
     AuditOptions,
@@ -68,7 +69,7 @@ from auditor.scale.pipe import (
     how_it_ended,
 )
 from auditor.scale.shard import FlowShard
-from auditor.scale.work import (  # _Pickler: slotted dataclasses as tuples, loads twice as fast
+from auditor.scale.work import (
     Harvest,
     ShardSpec,
     harvest,
@@ -582,6 +583,7 @@ def _shared_counter() -> ChunkClaim | None:
     return claim
 
 
+@collecting_rarely
 def run_pipelined(options: AuditOptions, jobs: int = 2) -> AuditOutcome:
     """The file audit on two processes: key pass shared (with ``jobs`` above 2, over up to
     ``KEY_PASS_MAX`` processes), judging here, reporting in a forked process."""

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditor.messages import MessageLeftBehind
-from auditor.scale.work import _Pickler
+from auditor.scale.pickling import DataclassPickler
 
 SAMPLES = (
     ("A", "192.0.2.1"),
@@ -43,7 +43,7 @@ SAMPLES = (
 
 def _round_trip(obj: object) -> object:
     buffer = io.BytesIO()
-    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    DataclassPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
     return pickle.loads(buffer.getvalue())
 
 
@@ -130,7 +130,7 @@ def test_a_response_crosses_without_its_parsed_message() -> None:
 
 def test_a_restorer_refuses_values_of_another_class() -> None:
     from auditor.messages import Summary
-    from auditor.scale.work import _restore
+    from auditor.scale.pickling import _restore
 
     with pytest.raises(ValueError, match="unpack"):
         _restore(Summary, (None, 1))
