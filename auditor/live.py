@@ -42,6 +42,7 @@ from auditor.findings.catalogue import Finding
 from auditor.findings.validation import ValidationFindings
 from auditor.findings.zones import ZoneHealth
 from auditor.forgery import evidence_refs
+from auditor.memo import collecting_rarely
 from auditor.messages import ObservedMessage
 from auditor.report.alerts import FindingLog, ResponseFacts, live_severity, response_facts
 from auditor.report.eve import eve_alert, eve_dns
@@ -980,6 +981,7 @@ def _open_alerts(path: Path, rotation: Rotation) -> NumberedJsonLines:
                           f"({exc.strerror or exc})") from exc
 
 
+@collecting_rarely
 def run_live(options: LiveOptions, source: FrameSource | None = None,
              stats_stream: TextIO | None = None) -> LiveOutcome:
     """Capture until SIGINT/SIGTERM (or the end of a stream), then finish and summarise

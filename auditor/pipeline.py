@@ -50,7 +50,7 @@ from auditor.engine.stream import EvidenceStream
 from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding
 from auditor.findings.codes import ValidationCode
-from auditor.memo import release_heap
+from auditor.memo import collecting_rarely, release_heap
 from auditor.messages import ObservedMessage, ParseCache, ParsedMessage
 from auditor.report.anonymize import PrefixPreservingAnonymizer, RecordAnonymizer
 from auditor.report.evidence_pcap import (
@@ -369,6 +369,7 @@ class ProcessSplit(Protocol):
         ...
 
 
+@collecting_rarely
 def run_audit(options: AuditOptions, elsewhere: JudgedElsewhere | None = None,
               split: ProcessSplit | None = None) -> AuditOutcome:
     """Read the captures, judge every response, write the reports and update the key cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 
 import dns.message
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,3 +62,29 @@ def test_release_heap_hands_freed_pages_back_where_glibc_can() -> None:
         assert released is True  # free pages to give back: malloc_trim says it gave some
     else:
         assert released is False
+
+
+def test_collecting_rarely_keeps_thresholds_already_set_and_restores_after_a_failure() -> None:
+    import gc
+
+    from auditor.memo import GC_THRESHOLDS, collecting_rarely
+
+    @collecting_rarely
+    def run(fail: bool) -> tuple[int, ...]:
+        if fail:
+            raise RuntimeError("the audit failed")
+        return gc.get_threshold()
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(1000, 5, 5)
+        assert run(False) == GC_THRESHOLDS
+        assert gc.get_threshold() == (1000, 5, 5)
+        with pytest.raises(RuntimeError):
+            run(True)
+        assert gc.get_threshold() == (1000, 5, 5)
+        gc.set_threshold(*GC_THRESHOLDS)  # the command line's: left as they are
+        assert run(False) == GC_THRESHOLDS
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.set_threshold(*before)

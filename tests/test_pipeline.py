@@ -241,3 +241,32 @@ def test_bad_checksums_are_counted_not_dropped(tmp_path: Path) -> None:
     assert (
         json.loads((skipped / "stats.json").read_text())["observed"].get("udp_bad_checksum", 0) == 0
     )
+
+
+def test_a_library_caller_gets_the_runs_collector_thresholds_and_its_own_back(
+        sample_pcap: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A program calling run_audit got CPython's (700, 10, 10): a 1,000,000-frame audit ran
+    # 2.4 times slower, a full collection every 2-3 s (benchmarks/README.md, "session 12").
+    import gc
+
+    import auditor.pipeline as pipeline
+    from auditor.memo import GC_THRESHOLDS
+
+    seen: list[tuple[int, ...]] = []
+    setup = pipeline.judging_setup
+
+    def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(gc.get_threshold())
+        return setup(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "judging_setup", watched)
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        outcome = pipeline.run_audit(pipeline.AuditOptions(captures=(str(sample_pcap),),
+                                                           out_dir=tmp_path / "out"))
+        assert gc.get_threshold() == (700, 10, 10)  # the caller's, restored
+    finally:
+        gc.set_threshold(*before)
+    assert seen == [GC_THRESHOLDS]
+    assert outcome.verdicts

@@ -31,7 +31,7 @@ from contextlib import ExitStack
 from typing import Any, TypeVar
 
 from auditor.errors import CaptureError, ConfigError
-from auditor.memo import collector_tuned, tune_garbage_collector
+from auditor.memo import collecting_rarely, collector_tuned, tune_garbage_collector
 from auditor.pipeline import AuditOptions, AuditOutcome, run_audit
 from auditor.report.partitioned import write_partitioned
 from auditor.scale.jobs import Pending, ShardedJudging
@@ -185,6 +185,7 @@ def local_workers(scheduler: str) -> int | None:
     return int(count)
 
 
+@collecting_rarely
 def run_on_dask(options: AuditOptions, scheduler: str) -> AuditOutcome:
     """Audit on the cluster at ``scheduler`` (or ``local:N``); write the partitioned dataset
     besides the usual outputs."""
