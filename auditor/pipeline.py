@@ -269,6 +269,11 @@ class JudgedElsewhere(Protocol):
         the workers' counters are merged into ``stream``, ``judge`` and ``source``."""
         ...
 
+    def outputs_closed(self) -> None:
+        """``responses.jsonl`` and ``findings.jsonl`` are whole: what reads them back may
+        start (elsewhere) while this process writes the rest."""
+        ...
+
 
 @dataclass(slots=True)
 class ReportContext:
@@ -436,6 +441,8 @@ def run_audit(options: AuditOptions, elsewhere: JudgedElsewhere | None = None,
             )
             side.report_all(judged)
             side.close()
+            if elsewhere is not None:
+                elsewhere.outputs_closed()
         cache_written = cache.apply(validator.cache_updates())
     judging = JudgingCounters(
         stream.counters(), dict(stream.state_peaks), verdicts.counters(), parsed_before,

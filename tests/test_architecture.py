@@ -121,6 +121,10 @@ MODULE_TABLES: dict[tuple[str, str], str] = {
     ("auditor.scale.pickling", "_RESTORERS"):
         "the function restoring each pickled dataclass from its field values: constant per "
         "class",
+    ("auditor.scale.work", "_KEPT"):
+        "a Dask worker's harvests, by run and shard, for the same shard's judging task in "
+        "this process: a shortcut (a task elsewhere parses again, with the same result), "
+        "never a memo a result depends on",
     ("auditor.report.check", "schema"):
         "the packaged JSON schemas, read once: constant",
 }

@@ -50,11 +50,15 @@ class ShardedJudging:
     writes them, so merging overlaps judging."""
 
     def __init__(self, options: AuditOptions, shards: int, submit: Submit,
-                 spool_dir: str | None) -> None:
-        self.specs = [ShardSpec(options, index, shards, spool_dir) for index in range(shards)]
+                 spool_dir: str | None, run: str = "",
+                 on_closed: Callable[[], None] | None = None) -> None:
+        self.specs = [ShardSpec(options, index, shards, spool_dir, run=run)
+                      for index in range(shards)]
         self._limits = options.limits
         self._submit = submit
         self._material: MaterialSnapshot | None = None
+        self._on_closed = on_closed
+        """Called once the JSON Lines outputs are whole (``outputs_closed``)."""
 
     def key_material(self) -> tuple[KeyMaterial, int]:
         """Phase 1 and the merge of its snapshots, capped by the run's ``Limits``."""
@@ -78,6 +82,12 @@ class ShardedJudging:
             for job in pending:
                 if job.done() and not _failed(job):
                     job.result().discard()
+
+
+    def outputs_closed(self) -> None:
+        """Start what reads the JSON Lines back (``on_closed``)."""
+        if self._on_closed is not None:
+            self._on_closed()
 
 
 def _failed(job: Pending) -> bool:

@@ -58,6 +58,9 @@ class ShardSpec:
     sightings: bool = False
     """Whether the harvest also counts each message's sightings for the judging process's
     parse cache (``ParseCache.add_sightings``; only a process forked from it can)."""
+    run: str = ""
+    """The run's identifier: when set, a harvest keeps what it parsed in its process for the
+    same shard's judging task (``kept_key_pass``)."""
 
     @property
     def spool(self) -> str | None:
@@ -152,25 +155,63 @@ def _frame_filter(options: AuditOptions) -> FrameFilter | None:
     return FrameFilter(options.frame_filter) if options.frame_filter is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyPass:
+    """What a shard's harvest parsed: its parse cache, sightings counted, and the memos it
+    filled (``Caches``), which one process keeps from its key pass for its judging pass."""
+
+    parse_cache: ParseCache
+    caches: Caches
+
+
+_KEPT: dict[tuple[str, int], KeyPass] = {}
+"""This process's harvests of the current run, by (run, shard), until the same shard's judging
+task takes its own (``kept_key_pass``). Without them a worker parsed every message of its
+shard twice, once per task, where one process parses it once (``run_audit``): 5.8 of the
+43 CPU s two workers spent on 200,000 frames (benchmarks/README.md, "session 12"). The Dask
+client asks for each judging task to run where its harvest did (``scale/dask.py``); where it
+runs elsewhere it parses afresh, which changes no result."""
+
+
+def kept_key_pass(spec: ShardSpec) -> KeyPass | None:
+    """The harvest of ``spec``'s shard, if it ran in this process (then forgotten here)."""
+    return _KEPT.pop((spec.run, spec.index), None) if spec.run else None
+
+
+def forget_key_passes(but: str = "") -> int:
+    """Drop the kept harvests of every run but ``but``; how many there were. A judging task
+    that ran elsewhere leaves its harvest here: the client has them dropped when the run
+    ends, and a worker's next run drops what another left (a worker serves one audit at a
+    time; two at once on one cluster would only parse again)."""
+    gone = [key for key in list(_KEPT) if key[0] != but]
+    for key in gone:
+        _KEPT.pop(key, None)
+    return len(gone)
+
+
 def harvest(spec: ShardSpec) -> Harvest:
     """Phase 1: gather the key material of the shard's responses (the key pass of one
-    process, over this shard's flows)."""
+    process, over this shard's flows); keep what it parsed for the judging task when the
+    spec names its run."""
     from auditor.capture.sources import CaptureSet
 
     options = spec.options
     material = key_material(options.limits)
     found = _frame_filter(options)
-    counted = ParseCache() if spec.sightings else None
+    counted = ParseCache() if spec.sightings or spec.run else None
+    caches = Caches(options.limits)
     with CaptureSet(list(options.captures)) as source:
         stream = EvidenceStream(ports=options.ports, verify_checksums=False,
-                                parse_cache=counted, limits=options.limits,
-                                caches=Caches(options.limits),
+                                parse_cache=counted, limits=options.limits, caches=caches,
                                 frame_filter=found.matches if found else None,
                                 shard=FlowShard(spec.index, spec.count))
         for evidence in stream.run(source):
             observe_answer_keys(material, evidence)
+    if spec.run and counted is not None:
+        forget_key_passes(but=spec.run)
+        _KEPT[(spec.run, spec.index)] = KeyPass(counted, caches)
     return Harvest(material.snapshot(), stream.chain.parser.parsed,
-                   counted.sightings() if counted is not None else None)
+                   counted.sightings() if counted is not None and spec.sightings else None)
 
 
 class _Positions:
@@ -196,7 +237,11 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
     from auditor.capture.sources import CaptureSet
 
     options = spec.options
-    caches = Caches(options.limits)
+    kept = kept_key_pass(spec)
+    caches = kept.caches if kept is not None else Caches(options.limits)
+    parse_cache = kept.parse_cache if kept is not None else None
+    if parse_cache is not None:
+        parse_cache.start_replay()  # drops each message at its last sighting, as one process
     merged = merged_key_material(options.limits, (material,))
     anchors = load_anchors(list(options.trust_anchors))
     found = _frame_filter(options)
@@ -230,6 +275,7 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
 
             stream = EvidenceStream(ports=options.ports, on_anomaly=on_anomaly,
                                     on_query=on_query, limits=options.limits, caches=caches,
+                                    parse_cache=parse_cache,
                                     verify_checksums=options.verify_checksums,
                                     frame_filter=found.matches if found else None, shard=shard)
             # The forgery stage's per-response facts only (memoised per body).

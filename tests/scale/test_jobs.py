@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -198,3 +199,51 @@ def test_bailiwick_findings_derived_by_the_workers(tmp_path: Path) -> None:
     assert_same_outputs(one, two)
     found = {r["code"] for r in lines(two / "findings.jsonl")}
     assert {"answer_outside_chain", "out_of_bailiwick_data", "extraneous_records"} <= found
+
+
+def test_a_shards_judging_task_takes_what_its_harvest_parsed(tmp_path: Path) -> None:
+    """With the run named (as the Dask client names it), each shard's judging task takes the
+    parse cache and memos its harvest left in this process, and parses almost nothing
+    again; the outputs stay those of one process, and nothing is left behind."""
+    from auditor.scale import work
+    from auditor.scale.jobs import ShardedJudging
+
+    options = AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path / "one",
+                           trust_anchors=(str(ANCHOR),), report_formats=frozenset())
+    run_audit(options)
+    parsed: dict[str, int] = {}
+    for label, run in (("fresh", ""), ("kept", "run-1")):
+        out = dataclasses.replace(options, out_dir=tmp_path / label)
+        judged: list[int] = []
+
+        def submit(task: Any, spec: work.ShardSpec, judged: list[int] = judged) -> _Done:
+            result = task(spec)
+            if isinstance(result, work.Judged):
+                judged.append(result.counters.parsed)
+            return _Done(result)
+
+        run_audit(out, ShardedJudging(out, 2, submit, None, run))
+        assert_same_outputs(tmp_path / "one", tmp_path / label)
+        parsed[label] = sum(judged)
+    assert work._KEPT == {}
+    assert parsed["fresh"] > 20 and parsed["kept"] <= parsed["fresh"] // 10, parsed
+
+
+def test_kept_key_passes_of_another_run_are_dropped() -> None:
+    from auditor.engine.caches import Caches
+    from auditor.messages import ParseCache
+    from auditor.scale import work
+
+    options = AuditOptions(captures=(str(SAMPLE),), out_dir=Path("unused"))
+    spec = work.ShardSpec(options, 0, 2, run="new")
+    left = work.KeyPass(ParseCache(), Caches(options.limits))
+    work._KEPT[("old", 1)] = left
+    try:
+        work.harvest(spec)
+        assert set(work._KEPT) == {("new", 0)}  # the old run's leftover went
+        assert work.kept_key_pass(dataclasses.replace(spec, run="other")) is None
+        assert work.kept_key_pass(spec) is not None and work._KEPT == {}
+        work._KEPT[("old", 1)] = left
+        assert work.forget_key_passes() == 1 and work._KEPT == {}
+    finally:
+        work._KEPT.clear()
