@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import io
-import os
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -21,11 +21,23 @@ from typing import Any, Protocol
 from auditor.engine.build import merged_key_material
 from auditor.engine.judge import Rendered, RunJudge
 from auditor.engine.stream import EvidenceStream
+from auditor.errors import AuditorError
 from auditor.pipeline import AuditOptions, AuditOutcome, run_audit
 from auditor.scale.merge import replay
-from auditor.scale.work import Harvest, Item, ShardSpec, harvest, judge_shard, spooled_items
+from auditor.scale.work import (
+    Harvest,
+    Item,
+    Judged,
+    OrderKey,
+    ShardSpec,
+    harvest,
+    judge_shard,
+    spooled_items,
+)
 from auditor.trust import KeyMaterial
 from auditor.trust.material import MaterialSnapshot
+
+logger = logging.getLogger(__name__)
 
 
 class Pending(Protocol):
@@ -73,7 +85,7 @@ class ShardedJudging:
         assert self._material is not None, "key_material() first"
         task = functools.partial(judge_shard, material=self._material)
         pending = [self._submit(task, spec) for spec in self.specs]
-        streams = [_following(spec.spool, job) if spec.spool is not None else _after(job)
+        streams = [_following(spec, job) if spec.spool_dir is not None else _after(job)
                    for spec, job in zip(self.specs, pending, strict=True)]
         try:
             yield from replay(streams, lambda: [job.result() for job in pending], source,
@@ -103,23 +115,85 @@ def _after(job: Pending) -> Iterator[Item]:
     yield from job.result().items()
 
 
-def _following(path: str, job: Pending) -> Iterator[Item]:
-    """A shard's items as its worker writes them to ``path``."""
-    with io.BufferedReader(_Growing(path, job), 1 << 20) as spool:
-        yield from spooled_items(spool)
+def _following(spec: ShardSpec, job: Pending) -> Iterator[Item]:
+    """A shard's items as its worker writes them to its spool. When the cluster starts the
+    task again (its worker was lost), the new attempt writes a spool of its own: the items
+    already merged are skipped there, after checking that it gave the same ones up to that
+    point (judging is deterministic, but the pickled bytes of two attempts are not: one may
+    take the harvest its process kept, the other parse afresh)."""
+    merged = 0
+    last: OrderKey | None = None
+    tried: set[str] = set()
+    while True:
+        path = _next_attempt(spec, job, tried)
+        tried.add(path)
+        try:
+            seen = 0
+            with io.BufferedReader(_Growing(path, spec, job, tried), 1 << 20) as spool:
+                for item in spooled_items(spool):
+                    seen += 1
+                    if seen <= merged:
+                        if seen == merged and item[0] != last:
+                            raise _diverged(spec, seen)
+                        continue
+                    merged += 1
+                    last = item[0]
+                    yield item
+            if seen < merged:
+                raise _diverged(spec, seen)
+            return
+        except _Superseded:
+            logger.warning("shard %d: its judging task started again (worker lost); the new "
+                           "attempt's items past the %d already merged follow", spec.index,
+                           merged)
+            continue
+
+
+def _diverged(spec: ShardSpec, item: int) -> AuditorError:
+    """What stops the merge when a shard's new attempt does not repeat what was merged."""
+    return AuditorError(f"shard {spec.index}: the task started again after its worker was "
+                        f"lost gave other items than the first attempt (item {item}): the "
+                        f"audit cannot go on")
+
+
+class _Superseded(Exception):  # noqa: N818 - a signal between two functions here, not an error
+    """The spool being read was left by a lost attempt: another attempt's is the one to read."""
+
+
+def _next_attempt(spec: ShardSpec, job: Pending, tried: set[str]) -> str:
+    """The spool to read next: the finished task's, else the newest attempt's not yet tried
+    (waiting for one to appear); raises the task's exception if it failed."""
+    while True:
+        if job.done():
+            result: Judged = job.result()  # the task's exception, if it failed
+            if result.spool is None or result.spool in tried:
+                raise AuditorError(f"shard {spec.index}: its spool was not found again")
+            return result.spool
+        fresh = [path for path in spec.attempts() if path not in tried]
+        if fresh:
+            return fresh[-1]
+        time.sleep(_Growing.LIST_S)
 
 
 class _Growing(io.RawIOBase):
-    """A spool file being written: a read waits for more bytes until the worker has ended
-    (then the end of the file is the end), and raises the worker's exception if it failed."""
+    """A spool file being written: a read waits for more bytes while its attempt may still
+    write them. It raises ``_Superseded`` when another attempt took over (a newer spool of the
+    shard appeared, or the task ended with another), and the worker's exception if it failed."""
 
     POLL_S = 0.002
+    """How often a read at the end of the spool looks for more bytes."""
+    LIST_S = 0.05
+    """How often it lists the spool directory for another attempt (a shared store may be slow
+    to list, and the cluster takes seconds to see a worker lost)."""
 
-    def __init__(self, path: str, job: Pending) -> None:
+    def __init__(self, path: str, spec: ShardSpec, job: Pending, tried: set[str]) -> None:
         super().__init__()
         self._path = path
+        self._spec = spec
         self._job = job
-        self._file: io.FileIO | None = None
+        self._tried = tried
+        self._file = io.FileIO(path, "rb")
+        self._listed = time.monotonic()
 
     def readable(self) -> bool:
         return True
@@ -127,22 +201,22 @@ class _Growing(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         while True:
             ended = self._job.done()
-            if self._file is None and os.path.exists(self._path):
-                self._file = io.FileIO(self._path, "rb")
-            if self._file is not None:
-                count = self._file.readinto(buffer)
-                if count:
-                    return count
+            count = self._file.readinto(buffer)
+            if count:
+                return count
             if ended:
-                self._job.result()  # the worker's exception, if it failed
-                if self._file is None:
-                    return 0
+                result: Judged = self._job.result()  # the worker's exception, if it failed
+                if result.spool != self._path:
+                    raise _Superseded(self._path)
                 return self._file.readinto(buffer) or 0
+            if time.monotonic() - self._listed >= self.LIST_S:
+                self._listed = time.monotonic()
+                if any(path not in self._tried for path in self._spec.attempts()):
+                    raise _Superseded(self._path)
             time.sleep(self.POLL_S)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        self._file.close()
         super().close()
 
 

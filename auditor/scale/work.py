@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -62,11 +63,38 @@ class ShardSpec:
     """The run's identifier: when set, a harvest keeps what it parsed in its process for the
     same shard's judging task (``kept_key_pass``)."""
 
+    def spool(self, attempt: str) -> str | None:
+        """The spool file of one attempt at judging this shard in ``spool_dir``: a task the
+        cluster starts again (its worker lost) writes a file of its own, never over the one
+        the merging process may be half-way through (``attempts``)."""
+        return None if self.spool_dir is None else os.path.join(
+            self.spool_dir, f"{self._spool_prefix}{attempt}{SPOOL_SUFFIX}")
+
+    def attempts(self) -> list[str]:
+        """The spool files of every attempt at this shard so far, oldest first."""
+        if self.spool_dir is None:
+            return []
+        try:
+            names = [name for name in os.listdir(self.spool_dir)
+                     if name.startswith(self._spool_prefix) and name.endswith(SPOOL_SUFFIX)]
+        except FileNotFoundError:
+            return []
+        paths = [os.path.join(self.spool_dir, name) for name in names]
+        return sorted(paths, key=_modified)
+
     @property
-    def spool(self) -> str | None:
-        """This shard's spool file in ``spool_dir``."""
-        return None if self.spool_dir is None else os.path.join(self.spool_dir,
-                                                                f"shard-{self.index}.pkl")
+    def _spool_prefix(self) -> str:
+        return f"shard-{self.index}."
+
+
+SPOOL_SUFFIX = ".pkl"
+
+
+def _modified(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +166,7 @@ class Judged:
     """The pickled item batches, when not spooled."""
 
     def items(self) -> Iterator[Item]:
-        """The shard's items in its own order."""
+        """The shard's items in its own order (up to the spool's end mark)."""
         if self.spool is None:
             yield from _unpickled(io.BytesIO(self.inline))
             return
@@ -246,7 +274,7 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
     anchors = load_anchors(list(options.trust_anchors))
     found = _frame_filter(options)
     shard = FlowShard(spec.index, spec.count)
-    sink = _Sink(spec)
+    sink = _Sink(spec, uuid.uuid4().hex[:16])
     keys_path = options.keys_path
     if keys_path is not None and not os.path.exists(keys_path):
         # A worker on another host must see the cache the client reads (a shared store);
@@ -330,10 +358,14 @@ def _counters(stream: EvidenceStream, verdict_cache: dict[str, int] | None,
 _SEGMENT_END = None
 """Written after ``SHARED_BATCHES`` batches: the next batch is read with a fresh memo, as the
 pickler that wrote it started one (memo indices restart from zero)."""
+SPOOL_END = "end of spool"
+"""Written after the last batch: the attempt that wrote this spool finished it, so a reader
+knows the spool is whole without asking which attempt the task's result came from."""
 
 
 def _unpickled(stream: BinaryIO) -> Iterator[Item]:
-    """Every batch one ``_Sink`` pickled to ``stream``, with its shared objects."""
+    """Every batch one ``_Sink`` pickled to ``stream``, with its shared objects, up to its end
+    mark (or the end of the stream)."""
     unpickler = pickle.Unpickler(stream)
     while True:
         try:
@@ -343,6 +375,8 @@ def _unpickled(stream: BinaryIO) -> Iterator[Item]:
         if batch is _SEGMENT_END:
             unpickler = pickle.Unpickler(stream)
             continue
+        if isinstance(batch, str) and batch == SPOOL_END:
+            return
         yield from batch
 
 
@@ -354,13 +388,13 @@ def spooled_items(stream: BinaryIO) -> Iterator[Item]:
 class _Sink:
     """Collects items into pickled batches, spooled to a file or kept in memory."""
 
-    def __init__(self, spec: ShardSpec) -> None:
+    def __init__(self, spec: ShardSpec, attempt: str) -> None:
         self.spec = spec
         self.seq = 0
         self._batch: list[Item] = []
         self._written = 0
-        self._file: BinaryIO = (io.BytesIO() if spec.spool is None
-                                else open(spec.spool, "wb"))
+        self._path = spec.spool(attempt)
+        self._file: BinaryIO = io.BytesIO() if self._path is None else open(self._path, "wb")
         self._pickler = DataclassPickler(self._file, protocol=pickle.HIGHEST_PROTOCOL)
 
     def add(self, item: Item) -> None:
@@ -381,7 +415,8 @@ class _Sink:
 
     def finish(self, counters: ShardCounters) -> Judged:
         self._write()
+        self._pickler.dump(SPOOL_END)
         if isinstance(self._file, io.BytesIO):
             return Judged(self.spec.index, counters, None, self._file.getvalue())
         self._file.close()
-        return Judged(self.spec.index, counters, self.spec.spool)
+        return Judged(self.spec.index, counters, self._path)

@@ -247,3 +247,91 @@ def test_kept_key_passes_of_another_run_are_dropped() -> None:
         assert work.forget_key_passes() == 1 and work._KEPT == {}
     finally:
         work._KEPT.clear()
+
+
+class _Running:
+    """A task the cluster still runs (its result never asked for here)."""
+
+    def result(self) -> object:
+        raise AssertionError("not done")
+
+    def done(self) -> bool:
+        return False
+
+
+def _attempts_of_shard_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, Any]:
+    """Shard 0 of 2 judged twice into one spool directory, the first attempt with the
+    harvest its process kept, the second afresh (as on another worker): different bytes,
+    the same items."""
+    from auditor.engine.build import merged_key_material
+    from auditor.scale import work
+
+    monkeypatch.setattr(work, "BATCH", 4)
+    options = AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path / "out",
+                           trust_anchors=(str(ANCHOR),))
+    specs = [work.ShardSpec(options, index, 2, str(tmp_path), run="run-1") for index in (0, 1)]
+    material = merged_key_material(
+        options.limits, [work.harvest(spec).material for spec in specs]).snapshot()
+    first = work.judge_shard(specs[0], material)
+    second = work.judge_shard(specs[0], material)
+    work.forget_key_passes()
+    assert first.spool != second.spool
+    assert Path(first.spool).read_bytes() != Path(second.spool).read_bytes()
+    return specs, first, second
+
+
+def _readable(judged: Any) -> int:
+    """How many items a cut spool still gives."""
+    import pickle
+
+    count = 0
+    try:
+        for _ in judged.items():
+            count += 1
+    except pickle.UnpicklingError:
+        pass
+    return count
+
+
+def test_a_lost_attempts_spool_is_left_for_the_new_attempts_past_what_was_merged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker judging a shard died half-way through its spool (cut mid-batch) and the
+    cluster started the task again elsewhere: the merge reads the first spool as far as it
+    goes, then the new attempt's past the items it already has."""
+    import os
+
+    from auditor.scale.jobs import _following
+
+    specs, first, second = _attempts_of_shard_0(tmp_path, monkeypatch)
+    whole = [(key, kind) for key, kind, _ in second.items()]
+    assert len(whole) > 20
+    cut = Path(first.spool)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 3 // 5])
+    os.utime(second.spool, (1, 1))  # the lost attempt's spool is the one read first
+    assert 0 < _readable(first) < len(whole)
+    got = [(key, kind) for key, kind, _ in _following(specs[0], _Running())]
+    assert got == whole
+
+
+def test_a_new_attempt_that_gives_other_items_stops_the_merge(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from auditor.errors import AuditorError
+    from auditor.scale.jobs import _following
+
+    specs, first, second = _attempts_of_shard_0(tmp_path, monkeypatch)
+    cut = Path(first.spool)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 3 // 5])
+    os.utime(second.spool, (1, 1))
+    other = Path(second.spool)
+    items = list(second.items())
+    from auditor.scale import work
+
+    with other.open("wb") as spool:  # the same items, the first ones' order keys changed
+        pickler = work.DataclassPickler(spool)
+        pickler.dump([((k[0] + 1, *k[1:]), kind, payload) for k, kind, payload in items])
+        pickler.dump(work.SPOOL_END)
+    os.utime(other, (1, 1))
+    with pytest.raises(AuditorError, match="gave other items than the first attempt"):
+        list(_following(specs[0], _Running()))
