@@ -28,13 +28,12 @@ import click
 
 from auditor import __version__
 from auditor.cli_live import live as live_command
-from auditor.errors import AuditorError, CaptureError
+from auditor.errors import AuditorError, CaptureError, ProcessLost
 from auditor.memo import skip_collection_at_exit, tune_garbage_collector
 from auditor.pipeline import AuditOptions, AuditOutcome, default_out_dir, run_audit
 from auditor.report.anonymize import load_or_create_key
 from auditor.report.check import SCHEMA_CHECKS
 from auditor.report.run import DEFAULT_FORMATS, OutputFormat, render_reports
-from auditor.scale.pipe import ReporterFailed
 from auditor.trust import KeyCache
 from auditor.trust.cache import cache_use_line
 from auditor.validate import PRESETS, policy_from_name
@@ -344,7 +343,7 @@ def audit(
     )
     try:
         outcome = _run(options, jobs, scheduler)
-    except ReporterFailed as exc:  # --jobs: the reporting process died (a bug, a kill)
+    except ProcessLost as exc:  # --jobs's reporting process or a cluster's workers died
         click.echo(f"dnssec-auditor: error: {exc}", err=True)
         sys.exit(EXIT_INTERNAL)
     except CaptureError as exc:

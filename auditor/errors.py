@@ -7,6 +7,12 @@ class AuditorError(Exception):
     """Base class of every exception raised on purpose by dnssec-auditor."""
 
 
+class ProcessLost(AuditorError):
+    """A process the audit relied on ended before the audit finished (``--jobs 2``'s
+    reporting process, a Dask cluster's workers, killed or crashed): the outputs are
+    incomplete; exit status 70."""
+
+
 class CaptureError(AuditorError):
     """A capture file or stream cannot be read (missing, unreadable, not a capture, corrupt).
 

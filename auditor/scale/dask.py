@@ -31,7 +31,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
-from auditor.errors import CaptureError, ConfigError
+from auditor.errors import CaptureError, ConfigError, ProcessLost
 from auditor.memo import collecting_rarely, collector_tuned, tune_garbage_collector
 from auditor.pipeline import AuditOptions, AuditOutcome, run_audit
 from auditor.report.partitioned import write_partitioned
@@ -192,6 +192,17 @@ def _forget_key_passes(client: Any) -> None:
         logger.warning("could not drop the workers' kept key passes: %s", exc)
 
 
+def _gave_up(scheduler: str, exc: Any, out_dir: Path) -> ProcessLost:
+    """What the audit says when the cluster gave up on a task whose workers kept dying
+    (``distributed``'s ``KilledWorker``: out of memory, killed, a crash in native code)."""
+    worker = getattr(getattr(exc, "last_worker", None), "address", None) or "unknown"
+    tries = getattr(exc, "allowed_failures", None)
+    times = f" {tries + 1} times" if isinstance(tries, int) else ""
+    return ProcessLost(f"--scheduler {scheduler}: the cluster gave up on a task after the "
+                       f"workers running it died{times} (the last: {worker}; their logs say "
+                       f"why: memory, a kill); the outputs in {out_dir} are incomplete")
+
+
 def local_workers(scheduler: str) -> int | None:
     """N of ``local:N`` (``local:`` alone: 1), None for a scheduler address; ``ValueError``
     for a count that is not a whole number of at least 1."""
@@ -208,7 +219,7 @@ def local_workers(scheduler: str) -> int | None:
 def run_on_dask(options: AuditOptions, scheduler: str) -> AuditOutcome:
     """Audit on the cluster at ``scheduler`` (or ``local:N``); write the partitioned dataset
     besides the usual outputs."""
-    from distributed import Client, LocalCluster
+    from distributed import Client, KilledWorker, LocalCluster
 
     captures = expand_captures(options.captures)
     if "-" in captures:
@@ -268,7 +279,10 @@ def run_on_dask(options: AuditOptions, scheduler: str) -> AuditOutcome:
             # those, one core idle (3.0 of the 45.5 s of 200,000 frames on 2 cores).
             dataset.append(client.submit(write_partitioned, options.out_dir, pure=False))
 
-        outcome = run_audit(local, ShardedJudging(local, threads * SHARDS_PER_WORKER,
-                                                  submit, spool, run, write_dataset))
-        partitions: list[Path] = dataset[0].result()
+        try:
+            outcome = run_audit(local, ShardedJudging(local, threads * SHARDS_PER_WORKER,
+                                                      submit, spool, run, write_dataset))
+            partitions: list[Path] = dataset[0].result()
+        except KilledWorker as exc:
+            raise _gave_up(scheduler, exc, options.out_dir) from exc
     return dataclasses.replace(outcome, files=outcome.files + tuple(partitions))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, Generic, TypeVar
 
-from auditor.errors import AuditorError
+from auditor.errors import ProcessLost
 from auditor.scale.pickling import DataclassPickler
 
 Connection = multiprocessing.connection.Connection
@@ -40,7 +40,7 @@ new memo and empties the message window (``scale/carry.py``: after a batch faile
 so the two windows are in step again)."""
 
 
-class ReporterFailed(AuditorError):
+class ReporterFailed(ProcessLost):
     """The reporting process ended without finishing the run (a crash, a kill)."""
 
 

@@ -231,3 +231,27 @@ def test_a_scheduler_that_cannot_be_reached_is_said_so(tmp_path: Path, address: 
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), pytest.raises(
             ConfigError, match=f"--scheduler {address}: no Dask scheduler reached there"):
         run_on_dask(options, address)
+
+
+def test_a_task_whose_workers_kept_dying_is_exit_70_saying_the_outputs_are_incomplete(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # distributed gives up on a task after its workers died allowed-failures + 1 times and
+    # raises KilledWorker in the client: that was "internal error" and a traceback.
+    from types import SimpleNamespace
+
+    from distributed import KilledWorker
+
+    from auditor.scale import dask as on_dask
+
+    def dies(*args: object) -> None:
+        raise KilledWorker("run_task-1", SimpleNamespace(address="tcp://127.0.0.1:4711"), 3)
+
+    monkeypatch.setattr(on_dask, "run_audit", dies)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["audit", str(SAMPLE), "--scheduler", "local:1",
+                                      "--out", str(out)])
+    assert result.exit_code == 70, result.output
+    assert ("the cluster gave up on a task after the workers running it died 4 times (the "
+            "last: tcp://127.0.0.1:4711") in result.output
+    assert f"the outputs in {out} are incomplete" in result.output
+    assert "Traceback" not in result.output
