@@ -127,7 +127,8 @@ def collecting_rarely(run: Callable[Params, Value]) -> Callable[Params, Value]:
     has not set them (the command line has: ``tune_garbage_collector``), and the caller's
     restored after. A program calling the audit as a library otherwise ran it with CPython's
     (700, 10, 10): a 1,000,000-frame ``--jobs 2`` audit took 375 s instead of about 156, a full
-    collection every 2-3 s (benchmarks/README.md, "session 12"). Nothing is frozen: the
+    collection every 2-3 s; 200,000 frames with one process 69.8 s instead of 49.7
+    (benchmarks/README.md, "session 12"). Nothing is frozen: the
     caller's objects stay the caller's, scanned by the rare full collections. A process forked
     inside ``run`` (``--jobs 2``'s reporting process) inherits the thresholds."""
     @functools.wraps(run)

@@ -195,8 +195,9 @@ class KeyPass:
 _KEPT: dict[tuple[str, int], KeyPass] = {}
 """This process's harvests of the current run, by (run, shard), until the same shard's judging
 task takes its own (``kept_key_pass``). Without them a worker parsed every message of its
-shard twice, once per task, where one process parses it once (``run_audit``): 5.8 of the
-43 CPU s two workers spent on 200,000 frames (benchmarks/README.md, "session 12"). The Dask
+shard twice, once per task, where one process parses it once (``run_audit``): 116,700
+distinct messages parsed instead of 87,000 for 200,000 frames in 8 pieces on 2 workers, about
+3 CPU s (benchmarks/README.md, "session 12"). The Dask
 client asks for each judging task to run where its harvest did (``scale/dask.py``); where it
 runs elsewhere it parses afresh, which changes no result."""
 
