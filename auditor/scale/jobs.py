@@ -95,7 +95,6 @@ class ShardedJudging:
                 if job.done() and not _failed(job):
                     job.result().discard()
 
-
     def outputs_closed(self) -> None:
         """Start what reads the JSON Lines back (``on_closed``)."""
         if self._on_closed is not None:
