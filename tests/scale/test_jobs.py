@@ -319,6 +319,8 @@ def test_a_new_attempt_that_gives_other_items_stops_the_merge(
 
     from auditor.errors import AuditorError
     from auditor.scale.jobs import _following
+    from auditor.scale.pickling import DataclassPickler
+    from auditor.scale.work import SPOOL_END
 
     specs, first, second = _attempts_of_shard_0(tmp_path, monkeypatch)
     cut = Path(first.spool)
@@ -326,12 +328,10 @@ def test_a_new_attempt_that_gives_other_items_stops_the_merge(
     os.utime(second.spool, (1, 1))
     other = Path(second.spool)
     items = list(second.items())
-    from auditor.scale import work
-
-    with other.open("wb") as spool:  # the same items, the first ones' order keys changed
-        pickler = work.DataclassPickler(spool)
+    with other.open("wb") as spool:  # the same items, each a frame later
+        pickler = DataclassPickler(spool)
         pickler.dump([((k[0] + 1, *k[1:]), kind, payload) for k, kind, payload in items])
-        pickler.dump(work.SPOOL_END)
+        pickler.dump(SPOOL_END)
     os.utime(other, (1, 1))
     with pytest.raises(AuditorError, match="gave other items than the first attempt"):
         list(_following(specs[0], _Running()))
