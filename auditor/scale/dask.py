@@ -17,7 +17,9 @@ run removes from every worker when it ends.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import logging
 import os
@@ -26,7 +28,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,11 +111,13 @@ def _fetched(url: str, cache_dir: str) -> str:
     version = hashlib.sha256(f"{url}\0{fs.ukey(path)}".encode()).hexdigest()[:24]
     directory = os.path.join(cache_dir, version)
     local = os.path.join(directory, posixpath.basename(path.rstrip("/")))
-    with _FETCHING:  # a worker's threads fetch each capture once, not once each
+    os.makedirs(directory, exist_ok=True)
+    # A worker's threads, and the worker processes of one host, fetch each capture once: 8
+    # worker processes on a host downloaded every capture 8 times from the store.
+    with _FETCHING, _host_lock(directory):
         if os.path.exists(local):
             return local
-        os.makedirs(directory, exist_ok=True)
-        partial = f"{local}.{os.getpid()}.part"  # another worker process on this host
+        partial = f"{local}.{os.getpid()}.part"
         fs.get_file(path, partial)
         size, got = info.get("size"), os.path.getsize(partial)
         if size is not None and got != size:
@@ -125,6 +129,18 @@ def _fetched(url: str, cache_dir: str) -> str:
 
 _FETCHING = threading.Lock()
 """Serialises fetches within a process (not a table: no state is kept in it)."""
+
+
+@contextlib.contextmanager
+def _host_lock(directory: str) -> Iterator[None]:
+    """Hold ``directory``'s lock file (``flock``: released when the holder ends, even killed),
+    so the processes of one host fetch into it one after the other."""
+    with open(os.path.join(directory, ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _worker_cache(run: str) -> str:

@@ -196,7 +196,8 @@ def test_a_copy_cut_short_is_refused_and_not_kept(tmp_path: Path,
         monkeypatch.setattr(MemoryFileSystem, "get_file", cut_short)
         with pytest.raises(CaptureError, match="fetched 3 bytes where the store announced 15"):
             localised(["memory://tap/dns.pcap"], str(cache))
-        assert not [p for p in cache.rglob("*") if p.is_file()]
+        # No copy, whole or cut (the host's empty lock file stays with the run's cache).
+        assert not [p for p in cache.rglob("*") if p.is_file() and p.name != ".lock"]
         monkeypatch.undo()
         (whole,) = localised(["memory://tap/dns.pcap"], str(cache))
         assert Path(whole).read_bytes() == b"a whole capture"
@@ -255,3 +256,55 @@ def test_a_task_whose_workers_kept_dying_is_exit_70_saying_the_outputs_are_incom
             "last: tcp://127.0.0.1:4711") in result.output
     assert f"the outputs in {out} are incomplete" in result.output
     assert "Traceback" not in result.output
+
+
+def _fetch_in_a_child(url: str, cache_dir: str) -> None:
+    from auditor.scale.dask import _fetched
+
+    _fetched(url, cache_dir)
+
+
+def test_the_worker_processes_of_one_host_fetch_a_capture_once(tmp_path: Path) -> None:
+    # Three worker processes of one host ask for the same capture at once, through a
+    # filesystem that counts its downloads and makes them meet at a barrier first: without a
+    # lock between processes all three reach it and download.
+    import multiprocessing
+    import threading
+
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(3)
+    counter = tmp_path / "downloads"
+
+    class CountingFileSystem(LocalFileSystem):
+        protocol = "countingtest"
+
+        @classmethod
+        def _strip_protocol(cls, path: Any) -> Any:
+            return super()._strip_protocol(str(path).removeprefix("countingtest://"))
+
+        def get_file(self, rpath: Any, lpath: Any, **kwargs: Any) -> Any:
+            with counter.open("a") as count:
+                count.write("download\n")
+            try:  # all three meet here unless a lock lets one in at a time
+                barrier.wait(timeout=2)
+            except threading.BrokenBarrierError:
+                pass
+            return super().get_file(rpath, lpath, **kwargs)
+
+    fsspec.register_implementation("countingtest", CountingFileSystem, clobber=True)
+    url = f"countingtest://{SAMPLE}"
+    cache = tmp_path / "cache"
+    children = [context.Process(target=_fetch_in_a_child, args=(url, str(cache)))
+                for _ in range(3)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(30)
+    assert [child.exitcode for child in children] == [0, 0, 0]
+    assert counter.read_text().splitlines() == ["download"]
+    copies = [p for p in cache.rglob("*") if p.is_file() and p.name != ".lock"]
+    assert [p.name for p in copies] == [SAMPLE.name]
+    assert copies[0].read_bytes() == SAMPLE.read_bytes()
