@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -167,6 +168,14 @@ def _next_attempt(spec: ShardSpec, job: Pending, tried: set[str]) -> str:
             result: Judged = job.result()  # the task's exception, if it failed
             if result.spool is None or result.spool in tried:
                 raise AuditorError(f"shard {spec.index}: its spool was not found again")
+            if not os.path.exists(result.spool):
+                # A worker on another host wrote it to a disk of its own: without this, the
+                # shard's items were silently missing from the outputs.
+                raise AuditorError(
+                    f"shard {spec.index}: its worker wrote what it judged to "
+                    f"{result.spool}, which this process cannot see: the output directory "
+                    f"must be on a store the client and every worker share (README, "
+                    f"\"Several cores, a Dask cluster\")")
             return result.spool
         fresh = [path for path in spec.attempts() if path not in tried]
         if fresh:

@@ -266,6 +266,10 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
     from auditor.capture.sources import CaptureSet
 
     options = spec.options
+    if spec.spool_dir is not None and not os.path.isdir(spec.spool_dir):
+        raise AuditorError(f"the output directory's spool {spec.spool_dir} is not on this "
+                           f"worker: the output directory must be on a store the client and "
+                           f"every worker share (README, \"Several cores, a Dask cluster\")")
     kept = kept_key_pass(spec)
     caches = kept.caches if kept is not None else Caches(options.limits)
     parse_cache = kept.parse_cache if kept is not None else None

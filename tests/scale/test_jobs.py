@@ -335,3 +335,22 @@ def test_a_new_attempt_that_gives_other_items_stops_the_merge(
     os.utime(other, (1, 1))
     with pytest.raises(AuditorError, match="gave other items than the first attempt"):
         list(_following(specs[0], _Running()))
+
+
+def test_an_output_directory_the_workers_do_not_share_is_said_so(tmp_path: Path) -> None:
+    """A cluster whose workers cannot see the client's output directory: the shard's items
+    used to be silently missing from the outputs (the spool never appeared here, the task
+    ended, the reader took that for an empty shard)."""
+    from auditor.errors import AuditorError
+    from auditor.scale.jobs import _following
+    from auditor.scale.work import Judged, ShardCounters, ShardSpec, judge_shard
+
+    options = AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path / "out")
+    elsewhere = ShardSpec(options, 0, 2, str(tmp_path / "on-another-host"))
+    with pytest.raises(AuditorError, match="is not on this worker: the output directory "
+                                           "must be on a store the client and every worker"):
+        judge_shard(elsewhere, None)  # type: ignore[arg-type]  # refused before any use
+    here = ShardSpec(options, 0, 2, str(tmp_path))
+    written = Judged(0, ShardCounters(), str(tmp_path / "on-another-disk" / "shard-0.a.pkl"))
+    with pytest.raises(AuditorError, match="which this process cannot see"):
+        list(_following(here, _Done(written)))
