@@ -26,6 +26,11 @@ class CaptureError(AuditorError):
         where = f" at byte offset {offset}" if offset is not None else ""
         super().__init__(f"{source}{where}: {problem}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, int | None]]:
+        # Raised in a worker process, it crosses to the client pickled: by the arguments
+        # ``__init__`` takes, not the one message ``Exception`` keeps (which it cannot take).
+        return type(self), (self.source, self.problem, self.offset)
+
 
 class TrustAnchorError(AuditorError):
     """A trust anchor file is malformed; the message names the file and line."""
@@ -36,6 +41,9 @@ class TrustAnchorError(AuditorError):
         self.line = line
         where = f":{line}" if line is not None else ""
         super().__init__(f"{source}{where}: {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, int | None]]:
+        return type(self), (self.source, self.problem, self.line)  # as ``CaptureError``'s
 
 
 class ReportInputError(AuditorError):
@@ -48,6 +56,9 @@ class ReportInputError(AuditorError):
         self.line = line
         where = f":{line}" if line is not None else ""
         super().__init__(f"{source}{where}: {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, int | None]]:
+        return type(self), (self.source, self.problem, self.line)  # as ``CaptureError``'s
 
 
 class KeyCacheError(AuditorError):
