@@ -25,6 +25,7 @@ import logging
 import os
 import posixpath
 import shutil
+import socket
 import tempfile
 import threading
 import uuid
@@ -185,9 +186,21 @@ def _on_worker(task: Callable[[ShardSpec], T], run: str) -> Callable[[ShardSpec]
             options = dataclasses.replace(spec.options,
                                           captures=localised(captures, _worker_cache(run)))
             spec = dataclasses.replace(spec, options=options)
+        _check_visible(spec.options.captures)
         return task(spec)
 
     return run_task
+
+
+def _check_visible(captures: Sequence[str]) -> None:
+    """Raise ``CaptureError`` for a capture the client read but this worker cannot see:
+    "no such file" alone sent the user to the client's disk."""
+    for path in captures:
+        if not os.path.exists(path):
+            raise CaptureError(path, f"not on worker host {socket.gethostname()}: local "
+                                     f"captures must be on a store every worker reaches under "
+                                     f"the same path, or be given as fsspec URLs (README, "
+                                     f"\"Several cores, a Dask cluster\")")
 
 
 def _after_harvest(task: Callable[[ShardSpec], T]) -> Callable[[ShardSpec, Any], T]:

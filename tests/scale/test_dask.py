@@ -308,3 +308,21 @@ def test_the_worker_processes_of_one_host_fetch_a_capture_once(tmp_path: Path) -
     copies = [p for p in cache.rglob("*") if p.is_file() and p.name != ".lock"]
     assert [p.name for p in copies] == [SAMPLE.name]
     assert copies[0].read_bytes() == SAMPLE.read_bytes()
+
+
+def test_a_local_capture_a_worker_cannot_see_is_named_with_its_host(tmp_path: Path) -> None:
+    # The client read it; a worker on another host has no such path: say where the problem
+    # is (the worker's host, the shared store), not just "no such file".
+    import socket
+
+    from auditor.errors import CaptureError
+    from auditor.scale.dask import _on_worker
+    from auditor.scale.work import ShardSpec
+
+    missing = str(tmp_path / "on-the-client-only.pcap")
+    spec = ShardSpec(AuditOptions(captures=(str(SAMPLE), missing), out_dir=tmp_path), 0, 2)
+    with pytest.raises(CaptureError) as raised:
+        _on_worker(lambda given: pytest.fail("the task ran"), "run")(spec)
+    assert str(raised.value).startswith(
+        f"{missing}: not on worker host {socket.gethostname()}: local captures must be on a "
+        f"store every worker reaches")
