@@ -70,13 +70,22 @@ class ShardedJudging:
         self._limits = options.limits
         self._submit = submit
         self._material: MaterialSnapshot | None = None
+        self._progress = options.progress
+        """Whether to show a progress bar per phase (standard error is a terminal)."""
+        self._frames = 0
+        """Frames of the merged input, once phase 1 counted them."""
         self._on_closed = on_closed
         """Called once the JSON Lines outputs are whole (``outputs_closed``)."""
 
     def key_material(self) -> tuple[KeyMaterial, int]:
         """Phase 1 and the merge of its snapshots, capped by the run's ``Limits``."""
         pending = [self._submit(harvest, spec) for spec in self.specs]
-        harvests: list[Harvest] = [task.result() for task in pending]
+        with _bar(self._progress, len(pending), "harvesting", "shard") as bar:
+            harvests: list[Harvest] = []
+            for task in pending:
+                harvests.append(task.result())
+                bar.update(1)
+        self._frames = max((found.frames for found in harvests), default=0)
         material = merged_key_material(self._limits, (found.material for found in harvests))
         self._material = material.snapshot()
         return material, sum(found.parsed for found in harvests)
@@ -88,9 +97,16 @@ class ShardedJudging:
         pending = [self._submit(task, spec) for spec in self.specs]
         streams = [_following(spec, job) if spec.spool_dir is not None else _after(job)
                    for spec, job in zip(self.specs, pending, strict=True)]
+        merge = _MergePosition()
         try:
-            yield from replay(streams, lambda: [job.result() for job in pending], source,
-                              stream, judge)
+            with _bar(self._progress, self._frames, "judging", "frame") as bar:
+                merged = replay([merge.watch(items) for items in streams],
+                                lambda: [job.result() for job in pending], source, stream, judge)
+                for count, rendered in enumerate(merged):
+                    if count % PROGRESS_EVERY == 0:
+                        bar.update(max(0, merge.position - bar.n))
+                    yield rendered
+                bar.update(max(0, self._frames - bar.n))
         finally:
             for job in pending:
                 if job.done() and not _failed(job):
@@ -100,6 +116,32 @@ class ShardedJudging:
         """Start what reads the JSON Lines back (``on_closed``)."""
         if self._on_closed is not None:
             self._on_closed()
+
+
+PROGRESS_EVERY = 1024
+"""Merged responses between two updates of the judging phase's progress bar."""
+
+
+class _MergePosition:
+    """The frame position of the last item the merge took from any shard (they come in
+    capture order: where the merge has got to)."""
+
+    def __init__(self) -> None:
+        self.position = 0
+
+    def watch(self, items: Iterator[Item]) -> Iterator[Item]:
+        for item in items:
+            self.position = item[0][0]
+            yield item
+
+
+def _bar(enabled: bool, total: int, what: str, unit: str) -> Any:
+    """A tqdm bar on standard error when ``enabled`` (``AuditOptions.progress``), else one that
+    shows nothing: a cluster run took hours without a word."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit=unit, unit_scale=unit == "frame", leave=False,
+                disable=not enabled)
 
 
 def _failed(job: Pending) -> bool:

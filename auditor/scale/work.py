@@ -107,6 +107,9 @@ class Harvest:
     """Distinct messages the shard parsed."""
     sightings: Sightings | None = None
     """Each message's sightings in the shard, when asked for (``ShardSpec.sightings``)."""
+    frames: int = 0
+    """Frames of the merged input, every shard's (each shard reads them all): what the
+    merging process's progress bar counts to."""
 
 
 class ItemKind(IntEnum):
@@ -234,13 +237,15 @@ def harvest(spec: ShardSpec) -> Harvest:
                                 parse_cache=counted, limits=options.limits, caches=caches,
                                 frame_filter=found.matches if found else None,
                                 shard=FlowShard(spec.index, spec.count))
-        for evidence in stream.run(source):
+        frames = _Positions(source)
+        for evidence in stream.run(frames):
             observe_answer_keys(material, evidence)
     if spec.run and counted is not None:
         forget_key_passes(but=spec.run)
         _KEPT[(spec.run, spec.index)] = KeyPass(counted, caches)
     return Harvest(material.snapshot(), stream.chain.parser.parsed,
-                   counted.sightings() if counted is not None and spec.sightings else None)
+                   counted.sightings() if counted is not None and spec.sightings else None,
+                   frames.position)
 
 
 class _Positions:

@@ -354,3 +354,37 @@ def test_an_output_directory_the_workers_do_not_share_is_said_so(tmp_path: Path)
     written = Judged(0, ShardCounters(), str(tmp_path / "on-another-disk" / "shard-0.a.pkl"))
     with pytest.raises(AuditorError, match="which this process cannot see"):
         list(_following(here, _Done(written)))
+
+
+def test_a_sharded_run_shows_its_progress_when_asked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Phase 1 counts shards harvested, phase 2 frames merged out of the input's (counted by
+    the harvests): a cluster run used to say nothing for hours. Outputs unchanged."""
+    from auditor.scale import jobs
+    from auditor.scale.jobs import ShardedJudging
+
+    options = AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path / "one",
+                           trust_anchors=(str(ANCHOR),), report_formats=frozenset())
+    run_audit(options)
+    bars: list[Any] = []
+    make = jobs._bar
+
+    def kept(*args: Any) -> Any:
+        bars.append(make(*args))
+        return bars[-1]
+
+    monkeypatch.setattr(jobs, "_bar", kept)
+    monkeypatch.setattr(jobs, "PROGRESS_EVERY", 4)
+    shown = dataclasses.replace(options, out_dir=tmp_path / "shown", progress=True)
+    capsys.readouterr()
+    run_audit(shown, ShardedJudging(shown, 3, lambda task, spec: _Done(task(spec)),
+                                    str(tmp_path)))
+    err = capsys.readouterr().err
+    with CaptureSet([str(SAMPLE)]) as source:
+        frames = sum(1 for _ in source)
+    assert "harvesting" in err and "judging" in err and f"/{frames} " in err
+    harvesting, judging = bars
+    assert (harvesting.n, harvesting.total) == (3, 3)
+    assert (judging.n, judging.total) == (frames, frames)
+    assert_same_outputs(tmp_path / "one", tmp_path / "shown")
