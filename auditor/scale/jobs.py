@@ -100,8 +100,9 @@ class ShardedJudging:
         merge = _MergePosition()
         try:
             with _bar(self._progress, self._frames, "judging", "frame") as bar:
-                merged = replay([merge.watch(items) for items in streams],
-                                lambda: [job.result() for job in pending], source, stream, judge)
+                watched = [merge.watch(items) for items in streams] if self._progress else streams
+                merged = replay(watched, lambda: [job.result() for job in pending], source,
+                                stream, judge)
                 for count, rendered in enumerate(merged):
                     if count % PROGRESS_EVERY == 0:
                         bar.update(max(0, merge.position - bar.n))
