@@ -274,6 +274,11 @@ class JudgedElsewhere(Protocol):
         start (elsewhere) while this process writes the rest."""
         ...
 
+    @property
+    def processes(self) -> dict[str, Any]:
+        """``stats.json`` ``processes``: how the judging was split (shards, attempts)."""
+        ...
+
 
 @dataclass(slots=True)
 class ReportContext:
@@ -448,7 +453,7 @@ def run_audit(options: AuditOptions, elsewhere: JudgedElsewhere | None = None,
         stream.counters(), dict(stream.state_peaks), verdicts.counters(), parsed_before,
         material.sizes(), dict(material.evicted), memo_sizes(caches, material),
         tuple(str(problem) for problem in source.problems), cache_written,
-        getattr(side, "processes", None))
+        elsewhere.processes if elsewhere is not None else getattr(side, "processes", None))
     # What judging kept (parsed messages, stored verdicts) goes before the reports are
     # rendered, so its memory is reused rather than added to.
     stream.on_query = stream.on_response_facts = None

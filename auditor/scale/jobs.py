@@ -76,6 +76,8 @@ class ShardedJudging:
         """Frames of the merged input, once phase 1 counted them."""
         self._on_closed = on_closed
         """Called once the JSON Lines outputs are whole (``outputs_closed``)."""
+        self._restarted: list[int] = []
+        """The shards whose judging task was started again (a worker lost), once each time."""
 
     def key_material(self) -> tuple[KeyMaterial, int]:
         """Phase 1 and the merge of its snapshots, capped by the run's ``Limits``."""
@@ -95,8 +97,8 @@ class ShardedJudging:
         assert self._material is not None, "key_material() first"
         task = functools.partial(judge_shard, material=self._material)
         pending = [self._submit(task, spec) for spec in self.specs]
-        streams = [_following(spec, job) if spec.spool_dir is not None else _after(job)
-                   for spec, job in zip(self.specs, pending, strict=True)]
+        streams = [_following(spec, job, self._restarted.append) if spec.spool_dir is not None
+                   else _after(job) for spec, job in zip(self.specs, pending, strict=True)]
         merge = _MergePosition()
         try:
             with _bar(self._progress, self._frames, "judging", "frame") as bar:
@@ -117,6 +119,14 @@ class ShardedJudging:
         """Start what reads the JSON Lines back (``on_closed``)."""
         if self._on_closed is not None:
             self._on_closed()
+
+    @property
+    def processes(self) -> dict[str, Any]:
+        """``stats.json`` ``processes`` of a sharded run: the flow shards, and the judging
+        tasks started again after their worker was lost (the merge went on in the new
+        attempt; a warning said so, which ``-q`` does not show)."""
+        return {"shards": len(self.specs), "attempts_restarted": len(self._restarted),
+                "shards_restarted": sorted(set(self._restarted))}
 
 
 PROGRESS_EVERY = 1024
@@ -158,7 +168,8 @@ def _after(job: Pending) -> Iterator[Item]:
     yield from job.result().items()
 
 
-def _following(spec: ShardSpec, job: Pending) -> Iterator[Item]:
+def _following(spec: ShardSpec, job: Pending,
+               restarted: Callable[[int], None] = lambda shard: None) -> Iterator[Item]:
     """A shard's items as its worker writes them to its spool. When the cluster starts the
     task again (its worker was lost), the new attempt writes a spool of its own: the items
     already merged are skipped there, after checking that it gave the same ones up to that
@@ -186,6 +197,7 @@ def _following(spec: ShardSpec, job: Pending) -> Iterator[Item]:
                 raise _diverged(spec, seen)
             return
         except _Superseded:
+            restarted(spec.index)
             logger.warning("shard %d: its judging task started again (worker lost); the new "
                            "attempt's items past the %d already merged follow", spec.index,
                            merged)

@@ -225,6 +225,9 @@ def test_a_shards_judging_task_takes_what_its_harvest_parsed(tmp_path: Path) -> 
         run_audit(out, ShardedJudging(out, 2, submit, None, run))
         assert_same_outputs(tmp_path / "one", tmp_path / label)
         parsed[label] = sum(judged)
+        stats = json.loads((tmp_path / label / "stats.json").read_text())
+        assert stats["processes"] == {"shards": 2, "attempts_restarted": 0,
+                                      "shards_restarted": []}
     assert work._KEPT == {}
     assert parsed["fresh"] > 20 and parsed["kept"] <= parsed["fresh"] // 10, parsed
 
@@ -309,8 +312,10 @@ def test_a_lost_attempts_spool_is_left_for_the_new_attempts_past_what_was_merged
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 3 // 5])
     os.utime(second.spool, (1, 1))  # the lost attempt's spool is the one read first
     assert 0 < _readable(first) < len(whole)
-    got = [(key, kind) for key, kind, _ in _following(specs[0], _Running())]
+    restarted: list[int] = []
+    got = [(key, kind) for key, kind, _ in _following(specs[0], _Running(), restarted.append)]
     assert got == whole
+    assert restarted == [0]  # stats.json processes.attempts_restarted counts it
 
 
 def test_a_new_attempt_that_gives_other_items_stops_the_merge(
