@@ -201,7 +201,6 @@ def _following(spec: ShardSpec, job: Pending,
             logger.warning("shard %d: its judging task started again (worker lost); the new "
                            "attempt's items past the %d already merged follow", spec.index,
                            merged)
-            continue
 
 
 def _diverged(spec: ShardSpec, item: int) -> AuditorError:

@@ -88,6 +88,7 @@ class ShardSpec:
 
 
 SPOOL_SUFFIX = ".pkl"
+"""A spool file's name ends so (``shard-N.<attempt>.pkl``)."""
 
 
 def _modified(path: str) -> float:
