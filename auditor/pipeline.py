@@ -38,7 +38,7 @@ from auditor.engine.judge import (
 )
 from auditor.engine.judge import judge_response as judge_response  # re-exported
 from auditor.engine.limits import FILE_LIMITS, Limits
-from auditor.engine.reporting import RecordHook, Reporting, facts_observer
+from auditor.engine.reporting import RecordHook, Reportable, Reporting, facts_observer
 from auditor.engine.stats import (
     finding_state,
     forgery_counters,
@@ -262,11 +262,13 @@ class JudgedElsewhere(Protocol):
         """The key material of every capture, merged, and the distinct messages parsed for it."""
         ...
 
-    def judged(self, source: Any, stream: EvidenceStream, judge: RunJudge) -> Iterator[Rendered]:
+    def judged(self, source: Any, stream: EvidenceStream,
+               judge: RunJudge) -> Iterator[Reportable]:
         """Every judged response in capture order, with its whole ``responses.jsonl`` record
-        but its resolution (rendered where it was judged); queries go to ``stream.on_query`` and
-        anomalies to ``stream.on_anomaly`` where one process would have met them; once done,
-        the workers' counters are merged into ``stream``, ``judge`` and ``source``."""
+        but its resolution (rendered where it was judged, encoded unless anonymised);
+        queries go to ``stream.on_query`` and anomalies to ``stream.on_anomaly`` where one
+        process would have met them; once done, the workers' counters are merged into
+        ``stream``, ``judge`` and ``source``."""
         ...
 
     def outputs_closed(self) -> None:
@@ -346,7 +348,7 @@ class ReportSide(Protocol):
         """What a worker's forgery stage derived from the response reported next."""
         ...
 
-    def report_all(self, judged: Iterable[Rendered]) -> None:
+    def report_all(self, judged: Iterable[Reportable]) -> None:
         """Every judged response, in the order released."""
         ...
 
@@ -531,7 +533,8 @@ class FileReports:
             finding_sources(validator, options.limits, caches), ResolutionLinker(),
             write=self.responses.write, on_findings=self._note_findings, errors=self.errors,
             render=self.records.render if context.render else None,  # else rendered already
-            on_record=_cache_use_counter(context.cache_use, validator))
+            on_record=_cache_use_counter(context.cache_use, validator),
+            write_after=None if anonymizer else self.responses.write_after)
         self._query = self.reporting.query_hook()
         self._prime = facts_observer(self.reporting.sources)
 
@@ -552,7 +555,7 @@ class FileReports:
             self.reporter.note(finding)
             self.collector.note(finding)
 
-    def report_all(self, judged: Iterable[Rendered], rendered: bool = False) -> None:
+    def report_all(self, judged: Iterable[Reportable], rendered: bool = False) -> None:
         self.reporting.report_all(judged, rendered)
 
     def close(self) -> None:
@@ -642,7 +645,8 @@ def _cache_use_counter(cache_use: CacheUse, validator: Validator) -> RecordHook 
     if not cache_use.keys_loaded:
         return None
 
-    def count(evidence: ResponseEvidence, verdict: Verdict, record: dict[str, Any]) -> None:
+    def count(evidence: ResponseEvidence, verdict: Verdict,
+              record: dict[str, Any] | None) -> None:
         if relies_on_cache(verdict, validator):
             cache_use.verdicts_using_cache += 1
 

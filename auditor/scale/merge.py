@@ -8,7 +8,8 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from auditor.engine.judge import Rendered, RunJudge
+from auditor.engine.judge import RunJudge
+from auditor.engine.reporting import Reportable
 from auditor.engine.stream import EvidenceStream
 from auditor.errors import CaptureError
 from auditor.ledger import Reason
@@ -22,7 +23,7 @@ def merged_items(streams: Sequence[Iterable[Item]]) -> Iterator[tuple[ItemKind, 
 
 
 def replay(streams: Sequence[Iterable[Item]], finished: Callable[[], Sequence[Judged]],
-           source: Any, stream: EvidenceStream, judge: RunJudge) -> Iterator[Rendered]:
+           source: Any, stream: EvidenceStream, judge: RunJudge) -> Iterator[Reportable]:
     """Hand the shards' items to the run as its own stream would have: queries to
     ``stream.on_query``, anomalies to ``stream.on_anomaly``, judged responses yielded (what
     the workers' forgery stages derived from each to ``stream.on_response_facts`` first);

@@ -393,3 +393,27 @@ def test_a_sharded_run_shows_its_progress_when_asked(
     assert (harvesting.n, harvesting.total) == (3, 3)
     assert (judging.n, judging.total) == (frames, frames)
     assert_same_outputs(tmp_path / "one", tmp_path / "shown")
+
+
+def test_anonymised_records_cross_whole_and_equal_one_process(tmp_path: Path) -> None:
+    """Records cross encoded (``engine.reporting.encoded_fields``) except where they are
+    anonymised, which rewrites them whole: with ``--anonymize`` the pipelined run (every
+    record rendered in the judging process) and the flow shards still write what one
+    process writes."""
+    from auditor.scale import reporting
+    from auditor.scale.jobs import ShardedJudging
+
+    options = AuditOptions(captures=(str(SAMPLE),), out_dir=tmp_path / "one",
+                           trust_anchors=(str(ANCHOR),), report_formats=frozenset(),
+                           anonymize_secret=b"k" * 16)
+    run_audit(options)
+    assert "127.53.0.100" not in (tmp_path / "one" / "responses.jsonl").read_text()
+    pipelined = dataclasses.replace(options, out_dir=tmp_path / "two")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reporting, "IDLE_BYTES", 0)  # the judging process renders them all
+        run_jobs(pipelined, 2)
+    assert_same_outputs(tmp_path / "one", tmp_path / "two")
+    sharded = dataclasses.replace(options, out_dir=tmp_path / "shards")
+    run_audit(sharded, ShardedJudging(sharded, 2, lambda task, spec: _Done(task(spec)), None,
+                                      ""))
+    assert_same_outputs(tmp_path / "one", tmp_path / "shards")
