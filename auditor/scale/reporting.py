@@ -458,7 +458,13 @@ def _serve(side: FileReports, events: Connection, results: Connection,
                 assert kind is Event.FINISH, kind
                 side.close()
                 _answer(results, ("closed", None))  # the flow tables can be written
-                return side.complete(_with_reporting(payload, rebuilder))
+                judging = _with_reporting(payload, rebuilder)
+                # What only the stream needed goes before the reports, as one process's
+                # judging state does: the last segment's unpickler memo and the window of
+                # messages (with them, the collection before the reports walked them all).
+                del unpickler
+                rebuilder.restart()
+                return side.complete(judging)
         if judged:
             report(judged, True)
 
