@@ -416,10 +416,9 @@ class LiveReporter:
         return response_record(evidence, self.caches.parse.name_text, self.caches.times)
 
     def _live_record(self, evidence: ResponseEvidence, verdict: Verdict,
-                     record: dict[str, Any] | None) -> None:
+                     record: dict[str, Any]) -> None:
         """What live mode does with each response record besides writing it: the flow
         table, the facts later findings cite, and (EVE form) a ``dns`` event."""
-        assert record is not None, "live mode renders every record itself"
         self.table.write(self._flow_row(record))
         self._dirty = True
         facts = response_facts(record)

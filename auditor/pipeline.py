@@ -37,7 +37,7 @@ from auditor.engine.judge import (
 )
 from auditor.engine.judge import judge_response as judge_response  # re-exported
 from auditor.engine.limits import FILE_LIMITS, Limits
-from auditor.engine.reporting import RecordHook, Reportable, Reporting, facts_observer
+from auditor.engine.reporting import RecordHook, Reporting, facts_observer
 from auditor.engine.stats import (
     finding_state,
     forgery_counters,
@@ -261,13 +261,11 @@ class JudgedElsewhere(Protocol):
         """The key material of every capture, merged, and the distinct messages parsed for it."""
         ...
 
-    def judged(self, source: Any, stream: EvidenceStream,
-               judge: RunJudge) -> Iterator[Reportable]:
+    def judged(self, source: Any, stream: EvidenceStream, judge: RunJudge) -> Iterator[Rendered]:
         """Every judged response in capture order, with its whole ``responses.jsonl`` record
-        but its resolution (rendered where it was judged, encoded unless anonymised);
-        queries go to ``stream.on_query`` and anomalies to ``stream.on_anomaly`` where one
-        process would have met them; once done, the workers' counters are merged into
-        ``stream``, ``judge`` and ``source``."""
+        but its resolution (rendered where it was judged); queries go to ``stream.on_query`` and
+        anomalies to ``stream.on_anomaly`` where one process would have met them; once done,
+        the workers' counters are merged into ``stream``, ``judge`` and ``source``."""
         ...
 
     def outputs_closed(self) -> None:
@@ -347,7 +345,7 @@ class ReportSide(Protocol):
         """What a worker's forgery stage derived from the response reported next."""
         ...
 
-    def report_all(self, judged: Iterable[Reportable]) -> None:
+    def report_all(self, judged: Iterable[Rendered]) -> None:
         """Every judged response, in the order released."""
         ...
 
@@ -532,8 +530,7 @@ class FileReports:
             finding_sources(validator, options.limits, caches), ResolutionLinker(),
             write=self.responses.write, on_findings=self._note_findings, errors=self.errors,
             render=self.records.render if context.render else None,  # else rendered already
-            on_record=_cache_use_counter(context.cache_use, validator),
-            write_after=None if anonymizer else self.responses.write_after)
+            on_record=_cache_use_counter(context.cache_use, validator))
         self._query = self.reporting.query_hook()
         self._prime = facts_observer(self.reporting.sources)
 
@@ -554,7 +551,7 @@ class FileReports:
             self.reporter.note(finding)
             self.collector.note(finding)
 
-    def report_all(self, judged: Iterable[Reportable], rendered: bool = False) -> None:
+    def report_all(self, judged: Iterable[Rendered], rendered: bool = False) -> None:
         self.reporting.report_all(judged, rendered)
 
     def close(self) -> None:
@@ -647,8 +644,7 @@ def _cache_use_counter(cache_use: CacheUse, validator: Validator) -> RecordHook 
     if not cache_use.keys_loaded:
         return None
 
-    def count(evidence: ResponseEvidence, verdict: Verdict,
-              record: dict[str, Any] | None) -> None:
+    def count(evidence: ResponseEvidence, verdict: Verdict, record: dict[str, Any]) -> None:
         if relies_on_cache(verdict, validator):
             cache_use.verdicts_using_cache += 1
 

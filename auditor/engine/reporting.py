@@ -9,40 +9,25 @@ from typing import Any
 
 from auditor.engine.build import FindingSource
 from auditor.engine.contain import Containment
+from auditor.engine.judge import Rendered
 from auditor.engine.stats import VerdictTally
 from auditor.evidence import ResponseEvidence
 from auditor.findings.catalogue import Finding
 from auditor.forgery import ForgeryDetector
 from auditor.messages import ObservedMessage
-from auditor.report.files import json_head
 from auditor.report.resolution import resolution_record
 from auditor.resolution import ResolutionLinker
 from auditor.validate import Verdict
 
-RecordHook = Callable[[ResponseEvidence, Verdict, dict[str, Any] | None], None]
-"""Called with every response record written (the driver's own outputs and counts); the
-record is None where its fields came encoded (``encoded_fields``)."""
-
-Reportable = tuple[ResponseEvidence, Verdict, dict[str, Any] | bytes]
-"""What the reporting loop takes: a ``Rendered``, or one whose ``responses.jsonl`` fields were
-rendered and encoded in the process that judged it (``encoded_fields``)."""
-
-
-def encoded_fields(fields: dict[str, Any]) -> bytes:
-    """A judged response's whole ``responses.jsonl`` fields (all but the resolution, which
-    the reporting loop adds) encoded where it was judged, for another process to write as
-    they are: only these bytes cross instead of a dict of strings and lists (about 16 µs
-    less per response to pickle and load; benchmarks/README.md, "session 13"). Only where
-    the writer takes them (``Reporting(write_after=...)``: no anonymisation)."""
-    return json_head(fields)
+RecordHook = Callable[[ResponseEvidence, Verdict, dict[str, Any]], None]
+"""Called with every response record written (the driver's own outputs and counts)."""
 
 
 class Reporting:
     """Judged responses in, records and findings out, the same for every driver.
 
     ``render``: the capture-level fields of a response (None when the fields handed in are
-    already whole: ``audit --jobs`` workers render what they judge). ``write_after``: how to
-    write a record whose fields came encoded (``encoded_fields``). ``merged_per_response``:
+    already whole: ``audit --jobs`` workers render what they judge). ``merged_per_response``:
     finding stages that merge until ``flush`` and are flushed after every response (live:
     findings are written as they are made).
     """
@@ -53,7 +38,6 @@ class Reporting:
                  errors: Containment,
                  render: Callable[[ResponseEvidence], dict[str, Any]] | None,
                  on_record: RecordHook | None = None,
-                 write_after: Callable[[bytes, dict[str, Any]], None] | None = None,
                  merged_per_response: tuple[FindingSource, ...] = ()) -> None:
         self.sources = sources
         self.linker = linker
@@ -64,10 +48,9 @@ class Reporting:
         self._errors = errors
         self._render = render
         self._on_record = on_record
-        self._write_after = write_after
         self._merged = merged_per_response
 
-    def report_all(self, judged: Iterable[Reportable], rendered: bool = False) -> None:
+    def report_all(self, judged: Iterable[Rendered], rendered: bool = False) -> None:
         """Report every judged response, containing a failure to the response it hit
         (``rendered``: their fields are whole already, rendered where they were judged)."""
         report = self.report
@@ -78,20 +61,13 @@ class Reporting:
                 self._errors.response_failed(evidence.transaction, exc)
 
     def report(self, evidence: ResponseEvidence, verdict: Verdict,
-               fields: dict[str, Any] | bytes, rendered: bool = False) -> None:
+               fields: dict[str, Any], rendered: bool = False) -> None:
         """Write one judged response and feed it to the finding stages that see it."""
         linked = resolution_record(self.linker.feed(evidence, verdict))
-        record: dict[str, Any] | None = None
-        if isinstance(fields, bytes):  # rendered and encoded where it was judged
-            if self._write_after is None:
-                raise TypeError("a record's fields came encoded to a writer that needs them "
-                                "whole")
-            self._write_after(fields, {"resolution": linked})
-        else:
-            if self._render is not None and not rendered:
-                fields = {**self._render(evidence), **fields}
-            record = {**fields, "resolution": linked}
-            self._write(record)
+        if self._render is not None and not rendered:
+            fields = {**self._render(evidence), **fields}
+        record = {**fields, "resolution": linked}
+        self._write(record)
         self.tally.count(verdict)
         if self._on_record is not None:
             self._on_record(evidence, verdict, record)

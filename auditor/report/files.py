@@ -47,13 +47,6 @@ def json_text(record: dict[str, Any], *, floats: bool = True,
     return _compact(record, floats, default).decode("ascii")
 
 
-def json_head(fields: dict[str, Any]) -> bytes:
-    """``fields`` as ``JsonLinesWriter.write_after`` takes them: their compact JSON object
-    (no floats) without its closing brace, encoded where they were rendered (another
-    process) so that only these bytes cross, not the objects."""
-    return _compact(fields, False, _default)[:-1]
-
-
 def _compact(record: dict[str, Any], floats: bool, default: Callable[[Any], Any]) -> bytes:
     try:
         line = orjson.dumps(record, default=default, option=_ORJSON_OPTIONS)
@@ -87,20 +80,6 @@ class JsonLinesWriter:
         if self._transform is not None:
             record = self._transform(record)
         self._handle.write(json_line(record, floats=self._floats))
-        self.count += 1
-
-    def write_after(self, head: bytes, rest: dict[str, Any]) -> None:
-        """Append one record whose first fields came encoded (``json_head``; ``rest`` holds
-        none of their keys): byte for byte the line ``write`` makes of the two merged. Compact
-        JSON is its members' encodings joined by commas, and where one part is not ASCII it
-        is spelled as ``json`` spells it, which is how ``json`` spells the whole (orjson and
-        ``json`` agree on ASCII output without floats). Not for a writer that rewrites its
-        records or checks floats: those need the record whole."""
-        if self._transform is not None or self._floats:
-            raise ValueError("write_after needs a writer with no transform and floats=False")
-        tail = _compact(rest, False, _default)
-        comma = b"," if len(head) > 1 and len(tail) > 2 else b""
-        self._handle.write(b"".join((head, comma, tail[1:], b"\n")))
         self.count += 1
 
     def flush(self) -> None:

@@ -20,8 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from auditor.engine.build import merged_key_material
-from auditor.engine.judge import RunJudge
-from auditor.engine.reporting import Reportable
+from auditor.engine.judge import Rendered, RunJudge
 from auditor.engine.stream import EvidenceStream
 from auditor.errors import AuditorError
 from auditor.pipeline import AuditOptions, AuditOutcome, run_audit
@@ -93,8 +92,7 @@ class ShardedJudging:
         self._material = material.snapshot()
         return material, sum(found.parsed for found in harvests)
 
-    def judged(self, source: Any, stream: EvidenceStream,
-               judge: RunJudge) -> Iterator[Reportable]:
+    def judged(self, source: Any, stream: EvidenceStream, judge: RunJudge) -> Iterator[Rendered]:
         """Phase 2 and the merge."""
         assert self._material is not None, "key_material() first"
         task = functools.partial(judge_shard, material=self._material)

@@ -8,8 +8,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from auditor.engine.judge import RunJudge
-from auditor.engine.reporting import Reportable
+from auditor.engine.judge import Rendered, RunJudge
 from auditor.engine.stream import EvidenceStream
 from auditor.errors import CaptureError
 from auditor.ledger import Reason
@@ -23,7 +22,7 @@ def merged_items(streams: Sequence[Iterable[Item]]) -> Iterator[tuple[ItemKind, 
 
 
 def replay(streams: Sequence[Iterable[Item]], finished: Callable[[], Sequence[Judged]],
-           source: Any, stream: EvidenceStream, judge: RunJudge) -> Iterator[Reportable]:
+           source: Any, stream: EvidenceStream, judge: RunJudge) -> Iterator[Rendered]:
     """Hand the shards' items to the run as its own stream would have: queries to
     ``stream.on_query``, anomalies to ``stream.on_anomaly``, judged responses yielded (what
     the workers' forgery stages derived from each to ``stream.on_response_facts`` first);

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from auditor.anomaly import Anomaly
 from auditor.engine.build import merged_key_material
 from auditor.engine.contain import Containment
-from auditor.engine.reporting import Reportable, encoded_fields
+from auditor.engine.judge import Rendered
 from auditor.errors import AuditorError, ReportInputError
 from auditor.evidence import ResponseEvidence
 from auditor.forgery import ForgeryDetector
@@ -124,8 +124,7 @@ class Event(IntEnum):
     FACTS = 2
     """(evidence, facts) derived where a response was judged, just before its ``JUDGED``."""
     JUDGED = 3
-    """One judged response, its ``responses.jsonl`` fields whole (``Reportable``: encoded
-    here unless the records are anonymised, which needs them as a dict)."""
+    """One judged response (``Rendered``), its ``responses.jsonl`` fields whole."""
     UNRENDERED = 4
     """One judged response (``Rendered``) whose capture-level fields the reporting process
     renders (and contains a failure of, as one process would): it had nothing queued, or
@@ -165,9 +164,6 @@ class ReportLink(EventLink[Event]):
         behind (``BEHIND_BYTES``); its windows and tables stay unused."""
         self.balance = {"facts_here": 0, "rendered_there": 0}
         """Responses whose facts this process derived; whose records the other rendered."""
-        self._encode = options.anonymize_secret is None
-        """Whether a record rendered here crosses encoded (``encoded_fields``): not when the
-        reporting process anonymises records, which rewrites them whole."""
 
     def _new_pickler(self, buffer: io.BytesIO) -> pickle.Pickler:
         """Messages by reference to the reporting process's window (``scale/carry.py``)."""
@@ -224,26 +220,22 @@ class ReportLink(EventLink[Event]):
     def facts(self, evidence: ResponseEvidence, facts: Any) -> None:
         self._add(Event.FACTS, (evidence, facts))
 
-    def report_all(self, judged: Iterable[Reportable]) -> None:
-        """Each response, its record rendered (and encoded) here unless the reporting process
-        waits for work, its forgery facts derived here while that process is behind
+    def report_all(self, judged: Iterable[Rendered]) -> None:
+        """Each response, its record rendered here unless the reporting process waits for
+        work, its forgery facts derived here while that process is behind
         (``BEHIND_BYTES``)."""
         add = self._add  # the judged iterator itself adds queries and anomalies
         assert self._records is not None and self._forgery is not None, "report_side() first"
         render, facts_of, outbox = self._records.render, self._forgery.facts, self._outbox
-        balance, encode = self.balance, self._encode
+        balance = self.balance
         for evidence, verdict, fields in judged:
-            if isinstance(fields, bytes):  # whole already (rendered where judged)
-                add(Event.JUDGED, (evidence, verdict, fields))
-                continue
             render_here, facts_here = placement(outbox.queued_bytes)
             if not render_here:
                 balance["rendered_there"] += 1
                 add(Event.UNRENDERED, (evidence, verdict, fields))
                 continue
             try:
-                rendered = {**render(evidence), **fields}
-                whole = encoded_fields(rendered) if encode else rendered
+                whole = {**render(evidence), **fields}
             except Exception:  # contained where one process contains it: reporting
                 add(Event.UNRENDERED, (evidence, verdict, fields))
                 continue
@@ -438,7 +430,7 @@ def _serve(side: FileReports, events: Connection, results: Connection,
             return None
         unpickler = next_unpickler(message[:1], unpickler, feed, rebuilder)
         feed.set(memoryview(message)[1:])
-        judged: list[Reportable] = []
+        judged: list[Rendered] = []
         for kind, payload in unpickler.load():
             if kind is Event.JUDGED:
                 judged.append(payload)

@@ -19,7 +19,6 @@ from auditor.capture.frame import Frame
 from auditor.engine.build import key_material, merged_key_material
 from auditor.engine.caches import Caches
 from auditor.engine.judge import observe_answer_keys, run_judge
-from auditor.engine.reporting import encoded_fields
 from auditor.engine.stream import EvidenceStream
 from auditor.errors import AuditorError
 from auditor.evidence import ResponseEvidence
@@ -122,8 +121,7 @@ class ItemKind(IntEnum):
     RESPONSE = 1
     """A judged response: ``(ResponseEvidence, Verdict, its responses.jsonl record but its
     resolution, ResponseFacts or None)``, the last what the forgery stage derives from the
-    response alone (rendered and derived here, so the merging process does neither; the
-    record encoded, ``encoded_fields``, unless the run anonymises records)."""
+    response alone (rendered and derived here, so the merging process does neither)."""
     ANOMALY = 2
     """An ``Anomaly`` (a traffic problem written to findings.jsonl)."""
 
@@ -323,10 +321,9 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
             forgery = ForgeryDetector(names=caches.names, digests=merged.digests,
                                       name_text=caches.parse.name_text)
             records = ResponseRecords(name_text=caches.parse.name_text, times=caches.times)
-            encode = options.anonymize_secret is None  # anonymising rewrites records whole
             for evidence in stream.run(frames):
                 try:
-                    judged = _judged(judge.rendered, records, forgery, evidence, encode)
+                    judged = _judged(judge.rendered, records, forgery, evidence)
                 except Exception as exc:  # contained as one process would (engine.contain)
                     stream.errors.response_failed(evidence.transaction, exc)
                     continue
@@ -339,14 +336,13 @@ def judge_shard(spec: ShardSpec, material: MaterialSnapshot) -> Judged:
 
 
 def _judged(rendered: Any, records: ResponseRecords, forgery: ForgeryDetector,
-            evidence: ResponseEvidence, encode: bool,
-            ) -> tuple[ResponseEvidence, Verdict, dict[str, Any] | bytes, ResponseFacts | None]:
+            evidence: ResponseEvidence) -> tuple[ResponseEvidence, Verdict, dict[str, Any],
+                                                 ResponseFacts | None]:
     verdict, fields = rendered(evidence)
     # The forgery stage sees what ``engine.reporting.stages_for`` hands it: no cut answer.
     facts = (None if evidence.transaction.response.wire.cut
              else forgery.facts(evidence, verdict))
-    whole = {**records.render(evidence), **fields}
-    return evidence, verdict, encoded_fields(whole) if encode else whole, facts
+    return evidence, verdict, {**records.render(evidence), **fields}, facts
 
 
 def _counters(stream: EvidenceStream, verdict_cache: dict[str, int] | None,

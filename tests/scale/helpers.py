@@ -40,8 +40,8 @@ def stats_without_performance(path: Path) -> dict[str, Any]:
 
 def assert_same_outputs(one: Path, many: Path) -> None:
     """Responses and findings equal record by record, in the same order, and byte for byte
-    (records cross encoded: ``engine.reporting.encoded_fields``); stats equal but for
-    performance counters."""
+    (the first says which record differs, the second what parsing hides: spelling, key
+    order); stats equal but for performance counters."""
     for name in ("responses.jsonl", "findings.jsonl"):
         assert lines(one / name) == lines(many / name), name
         assert (one / name).read_bytes() == (many / name).read_bytes(), name

@@ -395,11 +395,9 @@ def test_a_sharded_run_shows_its_progress_when_asked(
     assert_same_outputs(tmp_path / "one", tmp_path / "shown")
 
 
-def test_anonymised_records_cross_whole_and_equal_one_process(tmp_path: Path) -> None:
-    """Records cross encoded (``engine.reporting.encoded_fields``) except where they are
-    anonymised, which rewrites them whole: with ``--anonymize`` the pipelined run (every
-    record rendered in the judging process) and the flow shards still write what one
-    process writes."""
+def test_anonymised_runs_equal_one_process(tmp_path: Path) -> None:
+    """With ``--anonymize`` the pipelined run (every record rendered in the judging process,
+    rewritten in the reporting one) and the flow shards write what one process writes."""
     from auditor.scale import reporting
     from auditor.scale.jobs import ShardedJudging
 
