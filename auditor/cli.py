@@ -263,7 +263,7 @@ def _print_findings_summary(findings: dict[str, object]) -> None:
     default=0,
     show_default=True,
     help="Processes (0, the default: every core this process may use, counting a CPU "
-    "quota; 1: one process). 2 or more: a pipeline of two "
+    "quota, or one for captures under 4 MiB in all; 1: one process). 2 or more: a pipeline of two "
     "processes, this one reading and judging, a second one running the finding stages and "
     "writing every output, the key pass shared between them (with 3 or more, split over "
     "that many processes, at most 8); the outputs are those of --jobs 1, in the same order. "
@@ -394,7 +394,7 @@ def _run(options: AuditOptions, jobs: int, scheduler: str | None) -> AuditOutcom
         return run_on_dask(options, scheduler)
     if jobs == 1:
         return run_audit(options)
-    from auditor.scale.cores import default_jobs
+    from auditor.scale.cores import default_file_jobs
     from auditor.scale.jobs import run_jobs
     from auditor.scale.reporting import key_pass_processes
 
@@ -403,7 +403,7 @@ def _run(options: AuditOptions, jobs: int, scheduler: str | None) -> AuditOutcom
                        "on 2 (a judging and a reporting one; README, \"Several cores\")",
                        jobs, key_pass_processes(jobs))
 
-    return run_jobs(options, jobs or default_jobs())
+    return run_jobs(options, jobs or default_file_jobs(options.captures))
 
 
 def _say_nothing_audited(captures: tuple[str, ...], ports: frozenset[int],

@@ -1,10 +1,12 @@
 """How many cores this process may use: its CPU affinity, lowered to its control group's CPU
-quota (``--jobs 0``, ``live --jobs 0``)."""
+quota (``--jobs 0``, ``live --jobs 0``); and how many a file audit uses by default (one for a
+small input)."""
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -83,3 +85,32 @@ def _read(path: Path) -> str | None:
         return path.read_text().strip()
     except (OSError, UnicodeDecodeError):
         return None
+
+
+SMALL_INPUT_BYTES = 4 << 20
+"""Below this many bytes of capture in all, ``audit --jobs 0`` runs in one process: the second
+process's fixed costs (its start and imports, the key-pass exchange, the merge, the split tail)
+eat what it saves. Measured on the standard benchmark capture (about 220 bytes a frame),
+``--jobs 1`` against ``--jobs 2``, two runs each (benchmarks/README.md, "session 13"): the 44 KB
+sample 1.32-1.39 against 1.83 s; 1.1 MB 2.5-3.2 s either way; 4.4 MB 7.2-7.8 against 7.1-7.3 s
+with half as much CPU again; 8.8 MB 14.4-15.5 against 11.0 s."""
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def default_file_jobs(captures: Iterable[str]) -> int:
+    """Processes for ``audit --jobs 0``: one when the captures are local, uncompressed files
+    of fewer than ``SMALL_INPUT_BYTES`` together, else every core (``default_jobs``). A
+    compressed file, a URL or anything else whose capture size is not its size on disk
+    counts as large."""
+    total = 0
+    for capture in captures:
+        try:
+            total += os.path.getsize(capture)
+            with open(capture, "rb") as handle:
+                compressed = handle.read(2) == _GZIP_MAGIC
+        except (OSError, ValueError):
+            return default_jobs()
+        if compressed or total >= SMALL_INPUT_BYTES:
+            return default_jobs()
+    return 1

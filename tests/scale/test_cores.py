@@ -1,13 +1,19 @@
 """``--jobs 0`` (every core): the CPU affinity, lowered to the control group's CPU quota
-(``scale.cores.default_jobs``), read from cgroup v2 and v1 files laid out as the kernel does."""
+(``scale.cores.default_jobs``), read from cgroup v2 and v1 files laid out as the kernel does;
+for a file audit, one process when the input is small (``default_file_jobs``)."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from auditor.cli import cli
+from auditor.scale import cores
 from auditor.scale.cores import cgroup_cpu_quota, default_jobs
 
 CORES = len(os.sched_getaffinity(0))
@@ -49,3 +55,37 @@ def test_a_quota_lowers_the_default_never_raises_it(tmp_path: Path) -> None:
     assert default_jobs(many, self_cgroup) == CORES  # 64 CPUs' worth: the affinity decides
     none, self_cgroup = _layout(tmp_path / "none", {}, "")
     assert default_jobs(none, self_cgroup) == CORES
+
+
+# --- audit --jobs 0: one process for a small input -----------------------------------------
+
+
+def test_small_local_captures_are_audited_in_one_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cores, "SMALL_INPUT_BYTES", 100)
+    monkeypatch.setattr(cores, "default_jobs", lambda: 7)
+    first, second = tmp_path / "a.pcap", tmp_path / "b.pcap"
+    first.write_bytes(b"\xd4\xc3\xb2\xa1" + bytes(45))
+    second.write_bytes(b"\xd4\xc3\xb2\xa1" + bytes(45))
+    assert cores.default_file_jobs([str(first)]) == 1
+    assert cores.default_file_jobs([str(first), str(second)]) == 1  # 98 bytes in all
+    second.write_bytes(b"\xd4\xc3\xb2\xa1" + bytes(47))
+    assert cores.default_file_jobs([str(first), str(second)]) == 7  # 100: every core
+
+
+@pytest.mark.parametrize("name", ["gzip", "missing", "url", "stdin"])
+def test_captures_whose_size_is_not_known_count_as_large(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setattr(cores, "default_jobs", lambda: 7)
+    small = tmp_path / "small.pcap.gz"
+    small.write_bytes(gzip.compress(b"\xd4\xc3\xb2\xa1" + bytes(20)))  # far more inside, maybe
+    capture = {"gzip": str(small), "missing": str(tmp_path / "nothing.pcap"),
+               "url": "s3://bucket/x.pcap", "stdin": "-"}[name]
+    assert cores.default_file_jobs([capture]) == 7
+
+
+def test_the_command_line_audits_the_sample_in_one_process_by_default(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[2] / "captures" / "sample-dnssec.pcap"
+    result = CliRunner().invoke(cli, ["audit", str(sample), "--out", str(tmp_path), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "processes" not in json.loads((tmp_path / "stats.json").read_text())
