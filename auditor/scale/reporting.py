@@ -451,11 +451,11 @@ def _serve(side: FileReports, events: Connection, results: Connection,
                 side.close()
                 _answer(results, ("closed", None))  # the flow tables can be written
                 judging = _with_reporting(payload, rebuilder)
-                # What only the stream needed goes before the reports, as one process's
-                # judging state does: the last segment's unpickler memo and the window of
-                # messages (with them, the collection before the reports walked them all).
+                # What only the stream needed goes before the reports allocate theirs, as one
+                # process's judging state does: the last segment's unpickler memo and the
+                # window of messages.
                 del unpickler
-                rebuilder.restart()
+                rebuilder.window.clear()
                 return side.complete(judging)
         if judged:
             report(judged, True)
