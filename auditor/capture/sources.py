@@ -41,6 +41,13 @@ _UNSUPPORTED_COMPRESSION = {
 _timestamp = attrgetter("ts_ns")
 
 
+def is_gzip_file(path: str) -> bool:
+    """Whether the file at ``path`` starts as a gzip stream does (detected by content, as
+    ``CaptureReader`` does). Raises ``OSError`` if it cannot be read."""
+    with open(path, "rb") as handle:
+        return handle.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
+
+
 class _CountingStream(io.RawIOBase):
     """Raw byte source that counts the bytes it pulls from the file or pipe underneath and
     replays the bytes sniffed at the start, so nothing is ever sought."""

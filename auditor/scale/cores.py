@@ -9,6 +9,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from auditor.capture.sources import is_gzip_file
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 """Where the kernel shows this process's control groups."""
 
@@ -95,8 +97,6 @@ eat what it saves. Measured on the standard benchmark capture (about 220 bytes a
 sample 1.32-1.39 against 1.83 s; 1.1 MB 2.5-3.2 s either way; 4.4 MB 7.2-7.8 against 7.1-7.3 s
 with half as much CPU again; 8.8 MB 14.4-15.5 against 11.0 s."""
 
-_GZIP_MAGIC = b"\x1f\x8b"
-
 
 def default_file_jobs(captures: Iterable[str]) -> int:
     """Processes for ``audit --jobs 0``: one when the captures are local, uncompressed files
@@ -107,8 +107,7 @@ def default_file_jobs(captures: Iterable[str]) -> int:
     for capture in captures:
         try:
             total += os.path.getsize(capture)
-            with open(capture, "rb") as handle:
-                compressed = handle.read(2) == _GZIP_MAGIC
+            compressed = is_gzip_file(capture)
         except (OSError, ValueError):
             return default_jobs()
         if compressed or total >= SMALL_INPUT_BYTES:

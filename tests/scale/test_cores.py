@@ -78,7 +78,7 @@ def test_captures_whose_size_is_not_known_count_as_large(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setattr(cores, "default_jobs", lambda: 7)
     small = tmp_path / "small.pcap.gz"
-    small.write_bytes(gzip.compress(b"\xd4\xc3\xb2\xa1" + bytes(20)))  # far more inside, maybe
+    small.write_bytes(gzip.compress(b"\xd4\xc3\xb2\xa1" + bytes(20)))  # size on disk: meaningless
     capture = {"gzip": str(small), "missing": str(tmp_path / "nothing.pcap"),
                "url": "s3://bucket/x.pcap", "stdin": "-"}[name]
     assert cores.default_file_jobs([capture]) == 7
