@@ -364,6 +364,37 @@ class ParseTables:
             table.clear()
 
 
+class HashedName(dns.name.Name):
+    """A ``dns.name.Name`` that computes its hash once: dnspython's ``__hash__`` walks every
+    byte in Python, and the names the record walker makes are looked up again and again
+    (tables keyed by owner name, RRset keys, the key-material merge). The value is the one
+    ``dns.name.Name`` computes, so it equals any equal name's and compares, sorts, prints and
+    pickles as one (the cache is not pickled)."""
+
+    __slots__ = ("_hash",)
+    _hash: int
+
+    def __reduce__(self) -> tuple[Any, tuple[tuple[bytes, ...]]]:
+        # Its labels alone, checked when it was made: loading skips dnspython's
+        # ``__setstate__`` (a context variable set and reset, the labels checked again).
+        return _hashed_name, (self.labels,)
+
+    def __hash__(self) -> int:
+        try:
+            return self._hash
+        except AttributeError:
+            value = super().__hash__()
+            object.__setattr__(self, "_hash", value)
+            return value
+
+
+def _hashed_name(labels: tuple[bytes, ...]) -> HashedName:
+    """A pickled ``HashedName`` back (``HashedName.__reduce__``)."""
+    name = object.__new__(HashedName)
+    object.__setattr__(name, "labels", labels)
+    return name
+
+
 def _name_from_wire(raw: bytes, tables: ParseTables) -> tuple[dns.name.Name, bytes]:
     """(name, canonical wire form) of an uncompressed, well-formed wire name, memoised."""
     labels: list[bytes] = []
@@ -377,7 +408,7 @@ def _name_from_wire(raw: bytes, tables: ParseTables) -> tuple[dns.name.Name, byt
     names = tables.question_names
     if len(names) >= tables.size:
         names.clear()
-    found = names[raw] = (dns.name.Name(labels), raw.lower())
+    found = names[raw] = (HashedName(labels), raw.lower())
     return found
 
 
@@ -543,7 +574,7 @@ def _name_of(raw: bytes, tables: ParseTables) -> dns.name.Name:
         offset += 1 + raw[offset]
     parts.append(b"")
     try:
-        name = dns.name.Name(parts)
+        name = HashedName(parts)
     except dns.exception.DNSException as exc:  # e.g. longer than 255 octets
         raise _Declined(str(exc)) from exc
     names = tables.owner_names

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import dns.edns
 import dns.flags
 import dns.message
@@ -11,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditor.ledger import Ledger, Reason
-from auditor.messages import MessageParser, ParsedMessage, ParseTables, summarise
+from auditor.messages import HashedName, MessageParser, ParsedMessage, ParseTables, summarise
 from tests.helpers import query_and_response, wire_message
 
 
@@ -189,3 +191,39 @@ def test_a_cut_message_reports_each_parse_problem_once() -> None:
         dns.rrset.from_text("www.example.", 300, "IN", "A", "192.0.2.1", "192.0.2.2"))
     problems = ParsedMessage(response.to_wire()[:-3]).problems
     assert len(problems) == 1 and problems[0].startswith("FormError at offset")
+
+
+_LABELS = st.lists(st.binary(min_size=1, max_size=63), max_size=4).map(
+    lambda labels: (*labels, b""))
+
+
+@settings(max_examples=300, deadline=None)
+@given(labels=_LABELS, upper=st.booleans())
+def test_a_hashed_name_is_the_name_it_copies(labels: tuple[bytes, ...], upper: bool) -> None:
+    """Same hash (before and after it is cached), equality, order, text and dictionary slot as
+    dnspython's name of the same labels in another case; pickled, the labels alone go and a
+    ``HashedName`` comes back."""
+    plain = dns.name.Name([label.upper() if upper else label for label in labels])
+    hashed = HashedName(labels)
+    assert type(hashed) is HashedName
+    assert hash(hashed) == hash(plain) == hash(hashed)
+    assert hashed == plain and not hashed != plain and plain.fullcompare(hashed)[1] == 0
+    assert hashed.to_text() == dns.name.Name(labels).to_text()
+    assert {plain: 1}[hashed] == 1 and {hashed: 2}[plain] == 2
+    back = pickle.loads(pickle.dumps(hashed, pickle.HIGHEST_PROTOCOL))
+    assert type(back) is HashedName and back.labels == hashed.labels
+    assert not hasattr(back, "_hash")  # the cache stayed behind
+    assert hash(back) == hash(plain)
+
+
+def test_the_walker_makes_hashed_names() -> None:
+    """The record walker's owner and question names are ``HashedName``s (the tables keyed by
+    them are looked up again and again)."""
+    _, response = query_and_response("www.example.com.", "A")
+    response.answer.append(dns.rrset.from_text("www.example.com.", 300, "IN", "A",
+                                               "192.0.2.1"))
+    parsed = ParsedMessage(response.to_wire(), tables=ParseTables(100))
+    message = parsed.message
+    assert message is not None
+    assert type(message.question[0].name) is HashedName
+    assert all(type(rrset.name) is HashedName for rrset in message.answer)

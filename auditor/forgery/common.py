@@ -19,6 +19,7 @@ from auditor.evidence import ResponseEvidence, RRsetEvidence, Section
 from auditor.findings.catalogue import Finding, Provenance, make_finding
 from auditor.findings.codes import FindingCode as F
 from auditor.memo import IdentityMemo
+from auditor.messages import HashedName
 from auditor.trust.material import rdata_set_digest
 from auditor.validate.verdict import RRsetVerdict, Status, Verdict
 
@@ -262,7 +263,8 @@ def rcode_text(rcode: int) -> str:
 
 
 def _canonical(name: dns.name.Name) -> dns.name.Name:
-    return name.canonicalize()
+    # A dictionary key, hashed at every lookup: computed once (HashedName).
+    return HashedName(name.canonicalize().labels)
 
 
 
@@ -323,12 +325,8 @@ NAME_KEY_MEMO_SIZE = 10_000
 
 
 def _lineage(name: dns.name.Name) -> tuple[dns.name.Name, ...]:
-    key = name.canonicalize()
-    found = []
-    while len(key) > 1:
-        found.append(key)
-        key = key.parent()
-    return tuple(found)
+    labels = name.canonicalize().labels
+    return tuple(HashedName(labels[start:]) for start in range(len(labels) - 1))
 
 
 class NameMemos:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import struct
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from auditor.capture.frame import Frame, LinkType
-from auditor.scale.shard import FlowShard, address_pair, shard_of
+from auditor.scale.shard import FlowShard, _decoded_address_pair, address_pair, shard_of
 
 
 def _ipv4(src: bytes, dst: bytes, payload: bytes = b"", fragment: int = 0) -> bytes:
@@ -44,3 +47,23 @@ def test_frames_without_an_address_pair_go_to_shard_zero() -> None:
         assert shard_of(frame, 4) == 0
     shard = FlowShard(0, 4)
     assert shard(_frame(arp, LinkType.ETHERNET)) and shard.own
+
+
+_ETHERTYPES = st.sampled_from([b"\x08\x00", b"\x86\xdd", b"\x81\x00", b"\x08\x06"])
+_ETHERNET_FRAMES = st.builds(lambda macs, kind, size, body: _frame(
+    macs + kind + (body * size)[:size], LinkType.ETHERNET),
+    st.binary(min_size=12, max_size=12), _ETHERTYPES, st.integers(0, 72),
+    st.binary(min_size=1, max_size=8))
+"""Ethernet frames of every length up to past an IPv6 address pair, the EtherTypes around the
+fast path's."""
+_OTHER_FRAMES = st.builds(_frame, st.binary(max_size=80),
+                          st.sampled_from([LinkType.ETHERNET, LinkType.RAW, LinkType.LINUX_SLL,
+                                           147]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(frame=st.one_of(_ETHERNET_FRAMES, _OTHER_FRAMES))
+def test_the_ethernet_fast_path_gives_what_the_link_decoder_gives(frame: Frame) -> None:
+    """Untagged Ethernet IPv4/IPv6 frames skip the link decoder: the same pair (or None) for
+    every frame, whole or cut short, as the decoder's path (the shards must not change)."""
+    assert address_pair(frame) == _decoded_address_pair(frame)
