@@ -12,7 +12,10 @@ import zlib
 from dataclasses import dataclass, field
 
 from auditor.capture.frame import Frame, LinkType
-from auditor.decode.dissect import _LINK_DECODERS  # the link-header table dissect() uses
+from auditor.decode.dissect import (  # the link-header table dissect() uses
+    _LINK_DECODERS,
+    EtherType,
+)
 
 _BY_NIBBLE = 0
 """``_LINK_DECODERS``' answer for raw IP: the version nibble decides."""
@@ -22,25 +25,26 @@ destination follows the source (RFC 791 3.1, RFC 8200 3)."""
 
 
 _ETHERNET = int(LinkType.ETHERNET)
-_ETHERNET_IP: dict[bytes, tuple[int, int]] = {b"\x08\x00": (14 + 12, 4), b"\x86\xdd": (14 + 8, 16)}
-"""Untagged Ethernet's EtherType (IPv4, IPv6) -> (offset of the source address in the frame,
-address length): most frames of most captures, read without the link decoder's call (every
-shard reads every frame: about 1 µs less a frame; benchmarks/README.md, "session 14")."""
+_ETHERNET_HEADER = 14
+"""Destination and source MAC addresses, then the EtherType (IEEE 802.3)."""
+_ETHERNET_IP: dict[bytes, tuple[int, int]] = {
+    ethertype.to_bytes(2, "big"): (_ETHERNET_HEADER + _ADDRESSES[version][0],
+                                   _ADDRESSES[version][1])
+    for ethertype, version in ((EtherType.IPV4, 4), (EtherType.IPV6, 6))}
+"""Untagged Ethernet's EtherType bytes (IPv4, IPv6) -> (offset of the source address in the
+frame, address length): most frames of most captures, read without the link decoder's call
+(every shard reads every frame: about 1 µs less a frame; benchmarks/README.md, "session 14")."""
 
 
 def address_pair(frame: Frame) -> bytes | None:
     """The frame's two IP addresses, smaller first (so both directions give the same bytes);
     None when the frame carries no whole IPv4/IPv6 address pair."""
     data = frame.data
-    where = _ETHERNET_IP.get(data[12:14]) if frame.linktype == _ETHERNET else None
+    where = (_ETHERNET_IP.get(data[_ETHERNET_HEADER - 2:_ETHERNET_HEADER])
+             if frame.linktype == _ETHERNET else None)
     if where is None:
         return _decoded_address_pair(frame)
-    start, size = where
-    middle = start + size
-    if len(data) < middle + size:
-        return None
-    first, second = data[start:middle], data[middle:middle + size]
-    return first + second if first <= second else second + first
+    return _pair_at(data, *where)
 
 
 def _decoded_address_pair(frame: Frame) -> bytes | None:
@@ -61,7 +65,11 @@ def _decoded_address_pair(frame: Frame) -> bytes | None:
     if where is None:
         return None
     start, size = where
-    at = offset + start
+    return _pair_at(data, offset + start, size)
+
+
+def _pair_at(data: bytes, at: int, size: int) -> bytes | None:
+    """The two ``size``-byte addresses at ``at``, smaller first; None if the frame is shorter."""
     if len(data) < at + 2 * size:
         return None
     first, second = data[at:at + size], data[at + size:at + 2 * size]
