@@ -12,9 +12,9 @@ import zlib
 from dataclasses import dataclass, field
 
 from auditor.capture.frame import Frame, LinkType
-from auditor.decode.dissect import (  # the link-header table dissect() uses
+from auditor.decode.dissect import (  # the link-header tables dissect() uses
+    _ETHERTYPE_VERSION,
     _LINK_DECODERS,
-    EtherType,
 )
 
 _BY_NIBBLE = 0
@@ -30,7 +30,7 @@ _ETHERNET_HEADER = 14
 _ETHERNET_IP: dict[bytes, tuple[int, int]] = {
     ethertype.to_bytes(2, "big"): (_ETHERNET_HEADER + _ADDRESSES[version][0],
                                    _ADDRESSES[version][1])
-    for ethertype, version in ((EtherType.IPV4, 4), (EtherType.IPV6, 6))}
+    for ethertype, version in _ETHERTYPE_VERSION.items()}
 """Untagged Ethernet's EtherType bytes (IPv4, IPv6) -> (offset of the source address in the
 frame, address length): most frames of most captures, read without the link decoder's call
 (every shard reads every frame: about 1 µs less a frame; benchmarks/README.md, "session 14")."""
